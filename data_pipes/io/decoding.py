@@ -1,0 +1,164 @@
+"""Bytes to text for documents of unknown encoding, and the binary-content check.
+
+Decoding order (the first that decodes strictly wins):
+
+1. a byte-order mark (UTF-8, UTF-16, UTF-32);
+2. plain UTF-8;
+3. the charset the document declares in its first 4 KiB: ``<meta charset=...>``, ``<meta http-equiv ...
+   content="...; charset=...">`` or an XML declaration's ``encoding=``. As browsers do, a declared
+   ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as ``windows-1252``;
+4. an encoding the caller already found for this file (``prefer``; the JSONL reader passes the one that
+   decoded an earlier line, so a cp1252 file is not re-detected line by line);
+5. ``charset_normalizer``'s best guess (ties go to cp1252), when the package is installed (it usually is:
+   requests depends on it);
+6. a fallback that cannot fail: ``cp1252``, else ``latin-1``, flagged ``encoding_source="fallback"``.
+
+Only UTF-8 (with or without BOM) counts as plain text; for anything else the readers put ``encoding`` and
+``encoding_source`` in ``meta``.
+
+Binary junk is recognised before decoding (a NUL byte or many control bytes in the first 8 KiB, unless a
+UTF-16/32 BOM explains the NULs) and again on the decoded text (JSON and Parquet text can carry control
+characters too).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import NamedTuple
+
+from data_pipes.io.records import BadInput
+
+SNIFF_BYTES = 4096
+BINARY_SAMPLE = 8192
+CONTROL_RATIO_MAX = 0.10
+# Controls that ordinary text does contain: tab, newlines, form feed, vertical tab, ESC (ISO-2022-JP).
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\x1b")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_META_CHARSET = re.compile(rb"<meta[^>]{0,512}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:\-]+)", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"<\?xml[^>]{0,256}?encoding\s*=\s*[\"']([A-Za-z0-9_.:\-]+)[\"']", re.IGNORECASE)
+_WINDOWS_1252_ALIASES = frozenset({"iso8859-1", "latin-1", "latin1", "iso-8859-1", "us-ascii", "ascii"})
+
+
+class Decoded(NamedTuple):
+    """Decoded text, the Python codec name that decoded it, and how that codec was chosen."""
+
+    text: str
+    encoding: str
+    encoding_source: str  # "utf-8" | "bom" | "declared" | "preferred" | "detected" | "fallback"
+
+
+def _bom_encoding(data: bytes) -> str | None:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding
+    return None
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The codec a document declares in its first 4 KiB (HTML meta or XML declaration), if Python knows it."""
+    head = data[:SNIFF_BYTES]
+    match = _META_CHARSET.search(head) or _XML_ENCODING.search(head)
+    if match is None:
+        return None
+    try:
+        name = codecs.lookup(match.group(1).decode("ascii")).name
+    except LookupError:
+        return None
+    return "cp1252" if name in _WINDOWS_1252_ALIASES else name
+
+
+def _try(data: bytes, encoding: str | None) -> str | None:
+    if encoding is None:
+        return None
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def _detect(data: bytes) -> Decoded | None:
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # optional: without it the cp1252/latin-1 fallback applies
+        return None
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None or best.encoding is None:
+        return None
+    # Short Latin texts decode equally well in several code pages; break ties in favour of windows-1252, the
+    # most common legacy encoding on the web (and the WHATWG default for Western locales).
+    for match in matches:
+        if match.encoding == "cp1252" and match.chaos <= best.chaos and match.coherence >= best.coherence:
+            best = match
+    return Decoded(str(best), best.encoding, "detected")
+
+
+def binary_reason(data: bytes) -> str | None:
+    """Why raw bytes look binary (NUL byte or too many control bytes in the first 8 KiB), else None."""
+    if _bom_encoding(data) is not None:
+        return None  # UTF-16/32 text has NUL bytes; its decoded text is checked instead
+    sample = data[:BINARY_SAMPLE]
+    nul = sample.find(b"\x00")
+    if nul >= 0:
+        return f"NUL byte at offset {nul}"
+    controls = sum(1 for b in sample if (b < 32 and b not in _TEXT_CONTROLS) or b == 127)
+    if sample and controls / len(sample) > CONTROL_RATIO_MAX:
+        return f"{controls} control bytes in the first {len(sample)} bytes"
+    return None
+
+
+def text_binary_reason(text: str) -> str | None:
+    """Why decoded text looks binary (NUL, or >10% C0/C1 controls in the first 64 Ki chars), else None."""
+    sample = text[: BINARY_SAMPLE * 8]
+    nul = sample.find("\x00")
+    if nul >= 0:
+        return f"NUL character at position {nul}"
+    controls = sum(1 for c in sample if (ord(c) < 32 and ord(c) not in _TEXT_CONTROLS) or 127 <= ord(c) < 160)
+    if sample and controls / len(sample) > CONTROL_RATIO_MAX:
+        return f"{controls} control characters in the first {len(sample)} characters"
+    return None
+
+
+def decode_bytes(data: bytes, prefer: str | None = None) -> Decoded:
+    """Decode ``data`` by the order in the module docstring; never fails."""
+    bom = _bom_encoding(data)
+    if bom is not None and (text := _try(data, bom)) is not None:
+        return Decoded(text, "utf-8" if bom == "utf-8-sig" else bom, "utf-8" if bom == "utf-8-sig" else "bom")
+    if (text := _try(data, "utf-8")) is not None:
+        return Decoded(text, "utf-8", "utf-8")
+    declared = declared_charset(data)
+    if (text := _try(data, declared)) is not None:
+        return Decoded(text, declared, "declared")
+    if (text := _try(data, prefer)) is not None:
+        return Decoded(text, prefer, "preferred")
+    detected = _detect(data)
+    if detected is not None:
+        return detected
+    if (text := _try(data, "cp1252")) is not None:
+        return Decoded(text, "cp1252", "fallback")
+    return Decoded(data.decode("latin-1"), "latin-1", "fallback")
+
+
+def decode_document(data: bytes, prefer: str | None = None) -> Decoded:
+    """Decode a document's bytes, raising ``BadInput("binary_content", ...)`` for binary junk."""
+    reason = binary_reason(data)
+    if reason is None:
+        decoded = decode_bytes(data, prefer)
+        reason = text_binary_reason(decoded.text)
+        if reason is None:
+            return decoded
+    raise BadInput("binary_content", reason)
+
+
+def encoding_meta(decoded: Decoded) -> dict[str, str]:
+    """The ``meta`` entries for a decoded document: empty for plain UTF-8 (with or without BOM)."""
+    if decoded.encoding_source == "utf-8":
+        return {}
+    return {"encoding": decoded.encoding, "encoding_source": decoded.encoding_source}
