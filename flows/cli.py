@@ -1,0 +1,278 @@
+"""The `arcflow` command line (typer). Exit codes: 0 success, 1 a run failed, 2 invalid pipeline or usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.errors import SpecError, StoreLockedError
+from flows.validate import Pipeline, load_pipeline
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Declarative, cached, resumable data pipelines.")
+console = Console()
+err = Console(stderr=True)
+
+FileOpt = Annotated[str, typer.Option("--file", "-f", help="the pipeline file")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: nodes.NAME.params.KEY=VALUE")]
+NodeOpt = Annotated[str | None, typer.Option("--node", help="rerun just this node on its inputs' stored outputs")]
+FromOpt = Annotated[str | None, typer.Option("--from", help="rerun this node and everything downstream")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="run only what this node needs")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="ignore stored outputs of the selected nodes")]
+
+
+def _load(file: str, overrides: list[str] | None) -> Pipeline:
+    try:
+        return load_pipeline(file, overrides or [])
+    except SpecError as exc:
+        err.print(f"[bold red]{file} is invalid[/] ({len(exc.problems)} problem(s)):")
+        for p in exc.problems:
+            err.print("  " + p.render(), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
+    """Check the pipeline: schema, kinds, params, inputs, types and cycles. Reports every problem at once."""
+    p = _load(file, set_)
+    console.print(f"[green]ok[/]: {file}: pipeline {p.spec.name!r}, {len(p.nodes)} nodes, "
+                  f"{sum(len(d) for d in p.deps.values())} edges")
+
+
+def _engine(p: Pipeline) -> Any:
+    from flows.engine import Engine
+
+    return Engine(p)
+
+
+def _selection(p: Pipeline, node: str | None, from_: str | None, to: str | None, force: bool) -> Any:
+    from flows.engine import select
+
+    try:
+        return select(p, node, from_, to, force)
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(2) from None
+
+
+STATUS_STYLE = {"up_to_date": "green", "stale": "yellow", "missing": "red", "pending": "yellow"}
+
+
+@app.command()
+def plan(file: FileOpt = "pipeline.yaml", set_: SetOpt = None, node: NodeOpt = None, from_: FromOpt = None,
+         to: ToOpt = None, force: ForceOpt = False, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What `run` would do: each selected node as up to date (reused) or to compute, and why."""
+    p = _load(file, set_)
+    sel = _selection(p, node, from_, to, force)
+    plans = [x for x in _engine(p).plan(sel) if x.node in set(sel.nodes)]
+    if as_json:
+        console.print_json(json.dumps([x.__dict__ for x in plans]))
+        return
+    table = Table(title=f"plan: {p.spec.name}")
+    for col in ("node", "kind", "action", "why"):
+        table.add_column(col)
+    for x in plans:
+        action = "reuse" if x.status == "up_to_date" else "compute" if x.status != "pending" else "compute if input changes"
+        table.add_row(x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{action}[/]", "; ".join(x.reasons))
+    console.print(table)
+
+
+@app.command()
+def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
+    """Each node as up to date, stale (and why) or missing."""
+    p = _load(file, set_)
+    table = Table(title=f"status: {p.spec.name}")
+    for col in ("node", "kind", "status", "why", "kept", "fingerprint"):
+        table.add_column(col)
+    engine = _engine(p)
+    for x in engine.plan():
+        label = {"pending": "stale"}.get(x.status, x.status)
+        m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
+        kept = f"{m['counts']['kept']:,}" if m else ""
+        table.add_row(x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{label}[/]", "; ".join(x.reasons),
+                      kept, (x.fingerprint or "")[:12])
+    console.print(table)
+
+
+@app.command()
+def run(
+    file: FileOpt = "pipeline.yaml", set_: SetOpt = None, node: NodeOpt = None, from_: FromOpt = None,
+    to: ToOpt = None, force: ForceOpt = False,
+    wait: Annotated[bool, typer.Option("--wait", help="queue behind another run on the same store")] = False,
+    deployment: Annotated[str | None, typer.Option(
+        "--deployment", help="start a flow run of this Prefect deployment instead of running here")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Run the pipeline (or a selection of it) as a Prefect flow; shards run on Dask."""
+    p = _load(file, set_)
+    sel = _selection(p, node, from_, to, force)
+    if deployment:
+        _run_deployment(deployment, file, node, from_, to, force, set_ or [])
+        return
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
+    from flows.cli_progress import RichProgress
+    from flows.engine import PROGRESS_HOOKS
+    from flows.prefect_flow import arcflow_pipeline
+
+    started = time.perf_counter()
+    with RichProgress(console, sel.nodes) as bars:
+        PROGRESS_HOOKS.append(bars.update)
+        try:
+            results = arcflow_pipeline(pipeline=file, node=node, from_node=from_, to_node=to, force=force,
+                                       overrides=set_ or [], wait_for_lock=wait)
+        except StoreLockedError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # the flow failed: the node's error is in Prefect's logs and here
+            err.print(f"[red]run failed: {type(exc).__name__}: {exc}[/]")
+            raise typer.Exit(1) from None
+        finally:
+            PROGRESS_HOOKS.remove(bars.update)
+    reused = sum(1 for s in results.values() if s == "Cached")
+    console.print(f"[green]done[/] in {time.perf_counter() - started:.1f}s: {len(results)} node(s), "
+                  f"{reused} reused, {len(results) - reused} computed")
+
+
+def _run_deployment(name: str, file: str, node: str | None, from_: str | None, to: str | None, force: bool,
+                    overrides: list[str]) -> None:
+    from prefect.deployments import run_deployment
+
+    full = name if "/" in name else f"arcflow/{name}"
+    params = {"pipeline": file, "node": node, "from_node": from_, "to_node": to, "force": force,
+              "overrides": overrides}
+    try:
+        flow_run = run_deployment(full, parameters=params, timeout=0)
+    except Exception as exc:
+        err.print(f"[red]could not start deployment {full!r}: {exc}[/] (is PREFECT_API_URL set and "
+                  f"`prefect deploy --prefect-file infra/prefect.yaml --all` done?)")
+        raise typer.Exit(1) from None
+    console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}")
+
+
+@app.command()
+def graph(file: FileOpt = "pipeline.yaml", set_: SetOpt = None,
+          fmt: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid") -> None:
+    """The DAG as Mermaid or Graphviz text."""
+    p = _load(file, set_)
+    if fmt not in ("mermaid", "dot"):
+        err.print(f"[red]--format {fmt!r}: use mermaid or dot[/]")
+        raise typer.Exit(2)
+    lines = ["flowchart LR"] if fmt == "mermaid" else [f'digraph "{p.spec.name}" {{', "  rankdir=LR;"]
+    for n in p.order:
+        label = f"{n}\\n({p.nodes[n].uses})" if fmt == "dot" else f"{n}<br/>{p.nodes[n].uses}"
+        lines.append(f'  {n}["{label}"]' if fmt == "mermaid" else f'  {n} [label="{label}", shape=box];')
+    for n in p.order:
+        for d in p.deps[n]:
+            lines.append(f"  {d} --> {n}" if fmt == "mermaid" else f"  {d} -> {n};")
+    if fmt == "dot":
+        lines.append("}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "pipeline.yaml",
+         set_: SetOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A node's manifest and lineage: inputs, shards, params, counts."""
+    p = _load(file, set_)
+    if node not in p.nodes:
+        err.print(f"[red]no node {node!r}; nodes are {', '.join(p.order)}[/]")
+        raise typer.Exit(2)
+    engine = _engine(p)
+    plan = {x.node: x for x in engine.plan()}[node]
+    fp = plan.fingerprint if plan.status == "up_to_date" else engine.store.read_refs(p.spec.name).get(node, {}).get(
+        "fingerprint")
+    manifest = engine.store.manifest(fp) if fp else None
+    if manifest is None:
+        err.print(f"[yellow]{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
+                  f"`arcflow run --to {node}` builds it[/]")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2))
+        return
+    from flows.reports import summary_markdown
+
+    console.print(f"[bold]{node}[/] is {plan.status.replace('_', ' ')}"
+                  + (f" ({'; '.join(plan.reasons)})" if plan.reasons else ""))
+    console.print(f"output: {engine.store.output_dir(fp)}")
+    console.print(summary_markdown(manifest, reused=True), markup=False, highlight=False)
+    table = Table(title="shards")
+    for col in ("shard", "in", "kept", "dropped", "quarantined", "seconds"):
+        table.add_column(col, justify="right")
+    for s in manifest["shards"][:50]:
+        table.add_row(s["file"], *(str(s[k]) for k in ("in", "kept", "dropped", "quarantined", "seconds")))
+    if len(manifest["shards"]) > 50:
+        table.add_row(f"... {len(manifest['shards']) - 50} more", "", "", "", "", "")
+    console.print(table)
+    if manifest["drop_reasons"] or manifest["quarantine_errors"]:
+        console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))
+        console.print("quarantine errors: " + json.dumps(manifest["quarantine_errors"]))
+
+
+@app.command()
+def gc(file: FileOpt = "pipeline.yaml", dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+    """Remove stored outputs that no pipeline's latest run references."""
+    p = _load(file, None)
+    engine = _engine(p)
+    try:
+        with engine.store.lock():
+            removed = engine.store.collect(dry_run=dry_run)
+    except StoreLockedError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    total = sum(size for _fp, size in removed)
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {len(removed)} output(s), {total / 1e6:.1f} MB")
+
+
+@app.command()
+def kinds() -> None:
+    """The registered node kinds."""
+    from tasks.registry import get_kind_class, kind_names
+
+    table = Table(title="node kinds")
+    for col in ("uses", "consumes", "produces", "description"):
+        table.add_column(col)
+    for name in kind_names():
+        k = get_kind_class(name)
+        ins = ", ".join(t.value for t in k.input_types) or "(source)"
+        table.add_row(name, ins, k.output_type.value, k.description)
+    console.print(table)
+
+
+@app.command()
+def schema(kind: Annotated[str | None, typer.Option("--kind", help="just this kind's params")] = None) -> None:
+    """JSON Schema of pipeline.yaml, for editor completion (per-kind params included)."""
+    from flows.json_schema import pipeline_json_schema
+    from tasks.registry import UnknownKindError, get_kind_class
+
+    if kind:
+        try:
+            typer.echo(json.dumps(get_kind_class(kind).Params.model_json_schema(), indent=2))
+        except UnknownKindError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        return
+    typer.echo(json.dumps(pipeline_json_schema(), indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

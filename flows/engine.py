@@ -1,0 +1,327 @@
+"""The engine: decide what is up to date, run nodes' shards, write manifests. No Prefect here.
+
+``plan`` walks the DAG in order and resolves each node's fingerprint from its inputs' content hashes; a node whose
+input will be recomputed has no fingerprint yet (its fate depends on whether the input's bytes change: early
+cut-off). ``run_node`` computes one node: it skips shards whose markers exist (resume after a crash), runs the rest
+on Dask, checks the accounting, writes the manifest last and records the node in the pipeline's refs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from data_pipes.io.shards import MARKERS, ShardResult, clean_partial_files, read_marker
+from flows.dag import ancestors, descendants
+from flows.errors import MissingInputError
+from flows.executor import DaskExecutor
+from flows.fingerprint import canonical_json, code_hashes, node_fingerprint, sha, versions_for
+from flows.store import Store
+from flows.validate import Pipeline, ResolvedNode
+from tasks.base import InputRef, RunContext, ShardTask
+from tasks.shard_worker import execute_shard
+
+Progress = Callable[[str, int, int], None]  # (node id, shards done, shards total)
+PROGRESS_HOOKS: list[Progress] = []  # extra listeners (the CLI's progress bars)
+
+
+@dataclass
+class NodePlan:
+    node: str
+    status: str  # up_to_date | stale | missing | pending
+    fingerprint: str | None
+    reasons: list[str] = field(default_factory=list)
+    content_hash: str | None = None
+
+
+@dataclass
+class Selection:
+    nodes: list[str]  # in topological order
+    forced: set[str]
+
+
+def select(pipeline: Pipeline, node: str | None = None, from_node: str | None = None,
+           to_node: str | None = None, force: bool = False) -> Selection:
+    for flag, name in (("--node", node), ("--from", from_node), ("--to", to_node)):
+        if name is not None and name not in pipeline.nodes:
+            raise KeyError(f"{flag} {name!r}: no such node; nodes are {', '.join(pipeline.order)}")
+    chosen = set(pipeline.order)
+    forced: set[str] = set()
+    if node is not None:
+        chosen, forced = {node}, {node}
+    if from_node is not None:
+        chosen &= {from_node} | descendants(pipeline.deps, from_node)
+        forced |= {from_node}
+    if to_node is not None:
+        chosen &= {to_node} | ancestors(pipeline.deps, to_node)
+    if force:
+        forced = set(chosen)
+    return Selection([n for n in pipeline.order if n in chosen], forced)
+
+
+def node_seed(global_seed: int, node_id: str) -> int:
+    return int(sha(str(global_seed), node_id)[:8], 16)
+
+
+class Engine:
+    def __init__(self, pipeline: Pipeline, store: Store | None = None, executor: DaskExecutor | None = None) -> None:
+        self.pipeline = pipeline
+        self.store = store or Store(pipeline.workdir)
+        self.executor = executor or DaskExecutor(pipeline.spec.executor)
+        self._results: dict[str, tuple[str, str]] = {}  # node -> (fingerprint, content hash) decided this run
+        self._lock = threading.Lock()
+        self._refs = self.store.read_refs(pipeline.spec.name)
+
+    # ---- fingerprints --------------------------------------------------------------------------------------
+    def parts(self, node: ResolvedNode, inputs: list[tuple[str, str]]) -> dict[str, Any]:
+        kind = node.kind
+        return {
+            "kind": kind.name,
+            "code": code_hashes(type(kind).__module__),
+            "params": node.params.model_dump(mode="json"),
+            "versions": versions_for(kind.packages),
+            "signature": kind.signature(node.params),
+            "inputs": inputs,
+            "seed": node_seed(self.pipeline.spec.seed, node.id),
+        }
+
+    @staticmethod
+    def fingerprint_of(parts: dict[str, Any]) -> str:
+        return node_fingerprint(
+            parts["kind"], parts["code"], parts["params"], parts["versions"], parts["signature"],
+            parts["inputs"], parts["seed"],
+        )
+
+    def _why(self, node_id: str, parts: dict[str, Any]) -> list[str]:
+        old = self._refs.get(node_id)
+        if old is None:
+            return ["never run"]
+        reasons = []
+        if old.get("kind") != parts["kind"]:
+            reasons.append(f"kind changed: {old.get('kind')} -> {parts['kind']}")
+        oldp, newp = old.get("params", {}), parts["params"]
+        for key in sorted(set(oldp) | set(newp)):
+            if oldp.get(key) != newp.get(key):
+                reasons.append(f"param {key}: {canonical_json(oldp.get(key))} -> {canonical_json(newp.get(key))}")
+        oldc, newc = old.get("code", {}), parts["code"]
+        changed = sorted(m for m in set(oldc) | set(newc) if oldc.get(m) != newc.get(m))
+        if changed:
+            reasons.append(f"code changed: {', '.join(changed)}")
+        oldv, newv = old.get("versions", {}), parts["versions"]
+        for key in sorted(set(oldv) | set(newv)):
+            if oldv.get(key) != newv.get(key):
+                reasons.append(f"version {key}: {oldv.get(key)} -> {newv.get(key)}")
+        if old.get("signature") != parts["signature"]:
+            reasons.append("its input files changed")
+        old_in = {n: h for n, h in old.get("inputs", [])}
+        for name, h in parts["inputs"]:
+            if old_in.get(name) != h:
+                reasons.append(f"input {name!r} changed")
+        if old.get("seed") != parts["seed"]:
+            reasons.append("seed changed")
+        if not reasons:
+            reasons.append("stored output missing (removed by gc or never finished)")
+        return reasons
+
+    def plan(self, selection: Selection | None = None) -> list[NodePlan]:
+        """What a run of ``selection`` would do, without running anything."""
+        selection = selection or select(self.pipeline)
+        known: dict[str, str] = {}  # node -> content hash, where decided without running
+        plans: dict[str, NodePlan] = {}
+        for node_id in self.pipeline.order:
+            node = self.pipeline.nodes[node_id]
+            pending = [i for i in node.inputs if i not in known]
+            if pending:
+                if node_id not in self._refs:
+                    plans[node_id] = NodePlan(node_id, "missing", None, ["never run"])
+                else:
+                    plans[node_id] = NodePlan(node_id, "pending", None,
+                                              [f"input {i!r} will be recomputed" for i in pending])
+                continue
+            parts = self.parts(node, [(i, known[i]) for i in node.inputs])
+            fp = self.fingerprint_of(parts)
+            manifest = self.store.manifest(fp)
+            forced = node_id in selection.forced
+            if manifest is not None and not forced:
+                known[node_id] = manifest["content_hash"]
+                plans[node_id] = NodePlan(node_id, "up_to_date", fp, [], manifest["content_hash"])
+            else:
+                status = "missing" if node_id not in self._refs else "stale"
+                reasons = ["forced"] if forced and manifest is not None else self._why(node_id, parts)
+                if manifest is not None and forced:
+                    status = "stale"
+                plans[node_id] = NodePlan(node_id, status, fp, reasons)
+        return [plans[n] for n in self.pipeline.order]
+
+    # ---- running -------------------------------------------------------------------------------------------
+    def _input_refs(self, node: ResolvedNode) -> list[InputRef]:
+        refs = []
+        for name in node.inputs:
+            decided = self._results.get(name)
+            if decided is None:
+                decided = self._stored_input(name, node.id)
+            fp, content = decided
+            manifest = self.store.manifest(fp)
+            assert manifest is not None, f"manifest of {name} vanished"
+            out_dir = self.store.output_dir(fp)
+            shards = tuple(os.path.join(out_dir, s["file"]) for s in manifest["shards"])
+            rows = tuple(int(s["kept"]) for s in manifest["shards"])
+            producer = self.pipeline.nodes[name].kind
+            refs.append(InputRef(name, producer.output_type, out_dir, shards, rows, content))
+        return refs
+
+    def _stored_input(self, name: str, consumer: str) -> tuple[str, str]:
+        """An input outside this run's selection: its up-to-date output, else its last stored one."""
+        for p in self.plan(Selection([], set())):
+            if p.node == name and p.status == "up_to_date":
+                return p.fingerprint, p.content_hash  # type: ignore[return-value]
+        ref = self._refs.get(name)
+        if ref and self.store.has_output(ref["fingerprint"]):
+            return ref["fingerprint"], ref["content_hash"]
+        raise MissingInputError(
+            f"node {consumer!r} needs input {name!r}, which has no stored output; "
+            f"run `arcflow run --to {consumer}` to build its inputs first"
+        )
+
+    def run_node(self, node_id: str, forced: bool = False, progress: Progress | None = None) -> tuple[bool, dict]:
+        """Compute ``node_id`` unless its output is stored. Returns (reused, manifest)."""
+        node = self.pipeline.nodes[node_id]
+        progress = _fan_out(progress)
+        inputs = self._input_refs(node)
+        parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
+        fp = self.fingerprint_of(parts)
+        if forced:
+            self.store.discard_output(fp)
+        manifest = self.store.manifest(fp)
+        if manifest is not None:
+            self._finish(node_id, fp, manifest, parts)
+            return True, manifest
+        out_dir = self.store.output_dir(fp)
+        os.makedirs(os.path.join(out_dir, MARKERS), exist_ok=True)
+        clean_partial_files(out_dir)
+        started = time.time()
+        seed = parts["seed"]
+        reused_shards = 0
+
+        def run_shards(tasks: Sequence[ShardTask]) -> list[ShardResult]:
+            nonlocal reused_shards
+            results: list[ShardResult | None] = [read_marker(out_dir, t.index) for t in tasks]
+            todo = [t for t, r in zip(tasks, results) if r is None]
+            reused_shards += len(tasks) - len(todo)
+            done = len(tasks) - len(todo)
+            if progress:
+                progress(node_id, done, len(tasks))
+            position = {t.index: i for i, t in enumerate(tasks)}
+
+            def on_done(_i: int, res: ShardResult) -> None:
+                nonlocal done
+                done += 1
+                results[position[res.index]] = res
+                if progress:
+                    progress(node_id, done, len(tasks))
+
+            fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
+            self.executor.map(_call_with_task(fn), todo, on_done=on_done, resources=self._resources(node),
+                              key_prefix=node_id)
+            return [r for r in results if r is not None]
+
+        ctx = RunContext(
+            node_id=node_id, params=node.params, inputs=inputs, out_dir=out_dir, seed=seed,
+            map=lambda fn, items: self.executor.map(fn, items, resources=self._resources(node), key_prefix=node_id),
+            run_shards=run_shards,
+        )
+        results = sorted(node.kind.run(ctx), key=lambda r: r.index)
+        manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
+        self.store.write_manifest(fp, manifest)
+        self._finish(node_id, fp, manifest, parts)
+        return False, manifest
+
+    def _resources(self, node: ResolvedNode) -> dict[str, float] | None:
+        res = node.resources
+        out = {"CPU": min(float(res["cpus"]), float(self.pipeline.spec.executor.threads_per_worker))}
+        if self.pipeline.spec.executor.address:
+            out = {"CPU": float(res["cpus"])}
+            if res["gpus"]:
+                out["GPU"] = float(res["gpus"])
+        return out
+
+    def _manifest(self, node: ResolvedNode, fp: str, parts: dict, inputs: list[InputRef],
+                  results: list[ShardResult], started: float, reused: int) -> dict[str, Any]:
+        counts = {"in": 0, "kept": 0, "dropped": 0, "quarantined": 0}
+        reasons: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for r in results:
+            r.check_balance()
+            counts["in"] += r.rows_in
+            counts["kept"] += r.kept
+            counts["dropped"] += r.dropped
+            counts["quarantined"] += r.quarantined
+            for k, v in r.drop_reasons.items():
+                reasons[k] = reasons.get(k, 0) + v
+            for k, v in r.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        return {
+            "node": node.id,
+            "pipeline": self.pipeline.spec.name,
+            "kind": node.kind.name,
+            "output_type": node.kind.output_type.value,
+            "fingerprint": fp,
+            "content_hash": sha("content-v1", *(r.content_hash for r in results)),
+            "inputs": [{"name": i.name, "fingerprint": os.path.basename(i.path), "content_hash": i.content_hash}
+                       for i in inputs],
+            "params": parts["params"],
+            "code": parts["code"],
+            "versions": parts["versions"],
+            "seed": parts["seed"],
+            "counts": counts,
+            "drop_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            "quarantine_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+            "shards": [{"index": r.index, "file": os.path.relpath(r.path, self.store.output_dir(fp)),
+                        "in": r.rows_in, "kept": r.kept, "dropped": r.dropped, "quarantined": r.quarantined,
+                        "content_hash": r.content_hash, "seconds": r.seconds, **({"extra": r.extra} if r.extra else {})}
+                       for r in results],
+            "timings": {
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "wall_s": round(time.time() - started, 3),
+                "shard_s_total": round(sum(r.seconds for r in results), 3),
+                "shards_reused_after_crash": reused,
+            },
+            "host": socket.gethostname(),
+        }
+
+    def _finish(self, node_id: str, fp: str, manifest: dict, parts: dict) -> None:
+        entry = {**parts, "fingerprint": fp, "content_hash": manifest["content_hash"],
+                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with self._lock:
+            self._results[node_id] = (fp, manifest["content_hash"])
+            self.store.update_ref(self.pipeline.spec.name, node_id, entry)
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def _fan_out(progress: Progress | None) -> Progress:
+    def call(node: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(node, done, total)
+        for hook in list(PROGRESS_HOOKS):
+            hook(node, done, total)
+
+    return call
+
+
+def _call_with_task(fn: Callable[..., ShardResult]) -> Callable[[ShardTask], ShardResult]:
+    return functools.partial(_apply, fn)
+
+
+def _apply(fn: Callable[..., ShardResult], task: ShardTask) -> ShardResult:
+    return fn(task)
+
+
+__all__ = ["Engine", "NodePlan", "Selection", "select", "asdict"]

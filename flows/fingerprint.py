@@ -1,0 +1,132 @@
+"""Fingerprints: what a node's output depends on, hashed.
+
+``fingerprint = H(kind, code, params, versions, signature, inputs)`` where
+
+* ``code`` hashes the source of the kind's module and of every project module it imports, transitively (found by
+  reading ``import`` statements with ``ast``, limited to the project's own packages), so editing a helper that a
+  kind imports invalidates the kind, and editing an unrelated module does not;
+* ``params`` is the canonical JSON of the validated params (defaults filled in);
+* ``versions`` are the versions of the packages the kind declares, plus Python, pyarrow and polars (they write the
+  shards);
+* ``signature`` is extra material the kind supplies (e.g. sizes and mtimes of the files a source reads);
+* ``inputs`` are the **content hashes** of the inputs' outputs, not their fingerprints: a recomputed input whose
+  bytes did not change leaves its consumers' fingerprints unchanged (early cut-off).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+PROJECT_PACKAGES = ("flows", "tasks", "data_pipes", "model")
+ALWAYS_VERSIONED = ("pyarrow", "polars")
+
+
+def sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@lru_cache(maxsize=None)
+def _module_file(module: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return spec.origin
+
+
+_file_cache: dict[str, tuple[float, str, tuple[str, ...]]] = {}
+
+
+def _file_info(path: str, module: str) -> tuple[str, tuple[str, ...]]:
+    """(sha256 of the file, project modules it imports), cached on mtime."""
+    mtime = os.stat(path).st_mtime_ns
+    cached = _file_cache.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1], cached[2]
+    with open(path, "rb") as fh:
+        source = fh.read()
+    digest = hashlib.sha256(source).hexdigest()
+    imports: set[str] = set()
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                root = ".".join(base + ([node.module] if node.module else []))
+            else:
+                root = node.module or ""
+            names = [root] + [f"{root}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in PROJECT_PACKAGES:
+                imports.add(name)
+    result = (digest, tuple(sorted(imports)))
+    _file_cache[path] = (mtime, *result)
+    return result
+
+
+def code_hashes(module: str) -> dict[str, str]:
+    """``{module: sha256}`` for ``module`` and every project module it imports, transitively. Parent packages'
+    ``__init__`` files are included, since importing a submodule runs them."""
+    out: dict[str, str] = {}
+    todo = [module]
+    while todo:
+        mod = todo.pop()
+        if mod in out:
+            continue
+        path = _module_file(mod)
+        if path is None:
+            continue  # a name imported *from* a module, not a module itself
+        digest, imports = _file_info(path, mod)
+        out[mod] = digest
+        parts = mod.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(imports)
+    return dict(sorted(out.items()))
+
+
+@lru_cache(maxsize=None)
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def versions_for(packages: tuple[str, ...]) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in sorted(set(ALWAYS_VERSIONED) | set(packages)):
+        out[name] = package_version(name)
+    return out
+
+
+def node_fingerprint(
+    kind: str, code: dict[str, str], params: dict[str, Any], versions: dict[str, str], signature: str,
+    inputs: list[tuple[str, str]], seed: int,
+) -> str:
+    return sha(
+        "arcflow-node-v1", kind, canonical_json(code), canonical_json(params), canonical_json(versions), signature,
+        canonical_json(inputs), str(seed),
+    )

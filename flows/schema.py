@@ -1,0 +1,90 @@
+"""The typed model of ``pipeline.yaml`` (pydantic v2, unknown keys are errors).
+
+Node params are kept as a plain mapping here and validated against the node's kind in ``flows/validate.py``, so one
+schema serves every kind the registry knows, and ``arcflow schema`` can still emit per-kind JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NODE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """What one shard task of the node needs. ``gpus`` > 0 sends its shards to workers declaring a GPU resource."""
+
+    cpus: float = Field(1.0, gt=0, description="CPU cores per shard task")
+    memory_gb: float | None = Field(None, gt=0, description="memory per shard task, for scheduling")
+    gpus: int = Field(0, ge=0, description="GPUs per shard task")
+    max_parallel_shards: int | None = Field(None, ge=1, description="cap on this node's shards in flight")
+
+
+class NodeSpec(Strict):
+    uses: str = Field(description="a registered node kind (`arcflow kinds` lists them)")
+    inputs: list[str] = Field(default_factory=list, description="ids of the nodes or sources this node reads")
+    params: dict[str, Any] = Field(default_factory=dict, description="the kind's params")
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=50, description="Prefect task retries of the whole node")
+    retry_delay_s: float = Field(5.0, ge=0, description="seconds between retries")
+    description: str = ""
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class ExecutorSpec(Strict):
+    """Where shard work runs: an embedded LocalCluster (default) or an existing Dask scheduler."""
+
+    address: str | None = Field(None, description="an existing scheduler, e.g. tcp://host:8786")
+    n_workers: int | None = Field(None, ge=1, description="LocalCluster workers (default: one per core)")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = Field("auto", description="per-worker memory limit of the LocalCluster")
+    processes: bool = Field(True, description="LocalCluster workers as processes (True) or threads")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
+            raise ValueError(f"scheduler address {v!r} needs a scheme, e.g. tcp://{v}")
+        return v
+
+
+class ScheduleSpec(Strict):
+    cron: str = Field(description="cron expression, e.g. '0 3 * * *'")
+    timezone: str = "UTC"
+    nodes: list[str] = Field(default_factory=list, description="limit the scheduled run to these nodes")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) not in (5, 6):
+            raise ValueError(f"cron expression {v!r} needs 5 fields (minute hour day month weekday)")
+        return v
+
+
+class PipelineSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="pipeline name")
+    description: str = ""
+    workdir: str = Field(".arcflow", description="the store: node outputs under their fingerprints")
+    seed: int = Field(0, description="global seed; kinds derive their seeds from it and the node id")
+    sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named local file sets; each is a node of kind `files`"
+    )
+    nodes: dict[str, NodeSpec] = Field(default_factory=dict)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+
+    def all_nodes(self) -> dict[str, NodeSpec]:
+        """Sources compiled into ``files`` nodes, followed by the declared nodes."""
+        merged = {name: NodeSpec(uses="files", params=dict(p)) for name, p in self.sources.items()}
+        merged.update(self.nodes)
+        return merged

@@ -1,0 +1,175 @@
+"""The node store: every node output under its fingerprint, with a manifest; refs; a lock; garbage collection.
+
+Layout of the work directory::
+
+    outputs/<fingerprint>/part-00000.parquet ...   kept rows (or other files for non-document outputs)
+    outputs/<fingerprint>/excluded/ quarantine/    dropped rows with `reason`, quarantined rows with `error`
+    outputs/<fingerprint>/_markers/part-*.json     one per finished shard (resume is per shard)
+    outputs/<fingerprint>/manifest.json            written last: the output is complete when it exists
+    refs/<pipeline>.json                           node id -> fingerprint and its parts, of the last good run
+    runs/<run id>/pipeline.yaml                    the resolved config of each run
+    lock                                           held by a running `arcflow run` or `gc`
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from data_pipes.io.shards import _atomic_write_bytes
+from flows.errors import StoreLockedError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Store:
+    root: str
+
+    def __post_init__(self) -> None:
+        self.root = os.path.abspath(self.root)
+
+    # ---- outputs ---------------------------------------------------------------------------------------------
+    def output_dir(self, fingerprint: str) -> str:
+        return os.path.join(self.root, "outputs", fingerprint)
+
+    def manifest(self, fingerprint: str) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(self.output_dir(fingerprint), MANIFEST), "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            return None
+
+    def has_output(self, fingerprint: str) -> bool:
+        return os.path.exists(os.path.join(self.output_dir(fingerprint), MANIFEST))
+
+    def write_manifest(self, fingerprint: str, manifest: dict[str, Any]) -> None:
+        path = os.path.join(self.output_dir(fingerprint), MANIFEST)
+        _atomic_write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+    def discard_output(self, fingerprint: str) -> None:
+        """Forget a stored output (``--force``): the manifest goes first, so a crash leaves it incomplete."""
+        path = self.output_dir(fingerprint)
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            os.remove(os.path.join(path, MANIFEST))
+        shutil.rmtree(path, ignore_errors=True)
+
+    # ---- refs: the last good fingerprint of each node, per pipeline -----------------------------------------
+    def _refs_path(self, pipeline: str) -> str:
+        return os.path.join(self.root, "refs", f"{pipeline}.json")
+
+    def read_refs(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        try:
+            with open(self._refs_path(pipeline), "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            return {}
+
+    def update_ref(self, pipeline: str, node_id: str, entry: dict[str, Any]) -> None:
+        """Record ``entry`` for ``node_id``. Only called under the store lock, so read-modify-write is safe."""
+        refs = self.read_refs(pipeline)
+        refs[node_id] = entry
+        _atomic_write_bytes(self._refs_path(pipeline), json.dumps(refs, indent=1, sort_keys=True).encode())
+
+    def all_refs(self) -> dict[str, dict[str, dict[str, Any]]]:
+        out = {}
+        refs_dir = os.path.join(self.root, "refs")
+        if os.path.isdir(refs_dir):
+            for name in sorted(os.listdir(refs_dir)):
+                if name.endswith(".json"):
+                    out[name[:-5]] = self.read_refs(name[:-5])
+        return out
+
+    # ---- runs ------------------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> str:
+        path = os.path.join(self.root, "runs", run_id)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    # ---- lock ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, wait: bool = False, timeout_s: float = 3600.0) -> Iterator[None]:
+        """An exclusive lock on the store for a run or gc. Without ``wait``, fail at once naming the holder."""
+        os.makedirs(self.root, exist_ok=True)
+        path = os.path.join(self.root, "lock")
+        fh = open(path, "a+")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if not wait or time.monotonic() > deadline:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    fh.close()
+                    raise StoreLockedError(
+                        f"the store {self.root} is in use by {holder}; wait for it to finish, "
+                        f"or pass --wait to queue behind it"
+                    ) from None
+                time.sleep(0.5)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"arcflow pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    # ---- gc --------------------------------------------------------------------------------------------------
+    def referenced(self) -> set[str]:
+        """Fingerprints reachable from any pipeline's refs, following each manifest's inputs."""
+        keep: set[str] = set()
+        todo = [e["fingerprint"] for refs in self.all_refs().values() for e in refs.values()]
+        while todo:
+            fp = todo.pop()
+            if fp in keep:
+                continue
+            keep.add(fp)
+            manifest = self.manifest(fp)
+            if manifest:
+                todo.extend(i["fingerprint"] for i in manifest.get("inputs", []) if i.get("fingerprint"))
+        return keep
+
+    def garbage(self) -> list[tuple[str, int]]:
+        outputs = os.path.join(self.root, "outputs")
+        if not os.path.isdir(outputs):
+            return []
+        keep = self.referenced()
+        out = []
+        for fp in sorted(os.listdir(outputs)):
+            if fp not in keep:
+                out.append((fp, _du(os.path.join(outputs, fp))))
+        return out
+
+    def collect(self, dry_run: bool = False) -> list[tuple[str, int]]:
+        removed = self.garbage()
+        if not dry_run:
+            for fp, _size in removed:
+                shutil.rmtree(self.output_dir(fp), ignore_errors=True)
+        return removed
+
+
+def _du(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,77 @@
+"""The one registry that maps ``uses:`` names to node kinds.
+
+Kinds register themselves with ``@register``; modules listed in ``KIND_MODULES`` are imported on first lookup, and
+third-party packages can add kinds through the ``arcflow.kinds`` entry-point group, so a new kind never needs a change
+to the core.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+
+from tasks.base import Kind
+
+KIND_MODULES: tuple[str, ...] = (
+    "tasks.files",
+    "tasks.demo_corpus",
+    "tasks.sample",
+    "tasks.union",
+    "tasks.filter_expr",
+)
+
+_KINDS: dict[str, type[Kind]] = {}
+_loaded = False
+
+
+class UnknownKindError(KeyError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        self.name, self.close = name, close
+        super().__init__(f"unknown kind {name!r}; {hint}valid kinds: {', '.join(sorted(known))}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def register(cls: type[Kind]) -> type[Kind]:
+    """Class decorator: make ``cls`` available as ``uses: cls.name``."""
+    existing = _KINDS.get(cls.name)
+    if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"kind {cls.name!r} registered twice: {existing.__module__} and {cls.__module__}")
+    _KINDS[cls.name] = cls
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    for ep in entry_points(group="arcflow.kinds"):
+        ep.load()
+
+
+def kind_names() -> list[str]:
+    _load()
+    return sorted(_KINDS)
+
+
+def get_kind(name: str) -> Kind:
+    _load()
+    try:
+        return _KINDS[name]()
+    except KeyError:
+        raise UnknownKindError(name, sorted(_KINDS)) from None
+
+
+def get_kind_class(name: str) -> type[Kind]:
+    _load()
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise UnknownKindError(name, sorted(_KINDS)) from None
