@@ -1,0 +1,94 @@
+"""Vectorised hashing of word n-gram shingles for a batch of normalised documents.
+
+datatrove joins each n-gram's words in Python and hashes the string with xxhash, one call per shingle. We hash
+every shingle of a batch at once with numpy: the batch's UTF-8 bytes get a polynomial prefix hash modulo 2^64
+(P[k] = sum_{i<k} (byte_i + 1) * R^i), so the hash of any byte span [s, e) is (P[e] - P[s]) * R^-s, which is
+position-independent because R is odd and hence invertible modulo 2^64. The span of a shingle runs from the
+start of its first word to the end of its last one, so it hashes exactly the string " ".join(words). A
+splitmix64 finaliser then spreads the bits, and the top 32 bits are the shingle hash.
+
+Departure: the shingle hash is not xxhash, so signatures differ from datatrove's bit for bit; the set
+semantics (distinct word 5-grams of the normalised text, documents with fewer than n words get no shingles)
+are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+_R = np.uint64(0x9E3779B97F4A7C15 | 1)  # odd multiplier of the polynomial hash
+_R_INV = np.uint64(pow(int(_R), -1, 1 << 64))
+_SPACE = 32
+
+
+class _PowerTable:
+    """R^i and R^-i modulo 2^64 for i < size, grown on demand and shared by all batches of a process."""
+
+    def __init__(self) -> None:
+        self.pow = np.ones(1, dtype=np.uint64)
+        self.inv = np.ones(1, dtype=np.uint64)
+
+    def ensure(self, size: int) -> None:
+        if size <= self.pow.size:
+            return
+        size = max(size, 2 * self.pow.size)
+        self.pow = _powers(_R, size)
+        self.inv = _powers(_R_INV, size)
+
+
+def _powers(base: np.uint64, size: int) -> np.ndarray:
+    """[1, base, base^2, ...] modulo 2^64 (numpy's integer cumprod wraps around)."""
+    steps = np.full(size, base, dtype=np.uint64)
+    steps[0] = 1
+    return np.cumprod(steps, dtype=np.uint64)
+
+
+_POWERS = _PowerTable()
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, in place on a uint64 array."""
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def hash_shingles(normalised: Sequence[str], n_grams: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every word n-gram of every document in ``normalised``.
+
+    Returns ``(hashes, doc)``: uint32 shingle hashes and, for each, the int64 index of its document, grouped
+    by document in ascending order. Duplicated shingles are kept (they cannot change a minimum).
+    """
+    data = np.frombuffer(" ".join(normalised).encode("utf-8"), dtype=np.uint8)
+    n_bytes = data.size
+    # document d occupies bytes [doc_start[d], doc_start[d] + len_d) of the joined batch
+    lengths = np.fromiter((len(t.encode("utf-8")) for t in normalised), dtype=np.int64, count=len(normalised))
+    doc_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+
+    spaces = np.flatnonzero(data == _SPACE)
+    word_start = np.concatenate([[0], spaces + 1])
+    word_end = np.concatenate([spaces, [n_bytes]])
+    nonempty = word_end > word_start  # doubled spaces and empty documents leave empty words
+    word_start, word_end = word_start[nonempty], word_end[nonempty]
+    n_shingles = word_start.size - n_grams + 1
+    if n_shingles <= 0:
+        return np.empty(0, np.uint32), np.empty(0, np.int64)
+
+    word_doc = np.searchsorted(doc_start, word_start, side="right") - 1
+    first, last = word_start[:n_shingles], word_end[n_grams - 1 :]
+    doc = word_doc[:n_shingles]
+    same_doc = doc == word_doc[n_grams - 1 :]
+    first, last, doc = first[same_doc], last[same_doc], doc[same_doc]
+
+    _POWERS.ensure(n_bytes + 1)
+    prefix = np.empty(n_bytes + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum((data.astype(np.uint64) + np.uint64(1)) * _POWERS.pow[:n_bytes], out=prefix[1:])
+    h = (prefix[last] - prefix[first]) * _POWERS.inv[first]
+    h = _mix64(h)
+    return (h >> np.uint64(32)).astype(np.uint32), doc
