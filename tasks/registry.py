@@ -1,25 +1,29 @@
 """The one registry that maps ``uses:`` names to node kinds.
 
-Kinds register themselves with ``@register``; modules listed in ``KIND_MODULES`` are imported on first lookup, and
-third-party packages can add kinds through the ``arcflow.kinds`` entry-point group, so a new kind never needs a change
-to the core.
+Kinds register themselves with ``@register``. Every module of the ``tasks`` package is imported on first lookup
+(a new kind is a new file, with no list to edit), and third-party packages can add kinds through the
+``arcflow.kinds`` entry-point group, so a new kind never needs a change to the core.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from importlib.metadata import entry_points
 
 from tasks.base import Kind
 
-KIND_MODULES: tuple[str, ...] = (
-    "tasks.files",
-    "tasks.demo_corpus",
-    "tasks.sample",
-    "tasks.union",
-    "tasks.filter_expr",
-)
+NOT_KIND_MODULES = frozenset({"base", "registry", "shard_worker", "doc_map"})
+
+
+def _kind_modules() -> list[str]:
+    import tasks
+
+    return sorted(
+        f"tasks.{m.name}" for m in pkgutil.iter_modules(tasks.__path__)
+        if m.name not in NOT_KIND_MODULES and not m.name.startswith("_")
+    )
 
 _KINDS: dict[str, type[Kind]] = {}
 _loaded = False
@@ -50,7 +54,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    for module in KIND_MODULES:
+    for module in _kind_modules():
         importlib.import_module(module)
     for ep in entry_points(group="arcflow.kinds"):
         ep.load()
