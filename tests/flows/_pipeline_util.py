@@ -1,0 +1,73 @@
+"""Helpers for engine tests: write a tiny real corpus and a pipeline file, run nodes through the engine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pydoc
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from flows.engine import Engine, select
+from flows.validate import Pipeline, load_pipeline
+
+MODULES = ("json", "csv", "textwrap", "string", "shlex", "fnmatch", "glob", "base64", "heapq", "bisect")
+
+
+def write_corpus(root: Path, n_files: int = 10) -> Path:
+    """Real pages: pydoc's HTML of standard-library modules, one file each, plus docstrings as text."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        name = MODULES[i % len(MODULES)]
+        module = __import__(name)
+        if i < len(MODULES):
+            (data / f"{i:03d}_{name}.html").write_text(pydoc.HTMLDoc().page(name, pydoc.HTMLDoc().docmodule(module)))
+        else:
+            (data / f"{i:03d}_{name}.txt").write_text(f"{i}\n" + (module.__doc__ or name))
+    return data
+
+
+def write_pipeline(root: Path, nodes: dict, *, name: str = "t", workers: int = 1, processes: bool = False,
+                   extra: dict | None = None) -> Path:
+    spec = {"name": name, "workdir": str(root / ".arcflow"), "nodes": nodes,
+            "executor": {"n_workers": workers, "processes": processes}}
+    spec.update(extra or {})
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def load(path: Path, overrides: list[str] | None = None) -> Pipeline:
+    return load_pipeline(str(path), overrides or [])
+
+
+def run_all(pipeline: Pipeline, **selection) -> dict[str, bool]:
+    """Run the selected nodes in order through the engine (no Prefect); returns node -> reused."""
+    engine = Engine(pipeline)
+    sel = select(pipeline, **selection)
+    out = {}
+    try:
+        for node in sel.nodes:
+            reused, _manifest = engine.run_node(node, forced=node in sel.forced)
+            out[node] = reused
+    finally:
+        engine.close()
+    return out
+
+
+def output_hashes(workdir: Path) -> dict[str, str]:
+    """sha256 of every Parquet file and manifest-free marker under the store's outputs."""
+    out = {}
+    for p in sorted((workdir / "outputs").rglob("*.parquet")):
+        out[str(p.relative_to(workdir))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
+
+
+__all__ = ["write_corpus", "write_pipeline", "load", "run_all", "output_hashes", "dedent", "os"]
