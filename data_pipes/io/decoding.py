@@ -9,9 +9,10 @@ Decoding order (the first that decodes strictly wins):
    ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as ``windows-1252``;
 4. an encoding the caller already found for this file (``prefer``; the JSONL reader passes the one that
    decoded an earlier line, so a cp1252 file is not re-detected line by line);
-5. ``charset_normalizer``'s best guess (ties go to cp1252), when the package is installed (it usually is:
-   requests depends on it);
-6. a fallback that cannot fail: ``cp1252``, else ``latin-1``, flagged ``encoding_source="fallback"``.
+5. ``charset_normalizer``'s best guess when it has language evidence (coherence above 0; ties go to cp1252),
+   when the package is installed (it usually is: requests depends on it);
+6. ``cp1252`` (flagged ``encoding_source="fallback"``); then charset_normalizer's guess without evidence;
+   then ``latin-1``, which cannot fail (also flagged ``fallback``).
 
 Only UTF-8 (with or without BOM) counts as plain text; for anything else the readers put ``encoding`` and
 ``encoding_source`` in ``meta``.
@@ -83,7 +84,8 @@ def _try(data: bytes, encoding: str | None) -> str | None:
         return None
 
 
-def _detect(data: bytes) -> Decoded | None:
+def _detect(data: bytes) -> tuple[Decoded, bool] | None:
+    """charset_normalizer's guess and whether it rests on language evidence (coherence above 0)."""
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # optional: without it the cp1252/latin-1 fallback applies
@@ -97,7 +99,7 @@ def _detect(data: bytes) -> Decoded | None:
     for match in matches:
         if match.encoding == "cp1252" and match.chaos <= best.chaos and match.coherence >= best.coherence:
             best = match
-    return Decoded(str(best), best.encoding, "detected")
+    return Decoded(str(best), best.encoding, "detected"), best.coherence > 0.0
 
 
 def binary_reason(data: bytes) -> str | None:
@@ -139,10 +141,13 @@ def decode_bytes(data: bytes, prefer: str | None = None) -> Decoded:
     if (text := _try(data, prefer)) is not None:
         return Decoded(text, prefer, "preferred")
     detected = _detect(data)
-    if detected is not None:
-        return detected
+    if detected is not None and detected[1]:
+        return detected[0]
+    # Without language evidence (short texts) the guess is near random: windows-1252 is the better bet.
     if (text := _try(data, "cp1252")) is not None:
         return Decoded(text, "cp1252", "fallback")
+    if detected is not None:
+        return detected[0]
     return Decoded(data.decode("latin-1"), "latin-1", "fallback")
 
 

@@ -315,3 +315,22 @@ def test_unreadable_parquet_is_one_quarantined_record(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1 this is not really parquet")
     [rec] = _read(path)
     assert _error_class(rec) == "parquet_unreadable"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        (
+            "Привет мир, как у тебя дела сегодня? Всё хорошо, спасибо. Погода прекрасная и солнечная.",
+            "cp1251",
+        ),
+        ("日本語のテキストです。これはテストです。", "shift_jis"),
+        ("Grüße aus Köln", "cp1252"),
+    ],
+)
+def test_undeclared_legacy_encodings_round_trip(tmp_path: Path, text: str, encoding: str) -> None:
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(text.encode(encoding))
+    [rec] = _read(path)
+    assert rec["text"] == text
+    assert json.loads(rec["meta"])["encoding_source"] in {"detected", "fallback"}
