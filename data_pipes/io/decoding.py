@@ -35,6 +35,9 @@ BINARY_SAMPLE = 8192
 CONTROL_RATIO_MAX = 0.10
 # Controls that ordinary text does contain: tab, newlines, form feed, vertical tab, ESC (ISO-2022-JP).
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\x1b")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
+# C0 controls except the ones above, DEL and the C1 range (what binary junk decoded as latin-1 is full of).
+_CONTROL_CHARS = re.compile("[" + "".join(f"\\x{b:02x}" for b in _CONTROL_BYTES) + "\\x80-\\x9f]")
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -110,7 +113,7 @@ def binary_reason(data: bytes) -> str | None:
     nul = sample.find(b"\x00")
     if nul >= 0:
         return f"NUL byte at offset {nul}"
-    controls = sum(1 for b in sample if (b < 32 and b not in _TEXT_CONTROLS) or b == 127)
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
     if sample and controls / len(sample) > CONTROL_RATIO_MAX:
         return f"{controls} control bytes in the first {len(sample)} bytes"
     return None
@@ -122,7 +125,7 @@ def text_binary_reason(text: str) -> str | None:
     nul = sample.find("\x00")
     if nul >= 0:
         return f"NUL character at position {nul}"
-    controls = sum(1 for c in sample if (ord(c) < 32 and ord(c) not in _TEXT_CONTROLS) or 127 <= ord(c) < 160)
+    controls = len(_CONTROL_CHARS.findall(sample))
     if sample and controls / len(sample) > CONTROL_RATIO_MAX:
         return f"{controls} control characters in the first {len(sample)} characters"
     return None
