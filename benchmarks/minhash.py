@@ -178,10 +178,8 @@ def _jaccard(a: str, b: str) -> float:
 def evaluate(name: str, corpus: list[str], truth: dict[int, int], removed: dict[int, int]) -> None:
     """Recall/precision of (kept, dropped) decisions. ``removed`` maps dropped doc -> its kept doc, or -1."""
     n_orig = len(corpus) - len(truth)
-    # a true pair is found when exactly one of the two was dropped or both ended in the same cluster
-    found = sum(
-        1 for e, o in truth.items() if e in removed and (removed[e] in (o, -1) or removed.get(o) is not None)
-    )
+    # a true pair is found when both documents end in the same cluster (same kept document)
+    found = sum(1 for e, o in truth.items() if e in removed and removed[e] in (removed.get(o, o), -1))
     recall = found / max(1, len(truth))
     checked = correct = 0
     for d, k in removed.items():
