@@ -117,6 +117,8 @@ def run(
         return
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the embedded (ephemeral) API migrates its database on first start; that can take a while on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     import logging
 
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
