@@ -1,5 +1,8 @@
 """`files`: local files (text, HTML, JSONL, Parquet; plain or gzipped) into document shards.
 
+Document ids hash the source name and each file's path relative to the non-glob root of its pattern (plus the
+record number), so they do not change when the data moves.
+
 Files are listed (globs and directories, sorted) when the run starts; consecutive files are grouped into shards of
 about ``shard_mb`` of input, so the shard layout depends only on the files. The fingerprint covers every file's
 path, size and modification time, so editing an input file invalidates the node. Bad files and bad records are
@@ -34,6 +37,24 @@ class FilesParams(KindParams):
     source: str | None = Field(None, description="value of the `source` column (default: the node id)")
     shard_mb: float = Field(64.0, gt=0, description="input bytes per shard")
     max_doc_mb: float = Field(50.0, gt=0, description="larger documents are quarantined")
+
+
+def _static_root(pattern: str) -> str:
+    """The directory part of a pattern before any glob character: ids are relative to it."""
+    if os.path.isdir(pattern):
+        return pattern
+    head = pattern
+    while any(ch in head for ch in "*?["):
+        head = os.path.dirname(head)
+    return head if os.path.isdir(head) else os.path.dirname(head)
+
+
+def _id_path(path: str, patterns: list[str]) -> str:
+    for pattern in patterns:
+        root = _static_root(pattern)
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+    return os.path.basename(path)
 
 
 def _listing(params: FilesParams) -> list[tuple[str, int, int]]:
@@ -89,7 +110,7 @@ class Files(Kind):
             try:
                 fmt = detect_format(path) if params.format == "auto" else params.format
             except ValueError as exc:
-                rid = make_id(task.payload["source"], path, 0)
+                rid = make_id(task.payload["source"], _id_path(path, params.paths), 0)
                 records.append(quarantined_record(rid=rid, source=task.payload["source"], url=path,
                                                   error=f"unknown_format: {exc}"))
                 continue
@@ -98,6 +119,7 @@ class Files(Kind):
                     path, fmt, source=task.payload["source"], text_field=params.text_field,
                     id_field=params.id_field, url_field=params.url_field,
                     max_doc_bytes=int(params.max_doc_mb * 1024 * 1024),
+                    id_path=_id_path(path, params.paths),
                 )
             )
         docs, bad = records_to_frames(records)

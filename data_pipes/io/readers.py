@@ -82,6 +82,7 @@ def read_records(
     id_field: str | None = None,
     url_field: str | None = None,
     max_doc_bytes: int = 50_000_000,
+    id_path: str | None = None,
 ) -> Iterator[dict]:
     """Yield the good and quarantined records of one file (see the module docstring).
 
@@ -93,5 +94,5 @@ def read_records(
         raise ValueError(f"unknown format {fmt!r} for {path!r}; expected one of {', '.join(FORMATS)}")
     if max_doc_bytes <= 0:
         raise ValueError(f"max_doc_bytes must be positive, got {max_doc_bytes}")
-    ctx = ReadContext(path, fmt, source, text_field, id_field, url_field, max_doc_bytes)
+    ctx = ReadContext(path, fmt, source, text_field, id_field, url_field, max_doc_bytes, id_path)
     return reader(ctx)

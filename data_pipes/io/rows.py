@@ -30,6 +30,7 @@ class ReadContext:
     id_field: str | None = None
     url_field: str | None = None
     max_doc_bytes: int = 50_000_000
+    id_path: str | None = None  # the path that ids hash (default: path); relative paths keep ids location-free
 
     def locator(self, n: int) -> str:
         """Where record ``n`` of the file lives: ``"<path>#<n>"``."""
@@ -37,7 +38,7 @@ class ReadContext:
 
     def hashed_id(self, n: int | str) -> str:
         """The stable id of record ``n`` of this file."""
-        return make_id(self.source, self.path, n)
+        return make_id(self.source, self.id_path or self.path, n)
 
 
 def _text_of(row: dict[str, Any], ctx: ReadContext) -> tuple[str, dict[str, str]]:
