@@ -147,9 +147,19 @@ def run(
 
 def _run_deployment(name: str, file: str, node: str | None, from_: str | None, to: str | None, force: bool,
                     overrides: list[str]) -> None:
+    """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) on the
+    server at PREFECT_API_URL, and return at once; a worker on the deployment's work pool runs it. ``file`` is
+    passed as given: a relative path is read from the worker's working directory (the repository root)."""
     from prefect.deployments import run_deployment
+    from prefect.settings import get_current_settings
 
     full = name if "/" in name else f"arcflow/{name}"
+    settings = get_current_settings()
+    if not settings.api.url:
+        err.print(f"[red]--deployment {name}: no Prefect server configured[/]; set PREFECT_API_URL (e.g. "
+                  f"http://127.0.0.1:4200/api) to the server that holds the deployments "
+                  f"(`prefect deploy --prefect-file infra/prefect.yaml --all`)")
+        raise typer.Exit(2)
     params = {"pipeline": file, "node": node, "from_node": from_, "to_node": to, "force": force,
               "overrides": overrides}
     try:
@@ -158,7 +168,9 @@ def _run_deployment(name: str, file: str, node: str | None, from_: str | None, t
         err.print(f"[red]could not start deployment {full!r}: {exc}[/] (is PREFECT_API_URL set and "
                   f"`prefect deploy --prefect-file infra/prefect.yaml --all` done?)")
         raise typer.Exit(1) from None
-    console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}")
+    console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}", soft_wrap=True)
+    if settings.ui_url:
+        console.print(f"watch it at {settings.ui_url}/runs/flow-run/{flow_run.id}", soft_wrap=True)
 
 
 @app.command()
@@ -210,10 +222,11 @@ def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "
     table = Table(title="shards")
     for col in ("shard", "in", "kept", "dropped", "quarantined", "seconds"):
         table.add_column(col, justify="right")
-    for s in manifest["shards"][:50]:
+    entries = engine.store.shards(fp)
+    for s in entries[:50]:
         table.add_row(s["file"], *(str(s[k]) for k in ("in", "kept", "dropped", "quarantined", "seconds")))
-    if len(manifest["shards"]) > 50:
-        table.add_row(f"... {len(manifest['shards']) - 50} more", "", "", "", "", "")
+    if len(entries) > 50:
+        table.add_row(f"... {len(entries) - 50} more", "", "", "", "", "")
     console.print(table)
     if manifest["drop_reasons"] or manifest["quarantine_errors"]:
         console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))

@@ -170,8 +170,9 @@ class Engine:
             manifest = self.store.manifest(fp)
             assert manifest is not None, f"manifest of {name} vanished"
             out_dir = self.store.output_dir(fp)
-            shards = tuple(os.path.join(out_dir, s["file"]) for s in manifest["shards"])
-            rows = tuple(int(s["kept"]) for s in manifest["shards"])
+            entries = self.store.shards(fp)
+            shards = tuple(os.path.join(out_dir, s["file"]) for s in entries)
+            rows = tuple(int(s["kept"]) for s in entries)
             producer = self.pipeline.nodes[name].kind
             refs.append(InputRef(name, producer.output_type, out_dir, shards, rows, content))
         return refs
@@ -238,7 +239,7 @@ class Engine:
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
-        self.store.write_manifest(fp, manifest)
+        self.store.write_manifest(fp, manifest, self._shard_entries(fp, results))
         self._finish(node_id, fp, manifest, parts)
         return False, manifest
 
@@ -282,10 +283,7 @@ class Engine:
             "counts": counts,
             "drop_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
             "quarantine_errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
-            "shards": [{"index": r.index, "file": os.path.relpath(r.path, self.store.output_dir(fp)),
-                        "in": r.rows_in, "kept": r.kept, "dropped": r.dropped, "quarantined": r.quarantined,
-                        "content_hash": r.content_hash, "seconds": r.seconds, **({"extra": r.extra} if r.extra else {})}
-                       for r in results],
+            "shards": len(results),
             "timings": {
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "wall_s": round(time.time() - started, 3),
@@ -294,6 +292,12 @@ class Engine:
             },
             "host": socket.gethostname(),
         }
+
+    def _shard_entries(self, fp: str, results: list[ShardResult]) -> list[dict[str, Any]]:
+        out_dir = self.store.output_dir(fp)
+        return [{"index": r.index, "file": os.path.relpath(r.path, out_dir), "in": r.rows_in, "kept": r.kept,
+                 "dropped": r.dropped, "quarantined": r.quarantined, "content_hash": r.content_hash,
+                 "seconds": r.seconds, **({"extra": r.extra} if r.extra else {})} for r in results]
 
     def _finish(self, node_id: str, fp: str, manifest: dict, parts: dict) -> None:
         entry = {**parts, "fingerprint": fp, "content_hash": manifest["content_hash"],

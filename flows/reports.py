@@ -41,7 +41,7 @@ def summary_markdown(manifest: dict[str, Any], reused: bool) -> str:
     lines += ["", "## Params", "", "```json", _json(manifest.get("params", {})), "```", ""]
     t = manifest.get("timings", {})
     lines.append(
-        f"{len(manifest.get('shards', []))} shards · wall {t.get('wall_s', 0)} s · "
+        f"{manifest.get('shards', 0)} shards · wall {t.get('wall_s', 0)} s · "
         f"shard time {t.get('shard_s_total', 0)} s · started {t.get('started_at', '?')}"
     )
     return "\n".join(lines)

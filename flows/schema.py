@@ -6,11 +6,44 @@ schema serves every kind the registry knows, and ``arcflow schema`` can still em
 
 from __future__ import annotations
 
+import re
+import zoneinfo
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NODE_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SCHEDULER_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
+CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
+def _check_cron(expr: str) -> str | None:
+    """Why ``expr`` is not a cron expression Prefect accepts, or None. Uses cronsim where installed."""
+    text = expr.strip()
+    if text.lower() in CRON_ALIASES:
+        return None
+    fields = text.split()
+    if len(fields) not in (5, 6):
+        return f"has {len(fields)} field(s), not 5 ({' '.join(CRON_FIELDS)})"
+    try:
+        from cronsim import CronSim, CronSimError
+    except ImportError:  # cronsim comes with Prefect's dependencies; without it only the field count is checked
+        return None
+    try:
+        CronSim(text, datetime(2024, 1, 1))
+    except CronSimError as exc:
+        return f"is invalid ({str(exc).lower()})"
+    return None
+
+
+def suggest_name(value: str) -> str:
+    """A valid pipeline / node name close to ``value``: ``Web Crawl!`` -> ``web_crawl``."""
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", value.strip())
+    text = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return text if text and text[0].isalpha() else f"n_{text}".rstrip("_")
 
 
 class Strict(BaseModel):
@@ -53,8 +86,8 @@ class ExecutorSpec(Strict):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-            raise ValueError(f"scheduler address {v!r} needs a scheme, e.g. tcp://{v}")
+        if v is not None and not v.startswith(SCHEDULER_SCHEMES):
+            raise ValueError(f"scheduler address {v!r} has no scheme; write tcp://{v} (or tls://, ucx://, ws://)")
         return v
 
 
@@ -66,13 +99,27 @@ class ScheduleSpec(Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) not in (5, 6):
-            raise ValueError(f"cron expression {v!r} needs 5 fields (minute hour day month weekday)")
+        why = _check_cron(v)
+        if why:
+            raise ValueError(f"cron expression {v!r} {why}; e.g. '0 3 * * *' runs daily at 03:00")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            import difflib
+
+            close = difflib.get_close_matches(v, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
+            fix = f"did you mean {close[0]!r}?" if close else "use an IANA name such as 'UTC' or 'Europe/Paris'"
+            raise ValueError(f"unknown timezone {v!r}; {fix}") from None
         return v
 
 
 class PipelineSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="pipeline name")
+    name: str = Field(description="pipeline name", json_schema_extra={"pattern": PIPELINE_NAME_PATTERN})
     description: str = ""
     workdir: str = Field(".arcflow", description="the store: node outputs under their fingerprints")
     seed: int = Field(0, description="global seed; kinds derive their seeds from it and the node id")
@@ -82,6 +129,16 @@ class PipelineSpec(Strict):
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(PIPELINE_NAME_PATTERN, v):
+            raise ValueError(
+                f"pipeline name {v!r} may use only letters, digits, '_', '.' and '-', starting with a letter or "
+                f"digit; e.g. {suggest_name(v) or 'my_pipeline'!r}"
+            )
+        return v
 
     def all_nodes(self) -> dict[str, NodeSpec]:
         """Sources compiled into ``files`` nodes, followed by the declared nodes."""

@@ -5,6 +5,7 @@ Layout of the work directory::
     outputs/<fingerprint>/part-00000.parquet ...   kept rows (or other files for non-document outputs)
     outputs/<fingerprint>/excluded/ quarantine/    dropped rows with `reason`, quarantined rows with `error`
     outputs/<fingerprint>/_markers/part-*.json     one per finished shard (resume is per shard)
+    outputs/<fingerprint>/shards.json              per-shard files, counts and content hashes
     outputs/<fingerprint>/manifest.json            written last: the output is complete when it exists
     refs/<pipeline>.json                           node id -> fingerprint and its parts, of the last good run
     runs/<run id>/pipeline.yaml                    the resolved config of each run
@@ -27,6 +28,7 @@ from data_pipes.io.shards import _atomic_write_bytes
 from flows.errors import StoreLockedError
 
 MANIFEST = "manifest.json"
+SHARDS = "shards.json"
 
 
 @dataclass
@@ -50,9 +52,17 @@ class Store:
     def has_output(self, fingerprint: str) -> bool:
         return os.path.exists(os.path.join(self.output_dir(fingerprint), MANIFEST))
 
-    def write_manifest(self, fingerprint: str, manifest: dict[str, Any]) -> None:
-        path = os.path.join(self.output_dir(fingerprint), MANIFEST)
-        _atomic_write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    def shards(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Per-shard entries (file, counts, content hash) of a complete output, in shard order."""
+        with open(os.path.join(self.output_dir(fingerprint), SHARDS), "rb") as fh:
+            return json.loads(fh.read())
+
+    def write_manifest(self, fingerprint: str, manifest: dict[str, Any], shards: list[dict[str, Any]]) -> None:
+        """The shard list first, the manifest last: an output is complete exactly when its manifest exists.
+        The manifest stays small (no per-shard list) so planning a pipeline of huge nodes stays fast."""
+        out = self.output_dir(fingerprint)
+        _atomic_write_bytes(os.path.join(out, SHARDS), json.dumps(shards, separators=(",", ":")).encode())
+        _atomic_write_bytes(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
 
     def discard_output(self, fingerprint: str) -> None:
         """Forget a stored output (``--force``): the manifest goes first, so a crash leaves it incomplete."""

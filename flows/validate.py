@@ -1,8 +1,9 @@
 """Turn ``pipeline.yaml`` (+ ``--set`` overrides) into a checked pipeline, or report every problem at once.
 
-Checks, in order: YAML syntax and duplicate keys; the pipeline schema; each node's kind and params; inputs (missing,
-how many, type of producer vs consumer); cycles. Every problem names file:line and the YAML path and, where it can,
-suggests the fix.
+Checks, in order: YAML syntax and duplicate keys; ``--set`` overrides; the pipeline schema; each node's kind and
+params; inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names file:line
+and the YAML path and, where it can, suggests the fix. A schema error in one node does not hide the problems of the
+others: the nodes that pass the schema are still checked, and the problems are reported in file order.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pydantic import BaseModel, ValidationError
 
 from flows.dag import find_cycles, topo_order
 from flows.errors import Problem, SpecError
-from flows.schema import NODE_ID_PATTERN, PipelineSpec
+from flows.schema import NODE_ID_PATTERN, NodeSpec, PipelineSpec, ScheduleSpec, suggest_name
 from flows.yaml_source import Path, YamlDocument, YamlSyntaxError, parse_yaml
 from tasks.base import Kind, KindParams
 from tasks.registry import UnknownKindError, get_kind, kind_names
+
+OVERRIDE = "--set"
 
 
 @dataclass
@@ -63,37 +66,137 @@ def _dotted(path: Path) -> str:
     return out
 
 
-def _close(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+def _close(word: str, options: list[str] | set[str], n: int = 1) -> list[str]:
+    return difflib.get_close_matches(str(word), sorted(options), n=n, cutoff=0.6)
+
+
+def _did_you_mean(word: str, options: list[str] | set[str]) -> str:
+    close = _close(word, options)
     return f"did you mean {close[0]!r}?" if close else ""
 
 
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "nothing"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return _type_name(value)
+    return f"{_type_name(value)} {value!r}" if value is not None else "nothing"
+
+
+def _get(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _data_path(data: Any, prefix: Path, loc: tuple[Any, ...], keep_last: bool) -> Path:
+    """The path of a pydantic error in the user's data: pydantic's ``loc`` also names union members and
+    validator steps (``'int'``, ``'function-after[...]'``), which are not keys of the file."""
+    current = _get(data, prefix)
+    out: list[str | int] = list(prefix)
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            out.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            out.append(part)
+        elif keep_last and i == len(loc) - 1 and isinstance(part, str):
+            out.append(part)
+    return tuple(out)
+
+
+def _field_of(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> Any:
+    """The pydantic FieldInfo at ``loc`` inside ``model`` (following nested models), or None."""
+    if not loc:
+        return None
+    parent = _model_at(model, loc[:-1]) if model else None
+    if parent is None or not isinstance(loc[-1], str):
+        return None
+    return parent.model_fields.get(loc[-1])
+
+
+_MISSING_HINTS = {
+    ("name",): "add `name: my_pipeline` at the top of the file",
+    ("paths",): "add `paths: [data/*.jsonl]` (files, directories or globs)",
+    ("cron",): "add `cron: '0 3 * * *'`",
+    ("expr",): "add `expr: \"length(text) >= 200\"`",
+}
+
+
 class _Collector:
-    def __init__(self, doc: YamlDocument, overridden: set[Path]) -> None:
-        self.doc, self.overridden, self.problems = doc, overridden, []
+    def __init__(self, doc: YamlDocument, data: dict[str, Any], overridden: set[Path]) -> None:
+        self.doc, self.data, self.overridden = doc, data, overridden
+        self.problems: list[Problem] = []
 
     def add(self, path: Path, message: str, hint: str = "") -> None:
         for o in self.overridden:
             if tuple(path[: len(o)]) == o:
-                self.problems.append(Problem("--set", None, _dotted(path), message, hint))
+                self.problems.append(Problem(OVERRIDE, None, _dotted(path), message, hint))
                 return
         self.problems.append(Problem(self.doc.file, self.doc.line_of(path), _dotted(path), message, hint))
 
     def pydantic(self, exc: ValidationError, prefix: Path, model: type[BaseModel]) -> None:
+        seen: set[tuple[Path, str]] = set()
         for err in exc.errors():
             loc = tuple(err["loc"])
-            path = (*prefix, *loc)
-            if err["type"] == "extra_forbidden":
-                parent = _model_at(model, loc[:-1])
-                options = list(parent.model_fields) if parent else []
-                hint = _close(str(loc[-1]), options) or (f"valid keys: {', '.join(options)}" if options else "")
-                self.add(path, f"unknown key {loc[-1]!r}", hint)
-            elif err["type"] == "missing":
-                self.add(path, f"missing required key {loc[-1]!r}", "add it")
-            else:
-                got = err.get("input")
-                shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-                self.add(path, f"{err['msg']}{shown}")
+            kind = err["type"]
+            path = _data_path(self.data, prefix, loc, keep_last=kind in ("missing", "extra_forbidden"))
+            message, hint = self._describe(err, path, loc, model)
+            if (path, message) not in seen:  # a union reports one error per member; say it once
+                seen.add((path, message))
+                self.add(path, message, hint)
+
+    def _describe(self, err: Any, path: Path, loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[str, str]:
+        kind, got = err["type"], err.get("input")
+        key = str(path[-1]) if path else ""
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            options = list(parent.model_fields) if parent else []
+            hint = _did_you_mean(key, options) or (f"valid keys: {', '.join(options)}" if options else "")
+            return f"unknown key {key!r}", hint
+        if kind == "missing":
+            missing = str(loc[-1])
+            if missing == "uses":
+                return "missing required key 'uses'", f"add `uses: KIND`; kinds: {', '.join(kind_names())}"
+            info = _field_of(model, loc)
+            hint = _MISSING_HINTS.get((missing,)) or (
+                f"add `{missing}:` ({info.description})" if info is not None and info.description else f"add `{missing}:`"
+            )
+            return f"missing required key {missing!r}", hint
+        if kind in ("dict_type", "model_type", "model_attributes_type"):
+            return f"expected a mapping (key: value lines), got {_shown(got)}", self._mapping_hint(path, got)
+        if kind == "list_type":
+            return f"expected a list, got {_shown(got)}", f"write `{key}: [{got}]`" if isinstance(got, str) else ""
+        text = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+        shown = "" if isinstance(got, dict | list) or repr(got) in text else f" (got {got!r})"
+        hint = ""
+        if kind in ("literal_error", "enum"):
+            hint = _did_you_mean(str(got), re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", "")))
+        if not hint:
+            info = _field_of(model, loc)
+            if info is not None and info.description and kind != "value_error":
+                hint = f"{key}: {info.description}"
+        return f"{text}{shown}", hint
+
+    @staticmethod
+    def _mapping_hint(path: Path, got: Any) -> str:
+        if len(path) == 2 and path[0] == "nodes" and isinstance(got, str):
+            return f"write `{path[1]}: {{uses: {got}}}`"
+        if len(path) == 2 and path[0] == "sources" and isinstance(got, str):
+            return f"write `{path[1]}: {{paths: [{got}]}}`"
+        if path in (("nodes",), ("sources",)):
+            return f"write one `NAME:` entry per {'node' if path[0] == 'nodes' else 'source'} under `{path[0]}:`"
+        return ""
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
@@ -121,24 +224,79 @@ def _unwrap(ann: Any) -> Any:
     return None
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> set[Path]:
-    """Apply ``KEY.PATH=VALUE`` overrides (VALUE parsed as YAML) in place; returns the overridden paths."""
+def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Path], list[Problem]]:
+    """Apply ``KEY.PATH=VALUE`` overrides (VALUE parsed as YAML) in place, collecting malformed ones."""
     touched: set[Path] = set()
+    problems: list[Problem] = []
+
+    def bad(where: str, message: str, hint: str = "") -> None:
+        problems.append(Problem(OVERRIDE, None, where, message, hint))
+
     for item in overrides:
         if "=" not in item:
-            raise SpecError([Problem("--set", None, item, "expected KEY.PATH=VALUE", "e.g. nodes.x.params.k=3")])
+            bad(item, f"{item!r} has no '='; expected KEY.PATH=VALUE", "e.g. --set nodes.NAME.params.KEY=VALUE")
+            continue
         key, value = item.split("=", 1)
-        parts = tuple(p for p in key.strip().split(".") if p)
+        parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise SpecError([Problem("--set", None, item, "empty key path")])
-        target = data
-        for part in parts[:-1]:
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-        target[parts[-1]] = yaml.safe_load(value)
-        touched.add(parts)
+            bad(item, f"{item!r} has no key before '='", "e.g. --set nodes.NAME.params.KEY=VALUE")
+            continue
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            bad(key, f"value {value!r} is not valid YAML: {getattr(exc, 'problem', exc)}", "quote it: KEY='VALUE'")
+            continue
+        path: list[str | int] = []
+        target: Any = data
+        failed = False
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(target, list):
+                if not part.isdigit() or int(part) >= len(target):
+                    bad(_dotted((*path, part)), f"{_dotted(tuple(path))} is a list of {len(target)} item(s); "
+                        f"{part!r} is not an index of it", f"use 0..{len(target) - 1}" if target else "")
+                    failed = True
+                    break
+                index: str | int = int(part)
+            elif isinstance(target, dict):
+                index = part
+                if (
+                    len(path) == 1 and path[0] in ("nodes", "sources") and not last and part not in target
+                ):
+                    what = "node" if path[0] == "nodes" else "source"
+                    names = sorted(target)
+                    hint = _did_you_mean(part, names) or (f"{what}s: {', '.join(names)}" if names else "")
+                    bad(_dotted((*path, part)), f"no {what} {part!r} to override", hint)
+                    failed = True
+                    break
+            else:
+                bad(_dotted((*path, part)), f"{_dotted(tuple(path))} is {_shown(target)}, not a mapping; "
+                    f"cannot set {part!r} inside it", f"--set {_dotted(tuple(path))}=VALUE replaces it whole")
+                failed = True
+                break
+            path.append(index)
+            if last:
+                target[index] = parsed
+            else:
+                if isinstance(target, dict) and target.get(index) is None:
+                    target[index] = {}
+                target = target[index]
+        if not failed:
+            touched.add(tuple(path))
+    return touched, problems
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> set[Path]:
+    """Apply ``KEY.PATH=VALUE`` overrides (VALUE parsed as YAML) in place; returns the overridden paths."""
+    touched, problems = _apply_overrides(data, overrides)
+    if problems:
+        raise SpecError(problems)
     return touched
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    """File problems by line (stable), then the ``--set`` ones in the order given."""
+    return sorted(problems, key=lambda p: (p.file == OVERRIDE, p.line or 0))
 
 
 def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
@@ -147,41 +305,105 @@ def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
             text = fh.read()
     except FileNotFoundError:
         raise SpecError([Problem(file, None, "", "pipeline file not found", "pass --file PATH")]) from None
+    except UnicodeDecodeError as exc:
+        with open(file, "rb") as fh:
+            line = fh.read()[: exc.start].count(b"\n") + 1
+        raise SpecError([Problem(file, line, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]) from None
+    except OSError as exc:
+        raise SpecError([Problem(file, None, "", f"cannot read the pipeline file: {exc.strerror}")]) from None
     try:
         doc = parse_yaml(text, file)
     except YamlSyntaxError as exc:
-        raise SpecError([Problem(file, exc.line, "", exc.message)]) from None
+        raise SpecError([Problem(file, exc.line, "", exc.message, exc.hint)]) from None
     if not isinstance(doc.data, dict):
-        raise SpecError([Problem(file, 1, "", "the pipeline must be a YAML mapping", "start with `name: ...`")])
+        got = "an empty file" if doc.data is None else _shown(doc.data)
+        raise SpecError([Problem(file, 1, "", f"the pipeline must be a YAML mapping, got {got}",
+                                 "start with `name: my_pipeline`, then `nodes:`")]) from None
     data = copy.deepcopy(doc.data)
-    touched = apply_overrides(data, overrides or [])
-    col = _Collector(doc, touched)
-    for path, line in doc.duplicate_keys:
-        col.problems.append(Problem(file, line, _dotted(path), f"duplicate key {path[-1]!r}", "keep one"))
+    touched, override_problems = _apply_overrides(data, overrides or [])
+    col = _Collector(doc, data, touched)
+    col.problems.extend(override_problems)
+    for path, line, first in doc.duplicate_keys:
+        col.problems.append(
+            Problem(file, line, _dotted(path), f"duplicate key {path[-1]!r}, first set on line {first}",
+                    "YAML keeps only the last one; remove or rename one of them")
+        )
+    spec: PipelineSpec | None = None
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         col.pydantic(exc, (), PipelineSpec)
-        raise SpecError(col.problems) from None
-    return _check(spec, data, col, file)
+    pipeline = _check(spec, data, col, file)
+    if col.problems or pipeline is None:
+        raise SpecError(_in_file_order(col.problems))
+    return pipeline
 
 
-def _check(spec: PipelineSpec, data: dict[str, Any], col: _Collector, file: str) -> Pipeline:
-    names = kind_names()
+_SIDE_FIELDS = frozenset({"resources", "retries", "retry_delay_s", "description"})
+
+
+def _salvage(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, NodeSpec], list[Any]]:
+    """The sources, nodes and schedules that pass the schema on their own, so they can still be checked when
+    another part of the file does not."""
+    sources = data.get("sources")
+    good_sources = {k: v for k, v in sources.items() if isinstance(v, dict)} if isinstance(sources, dict) else {}
+    nodes: dict[str, NodeSpec] = {}
+    if isinstance(data.get("nodes"), dict):
+        for node_id, raw in data["nodes"].items():
+            try:
+                nodes[str(node_id)] = NodeSpec.model_validate(raw)
+            except ValidationError as exc:
+                # a bad `retries:` or `resources:` says nothing about the node's kind, params and inputs: check
+                # those too (a bad `inputs:` or a misspelled key would, so such a node is left out)
+                bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+                if isinstance(raw, dict) and bad and bad <= _SIDE_FIELDS:
+                    nodes[str(node_id)] = NodeSpec.model_validate({k: v for k, v in raw.items() if k not in bad})
+    schedules: list[Any] = []
+    if isinstance(data.get("schedules"), list):
+        for i, raw in enumerate(data["schedules"]):
+            try:
+                schedules.append((i, ScheduleSpec.model_validate(raw)))
+            except ValidationError:
+                pass
+    return good_sources, nodes, schedules
+
+
+def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, file: str) -> Pipeline | None:
+    if spec is not None:
+        sources, declared = spec.sources, spec.nodes
+        schedules = list(enumerate(spec.schedules))
+        all_nodes = spec.all_nodes()
+    else:
+        sources, declared, schedules = _salvage(data)
+        all_nodes = {name: NodeSpec(uses="files", params=dict(p)) for name, p in sources.items()}
+        all_nodes.update(declared)
+    # every name the file declares, valid or not: an input naming a node with a schema error is not "missing"
+    known = set(all_nodes)
+    for section in ("sources", "nodes"):
+        if isinstance(data.get(section), dict):
+            known |= {str(k) for k in data[section]}
+
     nodes: dict[str, ResolvedNode] = {}
-    clash = set(spec.sources) & set(spec.nodes)
-    for name in sorted(clash):
-        col.add(("nodes", name), f"{name!r} is both a source and a node", "rename one of them")
-    all_nodes = spec.all_nodes()
-    for node_id, node in all_nodes.items():
-        base: Path = ("sources", node_id) if node_id in spec.sources and node_id not in spec.nodes else ("nodes", node_id)
+    for name in sorted(set(sources) & set(declared)):
+        col.add(("nodes", name), f"{name!r} is both a source and a node",
+                f"rename one of them, e.g. the node to {name + '_2'!r}; inputs refer to either by this name")
+    raw_nodes = data["nodes"] if isinstance(data.get("nodes"), dict) else {}
+    raw_sources = data["sources"] if isinstance(data.get("sources"), dict) else {}
+    for node_id in dict.fromkeys([*map(str, raw_sources), *map(str, raw_nodes)]):
         if not re.match(NODE_ID_PATTERN, node_id):
-            col.add(base, f"node id {node_id!r} must be lower_snake_case (letters, digits, _)")
+            base: Path = ("nodes", node_id) if node_id in raw_nodes else ("sources", node_id)
+            fix = suggest_name(node_id)
+            col.add(base, f"id {node_id!r} must be lower_snake_case (a-z, 0-9, _; starting with a letter)",
+                    f"rename it to {fix!r}" if fix else "")
+    for node_id, node in all_nodes.items():
+        base = ("sources", node_id) if node_id in sources and node_id not in declared else ("nodes", node_id)
         try:
             kind = get_kind(node.uses)
         except UnknownKindError as exc:
-            hint = f"did you mean {exc.close[0]!r}?" if exc.close else f"valid kinds: {', '.join(names)}"
-            col.add((*base, "uses") if base[0] == "nodes" else base, f"unknown kind {node.uses!r}", hint)
+            close = ", ".join(repr(c) for c in exc.close)
+            hint = f"did you mean {close}? " if close else ""
+            col.add((*base, "uses"), f"unknown kind {node.uses!r}",
+                    f"{hint}valid kinds: {', '.join(kind_names())}")
             continue
         params_path: Path = (*base, "params") if base[0] == "nodes" else base
         try:
@@ -196,16 +418,22 @@ def _check(spec: PipelineSpec, data: dict[str, Any], col: _Collector, file: str)
                 node_id, node.uses, kind, params, list(node.inputs), node.retries, node.retry_delay_s,
                 node.resources.model_dump(),
             )
-        _check_inputs(node_id, node.inputs, kind, all_nodes, base, col)
+        _check_inputs(node_id, node.inputs, kind, all_nodes, known, base, col)
     deps = {n: [i for i in all_nodes[n].inputs if i in all_nodes] for n in all_nodes}
     for loop in find_cycles(deps):
-        col.add(("nodes", loop[0], "inputs"), f"cycle: {' -> '.join(loop)}", "remove one of these inputs")
-    for i, sched in enumerate(spec.schedules):
+        if len(loop) <= 2:
+            continue  # a node listing itself is reported by _check_inputs
+        head, before = loop[0], loop[-2]  # `before -> head` is the edge held in head's inputs
+        index = all_nodes[head].inputs.index(before)
+        col.add(("nodes", head, "inputs", index), f"cycle: {' -> '.join(loop)}",
+                f"a cycle can never run; remove one edge of the loop, e.g. {before!r} from nodes.{head}.inputs")
+    for i, sched in schedules:
         for j, n in enumerate(sched.nodes):
             if n not in all_nodes:
-                col.add(("schedules", i, "nodes", j), f"unknown node {n!r}", _close(n, sorted(all_nodes)))
-    if col.problems:
-        raise SpecError(col.problems)
+                col.add(("schedules", i, "nodes", j), f"schedule names unknown node {n!r}",
+                        _did_you_mean(n, all_nodes) or f"nodes: {', '.join(sorted(all_nodes))}")
+    if col.problems or spec is None:
+        return None
     return Pipeline(file=file, spec=spec, nodes=nodes, deps=deps, order=topo_order(deps), raw=data)
 
 
@@ -227,33 +455,61 @@ def _absolute_paths(params: dict[str, Any], kind: Kind, file: str) -> dict[str, 
     return out
 
 
+def _count_phrase(kind: Kind) -> str:
+    lo, hi = kind.min_inputs, kind.max_inputs
+    if hi == lo:
+        return f"exactly {lo} input" + ("" if lo == 1 else "s")
+    if hi is None:
+        return f"at least {lo} input" + ("" if lo == 1 else "s")
+    return f"{lo} to {hi} inputs"
+
+
 def _check_inputs(
-    node_id: str, inputs: list[str], kind: Kind, all_nodes: dict, base: Path, col: _Collector
+    node_id: str, inputs: list[str], kind: Kind, all_nodes: dict[str, NodeSpec], known: set[str], base: Path,
+    col: _Collector,
 ) -> None:
     n = len(inputs)
     if n < kind.min_inputs or (kind.max_inputs is not None and n > kind.max_inputs):
-        want = (
-            f"exactly {kind.min_inputs}" if kind.max_inputs == kind.min_inputs
-            else f"at least {kind.min_inputs}" if kind.max_inputs is None
-            else f"{kind.min_inputs} to {kind.max_inputs}"
-        )
-        col.add((*base, "inputs"), f"kind {kind.name!r} takes {want} input(s), got {n}")
+        if kind.max_inputs == 0:
+            hint = f"{kind.name!r} is a source and reads no inputs; remove `inputs:`"
+        elif n < kind.min_inputs:
+            hint = "add `inputs: [NODE]` naming the node(s) it reads"
+        elif "union" in kind_names():
+            hint = f"combine {', '.join(map(repr, inputs))} with a `uses: union` node and read that"
+        else:
+            hint = f"keep at most {kind.max_inputs}"
+        col.add((*base, "inputs"), f"kind {kind.name!r} takes {_count_phrase(kind)}, got {n}", hint)
     for i, name in enumerate(inputs):
         if name == node_id:
-            col.add((*base, "inputs", i), f"node {node_id!r} lists itself as an input")
+            col.add((*base, "inputs", i), f"node {node_id!r} lists itself as an input",
+                    f"remove {node_id!r} from its inputs")
+            continue
+        if name not in known:
+            hint = _did_you_mean(name, known) or (
+                f"nodes and sources: {', '.join(sorted(known - {node_id}))}" if known - {node_id} else
+                "declare it under `nodes:` or `sources:`"
+            )
+            col.add((*base, "inputs", i), f"input {name!r} is not a node or source", hint)
             continue
         if name not in all_nodes:
-            col.add((*base, "inputs", i), f"input {name!r} is not a node or source", _close(name, sorted(all_nodes)))
-            continue
+            continue  # declared but invalid: its own problems are reported
         try:
             producer = get_kind(all_nodes[name].uses)
         except UnknownKindError:
             continue
         if kind.input_types and producer.output_type not in kind.input_types:
             accepted = ", ".join(t.value for t in kind.input_types)
+            fitting = sorted(
+                other for other, spec in all_nodes.items()
+                if other != node_id and spec.uses in kind_names()
+                and get_kind(spec.uses).output_type in kind.input_types
+            )
+            hint = f"nodes that produce {accepted}: {', '.join(fitting)}" if fitting else (
+                f"insert a node that turns {producer.output_type.value} into {accepted}"
+            )
             col.add(
                 (*base, "inputs", i),
                 f"type mismatch: {name!r} ({producer.name}) produces {producer.output_type.value}, "
-                f"but {kind.name!r} consumes {accepted}",
-                "insert a node that converts it, or pick another input",
+                f"but {node_id!r} ({kind.name}) consumes {accepted}",
+                hint,
             )
