@@ -1,9 +1,9 @@
 """JSON Schema of pipeline.yaml: the pipeline model, with each node's params tied to its `uses:` kind.
 
-Editors (VS Code's YAML extension, JetBrains) use it for completion and inline errors: put
-``# yaml-language-server: $schema=arcflow.schema.json`` at the top of pipeline.yaml after
-``arcflow schema > arcflow.schema.json``. Sources are typed as ``files`` params; ``inputs`` accepts one name or a list,
-as the loader does.
+Editors (VS Code's YAML extension, JetBrains) use it for completion and inline errors: put ``# yaml-language-
+server: $schema=arcflow.schema.json`` at the top of pipeline.yaml after ``arcflow schema >
+arcflow.schema.json``. Sources are typed as ``files`` params; ``inputs`` accepts one name or a list, as the
+loader does.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _rename_refs(schema: Any, renames: dict[str, str]) -> Any:
 
 
 def _params_schema(name: str, defs: dict[str, Any]) -> dict[str, Any]:
-    """One kind's params schema, its ``$defs`` merged into ``defs`` (prefixed by the kind where names clash)."""
+    """One kind's params schema; its ``$defs`` go into ``defs``, prefixed by the kind where names clash."""
     params = get_kind_class(name).Params.model_json_schema()
     own = params.pop("$defs", {})
     renames = {d: f"{name}__{d}" for d, body in own.items() if d in defs and defs[d] != body}
@@ -48,10 +48,12 @@ def pipeline_json_schema() -> dict[str, Any]:
     }
     rules = []
     for name in names:
-        rules.append({
-            "if": {"properties": {"uses": {"const": name}}, "required": ["uses"]},
-            "then": {"properties": {"params": _params_schema(name, defs)}},
-        })
+        rules.append(
+            {
+                "if": {"properties": {"uses": {"const": name}}, "required": ["uses"]},
+                "then": {"properties": {"params": _params_schema(name, defs)}},
+            }
+        )
     node["allOf"] = rules
     if "files" in names:
         schema["properties"]["sources"]["additionalProperties"] = _params_schema("files", defs)

@@ -1,7 +1,8 @@
 """The typed model of ``pipeline.yaml`` (pydantic v2, unknown keys are errors).
 
-Node params are kept as a plain mapping here and validated against the node's kind in ``flows/validate.py``, so one
-schema serves every kind the registry knows, and ``arcflow schema`` can still emit per-kind JSON Schema.
+Node params are kept as a plain mapping here and validated against the node's kind in ``flows/validate.py``,
+so one schema serves every kind the registry knows, and ``arcflow schema`` can still emit per-kind JSON
+Schema.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def _check_cron(expr: str) -> str | None:
         return f"has {len(fields)} field(s), not 5 ({' '.join(CRON_FIELDS)})"
     try:
         from cronsim import CronSim, CronSimError
-    except ImportError:  # cronsim comes with Prefect's dependencies; without it only the field count is checked
+    except (
+        ImportError
+    ):  # cronsim comes with Prefect's dependencies; without it only the field count is checked
         return None
     try:
         CronSim(text, datetime(2024, 1, 1))
@@ -51,7 +54,7 @@ class Strict(BaseModel):
 
 
 class Resources(Strict):
-    """What one shard task of the node needs. ``gpus`` > 0 sends its shards to workers declaring a GPU resource."""
+    """What one shard task of the node needs. ``gpus`` > 0 sends its shards to workers with a GPU resource."""
 
     cpus: float = Field(1.0, gt=0, description="CPU cores per shard task")
     memory_gb: float | None = Field(None, gt=0, description="memory per shard task, for scheduling")
@@ -87,7 +90,9 @@ class ExecutorSpec(Strict):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(SCHEDULER_SCHEMES):
-            raise ValueError(f"scheduler address {v!r} has no scheme; write tcp://{v} (or tls://, ucx://, ws://)")
+            raise ValueError(
+                f"scheduler address {v!r} has no scheme; write tcp://{v} (or tls://, ucx://, ws://)"
+            )
         return v
 
 
@@ -113,7 +118,9 @@ class ScheduleSpec(Strict):
             import difflib
 
             close = difflib.get_close_matches(v, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
-            fix = f"did you mean {close[0]!r}?" if close else "use an IANA name such as 'UTC' or 'Europe/Paris'"
+            fix = (
+                f"did you mean {close[0]!r}?" if close else "use an IANA name such as 'UTC' or 'Europe/Paris'"
+            )
             raise ValueError(f"unknown timezone {v!r}; {fix}") from None
         return v
 
@@ -135,8 +142,8 @@ class PipelineSpec(Strict):
     def _name(cls, v: str) -> str:
         if not re.match(PIPELINE_NAME_PATTERN, v):
             raise ValueError(
-                f"pipeline name {v!r} may use only letters, digits, '_', '.' and '-', starting with a letter or "
-                f"digit; e.g. {suggest_name(v) or 'my_pipeline'!r}"
+                f"pipeline name {v!r} may use only letters, digits, '_', '.' and '-', starting with a "
+                f"letter or digit; e.g. {suggest_name(v) or 'my_pipeline'!r}"
             )
         return v
 

@@ -1,9 +1,10 @@
 """Turn ``pipeline.yaml`` (+ ``--set`` overrides) into a checked pipeline, or report every problem at once.
 
-Checks, in order: YAML syntax and duplicate keys; ``--set`` overrides; the pipeline schema; each node's kind and
-params; inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names file:line
-and the YAML path and, where it can, suggests the fix. A schema error in one node does not hide the problems of the
-others: the nodes that pass the schema are still checked, and the problems are reported in file order.
+Checks, in order: YAML syntax and duplicate keys; ``--set`` overrides; the pipeline schema; each node's kind
+and params; inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names
+file:line and the YAML path and, where it can, suggests the fix. A schema error in one node does not hide the
+problems of the others: the nodes that pass the schema are still checked, and the problems are reported in
+file order.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ _MISSING_HINTS = {
     ("name",): "add `name: my_pipeline` at the top of the file",
     ("paths",): "add `paths: [data/*.jsonl]` (files, directories or globs)",
     ("cron",): "add `cron: '0 3 * * *'`",
-    ("expr",): "add `expr: \"length(text) >= 200\"`",
+    ("expr",): 'add `expr: "length(text) >= 200"`',
 }
 
 
@@ -156,7 +157,9 @@ class _Collector:
                 seen.add((path, message))
                 self.add(path, message, hint)
 
-    def _describe(self, err: Any, path: Path, loc: tuple[Any, ...], model: type[BaseModel]) -> tuple[str, str]:
+    def _describe(
+        self, err: Any, path: Path, loc: tuple[Any, ...], model: type[BaseModel]
+    ) -> tuple[str, str]:
         kind, got = err["type"], err.get("input")
         key = str(path[-1]) if path else ""
         if kind == "extra_forbidden":
@@ -170,13 +173,17 @@ class _Collector:
                 return "missing required key 'uses'", f"add `uses: KIND`; kinds: {', '.join(kind_names())}"
             info = _field_of(model, loc)
             hint = _MISSING_HINTS.get((missing,)) or (
-                f"add `{missing}:` ({info.description})" if info is not None and info.description else f"add `{missing}:`"
+                f"add `{missing}:` ({info.description})"
+                if info is not None and info.description
+                else f"add `{missing}:`"
             )
             return f"missing required key {missing!r}", hint
         if kind in ("dict_type", "model_type", "model_attributes_type"):
             return f"expected a mapping (key: value lines), got {_shown(got)}", self._mapping_hint(path, got)
         if kind == "list_type":
-            return f"expected a list, got {_shown(got)}", f"write `{key}: [{got}]`" if isinstance(got, str) else ""
+            return f"expected a list, got {_shown(got)}", f"write `{key}: [{got}]`" if isinstance(
+                got, str
+            ) else ""
         text = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
         shown = "" if isinstance(got, dict | list) or repr(got) in text else f" (got {got!r})"
         hint = ""
@@ -195,7 +202,9 @@ class _Collector:
         if len(path) == 2 and path[0] == "sources" and isinstance(got, str):
             return f"write `{path[1]}: {{paths: [{got}]}}`"
         if path in (("nodes",), ("sources",)):
-            return f"write one `NAME:` entry per {'node' if path[0] == 'nodes' else 'source'} under `{path[0]}:`"
+            return (
+                f"write one `NAME:` entry per {'node' if path[0] == 'nodes' else 'source'} under `{path[0]}:`"
+            )
         return ""
 
 
@@ -234,7 +243,11 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Pa
 
     for item in overrides:
         if "=" not in item:
-            bad(item, f"{item!r} has no '='; expected KEY.PATH=VALUE", "e.g. --set nodes.NAME.params.KEY=VALUE")
+            bad(
+                item,
+                f"{item!r} has no '='; expected KEY.PATH=VALUE",
+                "e.g. --set nodes.NAME.params.KEY=VALUE",
+            )
             continue
         key, value = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
@@ -244,7 +257,11 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Pa
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            bad(key, f"value {value!r} is not valid YAML: {getattr(exc, 'problem', exc)}", "quote it: KEY='VALUE'")
+            bad(
+                key,
+                f"value {value!r} is not valid YAML: {getattr(exc, 'problem', exc)}",
+                "quote it: KEY='VALUE'",
+            )
             continue
         path: list[str | int] = []
         target: Any = data
@@ -253,16 +270,18 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Pa
             last = i == len(parts) - 1
             if isinstance(target, list):
                 if not part.isdigit() or int(part) >= len(target):
-                    bad(_dotted((*path, part)), f"{_dotted(tuple(path))} is a list of {len(target)} item(s); "
-                        f"{part!r} is not an index of it", f"use 0..{len(target) - 1}" if target else "")
+                    bad(
+                        _dotted((*path, part)),
+                        f"{_dotted(tuple(path))} is a list of {len(target)} item(s); "
+                        f"{part!r} is not an index of it",
+                        f"use 0..{len(target) - 1}" if target else "",
+                    )
                     failed = True
                     break
                 index: str | int = int(part)
             elif isinstance(target, dict):
                 index = part
-                if (
-                    len(path) == 1 and path[0] in ("nodes", "sources") and not last and part not in target
-                ):
+                if len(path) == 1 and path[0] in ("nodes", "sources") and not last and part not in target:
                     what = "node" if path[0] == "nodes" else "source"
                     names = sorted(target)
                     hint = _did_you_mean(part, names) or (f"{what}s: {', '.join(names)}" if names else "")
@@ -270,8 +289,12 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Pa
                     failed = True
                     break
             else:
-                bad(_dotted((*path, part)), f"{_dotted(tuple(path))} is {_shown(target)}, not a mapping; "
-                    f"cannot set {part!r} inside it", f"--set {_dotted(tuple(path))}=VALUE replaces it whole")
+                bad(
+                    _dotted((*path, part)),
+                    f"{_dotted(tuple(path))} is {_shown(target)}, not a mapping; "
+                    f"cannot set {part!r} inside it",
+                    f"--set {_dotted(tuple(path))}=VALUE replaces it whole",
+                )
                 failed = True
                 break
             path.append(index)
@@ -308,7 +331,9 @@ def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
     except UnicodeDecodeError as exc:
         with open(file, "rb") as fh:
             line = fh.read()[: exc.start].count(b"\n") + 1
-        raise SpecError([Problem(file, line, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]) from None
+        raise SpecError(
+            [Problem(file, line, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]
+        ) from None
     except OSError as exc:
         raise SpecError([Problem(file, None, "", f"cannot read the pipeline file: {exc.strerror}")]) from None
     try:
@@ -317,16 +342,30 @@ def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
         raise SpecError([Problem(file, exc.line, "", exc.message, exc.hint)]) from None
     if not isinstance(doc.data, dict):
         got = "an empty file" if doc.data is None else _shown(doc.data)
-        raise SpecError([Problem(file, 1, "", f"the pipeline must be a YAML mapping, got {got}",
-                                 "start with `name: my_pipeline`, then `nodes:`")]) from None
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    1,
+                    "",
+                    f"the pipeline must be a YAML mapping, got {got}",
+                    "start with `name: my_pipeline`, then `nodes:`",
+                )
+            ]
+        ) from None
     data = copy.deepcopy(doc.data)
     touched, override_problems = _apply_overrides(data, overrides or [])
     col = _Collector(doc, data, touched)
     col.problems.extend(override_problems)
     for path, line, first in doc.duplicate_keys:
         col.problems.append(
-            Problem(file, line, _dotted(path), f"duplicate key {path[-1]!r}, first set on line {first}",
-                    "YAML keeps only the last one; remove or rename one of them")
+            Problem(
+                file,
+                line,
+                _dotted(path),
+                f"duplicate key {path[-1]!r}, first set on line {first}",
+                "YAML keeps only the last one; remove or rename one of them",
+            )
         )
     spec: PipelineSpec | None = None
     try:
@@ -346,18 +385,22 @@ def _salvage(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str,
     """The sources, nodes and schedules that pass the schema on their own, so they can still be checked when
     another part of the file does not."""
     sources = data.get("sources")
-    good_sources = {k: v for k, v in sources.items() if isinstance(v, dict)} if isinstance(sources, dict) else {}
+    good_sources = (
+        {k: v for k, v in sources.items() if isinstance(v, dict)} if isinstance(sources, dict) else {}
+    )
     nodes: dict[str, NodeSpec] = {}
     if isinstance(data.get("nodes"), dict):
         for node_id, raw in data["nodes"].items():
             try:
                 nodes[str(node_id)] = NodeSpec.model_validate(raw)
             except ValidationError as exc:
-                # a bad `retries:` or `resources:` says nothing about the node's kind, params and inputs: check
-                # those too (a bad `inputs:` or a misspelled key would, so such a node is left out)
+                # a bad `retries:` or `resources:` says nothing about the node's kind, params and inputs:
+                # check those too (a bad `inputs:` or a misspelled key would, so such a node is left out)
                 bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
                 if isinstance(raw, dict) and bad and bad <= _SIDE_FIELDS:
-                    nodes[str(node_id)] = NodeSpec.model_validate({k: v for k, v in raw.items() if k not in bad})
+                    nodes[str(node_id)] = NodeSpec.model_validate(
+                        {k: v for k, v in raw.items() if k not in bad}
+                    )
     schedules: list[Any] = []
     if isinstance(data.get("schedules"), list):
         for i, raw in enumerate(data["schedules"]):
@@ -385,16 +428,22 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
 
     nodes: dict[str, ResolvedNode] = {}
     for name in sorted(set(sources) & set(declared)):
-        col.add(("nodes", name), f"{name!r} is both a source and a node",
-                f"rename one of them, e.g. the node to {name + '_2'!r}; inputs refer to either by this name")
+        col.add(
+            ("nodes", name),
+            f"{name!r} is both a source and a node",
+            f"rename one of them, e.g. the node to {name + '_2'!r}; inputs refer to either by this name",
+        )
     raw_nodes = data["nodes"] if isinstance(data.get("nodes"), dict) else {}
     raw_sources = data["sources"] if isinstance(data.get("sources"), dict) else {}
     for node_id in dict.fromkeys([*map(str, raw_sources), *map(str, raw_nodes)]):
         if not re.match(NODE_ID_PATTERN, node_id):
             base: Path = ("nodes", node_id) if node_id in raw_nodes else ("sources", node_id)
             fix = suggest_name(node_id)
-            col.add(base, f"id {node_id!r} must be lower_snake_case (a-z, 0-9, _; starting with a letter)",
-                    f"rename it to {fix!r}" if fix else "")
+            col.add(
+                base,
+                f"id {node_id!r} must be lower_snake_case (a-z, 0-9, _; starting with a letter)",
+                f"rename it to {fix!r}" if fix else "",
+            )
     for node_id, node in all_nodes.items():
         base = ("sources", node_id) if node_id in sources and node_id not in declared else ("nodes", node_id)
         try:
@@ -402,8 +451,11 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
         except UnknownKindError as exc:
             close = ", ".join(repr(c) for c in exc.close)
             hint = f"did you mean {close}? " if close else ""
-            col.add((*base, "uses"), f"unknown kind {node.uses!r}",
-                    f"{hint}valid kinds: {', '.join(kind_names())}")
+            col.add(
+                (*base, "uses"),
+                f"unknown kind {node.uses!r}",
+                f"{hint}valid kinds: {', '.join(kind_names())}",
+            )
             continue
         params_path: Path = (*base, "params") if base[0] == "nodes" else base
         try:
@@ -415,7 +467,13 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
             for sub, message in kind.check_params(params):
                 col.add((*params_path, *sub), message)
             nodes[node_id] = ResolvedNode(
-                node_id, node.uses, kind, params, list(node.inputs), node.retries, node.retry_delay_s,
+                node_id,
+                node.uses,
+                kind,
+                params,
+                list(node.inputs),
+                node.retries,
+                node.retry_delay_s,
                 node.resources.model_dump(),
             )
         _check_inputs(node_id, node.inputs, kind, all_nodes, known, base, col)
@@ -425,13 +483,19 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
             continue  # a node listing itself is reported by _check_inputs
         head, before = loop[0], loop[-2]  # `before -> head` is the edge held in head's inputs
         index = all_nodes[head].inputs.index(before)
-        col.add(("nodes", head, "inputs", index), f"cycle: {' -> '.join(loop)}",
-                f"a cycle can never run; remove one edge of the loop, e.g. {before!r} from nodes.{head}.inputs")
+        col.add(
+            ("nodes", head, "inputs", index),
+            f"cycle: {' -> '.join(loop)}",
+            f"a cycle can never run; remove one edge of the loop, e.g. {before!r} from nodes.{head}.inputs",
+        )
     for i, sched in schedules:
         for j, n in enumerate(sched.nodes):
             if n not in all_nodes:
-                col.add(("schedules", i, "nodes", j), f"schedule names unknown node {n!r}",
-                        _did_you_mean(n, all_nodes) or f"nodes: {', '.join(sorted(all_nodes))}")
+                col.add(
+                    ("schedules", i, "nodes", j),
+                    f"schedule names unknown node {n!r}",
+                    _did_you_mean(n, all_nodes) or f"nodes: {', '.join(sorted(all_nodes))}",
+                )
     if col.problems or spec is None:
         return None
     return Pipeline(file=file, spec=spec, nodes=nodes, deps=deps, order=topo_order(deps), raw=data)
@@ -465,7 +529,12 @@ def _count_phrase(kind: Kind) -> str:
 
 
 def _check_inputs(
-    node_id: str, inputs: list[str], kind: Kind, all_nodes: dict[str, NodeSpec], known: set[str], base: Path,
+    node_id: str,
+    inputs: list[str],
+    kind: Kind,
+    all_nodes: dict[str, NodeSpec],
+    known: set[str],
+    base: Path,
     col: _Collector,
 ) -> None:
     n = len(inputs)
@@ -481,13 +550,17 @@ def _check_inputs(
         col.add((*base, "inputs"), f"kind {kind.name!r} takes {_count_phrase(kind)}, got {n}", hint)
     for i, name in enumerate(inputs):
         if name == node_id:
-            col.add((*base, "inputs", i), f"node {node_id!r} lists itself as an input",
-                    f"remove {node_id!r} from its inputs")
+            col.add(
+                (*base, "inputs", i),
+                f"node {node_id!r} lists itself as an input",
+                f"remove {node_id!r} from its inputs",
+            )
             continue
         if name not in known:
             hint = _did_you_mean(name, known) or (
-                f"nodes and sources: {', '.join(sorted(known - {node_id}))}" if known - {node_id} else
-                "declare it under `nodes:` or `sources:`"
+                f"nodes and sources: {', '.join(sorted(known - {node_id}))}"
+                if known - {node_id}
+                else "declare it under `nodes:` or `sources:`"
             )
             col.add((*base, "inputs", i), f"input {name!r} is not a node or source", hint)
             continue
@@ -500,12 +573,16 @@ def _check_inputs(
         if kind.input_types and producer.output_type not in kind.input_types:
             accepted = ", ".join(t.value for t in kind.input_types)
             fitting = sorted(
-                other for other, spec in all_nodes.items()
-                if other != node_id and spec.uses in kind_names()
+                other
+                for other, spec in all_nodes.items()
+                if other != node_id
+                and spec.uses in kind_names()
                 and get_kind(spec.uses).output_type in kind.input_types
             )
-            hint = f"nodes that produce {accepted}: {', '.join(fitting)}" if fitting else (
-                f"insert a node that turns {producer.output_type.value} into {accepted}"
+            hint = (
+                f"nodes that produce {accepted}: {', '.join(fitting)}"
+                if fitting
+                else (f"insert a node that turns {producer.output_type.value} into {accepted}")
             )
             col.add(
                 (*base, "inputs", i),

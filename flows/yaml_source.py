@@ -1,8 +1,8 @@
 """Load YAML keeping the line of every key, so errors can name ``file:line`` and the YAML path.
 
-PyYAML's composer gives every node its start mark; we walk the composed tree once and record the line of each key
-(and each list item) under its path. Duplicate keys, which PyYAML silently resolves to the last value, are recorded
-so validation can report them.
+PyYAML's composer gives every node its start mark; we walk the composed tree once and record the line of each
+key (and each list item) under its path. Duplicate keys, which PyYAML silently resolves to the last value, are
+recorded so validation can report them.
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ def _forget(doc: YamlDocument, prefix: Path) -> None:
         del doc.lines[key]
 
 
-def _walk(node: yaml.Node, path: Path, doc: YamlDocument, merged: bool = False, at: int | None = None,
-          seen: set[int] | None = None) -> None:
+def _walk(
+    node: yaml.Node,
+    path: Path,
+    doc: YamlDocument,
+    merged: bool = False,
+    at: int | None = None,
+    seen: set[int] | None = None,
+) -> None:
     """Record the line of every key and item under ``path``. A node reached again through an alias (``*name``,
     ``<<: *name``) is recorded at ``at``, the line that uses the alias, since its path is the using one."""
     seen = set() if seen is None else seen
