@@ -1,0 +1,118 @@
+"""`warc`: WARC files (plain or ``.warc.gz``) into document shards, one per HTML/text response record.
+
+Files are listed (globs and directories, sorted) when the run starts and grouped into shards of about
+``shard_mb`` of input, as the ``files`` kind does; the fingerprint covers every file's path, size and
+modification time. The reading and the drop / quarantine rules live in ``data_pipes.io.warc_reader``: non-HTML
+payloads are dropped (``warc_non_html``), a truncated file keeps the records read so far plus one
+``warc_truncated`` quarantined row. Records that are not responses (warcinfo, request, metadata) are not
+documents; their counts go into the shard's ``extra`` in the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import ClassVar
+
+import polars as pl
+from pydantic import Field
+
+from data_pipes.io.documents import DOC_COLUMNS, records_to_frames
+from data_pipes.io.readers import expand_paths
+from data_pipes.io.shards import ShardResult, write_shard
+from data_pipes.io.warc_reader import read_warc
+from flows.fingerprint import sha
+from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks.registry import register
+
+
+class WarcParams(KindParams):
+    paths: list[str] = Field(min_length=1, description="WARC files (.warc, .warc.gz), directories or globs")
+    source: str | None = Field(None, description="value of the `source` column (default: the node id)")
+    shard_mb: float = Field(256.0, gt=0, description="input bytes (compressed) per shard")
+    max_doc_mb: float = Field(50.0, gt=0, description="larger payloads are dropped as warc_too_large")
+    ok_only: bool = Field(True, description="drop responses whose HTTP status is not 2xx (warc_http_status)")
+
+
+def _listing(params: WarcParams) -> list[tuple[str, int, int]]:
+    out = []
+    for path in expand_paths(params.paths):
+        st = os.stat(path)
+        out.append((path, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def split_records(records: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(kept documents, dropped documents with ``reason``, quarantined rows)."""
+    dropped = [r for r in records if "reason" in r]
+    docs, bad = records_to_frames(r for r in records if "reason" not in r)
+    schema = {**{c: pl.String() for c in DOC_COLUMNS}, "reason": pl.String()}
+    return docs, pl.DataFrame(dropped, schema=schema), bad
+
+
+@register
+class Warc(Kind):
+    name: ClassVar[str] = "warc"
+    Params = WarcParams
+    output_type: ClassVar[DataType] = DataType.DOCUMENTS
+    path_params: ClassVar[tuple[str, ...]] = ("paths",)
+    packages = ("warcio", "pyarrow", "polars")
+    description = "WARC files (plain or gzipped) into raw-HTML document shards, one per HTML/text response"
+
+    def check_params(self, params: WarcParams) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, pattern in enumerate(params.paths):
+            try:
+                expand_paths([pattern])
+            except FileNotFoundError as exc:
+                problems.append(
+                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
+                )
+        return problems
+
+    def signature(self, params: WarcParams) -> str:
+        try:
+            return sha(*(f"{p}|{s}|{m}" for p, s, m in _listing(params)))
+        except FileNotFoundError as exc:
+            return f"missing: {exc}"
+
+    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
+        params: WarcParams = ctx.params  # type: ignore[assignment]
+        budget = int(params.shard_mb * 1024 * 1024)
+        groups: list[list[str]] = [[]]
+        size = 0
+        for path, nbytes, _mtime in _listing(params):
+            if groups[-1] and size + nbytes > budget:
+                groups.append([])
+                size = 0
+            groups[-1].append(path)
+            size += nbytes
+        source = params.source or ctx.node_id
+        return [ShardTask(i, {"files": g, "source": source}, label=g[0]) for i, g in enumerate(groups) if g]
+
+    def run_shard(self, params: WarcParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        records: list[dict] = []
+        skipped: dict[str, int] = {}
+        for path in task.payload["files"]:
+            records.extend(
+                read_warc(
+                    path,
+                    source=task.payload["source"],
+                    ok_only=params.ok_only,
+                    max_doc_bytes=int(params.max_doc_mb * 1024 * 1024),
+                    counts=skipped,
+                )
+            )
+        docs, dropped, bad = split_records(records)
+        extra = {"skipped_record_types": dict(sorted(skipped.items()))} if skipped else None
+        return write_shard(
+            out_dir,
+            task.index,
+            docs,
+            rows_in=len(records),
+            dropped=dropped,
+            quarantined=bad,
+            started=started,
+            extra=extra,
+        )

