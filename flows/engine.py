@@ -29,6 +29,8 @@ from tasks.shard_worker import execute_shard
 
 Progress = Callable[[str, int, int], None]  # (node id, shards done, shards total)
 PROGRESS_HOOKS: list[Progress] = []  # extra listeners (the CLI's progress bars)
+BATCHES_PER_SLOT = 8
+MAX_BATCH = 64
 
 
 @dataclass
@@ -220,16 +222,17 @@ class Engine:
                 progress(node_id, done, len(tasks))
             position = {t.index: i for i, t in enumerate(tasks)}
 
-            def on_done(_i: int, res: ShardResult) -> None:
+            def on_done(_i: int, batch: list[ShardResult]) -> None:
                 nonlocal done
-                done += 1
-                results[position[res.index]] = res
+                for res in batch:
+                    done += 1
+                    results[position[res.index]] = res
                 if progress:
                     progress(node_id, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
-            self.executor.map(_call_with_task(fn), todo, on_done=on_done, resources=self._resources(node),
-                              key_prefix=node_id)
+            self.executor.map(functools.partial(_run_batch, fn), self._batches(todo), on_done=on_done,
+                              resources=self._resources(node), key_prefix=node_id)
             return [r for r in results if r is not None]
 
         ctx = RunContext(
@@ -242,6 +245,16 @@ class Engine:
         self.store.write_manifest(fp, manifest, self._shard_entries(fp, results))
         self._finish(node_id, fp, manifest, parts)
         return False, manifest
+
+    def _batches(self, todo: list[ShardTask]) -> list[list[ShardTask]]:
+        """Consecutive shards grouped into tasks when there are many more shards than worker slots: the
+        scheduler's cost is per task, and at least ``BATCHES_PER_SLOT`` tasks per slot keep the load balanced.
+        Each shard still has its own files and marker, so resume stays per shard."""
+        if not todo:
+            return []
+        slots = self.executor.slots()
+        size = max(1, min(MAX_BATCH, len(todo) // (slots * BATCHES_PER_SLOT)))
+        return [todo[i : i + size] for i in range(0, len(todo), size)]
 
     def _resources(self, node: ResolvedNode) -> dict[str, float] | None:
         res = node.resources
@@ -320,12 +333,8 @@ def _fan_out(progress: Progress | None) -> Progress:
     return call
 
 
-def _call_with_task(fn: Callable[..., ShardResult]) -> Callable[[ShardTask], ShardResult]:
-    return functools.partial(_apply, fn)
-
-
-def _apply(fn: Callable[..., ShardResult], task: ShardTask) -> ShardResult:
-    return fn(task)
+def _run_batch(fn: Callable[..., ShardResult], batch: list[ShardTask]) -> list[ShardResult]:
+    return [fn(task) for task in batch]
 
 
 __all__ = ["Engine", "NodePlan", "Selection", "select", "asdict"]

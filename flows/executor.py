@@ -46,7 +46,17 @@ class DaskExecutor:
                         resources={"CPU": self.spec.threads_per_worker},
                     )
                     self._client = Client(self._cluster)
+                # Dask's own INFO logs (nanny start/stop, scheduler chatter) drown the run's output
+                level = os.environ.get("ARCFLOW_DASK_LOG_LEVEL", "WARNING").upper()
+                logging.getLogger("distributed").setLevel(level)
             return self._client
+
+    def slots(self) -> int:
+        """Worker threads across the cluster (what shard tasks can run at once)."""
+        if self.spec.address:
+            return max(1, sum(self.client().nthreads().values()))
+        n = self.spec.n_workers or max(1, os.cpu_count() or 1)
+        return n * self.spec.threads_per_worker
 
     def describe(self) -> str:
         if self.spec.address:
