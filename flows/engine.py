@@ -242,6 +242,7 @@ class Engine:
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
+        manifest["reports"] = ctx.reports
         self.store.write_manifest(fp, manifest, self._shard_entries(fp, results))
         self._finish(node_id, fp, manifest, parts)
         return False, manifest

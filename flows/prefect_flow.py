@@ -7,6 +7,9 @@ reasons), a markdown artifact (summary and lineage) and, while it computes, a pr
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import uuid
 from typing import Any
@@ -59,10 +62,32 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
         markdown=summary_markdown(manifest, reused), key=_key(pipeline, node_id, "summary"),
         description=f"{node_id}: summary and lineage",
     )
+    _publish_reports(engine, manifest, pipeline, node_id)
     summary = {"node": node_id, "reused": reused, "fingerprint": manifest["fingerprint"], **manifest["counts"]}
     if reused:
         return Completed(name="Cached", message=f"reused {manifest['fingerprint'][:12]}", data=summary)
     return summary
+
+
+def _publish_reports(engine: Engine, manifest: dict[str, Any], pipeline: str, node_id: str) -> None:
+    """The kind's own reports: tables as table artifacts; markdown and PNG plots as markdown artifacts (the plot
+    embedded as a data URI, so it shows without a file server)."""
+    out_dir = engine.store.output_dir(manifest["fingerprint"])
+    for i, report in enumerate(manifest.get("reports", [])):
+        key = _key(pipeline, node_id, "report", str(i))
+        title = f"{node_id}: {report['title']}"
+        if "table" in report:
+            with open(os.path.join(out_dir, report["table"]), "rb") as fh:
+                create_table_artifact(table=json.loads(fh.read()), key=key + "-table", description=title)
+        parts = []
+        if "markdown" in report:
+            with open(os.path.join(out_dir, report["markdown"]), encoding="utf-8") as fh:
+                parts.append(fh.read())
+        if "png" in report:
+            with open(os.path.join(out_dir, report["png"]), "rb") as fh:
+                parts.append(f"![{report['title']}](data:image/png;base64,{base64.b64encode(fh.read()).decode()})")
+        if parts:
+            create_markdown_artifact(markdown=f"## {title}\n\n" + "\n\n".join(parts), key=key, description=title)
 
 
 @flow(name="arcflow", log_prints=True)

@@ -79,6 +79,37 @@ class RunContext:
     map: Callable[[Callable[..., Any], Sequence[ShardTask]], list[Any]]
     run_shards: Callable[[Sequence[ShardTask]], list[ShardResult]]
     extra: dict[str, Any] = field(default_factory=dict)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_report(
+        self,
+        title: str,
+        *,
+        markdown: str | None = None,
+        table: list[dict[str, Any]] | None = None,
+        png: bytes | None = None,
+    ) -> None:
+        """Attach a report to the node's output (``reports/`` beside the shards, listed in the manifest). The
+        Prefect layer publishes each as an artifact: tables as table artifacts, markdown and PNG plots as markdown
+        artifacts; `arcflow show` lists them."""
+        import json
+        import os
+        import re
+
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "report"
+        folder = os.path.join(self.out_dir, "reports")
+        os.makedirs(folder, exist_ok=True)
+        entry: dict[str, Any] = {"title": title}
+        for kind, value, ext in (("markdown", markdown, "md"), ("table", table, "json"), ("png", png, "png")):
+            if value is None:
+                continue
+            name = f"{slug}.{ext}"
+            data = value if isinstance(value, bytes) else (
+                value.encode() if isinstance(value, str) else json.dumps(value, indent=1, default=str).encode())
+            with open(os.path.join(folder, name), "wb") as fh:
+                fh.write(data)
+            entry[kind] = f"reports/{name}"
+        self.reports.append(entry)
 
 
 class Kind:
@@ -107,7 +138,12 @@ class Kind:
         raise TypeError(f"kind {self.name!r} implements neither plan_shards nor run")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
-        return ctx.run_shards(self.plan_shards(ctx))
+        results = ctx.run_shards(self.plan_shards(ctx))
+        self.summarize(ctx, results)
+        return results
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        """After the shards: add node-level reports (histograms, mixture tables) with ``ctx.add_report``."""
 
     # ---- worker side -----------------------------------------------------------------------------------------
     def run_shard(self, params: KindParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:
