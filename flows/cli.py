@@ -147,9 +147,9 @@ def run(
 
 def _run_deployment(name: str, file: str, node: str | None, from_: str | None, to: str | None, force: bool,
                     overrides: list[str]) -> None:
-    """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) on the
-    server at PREFECT_API_URL, and return at once; a worker on the deployment's work pool runs it. ``file`` is
-    passed as given: a relative path is read from the worker's working directory (the repository root)."""
+    """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) on
+    the server at PREFECT_API_URL and return at once; a worker on the deployment's work pool runs it. ``file``
+    is passed as given: a relative path is read from the worker's working directory (the repository root)."""
     from prefect.deployments import run_deployment
     from prefect.settings import get_current_settings
 

@@ -1,0 +1,256 @@
+"""End to end against a real Prefect server: the user story of infra/prefect.yaml.
+
+Starts `prefect server start` (sqlite, in a temporary PREFECT_HOME, on a free port), creates the process work
+pool, runs `prefect deploy --prefect-file infra/prefect.yaml --all` from the repository root, starts a process
+worker elsewhere, then starts runs with `arcflow run --deployment` (the whole pipeline, then `--node` for one
+node) and checks through the Prefect API what the UI shows: one task run per node named by its id, and each
+node's table and markdown artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT_YAML = REPO / "infra" / "prefect.yaml"
+FLOW_RUN_ID = re.compile(r"\(([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\)")
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_tiny_pipeline(root: Path, name: str) -> Path:
+    """A `files` source over small HTML and text files, and a `filter` node that drops the short ones."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    (data / "a.html").write_text(
+        "<html><body><p>A first page with enough words in it to be kept.</p></body></html>"
+    )
+    (data / "b.html").write_text(
+        "<html><body><h1>B</h1><p>Another page that passes the length check.</p></body>"
+    )
+    (data / "c.txt").write_text("short")
+    spec = {
+        "name": name,
+        "workdir": str(root / "store"),
+        "executor": {"n_workers": 1},
+        "sources": {"pages": {"paths": [str(data)]}},
+        "nodes": {
+            "long_enough": {"uses": "filter", "inputs": ["pages"], "params": {"expr": "length(text) >= 20"}},
+        },
+    }
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@dataclass
+class Stack:
+    """The server and worker processes of one test, their logs, and the environment the CLIs run in."""
+
+    root: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{name}.log", "wb")
+        self.logs[name] = log
+        # a session of its own, so stopping it also stops the flow-run and Dask processes it started
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log_tail(self, name: str, n: int = 60) -> str:
+        path = self.root / f"{name}.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return f"--- last lines of {name}.log ---\n" + "\n".join(lines[-n:])
+
+    def cli(self, args: list[str], cwd: Path, timeout: float = 120) -> str:
+        done = subprocess.run(args, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{out}"
+        return out
+
+    def stop(self) -> None:
+        # the worker first (SIGINT is what makes it exit promptly), then the server
+        for name in sorted(self.procs, key=lambda n: n != "worker"):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGINT)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            _signal_group(proc, signal.SIGKILL)  # leftovers of its session (flow runs, Dask workers)
+        for log in self.logs.values():
+            log.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _environment(home: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",  # nothing to look at in CI; the API is what the UI reads
+        PREFECT_CLI_PROMPT="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_LOGGING_LEVEL="INFO",
+        DO_NOT_TRACK="1",
+        # the process worker starts flow runs with `python -m prefect.engine`: make `python` this interpreter
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        # infra/prefect.yaml pins the flow's working directory to `{{ $PWD }}` of `prefect deploy`
+        PWD=str(REPO),
+    )
+    return env
+
+
+def _wait_healthy(stack: Stack, port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/api/health"
+    while time.monotonic() < deadline:
+        server = stack.procs["server"]
+        assert server.poll() is None, f"prefect server exited {server.returncode}\n{stack.log_tail('server')}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"prefect server not healthy after {timeout}s\n{stack.log_tail('server')}")
+
+
+def _start_run(stack: Stack, args: list[str]) -> str:
+    out = stack.cli([sys.executable, "-m", "flows.cli", "run", *args], cwd=stack.root)
+    match = FLOW_RUN_ID.search(out)
+    assert match, f"no flow run id in the output of arcflow run:\n{out}"
+    return match.group(1)
+
+
+def _wait_final(client: Any, stack: Stack, flow_run_id: str, timeout: float = 150) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(uuid.UUID(flow_run_id))
+        if run.state is not None and run.state.type.value in FINAL:
+            return run
+        worker = stack.procs["worker"]
+        assert worker.poll() is None, f"the worker exited {worker.returncode}\n{stack.log_tail('worker')}"
+        time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s\n{stack.log_tail('worker')}")
+
+
+def _task_runs(client: Any, flow_run_id: str) -> list[tuple[str, str]]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+    )
+    return sorted((r.name, r.state.name if r.state else "?") for r in runs)
+
+
+def _artifacts(client: Any, flow_run_id: str) -> dict[str, str]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]))
+    )
+    return {a.key: a.type for a in found if a.key}
+
+
+@pytest.fixture()
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    port = free_port()
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    s = Stack(tmp_path, _environment(home, port))
+    try:
+        s.start(
+            "server",
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+        )
+        _wait_healthy(s, port)
+        yield s
+    finally:
+        s.stop()
+
+
+def test_deployments_run_on_a_worker_and_rerun_one_node(stack: Stack, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    pool = spec["deployments"][0]["work_pool"]["name"]
+    prefect = [sys.executable, "-m", "prefect"]
+    name = "tiny-served"
+    pipeline = write_tiny_pipeline(tmp_path / "project", name)
+
+    stack.cli([*prefect, "work-pool", "create", pool, "--type", "process"], cwd=REPO)
+    stack.cli([*prefect, "deploy", "--prefect-file", str(PREFECT_YAML.relative_to(REPO)), "--all"], cwd=REPO)
+    # elsewhere on purpose: the deployment, not the worker's cwd, says where the code is
+    stack.start("worker", [*prefect, "worker", "start", "--pool", pool], cwd=tmp_path)
+
+    with (
+        temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        nightly = client.read_deployment_by_name("arcflow/nightly")
+        assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]  # type: ignore[union-attr]
+        assert nightly.parameters == {"pipeline": "pipeline.yaml"}
+        assert nightly.work_pool_name == pool
+        assert client.read_deployment_by_name("arcflow/adhoc").schedules == []
+
+        # the whole pipeline, as a flow run of the scheduled deployment (its pipeline file overridden)
+        run_id = _start_run(stack, ["--deployment", "nightly", "-f", str(pipeline)])
+        run = _wait_final(client, stack, run_id)
+        assert run.state.type.value == "COMPLETED", f"{run.state}\n{stack.log_tail('worker')}"
+        assert run.deployment_id == nightly.id
+        assert _task_runs(client, run_id) == [("long_enough", "Completed"), ("pages", "Completed")]
+        arts = _artifacts(client, run_id)
+        for node in ("pages", "long-enough"):
+            assert arts.get(f"{name}-{node}-counts") == "table", arts
+            assert arts.get(f"{name}-{node}-summary") == "markdown", arts
+
+        # one node again, as a new flow run of the ad-hoc deployment: exactly one task run, recomputed
+        rerun_id = _start_run(stack, ["--deployment", "adhoc", "--node", "long_enough", "-f", str(pipeline)])
+        rerun = _wait_final(client, stack, rerun_id)
+        assert rerun.state.type.value == "COMPLETED", f"{rerun.state}\n{stack.log_tail('worker')}"
+        assert rerun.parameters["node"] == "long_enough"
+        assert _task_runs(client, rerun_id) == [("long_enough", "Completed")]
+        arts = _artifacts(client, rerun_id)
+        assert arts.get(f"{name}-long-enough-counts") == "table", arts
+        assert not any(k.startswith(f"{name}-pages-") for k in arts), arts
