@@ -115,9 +115,29 @@ def _split_infixes(core: str) -> list[str]:
     return out
 
 
+# frequent shapes whose split is known without running the affix loop: word + one punctuation mark, "(word",
+# "word)"; the word must not be a special case itself
+_FAST = regex.compile(
+    r"^(?:(\p{L}+)([,;:!?)])|(\p{L}*[\p{Ll}\p{Lo}]|[0-9]+)(\.)|(\()(\p{L}+)|([0-9]+)([,;:]))$"
+)
+
+
+def _fast_split(chunk: str) -> tuple[str, ...] | None:
+    m = _FAST.match(chunk)
+    if m is None or chunk in _ABBREVIATIONS:
+        return None
+    parts = tuple(g for g in m.groups() if g is not None)
+    if any(p in _NO_APOSTROPHE for p in parts):
+        return None
+    return parts
+
+
 @lru_cache(maxsize=1 << 20)
 def split_chunk(chunk: str) -> tuple[str, ...]:
     """Split one whitespace-free chunk into tokens, spaCy style: prefixes, suffixes, then infixes."""
+    fast = _fast_split(chunk)
+    if fast is not None:
+        return fast
     special = _special(chunk)
     if special is not None:
         return special
