@@ -9,6 +9,7 @@ on Dask, checks the accounting, writes the manifest last and records the node in
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import threading
@@ -231,8 +232,11 @@ class Engine:
                     progress(node_id, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
-            self.executor.map(functools.partial(_run_batch, fn), self._batches(todo), on_done=on_done,
-                              resources=self._resources(node), key_prefix=node_id)
+            cap = node.resources.get("max_parallel_shards")
+            batches = [[t] for t in todo] if cap else self._batches(todo)
+            self.executor.map(functools.partial(_run_batch, fn), batches, on_done=on_done,
+                              resources=self._resources(node), key_prefix=node_id,
+                              max_in_flight=node.resources.get("max_parallel_shards"))
             return [r for r in results if r is not None]
 
         ctx = RunContext(
@@ -319,6 +323,41 @@ class Engine:
         with self._lock:
             self._results[node_id] = (fp, manifest["content_hash"])
             self.store.update_ref(self.pipeline.spec.name, node_id, entry)
+
+    # ---- run records ---------------------------------------------------------------------------------------
+    def resolved_config(self) -> dict[str, Any]:
+        """The pipeline as it runs: defaults filled in, overrides applied, each node's params validated."""
+        spec = self.pipeline.spec.model_dump(mode="json")
+        spec["nodes"] = {}
+        spec.pop("sources", None)
+        for node_id in self.pipeline.order:
+            n = self.pipeline.nodes[node_id]
+            spec["nodes"][node_id] = {"uses": n.uses, "inputs": n.inputs, "params": n.params.model_dump(mode="json"),
+                                      "resources": n.resources, "retries": n.retries,
+                                      "retry_delay_s": n.retry_delay_s}
+        return spec
+
+    def record_run_start(self, run_key: str, selection: Selection) -> str:
+        """Write ``runs/<time>-<key>/pipeline.yaml``: the resolved config of this run, next to its outputs."""
+        import yaml
+
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + run_key[:8]
+        run_dir = self.store.run_dir(run_id)
+        with open(os.path.join(run_dir, "pipeline.yaml"), "w", encoding="utf-8") as fh:
+            fh.write(f"# resolved from {os.path.abspath(self.pipeline.file)}\n")
+            yaml.safe_dump(self.resolved_config(), fh, sort_keys=False)
+        with open(os.path.join(run_dir, "selection.json"), "w", encoding="utf-8") as fh:
+            json.dump({"nodes": selection.nodes, "forced": sorted(selection.forced)}, fh, indent=1)
+        return run_dir
+
+    def record_run_end(self, run_dir: str, states: dict[str, str]) -> None:
+        """``run.json``: each node's final state and output fingerprint."""
+        with self._lock:
+            outputs = {n: {"state": states.get(n), "fingerprint": self._results.get(n, (None, None))[0],
+                           "content_hash": self._results.get(n, (None, None))[1]} for n in states}
+        with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as fh:
+            json.dump({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nodes": outputs},
+                      fh, indent=1)
 
     def close(self) -> None:
         self.executor.close()

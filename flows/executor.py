@@ -73,6 +73,7 @@ class DaskExecutor:
         retries: int = 0,
         resources: dict[str, float] | None = None,
         key_prefix: str = "shard",
+        max_in_flight: int | None = None,
     ) -> list[Any]:
         """Run ``fn(item)`` for every item on the cluster; results in item order. ``on_done(i, result)`` is
         called as each finishes (for progress). The first failure cancels the rest and is raised."""
@@ -81,19 +82,34 @@ class DaskExecutor:
         from distributed import as_completed
 
         client = self.client()
-        futures = client.map(fn, list(items), pure=False, retries=retries, resources=resources, key=[
-            f"{key_prefix}-{i}-{os.urandom(4).hex()}" for i in range(len(items))
-        ])
-        index = {f.key: i for i, f in enumerate(futures)}
+        items = list(items)
+        tag = os.urandom(4).hex()
+        limit = len(items) if max_in_flight is None else max(1, max_in_flight)
+
+        def submit(lo: int, hi: int) -> list[Any]:
+            return client.map(fn, items[lo:hi], pure=False, retries=retries, resources=resources,
+                              key=[f"{key_prefix}-{i}-{tag}" for i in range(lo, hi)])
+
+        first = submit(0, limit)
+        every = list(first)
+        index = {f.key: i for i, f in enumerate(first)}
+        pending = as_completed(first)
+        submitted = len(first)
         results: list[Any] = [None] * len(items)
         try:
-            for fut in as_completed(futures):
-                i = index[fut.key]
+            for fut in pending:
+                i = index.pop(fut.key)
                 results[i] = fut.result()
                 if on_done is not None:
                     on_done(i, results[i])
+                if submitted < len(items):  # keep at most `limit` in flight
+                    (nxt,) = submit(submitted, submitted + 1)
+                    every.append(nxt)
+                    index[nxt.key] = submitted
+                    pending.add(nxt)
+                    submitted += 1
         except BaseException:
-            client.cancel(futures)
+            client.cancel(every)
             raise
         return results
 

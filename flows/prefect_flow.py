@@ -115,6 +115,7 @@ def run_with_engine(
     results: dict[str, Any] = {}
     try:
         with engine.store.lock(wait=wait_for_lock):
+            run_dir = engine.record_run_start(run_key, selection)
             futures: dict[str, Any] = {}
             for node_id in selection.nodes:
                 spec = engine.pipeline.nodes[node_id]
@@ -131,6 +132,7 @@ def run_with_engine(
                 results[node_id] = st.name
                 if not st.is_completed():
                     failed.append(node_id)
+            engine.record_run_end(run_dir, results)
             if failed:
                 raise NodeFailedError(f"node(s) failed: {', '.join(failed)}")
     finally:

@@ -177,3 +177,30 @@ def test_gc_removes_only_unreferenced(project: Path) -> None:
     store.collect()
     assert statuses(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]) == dict.fromkeys(NODES, "up_to_date")
     assert len(output_hashes(project / ".arcflow")) < len(before) + 10
+
+
+def test_run_record_and_shard_cap(project: Path) -> None:
+    """Each run writes its resolved config; `max_parallel_shards` caps shards in flight without changing output."""
+    from flows.prefect_flow import run_with_engine  # noqa: F401  (imports cleanly)
+
+    p = load(project / "pipeline.yaml", ["nodes.long.resources.max_parallel_shards=1"])
+    engine = Engine(p)
+    sel = select(p)
+    run_dir = engine.record_run_start("abcdef0123", sel)
+    for node in sel.nodes:
+        engine.run_node(node)
+    engine.record_run_end(run_dir, dict.fromkeys(sel.nodes, "Completed"))
+    engine.close()
+    import json
+
+    import yaml
+
+    resolved = yaml.safe_load(Path(run_dir, "pipeline.yaml").read_text())
+    assert resolved["nodes"]["few"]["params"] == {"fraction": 0.6, "limit": None, "seed": 0}
+    assert resolved["nodes"]["long"]["resources"]["max_parallel_shards"] == 1
+    run = json.loads(Path(run_dir, "run.json").read_text())
+    assert set(run["nodes"]) == set(NODES) and all(v["fingerprint"] for v in run["nodes"].values())
+    capped = output_hashes(project / ".arcflow")
+    assert capped  # and the uncapped run gives the same bytes
+    run_all(load(project / "pipeline.yaml"), force=True)
+    assert output_hashes(project / ".arcflow") == capped
