@@ -211,7 +211,8 @@ def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "
                   f"`arcflow run --to {node}` builds it[/]")
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps(manifest, indent=2))
+        typer.echo(json.dumps({**manifest, "shard_list": engine.store.shards(fp),
+                               "output_dir": engine.store.output_dir(fp)}, indent=2))
         return
     from flows.reports import summary_markdown
 
@@ -228,6 +229,9 @@ def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "
     if len(entries) > 50:
         table.add_row(f"... {len(entries) - 50} more", "", "", "", "", "")
     console.print(table)
+    for report in manifest.get("reports", []):
+        files = ", ".join(report[k] for k in ("table", "markdown", "png") if k in report)
+        console.print(f"report: {report['title']}: {files}")
     if manifest["drop_reasons"] or manifest["quarantine_errors"]:
         console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))
         console.print("quarantine errors: " + json.dumps(manifest["quarantine_errors"]))
