@@ -23,7 +23,7 @@ FileOpt = Annotated[str, typer.Option("--file", "-f", help="the pipeline file")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: nodes.NAME.params.KEY=VALUE")]
 NodeOpt = Annotated[str | None, typer.Option("--node", help="rerun just this node on its inputs' stored outputs")]
 FromOpt = Annotated[str | None, typer.Option("--from", help="rerun this node and everything downstream")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="run only what this node needs")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="run only what this node (or comma-separated nodes) needs")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="ignore stored outputs of the selected nodes")]
 
 
@@ -171,6 +171,28 @@ def _run_deployment(name: str, file: str, node: str | None, from_: str | None, t
     console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}", soft_wrap=True)
     if settings.ui_url:
         console.print(f"watch it at {settings.ui_url}/runs/flow-run/{flow_run.id}", soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    file: FileOpt = "pipeline.yaml",
+    pool: Annotated[str, typer.Option("--pool", help="Prefect process work pool")] = "arcflow-process",
+    create_pool: Annotated[bool, typer.Option("--create-pool/--no-create-pool",
+                                              help="create the work pool if it does not exist")] = True,
+) -> None:
+    """Create Prefect deployments from pipeline.yaml's `schedules:` (one per schedule, plus `<name>-adhoc` for
+    single-node reruns) on a process work pool, without editing infra/prefect.yaml."""
+    p = _load(file, None)
+    from flows.deploy import deploy_schedules
+
+    try:
+        names = deploy_schedules(p, pool, create_pool)
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    for name in names:
+        console.print(f"deployed arcflow/{name}")
+    console.print(f"start a worker: prefect worker start --pool {pool}")
 
 
 @app.command()

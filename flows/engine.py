@@ -51,7 +51,8 @@ class Selection:
 
 def select(pipeline: Pipeline, node: str | None = None, from_node: str | None = None,
            to_node: str | None = None, force: bool = False) -> Selection:
-    for flag, name in (("--node", node), ("--from", from_node), ("--to", to_node)):
+    targets = [t.strip() for t in to_node.split(",") if t.strip()] if to_node else []
+    for flag, name in (("--node", node), ("--from", from_node), *(("--to", t) for t in targets)):
         if name is not None and name not in pipeline.nodes:
             raise KeyError(f"{flag} {name!r}: no such node; nodes are {', '.join(pipeline.order)}")
     chosen = set(pipeline.order)
@@ -61,8 +62,8 @@ def select(pipeline: Pipeline, node: str | None = None, from_node: str | None = 
     if from_node is not None:
         chosen &= {from_node} | descendants(pipeline.deps, from_node)
         forced |= {from_node}
-    if to_node is not None:
-        chosen &= {to_node} | ancestors(pipeline.deps, to_node)
+    if targets:  # `--to a,b`: what any of them needs
+        chosen &= set().union(*({t} | ancestors(pipeline.deps, t) for t in targets))
     if force:
         forced = set(chosen)
     return Selection([n for n in pipeline.order if n in chosen], forced)

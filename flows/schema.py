@@ -97,6 +97,7 @@ class ExecutorSpec(Strict):
 
 
 class ScheduleSpec(Strict):
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="deployment name suffix")
     cron: str = Field(description="cron expression, e.g. '0 3 * * *'")
     timezone: str = "UTC"
     nodes: list[str] = Field(default_factory=list, description="limit the scheduled run to these nodes")
