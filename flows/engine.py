@@ -176,7 +176,7 @@ class Engine:
             out_dir = self.store.output_dir(fp)
             entries = self.store.shards(fp)
             shards = tuple(os.path.join(out_dir, s["file"]) for s in entries)
-            rows = tuple(int(s["kept"]) for s in entries)
+            rows = tuple(int(s.get("rows", s["kept"])) for s in entries)
             producer = self.pipeline.nodes[name].kind
             refs.append(InputRef(name, producer.output_type, out_dir, shards, rows, content))
         return refs
@@ -273,7 +273,7 @@ class Engine:
 
     def _manifest(self, node: ResolvedNode, fp: str, parts: dict, inputs: list[InputRef],
                   results: list[ShardResult], started: float, reused: int) -> dict[str, Any]:
-        counts = {"in": 0, "kept": 0, "dropped": 0, "quarantined": 0}
+        counts = {"in": 0, "kept": 0, "dropped": 0, "quarantined": 0, "out": 0}
         reasons: dict[str, int] = {}
         errors: dict[str, int] = {}
         for r in results:
@@ -282,6 +282,7 @@ class Engine:
             counts["kept"] += r.kept
             counts["dropped"] += r.dropped
             counts["quarantined"] += r.quarantined
+            counts["out"] += r.rows_out
             for k, v in r.drop_reasons.items():
                 reasons[k] = reasons.get(k, 0) + v
             for k, v in r.errors.items():
@@ -315,6 +316,7 @@ class Engine:
     def _shard_entries(self, fp: str, results: list[ShardResult]) -> list[dict[str, Any]]:
         out_dir = self.store.output_dir(fp)
         return [{"index": r.index, "file": os.path.relpath(r.path, out_dir), "in": r.rows_in, "kept": r.kept,
+                 "rows": r.rows_out,
                  "dropped": r.dropped, "quarantined": r.quarantined, "content_hash": r.content_hash,
                  "seconds": r.seconds, **({"extra": r.extra} if r.extra else {})} for r in results]
 

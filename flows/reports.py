@@ -12,6 +12,8 @@ def counts_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         {"outcome": "in", "reason": "", "rows": c["in"]},
         {"outcome": "kept", "reason": "", "rows": c["kept"]},
     ]
+    if c.get("out", c["kept"]) != c["kept"]:
+        rows.append({"outcome": "output rows", "reason": "", "rows": c["out"]})
     rows += [{"outcome": "dropped", "reason": r, "rows": n} for r, n in manifest.get("drop_reasons", {}).items()]
     rows += [
         {"outcome": "quarantined", "reason": e, "rows": n} for e, n in manifest.get("quarantine_errors", {}).items()
@@ -27,7 +29,8 @@ def summary_markdown(manifest: dict[str, Any], reused: bool) -> str:
         f"**{'reused from the store' if reused else 'computed'}** · fingerprint `{manifest['fingerprint'][:16]}` · "
         f"content `{manifest['content_hash'][:16]}`",
         "",
-        f"in {c['in']:,} = kept {c['kept']:,} + dropped {c['dropped']:,} + quarantined {c['quarantined']:,}",
+        f"in {c['in']:,} = kept {c['kept']:,} + dropped {c['dropped']:,} + quarantined {c['quarantined']:,}"
+        + (f" · output rows {c['out']:,}" if c.get("out", c["kept"]) != c["kept"] else ""),
         "",
         "## Lineage",
         "",

@@ -50,6 +50,11 @@ class ShardResult:
     path: str = ""
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    rows_out: int = -1  # rows in the output shard; differs from `kept` only for N-to-M kinds (packing, grouping)
+
+    def __post_init__(self) -> None:
+        if self.rows_out < 0:
+            self.rows_out = self.kept
 
     def check_balance(self) -> None:
         if self.rows_in != self.kept + self.dropped + self.quarantined:
@@ -108,9 +113,14 @@ def write_shard(
     quarantined: pl.DataFrame | None = None,
     started: float | None = None,
     extra: dict | None = None,
+    kept_in: int | None = None,
 ) -> ShardResult:
     """Write one shard's three outputs and then its marker. ``dropped`` needs a ``reason`` column and
-    ``quarantined`` an ``error`` column; the accounting must balance."""
+    ``quarantined`` an ``error`` column; the accounting must balance.
+
+    For kinds whose output rows are not input rows (N documents packed into M sequences, files grouped into
+    repositories, prompts expanded into samples), pass ``kept_in``: how many *input* rows went into the output.
+    The balance is then ``rows_in == kept_in + dropped + quarantined``, and ``rows_out`` records the output rows."""
     kept_table = _to_arrow(kept)
     name = shard_name(index)
     content_hash = write_parquet_atomic(kept_table, os.path.join(out_dir, name))
@@ -125,7 +135,8 @@ def write_shard(
     result = ShardResult(
         index=index,
         rows_in=rows_in,
-        kept=kept_table.num_rows,
+        kept=kept_table.num_rows if kept_in is None else kept_in,
+        rows_out=kept_table.num_rows,
         dropped=sum(drop_reasons.values()),
         quarantined=sum(errors.values()),
         drop_reasons=dict(sorted(drop_reasons.items())),
