@@ -41,7 +41,7 @@ class DaskExecutor:
                         threads_per_worker=self.spec.threads_per_worker,
                         processes=self.spec.processes,
                         memory_limit=self.spec.memory_limit,
-                        dashboard_address=None,
+                        dashboard_address=os.environ.get("ARCFLOW_DASK_DASHBOARD", ":0"),
                         silence_logs=logging.ERROR,
                         resources={"CPU": self.spec.threads_per_worker},
                     )
