@@ -1,0 +1,88 @@
+"""Python imports, read with ``ast`` and resolved to files of the repository.
+
+``import a.b.c`` and ``from a.b import c`` are resolved against every *source root*: the repository root,
+``src/``, and the parent folder of every top-level package (a folder with ``__init__.py`` whose parent has
+none), so both flat and ``src/`` layouts work. A dotted name resolves to ``a/b/c.py`` or
+``a/b/c/__init__.py``; ``from a.b import c`` first tries ``c`` as a submodule of ``a.b``, else ``a.b``
+itself. Relative imports (``from .. import x``) start from the importing file's package. Each import names
+its most specific module only: the parent packages' ``__init__.py`` files that Python also runs are not
+edges (they usually import their submodules, which would make every package a cycle). A file that does not
+parse has no imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+
+from data_pipes.code.deps_index import RepoIndex
+
+EXTENSIONS = (".py", ".pyi")
+
+
+def source_roots(index: RepoIndex) -> list[str]:
+    """Folders that top-level module names are relative to, most likely first."""
+    roots = {"", "src"}
+    for path in index.paths:
+        if posixpath.basename(path) != "__init__.py":
+            continue
+        package = posixpath.dirname(path)
+        parent = posixpath.dirname(package)
+        if posixpath.join(parent, "__init__.py") not in index.paths:
+            roots.add(parent)
+    return sorted(roots, key=lambda r: (r.count("/") if r else -1, r))
+
+
+def module_file(index: RepoIndex, base: str, dotted: str) -> str | None:
+    """The file of module ``dotted`` under folder ``base``: a module file or a package's ``__init__``."""
+    stem = posixpath.join(base, *dotted.split(".")) if dotted else base
+    package = [posixpath.join(stem, "__init__" + ext) for ext in EXTENSIONS]
+    if not dotted:  # ``from . import x`` where x is not a submodule: the package itself
+        return index.first(package)
+    return index.first([stem + ext for ext in EXTENSIONS] + package)
+
+
+def _absolute(index: RepoIndex, roots: list[str], dotted: str) -> str | None:
+    for root in roots:
+        found = module_file(index, root, dotted)
+        if found:
+            return found
+    return None
+
+
+def _package_dir(path: str, level: int) -> str | None:
+    """The folder a relative import of ``level`` dots starts from (``None``: beyond the repository)."""
+    folder = posixpath.dirname(path)
+    for _ in range(level - 1):
+        if not folder:
+            return None
+        folder = posixpath.dirname(folder)
+    return folder
+
+
+def python_imports(path: str, text: str, index: RepoIndex) -> set[str]:
+    """Repository files that the Python file ``path`` imports."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return set()
+    roots = source_roots(index)
+    found: set[str | None] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(_absolute(index, roots, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = _package_dir(path, node.level)
+                if base is None:
+                    continue
+                resolve = lambda dotted, b=base: module_file(index, b, dotted)  # noqa: E731
+            else:
+                resolve = lambda dotted: _absolute(index, roots, dotted)  # noqa: E731
+            for alias in node.names:
+                sub = f"{module}.{alias.name}" if module else alias.name
+                found.add((alias.name != "*" and resolve(sub)) or resolve(module))
+    found.discard(None)
+    found.discard(path)
+    return found  # type: ignore[return-value]

@@ -1,0 +1,233 @@
+"""`repo_samples`: each repository becomes one document (or a few parts): its files in dependency order under
+path headers, optionally followed by its commits (format in docs/CODE_SAMPLES.md).
+
+Grouping is global: a repository's files may sit in any input shard. A first pass (``ctx.map``, one task per
+input shard) reads only ``meta`` and the text sizes and counts rows and bytes per repository. The driver
+sorts the repository names and cuts them into output shards of about ``shard_mb``; each output shard then
+reads its repositories' rows (a predicate on ``meta.repo``) from the input shards that hold them. The layout
+depends only on the data, never on the input sharding or the number of workers.
+
+Accounting (an N -> 1 kind): ``in`` counts input rows and ``kept`` counts output rows, as for every node,
+so ``InputRef.rows`` stays right downstream. Each output part stands for its first member row; every other
+member row of the part is counted as dropped with reason ``repo_samples_merged`` (its ``excluded/`` row holds
+``id``, ``source``, ``url`` and ``repo_doc_id``, the id of the sample it went into, not its text). The real
+drops: ``repo_samples_no_repo`` (no ``meta.repo``), ``repo_samples_no_path``, ``repo_samples_duplicate_path``
+(same path twice in a repository: the smallest id is used), ``repo_samples_other_format`` (``meta.format``
+not in ``formats`` and not a commit) and ``repo_samples_commit_unused`` (``commits: drop``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import ClassVar, Literal
+
+import polars as pl
+from pydantic import Field
+
+from data_pipes.code.repo_order import dependency_order, language_of
+from data_pipes.code.repo_order_samples import Member, render_parts
+from data_pipes.io.records import dump_meta, make_id
+from data_pipes.io.shards import ShardResult, write_shard
+from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks.registry import register
+
+OUT_COLUMNS = ("id", "text", "source", "url", "lang", "meta", "member_ids")
+
+
+class RepoSamplesParams(KindParams):
+    max_repo_chars: int | None = Field(
+        512_000, ge=1, description="cut longer repositories into parts at file boundaries (None: never)"
+    )
+    commits: Literal["append", "separate", "drop"] = Field(
+        "append", description="commit documents: after the files, as their own documents, or dropped"
+    )
+    formats: list[str] = Field(default_factory=lambda: ["code"], description="meta.format values of files")
+    shard_mb: float = Field(64.0, gt=0, description="input text per output shard")
+
+
+def _keys(lf: pl.LazyFrame) -> pl.LazyFrame:
+    meta = pl.col("meta").str
+    return lf.with_columns(
+        meta.json_path_match("$.repo").alias("_repo"), meta.json_path_match("$.format").alias("_format")
+    )
+
+
+def scan_repos(path: str) -> dict[str, tuple[int, int]]:
+    """First pass over one input shard: ``{repo: (rows, text bytes)}``; rows without a repo under ``""``."""
+    frame = (
+        _keys(pl.scan_parquet(path))
+        .group_by(pl.col("_repo").fill_null(""))
+        .agg(pl.len().alias("rows"), pl.col("text").str.len_bytes().sum().alias("bytes"))
+        .collect()
+    )
+    return {r: (int(n), int(b or 0)) for r, n, b in frame.iter_rows()}
+
+
+@register
+class RepoSamples(Kind):
+    name: ClassVar[str] = "repo_samples"
+    Params = RepoSamplesParams
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
+    packages = ("polars", "pyarrow")
+    description = "repository-level samples: files in dependency order under path headers, plus commits"
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        params: RepoSamplesParams = ctx.params  # type: ignore[assignment]
+        paths = [p for inp in ctx.inputs for p in inp.shards]
+        scans = ctx.map(scan_repos, paths)
+        totals: dict[str, list[int]] = {}
+        for scan in scans:
+            for repo, (n, b) in scan.items():
+                t = totals.setdefault(repo, [0, 0])
+                t[0], t[1] = t[0] + n, t[1] + b
+        budget = params.shard_mb * 1024 * 1024
+        chunks: list[list[str]] = [[]]
+        size = 0.0
+        for repo in sorted(r for r in totals if r):
+            if chunks[-1] and size + totals[repo][1] > budget:
+                chunks.append([])
+                size = 0.0
+            chunks[-1].append(repo)
+            size += totals[repo][1]
+        tasks = []
+        for i, repos in enumerate(chunks):
+            wanted = set(repos) | ({""} if i == 0 else set())  # shard 0 also accounts rows without a repo
+            inputs = [p for p, scan in zip(paths, scans, strict=True) if wanted & scan.keys()]
+            rows = sum(totals[r][0] for r in wanted if r in totals)
+            tasks.append(
+                ShardTask(
+                    i,
+                    {"repos": repos, "orphans": i == 0, "inputs": inputs, "rows": rows},
+                    label=f"repos {repos[0] if repos else '-'}..",
+                )
+            )
+        results = ctx.run_shards(tasks)
+        self.summarize(ctx, results)
+        return results
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        table = [{"shard": r.index, **r.extra, "rows_in": r.rows_in, "samples": r.kept} for r in results]
+        ctx.add_report("Repository samples per shard", table=table)
+
+    def run_shard(self, params: RepoSamplesParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        repos, orphans = task.payload["repos"], task.payload["orphans"]
+        frames = []
+        for path in task.payload["inputs"]:
+            cond = pl.col("_repo").is_in(repos)
+            if orphans:
+                cond = cond | pl.col("_repo").is_null()
+            meta = pl.col("meta").str
+            lf = (
+                _keys(pl.scan_parquet(path))
+                .filter(cond)
+                .with_columns(
+                    meta.json_path_match("$.path").alias("_path"),
+                    meta.json_path_match("$.position").cast(pl.Int64, strict=False).alias("_position"),
+                )
+            )
+            cols = ("id", "text", "source", "url", "lang", "meta", "_repo", "_format", "_path", "_position")
+            frames.append(lf.select(*cols).collect())
+        frame = pl.concat(frames) if frames else None
+        samples, dropped, stats = build_samples(frame, params)
+        rows_in = 0 if frame is None else frame.height
+        return write_shard(
+            out_dir, task.index, samples, rows_in=rows_in, dropped=dropped, started=started, extra=stats
+        )
+
+
+def build_samples(
+    frame: pl.DataFrame | None, params: RepoSamplesParams
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Repository samples of ``frame``'s rows (columns as read by ``run_shard``), the dropped rows, and
+    counts for the shard's marker."""
+    out: dict[str, list] = {c: [] for c in OUT_COLUMNS}
+    drops: dict[str, list] = {c: [] for c in ("id", "source", "url", "reason", "repo_doc_id")}
+    stats: Counter[str] = Counter()
+
+    def drop(row: dict, reason: str, doc_id: str | None = None) -> None:
+        for c, v in (
+            ("id", row["id"]),
+            ("source", row["source"]),
+            ("url", row["url"]),
+            ("reason", reason),
+            ("repo_doc_id", doc_id),
+        ):
+            drops[c].append(v)
+
+    if frame is not None and frame.height:
+        frame = frame.sort("_repo", "_path", "id", nulls_last=True)
+        for (repo,), group in frame.group_by("_repo", maintain_order=True):
+            rows = group.to_dicts()
+            if repo is None:
+                for row in rows:
+                    drop(row, "repo_samples_no_repo")
+                continue
+            files: dict[str, dict] = {}
+            commits: list[dict] = []
+            for row in rows:
+                if row["_format"] == "commit":
+                    if params.commits == "drop":
+                        drop(row, "repo_samples_commit_unused")
+                    else:
+                        commits.append(row)
+                elif row["_format"] not in params.formats:
+                    drop(row, "repo_samples_other_format")
+                elif not row["_path"]:
+                    drop(row, "repo_samples_no_path")
+                elif row["_path"] in files:
+                    drop(row, "repo_samples_duplicate_path")
+                else:
+                    files[row["_path"]] = row
+            commits.sort(key=lambda r: (r["_position"] if r["_position"] is not None else 1 << 62, r["id"]))
+            order = dependency_order({p: r["text"] or "" for p, r in files.items()})
+            members = [Member(files[p]["id"], files[p]["text"] or "", path=p) for p in order]
+            if params.commits == "append":
+                members += [Member(c["id"], c["text"] or "") for c in commits]
+            by_id = {r["id"]: r for r in rows}
+            parts = render_parts(repo, members, params.max_repo_chars) if members else []
+            stats["repos"] += 1
+            stats["files"] += len(files)
+            for k, part in enumerate(parts):
+                doc_id = make_id("repo_samples", repo, k)
+                first = by_id[part.members[0].id]
+                langs = Counter(language_of(m.path) or "other" for m in part.members if m.path)
+                meta = {
+                    "format": "repo",
+                    "repo": repo,
+                    "part": k,
+                    "n_parts": len(parts),
+                    "paths": [m.path for m in part.members if m.path],
+                    "n_commits": sum(1 for m in part.members if not m.path),
+                    "languages": dict(langs),
+                }
+                for c, v in (
+                    ("id", doc_id),
+                    ("text", part.text),
+                    ("source", first["source"]),
+                    ("url", f"repo://{repo}"),
+                    ("lang", ""),
+                    ("meta", dump_meta(meta)),
+                    ("member_ids", [m.id for m in part.members]),
+                ):
+                    out[c].append(v)
+                for m in part.members[1:]:
+                    drop(by_id[m.id], "repo_samples_merged", doc_id)
+            if params.commits == "separate":
+                for c in commits:
+                    for col, v in (
+                        ("id", c["id"]),
+                        ("text", c["text"]),
+                        ("source", c["source"]),
+                        ("url", c["url"]),
+                        ("lang", c["lang"]),
+                        ("meta", c["meta"]),
+                        ("member_ids", [c["id"]]),
+                    ):
+                        out[col].append(v)
+    schema = {**{c: pl.String() for c in OUT_COLUMNS[:-1]}, "member_ids": pl.List(pl.String())}
+    samples = pl.DataFrame(out, schema=schema)
+    return samples, pl.DataFrame(drops, schema={c: pl.String() for c in drops}), dict(stats)
