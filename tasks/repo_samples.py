@@ -7,13 +7,12 @@ sorts the repository names and cuts them into output shards of about ``shard_mb`
 reads its repositories' rows (a predicate on ``meta.repo``) from the input shards that hold them. The layout
 depends only on the data, never on the input sharding or the number of workers.
 
-Accounting (an N -> 1 kind): ``in`` counts input rows and ``kept`` counts output rows, as for every node,
-so ``InputRef.rows`` stays right downstream. Each output part stands for its first member row; every other
-member row of the part is counted as dropped with reason ``repo_samples_merged`` (its ``excluded/`` row holds
-``id``, ``source``, ``url`` and ``repo_doc_id``, the id of the sample it went into, not its text). The real
-drops: ``repo_samples_no_repo`` (no ``meta.repo``), ``repo_samples_no_path``, ``repo_samples_duplicate_path``
-(same path twice in a repository: the smallest id is used), ``repo_samples_other_format`` (``meta.format``
-not in ``formats`` and not a commit) and ``repo_samples_commit_unused`` (``commits: drop``).
+Accounting (an N -> 1 kind, ``write_shard(kept_in=...)``): ``in`` counts input rows; ``kept`` counts the input
+rows that went into an output document (``member_ids`` of each output row lists them, in order); ``out``
+counts the output documents. Drops: ``repo_samples_no_repo`` (no ``meta.repo``), ``repo_samples_no_path``,
+``repo_samples_duplicate_path`` (same path twice in a repository: the smallest id is used),
+``repo_samples_other_format`` (``meta.format`` not in ``formats`` and not a commit) and
+``repo_samples_commit_unused`` (``commits: drop``).
 """
 
 from __future__ import annotations
@@ -134,8 +133,16 @@ class RepoSamples(Kind):
         frame = pl.concat(frames) if frames else None
         samples, dropped, stats = build_samples(frame, params)
         rows_in = 0 if frame is None else frame.height
+        kept_in = int(samples.get_column("member_ids").list.len().sum()) if samples.height else 0
         return write_shard(
-            out_dir, task.index, samples, rows_in=rows_in, dropped=dropped, started=started, extra=stats
+            out_dir,
+            task.index,
+            samples,
+            rows_in=rows_in,
+            dropped=dropped,
+            started=started,
+            kept_in=kept_in,
+            extra=stats,
         )
 
 
@@ -145,17 +152,11 @@ def build_samples(
     """Repository samples of ``frame``'s rows (columns as read by ``run_shard``), the dropped rows, and
     counts for the shard's marker."""
     out: dict[str, list] = {c: [] for c in OUT_COLUMNS}
-    drops: dict[str, list] = {c: [] for c in ("id", "source", "url", "reason", "repo_doc_id")}
+    drops: dict[str, list] = {c: [] for c in ("id", "source", "url", "reason")}
     stats: Counter[str] = Counter()
 
-    def drop(row: dict, reason: str, doc_id: str | None = None) -> None:
-        for c, v in (
-            ("id", row["id"]),
-            ("source", row["source"]),
-            ("url", row["url"]),
-            ("reason", reason),
-            ("repo_doc_id", doc_id),
-        ):
+    def drop(row: dict, reason: str) -> None:
+        for c, v in (("id", row["id"]), ("source", row["source"]), ("url", row["url"]), ("reason", reason)):
             drops[c].append(v)
 
     if frame is not None and frame.height:
@@ -214,8 +215,6 @@ def build_samples(
                     ("member_ids", [m.id for m in part.members]),
                 ):
                     out[c].append(v)
-                for m in part.members[1:]:
-                    drop(by_id[m.id], "repo_samples_merged", doc_id)
             if params.commits == "separate":
                 for c in commits:
                     for col, v in (

@@ -89,9 +89,9 @@ def test_repo_samples_in_dependency_order(run: dict[str, tuple[dict, Path]]) -> 
     corpus = _shards(run["corpus"][1])
     samples = _shards(out)
     counts = manifest["counts"]
-    assert counts["in"] == corpus.height == 60
-    assert counts["kept"] == samples.height
-    assert manifest["drop_reasons"] == {"repo_samples_merged": 60 - samples.height}
+    assert counts["in"] == counts["kept"] == corpus.height == 60  # every file went into a sample
+    assert counts["out"] == samples.height < 60
+    assert manifest["drop_reasons"] == {}
     metas = [json.loads(m) for m in samples["meta"]]
     assert [(m["repo"], m["part"]) for m in metas] == sorted((m["repo"], m["part"]) for m in metas)
     assert any(m["n_parts"] > 1 for m in metas)  # asyncio is longer than max_repo_chars
@@ -105,8 +105,6 @@ def test_repo_samples_in_dependency_order(run: dict[str, tuple[dict, Path]]) -> 
     for repo, paths in by_repo.items():
         files = {m["path"]: t for m, t in zip(corpus_meta, corpus["text"], strict=True) if m["repo"] == repo}
         assert paths == dependency_order(files)
-    excluded = _shards(out, "excluded")
-    assert set(excluded["repo_doc_id"]) <= set(samples["id"])
     members = [i for ids in samples["member_ids"] for i in ids]
     assert sorted(members) == sorted(corpus["id"])
 
@@ -115,7 +113,7 @@ def test_fim_kind(run: dict[str, tuple[dict, Path]]) -> None:
     manifest, out = run["fim"]
     docs = _shards(out).sort("id")
     corpus = _shards(run["corpus"][1]).sort("id")
-    assert manifest["counts"] == {"in": 60, "kept": 60, "dropped": 0, "quarantined": 0}
+    assert manifest["counts"] == {"in": 60, "kept": 60, "dropped": 0, "quarantined": 0, "out": 60}
     assert set(docs["fim"]) == {"psm", "spm", "none"}
     for text, mode, original in zip(docs["text"], docs["fim"], corpus["text"], strict=True):
         assert "".join(parse_fim(text, mode)) == original
@@ -140,7 +138,7 @@ def test_dedup_repos_drops_forks(run: dict[str, tuple[dict, Path]]) -> None:
 
 def test_issues_prs_kind(run: dict[str, tuple[dict, Path]]) -> None:
     manifest, out = run["threads"]
-    assert manifest["counts"] == {"in": 5, "kept": 2, "dropped": 1, "quarantined": 2}
+    assert manifest["counts"] == {"in": 5, "kept": 2, "dropped": 1, "quarantined": 2, "out": 2}
     assert manifest["drop_reasons"] == {"issues_prs_duplicate": 1}
     assert manifest["quarantine_errors"] == {"issues_bad_record": 1, "issues_bad_json": 1}
     docs = _shards(out)
@@ -173,11 +171,8 @@ def test_build_samples_commits_duplicates_and_parts() -> None:
         "f3": "repo_samples_duplicate_path",
         "n1": "repo_samples_no_repo",
         "m1": "repo_samples_other_format",
-        "f1": "repo_samples_merged",
-        "c1": "repo_samples_merged",
-        "c2": "repo_samples_merged",
     }
-    assert samples.height + dropped.height == frame.height
+    assert samples["member_ids"].list.len().sum() + dropped.height == frame.height
     parts, _, _ = build_samples(frame, RepoSamplesParams(max_repo_chars=30, commits="drop"))
     assert [json.loads(m)["paths"] for m in parts["meta"]] == [["b.py"], ["a.py"]]
     separate, _, _ = build_samples(frame, RepoSamplesParams(commits="separate"))
