@@ -9,13 +9,16 @@ FineWebQualityFilter document by document, and `heuristic_chain` with POLARS_MAX
 subprocess) and with all threads. It prints docs/s/core, the speed ratio, keep/drop agreement overall and
 per corpus, and a table of disagreements by class.
 
-Known disagreement classes (see the final table of a run):
-- word tokenisation: our spaCy emulation differs from spaCy on ~0.003% of whitespace chunks (exotic
-  emoticon / quote runs, times such as `2am`, a few abbreviations); a document whose alpha-word ratio or
-  word count sits right at a threshold can flip;
-- sentence counting for C4 uses Unicode `Sentence_Terminal`, a slightly larger set than spaCy's
-  sentencizer list;
-- duplicated n-grams are keyed by word sequence, datatrove joins words without a separator."""
+Known disagreement classes (measured on all 10,562 documents: keep/drop agreement 100%, same reason 99.99%):
+- word tokenisation: our spaCy emulation differs from spaCy on ~0.002% of whitespace chunks (runs of quotes,
+  times such as `2am`, a few abbreviations such as `Bros.`); a document whose alpha-word ratio, word count or
+  average word length sits right at a threshold can change reason or, rarely, verdict. The one class seen
+  so far (a Chinese handbook page: spaCy keeps `Policy）。changelog.Debian.gz` whole as a host name, we split
+  it, moving the average word length from 10.04 to just under 10) was fixed by widening our host-name rule;
+- sentence counting for C4 uses Unicode `Sentence_Terminal`, a slightly larger set than spaCy's sentencizer
+  list; no document in these corpora is affected;
+- duplicated n-grams are keyed by word sequence, datatrove joins words without a separator; not seen here.
+"""
 
 from __future__ import annotations
 

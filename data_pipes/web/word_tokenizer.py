@@ -46,7 +46,8 @@ _INFIX = regex.compile(
     r"|(?<=\p{L}),(?=\p{L})|(?<=[\p{L}0-9])(?:---|--|——|-|–|—|~)(?=\p{L})|(?<=[\p{L}0-9])[:<>=/](?=\p{L})"
 )
 _URL = regex.compile(
-    r"^(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:[\w-]{1,63}\.)+\p{Ll}{2,63}(?::\d{2,5})?(?:[/?#]\S*)?$"
+    # like spaCy, a host-name label may hold any non-ASCII character (so "x）。y.gz" counts as a host name)
+    r"^(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:[\w\u00a1-\uffff-]{1,63}\.)+\p{Ll}{2,63}(?::\d{2,5})?(?:[/?#]\S*)?$"
 )
 _NEGATION = regex.compile(r"^(\p{L}+)(n['’]t)$")
 _CLITIC = regex.compile(
