@@ -7,8 +7,11 @@ batch are processed in blocks laid out as (num_perm, block) so the min-reduction
 in with ``np.minimum``.
 
 Departures from datatrove: 32-bit shingle hashes and permutations modulo 2^32 instead of 64-bit hashes taken
-(with a wrapping product) modulo the Mersenne prime 2^61 - 1; both are approximately min-wise families and the
-estimated Jaccard is unbiased on our checks. A document without shingles (fewer than ``n_grams`` words) gets
+(with a wrapping product) modulo the Mersenne prime 2^61 - 1; both are approximately min-wise families. On the
+600 edited pairs of ``benchmarks/minhash.py`` the signature agreement minus the true 5-gram Jaccard is
+-0.0007 +- 0.024 for ours and -0.0002 +- 0.027 for a 2^61 - 1 reference, and both find the same 97.3 % of the
+pairs, so the narrower family costs no recall (the old gap came from whitespace inside shingles, see
+:mod:`.shingles`). A document without shingles (fewer than ``n_grams`` words) gets
 the all-``EMPTY`` signature and takes no part in bucketing, as datatrove skips it.
 """
 

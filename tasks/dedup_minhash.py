@@ -1,0 +1,85 @@
+"""`dedup_minhash`: MinHash near-duplicate dedup over all input shards (datatrove's four stages on the
+cluster).
+
+Phases: (1) one task per input shard computes MinHash signatures and writes their LSH band keys to
+``_work/bands/`` (one row group per band); (2) one task per band finds the candidate pairs of its buckets,
+so bucketing runs in parallel over bands; (3) one task runs union-find over the pairs only (linear in the
+number of duplicates, never over the whole corpus); (4) the kept documents' ids are looked up and
+``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged, dropped rows with reason
+``minhash_duplicate``, ``cluster_id`` and ``duplicate_of`` (the kept id). In each cluster the document with
+the smallest (input shard, row) is kept, so the result does not depend on the number of workers.
+
+Params are ``data_pipes.dedup.params.MinHashParams`` (datatrove's defaults: word 5-grams, 14 bands x 8
+hashes, threshold ~0.72). Departures from datatrove are documented in ``data_pipes.dedup`` (32-bit
+signatures, one 64-bit hash per band, deterministic keeper). Reports: clusters, a cluster-size histogram,
+documents removed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+from data_pipes.dedup.params import MinHashParams
+from data_pipes.dedup.phases import bucket_phase, cluster_phase, read_clusters, signature_phase
+from data_pipes.io.shards import ShardResult
+from tasks._dedup import DedupKind, DedupParams
+from tasks.base import RunContext
+from tasks.registry import register
+
+
+class DedupMinHashParams(DedupParams, MinHashParams):
+    """``MinHashParams`` (n_grams, num_bands, rows_per_band, seed, norm, batch_bytes) + the dedup params."""
+
+    def minhash(self) -> MinHashParams:
+        return MinHashParams(**self.model_dump(include=set(MinHashParams.model_fields)))
+
+
+def _signature_task(params: DedupMinHashParams, work: str, item: tuple[str, int]) -> str:
+    in_path, shard = item
+    out = f"{work}/bands/part-{shard:05d}.parquet"
+    return signature_phase(in_path, shard, out, params.minhash(), column=params.text_column)
+
+
+def _bucket_task(band_paths: list[str], work: str, band: int) -> tuple[str, int]:
+    out = f"{work}/pairs/band-{band:04d}.parquet"
+    return out, bucket_phase(band_paths, band, out)
+
+
+def _cluster_task(pair_paths: list[str], out: str) -> str:
+    return cluster_phase(pair_paths, out)
+
+
+@register
+class DedupMinHash(DedupKind):
+    name: ClassVar[str] = "dedup_minhash"
+    Params = DedupMinHashParams
+    reason: ClassVar[str] = "minhash_duplicate"
+    cluster_word: ClassVar[str] = "clusters of near-duplicates"
+    description = (
+        "global MinHash near-duplicate dedup (5-grams, 14 bands x 8); keeps the first of each cluster"
+    )
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        params: DedupMinHashParams = ctx.params  # type: ignore[assignment]
+        tasks = self.plan_shards(ctx)
+        work = self.work(ctx)
+
+        def find():  # noqa: ANN202
+            items = [(t.payload["path"], t.index) for t in tasks]
+            band_paths = ctx.map(functools.partial(_signature_task, params, work), items)
+            bands = ctx.map(functools.partial(_bucket_task, band_paths, work), list(range(params.num_bands)))
+            out = ctx.map(
+                functools.partial(_cluster_task, [p for p, _ in bands]), [f"{work}/clusters.parquet"]
+            )
+            clusters = read_clusters(out[0])
+            dropped = clusters.doc != clusters.root
+            mh = params.minhash()
+            figures = {
+                "candidate pairs (summed over bands)": sum(n for _, n in bands),
+                "shingles": f"word {mh.n_grams}-grams",
+                "bands x rows": f"{mh.num_bands} x {mh.rows_per_band} (threshold {mh.threshold:.2f})",
+            }
+            return clusters.doc[dropped], clusters.root[dropped], clusters.cluster[dropped], figures
+
+        return self.finish(ctx, tasks, find)
