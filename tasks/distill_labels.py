@@ -1,0 +1,165 @@
+"""`distill_labels`: label documents with a stronger "teacher" scorer, for a fastText student to learn from.
+
+The teacher (default ``math_density``; any registered or dotted-path scorer, see ``data_pipes.web.scorers``)
+scores every document once (phase 1, the scores kept beside the output so a resumed run does not score again).
+The top ``positive_fraction`` by global rank gets ``positive_label`` and the bottom ``negative_fraction`` gets
+``negative_label`` in ``label_column``; ranks are exact, ties broken by a seeded id hash. The rest is dropped
+as ``distill_labels_unlabelled``. A ``quality_train`` node with ``label_column`` then trains the student,
+which scores a whole crawl at fastText speed where the teacher could not.
+
+Report: labelled counts and score cut-offs, and a histogram of the teacher's scores with the cut-offs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from data_pipes.io.shards import ShardResult, write_parquet_atomic, write_shard
+from data_pipes.web import quality_buckets as qb
+from data_pipes.web import quality_plots as plots
+from data_pipes.web.scorers import build_scorer, check_scorer, scorer_signature
+from tasks.base import KindParams, RunContext, ShardTask
+from tasks.doc_map import DocumentMapKind
+from tasks.registry import register
+
+
+class DistillLabelsParams(KindParams):
+    teacher: str = Field("math_density", description="registered scorer or module:function")
+    teacher_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword options of the teacher"
+    )
+    positive_fraction: float = Field(0.2, gt=0, lt=1, description="top share labelled positive")
+    negative_fraction: float = Field(0.5, gt=0, lt=1, description="bottom share labelled negative")
+    positive_label: str = Field("hq", pattern=r"^[A-Za-z0-9_\-]+$", description="label of the top share")
+    negative_label: str = Field("lq", pattern=r"^[A-Za-z0-9_\-]+$", description="label of the bottom share")
+    label_column: str = Field("label", description="column the labels go into")
+    score_column: str = Field("teacher_score", description="column the teacher's score goes into")
+    batch_size: int = Field(512, ge=1, description="documents per teacher call")
+    seed: int = Field(0, description="seed of the id hash that breaks score ties")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DistillLabelsParams:
+        if self.positive_fraction + self.negative_fraction > 1:
+            raise ValueError(
+                f"positive_fraction + negative_fraction = "
+                f"{self.positive_fraction + self.negative_fraction} must be at most 1"
+            )
+        if self.positive_label == self.negative_label:
+            raise ValueError("positive_label and negative_label must differ")
+        return self
+
+
+def _teacher_path(out_dir: str, index: int) -> str:
+    return os.path.join(out_dir, "_teacher", f"part-{index:05d}.parquet")
+
+
+class _Teach:
+    """Phase 1: score one shard with the teacher (or reuse its stored scores); return (scores, id hashes)."""
+
+    def __init__(self, params: DistillLabelsParams, out_dir: str, seed: int) -> None:
+        self.params, self.out_dir, self.seed = params, out_dir, seed
+
+    def __call__(self, item: tuple[int, str]) -> tuple[np.ndarray, np.ndarray]:
+        index, path = item
+        target = _teacher_path(self.out_dir, index)
+        if not os.path.exists(target):
+            frame = pl.read_parquet(path, columns=["id", "text"])
+            scorer = build_scorer(self.params.teacher, self.params.teacher_options)
+            texts, size = frame["text"].to_list(), self.params.batch_size
+            scores = [s for lo in range(0, len(texts), size) for s in scorer(texts[lo : lo + size])]
+            write_parquet_atomic(
+                pl.DataFrame({"id": frame["id"], "score": pl.Series(scores, dtype=pl.Float64)}).to_arrow(),
+                target,
+            )
+        stored = pl.read_parquet(target)
+        return stored["score"].to_numpy(), qb.id_hashes(stored["id"], self.seed + self.params.seed)
+
+
+@register
+class DistillLabels(DocumentMapKind):
+    name: ClassVar[str] = "distill_labels"
+    Params = DistillLabelsParams
+    packages = ("polars", "numpy")
+    description = "label the top/bottom shares by a teacher scorer, to train a fastText student on"
+
+    def check_params(self, params: DistillLabelsParams) -> list[tuple[tuple[str | int, ...], str]]:
+        problem = check_scorer(params.teacher)
+        return [(("teacher",), problem)] if problem else []
+
+    def signature(self, params: DistillLabelsParams) -> str:
+        return scorer_signature(params.teacher)
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        params: DistillLabelsParams = ctx.params  # type: ignore[assignment]
+        tasks = self.plan_shards(ctx)
+        read = ctx.map(_Teach(params, ctx.out_dir, ctx.seed), [(t.index, t.payload["path"]) for t in tasks])
+        scores = np.concatenate([s for s, _ in read]) if read else np.zeros(0)
+        hashes = np.concatenate([h for _, h in read]) if read else np.zeros(0, dtype=np.uint64)
+        top = Fraction(100) - Fraction(str(params.positive_fraction)) * 100
+        bottom = Fraction(str(params.negative_fraction)) * 100
+        pos_cut, neg_cut = qb.percentile_cutoffs(scores, hashes, [top, bottom])
+        ctx.extra.update(scores=scores, cutoffs=(pos_cut, neg_cut))
+        tasks = [ShardTask(t.index, {**t.payload, "cutoffs": (pos_cut, neg_cut)}, t.label) for t in tasks]
+        results = ctx.run_shards(tasks)
+        self.summarize(ctx, results)
+        return results
+
+    def run_shard(self, params: DistillLabelsParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        frame = pl.read_parquet(task.payload["path"])
+        stored = pl.read_parquet(_teacher_path(out_dir, task.index))
+        if stored["id"].to_list() != frame["id"].to_list():
+            raise RuntimeError(
+                f"teacher scores of shard {task.index} do not match its input; remove {out_dir}"
+            )
+        scores = stored["score"].to_numpy()
+        hashes = qb.id_hashes(frame["id"], seed + params.seed)
+        pos_cut, neg_cut = task.payload["cutoffs"]
+        positive = qb.at_or_above(scores, hashes, pos_cut)
+        negative = ~qb.at_or_above(scores, hashes, neg_cut) & ~positive
+        labels = np.where(positive, params.positive_label, np.where(negative, params.negative_label, None))
+        out = frame.with_columns(
+            pl.Series(params.score_column, scores, dtype=pl.Float64),
+            pl.Series(params.label_column, labels.tolist(), dtype=pl.String),
+        )
+        keep = pl.Series(positive | negative)
+        kept = out.filter(keep)
+        dropped = out.filter(~keep).with_columns(pl.lit("distill_labels_unlabelled").alias("reason"))
+        extra = {"positive": int(positive.sum()), "negative": int(negative.sum())}
+        return write_shard(
+            out_dir, task.index, kept, rows_in=frame.height, dropped=dropped, started=started, extra=extra
+        )
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        params: DistillLabelsParams = ctx.params  # type: ignore[assignment]
+        pos_cut, neg_cut = ctx.extra.get("cutoffs", (None, None))
+        row = {
+            "teacher": params.teacher,
+            "documents": sum(r.rows_in for r in results),
+            params.positive_label: sum(r.extra.get("positive", 0) for r in results),
+            params.negative_label: sum(r.extra.get("negative", 0) for r in results),
+            "unlabelled": sum(r.dropped for r in results),
+            "positive_min_score": None if pos_cut is None else round(pos_cut[0], 6),
+            "negative_below_score": None if neg_cut is None else round(neg_cut[0], 6),
+        }
+        lines = [
+            (c[0], name)
+            for c, name in ((pos_cut, params.positive_label), (neg_cut, params.negative_label))
+            if c is not None
+        ]
+        counts, edges = plots.histogram(ctx.extra.get("scores", np.zeros(0)))
+        png = plots.histogram_png(
+            counts,
+            edges,
+            title=f"{ctx.node_id}: teacher {params.teacher}",
+            xlabel=params.score_column,
+            lines=lines,
+        )
+        ctx.add_report("Distilled labels", table=[row], png=png)

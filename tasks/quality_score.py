@@ -1,0 +1,187 @@
+"""`quality_score`: score every document with a pluggable scorer (default: a fastText quality classifier).
+
+Inputs: document nodes, plus at most one ``quality_train`` node (a checkpoint) whose models the ``fasttext``
+scorer uses; instead of that input, ``model_path`` may name a local fastText ``.bin``. The score (P(positive
+label) for fastText) goes into ``score_column`` (default ``quality_score``); nothing is dropped. Texts are
+scored in batches of ``batch_size`` with newlines replaced by spaces and the training node's preprocessing
+(``text_chars``, lowercase). ``per_language`` sends each document to the model of its ``lang`` (from
+``langid``) when the training node made one, else to the fallback model. Other scorers: ``math_density`` or
+any dotted-path function (``data_pipes.web.scorers``).
+
+Report: a histogram of the scores (PNG) and a summary table (read back from the output's score column).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from data_pipes.io.shards import ShardResult, write_shard
+from data_pipes.web import quality_plots as plots
+from data_pipes.web.scorers import build_scorer, check_scorer, scorer_signature
+from tasks.base import DataType, KindParams, RunContext, ShardTask
+from tasks.doc_map import DocumentMapKind
+from tasks.registry import register
+
+
+class QualityScoreParams(KindParams):
+    scorer: str = Field(
+        "fasttext", description="a registered scorer (fasttext, math_density) or module:function"
+    )
+    scorer_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the scorer")
+    model_path: str | None = Field(
+        None, description="a local fastText .bin, instead of a quality_train input"
+    )
+    positive_label: str | None = Field(
+        None, description="label to score (default: the training node's, or hq)"
+    )
+    score_column: str = Field("quality_score", pattern=r"^[a-z][a-z0-9_]*$", description="output column")
+    text_chars: int | None = Field(
+        None, ge=0, description="characters scored (default: as trained, or 10000)"
+    )
+    lowercase: bool | None = Field(None, description="lowercase before scoring (default: as trained)")
+    per_language: bool = Field(False, description="use the per-language models of the quality_train input")
+    batch_size: int = Field(2048, ge=1, description="documents scored per batch")
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@register
+class QualityScore(DocumentMapKind):
+    name: ClassVar[str] = "quality_score"
+    Params = QualityScoreParams
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS, DataType.CHECKPOINT)
+    path_params: ClassVar[tuple[str, ...]] = ("model_path",)
+    packages = ("fasttext-numpy2-wheel", "fasttext-predict", "polars", "numpy")
+    description = "score documents (fastText P(positive), math_density, or your function) into a score column"
+
+    def check_params(self, params: QualityScoreParams) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        problem = check_scorer(params.scorer)
+        if problem:
+            problems.append((("scorer",), problem))
+        if params.model_path and not os.path.exists(params.model_path):
+            problems.append(
+                (("model_path",), f"{params.model_path!r} does not exist; give a local fastText .bin")
+            )
+        if params.model_path and params.scorer != "fasttext":
+            problems.append(
+                (("model_path",), f"model_path is for the fasttext scorer, not {params.scorer!r}")
+            )
+        return problems
+
+    def signature(self, params: QualityScoreParams) -> str:
+        parts = [scorer_signature(params.scorer)]
+        if params.model_path and os.path.exists(params.model_path):
+            parts.append(
+                _file_digest(params.model_path)
+            )  # the model is data: its bytes enter the fingerprint
+        return "|".join(parts)
+
+    def _options(self, ctx: RunContext) -> dict[str, Any]:
+        """The scorer's options: the user's, plus the models and preprocessing of a quality_train input."""
+        params: QualityScoreParams = ctx.params  # type: ignore[assignment]
+        options = dict(params.scorer_options)
+        checkpoints = [i for i in ctx.inputs if i.data_type == DataType.CHECKPOINT]
+        if len(checkpoints) > 1:
+            raise ValueError(
+                f"{ctx.node_id}: at most one quality_train input; got {[c.name for c in checkpoints]}"
+            )
+        if params.scorer != "fasttext":
+            if checkpoints:
+                raise ValueError(
+                    f"{ctx.node_id}: a model input needs `scorer: fasttext`, not {params.scorer!r}"
+                )
+            return options
+        trained: dict[str, Any] = {}
+        if checkpoints:
+            if params.model_path:
+                raise ValueError(
+                    f"{ctx.node_id}: give either a quality_train input or `model_path`, not both"
+                )
+            ckpt = checkpoints[0]
+            rows = pl.concat([pl.read_parquet(p) for p in ckpt.shards]).to_dicts()
+            models = {r["lang"]: os.path.join(ckpt.path, r["model_path"]) for r in rows}
+            if not params.per_language:
+                models = {"": models[""]}
+            trained = rows[0]
+            options["models"] = models
+        elif params.model_path:
+            options["model_path"] = params.model_path
+        else:
+            raise ValueError(
+                f"{ctx.node_id}: the fasttext scorer needs a model: add a quality_train node to "
+                "`inputs` or set `model_path` to a local fastText .bin"
+            )
+        options["positive_label"] = params.positive_label or trained.get("positive_label", "hq")
+        chars = params.text_chars if params.text_chars is not None else trained.get("text_chars", 10_000)
+        options["text_chars"] = chars
+        options["lowercase"] = (
+            params.lowercase if params.lowercase is not None else trained.get("lowercase", False)
+        )
+        return options
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        options = self._options(ctx)
+        build_scorer(ctx.params.scorer, options)  # type: ignore[attr-defined]  # fail here, not on every worker
+        tasks = []
+        for inp in ctx.inputs:
+            if inp.data_type != DataType.DOCUMENTS:
+                continue
+            for path in inp.shards:
+                tasks.append(
+                    ShardTask(len(tasks), {"path": path, "options": options}, label=f"{inp.name}:{path}")
+                )
+        if not tasks:
+            raise ValueError(f"{ctx.node_id}: no documents input; add the node whose documents to score")
+        results = ctx.run_shards(tasks)
+        self.summarize(ctx, results)
+        return results
+
+    def run_shard(self, params: QualityScoreParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        frame = pl.read_parquet(task.payload["path"])
+        scorer = build_scorer(params.scorer, task.payload["options"])
+        texts = frame["text"].to_list()
+        langs = (
+            frame["lang"].fill_null("").to_list() if params.per_language and "lang" in frame.columns else None
+        )
+        scores: list[float] = []
+        for lo in range(0, len(texts), params.batch_size):
+            hi = lo + params.batch_size
+            scores.extend(scorer(texts[lo:hi], None if langs is None else langs[lo:hi]))
+        out = frame.with_columns(pl.Series(params.score_column, scores, dtype=pl.Float64))
+        return write_shard(out_dir, task.index, out, rows_in=frame.height, started=started)
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        params: QualityScoreParams = ctx.params  # type: ignore[assignment]
+        column = params.score_column
+        parts = [pl.read_parquet(r.path, columns=[column])[column] for r in results if r.kept]
+        values = pl.concat(parts).to_numpy() if parts else np.zeros(0)
+        counts, edges = plots.histogram(values)
+        png = plots.histogram_png(counts, edges, title=f"{ctx.node_id}: {column}", xlabel=column)
+        summary: dict[str, Any] = {"scorer": params.scorer, "documents": int(values.size)}
+        if values.size:
+            q = np.quantile(values, [0.1, 0.5, 0.9])
+            summary.update(
+                mean=round(float(values.mean()), 4),
+                min=round(float(values.min()), 4),
+                p10=round(float(q[0]), 4),
+                p50=round(float(q[1]), 4),
+                p90=round(float(q[2]), 4),
+                max=round(float(values.max()), 4),
+                share_ge_0_5=round(float((values >= 0.5).mean()), 4),
+            )
+        ctx.add_report("Score distribution", png=png, table=[summary])

@@ -1,0 +1,208 @@
+"""`quality_train`: train a DCLM-style fastText quality classifier from labelled document nodes.
+
+Inputs are document nodes; ``labels`` maps each input to its label (``{good_docs: hq, junk: lq}``), or
+``label_column`` reads per-row labels (e.g. from ``distill_labels``). Output (type ``checkpoint``: a trained
+model): ``model.bin`` in the node's output folder (``model-<lang>.bin`` too with ``per_language``) and a
+one-shard table with one row per model: ``model`` (``fallback`` or the language), ``lang``, ``model_path``
+(relative to the output folder), ``model_sha256``, ``labels``, ``positive_label``, the preprocessing
+(``text_chars``, ``lowercase``), training counts, held-out ``precision``/``recall``/``f1``/``accuracy`` and
+the fastText ``config``. A ``quality_score`` node that reads this node scores with these models. The shard's
+rows are models, so its accounting counts models; document counts are in the report.
+
+Training runs with ``thread=1`` and a fixed seed and is deterministic (same model bytes); so is the sample,
+capped per label by a seeded hash of the id (see ``data_pipes.web.quality_training``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from typing import ClassVar
+
+import polars as pl
+from pydantic import Field
+
+from data_pipes.io.shards import ShardResult, write_shard
+from data_pipes.web import quality_fasttext as ft
+from data_pipes.web import quality_training as qt
+from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks.registry import register
+
+_LABEL = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class QualityTrainParams(KindParams):
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="input node id -> its label, e.g. {good_docs: hq, junk: lq}"
+    )
+    label_column: str | None = Field(
+        None, description="read labels per row from this column instead (inputs not listed in `labels`)"
+    )
+    positive_label: str = Field("hq", description="the label whose probability is the quality score")
+    max_per_label: int | None = Field(
+        None,
+        ge=1,
+        description="cap per label (per label and language with "
+        "per_language), chosen by a seeded hash of the id",
+    )
+    seed: int = Field(0, description="seed of the sample, the held-out split and fastText")
+    text_chars: int = Field(10_000, ge=0, description="use the first N characters of each text (0: all)")
+    lowercase: bool = Field(False, description="lowercase texts before training and scoring")
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share held out for the metrics")
+    epoch: int = Field(5, ge=1, description="fastText epochs")
+    lr: float = Field(0.1, gt=0, description="fastText learning rate")
+    dim: int = Field(64, ge=2, description="fastText embedding size")
+    word_ngrams: int = Field(2, ge=1, description="word n-grams (DCLM: bigrams)")
+    min_count: int = Field(1, ge=1, description="minimum word count")
+    bucket: int = Field(
+        500_000, ge=1000, description="n-gram hash buckets (model size ~ bucket x dim x 4 bytes)"
+    )
+    per_language: bool = Field(False, description="one model per `lang` value, plus the fallback on all")
+    languages: list[str] = Field(
+        default_factory=list, description="with per_language: only these get a model"
+    )
+    min_docs_per_language: int = Field(50, ge=1, description="per label, for a language to get its own model")
+
+
+@register
+class QualityTrain(Kind):
+    name: ClassVar[str] = "quality_train"
+    Params = QualityTrainParams
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
+    output_type: ClassVar[DataType] = DataType.CHECKPOINT
+    packages = ("fasttext-numpy2-wheel", "polars", "numpy")
+    description = "train a fastText quality classifier (DCLM: bigrams) from labelled inputs; held-out metrics"
+
+    def check_params(self, params: QualityTrainParams) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if not params.labels and not params.label_column:
+            problems.append((("labels",), "give `labels` ({input: label}) or `label_column`"))
+        for node, label in params.labels.items():
+            if not _LABEL.match(label):
+                problems.append((("labels", node), f"label {label!r} must be letters, digits, _ or -"))
+        if params.labels and not params.label_column and params.positive_label not in params.labels.values():
+            problems.append(
+                (
+                    ("positive_label",),
+                    f"{params.positive_label!r} is none of the labels {sorted(set(params.labels.values()))}",
+                )
+            )
+        return problems
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        params: QualityTrainParams = ctx.params  # type: ignore[assignment]
+        names = [i.name for i in ctx.inputs]
+        unknown = sorted(set(params.labels) - set(names))
+        if unknown:
+            raise ValueError(f"{ctx.node_id}: `labels` names {unknown}, which are not inputs ({names})")
+        unlabelled = [n for n in names if n not in params.labels]
+        if unlabelled and not params.label_column:
+            raise ValueError(
+                f"{ctx.node_id}: inputs {unlabelled} have no label; add them to `labels` or set "
+                "`label_column`"
+            )
+        preprocess = ft.Preprocess(params.text_chars, params.lowercase)
+        specs = []
+        for inp in ctx.inputs:
+            for path in inp.shards:
+                specs.append(
+                    qt.SampleSpec(
+                        path,
+                        qt.sample_path(ctx.out_dir, len(specs)),
+                        params.labels.get(inp.name),
+                        params.label_column,
+                        preprocess,
+                        params.per_language,
+                        params.max_per_label,
+                        params.seed,
+                    )
+                )
+        groups = ctx.map(qt.collect_shard, specs)
+        caps = qt.global_caps(groups, params.max_per_label)
+        task = ShardTask(0, {"samples": [s.out_path for s in specs], "caps": caps}, label="train")
+        results = ctx.run_shards([task])
+        shutil.rmtree(os.path.dirname(qt.sample_path(ctx.out_dir, 0)), ignore_errors=True)  # scratch only
+        self.summarize(ctx, results)
+        return results
+
+    def run_shard(self, params: QualityTrainParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        samples = qt.load_samples(task.payload["samples"], task.payload["caps"], params.heldout_fraction)
+        labels = sorted(set(samples["label"].to_list()))
+        if params.positive_label not in labels:
+            raise ValueError(
+                f"positive_label {params.positive_label!r} is not among the labels found {labels}"
+            )
+        if len(labels) < 2:
+            raise ValueError(f"training needs at least two labels; found {labels}")
+        config = ft.TrainConfig(
+            params.epoch,
+            params.lr,
+            params.dim,
+            params.word_ngrams,
+            params.min_count,
+            params.bucket,
+            params.seed,
+        )
+        rows = [
+            self._train_one(m, out_dir, config, params, labels)
+            for m in qt.split_models(
+                samples, params.per_language, params.languages, params.min_docs_per_language
+            )
+        ]
+        table = pl.DataFrame(rows)
+        extra = {"documents": samples.height, "heldout": int(samples["heldout"].sum())}
+        return write_shard(out_dir, 0, table, rows_in=table.height, started=started, extra=extra)
+
+    @staticmethod
+    def _train_one(
+        m: qt.ModelData, out_dir: str, config: ft.TrainConfig, params: QualityTrainParams, labels: list[str]
+    ) -> dict:
+        path = os.path.join(out_dir, qt.model_file(m.lang))
+        model = ft.train(m.train, path, config)
+        probs = ft.probabilities(model, [line for _, line in m.heldout], params.positive_label)
+        scores = ft.metrics([label for label, _ in m.heldout], probs, params.positive_label)
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        return {
+            "model": m.lang or "fallback",
+            "lang": m.lang,
+            "model_path": os.path.basename(path),
+            "model_sha256": digest,
+            "labels": labels,
+            "positive_label": params.positive_label,
+            "text_chars": params.text_chars,
+            "lowercase": params.lowercase,
+            "train_docs": len(m.train),
+            "train_docs_per_label": json.dumps(m.counts()),
+            **scores,
+            "config": json.dumps(config.__dict__, sort_keys=True),
+        }
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        params: QualityTrainParams = ctx.params  # type: ignore[assignment]
+        table = pl.read_parquet(results[0].path)
+        cols = [
+            "model",
+            "train_docs",
+            "train_docs_per_label",
+            "heldout_docs",
+            "precision",
+            "recall",
+            "f1",
+            "accuracy",
+        ]
+        note = (
+            f"fastText supervised, `wordNgrams={params.word_ngrams}`, `epoch={params.epoch}`, "
+            f"`lr={params.lr}`, `dim={params.dim}`, `bucket={params.bucket}`, `thread=1`, "
+            f"`seed={params.seed}` (deterministic). "
+            f"Held-out: {params.heldout_fraction:.0%} of documents by seeded id hash; metrics are for "
+            f"P({params.positive_label}) >= 0.5. Documents sampled: {results[0].extra.get('documents')}."
+        )
+        ctx.add_report("Held-out metrics", markdown=note, table=table.select(cols).to_dicts())
