@@ -42,8 +42,8 @@ _M_PERTURB = -6  # glibc mallopt parameter
 class TrainConfig:
     """fastText ``train_supervised`` hyperparameters (DCLM: bigrams, a few epochs)."""
 
-    epoch: int = 5
-    lr: float = 0.1
+    epoch: int = 10
+    lr: float = 0.5
     dim: int = 64
     word_ngrams: int = 2
     min_count: int = 1
