@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import io
+import itertools
 import os
 import time
 from typing import Any, ClassVar
@@ -50,6 +51,10 @@ def combinations(removed: pl.DataFrame, methods: list[str]) -> list[dict[str, An
     for found in per_id.get_column("method").to_list():
         key = tuple(m for m in methods if m in found)
         counts[key] = counts.get(key, 0) + 1
+    if len(methods) <= 4:  # small enough to list every region of the Venn diagram, empty ones too
+        for size in range(1, len(methods) + 1):
+            for key in itertools.combinations(methods, size):
+                counts.setdefault(key, 0)
     rows = []
     for key, n in sorted(counts.items(), key=lambda kv: (-len(kv[0]), [methods.index(m) for m in kv[0]])):
         label = " and ".join(key) if len(key) > 1 else f"only {key[0]}"

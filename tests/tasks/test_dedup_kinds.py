@@ -144,7 +144,11 @@ def test_report_overlap(setup: tuple[Path, dict[str, str]], run: dict[str, dict]
     assert removed.columns == ["id", "method", "reason"] and removed.height == 6
     reports = {r["title"]: r for r in m["reports"]}
     venn = json.loads((folder / reports["Overlap between methods"]["table"]).read_text())
-    assert {r["removed_by"]: r["documents"] for r in venn} == {"exact and minhash": 2, "only minhash": 2}
+    assert {r["removed_by"]: r["documents"] for r in venn} == {
+        "exact and minhash": 2,
+        "only exact": 0,
+        "only minhash": 2,
+    }
     assert (folder / reports["Overlap between methods"]["png"]).read_bytes()[:4] == b"\x89PNG"
     summary = (folder / reports["Dedup summary"]["markdown"]).read_text()
     assert "| only minhash |  | x | 2 |" in summary and "4 distinct documents removed" in summary.replace(
