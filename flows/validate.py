@@ -466,6 +466,8 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
         if params is not None:
             for sub, message in kind.check_params(params):
                 col.add((*params_path, *sub), message)
+            for sub, message in kind.check_inputs(params, list(node.inputs)):
+                col.add((*params_path, *sub), message)
             nodes[node_id] = ResolvedNode(
                 node_id,
                 node.uses,

@@ -32,6 +32,7 @@ class DataType(str, enum.Enum):
     PACKED_TOKENS = "packed_tokens"
     CHAT = "chat"
     TOKENIZER = "tokenizer"
+    MODEL = "model"  # a trained classifier/scorer (e.g. a fastText .bin with its metrics table)
     CHECKPOINT = "checkpoint"
     REPORT = "report"
 
@@ -128,6 +129,10 @@ class Kind:
     # ---- driver side ----------------------------------------------------------------------------------------
     def check_params(self, params: KindParams) -> list[tuple[tuple[str | int, ...], str]]:
         """Extra semantic checks beyond the pydantic model: ``[(path inside params, message), ...]``."""
+        return []
+
+    def check_inputs(self, params: KindParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Checks of params against the node's input ids (e.g. a mapping keyed by input name)."""
         return []
 
     def signature(self, params: KindParams) -> str:

@@ -62,7 +62,7 @@ def _file_digest(path: str) -> str:
 class QualityScore(DocumentMapKind):
     name: ClassVar[str] = "quality_score"
     Params = QualityScoreParams
-    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS, DataType.CHECKPOINT)
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS, DataType.MODEL)
     path_params: ClassVar[tuple[str, ...]] = ("model_path",)
     packages = ("fasttext-numpy2-wheel", "fasttext-predict", "polars", "numpy")
     description = "score documents (fastText P(positive), math_density, or your function) into a score column"
@@ -94,7 +94,7 @@ class QualityScore(DocumentMapKind):
         """The scorer's options: the user's, plus the models and preprocessing of a quality_train input."""
         params: QualityScoreParams = ctx.params  # type: ignore[assignment]
         options = dict(params.scorer_options)
-        checkpoints = [i for i in ctx.inputs if i.data_type == DataType.CHECKPOINT]
+        checkpoints = [i for i in ctx.inputs if i.data_type == DataType.MODEL]
         if len(checkpoints) > 1:
             raise ValueError(
                 f"{ctx.node_id}: at most one quality_train input; got {[c.name for c in checkpoints]}"

@@ -1,7 +1,7 @@
 """`quality_train`: train a DCLM-style fastText quality classifier from labelled document nodes.
 
 Inputs are document nodes; ``labels`` maps each input to its label (``{good_docs: hq, junk: lq}``), or
-``label_column`` reads per-row labels (e.g. from ``distill_labels``). Output (type ``checkpoint``: a trained
+``label_column`` reads per-row labels (e.g. from ``distill_labels``). Output (type ``model``: a trained
 model): ``model.bin`` in the node's output folder (``model-<lang>.bin`` too with ``per_language``) and a
 one-shard table with one row per model: ``model`` (``fallback`` or the language), ``lang``, ``model_path``
 (relative to the output folder), ``model_sha256``, ``labels``, ``positive_label``, the preprocessing
@@ -75,9 +75,13 @@ class QualityTrain(Kind):
     input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = None
-    output_type: ClassVar[DataType] = DataType.CHECKPOINT
+    output_type: ClassVar[DataType] = DataType.MODEL
     packages = ("fasttext-numpy2-wheel", "polars", "numpy")
     description = "train a fastText quality classifier (DCLM: bigrams) from labelled inputs; held-out metrics"
+
+    def check_inputs(self, params, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        return [(("labels", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
+                for name in params.labels if name not in inputs]
 
     def check_params(self, params: QualityTrainParams) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []

@@ -37,6 +37,10 @@ class Union(DocumentMapKind):
             if not 0 < f <= 1
         ]
 
+    def check_inputs(self, params: UnionParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        return [(("fractions", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
+                for name in params.fractions if name not in inputs]
+
     def process(self, frame: pl.DataFrame, params: UnionParams, seed: int, task: ShardTask):  # type: ignore[override]
         fraction = params.fractions.get(task.payload["input"], 1.0)
         if fraction >= 1.0:

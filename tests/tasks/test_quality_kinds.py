@@ -229,7 +229,7 @@ def test_accounting_balances(run) -> None:
 
 def test_training_output_and_determinism(run) -> None:
     manifest = run[0]["clf"]
-    assert manifest["output_type"] == "checkpoint" and manifest["counts"]["kept"] == 1
+    assert manifest["output_type"] == "model" and manifest["counts"]["kept"] == 1
     table = rows(run, "clf").row(0, named=True)
     assert (
         table["model"] == "fallback" and table["labels"] == ["hq", "lq"] and table["positive_label"] == "hq"
