@@ -11,6 +11,7 @@ Every call runs with a neutral environment (no system / global config, no pager,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -47,62 +48,15 @@ def git(repo: str | None, args: Sequence[str], *, timeout: float = 600.0) -> byt
     return proc.stdout
 
 
-class CatFile:
-    """Object reader over one ``git cat-file --batch``, restarted after git dies on a bad object."""
+def read_object(repo: str, sha: str, kind: str) -> bytes:
+    """The content of object ``sha`` of type ``kind`` (blob, commit), checked against its id.
 
-    def __init__(self, repo: str) -> None:
-        self.repo = repo
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen(
-                ["git", "-c", "safe.directory=*", "-C", self.repo, "cat-file", "--batch"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=_env(),
-            )
-        return self.proc
-
-    def read(self, sha: str) -> tuple[str, bytes]:
-        """(type, content) of object ``sha``; ``GitError`` when it is missing or cannot be read."""
-        proc = self._start()
-        assert proc.stdin is not None and proc.stdout is not None
-        header: list[bytes] = []
-        try:
-            proc.stdin.write(sha.encode("ascii") + b"\n")
-            proc.stdin.flush()
-            header = proc.stdout.readline().split()
-            if len(header) == 3:
-                size = int(header[2])
-                data = proc.stdout.read(size + 1)
-                if len(data) == size + 1:
-                    return header[1].decode("ascii"), data[:size]
-        except (OSError, ValueError):
-            pass
-        if header and header[-1:] == [b"missing"]:
-            raise GitError(f"object {sha} is missing")
-        self.close()  # git died or spoke garbage: its stderr says why
-        raise GitError(f"object {sha} cannot be read: {self.last_error}")
-
-    def close(self) -> None:
-        self.last_error = "git cat-file stopped"
-        if self.proc is not None:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.stderr else ""
-            self.proc.wait()
-            if err:
-                self.last_error = " | ".join(err.splitlines()[:2])
-            if self.proc.stdout:
-                self.proc.stdout.close()
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            self.proc = None
-
-    def __enter__(self) -> CatFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    One ``git cat-file`` process per object: git's exit status is then a reliable per-object verdict, where a
+    long-lived ``--batch`` process can report a damaged object's header and then send fewer bytes than it
+    announced. The content is re-hashed because git may return a truncated object without an error.
+    """
+    data = git(repo, ["cat-file", kind, sha])
+    algo = hashlib.sha256 if len(sha) == 64 else hashlib.sha1
+    if algo(f"{kind} {len(data)}\0".encode() + data).hexdigest() != sha:
+        raise GitError(f"object {sha} is corrupt: its content does not hash to its id")
+    return data

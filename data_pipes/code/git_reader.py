@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from data_pipes.code.git_cli import CatFile, GitError, git
+from data_pipes.code.git_cli import GitError, git, read_object
 from data_pipes.code.globs import selected
 from data_pipes.code.languages import language_of
 from data_pipes.code.records import CodeOptions, Entry, dropped, file_record, quarantined
@@ -97,13 +97,11 @@ def _truncate(diff: bytes, max_bytes: int) -> tuple[bytes, bool]:
     return diff[:cut] + f"[diff truncated: {len(diff) - cut} bytes omitted]\n".encode(), True
 
 
-def commit_record(
-    repo: str, name: str, sha: str, position: int, cat: CatFile, source: str, max_diff_bytes: int
-) -> dict:
+def commit_record(repo: str, name: str, sha: str, position: int, source: str, max_diff_bytes: int) -> dict:
     """The commit document of ``sha`` (format in docs/CODE_CONTRACT.md), quarantined on a git error."""
     rid, url = make_id("git", name, sha), f"git://{name}/commit/{sha}"
     try:
-        _kind, raw = cat.read(sha)
+        raw = read_object(repo, sha, "commit")
         info = parse_commit(raw)
         base = info["parents"][:1] or ["--root"]
         diff = git(
@@ -145,30 +143,30 @@ def read_commits(
     shas = git(repo, ["rev-list", "--date-order", "--reverse", ref]).decode().split()
     if max_commits is not None:
         shas = shas[-max_commits:] if max_commits else []
-    with CatFile(repo) as cat:
-        for position, sha in enumerate(shas):
-            yield commit_record(repo, name, sha, position, cat, source, max_diff_bytes)
+    for position, sha in enumerate(shas):
+        yield commit_record(repo, name, sha, position, source, max_diff_bytes)
 
 
 def read_tree_files(repo: str, name: str, commit: str, opts: CodeOptions) -> Iterator[dict]:
     """Code records of the files of ``commit``'s tree, in path order."""
     listing = git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", commit]).split(b"\0")
-    with CatFile(repo) as cat:
-        for line in listing:
-            if not line:
-                continue
-            info, _, raw_path = line.partition(b"\t")
-            mode, _type, sha, size = info.decode("ascii").split()
-            path = raw_path.decode("utf-8", "replace")
-            if not selected(path, opts.include, opts.exclude):
-                continue
-            entry = Entry(name, path, "git", commit)
-            if mode == "160000":
-                yield dropped(entry, opts, "code_submodule")
-            elif mode == "120000":
-                yield dropped(entry, opts, "code_symlink", language_of(path, opts.languages) or "")
-            else:
-                try:
-                    yield file_record(entry, opts, int(size), lambda s=sha: cat.read(s)[1])
-                except GitError as exc:
-                    yield quarantined(entry, opts, "git_object_error", str(exc))
+    for line in listing:
+        if not line:
+            continue
+        info, _, raw_path = line.partition(b"\t")
+        mode, _type, sha, size = info.decode("ascii").split()
+        path = raw_path.decode("utf-8", "replace")
+        if not selected(path, opts.include, opts.exclude):
+            continue
+        entry = Entry(name, path, "git", commit)
+        if mode == "160000":
+            yield dropped(entry, opts, "code_submodule")
+        elif mode == "120000":
+            yield dropped(entry, opts, "code_symlink", language_of(path, opts.languages) or "")
+        elif not size.isdigit():  # ls-tree prints BAD when it cannot read the object's header
+            yield quarantined(entry, opts, "git_object_error", f"object {sha} cannot be read (size {size})")
+        else:
+            try:
+                yield file_record(entry, opts, int(size), lambda s=sha: read_object(repo, s, "blob"))
+            except GitError as exc:
+                yield quarantined(entry, opts, "git_object_error", str(exc))
