@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import platform
+import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -87,9 +88,18 @@ def _file_info(path: str, module: str) -> tuple[str, tuple[str, ...]]:
     return result
 
 
+_code_lock = threading.Lock()
+
+
 def code_hashes(module: str) -> dict[str, str]:
     """``{module: sha256}`` for ``module`` and every project module it imports, transitively. Parent packages'
-    ``__init__`` files are included, since importing a submodule runs them."""
+    ``__init__`` files are included, since importing a submodule runs them. Serialised: Prefect runs nodes in
+    threads, and CPython 3.11's ``ast.parse`` is not safe to call from several threads at once."""
+    with _code_lock:
+        return _code_hashes(module)
+
+
+def _code_hashes(module: str) -> dict[str, str]:
     out: dict[str, str] = {}
     todo = [module]
     while todo:

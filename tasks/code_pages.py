@@ -53,7 +53,7 @@ class CodePages(ExtractHtml):
         started = time.perf_counter()
         frame = pl.read_parquet(task.payload["path"])
         sig = code_signals(frame.get_column("text"))
-        is_code = pl.Series([False] * frame.height)
+        is_code = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
         if params.min_pre_blocks:
             is_code = is_code | (sig["pre"] >= params.min_pre_blocks)
         if params.min_code_tags:
