@@ -20,6 +20,7 @@ class TeacherConfig(BaseModel):
     model_path: str | None = Field(None, description="hf: checkpoint folder, or package:<module>")
     gguf_file: str | None = Field(None, description="hf: a .gguf file inside model_path")
     batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call")
+    threads: int | None = Field(None, ge=1, description="hf: torch CPU threads (None: torch's default)")
     concurrency: int = Field(8, ge=1, description="http: requests in flight per shard")
     timeout_s: float = Field(120.0, gt=0, description="http: per-request timeout")
     retries: int = Field(4, ge=0, description="http: retries on 429/5xx/timeouts/garbage")
@@ -58,4 +59,4 @@ def make_teacher(cfg: TeacherConfig, seed: int = 0):  # -> Teacher
         )
     from data_pipes.reasoning.teachers.hf import HfTeacher
 
-    return HfTeacher(cfg.model_path or "", cfg.gguf_file, batch_size=cfg.batch_size)
+    return HfTeacher(cfg.model_path or "", cfg.gguf_file, batch_size=cfg.batch_size, threads=cfg.threads)

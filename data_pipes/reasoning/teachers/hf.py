@@ -60,8 +60,15 @@ def load_model(model_path: str, gguf_file: str | None = None) -> tuple[Any, Any]
 
 
 class HfTeacher:
-    def __init__(self, model_path: str, gguf_file: str | None = None, batch_size: int = 8) -> None:
-        self.model_path, self.gguf_file, self.batch_size = model_path, gguf_file, batch_size
+    def __init__(
+        self, model_path: str, gguf_file: str | None = None, batch_size: int = 8, threads: int | None = None
+    ) -> None:
+        self.model_path, self.gguf_file, self.batch_size, self.threads = (
+            model_path,
+            gguf_file,
+            batch_size,
+            threads,
+        )
         self.name = f"hf:{model_path}" + (f"/{gguf_file}" if gguf_file else "")
 
     def generate(
@@ -85,6 +92,8 @@ class HfTeacher:
     def _batch(self, batch: Sequence[GenRequest]) -> list[GenResponse]:
         import torch
 
+        if self.threads:  # a busy machine: fewer threads beat oversubscribed ones by far on CPU
+            torch.set_num_threads(self.threads)
         tok, model = load_model(self.model_path, self.gguf_file)
         started = time.perf_counter()
         prompts = [

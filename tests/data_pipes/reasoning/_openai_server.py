@@ -36,6 +36,7 @@ def solve(prompt: str) -> str | None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the benchmark opens dozens of connections at once
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients killed mid-request (the resume test) are expected
