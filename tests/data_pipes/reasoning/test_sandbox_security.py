@@ -1,0 +1,152 @@
+"""The sandbox's security tests: each attack fails and is reported; normal programs and HumanEval-style tests
+work. The kernel layers are also checked alone (``audit=False``) where this machine provides them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import pytest
+
+from data_pipes.reasoning.sandbox import run_code_tests, run_python
+from data_pipes.reasoning.sandbox_layers import available_layers
+
+UID = bool(available_layers() & {"uid", "uid+read"})
+NETNS = "netns" in available_layers()
+
+
+def test_normal_program_and_files() -> None:
+    res = run_python(
+        "import sys, json\nprint(json.dumps({'x': open('data.txt').read(), 'in': sys.stdin.read()}))",
+        stdin="hello",
+        files={"data.txt": "payload"},
+    )
+    assert res.status == "ok", res.stderr
+    assert res.stdout.strip() == '{"x": "payload", "in": "hello"}'
+    assert run_python("open('out.txt', 'w').write('x'); import tempfile; tempfile.mkstemp()").status == "ok"
+    assert run_python("raise ValueError('boom')").reason() == "error: ValueError: boom"
+
+
+def test_read_outside_fails(tmp_path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    for code in (
+        f"print(open({str(secret)!r}).read())",
+        "print(open('/etc/hostname').read())",
+        "import os; os.symlink('/etc/passwd', 'p'); print(open('p').read())",
+    ):
+        res = run_python(code)
+        assert res.status == "forbidden" and "TOPSECRET" not in res.stdout, (code, res)
+        assert "outside the sandbox" in res.stderr
+
+
+def test_write_outside_fails(tmp_path) -> None:
+    target = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    res = run_python(f"open({str(target)!r}, 'w').write('x')")
+    assert res.status == "forbidden" and "write outside the sandbox" in res.stderr
+    assert not target.exists()
+    if UID:  # the kernel alone: the run's uid owns nothing outside its directory
+        res = run_python(f"open({str(target)!r}, 'w').write('x')", audit=False)
+        assert res.status == "error" and "Permission denied" in res.stderr and not target.exists()
+
+
+def test_network_fails() -> None:
+    code = "import socket\ns = socket.create_connection(('127.0.0.1', 22), timeout=2)\nprint('connected')"
+    res = run_python(code)
+    assert res.status == "forbidden" and "network" in res.stderr and "connected" not in res.stdout
+    if NETNS:  # the empty namespace alone: not even loopback is up
+        res = run_python(code.replace("127.0.0.1", "1.1.1.1"), audit=False)
+        assert res.status == "error" and "unreachable" in res.stderr.lower()
+
+
+def test_fork_bomb_fails() -> None:
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    res = run_python(bomb, timeout_s=2)
+    assert res.status == "forbidden" and "os.fork" in res.stderr
+    if UID:  # RLIMIT_NPROC on a uid of its own, then the group and the uid are killed at the timeout
+        res = run_python(bomb, timeout_s=1.5, nproc=8, audit=False)
+        assert res.status == "timeout"
+
+
+def test_memory_bomb_fails() -> None:
+    res = run_python("x = bytearray(8 * 1024 ** 3)\nprint('allocated')", memory_mb=256)
+    assert res.status == "memory" and "allocated" not in res.stdout
+    res = run_python("xs = []\nwhile True:\n    xs.append(' ' * 10_000_000)", memory_mb=256, timeout_s=5)
+    assert res.status == "memory"
+
+
+def test_infinite_loop_fails() -> None:
+    res = run_python("while True:\n    pass", timeout_s=1)
+    assert res.status == "timeout" and res.seconds < 5
+    assert run_code_tests("def f():\n    while True: pass", "f()", "", timeout_s=1) == (
+        False,
+        "timeout after 1s",
+    )
+
+
+def test_parent_environment_is_unreachable(monkeypatch) -> None:
+    monkeypatch.setenv("ARCFLOW_SANDBOX_SECRET", "hunter2")
+    res = run_python("import os\nprint(sorted(os.environ))\nprint(os.environ.get('ARCFLOW_SANDBOX_SECRET'))")
+    assert res.status == "ok" and "hunter2" not in res.stdout
+    assert "ARCFLOW_SANDBOX_SECRET" not in res.stdout
+    res = run_python("import os\nprint(open(f'/proc/{os.getppid()}/environ').read())")
+    assert res.status == "forbidden" and "hunter2" not in res.stdout
+    if UID:
+        res = run_python("import os\nprint(open(f'/proc/{os.getppid()}/environ').read())", audit=False)
+        assert res.status == "error" and "hunter2" not in res.stdout
+
+
+def test_kill_parent_fails() -> None:
+    parent = os.getpid()
+    for code in (
+        f"import os, signal\nos.kill({parent}, signal.SIGKILL)",
+        "import os\nos.killpg(0, 9)",
+        f"import os\nos.system('kill -9 {parent}')",
+    ):
+        res = run_python(code)
+        assert res.status == "forbidden", (code, res)
+    if UID:
+        res = run_python(f"import os, signal\nos.kill({parent}, signal.SIGTERM)", audit=False)
+        assert res.status == "error" and "Operation not permitted" in res.stderr
+    os.kill(parent, 0)  # still alive
+
+
+def test_ctypes_is_blocked() -> None:
+    res = run_python("import ctypes\nctypes.CDLL('libc.so.6').kill(1, 9)")
+    assert res.status == "forbidden" and "native code" in res.stderr
+
+
+PROBLEMS = [
+    (
+        "add",
+        "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
+        "def add(a, b):\n    return a + b\n",
+        "def add(a, b):\n    return a - b\n",
+    ),
+    (
+        "is_palindrome",
+        "def check(candidate):\n    assert candidate('abba')\n    assert not candidate('abc')\n",
+        "def is_palindrome(s):\n    return s == s[::-1]\n",
+        "def is_palindrome(s):\n    return True\n",
+    ),
+    (
+        "fib",
+        "def check(candidate):\n    assert [candidate(i) for i in range(7)] == [0, 1, 1, 2, 3, 5, 8]\n",
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+        "def fib(n):\n    return fib(n - 1) + fib(n - 2)\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("entry", "tests", "right", "wrong"), PROBLEMS)
+def test_run_code_tests(entry: str, tests: str, right: str, wrong: str) -> None:
+    assert run_code_tests(right, tests, entry, timeout_s=5, memory_mb=256) == (True, "passed")
+    passed, detail = run_code_tests(wrong, tests, entry, timeout_s=5, memory_mb=256)
+    assert not passed and detail.startswith(("error:", "timeout")), detail
+
+
+def test_layers_are_reported() -> None:
+    res = run_python("print(1)")
+    assert {"tmpdir", "empty_env", "session", "rlimits", "audit"} <= set(res.layers)
+    assert signal.SIGKILL  # the module imports cleanly on any POSIX machine
