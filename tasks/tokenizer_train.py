@@ -1,0 +1,149 @@
+"""`tokenizer_train`: a byte-level BPE trained on a seeded sample of the node's documents.
+
+The sample is the documents with the smallest seeded hash of their id (a bottom-k sample: it depends on the
+documents alone, never on sharding), up to ``sample_docs`` documents and ``text_chars`` characters, each
+document cut to ``max_doc_chars``; the next ``heldout_docs`` in hash order measure compression. Texts are fed
+to the trainer in hash order, which makes the result byte-identical across runs (see
+``data_pipes.tokens.bpe_train``).
+
+Output: the Hugging Face folder ``tokenizer/`` (``AutoTokenizer.from_pretrained`` loads it) beside a one-row
+shard describing it (``tokenizer_dir``, ``sha256`` of tokenizer.json, vocabulary size, sample size, held-out
+bytes per token); the row's hash is the node's content hash, so consumers are invalidated exactly when the
+tokenizer changes. Accounting: ``in = kept`` = the documents of the training sample (what the node consumed;
+the documents outside the sample are not read, so they are not counted), ``out = 1`` (the artifact row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import ClassVar
+
+import polars as pl
+from pydantic import Field
+
+from data_pipes.io.shards import ShardResult, write_shard
+from data_pipes.tokens.bpe_train import TOKENIZER_FILE, bytes_per_token, save_hf_folder, train_bpe
+from tasks.base import DataType, InputRef, Kind, KindParams, RunContext, ShardTask
+from tasks.doc_map import hash_unit
+from tasks.registry import register
+
+TOKENIZER_DIR = "tokenizer"
+
+
+class TokenizerTrainParams(KindParams):
+    vocab_size: int = Field(
+        32768, ge=300, description="including the special tokens and the 256 byte symbols"
+    )
+    sample_docs: int = Field(50_000, ge=1, description="at most this many documents in the training sample")
+    text_chars: int = Field(200_000_000, ge=1, description="at most this many characters in the sample")
+    max_doc_chars: int = Field(100_000, ge=1, description="each sampled document cut to this many characters")
+    heldout_docs: int = Field(200, ge=0, description="documents after the sample, for the compression figure")
+    min_frequency: int = Field(2, ge=1, description="a pair must occur this often to be merged")
+    seed: int = Field(0, description="added to the node seed")
+
+
+class _Keys:
+    """Picklable pass 1: per input shard, the (hash key, row, chars) of its lowest-keyed documents."""
+
+    def __init__(self, seed: int, k: int) -> None:
+        self.seed, self.k = seed, k
+
+    def __call__(self, path: str) -> pl.DataFrame:
+        frame = pl.read_parquet(path, columns=["id", "text"])
+        return (
+            frame.select(
+                hash_unit(frame.get_column("id"), self.seed).alias("key"),
+                pl.col("id"),
+                pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+                pl.col("text").str.len_chars().cast(pl.Int64).alias("chars"),
+            )
+            .sort("key", "id")
+            .head(self.k)
+            .with_columns(pl.lit(path).alias("path"))
+        )
+
+
+def tokenizer_json(inp: InputRef) -> str:
+    """The tokenizer.json of a tokenizer node's output."""
+    row = pl.read_parquet(inp.shards[0], columns=["tokenizer_dir"]) if inp.shards else None
+    folder = row.item(0, 0) if row is not None and row.height else TOKENIZER_DIR
+    return os.path.join(inp.path, folder, TOKENIZER_FILE)
+
+
+@register
+class TokenizerTrain(Kind):
+    name: ClassVar[str] = "tokenizer_train"
+    Params = TokenizerTrainParams
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
+    output_type: ClassVar[DataType] = DataType.TOKENIZER
+    packages = ("tokenizers", "polars")
+    description = "byte-level BPE (HF tokenizers) on a seeded sample of documents, saved as a HF folder"
+
+    def run(self, ctx: RunContext) -> list[ShardResult]:
+        params: TokenizerTrainParams = ctx.params  # type: ignore[assignment]
+        seed = ctx.seed + params.seed
+        paths = [p for inp in ctx.inputs for p in inp.shards]
+        k = params.sample_docs + params.heldout_docs
+        keys = pl.concat(ctx.map(_Keys(seed, k), paths), how="vertical_relaxed") if paths else None
+        if keys is None or keys.height == 0:
+            raise ValueError(f"node {ctx.node_id!r}: its inputs hold no documents to train a tokenizer on")
+        keys = keys.sort("key", "id").with_columns(pl.col("chars").clip(upper_bound=params.max_doc_chars))
+        budget = (keys.get_column("chars").cum_sum() - keys.get_column("chars")) < params.text_chars
+        n_sample = min(params.sample_docs, int(budget.sum()))
+        sample, heldout = keys.head(n_sample), keys.slice(n_sample, params.heldout_docs)
+        payload = {
+            "sample": sample.select("path", "row").rows(),
+            "heldout": heldout.select("path", "row").rows(),
+        }
+        results = ctx.run_shards([ShardTask(0, payload, label="train")])
+        self.summarize(ctx, results)
+        return results
+
+    def run_shard(
+        self, params: TokenizerTrainParams, task: ShardTask, out_dir: str, seed: int
+    ) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        sample = _read_texts(task.payload["sample"], params.max_doc_chars)
+        heldout = _read_texts(task.payload["heldout"], params.max_doc_chars)
+        tok = train_bpe(sample, params.vocab_size, min_frequency=params.min_frequency, length=len(sample))
+        path = save_hf_folder(tok, os.path.join(out_dir, TOKENIZER_DIR))
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        stats = {
+            "tokenizer_dir": TOKENIZER_DIR,
+            "sha256": digest,
+            "vocab_size": tok.get_vocab_size(),
+            "sample_docs": len(sample),
+            "sample_chars": sum(map(len, sample)),
+            "heldout_docs": len(heldout),
+            "heldout_bytes_per_token": round(bytes_per_token(tok, heldout), 4),
+        }
+        return write_shard(
+            out_dir,
+            0,
+            pl.DataFrame([stats]),
+            rows_in=len(sample),
+            kept_in=len(sample),
+            started=started,
+            extra=stats,
+        )
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        if results:
+            ctx.add_report("Tokenizer", table=[results[0].extra])
+
+
+def _read_texts(picks: list[tuple[str, int]], max_chars: int) -> list[str]:
+    """Texts of ``(shard path, row)`` picks, in the picks' order, each cut to ``max_chars``."""
+    by_path: dict[str, list[int]] = {}
+    for path, row in picks:
+        by_path.setdefault(path, []).append(row)
+    found: dict[tuple[str, int], str] = {}
+    for path, rows in by_path.items():
+        texts = pl.read_parquet(path, columns=["text"]).get_column("text")[rows].fill_null("").to_list()
+        found.update(((path, r), t[:max_chars]) for r, t in zip(rows, texts, strict=True))
+    return [found[(p, r)] for p, r in picks]
