@@ -54,15 +54,18 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
         state["step"] = done
 
     reused, manifest = engine.run_node(node_id, forced=forced, progress=progress)
-    create_table_artifact(
-        table=counts_table(manifest), key=_key(pipeline, node_id, "counts"),
-        description=f"{node_id}: rows in, kept, dropped by reason, quarantined by error",
-    )
-    create_markdown_artifact(
-        markdown=summary_markdown(manifest, reused), key=_key(pipeline, node_id, "summary"),
-        description=f"{node_id}: summary and lineage",
-    )
-    _publish_reports(engine, manifest, pipeline, node_id)
+    if not reused:
+        # A reused node publishes nothing new: its artifacts are keyed by pipeline and node, so the versions
+        # published by the run that computed it stay the latest ones in the UI, and a cached rerun stays cheap.
+        create_table_artifact(
+            table=counts_table(manifest), key=_key(pipeline, node_id, "counts"),
+            description=f"{node_id}: rows in, kept, dropped by reason, quarantined by error",
+        )
+        create_markdown_artifact(
+            markdown=summary_markdown(manifest, reused), key=_key(pipeline, node_id, "summary"),
+            description=f"{node_id}: summary and lineage",
+        )
+        _publish_reports(engine, manifest, pipeline, node_id)
     summary = {"node": node_id, "reused": reused, "fingerprint": manifest["fingerprint"], **manifest["counts"]}
     if reused:
         return Completed(name="Cached", message=f"reused {manifest['fingerprint'][:12]}", data=summary)

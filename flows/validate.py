@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -322,7 +323,28 @@ def _in_file_order(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file == OVERRIDE, p.line or 0))
 
 
+_LOADED: dict[tuple, Pipeline] = {}
+
+
 def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
+    """Parse and check ``file`` with ``overrides``; raises ``SpecError`` listing every problem. A file already
+    checked in this process (same path, same bytes, same overrides) is not checked again: `arcflow run`
+    validates before it starts the flow, and the flow loads the same file."""
+    try:
+        with open(file, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        key: tuple | None = (os.path.abspath(file), digest, tuple(overrides or ()))
+    except OSError:
+        key = None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    pipeline = _load_pipeline(file, overrides)
+    if key is not None:
+        _LOADED[key] = pipeline
+    return pipeline
+
+
+def _load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
     try:
         with open(file, encoding="utf-8") as fh:
             text = fh.read()
