@@ -8,6 +8,7 @@ reasoning-gym builds item ``i`` of a dataset from ``Random(seed + i)``, so a sha
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from data_pipes.reasoning.problem_table import problem_row
@@ -26,8 +27,42 @@ def gym_domain(name: str) -> str:
     return DATASETS[name][0].__module__.split(".")[1]
 
 
+def _verdict_cache() -> str:
+    base = os.environ.get("ARCFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "arcflow")
+    return os.path.join(base, "reasoning_gym_specs.json")
+
+
 def check_gym_spec(name: str, config: dict[str, Any]) -> str | None:
-    """None when ``name`` and ``config`` make a dataset, else the message saying why not."""
+    """None when ``name`` and ``config`` make a dataset, else the message saying why not.
+
+    Importing reasoning-gym takes about a second (it loads every generator), so specs found valid are remembered
+    per reasoning-gym version in a small JSON file (``$ARCFLOW_CACHE_DIR``, default ``~/.cache/arcflow``); only
+    an unseen spec, or an invalid one, imports it."""
+    from importlib.metadata import version
+
+    key = json.dumps([version("reasoning-gym"), name, config], sort_keys=True, default=repr)
+    path = _verdict_cache()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            valid = set(json.load(fh))
+    except (OSError, ValueError):
+        valid = set()
+    if key in valid:
+        return None
+    verdict = _check_gym_spec(name, config)
+    if verdict is None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(sorted(valid | {key}), fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs the import next time
+    return verdict
+
+
+def _check_gym_spec(name: str, config: dict[str, Any]) -> str | None:
     import difflib
 
     from reasoning_gym.factory import DATASETS
