@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
-           PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+ENV = dict(
+    os.environ,
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_LOGGING_LEVEL="WARNING",
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+)
 BARE_FLOW = """
 from prefect import flow, task
 @task
@@ -56,8 +59,10 @@ def bench_cached_rerun(repeats: int = 3) -> None:
             base.append(_timed([sys.executable, str(bare)], ROOT))
             ours.append(_timed(arcflow, ROOT))
     o, b = min(ours), min(base)
-    print(f"(a) cached rerun {o:.2f} s, bare one-task flow {b:.2f} s (best of {repeats}): "
-          f"overhead {o - b:.2f} s (target <= 2 s), ratio {o / b:.2f}x")
+    print(
+        f"(a) cached rerun {o:.2f} s, bare one-task flow {b:.2f} s (best of {repeats}): "
+        f"overhead {o - b:.2f} s (target <= 2 s), ratio {o / b:.2f}x"
+    )
 
 
 def bench_plan(n_nodes: int = 50, n_shards: int = 10_000) -> None:
@@ -74,8 +79,11 @@ def bench_plan(n_nodes: int = 50, n_shards: int = 10_000) -> None:
         nodes: dict = {"n00": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 1e-6}}}
         for i in range(1, n_nodes):  # a tree: each node reads one or two earlier nodes
             ins = [f"n{(i - 1):02d}"] + ([f"n{i // 2:02d}"] if i > 2 and i // 2 != i - 1 else [])
-            kind = {"uses": "union", "inputs": ins} if len(ins) > 1 else {
-                "uses": "filter", "inputs": ins, "params": {"expr": f"length(text) > {i}"}}
+            kind = (
+                {"uses": "union", "inputs": ins}
+                if len(ins) > 1
+                else {"uses": "filter", "inputs": ins, "params": {"expr": f"length(text) > {i}"}}
+            )
             nodes[f"n{i:02d}"] = kind
         path = root / "pipeline.yaml"
         path.write_text(yaml.safe_dump({"name": "synthetic", "workdir": str(root / "store"), "nodes": nodes}))
@@ -89,25 +97,51 @@ def bench_plan(n_nodes: int = 50, n_shards: int = 10_000) -> None:
             parts = engine.parts(node, [(i, content[i]) for i in node.inputs])
             fp = engine.fingerprint_of(parts)
             content[node_id] = f"content-{node_id}"
-            shards = [{"index": s, "file": f"part-{s:05d}.parquet", "in": 1, "kept": 1, "dropped": 0,
-                       "quarantined": 0, "content_hash": "0" * 64, "seconds": 0.001} for s in range(n_shards)]
-            manifest = {"node": node_id, "fingerprint": fp, "content_hash": content[node_id], "shards": n_shards,
-                        "counts": {"in": n_shards, "kept": n_shards, "dropped": 0, "quarantined": 0}}
+            shards = [
+                {
+                    "index": s,
+                    "file": f"part-{s:05d}.parquet",
+                    "in": 1,
+                    "kept": 1,
+                    "dropped": 0,
+                    "quarantined": 0,
+                    "content_hash": "0" * 64,
+                    "seconds": 0.001,
+                }
+                for s in range(n_shards)
+            ]
+            manifest = {
+                "node": node_id,
+                "fingerprint": fp,
+                "content_hash": content[node_id],
+                "shards": n_shards,
+                "counts": {"in": n_shards, "kept": n_shards, "dropped": 0, "quarantined": 0},
+            }
             os.makedirs(store.output_dir(fp), exist_ok=True)
             store.write_manifest(fp, manifest, shards)
-            store.update_ref("synthetic", node_id, {**parts, "fingerprint": fp, "content_hash": content[node_id]})
+            store.update_ref(
+                "synthetic", node_id, {**parts, "fingerprint": fp, "content_hash": content[node_id]}
+            )
         times = []
         for _ in range(3):
             t = time.perf_counter()
             plans = Engine(load_pipeline(str(path))).plan()
             times.append(time.perf_counter() - t)
-        assert all(p.status == "up_to_date" for p in plans), [p for p in plans if p.status != "up_to_date"][:3]
+        assert all(p.status == "up_to_date" for p in plans), [p for p in plans if p.status != "up_to_date"][
+            :3
+        ]
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "flows.cli", "plan", "-f", str(path)], env=ENV, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "flows.cli", "plan", "-f", str(path)],
+            env=ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         cli = time.perf_counter() - t
-    print(f"(b) plan of {n_nodes} nodes x {n_shards:,} shards: {min(times):.3f} s in-process (target <= 1 s); "
-          f"`arcflow plan` as a fresh process {cli:.2f} s")
+    print(
+        f"(b) plan of {n_nodes} nodes x {n_shards:,} shards: {min(times):.3f} s in-process (target <= 1 s); "
+        f"`arcflow plan` as a fresh process {cli:.2f} s"
+    )
 
 
 def bench_shard_overhead(n_shards: int) -> None:
@@ -123,15 +157,30 @@ def bench_shard_overhead(n_shards: int) -> None:
         data = root / "data"
         data.mkdir()
         for i in range(n_shards):
-            pl.DataFrame({"id": [f"d{i}"], "text": [f"text {i}"], "source": ["s"], "url": [""], "lang": [""],
-                          "meta": ["{}"]}).write_parquet(data / f"p{i:05d}.parquet")
+            pl.DataFrame(
+                {
+                    "id": [f"d{i}"],
+                    "text": [f"text {i}"],
+                    "source": ["s"],
+                    "url": [""],
+                    "lang": [""],
+                    "meta": ["{}"],
+                }
+            ).write_parquet(data / f"p{i:05d}.parquet")
         results = {}
         for workers in (1, 2):
-            spec = {"name": "overhead", "workdir": str(root / f"store{workers}"),
-                    "executor": {"n_workers": workers, "processes": True},
-                    "nodes": {"src": {"uses": "files", "params": {"paths": ["data"], "format": "parquet",
-                                                                    "shard_mb": 1e-6}},
-                              "f": {"uses": "filter", "inputs": ["src"], "params": {"expr": "length(text) > 5"}}}}
+            spec = {
+                "name": "overhead",
+                "workdir": str(root / f"store{workers}"),
+                "executor": {"n_workers": workers, "processes": True},
+                "nodes": {
+                    "src": {
+                        "uses": "files",
+                        "params": {"paths": ["data"], "format": "parquet", "shard_mb": 1e-6},
+                    },
+                    "f": {"uses": "filter", "inputs": ["src"], "params": {"expr": "length(text) > 5"}},
+                },
+            }
             (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
             pipeline = load_pipeline(str(root / "pipeline.yaml"))
             engine = Engine(pipeline)
@@ -146,13 +195,20 @@ def bench_shard_overhead(n_shards: int) -> None:
         out = root / "loop"
         t = time.perf_counter()
         for i, path in enumerate(inputs[0].shards):
-            execute_shard("filter", node.params, ShardTask(i, {"path": path, "input": "src"}), str(out),
-                          node_seed(0, "f"))
+            execute_shard(
+                "filter",
+                node.params,
+                ShardTask(i, {"path": path, "input": "src"}),
+                str(out),
+                node_seed(0, "f"),
+            )
         loop = time.perf_counter() - t
     per = (results[1] - loop) / n_shards * 1000
-    print(f"(c) {n_shards:,} shards: loop {loop:.2f} s ({loop / n_shards * 1000:.2f} ms/shard); dask 1 worker "
-          f"{results[1]:.2f} s, 2 workers {results[2]:.2f} s; overhead {per:.2f} ms/shard with 1 worker "
-          f"(target <= 5 ms), {(results[2] * 2 - loop) / n_shards * 1000:.2f} ms/shard-core with 2")
+    print(
+        f"(c) {n_shards:,} shards: loop {loop:.2f} s ({loop / n_shards * 1000:.2f} ms/shard); dask 1 worker "
+        f"{results[1]:.2f} s, 2 workers {results[2]:.2f} s; overhead {per:.2f} ms/shard with 1 worker "
+        f"(target <= 5 ms), {(results[2] * 2 - loop) / n_shards * 1000:.2f} ms/shard-core with 2"
+    )
 
 
 def main() -> None:

@@ -52,9 +52,11 @@ def heuristics_on_demo(texts: list[str]) -> None:
     ours, _, our_cpu = run_ours(pl.Series("text", texts))
     same = sum((a is None) == (b is None) for a, b in zip(theirs, ours, strict=True))
     n = len(texts)
-    print(f"heuristics, demo corpus ({n} pages): datatrove {n / dt_cpu:,.0f} docs/CPU-s, ours {n / our_cpu:,.0f} "
-          f"docs/CPU-s: {dt_cpu / our_cpu:.1f}x (target >= 10x); keep/drop agreement {same / n:.2%} "
-          f"(target >= 99.5%); kept: datatrove {sum(a is None for a in theirs)}, ours {sum(b is None for b in ours)}")
+    print(
+        f"heuristics, demo corpus ({n} pages): datatrove {n / dt_cpu:,.0f} docs/CPU-s, ours {n / our_cpu:,.0f} "
+        f"docs/CPU-s: {dt_cpu / our_cpu:.1f}x (target >= 10x); keep/drop agreement {same / n:.2%} "
+        f"(target >= 99.5%); kept: datatrove {sum(a is None for a in theirs)}, ours {sum(b is None for b in ours)}"
+    )
 
 
 def minhash_on_demo(texts: list[str]) -> None:
@@ -67,9 +69,11 @@ def minhash_on_demo(texts: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dt_wall, dt_cpu, dt_removed = run_datatrove(corpus, Path(tmp))
     ours_wall, ours_cpu, removed = minhash_ours(corpus, MinHashParams(), 1)
-    print(f"minhash, demo corpus ({len(corpus)} docs, {len(texts[::5])} truncated copies; datatrove hash: {hash_fc}):"
-          f" datatrove {dt_wall:.2f} s wall / {dt_cpu:.2f} s CPU, ours {ours_wall:.2f} s / {ours_cpu:.2f} s: "
-          f"{dt_wall / ours_wall:.1f}x wall (target >= 5x); removed: datatrove {len(dt_removed)}, ours {len(removed)}")
+    print(
+        f"minhash, demo corpus ({len(corpus)} docs, {len(texts[::5])} truncated copies; datatrove hash: {hash_fc}):"
+        f" datatrove {dt_wall:.2f} s wall / {dt_cpu:.2f} s CPU, ours {ours_wall:.2f} s / {ours_cpu:.2f} s: "
+        f"{dt_wall / ours_wall:.1f}x wall (target >= 5x); removed: datatrove {len(dt_removed)}, ours {len(removed)}"
+    )
 
 
 def main() -> None:

@@ -15,15 +15,24 @@ from rich.table import Table
 from flows.errors import SpecError, StoreLockedError
 from flows.validate import Pipeline, load_pipeline
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Declarative, cached, resumable data pipelines.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Declarative, cached, resumable data pipelines.",
+)
 console = Console()
 err = Console(stderr=True)
 
 FileOpt = Annotated[str, typer.Option("--file", "-f", help="the pipeline file")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: nodes.NAME.params.KEY=VALUE")]
-NodeOpt = Annotated[str | None, typer.Option("--node", help="rerun just this node on its inputs' stored outputs")]
+NodeOpt = Annotated[
+    str | None, typer.Option("--node", help="rerun just this node on its inputs' stored outputs")
+]
 FromOpt = Annotated[str | None, typer.Option("--from", help="rerun this node and everything downstream")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="run only what this node (or comma-separated nodes) needs")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="run only what this node (or comma-separated nodes) needs")
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="ignore stored outputs of the selected nodes")]
 
 
@@ -41,8 +50,10 @@ def _load(file: str, overrides: list[str] | None) -> Pipeline:
 def validate(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
     """Check the pipeline: schema, kinds, params, inputs, types and cycles. Reports every problem at once."""
     p = _load(file, set_)
-    console.print(f"[green]ok[/]: {file}: pipeline {p.spec.name!r}, {len(p.nodes)} nodes, "
-                  f"{sum(len(d) for d in p.deps.values())} edges")
+    console.print(
+        f"[green]ok[/]: {file}: pipeline {p.spec.name!r}, {len(p.nodes)} nodes, "
+        f"{sum(len(d) for d in p.deps.values())} edges"
+    )
 
 
 def _engine(p: Pipeline) -> Any:
@@ -65,8 +76,15 @@ STATUS_STYLE = {"up_to_date": "green", "stale": "yellow", "missing": "red", "pen
 
 
 @app.command()
-def plan(file: FileOpt = "pipeline.yaml", set_: SetOpt = None, node: NodeOpt = None, from_: FromOpt = None,
-         to: ToOpt = None, force: ForceOpt = False, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def plan(
+    file: FileOpt = "pipeline.yaml",
+    set_: SetOpt = None,
+    node: NodeOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    force: ForceOpt = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """What `run` would do: each selected node as up to date (reused) or to compute, and why."""
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
@@ -78,8 +96,16 @@ def plan(file: FileOpt = "pipeline.yaml", set_: SetOpt = None, node: NodeOpt = N
     for col in ("node", "kind", "action", "why"):
         table.add_column(col)
     for x in plans:
-        action = "reuse" if x.status == "up_to_date" else "compute" if x.status != "pending" else "compute if input changes"
-        table.add_row(x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{action}[/]", "; ".join(x.reasons))
+        action = (
+            "reuse"
+            if x.status == "up_to_date"
+            else "compute"
+            if x.status != "pending"
+            else "compute if input changes"
+        )
+        table.add_row(
+            x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{action}[/]", "; ".join(x.reasons)
+        )
     console.print(table)
 
 
@@ -95,18 +121,32 @@ def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
         label = {"pending": "stale"}.get(x.status, x.status)
         m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
         kept = f"{m['counts']['kept']:,}" if m else ""
-        table.add_row(x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{label}[/]", "; ".join(x.reasons),
-                      kept, (x.fingerprint or "")[:12])
+        table.add_row(
+            x.node,
+            p.nodes[x.node].uses,
+            f"[{STATUS_STYLE[x.status]}]{label}[/]",
+            "; ".join(x.reasons),
+            kept,
+            (x.fingerprint or "")[:12],
+        )
     console.print(table)
 
 
 @app.command()
 def run(
-    file: FileOpt = "pipeline.yaml", set_: SetOpt = None, node: NodeOpt = None, from_: FromOpt = None,
-    to: ToOpt = None, force: ForceOpt = False,
+    file: FileOpt = "pipeline.yaml",
+    set_: SetOpt = None,
+    node: NodeOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    force: ForceOpt = False,
     wait: Annotated[bool, typer.Option("--wait", help="queue behind another run on the same store")] = False,
-    deployment: Annotated[str | None, typer.Option(
-        "--deployment", help="start a flow run of this Prefect deployment instead of running here")] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            "--deployment", help="start a flow run of this Prefect deployment instead of running here"
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Run the pipeline (or a selection of it) as a Prefect flow; shards run on Dask."""
@@ -130,8 +170,15 @@ def run(
     with RichProgress(console, sel.nodes) as bars:
         PROGRESS_HOOKS.append(bars.update)
         try:
-            results = arcflow_pipeline(pipeline=file, node=node, from_node=from_, to_node=to, force=force,
-                                       overrides=set_ or [], wait_for_lock=wait)
+            results = arcflow_pipeline(
+                pipeline=file,
+                node=node,
+                from_node=from_,
+                to_node=to,
+                force=force,
+                overrides=set_ or [],
+                wait_for_lock=wait,
+            )
         except StoreLockedError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
@@ -141,12 +188,21 @@ def run(
         finally:
             PROGRESS_HOOKS.remove(bars.update)
     reused = sum(1 for s in results.values() if s == "Cached")
-    console.print(f"[green]done[/] in {time.perf_counter() - started:.1f}s: {len(results)} node(s), "
-                  f"{reused} reused, {len(results) - reused} computed")
+    console.print(
+        f"[green]done[/] in {time.perf_counter() - started:.1f}s: {len(results)} node(s), "
+        f"{reused} reused, {len(results) - reused} computed"
+    )
 
 
-def _run_deployment(name: str, file: str, node: str | None, from_: str | None, to: str | None, force: bool,
-                    overrides: list[str]) -> None:
+def _run_deployment(
+    name: str,
+    file: str,
+    node: str | None,
+    from_: str | None,
+    to: str | None,
+    force: bool,
+    overrides: list[str],
+) -> None:
     """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) on
     the server at PREFECT_API_URL and return at once; a worker on the deployment's work pool runs it. ``file``
     is passed as given: a relative path is read from the worker's working directory (the repository root)."""
@@ -156,17 +212,27 @@ def _run_deployment(name: str, file: str, node: str | None, from_: str | None, t
     full = name if "/" in name else f"arcflow/{name}"
     settings = get_current_settings()
     if not settings.api.url:
-        err.print(f"[red]--deployment {name}: no Prefect server configured[/]; set PREFECT_API_URL (e.g. "
-                  f"http://127.0.0.1:4200/api) to the server that holds the deployments "
-                  f"(`prefect deploy --prefect-file infra/prefect.yaml --all`)")
+        err.print(
+            f"[red]--deployment {name}: no Prefect server configured[/]; set PREFECT_API_URL (e.g. "
+            f"http://127.0.0.1:4200/api) to the server that holds the deployments "
+            f"(`prefect deploy --prefect-file infra/prefect.yaml --all`)"
+        )
         raise typer.Exit(2)
-    params = {"pipeline": file, "node": node, "from_node": from_, "to_node": to, "force": force,
-              "overrides": overrides}
+    params = {
+        "pipeline": file,
+        "node": node,
+        "from_node": from_,
+        "to_node": to,
+        "force": force,
+        "overrides": overrides,
+    }
     try:
         flow_run = run_deployment(full, parameters=params, timeout=0)
     except Exception as exc:
-        err.print(f"[red]could not start deployment {full!r}: {exc}[/] (is PREFECT_API_URL set and "
-                  f"`prefect deploy --prefect-file infra/prefect.yaml --all` done?)")
+        err.print(
+            f"[red]could not start deployment {full!r}: {exc}[/] (is PREFECT_API_URL set and "
+            f"`prefect deploy --prefect-file infra/prefect.yaml --all` done?)"
+        )
         raise typer.Exit(1) from None
     console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}", soft_wrap=True)
     if settings.ui_url:
@@ -177,8 +243,9 @@ def _run_deployment(name: str, file: str, node: str | None, from_: str | None, t
 def deploy(
     file: FileOpt = "pipeline.yaml",
     pool: Annotated[str, typer.Option("--pool", help="Prefect process work pool")] = "arcflow-process",
-    create_pool: Annotated[bool, typer.Option("--create-pool/--no-create-pool",
-                                              help="create the work pool if it does not exist")] = True,
+    create_pool: Annotated[
+        bool, typer.Option("--create-pool/--no-create-pool", help="create the work pool if it does not exist")
+    ] = True,
 ) -> None:
     """Create Prefect deployments from pipeline.yaml's `schedules:` (one per schedule, plus `<name>-adhoc` for
     single-node reruns) on a process work pool, without editing infra/prefect.yaml."""
@@ -196,8 +263,11 @@ def deploy(
 
 
 @app.command()
-def graph(file: FileOpt = "pipeline.yaml", set_: SetOpt = None,
-          fmt: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid") -> None:
+def graph(
+    file: FileOpt = "pipeline.yaml",
+    set_: SetOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
+) -> None:
     """The DAG as Mermaid or Graphviz text."""
     p = _load(file, set_)
     if fmt not in ("mermaid", "dot"):
@@ -216,8 +286,12 @@ def graph(file: FileOpt = "pipeline.yaml", set_: SetOpt = None,
 
 
 @app.command()
-def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "pipeline.yaml",
-         set_: SetOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    node: Annotated[str, typer.Argument(help="node id")],
+    file: FileOpt = "pipeline.yaml",
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """A node's manifest and lineage: inputs, shards, params, counts."""
     p = _load(file, set_)
     if node not in p.nodes:
@@ -225,21 +299,36 @@ def show(node: Annotated[str, typer.Argument(help="node id")], file: FileOpt = "
         raise typer.Exit(2)
     engine = _engine(p)
     plan = {x.node: x for x in engine.plan()}[node]
-    fp = plan.fingerprint if plan.status == "up_to_date" else engine.store.read_refs(p.spec.name).get(node, {}).get(
-        "fingerprint")
+    fp = (
+        plan.fingerprint
+        if plan.status == "up_to_date"
+        else engine.store.read_refs(p.spec.name).get(node, {}).get("fingerprint")
+    )
     manifest = engine.store.manifest(fp) if fp else None
     if manifest is None:
-        err.print(f"[yellow]{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
-                  f"`arcflow run --to {node}` builds it[/]")
+        err.print(
+            f"[yellow]{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
+            f"`arcflow run --to {node}` builds it[/]"
+        )
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps({**manifest, "shard_list": engine.store.shards(fp),
-                               "output_dir": engine.store.output_dir(fp)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    **manifest,
+                    "shard_list": engine.store.shards(fp),
+                    "output_dir": engine.store.output_dir(fp),
+                },
+                indent=2,
+            )
+        )
         return
     from flows.reports import summary_markdown
 
-    console.print(f"[bold]{node}[/] is {plan.status.replace('_', ' ')}"
-                  + (f" ({'; '.join(plan.reasons)})" if plan.reasons else ""))
+    console.print(
+        f"[bold]{node}[/] is {plan.status.replace('_', ' ')}"
+        + (f" ({'; '.join(plan.reasons)})" if plan.reasons else "")
+    )
     console.print(f"output: {engine.store.output_dir(fp)}")
     console.print(summary_markdown(manifest, reused=True), markup=False, highlight=False)
     table = Table(title="shards")
@@ -291,7 +380,9 @@ def kinds() -> None:
 
 
 @app.command()
-def schema(kind: Annotated[str | None, typer.Option("--kind", help="just this kind's params")] = None) -> None:
+def schema(
+    kind: Annotated[str | None, typer.Option("--kind", help="just this kind's params")] = None,
+) -> None:
     """JSON Schema of pipeline.yaml, for editor completion (per-kind params included)."""
     from flows.json_schema import pipeline_json_schema
     from tasks.registry import UnknownKindError, get_kind_class

@@ -29,15 +29,19 @@ def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[s
     from flows.prefect_flow import arcflow_pipeline
 
     if not get_current_settings().api.url:
-        raise RuntimeError("no Prefect server configured: start `prefect server start` and set PREFECT_API_URL")
+        raise RuntimeError(
+            "no Prefect server configured: start `prefect server start` and set PREFECT_API_URL"
+        )
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with get_client(sync_client=True) as client:
         try:
             client.read_work_pool(pool)
         except ObjectNotFound:
             if not create_pool:
-                raise RuntimeError(f"work pool {pool!r} does not exist; `prefect work-pool create {pool} "
-                                   "--type process` or pass --create-pool") from None
+                raise RuntimeError(
+                    f"work pool {pool!r} does not exist; `prefect work-pool create {pool} "
+                    "--type process` or pass --create-pool"
+                ) from None
             try:
                 client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
             except ObjectAlreadyExists:
@@ -50,13 +54,28 @@ def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[s
     for i, sched in enumerate(pipeline.spec.schedules):
         name = f"{base}-{sched.name or i}"
         params = {"pipeline": pipeline_file, "to_node": ",".join(sched.nodes) or None}
-        flow.deploy(name=name, work_pool_name=pool, cron=sched.cron, parameters=params,
-                    job_variables=job_variables, tags=["arcflow", "scheduled"], print_next_steps=False,
-                    ignore_warnings=True, description=f"{pipeline.spec.name}: schedule {sched.cron} {sched.timezone}")
+        flow.deploy(
+            name=name,
+            work_pool_name=pool,
+            cron=sched.cron,
+            parameters=params,
+            job_variables=job_variables,
+            tags=["arcflow", "scheduled"],
+            print_next_steps=False,
+            ignore_warnings=True,
+            description=f"{pipeline.spec.name}: schedule {sched.cron} {sched.timezone}",
+        )
         names.append(name)
     name = f"{base}-adhoc"
-    flow.deploy(name=name, work_pool_name=pool, parameters={"pipeline": pipeline_file}, job_variables=job_variables,
-                tags=["arcflow", "adhoc"], print_next_steps=False, ignore_warnings=True,
-                description=f"{pipeline.spec.name}: unscheduled, for single-node reruns")
+    flow.deploy(
+        name=name,
+        work_pool_name=pool,
+        parameters={"pipeline": pipeline_file},
+        job_variables=job_variables,
+        tags=["arcflow", "adhoc"],
+        print_next_steps=False,
+        ignore_warnings=True,
+        description=f"{pipeline.spec.name}: unscheduled, for single-node reruns",
+    )
     names.append(name)
     return names

@@ -49,8 +49,13 @@ class Selection:
     forced: set[str]
 
 
-def select(pipeline: Pipeline, node: str | None = None, from_node: str | None = None,
-           to_node: str | None = None, force: bool = False) -> Selection:
+def select(
+    pipeline: Pipeline,
+    node: str | None = None,
+    from_node: str | None = None,
+    to_node: str | None = None,
+    force: bool = False,
+) -> Selection:
     targets = [t.strip() for t in to_node.split(",") if t.strip()] if to_node else []
     for flag, name in (("--node", node), ("--from", from_node), *(("--to", t) for t in targets)):
         if name is not None and name not in pipeline.nodes:
@@ -74,7 +79,9 @@ def node_seed(global_seed: int, node_id: str) -> int:
 
 
 class Engine:
-    def __init__(self, pipeline: Pipeline, store: Store | None = None, executor: DaskExecutor | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, store: Store | None = None, executor: DaskExecutor | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.store = store or Store(pipeline.workdir)
         self.executor = executor or DaskExecutor(pipeline.spec.executor)
@@ -98,8 +105,13 @@ class Engine:
     @staticmethod
     def fingerprint_of(parts: dict[str, Any]) -> str:
         return node_fingerprint(
-            parts["kind"], parts["code"], parts["params"], parts["versions"], parts["signature"],
-            parts["inputs"], parts["seed"],
+            parts["kind"],
+            parts["code"],
+            parts["params"],
+            parts["versions"],
+            parts["signature"],
+            parts["inputs"],
+            parts["seed"],
         )
 
     def _why(self, node_id: str, parts: dict[str, Any]) -> list[str]:
@@ -112,7 +124,9 @@ class Engine:
         oldp, newp = old.get("params", {}), parts["params"]
         for key in sorted(set(oldp) | set(newp)):
             if oldp.get(key) != newp.get(key):
-                reasons.append(f"param {key}: {canonical_json(oldp.get(key))} -> {canonical_json(newp.get(key))}")
+                reasons.append(
+                    f"param {key}: {canonical_json(oldp.get(key))} -> {canonical_json(newp.get(key))}"
+                )
         oldc, newc = old.get("code", {}), parts["code"]
         changed = sorted(m for m in set(oldc) | set(newc) if oldc.get(m) != newc.get(m))
         if changed:
@@ -145,8 +159,9 @@ class Engine:
                 if node_id not in self._refs:
                     plans[node_id] = NodePlan(node_id, "missing", None, ["never run"])
                 else:
-                    plans[node_id] = NodePlan(node_id, "pending", None,
-                                              [f"input {i!r} will be recomputed" for i in pending])
+                    plans[node_id] = NodePlan(
+                        node_id, "pending", None, [f"input {i!r} will be recomputed" for i in pending]
+                    )
                 continue
             parts = self.parts(node, [(i, known[i]) for i in node.inputs])
             fp = self.fingerprint_of(parts)
@@ -194,7 +209,9 @@ class Engine:
             f"run `arcflow run --to {consumer}` to build its inputs first"
         )
 
-    def run_node(self, node_id: str, forced: bool = False, progress: Progress | None = None) -> tuple[bool, dict]:
+    def run_node(
+        self, node_id: str, forced: bool = False, progress: Progress | None = None
+    ) -> tuple[bool, dict]:
         """Compute ``node_id`` unless its output is stored. Returns (reused, manifest)."""
         node = self.pipeline.nodes[node_id]
         progress = _fan_out(progress)
@@ -217,7 +234,7 @@ class Engine:
         def run_shards(tasks: Sequence[ShardTask]) -> list[ShardResult]:
             nonlocal reused_shards
             results: list[ShardResult | None] = [read_marker(out_dir, t.index) for t in tasks]
-            todo = [t for t, r in zip(tasks, results) if r is None]
+            todo = [t for t, r in zip(tasks, results, strict=True) if r is None]
             reused_shards += len(tasks) - len(todo)
             done = len(tasks) - len(todo)
             if progress:
@@ -235,14 +252,25 @@ class Engine:
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
             cap = node.resources.get("max_parallel_shards")
             batches = [[t] for t in todo] if cap else self._batches(todo)
-            self.executor.map(functools.partial(_run_batch, fn), batches, on_done=on_done,
-                              resources=self._resources(node), key_prefix=node_id,
-                              max_in_flight=node.resources.get("max_parallel_shards"))
+            self.executor.map(
+                functools.partial(_run_batch, fn),
+                batches,
+                on_done=on_done,
+                resources=self._resources(node),
+                key_prefix=node_id,
+                max_in_flight=node.resources.get("max_parallel_shards"),
+            )
             return [r for r in results if r is not None]
 
         ctx = RunContext(
-            node_id=node_id, params=node.params, inputs=inputs, out_dir=out_dir, seed=seed,
-            map=lambda fn, items: self.executor.map(fn, items, resources=self._resources(node), key_prefix=node_id),
+            node_id=node_id,
+            params=node.params,
+            inputs=inputs,
+            out_dir=out_dir,
+            seed=seed,
+            map=lambda fn, items: self.executor.map(
+                fn, items, resources=self._resources(node), key_prefix=node_id
+            ),
             run_shards=run_shards,
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
@@ -271,8 +299,16 @@ class Engine:
                 out["GPU"] = float(res["gpus"])
         return out
 
-    def _manifest(self, node: ResolvedNode, fp: str, parts: dict, inputs: list[InputRef],
-                  results: list[ShardResult], started: float, reused: int) -> dict[str, Any]:
+    def _manifest(
+        self,
+        node: ResolvedNode,
+        fp: str,
+        parts: dict,
+        inputs: list[InputRef],
+        results: list[ShardResult],
+        started: float,
+        reused: int,
+    ) -> dict[str, Any]:
         counts = {"in": 0, "kept": 0, "dropped": 0, "quarantined": 0, "out": 0}
         reasons: dict[str, int] = {}
         errors: dict[str, int] = {}
@@ -294,8 +330,10 @@ class Engine:
             "output_type": node.kind.output_type.value,
             "fingerprint": fp,
             "content_hash": sha("content-v1", *(r.content_hash for r in results)),
-            "inputs": [{"name": i.name, "fingerprint": os.path.basename(i.path), "content_hash": i.content_hash}
-                       for i in inputs],
+            "inputs": [
+                {"name": i.name, "fingerprint": os.path.basename(i.path), "content_hash": i.content_hash}
+                for i in inputs
+            ],
             "params": parts["params"],
             "code": parts["code"],
             "versions": parts["versions"],
@@ -315,14 +353,29 @@ class Engine:
 
     def _shard_entries(self, fp: str, results: list[ShardResult]) -> list[dict[str, Any]]:
         out_dir = self.store.output_dir(fp)
-        return [{"index": r.index, "file": os.path.relpath(r.path, out_dir), "in": r.rows_in, "kept": r.kept,
-                 "rows": r.rows_out,
-                 "dropped": r.dropped, "quarantined": r.quarantined, "content_hash": r.content_hash,
-                 "seconds": r.seconds, **({"extra": r.extra} if r.extra else {})} for r in results]
+        return [
+            {
+                "index": r.index,
+                "file": os.path.relpath(r.path, out_dir),
+                "in": r.rows_in,
+                "kept": r.kept,
+                "rows": r.rows_out,
+                "dropped": r.dropped,
+                "quarantined": r.quarantined,
+                "content_hash": r.content_hash,
+                "seconds": r.seconds,
+                **({"extra": r.extra} if r.extra else {}),
+            }
+            for r in results
+        ]
 
     def _finish(self, node_id: str, fp: str, manifest: dict, parts: dict) -> None:
-        entry = {**parts, "fingerprint": fp, "content_hash": manifest["content_hash"],
-                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        entry = {
+            **parts,
+            "fingerprint": fp,
+            "content_hash": manifest["content_hash"],
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         with self._lock:
             self._results[node_id] = (fp, manifest["content_hash"])
             self.store.update_ref(self.pipeline.spec.name, node_id, entry)
@@ -335,9 +388,14 @@ class Engine:
         spec.pop("sources", None)
         for node_id in self.pipeline.order:
             n = self.pipeline.nodes[node_id]
-            spec["nodes"][node_id] = {"uses": n.uses, "inputs": n.inputs, "params": n.params.model_dump(mode="json"),
-                                      "resources": n.resources, "retries": n.retries,
-                                      "retry_delay_s": n.retry_delay_s}
+            spec["nodes"][node_id] = {
+                "uses": n.uses,
+                "inputs": n.inputs,
+                "params": n.params.model_dump(mode="json"),
+                "resources": n.resources,
+                "retries": n.retries,
+                "retry_delay_s": n.retry_delay_s,
+            }
         return spec
 
     def record_run_start(self, run_key: str, selection: Selection) -> str:
@@ -356,11 +414,20 @@ class Engine:
     def record_run_end(self, run_dir: str, states: dict[str, str]) -> None:
         """``run.json``: each node's final state and output fingerprint."""
         with self._lock:
-            outputs = {n: {"state": states.get(n), "fingerprint": self._results.get(n, (None, None))[0],
-                           "content_hash": self._results.get(n, (None, None))[1]} for n in states}
+            outputs = {
+                n: {
+                    "state": states.get(n),
+                    "fingerprint": self._results.get(n, (None, None))[0],
+                    "content_hash": self._results.get(n, (None, None))[1],
+                }
+                for n in states
+            }
         with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as fh:
-            json.dump({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nodes": outputs},
-                      fh, indent=1)
+            json.dump(
+                {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nodes": outputs},
+                fh,
+                indent=1,
+            )
 
     def close(self) -> None:
         self.executor.close()

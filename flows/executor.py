@@ -87,8 +87,14 @@ class DaskExecutor:
         limit = len(items) if max_in_flight is None else max(1, max_in_flight)
 
         def submit(lo: int, hi: int) -> list[Any]:
-            return client.map(fn, items[lo:hi], pure=False, retries=retries, resources=resources,
-                              key=[f"{key_prefix}-{i}-{tag}" for i in range(lo, hi)])
+            return client.map(
+                fn,
+                items[lo:hi],
+                pure=False,
+                retries=retries,
+                resources=resources,
+                key=[f"{key_prefix}-{i}-{tag}" for i in range(lo, hi)],
+            )
 
         first = submit(0, limit)
         every = list(first)

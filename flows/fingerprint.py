@@ -22,7 +22,7 @@ import json
 import os
 import platform
 import threading
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -42,7 +42,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_file(module: str) -> str | None:
     try:
         spec = importlib.util.find_spec(module)
@@ -53,15 +53,54 @@ def _module_file(module: str) -> str | None:
     return spec.origin
 
 
-_file_cache: dict[str, tuple[float, str, tuple[str, ...]]] = {}
+_file_cache: dict[str, tuple[int, int, str, tuple[str, ...]]] = {}
+_disk_cache_loaded = False
+_disk_cache_dirty = False
+
+
+def _disk_cache_path() -> str:
+    base = os.environ.get("ARCFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "arcflow")
+    return os.path.join(base, "code_index.json")
+
+
+def _load_disk_cache() -> None:
+    """Parsing every imported module with ``ast`` costs a fresh process about half a second; the results are
+    kept on disk keyed by path, size and mtime, and a file whose size or mtime changed is read again."""
+    global _disk_cache_loaded
+    _disk_cache_loaded = True
+    try:
+        with open(_disk_cache_path(), encoding="utf-8") as fh:
+            for path, (mtime, size, digest, imports) in json.load(fh).items():
+                _file_cache.setdefault(path, (mtime, size, digest, tuple(imports)))
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def save_code_cache() -> None:
+    global _disk_cache_dirty
+    if not _disk_cache_dirty:
+        return
+    path = _disk_cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({p: list(v) for p, v in _file_cache.items()}, fh)
+        os.replace(tmp, path)
+        _disk_cache_dirty = False
+    except OSError:
+        pass  # no writable cache: the next process parses again
 
 
 def _file_info(path: str, module: str) -> tuple[str, tuple[str, ...]]:
-    """(sha256 of the file, project modules it imports), cached on mtime."""
-    mtime = os.stat(path).st_mtime_ns
+    """(sha256 of the file, project modules it imports), cached on size and mtime."""
+    global _disk_cache_dirty
+    if not _disk_cache_loaded:
+        _load_disk_cache()
+    st = os.stat(path)
     cached = _file_cache.get(path)
-    if cached and cached[0] == mtime:
-        return cached[1], cached[2]
+    if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+        return cached[2], cached[3]
     with open(path, "rb") as fh:
         source = fh.read()
     digest = hashlib.sha256(source).hexdigest()
@@ -84,7 +123,8 @@ def _file_info(path: str, module: str) -> tuple[str, tuple[str, ...]]:
             if name.split(".")[0] in PROJECT_PACKAGES:
                 imports.add(name)
     result = (digest, tuple(sorted(imports)))
-    _file_cache[path] = (mtime, *result)
+    _file_cache[path] = (st.st_mtime_ns, st.st_size, *result)
+    _disk_cache_dirty = True
     return result
 
 
@@ -96,7 +136,9 @@ def code_hashes(module: str) -> dict[str, str]:
     ``__init__`` files are included, since importing a submodule runs them. Serialised: Prefect runs nodes in
     threads, and CPython 3.11's ``ast.parse`` is not safe to call from several threads at once."""
     with _code_lock:
-        return _code_hashes(module)
+        out = _code_hashes(module)
+        save_code_cache()
+        return out
 
 
 def _code_hashes(module: str) -> dict[str, str]:
@@ -117,7 +159,7 @@ def _code_hashes(module: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_version(name: str) -> str:
     try:
         return version(name)
@@ -133,10 +175,21 @@ def versions_for(packages: tuple[str, ...]) -> dict[str, str]:
 
 
 def node_fingerprint(
-    kind: str, code: dict[str, str], params: dict[str, Any], versions: dict[str, str], signature: str,
-    inputs: list[tuple[str, str]], seed: int,
+    kind: str,
+    code: dict[str, str],
+    params: dict[str, Any],
+    versions: dict[str, str],
+    signature: str,
+    inputs: list[tuple[str, str]],
+    seed: int,
 ) -> str:
     return sha(
-        "arcflow-node-v1", kind, canonical_json(code), canonical_json(params), canonical_json(versions), signature,
-        canonical_json(inputs), str(seed),
+        "arcflow-node-v1",
+        kind,
+        canonical_json(code),
+        canonical_json(params),
+        canonical_json(versions),
+        signature,
+        canonical_json(inputs),
+        str(seed),
     )

@@ -58,15 +58,22 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
         # A reused node publishes nothing new: its artifacts are keyed by pipeline and node, so the versions
         # published by the run that computed it stay the latest ones in the UI, and a cached rerun stays cheap.
         create_table_artifact(
-            table=counts_table(manifest), key=_key(pipeline, node_id, "counts"),
+            table=counts_table(manifest),
+            key=_key(pipeline, node_id, "counts"),
             description=f"{node_id}: rows in, kept, dropped by reason, quarantined by error",
         )
         create_markdown_artifact(
-            markdown=summary_markdown(manifest, reused), key=_key(pipeline, node_id, "summary"),
+            markdown=summary_markdown(manifest, reused),
+            key=_key(pipeline, node_id, "summary"),
             description=f"{node_id}: summary and lineage",
         )
         _publish_reports(engine, manifest, pipeline, node_id)
-    summary = {"node": node_id, "reused": reused, "fingerprint": manifest["fingerprint"], **manifest["counts"]}
+    summary = {
+        "node": node_id,
+        "reused": reused,
+        "fingerprint": manifest["fingerprint"],
+        **manifest["counts"],
+    }
     if reused:
         return Completed(name="Cached", message=f"reused {manifest['fingerprint'][:12]}", data=summary)
     return summary
@@ -88,9 +95,13 @@ def _publish_reports(engine: Engine, manifest: dict[str, Any], pipeline: str, no
                 parts.append(fh.read())
         if "png" in report:
             with open(os.path.join(out_dir, report["png"]), "rb") as fh:
-                parts.append(f"![{report['title']}](data:image/png;base64,{base64.b64encode(fh.read()).decode()})")
+                parts.append(
+                    f"![{report['title']}](data:image/png;base64,{base64.b64encode(fh.read()).decode()})"
+                )
         if parts:
-            create_markdown_artifact(markdown=f"## {title}\n\n" + "\n\n".join(parts), key=key, description=title)
+            create_markdown_artifact(
+                markdown=f"## {title}\n\n" + "\n\n".join(parts), key=key, description=title
+            )
 
 
 @flow(name="arcflow", log_prints=True)
@@ -110,7 +121,12 @@ def arcflow_pipeline(
 
 
 def run_with_engine(
-    engine: Engine, node: str | None, from_node: str | None, to_node: str | None, force: bool, wait_for_lock: bool
+    engine: Engine,
+    node: str | None,
+    from_node: str | None,
+    to_node: str | None,
+    force: bool,
+    wait_for_lock: bool,
 ) -> dict[str, Any]:
     selection = select(engine.pipeline, node, from_node, to_node, force)
     run_key = uuid.uuid4().hex
@@ -123,7 +139,9 @@ def run_with_engine(
             for node_id in selection.nodes:
                 spec = engine.pipeline.nodes[node_id]
                 t = run_node.with_options(
-                    name=node_id, task_run_name=node_id, retries=spec.retries,
+                    name=node_id,
+                    task_run_name=node_id,
+                    retries=spec.retries,
                     retry_delay_seconds=spec.retry_delay_s,
                 )
                 upstream = [futures[d] for d in engine.pipeline.deps[node_id] if d in futures]

@@ -14,9 +14,12 @@ def counts_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     if c.get("out", c["kept"]) != c["kept"]:
         rows.append({"outcome": "output rows", "reason": "", "rows": c["out"]})
-    rows += [{"outcome": "dropped", "reason": r, "rows": n} for r, n in manifest.get("drop_reasons", {}).items()]
     rows += [
-        {"outcome": "quarantined", "reason": e, "rows": n} for e, n in manifest.get("quarantine_errors", {}).items()
+        {"outcome": "dropped", "reason": r, "rows": n} for r, n in manifest.get("drop_reasons", {}).items()
+    ]
+    rows += [
+        {"outcome": "quarantined", "reason": e, "rows": n}
+        for e, n in manifest.get("quarantine_errors", {}).items()
     ]
     return rows
 

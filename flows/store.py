@@ -20,9 +20,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from data_pipes.io.shards import _atomic_write_bytes
 from flows.errors import StoreLockedError
@@ -57,12 +58,16 @@ class Store:
         with open(os.path.join(self.output_dir(fingerprint), SHARDS), "rb") as fh:
             return json.loads(fh.read())
 
-    def write_manifest(self, fingerprint: str, manifest: dict[str, Any], shards: list[dict[str, Any]]) -> None:
+    def write_manifest(
+        self, fingerprint: str, manifest: dict[str, Any], shards: list[dict[str, Any]]
+    ) -> None:
         """The shard list first, the manifest last: an output is complete exactly when its manifest exists.
         The manifest stays small (no per-shard list) so planning a pipeline of huge nodes stays fast."""
         out = self.output_dir(fingerprint)
         _atomic_write_bytes(os.path.join(out, SHARDS), json.dumps(shards, separators=(",", ":")).encode())
-        _atomic_write_bytes(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
+        _atomic_write_bytes(
+            os.path.join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode()
+        )
 
     def discard_output(self, fingerprint: str) -> None:
         """Forget a stored output (``--force``): the manifest goes first, so a crash leaves it incomplete."""
@@ -85,6 +90,9 @@ class Store:
     def update_ref(self, pipeline: str, node_id: str, entry: dict[str, Any]) -> None:
         """Record ``entry`` for ``node_id``. Only called under the store lock, so read-modify-write is safe."""
         refs = self.read_refs(pipeline)
+        old = refs.get(node_id)
+        if old is not None and _same_entry(old, entry):
+            return  # a reused node: nothing new to record
         refs[node_id] = entry
         _atomic_write_bytes(self._refs_path(pipeline), json.dumps(refs, indent=1, sort_keys=True).encode())
 
@@ -172,6 +180,13 @@ class Store:
             for fp, _size in removed:
                 shutil.rmtree(self.output_dir(fp), ignore_errors=True)
         return removed
+
+
+def _same_entry(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def canon(d: dict[str, Any]) -> str:
+        return json.dumps({k: v for k, v in d.items() if k != "updated_at"}, sort_keys=True, default=str)
+
+    return canon(a) == canon(b)
 
 
 def _du(path: str) -> int:

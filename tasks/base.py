@@ -105,8 +105,15 @@ class RunContext:
             if value is None:
                 continue
             name = f"{slug}.{ext}"
-            data = value if isinstance(value, bytes) else (
-                value.encode() if isinstance(value, str) else json.dumps(value, indent=1, default=str).encode())
+            data = (
+                value
+                if isinstance(value, bytes)
+                else (
+                    value.encode()
+                    if isinstance(value, str)
+                    else json.dumps(value, indent=1, default=str).encode()
+                )
+            )
             with open(os.path.join(folder, name), "wb") as fh:
                 fh.write(data)
             entry[kind] = f"reports/{name}"
@@ -123,7 +130,9 @@ class Kind:
     max_inputs: ClassVar[int | None] = 0
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
     packages: ClassVar[tuple[str, ...]] = ()  # distributions whose versions enter the fingerprint
-    path_params: ClassVar[tuple[str, ...]] = ()  # params holding paths, made absolute against pipeline.yaml's dir
+    path_params: ClassVar[
+        tuple[str, ...]
+    ] = ()  # params holding paths, made absolute against pipeline.yaml's dir
     description: ClassVar[str] = ""
 
     # ---- driver side ----------------------------------------------------------------------------------------

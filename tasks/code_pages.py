@@ -36,18 +36,22 @@ class CodePagesParams(KindParams):
 def code_signals(html: pl.Series) -> pl.DataFrame:
     """Per page: number of <pre> blocks, of <code> elements and of syntax-highlighting classes."""
     lower = html.fill_null("").str.to_lowercase()
-    return pl.DataFrame({
-        "pre": lower.str.count_matches("<pre[\\s>]"),
-        "code": lower.str.count_matches("<code[\\s>]"),
-        "highlight": html.fill_null("").str.count_matches(HIGHLIGHT),
-    })
+    return pl.DataFrame(
+        {
+            "pre": lower.str.count_matches("<pre[\\s>]"),
+            "code": lower.str.count_matches("<code[\\s>]"),
+            "highlight": html.fill_null("").str.count_matches(HIGHLIGHT),
+        }
+    )
 
 
 @register
 class CodePages(ExtractHtml):
     name: ClassVar[str] = "code_pages"
     Params = CodePagesParams  # type: ignore[assignment]
-    description = "code-related web pages (by HTML tags or a classifier), re-extracted keeping code formatting"
+    description = (
+        "code-related web pages (by HTML tags or a classifier), re-extracted keeping code formatting"
+    )
 
     def run_shard(self, params: CodePagesParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()
@@ -60,13 +64,16 @@ class CodePages(ExtractHtml):
             is_code = is_code | ((sig["code"] + sig["highlight"]) >= params.min_code_tags)
         if params.score_column:
             if params.score_column not in frame.columns:
-                raise ValueError(f"code_pages: score column {params.score_column!r} is not in the input; "
-                                 f"its columns are {frame.columns}")
+                raise ValueError(
+                    f"code_pages: score column {params.score_column!r} is not in the input; "
+                    f"its columns are {frame.columns}"
+                )
             is_code = is_code | (frame.get_column(params.score_column).fill_null(0.0) >= params.min_score)
         candidates = frame.filter(is_code)
         others = frame.filter(~is_code).with_columns(pl.lit("code_pages_not_code").alias("reason"))
         extract = ExtractParams(engine=params.engine, mode="code", min_chars=params.min_chars)
         kept, dropped, bad = self.split(candidates, extract)
         dropped = pl.concat([others, dropped], how="diagonal_relaxed")
-        return write_shard(out_dir, task.index, kept, rows_in=frame.height, dropped=dropped, quarantined=bad,
-                           started=started)
+        return write_shard(
+            out_dir, task.index, kept, rows_in=frame.height, dropped=dropped, quarantined=bad, started=started
+        )

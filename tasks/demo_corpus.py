@@ -44,7 +44,10 @@ class DemoCorpus(Kind):
         params: DemoCorpusParams = ctx.params  # type: ignore[assignment]
         items = list_demo_items(tuple(params.parts), params.max_items_per_part)
         step = params.items_per_shard
-        return [ShardTask(i, items[s : s + step], label=f"items {s}..") for i, s in enumerate(range(0, len(items), step))]
+        return [
+            ShardTask(i, items[s : s + step], label=f"items {s}..")
+            for i, s in enumerate(range(0, len(items), step))
+        ]
 
     def run_shard(self, params: DemoCorpusParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()

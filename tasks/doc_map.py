@@ -27,7 +27,9 @@ class DocumentMapKind(Kind):
         tasks = []
         for inp in ctx.inputs:
             for path in inp.shards:
-                tasks.append(ShardTask(len(tasks), {"path": path, "input": inp.name}, label=f"{inp.name}:{path}"))
+                tasks.append(
+                    ShardTask(len(tasks), {"path": path, "input": inp.name}, label=f"{inp.name}:{path}")
+                )
         return tasks
 
     def run_shard(self, params: KindParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:
@@ -42,7 +44,9 @@ class DocumentMapKind(Kind):
         raise TypeError(f"kind {self.name!r} does not implement process")
 
 
-def split_by_mask(frame: pl.DataFrame, keep: pl.Series, reason: str | pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_by_mask(
+    frame: pl.DataFrame, keep: pl.Series, reason: str | pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Kept rows where ``keep`` is true; the rest dropped with ``reason`` (a constant or a per-row series)."""
     keep = keep.fill_null(False)
     kept = frame.filter(keep)

@@ -80,7 +80,9 @@ class Files(Kind):
             try:
                 expand_paths([pattern])
             except FileNotFoundError as exc:
-                problems.append((("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)"))
+                problems.append(
+                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
+                )
         return problems
 
     def signature(self, params: FilesParams) -> str:
@@ -111,13 +113,20 @@ class Files(Kind):
                 fmt = detect_format(path) if params.format == "auto" else params.format
             except ValueError as exc:
                 rid = make_id(task.payload["source"], _id_path(path, params.paths), 0)
-                records.append(quarantined_record(rid=rid, source=task.payload["source"], url=path,
-                                                  error=f"unknown_format: {exc}"))
+                records.append(
+                    quarantined_record(
+                        rid=rid, source=task.payload["source"], url=path, error=f"unknown_format: {exc}"
+                    )
+                )
                 continue
             records.extend(
                 read_records(
-                    path, fmt, source=task.payload["source"], text_field=params.text_field,
-                    id_field=params.id_field, url_field=params.url_field,
+                    path,
+                    fmt,
+                    source=task.payload["source"],
+                    text_field=params.text_field,
+                    id_field=params.id_field,
+                    url_field=params.url_field,
                     max_doc_bytes=int(params.max_doc_mb * 1024 * 1024),
                     id_path=_id_path(path, params.paths),
                 )

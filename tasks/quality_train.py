@@ -80,8 +80,11 @@ class QualityTrain(Kind):
     description = "train a fastText quality classifier (DCLM: bigrams) from labelled inputs; held-out metrics"
 
     def check_inputs(self, params, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
-        return [(("labels", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
-                for name in params.labels if name not in inputs]
+        return [
+            (("labels", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
+            for name in params.labels
+            if name not in inputs
+        ]
 
     def check_params(self, params: QualityTrainParams) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []

@@ -21,9 +21,11 @@ def _kind_modules() -> list[str]:
     import tasks
 
     return sorted(
-        f"tasks.{m.name}" for m in pkgutil.iter_modules(tasks.__path__)
+        f"tasks.{m.name}"
+        for m in pkgutil.iter_modules(tasks.__path__)
         if m.name not in NOT_KIND_MODULES and not m.name.startswith("_")
     )
+
 
 _KINDS: dict[str, type[Kind]] = {}
 _loaded = False

@@ -63,7 +63,7 @@ class Sample(DocumentMapKind):
             for n in counts:
                 quotas.append(min(n, left))
                 left -= quotas[-1]
-            tasks = [ShardTask(t.index, {**t.payload, "quota": q}, t.label) for t, q in zip(tasks, quotas)]
+            tasks = [ShardTask(t.index, {**t.payload, "quota": q}, t.label) for t, q in zip(tasks, quotas, strict=True)]
         return ctx.run_shards(tasks)
 
     def run_shard(self, params: SampleParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
@@ -77,7 +77,10 @@ class Sample(DocumentMapKind):
             rank = selected.cast(pl.Int64).cum_sum()
             over = selected & (rank > quota)
             frame = frame.with_columns(
-                pl.when(pl.Series(over)).then(pl.lit("sample_over_limit")).otherwise(pl.col("reason")).alias("reason")
+                pl.when(pl.Series(over))
+                .then(pl.lit("sample_over_limit"))
+                .otherwise(pl.col("reason"))
+                .alias("reason")
             )
         kept = frame.filter(pl.col("reason").is_null()).drop("reason")
         dropped = frame.filter(pl.col("reason").is_not_null())

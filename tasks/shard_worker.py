@@ -10,7 +10,9 @@ from tasks.base import KindParams, ShardTask
 from tasks.registry import get_kind
 
 
-def execute_shard(kind_name: str, params: KindParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:
+def execute_shard(
+    kind_name: str, params: KindParams, task: ShardTask, out_dir: str, seed: int
+) -> ShardResult:
     kind = get_kind(kind_name)
     result = kind.run_shard(params, task, out_dir, seed)
     result.check_balance()

@@ -38,8 +38,11 @@ class Union(DocumentMapKind):
         ]
 
     def check_inputs(self, params: UnionParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
-        return [(("fractions", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
-                for name in params.fractions if name not in inputs]
+        return [
+            (("fractions", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
+            for name in params.fractions
+            if name not in inputs
+        ]
 
     def process(self, frame: pl.DataFrame, params: UnionParams, seed: int, task: ShardTask):  # type: ignore[override]
         fraction = params.fractions.get(task.payload["input"], 1.0)

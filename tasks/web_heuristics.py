@@ -25,11 +25,17 @@ from tasks.registry import register
 
 class HeuristicParams(KindParams):
     gopher_quality: GopherQualityParams | None = Field(
-        default_factory=GopherQualityParams, description="Gopher quality rules (null: off)")
+        default_factory=GopherQualityParams, description="Gopher quality rules (null: off)"
+    )
     gopher_repetition: GopherRepetitionParams | None = Field(
-        default_factory=GopherRepetitionParams, description="Gopher repetition rules (null: off)")
-    c4: C4Params | None = Field(default_factory=C4Params, description="C4 rules, which also remove lines (null: off)")
-    fineweb: FineWebParams | None = Field(default_factory=FineWebParams, description="FineWeb rules (null: off)")
+        default_factory=GopherRepetitionParams, description="Gopher repetition rules (null: off)"
+    )
+    c4: C4Params | None = Field(
+        default_factory=C4Params, description="C4 rules, which also remove lines (null: off)"
+    )
+    fineweb: FineWebParams | None = Field(
+        default_factory=FineWebParams, description="FineWeb rules (null: off)"
+    )
 
 
 @register
@@ -40,8 +46,13 @@ class HeuristicFilters(DocumentMapKind):
     description = "Gopher quality + repetition, C4 and FineWeb heuristics, each check its own drop reason"
 
     def process(self, frame: pl.DataFrame, params: HeuristicParams, seed: int, task: ShardTask):  # type: ignore[override]
-        texts, reasons = heuristic_chain(frame.get_column("text"), params.gopher_quality,
-                                         params.gopher_repetition, params.c4, params.fineweb)
+        texts, reasons = heuristic_chain(
+            frame.get_column("text"),
+            params.gopher_quality,
+            params.gopher_repetition,
+            params.c4,
+            params.fineweb,
+        )
         out = frame.with_columns(texts.alias("text"), reasons.alias("reason"))
         kept = out.filter(pl.col("reason").is_null()).drop("reason")
         # dropped rows keep their original text, so the exclusion shards show what was judged

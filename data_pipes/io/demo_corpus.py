@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 from data_pipes.io.demo_items import DemoItem
 from data_pipes.io.demo_packages import (
-    installed_distributions,
     list_licenses,
     list_package_metadata,
+    metadata_folders,
     render_license,
     render_package_metadata,
 )
@@ -104,5 +104,5 @@ def demo_signature(parts: Sequence[str]) -> str:
         "stdlib": stdlib_dir(),
     }
     if any(_PARTS[part].uses_distributions for part in checked):
-        payload["distributions"] = [f"{d.name}=={d.version}" for d in installed_distributions()]
+        payload["distributions"] = metadata_folders()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,6 +52,20 @@ def installed_distributions() -> list[Installed]:
         licenses = tuple(meta.get_all("License-File") or ())
         seen[canonical_name(name)] = Installed(canonical_name(name), dist.version or "", folder_str, licenses)
     return sorted(seen.values())
+
+
+def metadata_folders() -> list[str]:
+    """The names of every ``*.dist-info`` / ``*.egg-info`` entry on sys.path, in path order: they carry each
+    distribution's name and version, so this changes whenever a package is installed, removed or upgraded, and
+    listing folders is far cheaper than parsing every distribution's metadata."""
+    out = []
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        out.extend(f"{entry}:{n}" for n in names if n.endswith((".dist-info", ".egg-info")))
+    return out
 
 
 def list_package_metadata() -> list[DemoItem]:

@@ -24,16 +24,29 @@ def write_corpus(root: Path, n_files: int = 10) -> Path:
         name = MODULES[i % len(MODULES)]
         module = __import__(name)
         if i < len(MODULES):
-            (data / f"{i:03d}_{name}.html").write_text(pydoc.HTMLDoc().page(name, pydoc.HTMLDoc().docmodule(module)))
+            (data / f"{i:03d}_{name}.html").write_text(
+                pydoc.HTMLDoc().page(name, pydoc.HTMLDoc().docmodule(module))
+            )
         else:
             (data / f"{i:03d}_{name}.txt").write_text(f"{i}\n" + (module.__doc__ or name))
     return data
 
 
-def write_pipeline(root: Path, nodes: dict, *, name: str = "t", workers: int = 1, processes: bool = False,
-                   extra: dict | None = None) -> Path:
-    spec = {"name": name, "workdir": str(root / ".arcflow"), "nodes": nodes,
-            "executor": {"n_workers": workers, "processes": processes}}
+def write_pipeline(
+    root: Path,
+    nodes: dict,
+    *,
+    name: str = "t",
+    workers: int = 1,
+    processes: bool = False,
+    extra: dict | None = None,
+) -> Path:
+    spec = {
+        "name": name,
+        "workdir": str(root / ".arcflow"),
+        "nodes": nodes,
+        "executor": {"n_workers": workers, "processes": processes},
+    }
     spec.update(extra or {})
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

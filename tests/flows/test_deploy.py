@@ -13,13 +13,20 @@ from flows.deploy import deploy_schedules
 
 def test_schedules_become_deployments(tmp_path: Path) -> None:
     write_corpus(tmp_path, n_files=2)
-    write_pipeline(tmp_path, {
-        "raw": {"uses": "files", "params": {"paths": ["data"]}},
-        "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 10"}},
-    }, name="Demo.Pipe", extra={"schedules": [
-        {"cron": "0 3 * * *", "name": "nightly"},
-        {"cron": "30 * * * *", "timezone": "Europe/Paris", "nodes": ["raw"]},
-    ]})
+    write_pipeline(
+        tmp_path,
+        {
+            "raw": {"uses": "files", "params": {"paths": ["data"]}},
+            "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 10"}},
+        },
+        name="Demo.Pipe",
+        extra={
+            "schedules": [
+                {"cron": "0 3 * * *", "name": "nightly"},
+                {"cron": "30 * * * *", "timezone": "Europe/Paris", "nodes": ["raw"]},
+            ]
+        },
+    )
     pipeline = load(tmp_path / "pipeline.yaml")
     with prefect_test_harness():
         names = deploy_schedules(pipeline, "test-pool", create_pool=True)

@@ -18,7 +18,11 @@ from flows.store import Store
 
 NODES = {
     "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.00001}},
-    "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 300", "reason": "too_short"}},
+    "long": {
+        "uses": "filter",
+        "inputs": ["raw"],
+        "params": {"expr": "length(text) > 300", "reason": "too_short"},
+    },
     "few": {"uses": "sample", "inputs": ["long"], "params": {"fraction": 0.6}},
     "both": {"uses": "union", "inputs": ["few", "raw"]},
 }
@@ -62,12 +66,18 @@ def test_param_change_recomputes_node_and_downstream_only(project: Path) -> None
     run_all(load(project / "pipeline.yaml"))
     override = ["nodes.few.params.fraction=0.3"]
     assert statuses(project / "pipeline.yaml", override) == {
-        "raw": "up_to_date", "long": "up_to_date", "few": "stale", "both": "pending",
+        "raw": "up_to_date",
+        "long": "up_to_date",
+        "few": "stale",
+        "both": "pending",
     }
     plan = {x.node: x for x in Engine(load(project / "pipeline.yaml", override)).plan()}
     assert plan["few"].reasons == ["param fraction: 0.6 -> 0.3"]
     assert run_all(load(project / "pipeline.yaml", override)) == {
-        "raw": True, "long": True, "few": False, "both": False,
+        "raw": True,
+        "long": True,
+        "few": False,
+        "both": False,
     }
 
 
@@ -77,7 +87,10 @@ def test_early_cutoff_keeps_downstream_cached(project: Path) -> None:
     override = ["nodes.long.params.expr=length(text) > 301"]
     assert statuses(project / "pipeline.yaml", override)["few"] == "pending"
     assert run_all(load(project / "pipeline.yaml", override)) == {
-        "raw": True, "long": False, "few": True, "both": True,
+        "raw": True,
+        "long": False,
+        "few": True,
+        "both": True,
     }
 
 
@@ -115,10 +128,13 @@ def test_helper_module_edit_invalidates_kind(tmp_path: Path, monkeypatch: pytest
     import plugin_pkg.shout  # noqa: F401  (registers the kind)
 
     write_corpus(tmp_path, n_files=3)
-    write_pipeline(tmp_path, {
-        "raw": {"uses": "files", "params": {"paths": ["data"]}},
-        "loud": {"uses": "shout_test", "inputs": ["raw"]},
-    })
+    write_pipeline(
+        tmp_path,
+        {
+            "raw": {"uses": "files", "params": {"paths": ["data"]}},
+            "loud": {"uses": "shout_test", "inputs": ["raw"]},
+        },
+    )
     run_all(load(tmp_path / "pipeline.yaml"))
     (pkg / "unrelated.py").write_text("X = 2\n")
     assert statuses(tmp_path / "pipeline.yaml") == {"raw": "up_to_date", "loud": "up_to_date"}
@@ -138,7 +154,11 @@ def test_node_from_to_selections(project: Path) -> None:
     assert run_all(load(project / "pipeline.yaml"), to_node="long") == {"raw": False, "long": False}
     assert run_all(load(project / "pipeline.yaml"), node="few") == {"few": False}
     assert run_all(load(project / "pipeline.yaml"), node="few") == {"few": False}  # --node reruns it
-    assert run_all(load(project / "pipeline.yaml"), from_node="long") == {"long": False, "few": True, "both": False}
+    assert run_all(load(project / "pipeline.yaml"), from_node="long") == {
+        "long": False,
+        "few": True,
+        "both": False,
+    }
     sel = select(load(project / "pipeline.yaml"), force=True)
     assert sel.forced == set(NODES)
 
@@ -175,7 +195,9 @@ def test_gc_removes_only_unreferenced(project: Path) -> None:
     garbage = {fp for fp, _ in store.garbage()}
     assert len(garbage) == 2  # the old `few` and the old `both`
     store.collect()
-    assert statuses(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]) == dict.fromkeys(NODES, "up_to_date")
+    assert statuses(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]) == dict.fromkeys(
+        NODES, "up_to_date"
+    )
     assert len(output_hashes(project / ".arcflow")) < len(before) + 10
 
 

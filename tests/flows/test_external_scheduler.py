@@ -35,13 +35,33 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     bindir = Path(sys.executable).parent
-    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
-        procs.append(subprocess.Popen(
-            [str(bindir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
-             "--resources", "CPU=1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(bindir / "dask"),
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--resources",
+                    "CPU=1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=dict(os.environ),
+            )
+        )
         from distributed import Client
 
         deadline = time.monotonic() + 90
@@ -54,8 +74,9 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "the dask cluster did not come up"
             time.sleep(0.5)
-        write_pipeline(tmp_path, NODES, extra={"workdir": str(tmp_path / "external"),
-                                               "executor": {"address": address}})
+        write_pipeline(
+            tmp_path, NODES, extra={"workdir": str(tmp_path / "external"), "executor": {"address": address}}
+        )
         run_all(load(tmp_path / "pipeline.yaml"))
     finally:
         for p in reversed(procs):

@@ -44,11 +44,20 @@ def _plugin(root: Path) -> Path:
 
 
 def _arcflow(root: Path, site: Path, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(root / "prefect_home"))
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-f", str(root / "pipeline.yaml"), *args],
-                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_HOME=str(root / "prefect_home"),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "-f", str(root / "pipeline.yaml"), *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _unfinished(workdir: Path) -> tuple[int, str]:
@@ -64,11 +73,16 @@ def _unfinished(workdir: Path) -> tuple[int, str]:
 def test_kill_9_then_resume_is_byte_identical(tmp_path: Path) -> None:
     write_corpus(tmp_path, n_files=40)
     site = _plugin(tmp_path)
-    write_pipeline(tmp_path, {
-        "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.01}},
-        "upper": {"uses": "slow_upper_test", "inputs": ["raw"]},
-        "few": {"uses": "sample", "inputs": ["upper"], "params": {"fraction": 0.5}},
-    }, workers=1, processes=True)
+    write_pipeline(
+        tmp_path,
+        {
+            "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.01}},
+            "upper": {"uses": "slow_upper_test", "inputs": ["raw"]},
+            "few": {"uses": "sample", "inputs": ["upper"], "params": {"fraction": 0.5}},
+        },
+        workers=1,
+        processes=True,
+    )
     workdir = tmp_path / ".arcflow"
 
     clean = _arcflow(tmp_path, site)
@@ -110,8 +124,13 @@ def test_two_workers_give_the_same_outputs_as_one(tmp_path: Path) -> None:
     }
     hashes = []
     for workers in (1, 2):
-        write_pipeline(tmp_path, nodes, workers=workers, processes=True,
-                       extra={"workdir": str(tmp_path / f"store{workers}")})
+        write_pipeline(
+            tmp_path,
+            nodes,
+            workers=workers,
+            processes=True,
+            extra={"workdir": str(tmp_path / f"store{workers}")},
+        )
         run_all(load(tmp_path / "pipeline.yaml"))
         hashes.append(output_hashes(tmp_path / f"store{workers}"))
     assert hashes[0] and hashes[0] == hashes[1]

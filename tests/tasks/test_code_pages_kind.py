@@ -22,14 +22,24 @@ def test_code_pages_are_found_and_keep_formatting(tmp_path: Path) -> None:
     (pages / "code.html").write_text(
         "<html><head><title>dedent</title></head><body><h1>How dedent works</h1>"
         + "<p>The function below removes any common leading whitespace from every line in the text. "
-          "It is used throughout the standard library to tidy docstrings and templates.</p>" * 2
-        + f'<pre class="highlight">{escaped}</pre></body></html>')
+        "It is used throughout the standard library to tidy docstrings and templates.</p>"
+        * 2
+        + f'<pre class="highlight">{escaped}</pre></body></html>'
+    )
     (pages / "prose.html").write_text(
-        "<html><body>" + "<p>A page about gardening, with no code at all, only words about plants.</p>" * 10
-        + "</body></html>")
-    spec = {"name": "c", "workdir": str(tmp_path / "store"), "executor": {"n_workers": 1, "processes": False},
-            "nodes": {"raw": {"uses": "files", "params": {"paths": ["pages"]}},
-                      "code_web": {"uses": "code_pages", "inputs": ["raw"]}}}
+        "<html><body>"
+        + "<p>A page about gardening, with no code at all, only words about plants.</p>" * 10
+        + "</body></html>"
+    )
+    spec = {
+        "name": "c",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False},
+        "nodes": {
+            "raw": {"uses": "files", "params": {"paths": ["pages"]}},
+            "code_web": {"uses": "code_pages", "inputs": ["raw"]},
+        },
+    }
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     p = load_pipeline(str(tmp_path / "pipeline.yaml"))
     engine = Engine(p)

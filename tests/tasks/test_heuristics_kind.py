@@ -22,14 +22,25 @@ def _pipeline(tmp_path: Path, heuristics: dict) -> Path:
     for name in MODULES:
         module = __import__(name)
         (data / f"{name}.html").write_text(pydoc.HTMLDoc().page(name, pydoc.HTMLDoc().docmodule(module)))
-    prose = "The quick brown fox jumps over the lazy dog and then it runs to the river with the other animals."
-    (data / "prose.html").write_text("<html><body>" + "".join(f"<p>{prose} Line {i}.</p>" for i in range(12)) +
-                                     "</body></html>")
-    (data / "lorem.html").write_text("<html><body><p>" + "Lorem ipsum dolor sit amet. " * 40 + "</p></body></html>")
-    spec = {"name": "h", "workdir": str(tmp_path / "store"), "executor": {"n_workers": 1, "processes": False},
-            "nodes": {"pages": {"uses": "files", "params": {"paths": ["pages"]}},
-                      "text": {"uses": "extract_html", "inputs": ["pages"], "params": {"min_chars": 1}},
-                      "clean": {"uses": "heuristic_filters", "inputs": ["text"], "params": heuristics}}}
+    prose = (
+        "The quick brown fox jumps over the lazy dog and then it runs to the river with the other animals."
+    )
+    (data / "prose.html").write_text(
+        "<html><body>" + "".join(f"<p>{prose} Line {i}.</p>" for i in range(12)) + "</body></html>"
+    )
+    (data / "lorem.html").write_text(
+        "<html><body><p>" + "Lorem ipsum dolor sit amet. " * 40 + "</p></body></html>"
+    )
+    spec = {
+        "name": "h",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False},
+        "nodes": {
+            "pages": {"uses": "files", "params": {"paths": ["pages"]}},
+            "text": {"uses": "extract_html", "inputs": ["pages"], "params": {"min_chars": 1}},
+            "clean": {"uses": "heuristic_filters", "inputs": ["text"], "params": heuristics},
+        },
+    }
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -58,8 +69,17 @@ def test_rules_drop_with_their_own_reasons(tmp_path: Path) -> None:
 
 
 def test_switching_a_filter_off_and_thresholds_are_params(tmp_path: Path) -> None:
-    strict = _run(_pipeline(tmp_path, {"gopher_quality": {"min_doc_words": 100_000, "max_doc_words": None},
-                                       "gopher_repetition": None, "c4": None, "fineweb": None}))
+    strict = _run(
+        _pipeline(
+            tmp_path,
+            {
+                "gopher_quality": {"min_doc_words": 100_000, "max_doc_words": None},
+                "gopher_repetition": None,
+                "c4": None,
+                "fineweb": None,
+            },
+        )
+    )
     assert strict["counts"]["kept"] == 0
     assert set(strict["drop_reasons"]) == {"gopher_quality_min_words"}
     assert json.dumps(strict["params"]["c4"]) == "null"
