@@ -1,11 +1,12 @@
 """SemDedup step 1: texts -> L2-normalised embeddings, batched, length-sorted, tokenisation overlapped.
 
 Texts are split into chunks of ``batch_size * chunk_batches``; each chunk is tokenised, sorted by token length
-and cut into padded batches (``semdedup_tokenize``). A producer thread prepares the chunks ahead of the
-encoder, either itself (CPU default) or by farming them out to a pool of tokeniser processes (GPU default),
-and pins them; the consumer copies each batch to the device asynchronously and runs the encoder. So
-tokenisation overlaps with encoding. On GPU the embeddings stay on the device (``as_tensor=True``) for k-means
-and the pairwise step. Rows come back in input order.
+and cut into padded batches (``semdedup_tokenize``). On GPU a producer thread prepares the chunks ahead of the
+encoder, farming them out to a pool of tokeniser processes, and pins them; the consumer copies each batch to
+the device asynchronously and runs the encoder, so tokenisation overlaps with encoding, and the embeddings stay
+on the device (``as_tensor=True``) for k-means and the pairwise step. On CPU chunks are prepared inline: torch
+already uses every core, and a tokeniser beside it only stalls its threads (measured: 0.92x of
+``SentenceTransformer.encode`` with the thread, 1.34x without). Rows come back in input order.
 
 Departure from the paper: it embeds with OPT-125M's last-layer mean; we use a sentence-transformers encoder
 (all-MiniLM-L6-v2 by default), its pooling, inputs cut at ``max_tokens`` = 256 tokens.
@@ -76,6 +77,14 @@ def embed_texts(
     chunk = batch_size * (chunk_batches or (4 if workers else 16))
     spec = TokenizeSpec(enc.tokenizer_path, enc.max_tokens, text_chars, batch_size, enc.pad_id)
     spans = _spans(n, chunk)
+    if not on_gpu:
+        # torch already runs on every core: a tokeniser thread beside it would only stall its OpenMP threads
+        with torch.inference_mode():
+            for batches in _chunk_stream(spec, texts, spans, workers):
+                for ids, lens, rows in batches:
+                    emb = enc.forward(torch.from_numpy(ids).long(), torch.from_numpy(lens))
+                    out[torch.from_numpy(rows)] = emb
+        return out if as_tensor else out.numpy()
     ready: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
 
