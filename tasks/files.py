@@ -18,11 +18,11 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from data_pipes.io.documents import records_to_frames
-from data_pipes.io.readers import detect_format, expand_paths, read_records
+from data_pipes.io.readers import detect_format, read_records
 from data_pipes.io.records import make_id, quarantined_record
 from data_pipes.io.shards import ShardResult, write_shard
-from flows.fingerprint import sha
-from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks._file_source import FileSource
+from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
 
@@ -57,53 +57,13 @@ def _id_path(path: str, patterns: list[str]) -> str:
     return os.path.basename(path)
 
 
-def _listing(params: FilesParams) -> list[tuple[str, int, int]]:
-    out = []
-    for path in expand_paths(params.paths):
-        st = os.stat(path)
-        out.append((path, st.st_size, st.st_mtime_ns))
-    return out
-
-
 @register
-class Files(Kind):
+class Files(FileSource):
     name: ClassVar[str] = "files"
     Params = FilesParams
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
-    path_params: ClassVar[tuple[str, ...]] = ("paths",)
     packages = ("pyarrow", "polars")
     description = "local text / HTML / JSONL / Parquet files, plain or gzipped, into document shards"
-
-    def check_params(self, params: FilesParams) -> list[tuple[tuple[str | int, ...], str]]:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, pattern in enumerate(params.paths):
-            try:
-                expand_paths([pattern])
-            except FileNotFoundError as exc:
-                problems.append(
-                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
-                )
-        return problems
-
-    def signature(self, params: FilesParams) -> str:
-        try:
-            return sha(*(f"{p}|{s}|{m}" for p, s, m in _listing(params)))
-        except FileNotFoundError as exc:
-            return f"missing: {exc}"
-
-    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
-        params: FilesParams = ctx.params  # type: ignore[assignment]
-        budget = int(params.shard_mb * 1024 * 1024)
-        groups: list[list[str]] = [[]]
-        size = 0
-        for path, nbytes, _mtime in _listing(params):
-            if groups[-1] and size + nbytes > budget:
-                groups.append([])
-                size = 0
-            groups[-1].append(path)
-            size += nbytes
-        source = params.source or ctx.node_id
-        return [ShardTask(i, {"files": g, "source": source}, label=g[0]) for i, g in enumerate(groups) if g]
 
     def run_shard(self, params: FilesParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()

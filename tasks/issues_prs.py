@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 from pydantic import Field
@@ -21,8 +21,8 @@ from data_pipes.code.issues_reader import read_threads
 from data_pipes.io.documents import records_to_frames
 from data_pipes.io.paths import expand_paths
 from data_pipes.io.shards import ShardResult, write_shard
-from flows.fingerprint import sha
-from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks._file_source import FileSource
+from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
 
@@ -34,51 +34,16 @@ class IssuesPrsParams(KindParams):
 
 
 @register
-class IssuesPrs(Kind):
+class IssuesPrs(FileSource):
     name: ClassVar[str] = "issues_prs"
     Params = IssuesPrsParams
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
-    path_params: ClassVar[tuple[str, ...]] = ("paths",)
     packages = ("polars", "pydantic")
     description = "issue and pull-request threads from JSONL, rendered as text documents"
 
-    def check_params(self, params: IssuesPrsParams) -> list[tuple[tuple[str | int, ...], str]]:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, pattern in enumerate(params.paths):
-            try:
-                expand_paths([pattern])
-            except FileNotFoundError as exc:
-                problems.append(
-                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
-                )
-        return problems
-
-    def signature(self, params: IssuesPrsParams) -> str:
-        try:
-            files = expand_paths(params.paths)
-        except FileNotFoundError as exc:
-            return f"missing: {exc}"
-        return sha(*(f"{p}|{os.stat(p).st_size}|{os.stat(p).st_mtime_ns}" for p in files))
-
-    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
-        params: IssuesPrsParams = ctx.params  # type: ignore[assignment]
-        budget = params.shard_mb * 1024 * 1024
-        groups: list[list[str]] = [[]]
-        size = 0
-        for path in expand_paths(params.paths):
-            nbytes = os.path.getsize(path)
-            if groups[-1] and size + nbytes > budget:
-                groups.append([])
-                size = 0
-            groups[-1].append(path)
-            size += nbytes
+    def shard_payload(self, params: IssuesPrsParams, files: list[str], source: str) -> dict[str, Any]:  # type: ignore[override]
         roots = [os.path.commonpath(expand_paths([p])) for p in params.paths]
-        source = params.source or ctx.node_id
-        return [
-            ShardTask(i, {"files": g, "source": source, "roots": roots}, label=g[0])
-            for i, g in enumerate(groups)
-            if g
-        ]
+        return {"files": files, "source": source, "roots": roots}
 
     def run_shard(self, params: IssuesPrsParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()

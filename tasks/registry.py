@@ -14,7 +14,9 @@ from importlib.metadata import entry_points
 
 from tasks.base import Kind
 
-NOT_KIND_MODULES = frozenset({"base", "registry", "shard_worker", "doc_map"})
+NOT_KIND_MODULES = frozenset(
+    {"base", "registry", "shard_worker", "doc_map"}
+)  # and any module starting with "_"
 
 
 def _kind_modules() -> list[str]:

@@ -10,7 +10,6 @@ documents; their counts go into the shard's ``extra`` in the manifest.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import ClassVar
 
@@ -18,11 +17,10 @@ import polars as pl
 from pydantic import Field
 
 from data_pipes.io.documents import DOC_COLUMNS, records_to_frames
-from data_pipes.io.readers import expand_paths
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.io.warc_reader import read_warc
-from flows.fingerprint import sha
-from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks._file_source import FileSource
+from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
 
@@ -34,14 +32,6 @@ class WarcParams(KindParams):
     ok_only: bool = Field(True, description="drop responses whose HTTP status is not 2xx (warc_http_status)")
 
 
-def _listing(params: WarcParams) -> list[tuple[str, int, int]]:
-    out = []
-    for path in expand_paths(params.paths):
-        st = os.stat(path)
-        out.append((path, st.st_size, st.st_mtime_ns))
-    return out
-
-
 def split_records(records: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(kept documents, dropped documents with ``reason``, quarantined rows)."""
     dropped = [r for r in records if "reason" in r]
@@ -51,44 +41,12 @@ def split_records(records: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame, pl.D
 
 
 @register
-class Warc(Kind):
+class Warc(FileSource):
     name: ClassVar[str] = "warc"
     Params = WarcParams
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
-    path_params: ClassVar[tuple[str, ...]] = ("paths",)
     packages = ("warcio", "pyarrow", "polars")
     description = "WARC files (plain or gzipped) into raw-HTML document shards, one per HTML/text response"
-
-    def check_params(self, params: WarcParams) -> list[tuple[tuple[str | int, ...], str]]:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, pattern in enumerate(params.paths):
-            try:
-                expand_paths([pattern])
-            except FileNotFoundError as exc:
-                problems.append(
-                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
-                )
-        return problems
-
-    def signature(self, params: WarcParams) -> str:
-        try:
-            return sha(*(f"{p}|{s}|{m}" for p, s, m in _listing(params)))
-        except FileNotFoundError as exc:
-            return f"missing: {exc}"
-
-    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
-        params: WarcParams = ctx.params  # type: ignore[assignment]
-        budget = int(params.shard_mb * 1024 * 1024)
-        groups: list[list[str]] = [[]]
-        size = 0
-        for path, nbytes, _mtime in _listing(params):
-            if groups[-1] and size + nbytes > budget:
-                groups.append([])
-                size = 0
-            groups[-1].append(path)
-            size += nbytes
-        source = params.source or ctx.node_id
-        return [ShardTask(i, {"files": g, "source": source}, label=g[0]) for i, g in enumerate(groups) if g]
 
     def run_shard(self, params: WarcParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()
