@@ -42,7 +42,7 @@ def _load(file: str, overrides: list[str] | None) -> Pipeline:
     except SpecError as exc:
         err.print(f"[bold red]{file} is invalid[/] ({len(exc.problems)} problem(s)):")
         for p in exc.problems:
-            err.print("  " + p.render(), markup=False, highlight=False)
+            err.print("  " + p.render(), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
