@@ -63,7 +63,10 @@ class Sample(DocumentMapKind):
             for n in counts:
                 quotas.append(min(n, left))
                 left -= quotas[-1]
-            tasks = [ShardTask(t.index, {**t.payload, "quota": q}, t.label) for t, q in zip(tasks, quotas, strict=True)]
+            tasks = [
+                ShardTask(t.index, {**t.payload, "quota": q}, t.label)
+                for t, q in zip(tasks, quotas, strict=True)
+            ]
         return ctx.run_shards(tasks)
 
     def run_shard(self, params: SampleParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
