@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from data_pipes.io.shards import MARKERS, ShardResult, clean_partial_files, read_marker
@@ -447,4 +447,4 @@ def _run_batch(fn: Callable[..., ShardResult], batch: list[ShardTask]) -> list[S
     return [fn(task) for task in batch]
 
 
-__all__ = ["Engine", "NodePlan", "Selection", "select", "asdict"]
+__all__ = ["Engine", "NodePlan", "Selection", "select"]
