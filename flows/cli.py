@@ -188,10 +188,37 @@ def run(
         finally:
             PROGRESS_HOOKS.remove(bars.update)
     reused = sum(1 for s in results.values() if s == "Cached")
+    if len(results) - reused:
+        _print_run_table(p, results)
     console.print(
         f"[green]done[/] in {time.perf_counter() - started:.1f}s: {len(results)} node(s), "
         f"{reused} reused, {len(results) - reused} computed"
     )
+
+
+def _print_run_table(p: Pipeline, results: dict[str, str]) -> None:
+    """The computed nodes' accounting, from their manifests."""
+    from flows.store import Store
+
+    store = Store(p.workdir)
+    refs = store.read_refs(p.spec.name)
+    table = Table(title="computed nodes")
+    for col in ("node", "in", "kept", "dropped", "quarantined", "out", "top drop reason"):
+        table.add_column(col, justify="left" if col in ("node", "top drop reason") else "right")
+    for node, state in results.items():
+        ref = refs.get(node)
+        manifest = store.manifest(ref["fingerprint"]) if state != "Cached" and ref else None
+        if manifest is None:
+            continue
+        c = manifest["counts"]
+        reasons = manifest.get("drop_reasons") or {}
+        top = max(reasons.items(), key=lambda kv: kv[1]) if reasons else None
+        table.add_row(
+            node,
+            *(f"{c.get(k, 0):,}" for k in ("in", "kept", "dropped", "quarantined", "out")),
+            f"{top[0]} ({top[1]:,})" if top else "",
+        )
+    console.print(table)
 
 
 def _run_deployment(
