@@ -71,7 +71,8 @@ def _load_disk_cache() -> None:
     try:
         with open(_disk_cache_path(), encoding="utf-8") as fh:
             for path, (mtime, size, digest, imports) in json.load(fh).items():
-                _file_cache.setdefault(path, (mtime, size, digest, tuple(imports)))
+                if os.path.exists(path):  # files that are gone (temporary plugins, moved checkouts) are forgotten
+                    _file_cache.setdefault(path, (mtime, size, digest, tuple(imports)))
     except (OSError, ValueError, TypeError):
         pass
 
