@@ -4,7 +4,8 @@
 
 * ``code`` hashes the source of the kind's module and of every project module it imports, transitively (found by
   reading ``import`` statements with ``ast``, limited to the project's own packages), so editing a helper that a
-  kind imports invalidates the kind, and editing an unrelated module does not;
+  kind imports invalidates the kind, and editing an unrelated module does not (nor editing the orchestrator's own
+  modules, ``flows.*`` and the registry, which decide where and when a kind runs, not what it computes);
 * ``params`` is the canonical JSON of the validated params (defaults filled in);
 * ``versions`` are the versions of the packages the kind declares, plus Python, pyarrow and polars (they write the
   shards);
@@ -27,6 +28,15 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 PROJECT_PACKAGES = ("flows", "tasks", "data_pipes", "model")
+# The orchestrator's own modules decide where and when a kind runs, not what it computes: a kind importing them
+# (`@register`, a hashing helper) must not be invalidated by every edit to the core.
+NOT_KIND_CODE = ("flows", "tasks.registry", "tasks.shard_worker")
+
+
+def _is_core(module: str) -> bool:
+    return any(module == c or module.startswith(c + ".") for c in NOT_KIND_CODE)
+
+
 ALWAYS_VERSIONED = ("pyarrow", "polars")
 
 
@@ -71,7 +81,9 @@ def _load_disk_cache() -> None:
     try:
         with open(_disk_cache_path(), encoding="utf-8") as fh:
             for path, (mtime, size, digest, imports) in json.load(fh).items():
-                if os.path.exists(path):  # files that are gone (temporary plugins, moved checkouts) are forgotten
+                if os.path.exists(
+                    path
+                ):  # files that are gone (temporary plugins, moved checkouts) are forgotten
                     _file_cache.setdefault(path, (mtime, size, digest, tuple(imports)))
     except (OSError, ValueError, TypeError):
         pass
@@ -147,7 +159,7 @@ def _code_hashes(module: str) -> dict[str, str]:
     todo = [module]
     while todo:
         mod = todo.pop()
-        if mod in out:
+        if mod in out or (mod != module and _is_core(mod)):
             continue
         path = _module_file(mod)
         if path is None:

@@ -226,3 +226,12 @@ def test_run_record_and_shard_cap(project: Path) -> None:
     assert capped  # and the uncapped run gives the same bytes
     run_all(load(project / "pipeline.yaml"), force=True)
     assert output_hashes(project / ".arcflow") == capped
+
+
+def test_core_modules_are_not_kind_code() -> None:
+    """Editing the orchestrator (flows.*, the registry) must not invalidate every node; the kind's data code does."""
+    from flows.fingerprint import code_hashes
+
+    code = code_hashes("tasks.files")
+    assert "tasks.files" in code and "data_pipes.io.readers" in code and "data_pipes.io.shards" in code
+    assert not any(m.startswith("flows") or m == "tasks.registry" for m in code)
