@@ -52,6 +52,8 @@ class FileSource(Kind):
         return problems
 
     def signature(self, params: KindParams) -> str:
+        if not params.paths:  # type: ignore[attr-defined]
+            return ""
         try:
             return sha(*(f"{p}|{s}|{m}" for p, s, m in file_listing(params.paths)))  # type: ignore[attr-defined]
         except FileNotFoundError as exc:

@@ -32,6 +32,7 @@ class DataType(str, enum.Enum):
     PACKED_TOKENS = "packed_tokens"
     CHAT = "chat"
     TOKENIZER = "tokenizer"
+    WARC = "warc"  # WARC files (warc/part-*.warc.gz in the producer's output folder)
     MODEL = "model"  # a trained classifier/scorer (e.g. a fastText .bin with its metrics table)
     CHECKPOINT = "checkpoint"
     REPORT = "report"

@@ -10,6 +10,7 @@ documents; their counts go into the shard's ``extra`` in the manifest.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import ClassVar
 
@@ -20,12 +21,14 @@ from data_pipes.io.documents import DOC_COLUMNS, records_to_frames
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.io.warc_reader import read_warc
 from tasks._file_source import FileSource
-from tasks.base import DataType, KindParams, ShardTask
+from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
 
 class WarcParams(KindParams):
-    paths: list[str] = Field(min_length=1, description="WARC files (.warc, .warc.gz), directories or globs")
+    paths: list[str] = Field(
+        default_factory=list, description="WARC files (.warc, .warc.gz), directories or globs; and/or inputs"
+    )
     source: str | None = Field(None, description="value of the `source` column (default: the node id)")
     shard_mb: float = Field(256.0, gt=0, description="input bytes (compressed) per shard")
     max_doc_mb: float = Field(50.0, gt=0, description="larger payloads are dropped as warc_too_large")
@@ -46,6 +49,31 @@ class Warc(FileSource):
     Params = WarcParams
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
     packages = ("warcio", "pyarrow", "polars")
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.WARC,)
+    min_inputs: ClassVar[int] = 0
+    max_inputs: ClassVar[int | None] = None
+
+    def check_inputs(self, params: WarcParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        if not params.paths and not inputs:
+            return [
+                (("paths",), "no WARC files: give `paths`, or inputs that produce WARC files (warc_write)")
+            ]
+        return []
+
+    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
+        """Files named by ``paths`` (grouped by size), then one shard per WARC file of each input, in order."""
+        params: WarcParams = ctx.params  # type: ignore[assignment]
+        tasks = super().plan_shards(ctx) if params.paths else []
+        source = params.source or ctx.node_id
+        for inp in ctx.inputs:
+            folder = os.path.join(inp.path, "warc")
+            files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+            for name in files:
+                if name.endswith((".warc", ".warc.gz")):
+                    path = os.path.join(folder, name)
+                    tasks.append(ShardTask(len(tasks), {"files": [path], "source": source}, label=path))
+        return tasks
+
     description = "WARC files (plain or gzipped) into raw-HTML document shards, one per HTML/text response"
 
     def run_shard(self, params: WarcParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]

@@ -66,9 +66,15 @@ class _TrackedStream:
 
 
 def _content_type(record: Any) -> tuple[str, str]:
-    """(mime type, charset) from the HTTP headers, lower-cased; empty strings when absent."""
+    """(mime type, charset) from the HTTP headers (a ``resource`` record: from its WARC headers), lower-cased;
+    empty strings when absent."""
     headers = record.http_headers
-    value = headers.get_header("Content-Type", "") if headers is not None else ""
+    if headers is not None:
+        value = headers.get_header("Content-Type", "")
+    elif record.rec_type == "resource":
+        value = record.rec_headers.get_header("Content-Type", "") or ""
+    else:
+        value = ""
     parts = [p.strip() for p in value.split(";")]
     charset = next(
         (p.split("=", 1)[1].strip("\"' ") for p in parts[1:] if p.lower().startswith("charset=")), ""
@@ -161,7 +167,7 @@ def read_warc(
         iterator = ArchiveIterator(stream, no_record_parse=False, ensure_http_headers=False)
         for record in iterator:
             offset = iterator.offset  # start of this record; get_record_offset() would consume it
-            if record.rec_type != "response":
+            if record.rec_type not in ("response", "resource"):  # resource: content without protocol headers
                 counts[record.rec_type] = counts.get(record.rec_type, 0) + 1
                 continue
             try:
