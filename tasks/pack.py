@@ -71,6 +71,13 @@ class Pack(Kind):
     packages = ("tokenizers", "numpy", "polars", "pyarrow")
     description = "tokenize and pack best-fit decreasing into seq_len rows with document boundaries"
 
+    def check_inputs(self, params: PackParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
+        return [
+            (("weights", name), f"{name!r} is not an input of this node; its inputs are {inputs}")
+            for name in params.weights
+            if name not in inputs
+        ]
+
     def check_params(self, params: PackParams) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for name, w in params.weights.items():
