@@ -30,7 +30,9 @@ class ReadContext:
     id_field: str | None = None
     url_field: str | None = None
     max_doc_bytes: int = 50_000_000
-    id_path: str | None = None  # the path that ids hash (default: path); relative paths keep ids location-free
+    id_path: str | None = (
+        None  # the path that ids hash (default: path); relative paths keep ids location-free
+    )
 
     def locator(self, n: int) -> str:
         """Where record ``n`` of the file lives: ``"<path>#<n>"``."""

@@ -50,7 +50,9 @@ class ShardResult:
     path: str = ""
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
-    rows_out: int = -1  # rows in the output shard; differs from `kept` only for N-to-M kinds (packing, grouping)
+    rows_out: int = (
+        -1
+    )  # rows in the output shard; differs from `kept` only for N-to-M kinds (packing, grouping)
 
     def __post_init__(self) -> None:
         if self.rows_out < 0:
