@@ -7,11 +7,14 @@ The kinds' params need ``paths`` (files, folders or globs), ``shard_mb`` and ``s
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
 
 from data_pipes.io.readers import expand_paths
 from flows.fingerprint import sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
+
+T = TypeVar("T")
 
 
 def file_listing(patterns: list[str]) -> list[tuple[str, int, int]]:
@@ -23,16 +26,29 @@ def file_listing(patterns: list[str]) -> list[tuple[str, int, int]]:
     return out
 
 
-def group_by_size(listing: list[tuple[str, int, int]], shard_mb: float) -> list[list[str]]:
-    """Consecutive files, each group about ``shard_mb`` of input (a larger file is a group of its own)."""
+def check_patterns(
+    patterns: list[str], lister: Callable[[list[str]], object]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """One problem per pattern that ``lister`` rejects (nothing matches, not a repository, ...)."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, pattern in enumerate(patterns):
+        try:
+            lister([pattern])
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append((("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)"))
+    return problems
+
+
+def group_by_size(items: Iterable[tuple[T, int]], shard_mb: float) -> list[list[T]]:
+    """Consecutive items, each group about ``shard_mb`` of input (a larger item is a group of its own)."""
     budget = int(shard_mb * 1024 * 1024)
-    groups: list[list[str]] = [[]]
+    groups: list[list[T]] = [[]]
     size = 0
-    for path, nbytes, _mtime in listing:
+    for item, nbytes in items:
         if groups[-1] and size + nbytes > budget:
             groups.append([])
             size = 0
-        groups[-1].append(path)
+        groups[-1].append(item)
         size += nbytes
     return [g for g in groups if g]
 
@@ -66,5 +82,6 @@ class FileSource(Kind):
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params = ctx.params
         source = params.source or ctx.node_id  # type: ignore[attr-defined]
-        groups = group_by_size(file_listing(params.paths), params.shard_mb)  # type: ignore[attr-defined]
+        listing = ((path, size) for path, size, _ in file_listing(params.paths))  # type: ignore[attr-defined]
+        groups = group_by_size(listing, params.shard_mb)  # type: ignore[attr-defined]
         return [ShardTask(i, self.shard_payload(params, g, source), label=g[0]) for i, g in enumerate(groups)]

@@ -18,10 +18,11 @@ from pydantic import Field
 from data_pipes.code.archive_reader import read_archive
 from data_pipes.code.records import to_frames
 from data_pipes.code.repo_reader import read_repo_dir
-from data_pipes.code.sources import RepoRef, list_repos, repo_stats
+from data_pipes.code.sources import list_repos, repo_stats
 from data_pipes.io.shards import ShardResult, write_shard
 from flows.fingerprint import sha
 from tasks._code_params import CodeFileParams, code_options, language_counts, source_report
+from tasks._file_source import check_patterns, group_by_size
 from tasks.base import DataType, Kind, RunContext, ShardTask
 from tasks.registry import register
 
@@ -47,15 +48,7 @@ class CodeRepos(Kind):
     description = "repository folders and archives (tar.gz, tar.xz, zip) into code file documents"
 
     def check_params(self, params: CodeReposParams) -> list[tuple[tuple[str | int, ...], str]]:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, pattern in enumerate(params.paths):
-            try:
-                list_repos([pattern], params.layout)
-            except (FileNotFoundError, ValueError) as exc:
-                problems.append(
-                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
-                )
-        return problems
+        return check_patterns(params.paths, lambda p: list_repos(p, params.layout))
 
     def signature(self, params: CodeReposParams) -> str:
         try:
@@ -67,16 +60,8 @@ class CodeRepos(Kind):
 
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params: CodeReposParams = ctx.params  # type: ignore[assignment]
-        budget = int(params.shard_mb * 1024 * 1024)
-        groups: list[list[RepoRef]] = [[]]
-        size = 0
-        for ref in list_repos(params.paths, params.layout):
-            nbytes = repo_stats(ref)[0]
-            if groups[-1] and size + nbytes > budget:
-                groups.append([])
-                size = 0
-            groups[-1].append(ref)
-            size += nbytes
+        refs = list_repos(params.paths, params.layout)
+        groups = group_by_size(((ref, repo_stats(ref)[0]) for ref in refs), params.shard_mb)
         source = params.source or ctx.node_id
         return [
             ShardTask(i, {"repos": g, "source": source}, label=g[0].name) for i, g in enumerate(groups) if g

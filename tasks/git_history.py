@@ -25,6 +25,7 @@ from data_pipes.io.records import make_id, quarantined_record
 from data_pipes.io.shards import ShardResult, write_shard
 from flows.fingerprint import sha
 from tasks._code_params import CodeFileParams, code_options, language_counts, source_report
+from tasks._file_source import check_patterns
 from tasks.base import DataType, Kind, RunContext, ShardTask
 from tasks.registry import register
 
@@ -84,15 +85,7 @@ class GitHistory(Kind):
     description = "git repositories and bundles: files at a ref and one document per commit (message + diff)"
 
     def check_params(self, params: GitHistoryParams) -> list[tuple[tuple[str | int, ...], str]]:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, pattern in enumerate(params.paths):
-            try:
-                list_git_repos([pattern])
-            except (FileNotFoundError, ValueError) as exc:
-                problems.append(
-                    (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")
-                )
-        return problems
+        return check_patterns(params.paths, list_git_repos)
 
     def signature(self, params: GitHistoryParams) -> str:
         try:
