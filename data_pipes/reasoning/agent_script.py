@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Sequence
 
-from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult
+from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult, generate_each
 from data_pipes.reasoning.tool_calls import format_tool_call, strip_tool_response
 
 FAULTS = ("wrong_answer", "bad_tool_call", "tool_error", "tool_error_recovered", "no_terminal")
@@ -44,18 +43,13 @@ class ScriptedAgent:
     def generate(
         self, requests: Sequence[GenRequest], on_result: OnResult | None = None
     ) -> list[GenResponse]:
-        out = []
-        for req in requests:
-            started = time.perf_counter()
-            try:
-                resp = GenResponse(req.key, self.step(req.problem, req.messages))
-            except Exception as exc:  # a task it has no plan for is a teacher error, counted by the caller
-                resp = GenResponse(req.key, "", "error", error=f"agent_no_plan: {exc}")
-            resp.seconds = time.perf_counter() - started
-            if on_result is not None:
-                on_result(resp)
-            out.append(resp)
-        return out
+        # a task it has no plan for is a teacher error, counted by the caller
+        return generate_each(
+            requests,
+            lambda req: GenResponse(req.key, self.step(req.problem, req.messages)),
+            lambda req, exc: GenResponse(req.key, "", "error", error=f"agent_no_plan: {exc}"),
+            on_result,
+        )
 
     def close(self) -> None:
         pass

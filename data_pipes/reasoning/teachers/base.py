@@ -3,6 +3,7 @@ raise."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -63,6 +64,28 @@ class Teacher(Protocol):
     ) -> list[GenResponse]: ...
 
     def close(self) -> None: ...
+
+
+def generate_each(
+    requests: Sequence[GenRequest],
+    answer: Callable[[GenRequest], GenResponse],
+    on_error: Callable[[GenRequest, Exception], GenResponse],
+    on_result: OnResult | None = None,
+) -> list[GenResponse]:
+    """The loop of an in-process teacher: answer each request in turn, time it, turn an exception into the
+    response ``on_error`` makes (a counted teacher error, never a crash), and report each as it is done."""
+    out = []
+    for req in requests:
+        started = time.perf_counter()
+        try:
+            resp = answer(req)
+        except Exception as exc:  # noqa: BLE001 - whatever the teacher cannot answer is counted by the caller
+            resp = on_error(req, exc)
+        resp.seconds = time.perf_counter() - started
+        if on_result is not None:
+            on_result(resp)
+        out.append(resp)
+    return out
 
 
 def build_messages(prompt: str) -> list[dict[str, str]]:

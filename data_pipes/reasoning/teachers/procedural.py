@@ -6,12 +6,11 @@ without a solver get an error response (``teacher_no_solver``), counted like any
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from data_pipes.reasoning.teachers import solve_misc
-from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult
+from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult, generate_each
 from data_pipes.reasoning.teachers.solve_arith import fmt, solve_expression, solve_linear
 
 Solver = Callable[[dict[str, Any]], tuple[list[str], str]]
@@ -54,36 +53,25 @@ def solve(problem: dict[str, str]) -> tuple[list[str], str]:
     return SOLVERS[name](meta["entry"])
 
 
+def _answer(req: GenRequest) -> GenResponse:
+    steps, answer = solve(req.problem)
+    text = "<think>\n" + "\n".join(steps) + "\n</think>\n\nAnswer: " + answer
+    return GenResponse(req.key, text, "stop", {"completion_chars": len(text)}, None, 1)
+
+
+def _solver_error(req: GenRequest, exc: Exception) -> GenResponse:
+    """Unsupported generators and malformed entries are counted, not raised."""
+    error = str(exc).strip("'\"") if isinstance(exc, KeyError) else f"teacher_solver_error: {exc!r}"
+    return GenResponse(req.key, "", "error", {}, error, 1)
+
+
 class ProceduralTeacher:
     name = "procedural"
 
     def generate(
         self, requests: Sequence[GenRequest], on_result: OnResult | None = None
     ) -> list[GenResponse]:
-        out = []
-        for req in requests:
-            started = time.perf_counter()
-            try:
-                steps, answer = solve(req.problem)
-                text = "<think>\n" + "\n".join(steps) + "\n</think>\n\nAnswer: " + answer
-                resp = GenResponse(
-                    req.key,
-                    text,
-                    "stop",
-                    {"completion_chars": len(text)},
-                    None,
-                    1,
-                    time.perf_counter() - started,
-                )
-            except Exception as exc:  # unsupported generators and malformed entries are counted, not raised
-                error = (
-                    str(exc).strip("'\"") if isinstance(exc, KeyError) else f"teacher_solver_error: {exc!r}"
-                )
-                resp = GenResponse(req.key, "", "error", {}, error, 1, time.perf_counter() - started)
-            if on_result is not None:
-                on_result(resp)
-            out.append(resp)
-        return out
+        return generate_each(requests, _answer, _solver_error, on_result)
 
     def close(self) -> None:
         pass
