@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from flows.dag import find_cycles, topo_order
 from flows.errors import Problem, SpecError
 from flows.schema import NODE_ID_PATTERN, NodeSpec, PipelineSpec, ScheduleSpec, suggest_name
-from flows.yaml_source import Path, YamlDocument, YamlSyntaxError, parse_yaml
+from flows.yaml_source import MAX_BYTES as MAX_FILE_BYTES
+from flows.yaml_source import Path, YamlDocument, YamlSyntaxError, parse_value, parse_yaml
 from tasks.base import Kind, KindParams
 from tasks.registry import UnknownKindError, get_kind, kind_names
 
@@ -256,13 +256,10 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[set[Pa
             bad(item, f"{item!r} has no key before '='", "e.g. --set nodes.NAME.params.KEY=VALUE")
             continue
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            bad(
-                key,
-                f"value {value!r} is not valid YAML: {getattr(exc, 'problem', exc)}",
-                "quote it: KEY='VALUE'",
-            )
+            parsed = parse_value(value)
+        except YamlSyntaxError as exc:
+            message = re.sub(r" \([^()]* on line \d+\)$", "", exc.message.removeprefix("invalid YAML: "))
+            bad(key, f"value {value!r} is not valid YAML: {message}", "quote it: KEY='VALUE'")
             continue
         path: list[str | int] = []
         target: Any = data
@@ -332,32 +329,43 @@ def load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
     validates before it starts the flow, and the flow loads the same file."""
     try:
         with open(file, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
-        key: tuple | None = (os.path.abspath(file), digest, tuple(overrides or ()))
-    except OSError:
-        key = None
-    if key is not None and key in _LOADED:
-        return _LOADED[key]
-    pipeline = _load_pipeline(file, overrides)
-    if key is not None:
-        _LOADED[key] = pipeline
-    return pipeline
-
-
-def _load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
-    try:
-        with open(file, encoding="utf-8") as fh:
-            text = fh.read()
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Problem(file, None, "", "pipeline file not found", "pass --file PATH")]) from None
-    except UnicodeDecodeError as exc:
-        with open(file, "rb") as fh:
-            line = fh.read()[: exc.start].count(b"\n") + 1
+    except IsADirectoryError:
         raise SpecError(
-            [Problem(file, line, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]
+            [Problem(file, None, "", "is a directory", "pass --file PATH/pipeline.yaml")]
         ) from None
     except OSError as exc:
         raise SpecError([Problem(file, None, "", f"cannot read the pipeline file: {exc.strerror}")]) from None
+    key = (os.path.abspath(file), hashlib.sha256(raw).hexdigest(), tuple(overrides or ()))
+    if key in _LOADED:
+        return _LOADED[key]
+    pipeline = _load_pipeline(file, raw, overrides)
+    _LOADED[key] = pipeline
+    return pipeline
+
+
+def _load_pipeline(file: str, raw: bytes, overrides: list[str] | None = None) -> Pipeline:
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "",
+                    f"the file is larger than {MAX_FILE_BYTES:,} bytes; a pipeline file is a few KB",
+                    "is this the right file?",
+                )
+            ]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            [Problem(file, line, "", f"not UTF-8 text: {exc.reason}", "save the file as UTF-8")]
+        ) from None
     try:
         doc = parse_yaml(text, file)
     except YamlSyntaxError as exc:
@@ -379,6 +387,18 @@ def _load_pipeline(file: str, overrides: list[str] | None = None) -> Pipeline:
     touched, override_problems = _apply_overrides(data, overrides or [])
     col = _Collector(doc, data, touched)
     col.problems.extend(override_problems)
+    for path, line, what in doc.typed_keys:
+        if len(path) == 2 and path[0] in ("nodes", "sources"):
+            thing = "node" if path[0] == "nodes" else "source"
+            col.problems.append(
+                Problem(
+                    file,
+                    line,
+                    _dotted(path),
+                    f"{thing} name {path[-1]!r} is read by YAML as {what}, not as a name",
+                    f"quote it ('{path[-1]}':) or choose another name",
+                )
+            )
     for path, line, first in doc.duplicate_keys:
         col.problems.append(
             Problem(
@@ -572,7 +592,9 @@ def _check_inputs(
         else:
             hint = f"keep at most {kind.max_inputs}"
         col.add((*base, "inputs"), f"kind {kind.name!r} takes {_count_phrase(kind)}, got {n}", hint)
+    produced: list[Any] = []  # the output type of each input, None where the input is itself broken
     for i, name in enumerate(inputs):
+        produced.append(None)
         if name == node_id:
             col.add(
                 (*base, "inputs", i),
@@ -594,6 +616,7 @@ def _check_inputs(
             producer = get_kind(all_nodes[name].uses)
         except UnknownKindError:
             continue
+        produced[-1] = producer.output_type
         if kind.input_types and producer.output_type not in kind.input_types:
             accepted = ", ".join(t.value for t in kind.input_types)
             fitting = sorted(
@@ -614,3 +637,36 @@ def _check_inputs(
                 f"but {node_id!r} ({kind.name}) consumes {accepted}",
                 hint,
             )
+    if None not in produced:
+        _check_input_counts(node_id, kind, produced, all_nodes, base, col)
+
+
+def _check_input_counts(
+    node_id: str, kind: Kind, produced: list[Any], all_nodes: dict[str, NodeSpec], base: Path, col: _Collector
+) -> None:
+    """The kind's ``input_counts``: e.g. `pack` needs exactly one tokenizer input and at least one of documents."""
+    for data_type, (lo, hi) in kind.input_counts.items():
+        n = sum(1 for t in produced if t == data_type)
+        if lo <= n and (hi is None or n <= hi):
+            continue
+        want = f"exactly {lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+        if n < lo:
+            makers = sorted(
+                other
+                for other, spec in all_nodes.items()
+                if other != node_id
+                and spec.uses in kind_names()
+                and get_kind(spec.uses).output_type == data_type
+            )
+            hint = (
+                f"add one of {', '.join(makers)} to its inputs"
+                if makers
+                else f"add a node that produces {data_type.value} and list it in `inputs:`"
+            )
+        else:
+            hint = f"keep {want} {data_type.value} input(s)"
+        col.add(
+            (*base, "inputs"),
+            f"kind {kind.name!r} needs {want} {data_type.value} input(s), got {n}",
+            hint,
+        )

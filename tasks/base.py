@@ -9,7 +9,12 @@ Two shapes cover most kinds:
 * ``plan_shards`` + ``run_shard``: independent shards (sources, filters, samples). The orchestrator runs the shard
   tasks on Dask, skips the shards whose completion marker already exists, and writes the manifest.
 * ``run``: a kind with several phases (global dedup, percentile buckets) overrides ``run`` and drives its phases
-  through ``ctx.map`` itself; it still writes its final output with ``ctx.shard_writer``.
+  through ``ctx.map`` itself; it still writes its final output with ``ctx.run_shards``.
+
+Progress: ``ctx.map(fn, items, phase="embed")`` and ``ctx.run_shards(tasks)`` report each finished item; driver-side
+work reports with ``ctx.progress(phase, done, total, unit)``, or hands ``ctx.progress_fn(phase, unit)`` (a plain
+``(done, total)`` callable) to ``data_pipes`` code. A kind that lists its ``phases`` gets an overall fraction
+across them. Listeners (the Prefect progress artifact, the CLI's bars) throttle, so reporting often is cheap.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -69,6 +74,54 @@ class ShardTask:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class ProgressEvent:
+    """``done`` of ``total`` ``unit`` finished in ``phase`` of ``node``; the phase is ``step`` of ``steps`` when the
+    kind lists its phases (``Kind.phases``), else step 1 of 1."""
+
+    node: str
+    phase: str
+    done: int
+    total: int
+    unit: str = "shards"
+    step: int = 1
+    steps: int = 1
+
+    @property
+    def fraction(self) -> float:
+        """Overall progress of the node in [0, 1]: finished phases plus the share of this one."""
+        part = min(1.0, self.done / self.total) if self.total > 0 else 1.0
+        return (self.step - 1 + part) / self.steps
+
+    @property
+    def phase_done(self) -> bool:
+        return self.done >= self.total
+
+    def text(self) -> str:
+        """E.g. ``embed 3/8 shards (phase 1 of 4)``."""
+        out = f"{self.phase} {self.done}/{self.total} {self.unit}"
+        return out + (f" (phase {self.step} of {self.steps})" if self.steps > 1 else "")
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+class MapFn(Protocol):
+    """``ctx.map``: ``fn(item)`` for every item on the cluster, results in item order; each finished item is
+    reported as progress of ``phase`` (default: named after ``fn``)."""
+
+    def __call__(
+        self, fn: Callable[..., Any], items: Sequence[Any], *, phase: str | None = None, unit: str = "shards"
+    ) -> list[Any]: ...
+
+
+class RunShardsFn(Protocol):
+    """``ctx.run_shards``: the kind's ``run_shard`` for every task not already done (resume), as progress of
+    ``phase`` (default: the kind's last listed phase, else ``shards``)."""
+
+    def __call__(self, tasks: Sequence[ShardTask], *, phase: str | None = None) -> list[ShardResult]: ...
+
+
 @dataclass
 class RunContext:
     """What a kind's ``run`` may use. ``map`` runs shard tasks on the cluster, skipping finished ones."""
@@ -78,10 +131,30 @@ class RunContext:
     inputs: list[InputRef]
     out_dir: str
     seed: int
-    map: Callable[[Callable[..., Any], Sequence[ShardTask]], list[Any]]
-    run_shards: Callable[[Sequence[ShardTask]], list[ShardResult]]
+    map: MapFn
+    run_shards: RunShardsFn
     extra: dict[str, Any] = field(default_factory=dict)
     reports: list[dict[str, Any]] = field(default_factory=list)
+    phases: tuple[str, ...] = ()  # the kind's phases, in order (for the overall fraction)
+    on_progress: ProgressFn | None = None
+
+    def progress(self, phase: str, done: int, total: int, unit: str = "shards") -> None:
+        """Report that ``done`` of ``total`` ``unit`` of ``phase`` are finished. Cheap: listeners throttle."""
+        if self.on_progress is None:
+            return
+        if phase in self.phases:
+            step, steps = self.phases.index(phase) + 1, len(self.phases)
+        else:  # a phase the kind did not list: its own fraction only
+            step, steps = 1, 1
+        self.on_progress(ProgressEvent(self.node_id, phase, int(done), int(total), unit, step, steps))
+
+    def progress_fn(self, phase: str, unit: str) -> Callable[[int, int], None]:
+        """A plain ``(done, total)`` callable reporting ``phase``, for data_pipes code (which knows no context)."""
+
+        def report(done: int, total: int) -> None:
+            self.progress(phase, done, total, unit)
+
+        return report
 
     def add_report(
         self,
@@ -129,11 +202,15 @@ class Kind:
     input_types: ClassVar[tuple[DataType, ...]] = ()  # accepted types; empty means "no inputs" (a source)
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[int | None] = 0
+    # how many inputs of a type the kind needs, as (min, max or None): validation checks them before a run, e.g.
+    # pack's {TOKENIZER: (1, 1), DOCUMENTS: (1, None)}; types not listed are bounded only by min/max_inputs
+    input_counts: ClassVar[dict[DataType, tuple[int, int | None]]] = {}
     output_type: ClassVar[DataType] = DataType.DOCUMENTS
     packages: ClassVar[tuple[str, ...]] = ()  # distributions whose versions enter the fingerprint
     path_params: ClassVar[
         tuple[str, ...]
     ] = ()  # params holding paths, made absolute against pipeline.yaml's dir
+    phases: ClassVar[tuple[str, ...]] = ()  # named phases of a multi-phase ``run``, in order (progress)
     description: ClassVar[str] = ""
 
     # ---- driver side ----------------------------------------------------------------------------------------

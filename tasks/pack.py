@@ -67,6 +67,10 @@ class Pack(Kind):
     input_types: ClassVar[tuple[DataType, ...]] = (DataType.TOKENIZER, DataType.DOCUMENTS)
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[int | None] = None
+    input_counts: ClassVar[dict[DataType, tuple[int, int | None]]] = {
+        DataType.TOKENIZER: (1, 1),
+        DataType.DOCUMENTS: (1, None),
+    }
     output_type: ClassVar[DataType] = DataType.PACKED_TOKENS
     packages = ("tokenizers", "numpy", "polars", "pyarrow")
     description = "tokenize and pack best-fit decreasing into seq_len rows with document boundaries"

@@ -542,3 +542,92 @@ def test_good_pipeline_with_override(tmp_path: Path) -> None:
     assert pipeline.nodes["s"].params.fraction == 0.25
     assert pipeline.order == ["docs", "s"]
     assert pipeline.nodes["docs"].params.paths == [str(tmp_path / "a.txt")]
+
+
+# ---- hostile files: each is one clear problem at its line, never a traceback or a runaway parse ----
+def _laughs(levels: int) -> str:
+    lines = ["name: t", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = [
+    ("deep_nesting", "name: t\nnodes:\n  a: " + "[" * 500 + "]" * 500 + "\n", 3, ["nested more than 64"]),
+    ("deep_mappings", "name: t\nx:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 80)), 67, ["nested"]),
+    ("huge_integer", "name: t\nseed: " + "7" * 5001 + "\n", 2, ["integer with 5001 digits", "quote it"]),
+    ("billion_laughs", _laughs(9), 7, ["expand to more than 100,000 values"]),
+    ("custom_tag", "name: t\nseed: !python/name:os.system 1\n", 2, ["cannot read value"]),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "parts"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_yaml_is_one_clear_problem(tmp_path: Path, text: str, line: int, parts: list[str]) -> None:
+    file, problems = _problems(tmp_path, text)
+    assert [(p.file, p.line) for p in problems] == [(file, line)], problems
+    said = f"{problems[0].message} {problems[0].hint}"
+    for part in parts:
+        assert part in said, said
+
+
+def test_alias_reuse_within_the_bound_still_loads(tmp_path: Path) -> None:
+    """Aliases are fine as long as their expansion stays small: three levels of nine is 819 values."""
+    text = _laughs(3).replace("name: t\n", "name: t\nnodes: {}\n").replace("l0:", "x_l0:")
+    text = text.replace("\nl", "\nx_l")
+    _, problems = _problems(tmp_path, text)  # the x_l* keys are unknown: a schema problem each, no limit
+    assert all("unknown key" in p.message for p in problems), problems
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    file, problems = _problems(tmp_path, "name: t\n# " + "x" * 1_100_000 + "\n")
+    assert [p.file for p in problems] == [file]
+    assert "larger than 1,000,000 bytes" in problems[0].message
+
+
+@pytest.mark.parametrize(("key", "what"), [("true", "a boolean"), ("null", "null"), ("~", "null")])
+def test_node_named_by_a_yaml_keyword(tmp_path: Path, key: str, what: str) -> None:
+    text = HEAD + f"  s: {{uses: sample, inputs: [docs], params: {{limit: 1}}}}\n  {key}:\n    uses: sample\n"
+    file, problems = _problems(tmp_path, text)
+    first = problems[0]
+    assert (first.file, first.line, first.path) == (file, 6, f"nodes.{key}")
+    assert f"node name '{key}' is read by YAML as {what}" in first.message
+    assert f"'{key}':" in first.hint
+
+
+def test_quoted_keyword_is_a_plain_node_name(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a real document\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(HEAD + "  'true': {uses: sample, inputs: [docs], params: {limit: 1}}\n")
+    assert load_pipeline(str(path)).order == ["docs", "true"]
+
+
+def test_yaml_1_2_reads_no_as_norwegian(tmp_path: Path) -> None:
+    """YAML 1.1 read `no`, `on` and `off` as booleans; the file (and --set values) are YAML 1.2."""
+    (tmp_path / "a.txt").write_text("a real document\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        HEAD
+        + "  l:\n    uses: langid\n    inputs: [docs]\n    params:\n      languages: {no: 0.5, en: 0.3}\n"
+    )
+    pipeline = load_pipeline(str(path))
+    assert pipeline.nodes["l"].params.model_dump()["languages"] == {"no": 0.5, "en": 0.3}
+    again = load_pipeline(str(path), ["nodes.l.params.languages={no: 0.2, sv: 0.1}"])
+    assert again.nodes["l"].params.model_dump()["languages"] == {"no": 0.2, "sv": 0.1}
+
+
+def test_pack_without_a_tokenizer_input(tmp_path: Path) -> None:
+    """`pack` declares it needs one tokenizer input and at least one documents input (Kind.input_counts)."""
+    text = HEAD + "  more: {uses: sample, inputs: [docs], params: {limit: 1}}\n  p:\n    uses: pack\n"
+    text += "    inputs: [docs, more]\n"
+    file, problems = _problems(tmp_path, text)
+    assert [(p.file, p.line, p.path) for p in problems] == [(file, 8, "nodes.p.inputs")]
+    assert problems[0].message == "kind 'pack' needs exactly 1 tokenizer input(s), got 0"
+    assert "produces tokenizer" in problems[0].hint
+
+
+def test_pack_with_two_tokenizers(tmp_path: Path, tokenizer_kind: str) -> None:
+    text = HEAD + f"  t1: {{uses: {tokenizer_kind}}}\n  t2: {{uses: {tokenizer_kind}}}\n"
+    text += "  p: {uses: pack, inputs: [t1, t2, docs]}\n"
+    file, problems = _problems(tmp_path, text)
+    assert [(p.line, p.message) for p in problems] == [
+        (7, "kind 'pack' needs exactly 1 tokenizer input(s), got 2")
+    ]
