@@ -1,29 +1,39 @@
 """Shared base of the kinds that read local files (`files`, `warc`, `issues_prs`): path checks at validation, a
 fingerprint over every file's path, size and mtime, and shards of consecutive files of about ``shard_mb`` each.
 
+What the patterns name but cannot be read as a file (a dangling symlink, a symlink loop, a FIFO, a folder that
+cannot be listed: see ``data_pipes.io.paths.scan_paths``) travels in its shard's payload under ``bad`` and comes
+out as one quarantined row with its error (``bad_input_records``), so it is counted, never skipped, and never
+opened (a FIFO would block a worker forever).
+
 The kinds' params need ``paths`` (files, folders or globs), ``shard_mb`` and ``source``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
-from data_pipes.io.readers import expand_paths
+from data_pipes.io.paths import InputEntry, expand_paths, scan_paths
+from data_pipes.io.records import make_id, quarantined_record
 from flows.fingerprint import sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
 
 T = TypeVar("T")
 
 
-def file_listing(patterns: list[str]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) of every file the patterns name, sorted."""
-    out = []
-    for path in expand_paths(patterns):
-        st = os.stat(path)
-        out.append((path, st.st_size, st.st_mtime_ns))
-    return out
+def file_listing(patterns: list[str]) -> list[InputEntry]:
+    """Every entry the patterns name, sorted: files with size and mtime, unreadable entries with their error."""
+    return scan_paths(patterns)
+
+
+def bad_input_records(task: ShardTask, id_path: Callable[[str], str]) -> list[dict[str, str]]:
+    """One quarantined record per entry of the shard that cannot be read as a file (``payload["bad"]``)."""
+    source = task.payload["source"]
+    return [
+        quarantined_record(rid=make_id(source, id_path(path), 0), source=source, url=path, error=error)
+        for path, error in task.payload.get("bad", [])
+    ]
 
 
 def check_patterns(
@@ -71,9 +81,10 @@ class FileSource(Kind):
         if not params.paths:  # type: ignore[attr-defined]
             return ""
         try:
-            return sha(*(f"{p}|{s}|{m}" for p, s, m in file_listing(params.paths)))  # type: ignore[attr-defined]
+            entries = file_listing(params.paths)  # type: ignore[attr-defined]
         except FileNotFoundError as exc:
             return f"missing: {exc}"
+        return sha(*(f"{e.path}|{e.size}|{e.mtime_ns}" + (f"|{e.error}" if e.error else "") for e in entries))
 
     def shard_payload(self, params: KindParams, files: list[str], source: str) -> dict[str, Any]:
         """What one shard task carries; kinds add their own keys."""
@@ -82,6 +93,13 @@ class FileSource(Kind):
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params = ctx.params
         source = params.source or ctx.node_id  # type: ignore[attr-defined]
-        listing = ((path, size) for path, size, _ in file_listing(params.paths))  # type: ignore[attr-defined]
+        listing = ((e, e.size) for e in file_listing(params.paths))  # type: ignore[attr-defined]
         groups = group_by_size(listing, params.shard_mb)  # type: ignore[attr-defined]
-        return [ShardTask(i, self.shard_payload(params, g, source), label=g[0]) for i, g in enumerate(groups)]
+        tasks = []
+        for i, group in enumerate(groups):
+            payload = self.shard_payload(params, [e.path for e in group if not e.error], source)
+            bad = [(e.path, e.error) for e in group if e.error]
+            if bad:  # only when there is any, so shards of clean inputs keep their payload (and resume)
+                payload["bad"] = bad
+            tasks.append(ShardTask(i, payload, label=group[0].path))
+        return tasks

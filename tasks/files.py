@@ -6,7 +6,8 @@ record number), so they do not change when the data moves.
 Files are listed (globs and directories, sorted) when the run starts; consecutive files are grouped into shards of
 about ``shard_mb`` of input, so the shard layout depends only on the files. The fingerprint covers every file's
 path, size and modification time, so editing an input file invalidates the node. Bad files and bad records are
-quarantined by the readers with their error; they never fail the node.
+quarantined by the readers with their error; they never fail the node. Entries that are not readable files
+(dangling symlinks, symlink loops, FIFOs, folders that cannot be listed) are quarantined without being opened.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from data_pipes.io.documents import records_to_frames
 from data_pipes.io.readers import detect_format, read_records
 from data_pipes.io.records import make_id, quarantined_record
 from data_pipes.io.shards import ShardResult, write_shard
-from tasks._file_source import FileSource
+from tasks._file_source import FileSource, bad_input_records
 from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
@@ -91,5 +92,6 @@ class Files(FileSource):
                     id_path=_id_path(path, params.paths),
                 )
             )
+        records.extend(bad_input_records(task, lambda path: _id_path(path, params.paths)))
         docs, bad = records_to_frames(records)
         return write_shard(out_dir, task.index, docs, rows_in=len(records), quarantined=bad, started=started)

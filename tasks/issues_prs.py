@@ -21,7 +21,7 @@ from data_pipes.code.issues_reader import read_threads
 from data_pipes.io.documents import records_to_frames
 from data_pipes.io.paths import expand_paths
 from data_pipes.io.shards import ShardResult, write_shard
-from tasks._file_source import FileSource
+from tasks._file_source import FileSource, bad_input_records
 from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
@@ -51,6 +51,7 @@ class IssuesPrs(FileSource):
         for path in task.payload["files"]:
             id_path = _id_path(path, task.payload["roots"])
             records.extend(read_threads(path, task.payload["source"], id_path, params.max_diff_chars))
+        records.extend(bad_input_records(task, lambda path: _id_path(path, task.payload["roots"])))
         docs, bad = records_to_frames(records)
         first = docs.select(pl.col("id").is_first_distinct()).to_series()
         dropped = docs.filter(~first).with_columns(pl.lit("issues_prs_duplicate").alias("reason"))

@@ -20,7 +20,7 @@ from pydantic import Field
 from data_pipes.io.documents import DOC_COLUMNS, records_to_frames
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.io.warc_reader import read_warc
-from tasks._file_source import FileSource
+from tasks._file_source import FileSource, bad_input_records
 from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
@@ -90,6 +90,7 @@ class Warc(FileSource):
                     counts=skipped,
                 )
             )
+        records.extend(bad_input_records(task, lambda path: path))  # entries that are not readable files
         docs, dropped, bad = split_records(records)
         extra = {"skipped_record_types": dict(sorted(skipped.items()))} if skipped else None
         return write_shard(
