@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from data_pipes.tokens.bfd import Items
+
 
 @dataclass(frozen=True)
 class FillStats:
@@ -22,7 +24,7 @@ class FillStats:
     fill: float  # tokens / (rows * seq_len)
     docs: int  # document copies packed
     docs_split: int  # copies cut into more than one row
-    short_docs_split: int  # of those, copies of length <= seq_len (BFD: always 0)
+    short_docs_split: int  # of those, copies of length <= seq_len (measured; BFD's should be 0)
 
     def row(self) -> dict:
         return asdict(self)
@@ -51,12 +53,33 @@ def concat_chunk_stats(copy_len: np.ndarray, seq_len: int) -> FillStats:
     )
 
 
-def bfd_stats(copy_len: np.ndarray, item_len: np.ndarray, rows: int, seq_len: int) -> FillStats:
-    """Fill and splits of a BFD packing: ``copy_len`` per document copy, ``item_len`` per packed item."""
-    copy_len = np.asarray(copy_len, dtype=np.int64)
-    copy_len = copy_len[copy_len > 0]
-    total = int(np.asarray(item_len, dtype=np.int64).sum())
-    split = copy_len > seq_len
+def bfd_stats(items: Items, item_order: np.ndarray, row_offsets: np.ndarray, seq_len: int) -> FillStats:
+    """Fill and splits of a packing, measured on where its items landed: the items of row ``r`` are
+    ``item_order[row_offsets[r]:row_offsets[r + 1]]`` (what ``pack_plan`` returns).
+
+    A document copy is the run of consecutive items from one ``start == 0`` item up to the next (``split_items``
+    keeps a copy's chunks adjacent, the first at offset 0). A copy is split when its items lie in more than one
+    row; it is a short split when, besides, the copy is no longer than ``seq_len`` (BFD never does that, a
+    packer that cuts a stream does)."""
+    length = np.asarray(items.length, dtype=np.int64)
+    item_order = np.asarray(item_order, dtype=np.int64)
+    row_offsets = np.asarray(row_offsets, dtype=np.int64)
+    rows = len(row_offsets) - 1
+    if len(item_order) != len(length) or (rows >= 0 and int(row_offsets[-1]) != len(length)):
+        raise ValueError(
+            f"the packing places {int(row_offsets[-1]) if rows >= 0 else 0} of {len(length)} items; "
+            "item_order and row_offsets must cover every item once"
+        )
+    total = int(length.sum())
+    if len(length) == 0:
+        return FillStats("bfd", seq_len, rows, 0, rows * seq_len, 1.0 if not rows else 0.0, 0, 0, 0)
+    item_row = np.empty(len(length), dtype=np.int64)
+    item_row[item_order] = np.repeat(np.arange(rows, dtype=np.int64), np.diff(row_offsets))
+    first = np.flatnonzero(np.asarray(items.start) == 0)
+    if len(first) == 0 or first[0] != 0:
+        raise ValueError("items must start with a copy's first chunk (start == 0)")
+    copy_len = np.add.reduceat(length, first)
+    split = np.minimum.reduceat(item_row, first) != np.maximum.reduceat(item_row, first)
     return FillStats(
         "bfd",
         seq_len,
@@ -64,7 +87,7 @@ def bfd_stats(copy_len: np.ndarray, item_len: np.ndarray, rows: int, seq_len: in
         total,
         rows * seq_len - total,
         total / (rows * seq_len) if rows else 1.0,
-        len(copy_len),
+        len(first),
         int(split.sum()),
-        0,
+        int((split & (copy_len <= seq_len)).sum()),
     )

@@ -113,7 +113,7 @@ def build_plan(out_dir: str, indices: list[int], seq_len: int, seed: int, rows_p
         dropped=int(docs.get_column("reason").is_not_null().sum()),
         docs_in=docs.height,
         docs_packed=int((repeats > 0).sum()),
-        bfd=bfd_stats(copy_len, items.length, rows, seq_len),
+        bfd=bfd_stats(items, item_order, row_offsets, seq_len),
         baseline=concat_chunk_stats(copy_len, seq_len),
         mix=_mix_table(docs),
         docs_per_shard=docs_per_shard,
