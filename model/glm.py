@@ -1,0 +1,447 @@
+"""The GLM-4.5 transformer in plain PyTorch: GQA with partial RoPE, QK-norm and qkv bias, first-k dense layers then
+MoE layers, an MTP layer, and document masking for packed rows.
+
+Usage::
+
+    cfg = model_config("debug")
+    model = GLMForCausalLM(cfg)          # weights from init_weights(seed=0)
+    out = model(input_ids, doc_lens=doc_lens, labels=input_ids, mtp_weight=0.3, aux_weight=1e-4)
+    out.loss.backward(); optimizer.step(); model.update_router_biases(u=1e-3)
+
+Parameter names are those of transformers' ``Glm4MoeForCausalLM`` (``model.embed_tokens``, ``model.layers.{i}.
+self_attn.{q,k,v,o}_proj``, ``...q_norm``/``k_norm``, ``...mlp...`` (see model/moe.py), ``...input_layernorm``,
+``...post_attention_layernorm``, ``model.norm``, ``lm_head``), so ``model.state_dict()`` loads into HF as is. The MTP
+layer is ``model.layers.{num_hidden_layers}`` with the published GLM-4.5 / DeepSeek-V3 checkpoint names (``enorm``,
+``hnorm``, ``eh_proj``, ``shared_head.norm`` plus a full MoE decoder layer); the output head and the embedding are
+shared with the main model (model/export.py writes copies, as the published checkpoints do).
+
+Packed rows: ``doc_lens`` [B][n_b] gives each row's document segments (``sum <= S``, the rest is padding). Positions
+restart at 0 in each segment, attention stays inside a segment (the padding tail is one more segment), and no loss
+falls on a target outside its segment or on padding. Kernels: without ``doc_lens`` plain causal SDPA; with them
+``torch.nn.attention.varlen.varlen_attn`` on CUDA when present, else SDPA with a block-diagonal causal bool mask
+[B, 1, S, S] (the CPU path; same logits as running each document alone).
+
+MTP (DeepSeek-V3 style, depth 1): position t combines ``enorm(embed(x[t+1]))`` and ``hnorm(h[t])`` (``h`` = main
+model's output after the final norm, the hidden state transformers' ``MtpModel`` and vLLM feed it), runs them
+through ``eh_proj`` and one decoder layer at position ``pos[t] + 1``, then ``shared_head.norm`` and the shared head
+predict ``x[t+2]``.
+Total loss = lm + ``mtp_weight`` * mtp + ``aux_weight`` * mean over MoE layers of the sequence balance loss.
+
+Departures from the report: none in the math; bf16 / fp32 casting follows transformers (router and RoPE tables in
+fp32). Weight init is normal(0, initializer_range) for every matrix (HF's), ones for norms, zeros for biases, drawn
+from a seeded generator in parameter-name order so the same seed gives the same bytes on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
+
+AttnImpl = Literal["auto", "sdpa", "varlen"]
+
+try:  # torch >= 2.9 on CUDA: flash-attention over packed sequences
+    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+except ImportError:  # pragma: no cover - depends on the torch build
+    _varlen_attn = None
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32, scaled in the input dtype (as transformers' ``Glm4MoeRMSNorm``)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for the first ``rotary_dim`` dims of each head (partial RoPE, rotate-half layout)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        rot = cfg.rotary_dim
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, rot, 2, dtype=torch.float32) / rot))  # [rot/2]
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids [B, S] -> cos, sin [B, S, rot] in ``dtype`` (computed in fp32)."""
+        freqs = position_ids[..., None].float() * self.inv_freq.float()  # [B, S, rot/2]
+        emb = torch.cat((freqs, freqs), dim=-1)  # [B, S, rot]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, S, n, D], cos/sin [B, S, rot] -> x with its first rot dims rotated (rotate-half), the rest untouched."""
+    rot = cos.shape[-1]
+    cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # [B, S, 1, rot]
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    x1, x2 = x_rot[..., : rot // 2], x_rot[..., rot // 2 :]
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return torch.cat((x_rot * cos + rotated * sin, x_pass), dim=-1)
+
+
+@dataclass
+class DocLayout:
+    """Where the documents of a packed batch are. Built once per forward by :func:`doc_layout`."""
+
+    position_ids: torch.Tensor  # [B, S] int64, restarting at 0 in every segment
+    segment_ids: torch.Tensor  # [B, S] int64, segment number inside the row (the pad tail is the last one)
+    valid: torch.Tensor  # [B, S] bool, False on padding
+    packed: bool  # False: one document per row, no padding (plain causal attention)
+    seg_lens: list[int] = field(
+        default_factory=list
+    )  # every segment of every row in order, pad tails included
+    _mask: torch.Tensor | None = None
+
+    def sdpa_mask(self) -> torch.Tensor:
+        """[B, 1, S, S] bool, True where query i may attend key j (same segment, j <= i)."""
+        if self._mask is None:
+            s = self.segment_ids.shape[1]
+            same = self.segment_ids[:, :, None] == self.segment_ids[:, None, :]  # [B, S, S]
+            causal = torch.ones(s, s, dtype=torch.bool, device=same.device).tril()
+            self._mask = (same & causal)[:, None]
+        return self._mask
+
+    def cu_seqlens(self) -> tuple[torch.Tensor, int]:
+        """Cumulative segment starts over the flattened [B*S] tokens (int32, [n+1]) and the longest segment."""
+        lens = torch.tensor([0, *self.seg_lens], dtype=torch.int32, device=self.position_ids.device)
+        return torch.cumsum(lens, 0, dtype=torch.int32), max(self.seg_lens)
+
+
+def doc_layout(
+    doc_lens: Sequence[Sequence[int]] | None, batch: int, seq_len: int, device: torch.device | str
+) -> DocLayout:
+    """The :class:`DocLayout` of a [batch, seq_len] batch whose row b holds documents of lengths ``doc_lens[b]``
+    followed by padding (``None``: every row is one document, no padding)."""
+    if doc_lens is None:
+        pos = torch.arange(seq_len, device=device).expand(batch, seq_len)
+        zeros = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
+        ones = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
+        return DocLayout(pos, zeros, ones, packed=False, seg_lens=[seq_len] * batch)
+    if len(doc_lens) != batch:
+        raise ValueError(
+            f"doc_lens has {len(doc_lens)} rows but input_ids has {batch}: give one list per row"
+        )
+    positions, segments, valid, seg_lens = [], [], [], []
+    for row, lens in enumerate(doc_lens):
+        lens = [int(n) for n in lens]
+        if any(n <= 0 for n in lens) or sum(lens) > seq_len:
+            raise ValueError(
+                f"doc_lens row {row} = {lens}: lengths must be positive and sum to at most seq_len {seq_len} "
+                "(the rest of the row is padding)"
+            )
+        pad = seq_len - sum(lens)
+        parts = lens + ([pad] if pad else [])
+        seg_lens.extend(parts)
+        positions.append(torch.cat([torch.arange(n) for n in parts]))
+        segments.append(torch.repeat_interleave(torch.arange(len(parts)), torch.tensor(parts)))
+        valid.append(torch.arange(seq_len) < sum(lens))
+    return DocLayout(
+        torch.stack(positions).to(device),
+        torch.stack(segments).to(device),
+        torch.stack(valid).to(device),
+        packed=True,
+        seg_lens=seg_lens,
+    )
+
+
+class Attention(nn.Module):
+    """GQA with partial RoPE, optional QK-norm (per head, before RoPE) and optional qkv bias. HF: ``Glm4MoeAttention``."""
+
+    def __init__(self, cfg: ModelConfig, attn_impl: AttnImpl = "auto") -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        )
+        h, bias = cfg.hidden_size, cfg.attention_bias
+        self.q_proj = nn.Linear(h, self.n_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=False)
+        self.use_qk_norm = cfg.use_qk_norm
+        if self.use_qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        self.attn_impl: AttnImpl = attn_impl
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], layout: DocLayout
+    ) -> torch.Tensor:
+        """x [B, S, H] -> [B, S, H]."""
+        b, s, _ = x.shape
+        q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # [B, S, nh, D]
+        k = self.k_proj(x).view(b, s, self.n_kv, self.head_dim)  # [B, S, nkv, D]
+        v = self.v_proj(x).view(b, s, self.n_kv, self.head_dim)
+        if self.use_qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if layout.packed and self._use_varlen(x.device):
+            cu, max_len = layout.cu_seqlens()
+            out = _varlen_attn(
+                q.reshape(b * s, self.n_heads, self.head_dim),
+                k.reshape(b * s, self.n_kv, self.head_dim),
+                v.reshape(b * s, self.n_kv, self.head_dim),
+                cu,
+                cu,
+                max_len,
+                max_len,
+                window_size=(-1, 0),
+                enable_gqa=self.n_kv != self.n_heads,
+            ).view(b, s, self.n_heads * self.head_dim)
+            return self.o_proj(out)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, n, S, D]
+        gqa = self.n_kv != self.n_heads
+        if layout.packed:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.sdpa_mask(), enable_gqa=gqa)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim))
+
+    def _use_varlen(self, device: torch.device) -> bool:
+        if self.attn_impl == "sdpa":
+            return False
+        available = _varlen_attn is not None and device.type == "cuda"
+        if self.attn_impl == "varlen" and not available:
+            raise RuntimeError(
+                "attn_impl='varlen' needs CUDA and torch.nn.attention.varlen; use 'auto' or 'sdpa'"
+            )
+        return available
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``; the mlp is dense or MoE by layer index."""
+
+    def __init__(
+        self, cfg: ModelConfig, layer_idx: int, expert_impl: ExpertImpl = "auto", attn_impl: AttnImpl = "auto"
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg, attn_impl)
+        self.is_moe = cfg.is_moe_layer(layer_idx)
+        self.mlp = MoE(cfg, expert_impl) if self.is_moe else MLP(cfg.hidden_size, cfg.intermediate_size)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        layout: DocLayout,
+        aux_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, S, H] -> (x [B, S, H], this layer's unweighted aux balance loss or None)."""
+        x = x + self.self_attn(self.input_layernorm(x), rope, layout)
+        h = self.post_attention_layernorm(x)
+        if self.is_moe:
+            h, aux = self.mlp(h, None if not layout.packed else layout.valid, aux_weight)
+        else:
+            h, aux = self.mlp(h), None
+        return x + h, aux
+
+
+class SharedHead(nn.Module):
+    """The MTP layer's output norm (``shared_head.norm``); the head matrix itself is the model's ``lm_head``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class MTPLayer(DecoderLayer):
+    """Multi-token prediction layer (always MoE): ``eh_proj([enorm(e_{t+1}); hnorm(h_t)])`` then a decoder block."""
+
+    def __init__(
+        self, cfg: ModelConfig, layer_idx: int, expert_impl: ExpertImpl = "auto", attn_impl: AttnImpl = "auto"
+    ) -> None:
+        super().__init__(cfg, layer_idx, expert_impl, attn_impl)
+        self.enorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.shared_head = SharedHead(cfg)
+
+    def forward_mtp(
+        self,
+        next_embeds: torch.Tensor,
+        hidden: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        layout: DocLayout,
+        aux_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """next_embeds [B, S, H] (embedding of x[t+1]), hidden [B, S, H] -> (normed output [B, S, H], aux or None)."""
+        x = self.eh_proj(torch.cat([self.enorm(next_embeds), self.hnorm(hidden)], dim=-1))
+        x, aux = self.forward(x, rope, layout, aux_weight)
+        return self.shared_head.norm(x), aux
+
+
+class GLMModel(nn.Module):
+    """Embedding, decoder layers (the MTP layer last, if any) and the final norm. HF: ``Glm4MoeModel``."""
+
+    def __init__(
+        self, cfg: ModelConfig, expert_impl: ExpertImpl = "auto", attn_impl: AttnImpl = "auto"
+    ) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        layers: list[nn.Module] = [
+            DecoderLayer(cfg, i, expert_impl, attn_impl) for i in range(cfg.num_hidden_layers)
+        ]
+        if cfg.num_nextn_predict_layers:
+            layers.append(MTPLayer(cfg, cfg.num_hidden_layers, expert_impl, attn_impl))
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(cfg)
+
+
+@dataclass
+class LMOutput:
+    """What :meth:`GLMForCausalLM.forward` returns. Losses are means over the counted target tokens."""
+
+    logits: torch.Tensor | None  # [B, S, V] (None when return_logits=False)
+    loss: torch.Tensor | None = None  # lm + mtp_weight * mtp + aux_weight * aux
+    lm_loss: torch.Tensor | None = None
+    mtp_loss: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None  # unweighted, mean over MoE layers (main + MTP)
+    n_tokens: int = 0  # targets counted in lm_loss
+
+
+class GLMForCausalLM(nn.Module):
+    """The GLM-4.5-style causal LM. HF: ``Glm4MoeForCausalLM`` (``model`` + ``lm_head``), plus the MTP layer."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        *,
+        expert_impl: ExpertImpl = "auto",
+        attn_impl: AttnImpl = "auto",
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = GLMModel(cfg, expert_impl, attn_impl)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        if seed is not None:
+            self.init_weights(seed)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """Normal(0, initializer_range) matrices, unit norms, zero biases and correction biases, drawn from one seeded
+        CPU generator in parameter-name order (device- and thread-count independent)."""
+        gen = torch.Generator().manual_seed(seed)
+        std = self.config.initializer_range
+        for name, p in sorted(self.named_parameters()):
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std)
+        for router in self.routers():
+            router.e_score_correction_bias.zero_()
+            router.load.zero_()
+
+    @property
+    def main_layers(self) -> nn.ModuleList:
+        return self.model.layers[: self.config.num_hidden_layers]
+
+    @property
+    def mtp_layer(self) -> MTPLayer | None:
+        return (
+            self.model.layers[self.config.num_hidden_layers] if self.config.num_nextn_predict_layers else None
+        )
+
+    def routers(self) -> list[TopkRouter]:
+        """Every MoE router, in layer order (the MTP layer's last)."""
+        return [layer.mlp.gate for layer in self.model.layers if layer.is_moe]
+
+    def moe_layer_indices(self) -> list[int]:
+        """Layer index of each entry of :meth:`routers`."""
+        return [i for i, layer in enumerate(self.model.layers) if layer.is_moe]
+
+    def update_router_biases(self, u: float) -> dict[int, float]:
+        """Loss-free balance step (after ``optimizer.step()``); returns MaxVio per MoE layer index."""
+        vios = update_router_biases(self.routers(), u)
+        return dict(zip(self.moe_layer_indices(), vios, strict=True))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        doc_lens: Sequence[Sequence[int]] | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        mtp_weight: float = 0.0,
+        aux_weight: float = 0.0,
+        return_logits: bool = True,
+    ) -> LMOutput:
+        """input_ids [B, S] int64; doc_lens one list of segment lengths per row (see the module docstring); labels
+        [B, S] in HF's convention (unshifted; -100 = no loss; ``labels=input_ids`` for pre-training). The loss at
+        position t targets labels[t+1] when t+1 is in t's document; the MTP loss targets labels[t+2] likewise."""
+        b, s = input_ids.shape
+        layout = doc_layout(doc_lens, b, s, input_ids.device)
+        embeds = self.model.embed_tokens(input_ids)  # [B, S, H]
+        rope = self.model.rotary_emb(layout.position_ids, embeds.dtype)
+        h = embeds
+        aux_terms: list[torch.Tensor] = []
+        for layer in self.main_layers:
+            h, aux = layer(h, rope, layout, aux_weight)
+            if aux is not None:
+                aux_terms.append(aux)
+        h = self.model.norm(h)  # [B, S, H], also the MTP layer's hidden input (as transformers' MtpModel)
+        logits = self.lm_head(h)  # [B, S, V]
+        out = LMOutput(logits=logits if return_logits else None)
+        if labels is None:
+            return out
+        lm_targets = shifted_targets(labels, layout, 1)
+        out.lm_loss, out.n_tokens = _ce(logits, lm_targets)
+        loss = out.lm_loss
+        mtp = self.mtp_layer
+        if mtp is not None and mtp_weight > 0:
+            next_ids = F.pad(
+                input_ids[:, 1:], (0, 1), value=0
+            )  # x[t+1] at t; the last slot is never a target
+            next_rope = self.model.rotary_emb(layout.position_ids + 1, embeds.dtype)
+            h_mtp, aux = mtp.forward_mtp(self.model.embed_tokens(next_ids), h, next_rope, layout, aux_weight)
+            if aux is not None:
+                aux_terms.append(aux)
+            out.mtp_loss, _ = _ce(self.lm_head(h_mtp), shifted_targets(labels, layout, 2))
+            loss = loss + mtp_weight * out.mtp_loss
+        if aux_terms:
+            out.aux_loss = torch.stack(aux_terms).mean()
+            loss = loss + aux_weight * out.aux_loss
+        out.loss = loss
+        return out
+
+
+def shifted_targets(labels: torch.Tensor, layout: DocLayout, shift: int) -> torch.Tensor:
+    """[B, S] targets: labels[t+shift] where t+shift is in t's segment and not padding, else -100."""
+    b, s = labels.shape
+    targets = torch.full_like(labels, -100)
+    if shift >= s:
+        return targets
+    same_doc = layout.segment_ids[:, shift:] == layout.segment_ids[:, :-shift]  # [B, S-shift]
+    ok = same_doc & layout.valid[:, shift:] & layout.valid[:, :-shift]
+    targets[:, :-shift] = torch.where(ok, labels[:, shift:], torch.full_like(labels[:, shift:], -100))
+    return targets
+
+
+def _ce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy in fp32 over targets != -100 (0 when there are none), and their count."""
+    n = int((targets != -100).sum())
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return total / max(n, 1), n

@@ -1,0 +1,238 @@
+"""The GLM-4.5 MoE feed-forward: sigmoid router with a correction bias, routed experts as 3D tensors, a shared expert,
+loss-free balance counters and an optional sequence-level auxiliary balance loss.
+
+Module and parameter names are those of transformers' ``Glm4MoeMoE`` (``mlp.gate.weight``,
+``mlp.gate.e_score_correction_bias``, ``mlp.experts.gate_up_proj`` [E, 2I, H], ``mlp.experts.down_proj`` [E, H, I],
+``mlp.shared_experts.{gate,up,down}_proj.weight``), so a state dict loads into ``Glm4MoeForCausalLM`` as is.
+
+Routing (GLM-4.5 report, after DeepSeek-V3): ``s = sigmoid(x W^T)`` in fp32; the top-k experts are chosen on
+``s + b`` (``b`` = ``e_score_correction_bias``, optionally group-limited), but the gate weights use ``s`` only,
+renormalised over the k picks and multiplied by ``routed_scaling_factor``.
+
+Loss-free balance (Wang et al. 2024, arXiv 2408.15664): each router counts its top-k picks in ``load`` while
+training. After the optimizer step, :func:`update_router_biases` sums the counts over data-parallel ranks (one
+all-reduce for all layers when ``torch.distributed`` is initialised), applies ``b += u * sign(mean(load) - load)``,
+returns MaxVio per layer (``(max(load) - mean(load)) / mean(load)``) and clears the counts. Counting happens in
+``train()`` mode only, pads excluded. Activation checkpointing reruns the forward in backward, which would count
+twice: a trainer that uses it sets ``router.count_load = False`` around the recompute.
+
+Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted by expert, then
+
+- ``loop``: one GEMM pair per expert over its contiguous slice. Fastest on CPU (benchmarks/model_cpu.py measures it
+  against ``bmm``).
+- ``bmm``: the slices padded to the largest expert's count, one batched matmul over [E, C, H].
+- ``grouped_mm``: ``torch._grouped_mm`` over the sorted rows with expert offsets (one kernel; CUDA only, used by
+  ``auto`` on GPU when the op exists; its CPU backward is not usable in torch 2.13).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+
+ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: ``down(silu(gate(x)) * up(x))``. HF: ``Glm4MoeMLP``."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., H] -> [..., H]
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class TopkRouter(nn.Module):
+    """Sigmoid top-k router. HF: ``Glm4MoeTopkRouter`` (``weight`` [E, H] and ``e_score_correction_bias`` [E], fp32)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_experts = cfg.n_routed_experts
+        self.top_k = cfg.num_experts_per_tok
+        self.n_group, self.topk_group = cfg.n_group, cfg.topk_group
+        self.norm_topk_prob = cfg.norm_topk_prob
+        self.routed_scaling_factor = cfg.routed_scaling_factor
+        self.weight = nn.Parameter(torch.zeros(self.n_experts, cfg.hidden_size, dtype=torch.float32))
+        self.register_buffer("e_score_correction_bias", torch.zeros(self.n_experts, dtype=torch.float32))
+        # top-k picks per expert since the last update_router_biases (not saved: a step's counts start at zero)
+        self.register_buffer("load", torch.zeros(self.n_experts, dtype=torch.float32), persistent=False)
+        self.count_load = True
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [T, H], valid [T] bool (tokens that count towards the load) -> (topk_idx [T, k] int64,
+        topk_weight [T, k] in x's dtype, scores [T, E] fp32 sigmoid scores)."""
+        scores = torch.sigmoid(F.linear(x.float(), self.weight.float()))  # [T, E]
+        with torch.no_grad():
+            choice = scores + self.e_score_correction_bias  # bias steers selection only
+            if self.n_group > 1:
+                per_group = choice.view(-1, self.n_group, self.n_experts // self.n_group)  # [T, G, E/G]
+                group_score = per_group.topk(2, dim=-1).values.sum(-1)  # [T, G]
+                keep = torch.zeros_like(group_score, dtype=torch.bool)
+                keep.scatter_(1, group_score.topk(self.topk_group, dim=-1).indices, True)
+                choice = per_group.masked_fill(~keep[..., None], float("-inf")).view(-1, self.n_experts)
+            topk_idx = choice.topk(self.top_k, dim=-1).indices  # [T, k]
+            if self.training and self.count_load:
+                picks = topk_idx if valid is None else topk_idx[valid]
+                self.load += torch.bincount(picks.reshape(-1), minlength=self.n_experts).float()
+        topk_weight = scores.gather(1, topk_idx)  # [T, k]
+        if self.norm_topk_prob:
+            topk_weight = topk_weight / (topk_weight.sum(-1, keepdim=True) + 1e-20)
+        topk_weight = topk_weight * self.routed_scaling_factor
+        return topk_idx, topk_weight.to(x.dtype), scores
+
+
+class GroupedExperts(nn.Module):
+    """E SwiGLU experts as 3D tensors. HF: ``Glm4MoeExperts`` (``gate_up_proj`` [E, 2I, H], ``down_proj`` [E, H, I])."""
+
+    def __init__(self, cfg: ModelConfig, impl: ExpertImpl = "auto") -> None:
+        super().__init__()
+        e, i, h = cfg.n_routed_experts, cfg.moe_intermediate_size, cfg.hidden_size
+        self.n_experts, self.intermediate = e, i
+        self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h))
+        self.down_proj = nn.Parameter(torch.empty(e, h, i))
+        self.impl: ExpertImpl = impl
+
+    def resolved_impl(self, device: torch.device) -> ExpertImpl:
+        """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has it, else loop."""
+        if self.impl != "auto":
+            return self.impl
+        if device.type == "cuda" and hasattr(torch, "_grouped_mm"):
+            return "grouped_mm"
+        return "loop"
+
+    def forward(self, x: torch.Tensor, topk_idx: torch.Tensor, topk_weight: torch.Tensor) -> torch.Tensor:
+        """x [T, H], topk_idx [T, k], topk_weight [T, k] -> [T, H] (sum over the k picks of weight * expert(x))."""
+        t, k = topk_idx.shape
+        flat_expert = topk_idx.reshape(-1)  # [T*k]
+        order = flat_expert.argsort(stable=True)  # slots grouped by expert
+        token_of_slot = order // k  # [T*k]
+        counts = torch.bincount(flat_expert, minlength=self.n_experts)  # [E]
+        xs = x[token_of_slot]  # [T*k, H], rows of expert 0 first, then expert 1 ...
+        impl = self.resolved_impl(x.device)
+        if impl == "loop":
+            ys = self._loop(xs, counts.tolist())
+        elif impl == "bmm":
+            ys = self._bmm(xs, counts)
+        elif impl == "grouped_mm":
+            ys = self._grouped_mm(xs, counts)
+        else:
+            raise ValueError(f"unknown expert implementation {impl!r}: use auto, loop, bmm or grouped_mm")
+        ys = ys * topk_weight.reshape(-1)[order, None].to(ys.dtype)  # [T*k, H]
+        return torch.zeros_like(x).index_add_(0, token_of_slot, ys.to(x.dtype))
+
+    def _swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:  # [..., 2I] -> [..., I]
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+    def _loop(self, xs: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        outs = []
+        for e, xe in enumerate(xs.split(counts)):  # xe [n_e, H]
+            if xe.shape[0] == 0:
+                continue
+            outs.append(F.linear(self._swiglu(F.linear(xe, self.gate_up_proj[e])), self.down_proj[e]))
+        return torch.cat(outs) if outs else xs.new_zeros(0, self.down_proj.shape[1])
+
+    def _bmm(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        cap = int(counts.max()) if counts.numel() else 0
+        starts = torch.cumsum(counts, 0) - counts  # [E]
+        expert_of_slot = torch.repeat_interleave(torch.arange(self.n_experts, device=xs.device), counts)
+        row_in_expert = torch.arange(xs.shape[0], device=xs.device) - starts[expert_of_slot]
+        padded = xs.new_zeros(self.n_experts, cap, xs.shape[1])  # [E, C, H]
+        padded[expert_of_slot, row_in_expert] = xs
+        hidden = self._swiglu(torch.bmm(padded, self.gate_up_proj.transpose(1, 2)))  # [E, C, I]
+        out = torch.bmm(hidden, self.down_proj.transpose(1, 2))  # [E, C, H]
+        return out[expert_of_slot, row_in_expert]
+
+    def _grouped_mm(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        offs = torch.cumsum(counts, 0).to(torch.int32)  # [E], end row of each expert
+        hidden = self._swiglu(torch._grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs))
+        return torch._grouped_mm(hidden, self.down_proj.transpose(1, 2), offs=offs)
+
+
+class MoE(nn.Module):
+    """Routed experts plus shared expert(s). HF: ``Glm4MoeMoE`` (``gate``, ``experts``, ``shared_experts``)."""
+
+    def __init__(self, cfg: ModelConfig, expert_impl: ExpertImpl = "auto") -> None:
+        super().__init__()
+        self.gate = TopkRouter(cfg)
+        self.experts = GroupedExperts(cfg, expert_impl)
+        self.has_shared = cfg.n_shared_experts > 0
+        if self.has_shared:
+            self.shared_experts = MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None, aux_weight: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, S, H], valid [B, S] bool (non-pad) -> (y [B, S, H], aux balance loss (unweighted) or None)."""
+        b, s, h = x.shape
+        flat = x.reshape(b * s, h)
+        flat_valid = None if valid is None else valid.reshape(-1)
+        topk_idx, topk_weight, scores = self.gate(flat, flat_valid)
+        y = self.experts(flat, topk_idx, topk_weight).view(b, s, h)
+        if self.has_shared:
+            y = y + self.shared_experts(x)
+        aux = None
+        if aux_weight > 0:
+            aux = sequence_balance_loss(scores.view(b, s, -1), topk_idx.view(b, s, -1), valid)
+        return y, aux
+
+
+def sequence_balance_loss(
+    scores: torch.Tensor, topk_idx: torch.Tensor, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """DeepSeek-V3's sequence-wise balance loss, unweighted, averaged over rows (one packed row = one sequence).
+
+    scores [B, S, E] sigmoid scores, topk_idx [B, S, k], valid [B, S] bool or None.
+    Per row: ``sum_i f_i * P_i`` with ``f_i = E / (k * T) * #picks of i`` and ``P_i`` the mean over tokens of the
+    scores normalised to sum 1 per token.
+    """
+    b, s, e = scores.shape
+    k = topk_idx.shape[-1]
+    mask = torch.ones(b, s, device=scores.device) if valid is None else valid.float()  # [B, S]
+    n_tok = mask.sum(-1).clamp(min=1)  # [B]
+    picks = torch.zeros(b, s, e, device=scores.device).scatter_(2, topk_idx, 1.0)  # [B, S, E]
+    f = (picks * mask[..., None]).sum(1) * e / (k * n_tok[:, None])  # [B, E]
+    p_norm = scores / scores.sum(-1, keepdim=True)
+    p = (p_norm * mask[..., None]).sum(1) / n_tok[:, None]  # [B, E]
+    return (f * p).sum(-1).mean()
+
+
+def max_violation(load: torch.Tensor) -> float:
+    """MaxVio of one layer's load counts: ``(max - mean) / mean`` (0 when perfectly balanced or nothing counted)."""
+    mean = load.float().mean()
+    if mean <= 0:
+        return 0.0
+    return float((load.max() - mean) / mean)
+
+
+@torch.no_grad()
+def update_router_biases(
+    routers: list[TopkRouter], u: float, process_group: dist.ProcessGroup | None = None
+) -> list[float]:
+    """Loss-free balance step for ``routers`` (call after ``optimizer.step()``): all-reduce the load counts over the
+    data-parallel ranks (when ``torch.distributed`` is initialised), apply ``b += u * sign(mean(load) - load)``,
+    clear the counts and return MaxVio per router, computed on the summed counts before the update."""
+    if not routers:
+        return []
+    loads = torch.stack([r.load for r in routers])  # [L, E]
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(loads, op=dist.ReduceOp.SUM, group=process_group)
+    vios = []
+    for router, load in zip(routers, loads, strict=True):
+        vios.append(max_violation(load))
+        if u != 0:
+            router.e_score_correction_bias += u * torch.sign(load.mean() - load)
+        router.load.zero_()
+    return vios

@@ -1,0 +1,208 @@
+"""Muon for the hidden matrices, AdamW for the rest, in one ``torch.optim.Optimizer``; clipping on raw gradients.
+
+Usage::
+
+    opt = build_optimizer(model, OptimConfig(lr=2.5e-4))
+    for step in ...:
+        loss.backward()
+        set_lr(opt, lr_at(step, schedule))                 # model/schedule.py
+        grad_norm = clip_and_step(opt, max_norm=1.0)      # clip RAW grads, then Muon / AdamW step
+        model.update_router_biases(u)                     # loss-free balance, after the step
+        opt.zero_grad(set_to_none=True)
+
+Which parameter gets what (:func:`split_params`):
+
+- Muon: every matrix inside the blocks: attention q/k/v/o, dense and shared-expert MLPs, the MTP ``eh_proj``, and
+  the routed experts, orthogonalised **per expert** (``gate_up_proj`` [E, 2I, H] is split into its gate and up
+  halves, so 2E matrices of [I, H]; ``down_proj`` [E, H, I] is E matrices). Each parameter carries
+  ``p.use_muon = True`` (the attribute DeepSpeed's Muon integration reads).
+- AdamW: token embedding, output head, the router (``mlp.gate.weight``), all norms and biases.
+
+Muon step (Jordan et al. 2024; scaling of Liu et al. 2025, "Muon is Scalable", arXiv 2502.16982): Nesterov momentum
+(0.95) on the raw gradient, 5 Newton-Schulz iterations of the quintic (3.4445, -4.7750, 2.0315) towards the nearest
+semi-orthogonal matrix, then the update is scaled by ``0.2 * sqrt(max(rows, cols))`` so its RMS matches AdamW's
+(~0.2) and both families share one learning rate and weight decay. Weight decay (0.1, decoupled, ``p *= 1 - lr*wd``)
+applies to every matrix (embedding and head included), not to norms and biases.
+
+Clipping: :func:`clip_and_step` clips the global norm of the raw gradients *before* the optimizer orthogonalises
+anything. (DeepSpeed ZeRO-1/2's own ``gradient_clipping`` clips after its Muon has replaced the gradient by the
+orthogonalised update, DeepSpeed PR #7776; the launcher must clip here and leave DeepSpeed's clipping off.)
+Newton-Schulz runs in fp32 on CPU and bf16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+class OptimConfig(BaseModel):
+    """Optimizer hyper-parameters (the stage params that feed :func:`build_optimizer`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float = Field(default=2.5e-4, gt=0, description="peak learning rate (both Muon and AdamW)")
+    weight_decay: float = Field(default=0.1, ge=0)
+    momentum: float = Field(default=0.95, ge=0, lt=1, description="Muon momentum")
+    nesterov: bool = True
+    ns_steps: int = Field(default=5, ge=1)
+    update_rms: float = Field(default=0.2, gt=0, description="RMS of a Muon update before the learning rate")
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = Field(default=1e-8, gt=0)
+
+
+_ADAM_NAMES = ("embed_tokens.", "lm_head.", "mlp.gate.weight")
+
+
+def split_params(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, nn.Parameter]]]:
+    """(Muon parameters, AdamW parameters) of ``model``, as (name, parameter) in name order, trainable ones only."""
+    muon, adam = [], []
+    for name, p in sorted(model.named_parameters()):
+        if not p.requires_grad:
+            continue
+        is_matrix = p.ndim >= 2 and not any(tag in name for tag in _ADAM_NAMES)
+        (muon if is_matrix else adam).append((name, p))
+    return muon, adam
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig | None = None) -> MuonAdamW:
+    """A :class:`MuonAdamW` over ``model``'s trainable parameters with the groups of :func:`split_params`."""
+    cfg = cfg or OptimConfig()
+    muon, adam = split_params(model)
+    for _, p in muon:
+        p.use_muon = True  # type: ignore[attr-defined]
+    for _, p in adam:
+        p.use_muon = False  # type: ignore[attr-defined]
+    decay = [p for n, p in adam if p.ndim >= 2]
+    no_decay = [p for n, p in adam if p.ndim < 2]
+    groups = [
+        {"params": [p for _, p in muon], "use_muon": True, "weight_decay": cfg.weight_decay},
+        {"params": decay, "use_muon": False, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "use_muon": False, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    names = {id(p): n for n, p in [*muon, *adam]}
+    opt = MuonAdamW(groups, cfg)
+    opt.param_names = names
+    return opt
+
+
+def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """Approximate orthogonalisation of g [..., A, B] (each trailing matrix separately): returns a matrix with the
+    same singular vectors and singular values pushed into roughly [0.7, 1.2]."""
+    a, b, c = NS_COEFFS
+    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    transposed = x.shape[-2] > x.shape[-1]
+    if transposed:  # iterate on the wide orientation: X X^T is the smaller Gram matrix
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)  # spectral norm <= Frobenius norm = 1
+    for _ in range(steps):
+        gram = x @ x.mT  # [..., A, A]
+        poly = b * gram + c * (gram @ gram)
+        x = a * x + poly @ x
+    if transposed:
+        x = x.mT
+    return x.to(g.dtype)
+
+
+def _as_matrices(t: torch.Tensor, name: str) -> torch.Tensor:
+    """View of a Muon parameter (or its update) as a batch of the matrices Muon treats separately."""
+    if t.ndim == 2:
+        return t
+    if name.endswith("gate_up_proj"):  # [E, 2I, H] -> [2E, I, H]: gate and up of every expert separately
+        e, two_i, h = t.shape
+        return t.reshape(e * 2, two_i // 2, h)
+    return t.reshape(-1, t.shape[-2], t.shape[-1])  # [E, H, I] and any other stack of matrices
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """One optimizer, two rules: groups with ``use_muon=True`` take the Muon step, the others AdamW."""
+
+    def __init__(self, param_groups: Iterable[dict], cfg: OptimConfig) -> None:
+        defaults = {
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "momentum": cfg.momentum,
+            "nesterov": cfg.nesterov,
+            "ns_steps": cfg.ns_steps,
+            "update_rms": cfg.update_rms,
+            "betas": cfg.adam_betas,
+            "eps": cfg.adam_eps,
+            "use_muon": False,
+        }
+        super().__init__(list(param_groups), defaults)
+        self.param_names: dict[int, str] = {}
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            raise ValueError("MuonAdamW.step takes no closure")
+        for group in self.param_groups:
+            if group["use_muon"]:
+                self._muon_group(group)
+            else:
+                self._adamw_group(group)
+
+    def _muon_group(self, group: dict) -> None:
+        lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buf = state["momentum_buffer"]
+            buf.mul_(beta).add_(p.grad)
+            update = p.grad.add(buf, alpha=beta) if group["nesterov"] else buf
+            name = self.param_names.get(id(p), "")
+            mats = newton_schulz(_as_matrices(update, name), group["ns_steps"])  # [n, A, B]
+            scale = group["update_rms"] * math.sqrt(max(mats.shape[-2], mats.shape[-1]))
+            if wd:
+                p.mul_(1 - lr * wd)
+            p.add_(mats.reshape(p.shape), alpha=-lr * scale)
+
+    def _adamw_group(self, group: dict) -> None:
+        lr, wd, (beta1, beta2), eps = group["lr"], group["weight_decay"], group["betas"], group["eps"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+            m.lerp_(p.grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            denom = (v / (1 - beta2**t)).sqrt_().add_(eps)
+            if wd:
+                p.mul_(1 - lr * wd)
+            p.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every group (Muon and AdamW share it, see the module docstring)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, max_norm: float | None) -> float:
+    """Clip the global L2 norm of the raw gradients to ``max_norm`` (None or <= 0: no clipping), then
+    ``optimizer.step()``. Returns the norm before clipping (inf/nan are returned, not raised)."""
+    grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        optimizer.step()
+        return 0.0
+    if max_norm is not None and max_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(grads, max_norm, error_if_nonfinite=False)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in grads])
+    optimizer.step()
+    return float(norm)
