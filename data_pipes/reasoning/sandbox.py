@@ -1,20 +1,22 @@
 """Code sandbox: run untrusted Python in a separate, limited process and say what happened.
 
-Layers, outermost first (docs/AGENT.md has the table of which layer stops which attack):
+The boundary is the kernel's, set up by bubblewrap (``sandbox_layers``; docs/AGENT.md has the table of which
+layer stops which attack):
 
-1. a fresh temporary directory as cwd, ``HOME`` and ``TMPDIR``, removed afterwards (with everything the
-   program wrote); stdout / stderr go to files outside it, read back up to ``max_output`` bytes;
-2. an empty environment: none of the parent's variables reach the child;
-3. a session and process group of its own (``start_new_session``); at the wall timeout the group is killed,
-   and so is every process of the run's uid;
-4. a network namespace with no interfaces (``sandbox_layers``), when the machine allows one;
-5. a fresh unprivileged uid when we are root (``sandbox_layers``): file permissions, signals and
-   ``RLIMIT_NPROC`` become real;
-6. resource limits set by the bootstrap before the user's code runs (address space and data for memory, CPU
+1. ``bwrap``: fresh user, PID, network, IPC, UTS and mount namespaces, no capabilities, ``no_new_privs``,
+   ``--die-with-parent``, ``--new-session``; the child's file system is only a read-only bind of the
+   interpreter (installation, standard library, site-packages, shared libraries) and a size-limited tmpfs work
+   directory, ``/sandbox`` (cwd, ``HOME``, ``TMPDIR``), into which ``files`` and ``main.py`` are copied;
+2. as root, a fresh unprivileged uid per run (file permissions and ``RLIMIT_NPROC`` apply);
+3. resource limits set by the bootstrap before the user's code runs (address space and data for memory, CPU
    seconds, processes, file size, open files, no core);
-7. an audit hook (``sandbox_boot``) that ends the program with status ``forbidden`` on file access outside the
-   sandbox, sockets, signals to other processes, new processes, ``ctypes`` and gc introspection.
+4. an empty environment, a session of its own, and the wall-clock timeout: at the timeout the PID namespace's
+   first process is killed, and with it, by the kernel, everything the run started;
+5. a second line inside the process: an audit hook (``sandbox_boot``) that ends the program with status
+   ``forbidden`` on file access outside the sandbox, sockets, signals to other processes, new processes,
+   ``ctypes`` and gc introspection. Nothing depends on it: every attack is also stopped with ``audit=False``.
 
+stdout / stderr go to files outside the sandbox, read back up to ``max_output`` bytes.
 ``run_code_tests(code, tests, entry_point, timeout_s, memory_mb) -> (passed, detail)`` is the interface the
 verifier uses; ``run_python`` is the general one (the agent's ``python`` tool).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -34,16 +37,24 @@ from pathlib import Path
 
 from data_pipes.reasoning.sandbox_boot import EXIT_FORBIDDEN, MARK
 from data_pipes.reasoning.sandbox_layers import (
-    available_layers,
-    command_prefix,
+    WORK,
+    SandboxUnavailable,
+    check_available,
+    command,
     fresh_uid,
+    gone,
     kill_group,
+    kill_pid,
     kill_uid,
 )
+from data_pipes.reasoning.sandbox_seccomp import filter_fd
+
+__all__ = ["STATUSES", "SandboxResult", "SandboxUnavailable", "run_code_tests", "run_python"]
 
 BOOT_SOURCE = Path(__file__).with_name("sandbox_boot.py").read_text(encoding="utf-8")
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "forbidden")
 HARNESS = "\n\n{tests}\n\nif 'check' in globals() and {entry!r}:\n    check(globals()[{entry!r}])\n"
+REAP_S = 5.0  # after a kill, how long to wait for the kernel to empty the run's PID namespace
 
 
 @dataclass(frozen=True)
@@ -79,30 +90,24 @@ def run_python(
     nproc: int = 16,
     max_output: int = 64 * 1024,
     fsize_mb: int = 16,
+    disk_mb: int = 64,
     site_packages: bool = True,
-    layers: frozenset[str] | None = None,
     audit: bool = True,
 ) -> SandboxResult:
-    """Run ``code`` as ``main.py`` in a fresh sandbox; ``files`` are written beside it first (relative paths).
+    """Run ``code`` as ``main.py`` in a fresh sandbox; ``files`` are copied beside it first (relative paths).
 
-    ``layers`` restricts the kernel layers to a subset of ``available_layers()`` (benchmarks, tests);
-    ``audit=False`` leaves the audit hook out (to test the kernel layers alone)."""
-    use = available_layers() if layers is None else available_layers() & layers
-    uid = fresh_uid() if ("uid" in use or "uid+read" in use) else None
-    root = tempfile.mkdtemp(prefix="arcflow-sbx-")
+    ``disk_mb`` bounds the work directory (a tmpfs), ``fsize_mb`` each file; ``audit=False`` leaves the
+    in-process audit hook out (the tests show every attack fails without it). Raises ``SandboxUnavailable``
+    when bubblewrap is missing or the kernel refuses its namespaces."""
+    layers = check_available()
+    uid = fresh_uid() if "uid" in layers else None
+    root = tempfile.mkdtemp(prefix="arcflow-sbx-")  # 0700, ours: staging files and the output files
     try:
-        os.chmod(root, 0o711)  # the child may traverse to its directory but not list or open our files
-        work = os.path.join(root, "work")
-        os.mkdir(work, 0o700)
-        _write_files(work, {**(files or {}), "main.py": code})
-        if uid is not None:
-            for dirpath, _dirs, names in os.walk(work):
-                for p in [dirpath, *(os.path.join(dirpath, n) for n in names)]:
-                    os.chown(p, uid, uid)
+        staged = _stage_files(root, {**(files or {}), "main.py": code})
         return _execute(
             root,
-            work,
-            use,
+            staged,
+            layers,
             uid,
             stdin,
             timeout_s,
@@ -110,6 +115,7 @@ def run_python(
             nproc,
             max_output,
             fsize_mb,
+            disk_mb,
             site_packages,
             audit,
         )
@@ -119,77 +125,143 @@ def run_python(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _write_files(work: str, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = os.path.normpath(os.path.join(work, rel))
-        if os.path.isabs(rel) or not path.startswith(work + os.sep):
+def _stage_files(root: str, files: dict[str, str]) -> list[tuple[str, str]]:
+    """Write each file under ``root/in``; (host path, path relative to the work directory) pairs."""
+    staged = []
+    for i, (rel, text) in enumerate(files.items()):
+        norm = os.path.normpath(rel)
+        if os.path.isabs(rel) or norm in (".", "..") or norm.startswith("../"):
             raise ValueError(f"sandbox file {rel!r} must be a relative path inside the sandbox")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
+        host = os.path.join(root, f"in-{i}")
+        with open(host, "w", encoding="utf-8") as fh:
             fh.write(text)
+        staged.append((host, norm))
+    return staged
 
 
-def _execute(root, work, use, uid, stdin, timeout_s, memory_mb, nproc, max_output, fsize_mb, site, audit):
+def _execute(
+    root, staged, layers, uid, stdin, timeout_s, memory_mb, nproc, max_output, fsize_mb, disk_mb, site, audit
+):
     cfg = {
-        "dir": work,
+        "dir": WORK,
         "main": "main.py",
         "allow_processes": False,
         "audit": audit,
         "limits": {
             "memory_bytes": memory_mb * 1024 * 1024,
             "cpu_s": max(1, int(timeout_s + 0.999)),
-            "nproc": nproc if uid is not None else nproc + _own_processes(),
+            "nproc": nproc,  # counted in the run's own user namespace: only its processes
             "fsize_bytes": fsize_mb * 1024 * 1024,
             "nofile": 64,
         },
     }
     flags = ["-I", "-B"] + ([] if site else ["-S"])
-    argv = [*command_prefix(use, uid), sys.executable, *flags, "-c", BOOT_SOURCE, json.dumps(cfg)]
-    env = {"HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}
+    env = {"HOME": WORK, "TMPDIR": WORK, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}
     paths = {name: os.path.join(root, name) for name in ("stdin", "stdout", "stderr")}
     with open(paths["stdin"], "w", encoding="utf-8") as fh:
         fh.write(stdin)
-    started = time.perf_counter()
-    timed_out = False
-    with (
-        open(paths["stdin"], "rb") as fin,
-        open(paths["stdout"], "wb") as fout,
-        open(paths["stderr"], "wb") as ferr,
-    ):
-        proc = subprocess.Popen(
-            argv,
-            stdin=fin,
-            stdout=fout,
-            stderr=ferr,
-            cwd=work,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
+    info_r, info_w = os.pipe()
+    fds = [os.open(host, os.O_RDONLY | os.O_CLOEXEC) for host, _ in staged]
+    seccomp = filter_fd()
+    if seccomp is not None:
+        fds.append(seccomp)
+    try:
+        argv = command(
+            [sys.executable, *flags, "-c", BOOT_SOURCE, json.dumps(cfg)],
+            env,
+            uid,
+            disk_mb * 1024 * 1024,
+            [(fd, rel) for fd, (_, rel) in zip(fds, staged, strict=False)],
+            info_w,
+            seccomp,
+            site_packages=site,
         )
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        kill_group(proc.pid)  # the run is over: nothing it started may outlive it
-        proc.wait()
+        started = time.perf_counter()
+        with (
+            open(paths["stdin"], "rb") as fin,
+            open(paths["stdout"], "wb") as fout,
+            open(paths["stderr"], "wb") as ferr,
+        ):
+            proc = subprocess.Popen(
+                argv,
+                stdin=fin,
+                stdout=fout,
+                stderr=ferr,
+                cwd=root,
+                env={"PATH": "/usr/bin:/bin"},
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=[*fds, info_w],
+                umask=0o022,
+            )
+        for fd in [*fds, info_w]:
+            os.close(fd)
+        fds = []
+        timed_out = not _wait(proc, timeout_s)
+        if timed_out:
+            _stop(proc, _init_pid(info_r))
+        # bwrap returns only once its PID namespace's first process is reaped, which the kernel allows only
+        # after it has killed everything else in the namespace: nothing the run started is left
+    finally:
+        for fd in [*fds, info_r]:
+            os.close(fd)
     seconds = time.perf_counter() - started
     out, err = _read(paths["stdout"], max_output), _read(paths["stderr"], max_output)
-    status = _classify(proc.returncode, err, timed_out)
-    layers = ("tmpdir", "empty_env", "session", *sorted(use), "rlimits") + (("audit",) if audit else ())
-    return SandboxResult(status, out, err, None if timed_out else proc.returncode, round(seconds, 4), layers)
+    rc = _returncode(proc.returncode)
+    status = _classify(rc, err, timed_out)
+    used = ("tmpdir", "empty_env", "session", *layers, "rlimits") + (("audit",) if audit else ())
+    return SandboxResult(status, out, err, None if timed_out else rc, round(seconds, 4), used)
 
 
-def _own_processes() -> int:
-    """Processes (and threads' tasks) of our uid: ``RLIMIT_NPROC`` counts them too when no uid is dropped."""
-    uid, n = os.getuid(), 0
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    n += len(os.listdir(f"/proc/{name}/task"))
-            except OSError:
-                continue
-    return n
+def _init_pid(info_r: int) -> int | None:
+    """The PID namespace's first process, from bwrap's ``--info-fd`` (written once set up)."""
+    os.set_blocking(info_r, False)
+    try:
+        data = os.read(info_r, 65536)
+    except BlockingIOError:
+        return None
+    try:
+        return int(json.loads(data.decode())["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait for ``proc`` up to ``timeout_s``; whether it exited. A pidfd wakes us the moment it exits
+    (``Popen.wait(timeout)`` polls with sleeps of up to 50 ms)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout_s)
+    finally:
+        os.close(pidfd)
+    if ready:
+        proc.wait()
+    return bool(ready)
+
+
+def _stop(proc: subprocess.Popen, init: int | None) -> None:
+    """At the wall timeout: kill the namespace's first process (the kernel then kills every process of the
+    run, daemons included) and let bwrap return; kill bwrap's own group only if it does not."""
+    if init is not None and not gone(init):  # bwrap is still running, so ``init`` cannot be a reused pid
+        kill_pid(init)
+        if _wait(proc, REAP_S):
+            return
+    kill_group(proc.pid)
+    proc.wait()
+
+
+def _returncode(rc: int) -> int:
+    """bwrap reports a child killed by signal N as exit 128 + N; give it back as -N, as a direct child's."""
+    if rc > 128 and (rc - 128) in {s.value for s in signal.Signals}:
+        return -(rc - 128)
+    return rc
 
 
 def _read(path: str, limit: int) -> str:

@@ -1,20 +1,25 @@
-"""The kernel-side layers of the sandbox: which of them this machine allows, and the command line that applies
-them.
+"""The sandbox's kernel boundary: the bubblewrap (``bwrap``) command line that runs one execution.
 
-Probed once per process (``available_layers``), by running a trivial interpreter under each candidate:
+Every execution gets, from ``bwrap`` (Debian package ``bubblewrap``):
 
-* ``uid``: when we are root, the child runs as a fresh, otherwise unused user id (one per run), through
-  ``setpriv`` with no supplementary groups, no capabilities and ``no_new_privs``. File permissions then apply
-  to it (it cannot write anything it does not own, or read ``/proc/<pid>/environ`` of other users), it cannot
-  signal our processes, and ``RLIMIT_NPROC`` (which the kernel does not enforce for root) counts exactly its
-  own processes, so fork bombs stop at the limit and every leftover is found and killed by its uid.
-* ``uid+read``: as ``uid``, keeping only ``CAP_DAC_READ_SEARCH`` (read and traverse any file) when the Python
-  installation itself is not readable by other users (a pyenv under a 0700 ``/root``). Reads outside the
-  sandbox are then stopped by the audit hook alone; writes, signals and process limits still by the kernel.
-* ``netns``: a new, empty network namespace (``unshare --net``; ``unshare --user --net`` when not root):
-  there is no interface but a down loopback, so every connection fails in the kernel.
+* fresh user, PID, network, IPC, UTS, cgroup and mount namespaces; further user namespaces disabled inside;
+* ``--die-with-parent`` and ``--new-session``; all capabilities dropped (``--cap-drop ALL``), ``no_new_privs``;
+* a root file system that is a fresh tmpfs holding only read-only binds of what the interpreter needs (its
+  installation, its standard library, the site-packages it may import, the shared libraries, the loader's
+  cache), a fresh ``/proc`` of its own PID namespace, a minimal read-only ``/dev``, and a writable, size-limited
+  tmpfs work directory (``/sandbox``); nothing else of the machine exists for the child (no ``/root``,
+  ``/home``, ``/work``, ``/etc``, ``/tmp``);
+* when the PID namespace's first process dies, the kernel kills everything left in it: daemons included.
 
-Missing tools or refused namespaces degrade to fewer layers; ``SandboxResult.layers`` says which ran.
+As root, the run also gets a fresh, otherwise unused uid (one per run): file permissions apply to it on the
+read-only binds, and ``RLIMIT_NPROC`` is enforced (the kernel never enforces it for uid 0). An unprivileged
+``bwrap`` cannot reach an interpreter under a directory only root may traverse (pyenv under a 0700
+``/root``), so root runs two ``bwrap``: an outer one, still root, that only builds the read-only tree (mount
+namespace, all capabilities dropped but setuid/setgid), then ``setpriv`` to the fresh uid, then the inner,
+unprivileged ``bwrap`` that creates every namespace above over that tree. Not root: one ``bwrap`` does both.
+
+``check_available`` probes this once per process and raises ``SandboxUnavailable`` with what to do when
+``bwrap`` is missing or the kernel refuses unprivileged user namespaces.
 """
 
 from __future__ import annotations
@@ -24,74 +29,224 @@ import os
 import random
 import shutil
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
+from dataclasses import dataclass
+
+from data_pipes.reasoning.sandbox_seccomp import filter_fd
 
 UID_BASE = 1_700_000_000  # far above any real account; one fresh uid per run below UID_BASE + UID_SPAN
 UID_SPAN = 100_000_000
+WORK = "/sandbox"  # the writable work directory inside
+VENV = "/venv"  # where a virtual environment's site-packages appear inside
+LAYERS_BASE = ("bwrap", "userns", "pidns", "netns", "ipcns", "utsns", "mountns", "no_caps")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The kernel boundary cannot be set up here (``bwrap`` missing, user namespaces refused)."""
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The read-only file tree of the interpreter: (source, destination) binds, (target, link) symlinks, and the
+    interpreter's path inside."""
+
+    binds: tuple[tuple[str, str], ...]
+    symlinks: tuple[tuple[str, str], ...]
+    python: str
+
+
+def bwrap_path() -> str:
+    found = shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap",) if os.access(p, os.X_OK)), None)
+    if not found:
+        raise SandboxUnavailable(
+            "the code sandbox needs bubblewrap: `bwrap` is not on PATH. Install Debian's `bubblewrap` package "
+            "(apt-get install -y bubblewrap; ./scripts/setup does it when run as root)"
+        )
+    return found
+
+
+def setpriv_path() -> str:
+    found = shutil.which("setpriv") or "/usr/bin/setpriv"
+    if not os.access(found, os.X_OK):
+        raise SandboxUnavailable("running the sandbox as root needs `setpriv` (Debian package util-linux)")
+    return found
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@functools.lru_cache(maxsize=2)
+def interpreter_tree(site_packages: bool = True) -> Tree:
+    """What this interpreter needs, found from its own configuration (not a fixed list): the installation
+    folder when it is not the system's (``/usr``), else the standard library folders and the binary; the
+    virtual environment's site-packages (at ``/venv``) or the system's dist-packages; the shared libraries."""
+    exe = os.path.realpath(sys.executable)
+    home = os.path.realpath(sys.base_prefix)
+    system_home = home in ("/", "/usr", "/usr/local")
+    binds: list[tuple[str, str]] = []
+    symlinks: list[tuple[str, str]] = []
+
+    def bind(src: str, dest: str | None = None) -> None:
+        dest = dest or src
+        if os.path.exists(src) and not any(_under(dest, d) for _, d in binds):
+            binds[:] = [(s, d) for s, d in binds if not _under(d, dest)] + [(src, dest)]
+
+    if system_home:
+        for key in ("stdlib", "platstdlib"):
+            bind(os.path.realpath(sysconfig.get_path(key)))
+        bind(exe)
+    else:
+        bind(home)  # pyenv or a self-built Python: the whole installation folder, nothing above it
+        if not _under(exe, home):
+            bind(exe)
+    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    python = exe
+    if venv:
+        bind(os.path.join(venv, "pyvenv.cfg"), f"{VENV}/pyvenv.cfg")
+        symlinks.append((exe, f"{VENV}/bin/python"))
+        python = f"{VENV}/bin/python"
+    if site_packages:
+        for sp in site.getsitepackages():
+            real = os.path.realpath(sp)
+            bind(real, VENV + real[len(venv) :] if venv and _under(real, venv) else real)
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for lib in ("/usr/lib", "/lib"):
+        if not os.path.islink(lib):
+            bind(os.path.join(lib, multiarch) if multiarch else lib)
+    for lib in ("/usr/lib64", "/lib64"):
+        if not os.path.islink(lib):
+            bind(lib)
+    bind("/etc/ld.so.cache")
+    for top in ("/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin"):
+        if os.path.islink(top):
+            symlinks.append((os.readlink(top), top))
+    return Tree(tuple(binds), tuple(symlinks), python)
+
+
+def _dirs_for(paths: list[str]) -> list[str]:
+    """Every ancestor folder of ``paths``, parents first (created 0755: bwrap's own default is 0700 as root)."""
+    out: set[str] = set()
+    for p in paths:
+        p = os.path.dirname(p)
+        while p not in ("/", ""):
+            out.add(p)
+            p = os.path.dirname(p)
+    return sorted(out, key=lambda d: (d.count("/"), d))
+
+
+def tree_args(tree: Tree, extra_dirs: tuple[str, ...] = ()) -> list[str]:
+    dests = [d for _, d in tree.binds] + [link for _, link in tree.symlinks] + [f"{d}/." for d in extra_dirs]
+    args: list[str] = []
+    for d in _dirs_for(dests):
+        args += ["--perms", "0755", "--dir", d]
+    for src, dest in tree.binds:
+        args += ["--ro-bind", src, dest]
+    for target, link in tree.symlinks:
+        args += ["--symlink", target, link]
+    return args
+
+
+def namespace_args(
+    disk_bytes: int, files: list[tuple[int, str]], info_fd: int | None, seccomp_fd: int | None
+) -> list[str]:
+    """The unprivileged ``bwrap`` part: namespaces, capabilities, ``/proc``, ``/dev``, the work tmpfs and the
+    files copied into it from open descriptors."""
+    args = ["--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
+    args += ["--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session"]
+    args += ["--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+    args += ["--remount-ro", "/dev", "--size", str(disk_bytes), "--perms", "0755", "--tmpfs", WORK]
+    made: set[str] = set()
+    for fd, rel in files:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub not in made:
+                made.add(sub)
+                args += ["--perms", "0755", "--dir", f"{WORK}/{sub}"]
+        args += ["--perms", "0644", "--file", str(fd), f"{WORK}/{rel}"]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
+    return [*args, "--chdir", WORK, "--clearenv"]
+
+
+def command(
+    argv: list[str],
+    env: dict[str, str],
+    uid: int | None,
+    disk_bytes: int,
+    files: list[tuple[int, str]],
+    info_fd: int | None,
+    seccomp_fd: int | None = None,
+    site_packages: bool = True,
+) -> list[str]:
+    """The whole command line: ``argv`` (whose first element is replaced by the interpreter's path inside)
+    under bwrap, nested through ``setpriv`` to ``uid`` when that is given (root)."""
+    bwrap, tree = bwrap_path(), interpreter_tree(site_packages)
+    inner = namespace_args(disk_bytes, files, info_fd, seccomp_fd)
+    for key, value in env.items():
+        inner += ["--setenv", key, value]
+    inner += ["--", tree.python, *argv[1:]]
+    if uid is None:
+        return [bwrap, *tree_args(tree), *inner]
+    helpers = [(bwrap, bwrap), (setpriv_path(), setpriv_path())]
+    outer_tree = Tree(tree.binds + tuple(helpers), tree.symlinks, tree.python)
+    outer = [bwrap, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    outer += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    outer += tree_args(outer_tree, extra_dirs=("/tmp", "/proc", WORK))  # /tmp: the inner bwrap's mount point
+    # the inner bwrap takes its device nodes from here, and the kernel lets it mount a fresh /proc only where a
+    # complete one is already visible; both are covered by the inner's own /dev and /proc
+    outer += ["--dev", "/dev", "--bind", "/proc", "/proc"]
+    drop = [setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
+    drop += ["--inh-caps=-all", "--"]
+    return [*outer, *drop, bwrap, "--ro-bind", "/", "/", *inner]
 
 
 @functools.lru_cache(maxsize=1)
-def available_layers() -> frozenset[str]:
-    """Which kernel layers work here (cached for the process)."""
-    layers: set[str] = set()
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    if unshare and _probe(netns_prefix(unshare, os.geteuid() == 0)):
-        layers.add("netns")
-    if os.geteuid() == 0 and setpriv:
-        uid = fresh_uid()
-        if _probe(uid_prefix(setpriv, uid, keep_read=False)):
-            layers.add("uid")
-        elif _probe(uid_prefix(setpriv, uid, keep_read=True)):
-            layers.add("uid+read")
-    return frozenset(layers)
-
-
-def _probe(prefix: list[str]) -> bool:
-    """Whether ``prefix`` runs *our* interpreter: a uid that cannot read the installation may still exec the
-    binary (the path is resolved before privileges drop) and then silently load the system's libpython."""
+def check_available() -> tuple[str, ...]:
+    """Run a trivial program through the whole boundary once per process; the layers it gives, or
+    ``SandboxUnavailable`` saying why and what to do."""
+    uid = fresh_uid() if os.geteuid() == 0 else None
+    argv = [sys.executable, "-I", "-c", "import sys; print(sys.version)"]
+    seccomp = filter_fd()
+    cmd = command(argv, {"LANG": "C.UTF-8"}, uid, 1 << 20, [], None, seccomp, site_packages=False)
     try:
         done = subprocess.run(
-            [*prefix, sys.executable, "-I", "-c", "import sys, json, resource; print(sys.version)"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={},
-            cwd="/",
-            timeout=20,
+            cmd,
+            capture_output=True,
+            timeout=60,
             check=False,
+            umask=0o022,
+            cwd="/",
+            pass_fds=[] if seccomp is None else [seccomp],
         )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0 and done.stdout.decode().strip() == sys.version.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailable(f"the code sandbox could not start bwrap: {exc}") from exc
+    finally:
+        if seccomp is not None:
+            os.close(seccomp)
+        if uid is not None:
+            kill_uid(uid)
+    out, err = done.stdout.decode().strip(), done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode != 0 or out != sys.version.strip():
+        hint = (
+            "bwrap runs unprivileged and needs user namespaces: check `sysctl user.max_user_namespaces` (> 0), "
+            "`kernel.unprivileged_userns_clone=1` (Debian kernels before 5.10), "
+            "`kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10+), or a container that allows them"
+        )
+        raise SandboxUnavailable(
+            f"the code sandbox's bwrap probe failed (exit {done.returncode}): {err[-500:] or out[-200:]}; {hint}"
+        )
+    return LAYERS_BASE + (("seccomp",) if seccomp is not None else ()) + (("uid",) if uid is not None else ())
 
 
 def fresh_uid() -> int:
     return UID_BASE + random.SystemRandom().randrange(UID_SPAN)
-
-
-def netns_prefix(unshare: str, root: bool) -> list[str]:
-    return [unshare, "--net", "--"] if root else [unshare, "--user", "--net", "--"]
-
-
-def uid_prefix(setpriv: str, uid: int, keep_read: bool) -> list[str]:
-    caps = "-all,+dac_read_search" if keep_read else "-all"
-    cmd = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
-    cmd += [f"--inh-caps={caps}", f"--bounding-set={caps}"]
-    if keep_read:
-        cmd.append("--ambient-caps=+dac_read_search")
-    return [*cmd, "--"]
-
-
-def command_prefix(use: frozenset[str], uid: int | None) -> list[str]:
-    """The wrapper commands that apply the chosen layers, outermost first (the namespace is made as root,
-    then privileges are dropped)."""
-    prefix: list[str] = []
-    if "netns" in use:
-        prefix += netns_prefix(shutil.which("unshare") or "unshare", os.geteuid() == 0)
-    if uid is not None and ("uid" in use or "uid+read" in use):
-        prefix += uid_prefix(shutil.which("setpriv") or "setpriv", uid, keep_read="uid+read" in use)
-    return prefix
 
 
 def kill_group(pgid: int) -> None:
@@ -101,9 +256,26 @@ def kill_group(pgid: int) -> None:
         pass
 
 
+def kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (absent, or a zombie: for a PID namespace's first process that means the
+    kernel has already killed and reaped everything else in the namespace)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
 def kill_uid(uid: int, rounds: int = 5) -> int:
-    """SIGKILL every process owned by ``uid`` (the run's own uid: whatever escaped its process group).
-    Repeats while it finds some, since a dying fork bomb may still be spawning; returns how many."""
+    """SIGKILL every process owned by ``uid`` (a run's own uid, as root); repeats while it finds some, since a
+    dying fork bomb may still be spawning; returns how many."""
     killed = 0
     for _ in range(rounds):
         found = 0
