@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from flows.errors import SpecError, StoreLockedError
 from flows.validate import Pipeline, load_pipeline
@@ -23,6 +24,46 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+
+
+def _flags_show_no_type() -> None:
+    """typer's rich help prints a type for every option, so flags read `--force <bool>` although they take no
+    value (and `--force true` is an error). Show no type for options that are flags."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "arcflow_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.arcflow_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"arcflow {version('arcflow')}")
+        except PackageNotFoundError:
+            typer.echo("arcflow (not installed: run ./scripts/setup)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="print the version and exit", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Declarative, cached, resumable data pipelines."""
+
 
 FileOpt = Annotated[str, typer.Option("--file", "-f", help="the pipeline file")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: nodes.NAME.params.KEY=VALUE")]
@@ -68,11 +109,53 @@ def _selection(p: Pipeline, node: str | None, from_: str | None, to: str | None,
     try:
         return select(p, node, from_, to, force)
     except KeyError as exc:
-        err.print(f"[red]{exc.args[0]}[/]")
+        err.print(str(exc.args[0]), style="red", highlight=False)
         raise typer.Exit(2) from None
 
 
-STATUS_STYLE = {"up_to_date": "green", "stale": "yellow", "missing": "red", "pending": "yellow"}
+STATUS_STYLE = {
+    "up_to_date": "green",
+    "stale": "yellow",
+    "missing": "red",
+    "pending": "yellow",
+    "partial": "yellow",
+}
+WIDE = 120  # from this console width, `status` also shows each node's kind and fingerprint
+WHY_LINES = 3  # a reason column cell wraps over at most this many lines; `arcflow plan` lists every reason
+MIN_WHY = 30  # narrower than this, the reasons go under each node instead of into a table column
+
+
+def _why_text(reasons: list[str], width: int) -> str:
+    """The reasons joined, cut to about ``WHY_LINES`` lines of ``width`` characters, saying how many were left."""
+    budget = max(20, width) * WHY_LINES - 12
+    text = "; ".join(reasons)
+    if len(text) <= budget:
+        return text
+    shown: list[str] = []
+    for reason in reasons:
+        if len("; ".join([*shown, reason])) > budget - 14:
+            break
+        shown.append(reason)
+    if not shown:  # one very long reason
+        return reasons[0][: budget - 14] + "…" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    return "; ".join(shown) + f"; (+{len(reasons) - len(shown)} more)"
+
+
+def _status_label(engine: Any, x: Any) -> tuple[str, list[str]]:
+    """(label, reasons) for a node: ``partial (6/16 shards)`` when a run stopped with some shards done."""
+    from flows.engine import shard_progress
+
+    label = {"pending": "stale"}.get(x.status, x.status)
+    reasons = list(x.reasons)
+    if x.status in ("missing", "stale") and x.fingerprint:
+        done, total = shard_progress(engine.store.output_dir(x.fingerprint))
+        if done:
+            label = "partial"
+            of = f"{done}/{total} shards" if total else f"{done} shards"
+            kept = [r for r in reasons if not r.startswith("stored output missing")]
+            reasons = [f"{of} done; `arcflow run` resumes with the rest", *kept]
+            return f"partial ({of})", reasons
+    return label, reasons
 
 
 @app.command()
@@ -83,52 +166,85 @@ def plan(
     from_: FromOpt = None,
     to: ToOpt = None,
     force: ForceOpt = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
-    """What `run` would do: each selected node as up to date (reused) or to compute, and why."""
+    """What `run` would do: each selected node as up to date (reused) or to compute, and why (every reason,
+    with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`)."""
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
     plans = [x for x in _engine(p).plan(sel) if x.node in set(sel.nodes)]
     if as_json:
-        console.print_json(json.dumps([x.__dict__ for x in plans]))
+        typer.echo(json.dumps([x.__dict__ for x in plans], indent=2))
+        return
+    actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
+    rows = [
+        (x.node, p.nodes[x.node].uses, actions.get(x.status, "compute"), STATUS_STYLE[x.status], x.reasons)
+        for x in plans
+    ]
+    fixed = [max((len(r[0]) for r in rows), default=4), max((len(r[1]) for r in rows), default=4), 24]
+    if console.width - sum(fixed) - 3 * (len(fixed) + 1) - 1 < MIN_WHY:
+        _print_as_list(f"plan: {p.spec.name}", [(n, f"({k})", f"[{st}]{a}[/]", r) for n, k, a, st, r in rows])
         return
     table = Table(title=f"plan: {p.spec.name}")
-    for col in ("node", "kind", "action", "why"):
-        table.add_column(col)
-    for x in plans:
-        action = (
-            "reuse"
-            if x.status == "up_to_date"
-            else "compute"
-            if x.status != "pending"
-            else "compute if input changes"
-        )
-        table.add_row(
-            x.node, p.nodes[x.node].uses, f"[{STATUS_STYLE[x.status]}]{action}[/]", "; ".join(x.reasons)
-        )
+    table.add_column("node", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for node_id, uses, action, style, reasons in rows:
+        # one reason a line, never cut
+        table.add_row(node_id, uses, f"[{style}]{action}[/]", Text("\n".join(reasons)))
     console.print(table)
+
+
+def _print_as_list(title: str, rows: list[tuple[str, str, str, Any]], max_lines: int | None = None) -> None:
+    """Rows as ``node  meta  state`` lines with their reasons indented below: what `plan` and `status` print when
+    a table would squeeze the reasons out (long node names in a narrow terminal)."""
+    from rich.padding import Padding
+
+    console.print(f"[bold]{title}[/]", highlight=False)
+    width = max(20, console.width - 4)
+    for node_id, meta, state, reasons in rows:
+        console.print(Text(node_id, style="bold"), meta, state, highlight=False)
+        if not reasons:
+            continue
+        why = _why_text(reasons, width) if max_lines else "\n".join(reasons)
+        console.print(Padding(Text(why), (0, 0, 0, 4)), highlight=False)
 
 
 @app.command()
 def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
-    """Each node as up to date, stale (and why) or missing."""
+    """Each node as up to date, stale (and why), partial (a run stopped with some shards done) or missing."""
     p = _load(file, set_)
-    table = Table(title=f"status: {p.spec.name}")
-    for col in ("node", "kind", "status", "why", "kept", "fingerprint"):
-        table.add_column(col)
     engine = _engine(p)
+    wide = console.width >= WIDE
+    rows = []
     for x in engine.plan():
-        label = {"pending": "stale"}.get(x.status, x.status)
+        label, reasons = _status_label(engine, x)
         m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
         kept = f"{m['counts']['kept']:,}" if m else ""
-        table.add_row(
-            x.node,
-            p.nodes[x.node].uses,
-            f"[{STATUS_STYLE[x.status]}]{label}[/]",
-            "; ".join(x.reasons),
-            kept,
-            (x.fingerprint or "")[:12],
-        )
+        style = STATUS_STYLE["partial" if label.startswith("partial") else x.status]
+        rows.append((x.node, p.nodes[x.node].uses, label, style, reasons, kept, (x.fingerprint or "")[:12]))
+    fixed = [max(len(r[0]) for r in rows), max(len(r[2]) for r in rows), max(len(r[5]) for r in rows), 4]
+    if wide:
+        fixed += [max(len(r[1]) for r in rows), 12]
+    why_width = console.width - sum(fixed) - 3 * (len(fixed) + 1) - 1
+    if why_width < MIN_WHY:
+        listed = [(r[0], r[5] and f"kept {r[5]}", f"[{r[3]}]{r[2]}[/]", r[4]) for r in rows]
+        _print_as_list(f"status: {p.spec.name}", listed, max_lines=WHY_LINES)
+        return
+    table = Table(title=f"status: {p.spec.name}")
+    table.add_column("node", no_wrap=True)
+    if wide:
+        table.add_column("kind", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    table.add_column("kept", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("fingerprint", no_wrap=True)
+    for node, uses, label, style, reasons, kept, fp in rows:
+        why = Text(_why_text(reasons, why_width))
+        cells: list[Any] = [node, *([uses] if wide else []), f"[{style}]{label}[/]", why, kept]
+        table.add_row(*cells, *([fp] if wide else []))
     console.print(table)
 
 
@@ -156,6 +272,8 @@ def run(
         _run_deployment(deployment, file, node, from_, to, force, set_ or [])
         return
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Dask's INFO lines and its warnings at shutdown ("Worker process still alive ... killing") only with -v
+    os.environ.setdefault("ARCFLOW_DASK_LOG_LEVEL", "INFO" if verbose else "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the embedded (ephemeral) API migrates its database on first start; that can take a while on a busy machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -317,32 +435,37 @@ def show(
     node: Annotated[str, typer.Argument(help="node id")],
     file: FileOpt = "pipeline.yaml",
     set_: SetOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
 ) -> None:
-    """A node's manifest and lineage: inputs, shards, params, counts."""
+    """A node's stored output: manifest and lineage, shards, params, counts. Says when what is shown is not the
+    output the pipeline (with these --set overrides) would use: a stale one, or one made with other params."""
     p = _load(file, set_)
     if node not in p.nodes:
-        err.print(f"[red]no node {node!r}; nodes are {', '.join(p.order)}[/]")
+        from flows.engine import unknown_node_message
+
+        err.print(unknown_node_message("show", node, p.order), style="red", highlight=False)
         raise typer.Exit(2)
     engine = _engine(p)
     plan = {x.node: x for x in engine.plan()}[node]
-    fp = (
-        plan.fingerprint
-        if plan.status == "up_to_date"
-        else engine.store.read_refs(p.spec.name).get(node, {}).get("fingerprint")
-    )
+    ref = engine.store.read_refs(p.spec.name).get(node, {})
+    fp = plan.fingerprint if plan.status == "up_to_date" else ref.get("fingerprint")
     manifest = engine.store.manifest(fp) if fp else None
     if manifest is None:
         err.print(
-            f"[yellow]{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
-            f"`arcflow run --to {node}` builds it[/]"
+            f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
+            f"`arcflow run --to {node}` builds it",
+            style="yellow",
+            highlight=False,
         )
         raise typer.Exit(1)
+    notes = _show_notes(p, node, plan, manifest)
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     **manifest,
+                    "status": plan.status,
+                    "notes": notes,
                     "shard_list": engine.store.shards(fp),
                     "output_dir": engine.store.output_dir(fp),
                 },
@@ -352,12 +475,21 @@ def show(
         return
     from flows.reports import summary_markdown
 
-    console.print(
-        f"[bold]{node}[/] is {plan.status.replace('_', ' ')}"
-        + (f" ({'; '.join(plan.reasons)})" if plan.reasons else "")
-    )
-    console.print(f"output: {engine.store.output_dir(fp)}")
-    console.print(summary_markdown(manifest, reused=True), markup=False, highlight=False)
+    if plan.status == "up_to_date":
+        console.print(f"[bold]{node}[/]: its stored output is up to date", highlight=False)
+    else:
+        console.print(
+            f"[bold]{node}[/]: [yellow]{'stale' if plan.status == 'pending' else plan.status}[/]; showing its last "
+            "stored output, which "
+            f"a run would not reuse (`arcflow run --to {node}` recomputes it)",
+            highlight=False,
+        )
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
+    console.print(f"output: {engine.store.output_dir(fp)}", highlight=False, soft_wrap=True)
+    text = summary_markdown(manifest, reused=True)
+    text = text.replace("**reused from the store** · ", "", 1)  # the heading above says what this output is
+    console.print(text, markup=False, highlight=False)
     table = Table(title="shards")
     for col in ("shard", "in", "kept", "dropped", "quarantined", "seconds"):
         table.add_column(col, justify="right")
@@ -373,6 +505,22 @@ def show(
     if manifest["drop_reasons"] or manifest["quarantine_errors"]:
         console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))
         console.print("quarantine errors: " + json.dumps(manifest["quarantine_errors"]))
+
+
+def _show_notes(p: Pipeline, node: str, plan: Any, manifest: dict[str, Any]) -> list[str]:
+    """What the reader of `show` must know: the output was made with other params than the pipeline's (a run
+    with --set overrides, or an older pipeline.yaml)."""
+    from flows.param_diff import param_changes
+
+    current = p.nodes[node].params.model_dump(mode="json")
+    changes = param_changes(current, manifest.get("params", {}))
+    if not changes:
+        return []
+    shown = "; ".join(changes[:5]) + (f"; (+{len(changes) - 5} more)" if len(changes) > 5 else "")
+    return [
+        "this is the output of a run with other params than this pipeline's (a --set override, or an earlier "
+        f"pipeline.yaml): {shown} (pipeline -> shown output)"
+    ]
 
 
 @app.command()

@@ -20,9 +20,10 @@ from typing import Any
 
 from data_pipes.io.shards import MARKERS, ShardResult, clean_partial_files, read_marker
 from flows.dag import ancestors, descendants
-from flows.errors import MissingInputError
+from flows.errors import MissingInputError, SelectionError
 from flows.executor import DaskExecutor
-from flows.fingerprint import canonical_json, code_hashes, node_fingerprint, sha, versions_for
+from flows.fingerprint import code_hashes, node_fingerprint, sha, versions_for
+from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
 from tasks.base import InputRef, RunContext, ShardTask
@@ -56,10 +57,20 @@ def select(
     to_node: str | None = None,
     force: bool = False,
 ) -> Selection:
+    """The nodes a run of ``--node`` / ``--from`` / ``--to`` covers, in order, and the ones it forces. Raises
+    ``SelectionError`` for an unknown node (suggesting a close name) and for flags that conflict: ``--node``
+    is one node by itself, so it takes neither ``--from`` nor ``--to``, and ``--from A --to B`` must have B
+    downstream of A."""
     targets = [t.strip() for t in to_node.split(",") if t.strip()] if to_node else []
     for flag, name in (("--node", node), ("--from", from_node), *(("--to", t) for t in targets)):
         if name is not None and name not in pipeline.nodes:
-            raise KeyError(f"{flag} {name!r}: no such node; nodes are {', '.join(pipeline.order)}")
+            raise SelectionError(unknown_node_message(flag, name, pipeline.order))
+    if node is not None and (from_node is not None or targets):
+        other = " and ".join(f for f, v in (("--from", from_node), ("--to", to_node)) if v)
+        raise SelectionError(
+            f"--node {node} cannot be combined with {other}: --node reruns just that node; use --from/--to "
+            f"for a range (--from {from_node or node} --to {to_node or node})"
+        )
     chosen = set(pipeline.order)
     forced: set[str] = set()
     if node is not None:
@@ -69,9 +80,62 @@ def select(
         forced |= {from_node}
     if targets:  # `--to a,b`: what any of them needs
         chosen &= set().union(*({t} | ancestors(pipeline.deps, t) for t in targets))
+    if from_node is not None and targets and not chosen:
+        raise SelectionError(
+            f"--from {from_node} --to {to_node} selects nothing: {to_node} is not downstream of {from_node}"
+        )
     if force:
         forced = set(chosen)
     return Selection([n for n in pipeline.order if n in chosen], forced)
+
+
+def unknown_node_message(flag: str, name: str, nodes: Sequence[str]) -> str:
+    """``--node 'x': no such node; did you mean 'y'?`` (difflib), or how to list the nodes."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(nodes), n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    elif len(nodes) <= 12:
+        hint = f"nodes are {', '.join(nodes)}"
+    else:
+        hint = f"`arcflow status` lists the {len(nodes)} nodes"
+    return f"{flag} {name!r}: no such node; {hint}"
+
+
+SHARD_TOTAL = "total.json"  # in _markers/: how many shards the node's last planned run has
+
+
+def note_shard_total(out_dir: str, total: int) -> None:
+    """Record how many shards a run of this output has, for ``shard_progress`` (written once per plan)."""
+    path = os.path.join(out_dir, MARKERS, SHARD_TOTAL)
+    try:
+        with open(path, "rb") as fh:
+            if json.loads(fh.read()).get("total") == total:
+                return
+    except (OSError, ValueError):
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"total": total}, fh)
+    os.replace(tmp, path)
+
+
+def shard_progress(out_dir: str) -> tuple[int, int | None]:
+    """(finished shards, planned shards or None) of an output that has no manifest yet: a run that stopped."""
+    folder = os.path.join(out_dir, MARKERS)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0, None
+    done = sum(1 for n in names if n.startswith("part-") and n.endswith(".json"))
+    try:
+        with open(os.path.join(folder, SHARD_TOTAL), "rb") as fh:
+            total = int(json.loads(fh.read())["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        total = None
+    return done, total
 
 
 def node_seed(global_seed: int, node_id: str) -> int:
@@ -121,12 +185,7 @@ class Engine:
         reasons = []
         if old.get("kind") != parts["kind"]:
             reasons.append(f"kind changed: {old.get('kind')} -> {parts['kind']}")
-        oldp, newp = old.get("params", {}), parts["params"]
-        for key in sorted(set(oldp) | set(newp)):
-            if oldp.get(key) != newp.get(key):
-                reasons.append(
-                    f"param {key}: {canonical_json(oldp.get(key))} -> {canonical_json(newp.get(key))}"
-                )
+        reasons += [f"param {c}" for c in param_changes(old.get("params", {}), parts["params"])]
         oldc, newc = old.get("code", {}), parts["code"]
         changed = sorted(m for m in set(oldc) | set(newc) if oldc.get(m) != newc.get(m))
         if changed:
@@ -235,6 +294,7 @@ class Engine:
             nonlocal reused_shards
             results: list[ShardResult | None] = [read_marker(out_dir, t.index) for t in tasks]
             todo = [t for t, r in zip(tasks, results, strict=True) if r is None]
+            note_shard_total(out_dir, len(tasks))  # so `status` can say "partial (6/16 shards)" after a crash
             reused_shards += len(tasks) - len(todo)
             done = len(tasks) - len(todo)
             if progress:

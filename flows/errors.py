@@ -27,6 +27,14 @@ class SpecError(Exception):
         super().__init__("\n".join(p.render() for p in problems))
 
 
+class SelectionError(KeyError):
+    """A bad ``--node`` / ``--from`` / ``--to``: an unknown node (with a "did you mean") or flags that conflict.
+    A KeyError for the callers that catch one; ``str()`` is the message itself, without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class StoreLockedError(RuntimeError):
     pass
 

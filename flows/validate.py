@@ -141,8 +141,10 @@ class _Collector:
         self.problems: list[Problem] = []
 
     def add(self, path: Path, message: str, hint: str = "") -> None:
+        path = tuple(path)
         for o in self.overridden:
-            if tuple(path[: len(o)]) == o:
+            # inside what --set wrote, or a key --set created on the way to it (`--set nodes.s.parms.x=1`)
+            if path[: len(o)] == o or (o[: len(path)] == path and path not in self.doc.lines):
                 self.problems.append(Problem(OVERRIDE, None, _dotted(path), message, hint))
                 return
         self.problems.append(Problem(self.doc.file, self.doc.line_of(path), _dotted(path), message, hint))

@@ -192,3 +192,165 @@ def test_kinds_lists_the_registry(runner: CliRunner) -> None:
     for kind in ("demo_corpus", "files", "filter", "sample", "union"):
         assert kind in out
     assert "(source)" in out and "documents" in out
+
+
+# ---- CLI polish: flags, --version, selections, status / plan / show on a real store ----------------------------
+LONG = "a_rather_long_node_name_for_narrow_terminals"
+
+
+def _project(tmp_path: Path, n_files: int = 6) -> str:
+    """A small pipeline with a source of ``n_files`` files (one shard each) and a long-named sample node."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(n_files):
+        (data / f"{i}.txt").write_text(f"document number {i}\n")
+    spec = {
+        "name": "polish",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False},
+        "sources": {"docs": {"paths": ["data"], "shard_mb": 0.000001}},
+        "nodes": {
+            LONG: {"uses": "sample", "inputs": ["docs"], "params": {"fraction": 0.5}},
+            "few": {"uses": "sample", "inputs": [LONG], "params": {"limit": 2}},
+        },
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def _run(file: str, overrides: list[str] | None = None) -> None:
+    from flows.engine import Engine
+    from flows.validate import load_pipeline
+
+    engine = Engine(load_pipeline(file, overrides or []))
+    try:
+        for node in engine.pipeline.order:
+            engine.run_node(node)
+    finally:
+        engine.close()
+
+
+def test_version(runner: CliRunner) -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"arcflow {version('arcflow')}"
+
+
+def test_flags_are_flags_in_help_and_on_the_command_line(tmp_path: Path, runner: CliRunner) -> None:
+    help_text = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "100"}).stdout
+    assert "--force" in help_text and "--json" in help_text
+    assert "<bool>" not in help_text
+    assert "<str>" in help_text  # options that take a value still say what they take
+    file = _write(tmp_path, GOOD)
+    assert runner.invoke(app, ["plan", "-f", file, "--force", "--json"]).exit_code == 0
+    assert runner.invoke(app, ["plan", "-f", file, "--force", "true"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--node", "few", "--from", "few"], "--node few cannot be combined with --from"),
+        (["--node", "few", "--to", "long"], "--node few cannot be combined with --to"),
+        (["--from", "few", "--to", "long"], "selects nothing: long is not downstream of few"),
+        (["--node", "lnog"], "--node 'lnog': no such node; did you mean 'long'?"),
+        (["--from", "mixd"], "--from 'mixd': no such node; did you mean 'mixed'?"),
+        (["--to", "long,fwe"], "--to 'fwe': no such node; did you mean 'few'?"),
+    ],
+)
+def test_bad_selections_exit_2(tmp_path: Path, runner: CliRunner, args: list[str], said: str) -> None:
+    result = runner.invoke(app, ["plan", "-f", _write(tmp_path, GOOD), *args])
+    assert result.exit_code == 2
+    err = _flat(result.stderr)
+    assert said in err
+    assert "demo" not in err  # a suggestion, not the list of every node
+
+
+def test_show_unknown_node_suggests(tmp_path: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show", "mixedd", "-f", _write(tmp_path, GOOD)])
+    assert result.exit_code == 2
+    assert "show 'mixedd': no such node; did you mean 'mixed'?" in _flat(result.stderr)
+
+
+def test_set_typo_points_at_the_command_line(tmp_path: Path, runner: CliRunner) -> None:
+    result = runner.invoke(
+        app, ["validate", "-f", _write(tmp_path, GOOD), "--set", "nodes.few.parms.limit=1"]
+    )
+    assert result.exit_code == 2
+    assert "--set: nodes.few.parms: unknown key 'parms' (did you mean 'params'?)" in _flat(result.stderr)
+
+
+def test_status_partial_and_at_80_columns(tmp_path: Path, runner: CliRunner) -> None:
+    from flows.store import Store
+
+    file = _project(tmp_path)
+    _run(file)
+    # many reasons at 80 columns: the node's name whole on its line, its reasons within three lines
+    sets = [
+        f"nodes.{LONG}.params.fraction=0.25",
+        f"nodes.{LONG}.params.seed=9",
+        f"nodes.{LONG}.params.limit=5",
+    ]
+    changed = runner.invoke(app, ["status", "-f", file, *(f"--set={s}" for s in sets)], env={"COLUMNS": "80"})
+    assert changed.exit_code == 0, changed.output
+    lines = changed.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    (at,) = [i for i, line in enumerate(lines) if line.startswith(LONG)]
+    reasons = []
+    for line in lines[at + 1 :]:  # the indented lines under the node's line
+        if not line.startswith(" "):
+            break
+        reasons.append(line)
+    assert 1 <= len(reasons) <= 3, changed.stdout
+    assert "param fraction: 0.5 -> 0.25" in _flat(changed.stdout)
+    # a run killed after 4 of its 6 shards: partial, not "missing / never run"
+    store = Store(str(tmp_path / "store"))
+    out = Path(store.output_dir(store.read_refs("polish")["docs"]["fingerprint"]))
+    (out / "manifest.json").unlink()
+    for marker in sorted((out / "_markers").glob("part-*.json"))[4:]:
+        marker.unlink()
+    result = runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "docs  partial (4/6 shards)" in result.stdout
+    assert "never run" not in result.stdout and "missing" not in result.stdout
+    wide = runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "200"})
+    assert "partial (4/6 shards)" in wide.stdout and "4/6 shards done" in wide.stdout
+
+
+def test_plan_shows_every_param_change_uncut(tmp_path: Path, runner: CliRunner) -> None:
+    file = _project(tmp_path)
+    _run(file)
+    result = runner.invoke(
+        app, ["plan", "-f", file, "--set", f"nodes.{LONG}.params.fraction=0.125"], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    flat = _flat(result.stdout.replace("│", " "))
+    assert "param fraction: 0.5 -> 0.125" in flat
+
+
+def test_param_changes_name_the_changed_leaf() -> None:
+    from flows.param_diff import param_changes
+
+    old = {"buckets": [{"top": 0.2, "epochs": 3}, {"top": 0.5, "epochs": 1}, {"top": 1.0, "epochs": 1}]}
+    new = {"buckets": [{"top": 0.2, "epochs": 3}, {"top": 0.5, "epochs": 1}, {"top": 1.0, "epochs": 2}]}
+    assert param_changes(old, new) == ["buckets.2.epochs: 1 -> 2"]
+    assert param_changes({"a": 1}, {"a": 1, "b": "x"}) == ['b: (unset) -> "x"']
+
+
+def test_show_says_what_it_shows(tmp_path: Path, runner: CliRunner) -> None:
+    file = _project(tmp_path)
+    experiment = [f"nodes.{LONG}.params.fraction=0.25", "nodes.few.params.limit=3"]
+    _run(file, experiment)  # only a --set experiment has run: the store holds its outputs
+    after = runner.invoke(app, ["show", "few", "-f", file], env={"COLUMNS": "200"})
+    assert after.exit_code == 0, after.output
+    text = _flat(after.stdout)
+    assert "few: stale; showing its last stored output, which a run would not reuse" in text
+    assert "reused from the store" not in text
+    assert "a run with other params than this pipeline's" in text
+    assert "limit: 2 -> 3" in text
+    same = runner.invoke(app, ["show", "few", "-f", file, *(f"--set={s}" for s in experiment)])
+    assert same.exit_code == 0, same.output
+    assert "few: its stored output is up to date" in _flat(same.stdout)
+    assert "other params" not in same.stdout

@@ -10,6 +10,7 @@ import pytest
 
 from flows.dag import ancestors, descendants, find_cycles, topo_order
 from flows.engine import select
+from flows.errors import SelectionError
 from flows.validate import Pipeline, load_pipeline
 
 # node -> its inputs.  a, b are sources; c merges them; d and e branch off c; f joins the branches.
@@ -111,7 +112,6 @@ def test_pipeline_deps_and_order(pipeline: Pipeline) -> None:
         ({"to_node": "d"}, ["a", "b", "c", "d"], set()),  # what d needs, reusing what is up to date
         ({"to_node": "d", "force": True}, ["a", "b", "c", "d"], {"a", "b", "c", "d"}),
         ({"from_node": "c", "to_node": "d"}, ["c", "d"], {"c"}),
-        ({"from_node": "d", "to_node": "e"}, [], {"d"}),  # disjoint: nothing lies between two siblings
         ({"from_node": "a", "to_node": "f"}, ["a", "c", "d", "e", "f"], {"a"}),  # b is not downstream of a
     ],
 )
@@ -127,3 +127,22 @@ def test_select_unknown_node_names_the_flag_and_the_nodes(pipeline: Pipeline, fl
         select(pipeline, **{flag: "g"})
     option = {"node": "--node", "from_node": "--from", "to_node": "--to"}[flag]
     assert caught.value.args[0] == f"{option} 'g': no such node; nodes are a, b, c, d, e, f"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"node": "d", "from_node": "d"}, "--node d cannot be combined with --from"),
+        ({"node": "d", "to_node": "e"}, "--node d cannot be combined with --to"),
+        ({"from_node": "d", "to_node": "e"}, "selects nothing: e is not downstream of d"),  # two siblings
+    ],
+)
+def test_select_rejects_conflicting_flags(pipeline: Pipeline, kwargs: dict, said: str) -> None:
+    with pytest.raises(SelectionError, match=said):
+        select(pipeline, **kwargs)
+
+
+def test_select_unknown_node_suggests_a_close_name(pipeline: Pipeline) -> None:
+    with pytest.raises(SelectionError) as caught:
+        select(pipeline, node="dd")
+    assert str(caught.value) == "--node 'dd': no such node; did you mean 'd'?"
