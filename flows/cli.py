@@ -513,6 +513,12 @@ def _show_notes(p: Pipeline, node: str, plan: Any, manifest: dict[str, Any]) -> 
     from flows.param_diff import param_changes
 
     current = p.nodes[node].params.model_dump(mode="json")
+    try:  # manifests keep path params relative to the pipeline's folder, as fingerprints see them
+        from flows.fingerprint import portable_params  # type: ignore[attr-defined]
+
+        current = portable_params(current, p.nodes[node].kind.path_params, p.file)
+    except ImportError:
+        pass
     changes = param_changes(current, manifest.get("params", {}))
     if not changes:
         return []

@@ -350,6 +350,10 @@ def test_show_says_what_it_shows(tmp_path: Path, runner: CliRunner) -> None:
     assert "reused from the store" not in text
     assert "a run with other params than this pipeline's" in text
     assert "limit: 2 -> 3" in text
+    source = runner.invoke(
+        app, ["show", "docs", "-f", file]
+    )  # path params compare as the manifest keeps them
+    assert "up to date" in _flat(source.stdout) and "other params" not in source.stdout
     same = runner.invoke(app, ["show", "few", "-f", file, *(f"--set={s}" for s in experiment)])
     assert same.exit_code == 0, same.output
     assert "few: its stored output is up to date" in _flat(same.stdout)
