@@ -26,10 +26,10 @@ from flows.fingerprint import code_hashes, node_fingerprint, sha, versions_for
 from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
-from tasks.base import InputRef, RunContext, ShardTask
+from tasks.base import InputRef, ProgressEvent, ProgressFn, RunContext, ShardTask
 from tasks.shard_worker import execute_shard
 
-Progress = Callable[[str, int, int], None]  # (node id, shards done, shards total)
+Progress = ProgressFn  # called with a ProgressEvent: node, phase, done, total
 PROGRESS_HOOKS: list[Progress] = []  # extra listeners (the CLI's progress bars)
 BATCHES_PER_SLOT = 8
 MAX_BATCH = 64
@@ -152,6 +152,7 @@ class Engine:
         self._results: dict[str, tuple[str, str]] = {}  # node -> (fingerprint, content hash) decided this run
         self._lock = threading.Lock()
         self._refs = self.store.read_refs(pipeline.spec.name)
+        self.run_info: dict[str, Any] = {}  # who runs this (e.g. the Prefect flow run), kept in manifests
 
     # ---- fingerprints --------------------------------------------------------------------------------------
     def parts(self, node: ResolvedNode, inputs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -290,15 +291,17 @@ class Engine:
         seed = parts["seed"]
         reused_shards = 0
 
-        def run_shards(tasks: Sequence[ShardTask]) -> list[ShardResult]:
+        kind_phases = node.kind.phases
+
+        def run_shards(tasks: Sequence[ShardTask], *, phase: str | None = None) -> list[ShardResult]:
             nonlocal reused_shards
+            phase = phase or (kind_phases[-1] if kind_phases else "shards")
             results: list[ShardResult | None] = [read_marker(out_dir, t.index) for t in tasks]
             todo = [t for t, r in zip(tasks, results, strict=True) if r is None]
             note_shard_total(out_dir, len(tasks))  # so `status` can say "partial (6/16 shards)" after a crash
             reused_shards += len(tasks) - len(todo)
             done = len(tasks) - len(todo)
-            if progress:
-                progress(node_id, done, len(tasks))
+            ctx.progress(phase, done, len(tasks))
             position = {t.index: i for i, t in enumerate(tasks)}
 
             def on_done(_i: int, batch: list[ShardResult]) -> None:
@@ -306,8 +309,7 @@ class Engine:
                 for res in batch:
                     done += 1
                     results[position[res.index]] = res
-                if progress:
-                    progress(node_id, done, len(tasks))
+                ctx.progress(phase, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
             cap = node.resources.get("max_parallel_shards")
@@ -322,16 +324,32 @@ class Engine:
             )
             return [r for r in results if r is not None]
 
+        def ctx_map(
+            fn: Callable[..., Any], items: Sequence[Any], *, phase: str | None = None, unit: str = "shards"
+        ) -> list[Any]:
+            name = phase or _phase_name(fn)
+            total, done = len(items), 0
+            ctx.progress(name, 0, total, unit)
+
+            def on_done(_i: int, _result: Any) -> None:
+                nonlocal done
+                done += 1
+                ctx.progress(name, done, total, unit)
+
+            return self.executor.map(
+                fn, items, on_done=on_done, resources=self._resources(node), key_prefix=node_id
+            )
+
         ctx = RunContext(
             node_id=node_id,
             params=node.params,
             inputs=inputs,
             out_dir=out_dir,
             seed=seed,
-            map=lambda fn, items: self.executor.map(
-                fn, items, resources=self._resources(node), key_prefix=node_id
-            ),
+            map=ctx_map,
             run_shards=run_shards,
+            phases=kind_phases,
+            on_progress=progress,
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
@@ -409,6 +427,7 @@ class Engine:
                 "shards_reused_after_crash": reused,
             },
             "host": socket.gethostname(),
+            **({"run": dict(self.run_info)} if self.run_info else {}),
         }
 
     def _shard_entries(self, fp: str, results: list[ShardResult]) -> list[dict[str, Any]]:
@@ -494,13 +513,24 @@ class Engine:
 
 
 def _fan_out(progress: Progress | None) -> Progress:
-    def call(node: str, done: int, total: int) -> None:
+    def call(event: ProgressEvent) -> None:
         if progress is not None:
-            progress(node, done, total)
+            progress(event)
         for hook in list(PROGRESS_HOOKS):
-            hook(node, done, total)
+            hook(event)
 
     return call
+
+
+def _phase_name(fn: Callable[..., Any]) -> str:
+    """A phase named after the mapped function (``_EmbedTask`` -> ``embed``), when the kind names none."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    name = name.strip("_")
+    for suffix in ("Task", "_task"):
+        name = name.removesuffix(suffix)
+    return name.lower() or "map"
 
 
 def _run_batch(fn: Callable[..., ShardResult], batch: list[ShardTask]) -> list[ShardResult]:
