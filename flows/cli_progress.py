@@ -1,4 +1,4 @@
-"""Rich progress bars for `arcflow run`: one bar per node, fed by the engine's shard progress."""
+"""Rich progress bars for `arcflow run`: one bar per node, fed by the engine's progress events (phase, done, total)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from tasks.base import ProgressEvent
 
 
 class RichProgress:
@@ -23,11 +25,14 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
 
-    def update(self, node: str, done: int, total: int) -> None:
+    def update(self, event: ProgressEvent) -> None:
+        """One bar per node: the current phase's count, named when the kind has several phases."""
+        node = event.node
+        label = node if event.phase == "shards" else f"{node} · {event.phase}"
         with self._lock:
             if node not in self.tasks:
-                self.tasks[node] = self.progress.add_task(node, total=total)
-            self.progress.update(self.tasks[node], completed=done, total=total)
+                self.tasks[node] = self.progress.add_task(label, total=event.total)
+            self.progress.update(self.tasks[node], description=label, completed=event.done, total=event.total)
 
     def __enter__(self) -> RichProgress:
         self.progress.__enter__()

@@ -135,6 +135,9 @@ class RunContext:
     run_shards: RunShardsFn
     extra: dict[str, Any] = field(default_factory=dict)
     reports: list[dict[str, Any]] = field(default_factory=list)
+    # wall-clock seconds of the kind's phases: they go to the manifest's timings, never into output files or
+    # reports (the content hash covers those, and they must be the same bytes on every run)
+    timings: dict[str, float] = field(default_factory=dict)
     phases: tuple[str, ...] = ()  # the kind's phases, in order (for the overall fraction)
     on_progress: ProgressFn | None = None
 

@@ -18,7 +18,6 @@ one method removed).
 from __future__ import annotations
 
 import glob
-import io
 import itertools
 import os
 import time
@@ -26,6 +25,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from data_pipes.dedup.overlap_plot import overlap_png
 from data_pipes.io.shards import EXCLUDED, ShardResult, write_shard
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
@@ -81,29 +81,6 @@ def pairwise(removed: pl.DataFrame, methods: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def bar_chart(venn: list[dict[str, Any]]) -> bytes:
-    """A horizontal bar per combination of methods (PNG bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(venn) + 1.2), dpi=100)
-    labels = [r["removed_by"] for r in venn][::-1]
-    values = [r["documents"] for r in venn][::-1]
-    ax.barh(labels, values, color="#4c72b0")
-    for y, v in enumerate(values):
-        ax.text(v, y, f" {v:,}", va="center")
-    ax.set_xlabel("documents removed")
-    ax.set_title("documents removed, by combination of methods")
-    ax.margins(x=0.15)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 @register
 class DedupReport(Kind):
     name: ClassVar[str] = "dedup_report"
@@ -143,7 +120,7 @@ class DedupReport(Kind):
         venn = combinations(removed, methods)
         pairs = pairwise(removed, methods)
         ctx.add_report("Removed by method", table=per_method)
-        ctx.add_report("Overlap between methods", table=venn, png=bar_chart(venn) if venn else None)
+        ctx.add_report("Overlap between methods", table=venn, png=overlap_png(venn) if venn else None)
         ctx.add_report("Pairwise overlap", table=pairs)
         ctx.add_report("Dedup summary", markdown=_markdown(per_method, venn, pairs, methods, removed))
 

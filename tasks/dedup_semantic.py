@@ -9,7 +9,8 @@ Phases (each resumable: a phase's files under ``_work/`` are reused when present
 4. write: ``ctx.run_shards``, one output shard per input shard; removed rows go to ``excluded/`` with reason
    ``semdedup_duplicate``, ``duplicate_of`` (the id of the better-ranked near copy) and ``cosine``.
 
-The result depends only on the inputs, params and seed, not on worker count or grouping. Reports: the eps
+The result depends only on the inputs, params and seed, not on worker count or grouping. Progress is reported per
+phase (``embed 3/8 shards``, ``k-means 5/20 iterations``, ``pairwise 12/32 groups``, ``write``). Reports: the eps
 sweep (table and PNG, from one pass), cluster sizes, and a summary. See ``data_pipes/dedup/semdedup_pairwise``
 for the exact removal rule and where we depart from the paper.
 """
@@ -136,6 +137,7 @@ class DedupSemantic(Kind):
     packages = ("torch", "sentence-transformers", "transformers", "tokenizers")
     path_params = ("model_path",)
     description = "SemDedup: embed, seeded k-means, drop near copies within clusters (eps sweep reported)"
+    phases = ("embed", "k-means", "pairwise", "write")
 
     def check_params(self, params: SemDedupParams) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
         try:
@@ -163,11 +165,10 @@ class DedupSemantic(Kind):
         work = os.path.join(ctx.out_dir, "_work")
         os.makedirs(work, exist_ok=True)
         shards = [path for inp in ctx.inputs for path in inp.shards]
-        timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        emb_files = ctx.map(_EmbedTask(cfg, params.text_column, work), list(enumerate(shards)))
-        timings["embed_s"] = time.perf_counter() - t0
+        emb_files = ctx.map(_EmbedTask(cfg, params.text_column, work), list(enumerate(shards)), phase="embed")
+        ctx.timings["embed_s"] = time.perf_counter() - t0
         sizes = [int(np.load(f, mmap_mode="r").shape[0]) for f in emb_files]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         ids = [i for p in shards for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
@@ -175,12 +176,16 @@ class DedupSemantic(Kind):
 
         t0 = time.perf_counter()
         km_file, emb_file = os.path.join(work, "kmeans.npz"), os.path.join(work, "embeddings.npy")
+        iterations = ctx.progress_fn("k-means", "iterations")
+        iterations(0, cfg.kmeans_iters)
         if not (os.path.exists(km_file) and os.path.exists(emb_file)):
             emb = np.concatenate([np.load(f) for f in emb_files]) if n else np.zeros((0, 1), np.float32)
             _save_npy(emb_file, emb)
             if n:
                 x = torch.from_numpy(emb).to(pick_device(cfg.device))
-                km = spherical_kmeans(x, cfg.n_clusters or default_clusters(n), cfg.kmeans_iters, cfg.seed)
+                km = spherical_kmeans(
+                    x, cfg.n_clusters or default_clusters(n), cfg.kmeans_iters, cfg.seed, on_iter=iterations
+                )
                 labels, distance = km.labels.cpu().numpy(), km.distance.cpu().numpy()
             else:
                 labels, distance = np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -189,7 +194,8 @@ class DedupSemantic(Kind):
             os.replace(tmp, km_file)
         km_data = np.load(km_file)
         labels, distance = km_data["labels"], km_data["distance"]
-        timings["kmeans_s"] = time.perf_counter() - t0
+        iterations(cfg.kmeans_iters, cfg.kmeans_iters)
+        ctx.timings["kmeans_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         keys = random_keys(ids, cfg.seed) if cfg.keep == "random" else None
@@ -200,10 +206,10 @@ class DedupSemantic(Kind):
         scores = np.full(n, -np.inf, dtype=np.float32)
         dup = np.full(n, -1, dtype=np.int64)
         groups = _groups(bounds) if n else []
-        for f in ctx.map(_ScoreTask(work), list(enumerate(groups))):
+        for f in ctx.map(_ScoreTask(work), list(enumerate(groups)), phase="pairwise", unit="groups"):
             part = np.load(f)
             scores[part["idx"]], dup[part["idx"]] = part["best"], part["dup"]
-        timings["pairwise_s"] = time.perf_counter() - t0
+        ctx.timings["pairwise_s"] = time.perf_counter() - t0
 
         removed = removed_mask(scores, cfg.eps)
         tasks = []
@@ -213,12 +219,12 @@ class DedupSemantic(Kind):
             decide = {"rows": rows.tolist(), "cosine": scores[lo:hi][rows].tolist(),
                       "duplicate_of": [ids[j] for j in dup[lo:hi][rows]]}  # fmt: skip
             tasks.append(ShardTask(i, {"path": path, "decide": decide}, label=path))
-        results = ctx.run_shards(tasks)
-        self._report(ctx, cfg, scores, bounds, removed, timings)
+        results = ctx.run_shards(tasks, phase="write")
+        self._report(ctx, cfg, scores, bounds, removed)
         return results
 
     def _report(self, ctx: RunContext, cfg: SemDedupConfig, scores: np.ndarray, bounds: np.ndarray,
-                removed: np.ndarray, timings: dict[str, float]) -> None:  # fmt: skip
+                removed: np.ndarray) -> None:  # fmt: skip
         table = sweep_table(scores, (*cfg.eps_sweep, cfg.eps))
         ctx.add_report("SemDedup eps sweep", table=table, png=sweep_png(table, cfg.eps))
         ctx.add_report("SemDedup cluster sizes", table=cluster_size_table(bounds))
@@ -228,8 +234,8 @@ class DedupSemantic(Kind):
             markdown=(
                 f"{int(removed.sum())} of {n} documents removed as `{REASON}` at eps={cfg.eps} "
                 f"(max cosine to a better-ranked item of the cluster >= {1 - cfg.eps:g}); keep={cfg.keep}, "
-                f"{len(bounds) - 1} clusters, encoder `{resolve_model_path(cfg.model_path)}`, "
-                + ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
+                f"{len(bounds) - 1} clusters, encoder "
+                f"`{os.path.basename(os.path.normpath(resolve_model_path(cfg.model_path)))}`"
             ),
         )
 

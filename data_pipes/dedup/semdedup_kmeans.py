@@ -12,6 +12,7 @@ seed on a sample for speed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,17 +84,25 @@ def _kmeans_pp(x: Any, k: int, rng: np.random.Generator) -> Any:
     return sample[torch.tensor(chosen, device=x.device)].clone()
 
 
-def spherical_kmeans(x: Any, k: int, iters: int = 20, seed: int = 0) -> KMeansResult:
-    """Cluster unit vectors ``x`` ([n, dim] fp32 tensor) into ``min(k, n)`` clusters."""
+def spherical_kmeans(
+    x: Any, k: int, iters: int = 20, seed: int = 0, on_iter: Callable[[int, int], None] | None = None
+) -> KMeansResult:
+    """Cluster unit vectors ``x`` ([n, dim] fp32 tensor) into ``min(k, n)`` clusters. ``on_iter(done, total)``
+    is called after the seeding and after each Lloyd iteration (progress), and with ``(total, total)`` at the
+    end, also when the assignments settle early."""
     import torch
 
     n = x.shape[0]
     k = max(1, min(k, n))
     rng = np.random.default_rng(seed)
+    report = on_iter or (lambda _done, _total: None)
     centroids = _kmeans_pp(x, k, rng)
     labels, best = _assign(x, centroids)
+    report(0, iters)
     done = 0
     for step in range(1, iters + 1):
+        if step > 1:
+            report(step - 1, iters)
         done = step
         sums = _member_sums(x, labels, k)
         counts = torch.bincount(labels, minlength=k)
@@ -103,4 +112,5 @@ def spherical_kmeans(x: Any, k: int, iters: int = 20, seed: int = 0) -> KMeansRe
         if torch.equal(new_labels, labels):
             break
         labels = new_labels
+    report(iters, iters)
     return KMeansResult(centroids, labels, (1.0 - best).clamp(min=0), done)

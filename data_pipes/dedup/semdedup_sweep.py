@@ -7,7 +7,6 @@ paper reruns its pipeline per eps; one pass is equivalent because the score does
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,28 +36,29 @@ def sweep_table(scores: np.ndarray, eps_values: Sequence[float]) -> list[dict[st
     return rows
 
 
-def sweep_png(table: list[dict[str, Any]], chosen_eps: float | None = None, title: str = "SemDedup") -> bytes:
-    """Retention against eps as a PNG (matplotlib, Agg backend)."""
-    import matplotlib
+def sweep_figure(table: list[dict[str, Any]], chosen_eps: float | None = None, title: str = "SemDedup") -> Any:
+    """Retention against eps (a bare matplotlib figure)."""
+    from data_pipes.plots import new_figure, text_width_in
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig = new_figure(max(5.5, text_width_in([f"{title}: retention by eps"], 12) + 1.0), 3.4)
+    ax = fig.add_subplot()
     eps = [r["eps"] for r in table]
     ax.plot(eps, [100 * r["retention"] for r in table], marker="o")
     if chosen_eps is not None:
         ax.axvline(chosen_eps, color="grey", linestyle="--", label=f"eps = {chosen_eps}")
-        ax.legend()
+        ax.legend(loc="best")
     ax.set_xlabel("eps (removed when max cosine >= 1 - eps)")
     ax.set_ylabel("documents kept (%)")
     ax.set_title(f"{title}: retention by eps")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
+
+
+def sweep_png(table: list[dict[str, Any]], chosen_eps: float | None = None, title: str = "SemDedup") -> bytes:
+    """``sweep_figure`` as PNG bytes."""
+    from data_pipes.plots import png_bytes
+
+    return png_bytes(sweep_figure(table, chosen_eps, title))
 
 
 def cluster_size_table(bounds: np.ndarray) -> list[dict[str, Any]]:

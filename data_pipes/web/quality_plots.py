@@ -2,10 +2,47 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from data_pipes.plots import new_figure, png_bytes, text_width_in
+
+
+def histogram_figure(
+    counts: Sequence[float],
+    edges: Sequence[float],
+    *,
+    title: str,
+    xlabel: str,
+    lines: Sequence[tuple[float, str]] = (),
+) -> Any:
+    """A bar histogram from precomputed ``counts`` over ``edges`` (len(counts) + 1), with labelled vertical
+    ``lines`` (e.g. bucket boundaries). The line labels sit in a band above the bars, so bars never hide them."""
+    fig = new_figure(max(7.0, text_width_in([title], 12) + 1.0), 3.6)
+    ax = fig.add_subplot()
+    edges_arr = np.asarray(edges, dtype=float)
+    ax.bar(edges_arr[:-1], counts, width=np.diff(edges_arr), align="edge", color="#4C78A8", edgecolor="white")
+    top = float(max(counts)) if len(counts) else 1.0
+    top = top if top > 0 else 1.0
+    if lines:
+        ax.set_ylim(0, top * 1.18)  # a band above the tallest bar for the labels
+    lo, hi = ax.get_xlim()
+    for x, label in lines:
+        ax.axvline(x, color="#E45756", linestyle="--", linewidth=1)
+        right = x > lo + 0.85 * (hi - lo)  # near the right edge: the label goes left of its line
+        ax.text(
+            x, top * 1.16, f"{label} " if right else f" {label}", color="#E45756", fontsize=8, va="top",
+            ha="right" if right else "left",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+        )  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("documents")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
 
 
 def histogram_png(
@@ -16,28 +53,8 @@ def histogram_png(
     xlabel: str,
     lines: Sequence[tuple[float, str]] = (),
 ) -> bytes:
-    """A bar histogram from precomputed ``counts`` over ``edges`` (len(counts) + 1), with labelled vertical
-    ``lines`` (e.g. bucket boundaries)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # a bare Figure: no pyplot state shared between threads
-
-    fig = Figure(figsize=(7, 3.6), dpi=100)
-    ax = fig.add_subplot()
-    edges_arr = np.asarray(edges, dtype=float)
-    ax.bar(edges_arr[:-1], counts, width=np.diff(edges_arr), align="edge", color="#4C78A8", edgecolor="white")
-    top = max(counts) if len(counts) else 1
-    for x, label in lines:
-        ax.axvline(x, color="#E45756", linestyle="--", linewidth=1)
-        ax.text(x, top, f" {label}", color="#E45756", fontsize=8, va="top", rotation=90)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("documents")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    """``histogram_figure`` as PNG bytes."""
+    return png_bytes(histogram_figure(counts, edges, title=title, xlabel=xlabel, lines=lines))
 
 
 def histogram(values: np.ndarray, bins: int = 50, lo: float | None = None, hi: float | None = None):

