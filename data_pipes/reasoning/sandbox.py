@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -42,9 +43,7 @@ from data_pipes.reasoning.sandbox_layers import (
     check_available,
     command,
     fresh_uid,
-    gone,
     kill_group,
-    kill_pid,
     kill_uid,
 )
 from data_pipes.reasoning.sandbox_seccomp import filter_fd
@@ -54,6 +53,7 @@ __all__ = ["STATUSES", "SandboxResult", "SandboxUnavailable", "run_code_tests", 
 BOOT_SOURCE = Path(__file__).with_name("sandbox_boot.py").read_text(encoding="utf-8")
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "forbidden")
 HARNESS = "\n\n{tests}\n\nif 'check' in globals() and {entry!r}:\n    check(globals()[{entry!r}])\n"
+CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)[,\s}]')
 REAP_S = 5.0  # after a kill, how long to wait for the kernel to empty the run's PID namespace
 
 
@@ -197,11 +197,25 @@ def _execute(
         for fd in [*fds, info_w]:
             os.close(fd)
         fds = []
-        timed_out = not _wait(proc, timeout_s)
-        if timed_out:
-            _stop(proc, _init_pid(info_r))
-        # bwrap returns only once its PID namespace's first process is reaped, which the kernel allows only
-        # after it has killed everything else in the namespace: nothing the run started is left
+        deadline = time.monotonic() + timeout_s
+        init = _init_pidfd(info_r, timeout_s)  # the PID namespace's first process, as a pidfd
+        try:
+            timed_out = not _wait(proc, deadline - time.monotonic())
+            if timed_out and init is not None:
+                # the kernel kills every process of the namespace when its first one dies; bwrap then returns
+                _kill_pidfd(init)
+                _wait(proc, REAP_S)
+            if timed_out:
+                kill_group(proc.pid)  # only if bwrap did not return
+                proc.wait()
+            # bwrap may return as soon as the program exits, before its namespace is emptied (leftover
+            # processes, daemons): a dead first process means the kernel has killed and reaped all the others
+            if init is not None and not _ready(init, REAP_S):
+                _kill_pidfd(init)
+                _ready(init, REAP_S)
+        finally:
+            if init is not None:
+                os.close(init)
     finally:
         for fd in [*fds, info_r]:
             os.close(fd)
@@ -213,17 +227,33 @@ def _execute(
     return SandboxResult(status, out, err, None if timed_out else rc, round(seconds, 4), used)
 
 
-def _init_pid(info_r: int) -> int | None:
-    """The PID namespace's first process, from bwrap's ``--info-fd`` (written once set up)."""
-    os.set_blocking(info_r, False)
+def _init_pidfd(info_r: int, timeout_s: float) -> int | None:
+    """A pidfd of the run's PID-namespace init, from bwrap's ``--info-fd`` (written as soon as it has cloned
+    it, so while the process surely exists), or None when bwrap failed first."""
+    deadline, data = time.monotonic() + max(timeout_s, 1.0), b""
+    while (found := CHILD_PID.search(data)) is None:  # written in pieces: the pid comes first
+        if not _ready(info_r, deadline - time.monotonic()):
+            return None
+        chunk = os.read(info_r, 65536)
+        if not chunk:
+            return None
+        data += chunk
     try:
-        data = os.read(info_r, 65536)
-    except BlockingIOError:
+        return os.pidfd_open(int(found.group(1)))
+    except (OSError, AttributeError):
         return None
+
+
+def _ready(fd: int, timeout_s: float) -> bool:
+    ready, _, _ = select.select([fd], [], [], max(timeout_s, 0.0))
+    return bool(ready)
+
+
+def _kill_pidfd(pidfd: int) -> None:
     try:
-        return int(json.loads(data.decode())["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        return None
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
@@ -233,28 +263,17 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=max(timeout_s, 0.0))
             return True
         except subprocess.TimeoutExpired:
             return False
     try:
-        ready, _, _ = select.select([pidfd], [], [], timeout_s)
+        exited = _ready(pidfd, timeout_s)
     finally:
         os.close(pidfd)
-    if ready:
+    if exited:
         proc.wait()
-    return bool(ready)
-
-
-def _stop(proc: subprocess.Popen, init: int | None) -> None:
-    """At the wall timeout: kill the namespace's first process (the kernel then kills every process of the
-    run, daemons included) and let bwrap return; kill bwrap's own group only if it does not."""
-    if init is not None and not gone(init):  # bwrap is still running, so ``init`` cannot be a reused pid
-        kill_pid(init)
-        if _wait(proc, REAP_S):
-            return
-    kill_group(proc.pid)
-    proc.wait()
+    return exited
 
 
 def _returncode(rc: int) -> int:

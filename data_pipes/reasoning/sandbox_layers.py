@@ -172,7 +172,8 @@ def namespace_args(
         args += ["--info-fd", str(info_fd)]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
-    return [*args, "--chdir", WORK, "--clearenv"]
+    # the root itself is a tmpfs bwrap made (unprivileged: owned by the sandbox's uid): read-only, last
+    return [*args, "--remount-ro", "/", "--chdir", WORK, "--clearenv"]
 
 
 def command(
