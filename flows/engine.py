@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_pipes.io.atomic import atomic_write_text
 from data_pipes.io.shards import MARKERS, ShardResult, clean_partial_files, read_marker
 from flows.dag import ancestors, descendants
 from flows.errors import MissingInputError, SelectionError
 from flows.executor import DaskExecutor
-from flows.fingerprint import code_hashes, node_fingerprint, sha, versions_for
+from flows.fingerprint import code_hashes, node_fingerprint, portable_params, sha, versions_for
 from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
@@ -115,11 +116,7 @@ def note_shard_total(out_dir: str, total: int) -> None:
                 return
     except (OSError, ValueError):
         pass
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"total": total}, fh)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"total": total}))
 
 
 def shard_progress(out_dir: str) -> tuple[int, int | None]:
@@ -160,7 +157,9 @@ class Engine:
         return {
             "kind": kind.name,
             "code": code_hashes(type(kind).__module__),
-            "params": node.params.model_dump(mode="json"),
+            "params": portable_params(
+                node.params.model_dump(mode="json"), kind.path_params, self.pipeline.file
+            ),
             "versions": versions_for(kind.packages),
             "signature": kind.signature(node.params),
             "inputs": inputs,
@@ -354,6 +353,8 @@ class Engine:
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
         manifest["reports"] = ctx.reports
+        if ctx.timings:  # the kind's phase timings: here, never in its outputs or reports
+            manifest["timings"]["phases"] = {k: round(v, 3) for k, v in ctx.timings.items()}
         self.store.write_manifest(fp, manifest, self._shard_entries(fp, results))
         self._finish(node_id, fp, manifest, parts)
         return False, manifest
@@ -407,7 +408,7 @@ class Engine:
             "kind": node.kind.name,
             "output_type": node.kind.output_type.value,
             "fingerprint": fp,
-            "content_hash": sha("content-v1", *(r.content_hash for r in results)),
+            "content_hash": self.store.hash_output(fp),  # every output file's bytes, not just the shards
             "inputs": [
                 {"name": i.name, "fingerprint": os.path.basename(i.path), "content_hash": i.content_hash}
                 for i in inputs

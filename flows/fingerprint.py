@@ -6,12 +6,16 @@
   reading ``import`` statements with ``ast``, limited to the project's own packages), so editing a helper that a
   kind imports invalidates the kind, and editing an unrelated module does not (nor editing the orchestrator's own
   modules, ``flows.*`` and the registry, which decide where and when a kind runs, not what it computes);
-* ``params`` is the canonical JSON of the validated params (defaults filled in);
+* ``params`` is the canonical JSON of the validated params (defaults filled in; paths inside the pipeline's folder
+  relative to it, see ``portable_params``);
 * ``versions`` are the versions of the packages the kind declares, plus Python, pyarrow and polars (they write the
   shards);
-* ``signature`` is extra material the kind supplies (e.g. sizes and mtimes of the files a source reads);
+* ``signature`` is extra material the kind supplies (e.g. the commit a git source reads);
 * ``inputs`` are the **content hashes** of the inputs' outputs, not their fingerprints: a recomputed input whose
   bytes did not change leaves its consumers' fingerprints unchanged (early cut-off).
+
+Nothing else enters: no process state, no path of the checkout, the install or the store, no time. The same pipeline
+gives the same fingerprints in any folder, from the CLI or a deployment's worker, at any worker count.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import threading
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from data_pipes.io.atomic import atomic_write_text
 
 PROJECT_PACKAGES = ("flows", "tasks", "data_pipes", "model")
 # The orchestrator's own modules decide where and when a kind runs, not what it computes: a kind importing them
@@ -95,11 +101,7 @@ def save_code_cache() -> None:
         return
     path = _disk_cache_path()
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({p: list(v) for p, v in _file_cache.items()}, fh)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({p: list(v) for p, v in _file_cache.items()}))
         _disk_cache_dirty = False
     except OSError:
         pass  # no writable cache: the next process parses again
@@ -172,6 +174,31 @@ def _code_hashes(module: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def content_digests(paths: list[str]) -> list[str]:
+    """sha256 of each file's bytes, for source signatures: what a source reads is its content, not its path or
+    mtime. Kept in the same stat-keyed on-disk index as the code hashes, so unchanged files are not read again."""
+    global _disk_cache_dirty
+    out = []
+    with _code_lock:
+        if not _disk_cache_loaded:
+            _load_disk_cache()
+        for path in paths:
+            st = os.stat(path)
+            cached = _file_cache.get(path)
+            if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+                out.append(cached[2])
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            _file_cache[path] = (st.st_mtime_ns, st.st_size, h.hexdigest(), ())
+            _disk_cache_dirty = True
+            out.append(h.hexdigest())
+        save_code_cache()
+    return out
+
+
 @cache
 def package_version(name: str) -> str:
     try:
@@ -184,6 +211,28 @@ def versions_for(packages: tuple[str, ...]) -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in sorted(set(ALWAYS_VERSIONED) | set(packages)):
         out[name] = package_version(name)
+    return out
+
+
+def portable_params(params: dict[str, Any], path_keys: tuple[str, ...], pipeline_file: str) -> dict[str, Any]:
+    """Params as the fingerprint sees them: the kind's path params (made absolute when the pipeline loaded)
+    are relative to the pipeline file's folder again when they lie inside it, so the same pipeline checked out in
+    two folders has the same fingerprints. Paths outside it stay absolute (the same data on this machine)."""
+    if not path_keys:
+        return params
+    base = os.path.dirname(os.path.abspath(pipeline_file))
+
+    def rel(value: Any) -> Any:
+        if not isinstance(value, str) or not os.path.isabs(value):
+            return value
+        if value == base or value.startswith(base.rstrip(os.sep) + os.sep):
+            return os.path.relpath(value, base).replace(os.sep, "/")
+        return value
+
+    out = dict(params)
+    for key in path_keys:
+        value = out.get(key)
+        out[key] = [rel(v) for v in value] if isinstance(value, list) else rel(value)
     return out
 
 

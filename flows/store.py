@@ -5,31 +5,89 @@ Layout of the work directory::
     outputs/<fingerprint>/part-00000.parquet ...   kept rows (or other files for non-document outputs)
     outputs/<fingerprint>/excluded/ quarantine/    dropped rows with `reason`, quarantined rows with `error`
     outputs/<fingerprint>/_markers/part-*.json     one per finished shard (resume is per shard)
+    outputs/<fingerprint>/_work/ _teacher/ ...     scratch of a kind (any top-level name starting with "_")
     outputs/<fingerprint>/shards.json              per-shard files, counts and content hashes
+    outputs/<fingerprint>/files.json               sha256 of every output file (what the content hash covers)
     outputs/<fingerprint>/manifest.json            written last: the output is complete when it exists
     refs/<pipeline>.json                           node id -> fingerprint and its parts, of the last good run
     runs/<run id>/pipeline.yaml                    the resolved config of each run
     lock                                           held by a running `arcflow run` or `gc`
+
+The **content hash** of an output covers every byte the node outputs: every file under its folder (kept, excluded and
+quarantined shards, WARC files, tokenizer and model folders, checkpoints, report data...), each by its relative
+path and sha256, except the bookkeeping files above (manifest, shards.json, files.json), the scratch folders whose
+top-level name starts with ``_`` (markers, caches, intermediate work) and temporary files. It is computed the same
+way for every kind, so a kind that writes a new sort of file needs nothing to have it covered.
+
+Taking the lock also removes the temporary files (``*.tmp-<pid>...``) that killed writers left in unfinished
+outputs, so they do not linger in a folder whose node never runs again.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from data_pipes.io.shards import _atomic_write_bytes
+from data_pipes.io.atomic import TMP_MARK, atomic_write_bytes, remove_stale_temporaries
 from flows.errors import StoreLockedError
 
 MANIFEST = "manifest.json"
 SHARDS = "shards.json"
+FILES = "files.json"
+BOOKKEEPING = frozenset({MANIFEST, SHARDS, FILES})
+CONTENT_HASH_VERSION = "content-v2"
+_HASH_CHUNK = 1 << 20
+
+
+def output_files(out_dir: str) -> list[str]:
+    """The files a node output (relative paths with ``/``, sorted): everything under ``out_dir`` except the
+    bookkeeping files, top-level scratch folders (names starting with ``_``) and temporary files."""
+    found = []
+    for root, dirs, files in os.walk(out_dir):
+        rel_root = os.path.relpath(root, out_dir)
+        if rel_root == ".":
+            dirs[:] = [d for d in dirs if not d.startswith("_")]
+        for name in files:
+            if TMP_MARK in name or (rel_root == "." and (name in BOOKKEEPING or name.startswith("_"))):
+                continue
+            rel = name if rel_root == "." else os.path.join(rel_root, name)
+            found.append(rel.replace(os.sep, "/"))
+    return sorted(found)
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_files(out_dir: str) -> dict[str, str]:
+    """``{relative path: sha256}`` of every output file of ``out_dir`` (hashed on a few threads: hashlib
+    releases the GIL, so large outputs hash at disk speed)."""
+    files = output_files(out_dir)
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
+        digests = list(pool.map(lambda rel: file_sha256(os.path.join(out_dir, rel)), files))
+    return dict(zip(files, digests, strict=True))
+
+
+def content_hash_of(files: dict[str, str]) -> str:
+    """The content hash of an output from its ``{relative path: sha256}`` listing."""
+    h = hashlib.sha256(CONTENT_HASH_VERSION.encode() + b"\0")
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]}\0".encode())
+    return h.hexdigest()
 
 
 @dataclass
@@ -58,14 +116,30 @@ class Store:
         with open(os.path.join(self.output_dir(fingerprint), SHARDS), "rb") as fh:
             return json.loads(fh.read())
 
+    def hash_output(self, fingerprint: str) -> str:
+        """The content hash of the (finished, not yet manifested) output ``fingerprint``: every output file by
+        relative path and sha256 (see the module doc). The per-file listing is kept in ``files.json``."""
+        out = self.output_dir(fingerprint)
+        files = hash_files(out)
+        atomic_write_bytes(os.path.join(out, FILES), json.dumps(files, indent=0, sort_keys=True).encode())
+        return content_hash_of(files)
+
+    def files(self, fingerprint: str) -> dict[str, str]:
+        """``{relative path: sha256}`` of a finished output's files, as recorded when it was hashed."""
+        try:
+            with open(os.path.join(self.output_dir(fingerprint), FILES), "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            return {}
+
     def write_manifest(
         self, fingerprint: str, manifest: dict[str, Any], shards: list[dict[str, Any]]
     ) -> None:
         """The shard list first, the manifest last: an output is complete exactly when its manifest exists.
         The manifest stays small (no per-shard list) so planning a pipeline of huge nodes stays fast."""
         out = self.output_dir(fingerprint)
-        _atomic_write_bytes(os.path.join(out, SHARDS), json.dumps(shards, separators=(",", ":")).encode())
-        _atomic_write_bytes(
+        atomic_write_bytes(os.path.join(out, SHARDS), json.dumps(shards, separators=(",", ":")).encode())
+        atomic_write_bytes(
             os.path.join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode()
         )
 
@@ -94,7 +168,7 @@ class Store:
         if old is not None and _same_entry(old, entry):
             return  # a reused node: nothing new to record
         refs[node_id] = entry
-        _atomic_write_bytes(self._refs_path(pipeline), json.dumps(refs, indent=1, sort_keys=True).encode())
+        atomic_write_bytes(self._refs_path(pipeline), json.dumps(refs, indent=1, sort_keys=True).encode())
 
     def all_refs(self) -> dict[str, dict[str, dict[str, Any]]]:
         out = {}
@@ -140,6 +214,7 @@ class Store:
         fh.write(f"arcflow pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
         try:
+            self.remove_stale_temporaries()
             yield
         finally:
             fh.seek(0)
@@ -147,6 +222,22 @@ class Store:
             fh.flush()
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             fh.close()
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Delete the temporary files killed writers left in unfinished outputs and in ``refs/`` (called with the
+        lock held, when a run or gc starts); a file whose writer process still runs is kept. Finished outputs
+        (with a manifest) hold none, so only unfinished folders are walked. Returns the removed paths."""
+        removed: list[str] = []
+        outputs = os.path.join(self.root, "outputs")
+        if os.path.isdir(outputs):
+            for fp in sorted(os.listdir(outputs)):
+                folder = os.path.join(outputs, fp)
+                if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, MANIFEST)):
+                    removed += remove_stale_temporaries(folder)
+        refs = os.path.join(self.root, "refs")
+        if os.path.isdir(refs):
+            removed += remove_stale_temporaries(refs)
+        return removed
 
     # ---- gc --------------------------------------------------------------------------------------------------
     def referenced(self) -> set[str]:

@@ -174,6 +174,8 @@ class RunContext:
         import os
         import re
 
+        from data_pipes.io.atomic import atomic_write_bytes
+
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "report"
         folder = os.path.join(self.out_dir, "reports")
         os.makedirs(folder, exist_ok=True)
@@ -191,8 +193,7 @@ class RunContext:
                     else json.dumps(value, indent=1, default=str).encode()
                 )
             )
-            with open(os.path.join(folder, name), "wb") as fh:
-                fh.write(data)
+            atomic_write_bytes(os.path.join(folder, name), data)
             entry[kind] = f"reports/{name}"
         self.reports.append(entry)
 

@@ -1,7 +1,8 @@
 """`demo_corpus`: a small real corpus built offline from this Python installation (see data_pipes/io/demo_corpus.py).
 
 Items are listed cheaply when the run starts and rendered in shards on the workers. The fingerprint covers the
-Python version and the installed distributions, so the corpus is rebuilt when the installation changes.
+Python version and the installed distributions (names and versions, no paths), so the corpus is rebuilt when the
+installation changes, and two checkouts, the CLI and a deployment's worker agree on it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from data_pipes.io.demo_corpus import demo_signature, list_demo_items, render_demo_item
+from data_pipes.io.demo_corpus import demo_signature, list_demo_items, render_demo_items
 from data_pipes.io.documents import records_to_frames
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
@@ -51,6 +52,6 @@ class DemoCorpus(Kind):
 
     def run_shard(self, params: DemoCorpusParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()
-        records = [render_demo_item(item) for item in task.payload]
+        records = render_demo_items(task.payload)
         docs, bad = records_to_frames(records)
         return write_shard(out_dir, task.index, docs, rows_in=len(records), quarantined=bad, started=started)

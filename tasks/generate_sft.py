@@ -112,12 +112,12 @@ class GenerateSft(Kind):
         params: GenerateSftParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
         if params.drop_bottom_length_frac > 0 and tasks:
-            measured = ctx.map(_Measure(params, ctx.out_dir, ctx.seed), tasks)
+            measured = ctx.map(_Measure(params, ctx.out_dir, ctx.seed), tasks, phase="measure")
             cutoff = length_cutoff(
                 [tuple(x) for part in measured for x in part], params.drop_bottom_length_frac
             )
             tasks = [ShardTask(t.index, {**t.payload, "cutoff": cutoff}, t.label) for t in tasks]
-        results = ctx.run_shards(tasks)
+        results = ctx.run_shards(tasks, phase="generate")
         self.summarize(ctx, results)
         return results
 
@@ -162,7 +162,11 @@ class GenerateSft(Kind):
             rows_in=rows_in,
             dropped=frame(dropped, DROPPED_SCHEMA),
             started=started,
-            extra={"problems": len(problems), "pass_rates": stats},
+            extra={
+                "problems": len(problems),
+                "pass_rates": stats,
+                "gen_seconds": round(sum(j.response.seconds for js in judged.values() for j in js), 3),
+            },
         )
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:

@@ -5,13 +5,14 @@ repository is one shard (its history is read in order by one worker). ``emit`` p
 (the tree of ``ref``, the same rules and reasons as ``code_repos``) and ``commits`` (one document per
 commit of ``ref``'s history, in history order: message plus unified diff, docs/CODE_CONTRACT.md). A damaged
 object quarantines only the file or commit that needs it (``git_object_error``); a repository git cannot
-open is one ``git_repository_error`` row. The fingerprint covers each repository's resolved ``ref`` (and
-each bundle's size and mtime).
+open is one ``git_repository_error`` row. The fingerprint covers each repository's name and resolved ``ref`` (and
+each bundle's bytes), never where it is checked out.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import time
 from typing import ClassVar, Literal
@@ -38,6 +39,14 @@ class GitHistoryParams(CodeFileParams):
     emit: list[Literal["files", "commits"]] = Field(["files", "commits"], min_length=1)
     max_diff_kb: float = Field(256.0, gt=0, description="longer diffs are cut (meta.diff_truncated)")
     max_commits: int | None = Field(None, ge=0, description="only the newest N commits of each history")
+    name: str | None = Field(
+        None,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="the repository's name in ids, urls and meta when `paths` names one repository (default: its "
+        "folder's or bundle's name; set it when that folder is a checkout whose name varies, e.g. `paths: [.]`, "
+        "so the output does not depend on where the repository is checked out)",
+    )
 
 
 def list_git_repos(paths: list[str]) -> list[str]:
@@ -65,14 +74,30 @@ def list_git_repos(paths: list[str]) -> list[str]:
     return [found[n] for n in sorted(found)]
 
 
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _state(path: str, ref: str) -> str:
+    """What a repository's documents depend on besides its name: the commit ``ref`` resolves to (a bundle's
+    bytes). Never its folder: the same repository checked out elsewhere gives the same documents."""
     if path.endswith(".bundle"):
-        st = os.stat(path)
-        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        return f"bundle {_file_sha256(path)}"
     try:
-        return f"{path}|{resolve(path, ref)}"
+        return f"commit {resolve(path, ref)}"
     except GitError as exc:
-        return f"{path}|error {exc}"
+        return f"error {str(exc).replace(path, '<repo>')}"
+
+
+def _names(params: GitHistoryParams, repos: list[str]) -> dict[str, str]:
+    """Each repository's name in the documents: ``params.name`` for a single repository, else its own."""
+    if params.name is not None and len(repos) == 1:
+        return {repos[0]: params.name}
+    return {p: repo_name(p) for p in repos}
 
 
 @register
@@ -85,26 +110,37 @@ class GitHistory(Kind):
     description = "git repositories and bundles: files at a ref and one document per commit (message + diff)"
 
     def check_params(self, params: GitHistoryParams) -> list[tuple[tuple[str | int, ...], str]]:
-        return check_patterns(params.paths, list_git_repos)
+        problems = check_patterns(params.paths, list_git_repos)
+        if params.name is not None and not problems:
+            repos = list_git_repos(params.paths)
+            if len(repos) > 1:
+                problems.append(
+                    (("name",), f"`name` names one repository, but `paths` finds {len(repos)}; remove `name`")
+                )
+        return problems
 
     def signature(self, params: GitHistoryParams) -> str:
         try:
-            return sha(*(_state(p, params.ref) for p in list_git_repos(params.paths)))
+            repos = list_git_repos(params.paths)
         except (FileNotFoundError, ValueError) as exc:
             return f"missing: {exc}"
+        names = _names(params, repos)
+        return sha(*(f"{names[p]}|{_state(p, params.ref)}" for p in repos))
 
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params: GitHistoryParams = ctx.params  # type: ignore[assignment]
         source = params.source or ctx.node_id
+        repos = list_git_repos(params.paths)
+        names = _names(params, repos)
         return [
-            ShardTask(i, {"path": p, "source": source}, label=repo_name(p))
-            for i, p in enumerate(list_git_repos(params.paths))
+            ShardTask(i, {"path": p, "source": source, "name": names[p]}, label=names[p])
+            for i, p in enumerate(repos)
         ]
 
     def run_shard(self, params: GitHistoryParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()
         path, source = task.payload["path"], task.payload["source"]
-        name = repo_name(path)
+        name = task.payload.get("name") or repo_name(path)
         records: list[dict] = []
         try:
             with opened(path) as repo:
@@ -123,7 +159,7 @@ class GitHistory(Kind):
                     rid=make_id("git", name, "repository"),
                     source=source,
                     url=f"git://{name}",
-                    error=f"git_repository_error: {exc}",
+                    error=f"git_repository_error: {str(exc).replace(path, name)}",
                 )
             )
         kept, dropped, bad = to_frames(records)

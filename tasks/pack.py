@@ -74,6 +74,7 @@ class Pack(Kind):
     output_type: ClassVar[DataType] = DataType.PACKED_TOKENS
     packages = ("tokenizers", "numpy", "polars", "pyarrow")
     description = "tokenize and pack best-fit decreasing into seq_len rows with document boundaries"
+    phases: ClassVar[tuple[str, ...]] = ("tokenize", "plan", "write")
 
     def check_inputs(self, params: PackParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
         return [
@@ -114,11 +115,13 @@ class Pack(Kind):
                     )
                 )
         started = time.perf_counter()
-        done = ctx.map(tokenize_shard, jobs)
+        done = ctx.map(tokenize_shard, jobs, phase="tokenize")
         tokenize_s = time.perf_counter() - started
         rows_per_shard = params.rows_per_shard or max(1, (1 << 25) // params.seq_len)
         started = time.perf_counter()
+        ctx.progress("plan", 0, 1, "steps")
         plan = build_plan(ctx.out_dir, [j.index for j in jobs], params.seq_len, seed, rows_per_shard)
+        ctx.progress("plan", 1, 1, "steps")
         plan_s = time.perf_counter() - started
         tasks = [
             ShardTask(
@@ -135,7 +138,8 @@ class Pack(Kind):
             for k in range(plan.n_shards)
         ]
         results = ctx.run_shards(tasks)
-        ctx.extra["pack"] = {"plan": plan, "tokenize_s": tokenize_s, "plan_s": plan_s, "tokenized": done}
+        ctx.extra["pack"] = {"plan": plan, "tokenized": done}
+        ctx.timings.update(tokenize_s=tokenize_s, plan_s=plan_s)  # the manifest's timings, not the report
         self.summarize(ctx, results)
         return results
 
@@ -198,7 +202,6 @@ class Pack(Kind):
             f"- concat-and-chunk on the same copies: fill {plan.baseline.fill:.4%}, "
             f"{plan.baseline.docs_split} copies split ({plan.baseline.short_docs_split} of them no longer "
             "than seq_len).",
-            f"- tokenize {info['tokenize_s']:.2f}s, plan {info['plan_s']:.2f}s.",
         ]
         ctx.add_report("Packing", markdown="\n".join(md), table=table)
         ctx.add_report("Tokens per node, source and bucket", table=plan.mix)

@@ -71,7 +71,10 @@ class Warc(FileSource):
             for name in files:
                 if name.endswith((".warc", ".warc.gz")):
                     path = os.path.join(folder, name)
-                    tasks.append(ShardTask(len(tasks), {"files": [path], "source": source}, label=path))
+                    # named by producer and file, never by the store's folder: same bytes in any store
+                    names = {path: f"{inp.name}/warc/{name}"}
+                    payload = {"files": [path], "source": source, "names": names}
+                    tasks.append(ShardTask(len(tasks), payload, label=names[path]))
         return tasks
 
     description = "WARC files (plain or gzipped) into raw-HTML document shards, one per HTML/text response"
@@ -84,6 +87,7 @@ class Warc(FileSource):
             records.extend(
                 read_warc(
                     path,
+                    name=task.payload.get("names", {}).get(path),
                     source=task.payload["source"],
                     ok_only=params.ok_only,
                     max_doc_bytes=int(params.max_doc_mb * 1024 * 1024),

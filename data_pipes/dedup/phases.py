@@ -27,16 +27,15 @@ from data_pipes.dedup.clusters import Clusters, connected_components
 from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.params import ExactDedupParams, MinHashParams
 from data_pipes.dedup.signatures import minhash_signatures
+from data_pipes.io.atomic import atomic_path
 
 ASSIGN_ROW_GROUP = 1 << 16
 
 
 def write_atomic(table: pa.Table, path: str, row_group_size: int | None = None) -> None:
     """Write ``table`` under a temporary name, then rename (the engine removes ``.tmp-`` leftovers)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
-    pq.write_table(table, tmp, row_group_size=row_group_size or None)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_size or None)
 
 
 def _texts(in_path: str, column: str) -> list[str]:
@@ -104,18 +103,16 @@ def exact_hash_phase(
     part = (h[:, 0] % np.uint64(partitions)).astype(np.uint16)
     order = np.argsort(part, kind="stable")
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    writer_path = f"{out_path}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
     schema = pa.schema([("part", pa.uint16()), ("h0", pa.uint64()), ("h1", pa.uint64()), ("doc", pa.int64())])
     table = pa.table(
         {"part": part[order], "h0": h[order, 0], "h1": h[order, 1], "doc": doc_keys(shard, rows[order])},
         schema=schema,
     )
     bounds = np.searchsorted(table["part"].to_numpy(), np.arange(partitions + 1))
-    with pq.ParquetWriter(writer_path, schema) as writer:
+    with atomic_path(out_path) as writer_path, pq.ParquetWriter(writer_path, schema) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             if hi > lo:
                 writer.write_table(table.slice(lo, hi - lo))
-    os.replace(writer_path, out_path)
     return out_path
 
 

@@ -8,9 +8,12 @@ Parts (see ``demo_stdlib`` and ``demo_packages`` for what each holds and skips):
 - ``licenses``: the installed distributions' licence files, as text.
 
 ``list_demo_items`` is cheap and deterministic (sorted by part, then key) so a planner can cut it into shards;
-``render_demo_item`` does the work for one item and returns one record shaped like ``read_records``' (good, or
-quarantined with ``error``). The corpus differs between installations; ``demo_signature`` hashes what decides
-it so fingerprints change exactly when the corpus may have.
+``render_demo_items`` does the work for a shard's items and returns one record per item shaped like
+``read_records``' (good, or quarantined with ``error``); ``render_demo_item`` does one. The corpus differs between
+installations, never between processes, folders or runs of one installation: no record holds a path of this
+machine or process state (pydoc pages are rendered in a clean interpreter, see ``demo_pydoc``).
+``demo_signature`` hashes what decides the corpus (versions, the installed distributions' names, never paths or
+``sys.path``), so fingerprints change exactly when the corpus may have.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -30,18 +34,25 @@ from data_pipes.io.demo_packages import (
     render_license,
     render_package_metadata,
 )
+from data_pipes.io.demo_pydoc import render_pydoc_pages
 from data_pipes.io.demo_stdlib import (
     list_pydoc_html,
     list_stdlib_code,
     render_pydoc_html,
     render_stdlib_code,
-    stdlib_dir,
 )
 
-__all__ = ["DEMO_PARTS", "DemoItem", "demo_signature", "list_demo_items", "render_demo_item"]
+__all__ = [
+    "DEMO_PARTS",
+    "DemoItem",
+    "demo_signature",
+    "list_demo_items",
+    "render_demo_item",
+    "render_demo_items",
+]
 
 # Bump when the rendering of any part changes, so cached demo corpora are rebuilt.
-DEMO_CORPUS_VERSION = 1
+DEMO_CORPUS_VERSION = 2
 
 
 class _Part(NamedTuple):
@@ -91,9 +102,17 @@ def render_demo_item(item: DemoItem) -> dict[str, str]:
     return part.renderer(item)
 
 
+def render_demo_items(items: Sequence[DemoItem]) -> list[dict[str, str]]:
+    """``render_demo_item`` of each item, in order; the pydoc pages of the batch share one clean interpreter."""
+    pages = iter(render_pydoc_pages([item for item in items if item.part == "pydoc_html"]))
+    return [next(pages) if item.part == "pydoc_html" else render_demo_item(item) for item in items]
+
+
 def demo_signature(parts: Sequence[str]) -> str:
-    """sha256 of what determines the corpus for ``parts``: the interpreter and standard library, the corpus
-    code version, and (for the package parts) the sorted ``name==version`` list of installed distributions."""
+    """sha256 of what determines the corpus for ``parts``: the interpreter's version and build, the corpus code
+    version, and (for the package parts) the installed distributions' ``*.dist-info`` names (name and version).
+    No path enters: not the standard library's folder, not ``sys.path`` (a deployment's worker and the CLI see
+    different ones), so the same installation gives the same signature from any process and checkout."""
     checked = _checked_parts(parts)
     payload: dict[str, object] = {
         "demo_corpus_version": DEMO_CORPUS_VERSION,
@@ -101,7 +120,7 @@ def demo_signature(parts: Sequence[str]) -> str:
         "python": sys.version,
         "implementation": sys.implementation.cache_tag,
         "platform": sys.platform,
-        "stdlib": stdlib_dir(),
+        "machine": platform.machine(),
     }
     if any(_PARTS[part].uses_distributions for part in checked):
         payload["distributions"] = metadata_folders()

@@ -1,7 +1,9 @@
 """Demo corpus parts built from the installed distributions: metadata pages and licence files.
 
-Distributions are those ``importlib.metadata`` finds on ``sys.path``, one per normalised name (the first
-found, as ``import`` would), sorted by name. ``package_metadata``: each distribution's long description
+Distributions are those installed in the interpreter's own site-packages folders (sysconfig's ``purelib`` and
+``platlib``), one per normalised name (the first found, as ``import`` would), sorted by name. The current
+``sys.path`` is not used: it depends on how the process started (a deployment's worker has the checkout and its
+``*.egg-info`` on it, the CLI does not), and the corpus must not. ``package_metadata``: each distribution's long description
 wrapped into a web page (``demo_html``), url ``pypi://<name>/<version>``. ``licenses``: every licence file in
 a distribution's metadata folder (its ``License-File`` entries, under ``licenses/`` for metadata 2.4, plus any
 ``LICENSE*``, ``LICENCE*``, ``COPYING*`` or ``NOTICE*`` file there), one text document each. Licence files
@@ -14,7 +16,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import re
-import sys
+import sysconfig
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,10 +41,21 @@ class Installed(NamedTuple):
     license_files: tuple[str, ...]  # the License-File entries of its metadata
 
 
+def site_folders() -> list[str]:
+    """The interpreter's site-packages folders (where its distributions are installed), in import order."""
+    paths = sysconfig.get_paths()
+    out: list[str] = []
+    for key in ("purelib", "platlib"):
+        folder = paths.get(key)
+        if folder and folder not in out:
+            out.append(folder)
+    return out
+
+
 def installed_distributions() -> list[Installed]:
-    """One entry per distribution found on sys.path (the first of each name, as ``import`` would), sorted."""
+    """One entry per distribution of the site-packages folders (the first of each name), sorted."""
     seen: dict[str, Installed] = {}
-    for dist in md.distributions():
+    for dist in md.distributions(path=site_folders()):
         meta = dist.metadata
         name = meta["Name"] if meta is not None else None
         if not name or canonical_name(name) in seen:
@@ -55,16 +68,17 @@ def installed_distributions() -> list[Installed]:
 
 
 def metadata_folders() -> list[str]:
-    """The names of every ``*.dist-info`` / ``*.egg-info`` entry on sys.path, in path order: they carry each
-    distribution's name and version, so this changes whenever a package is installed, removed or upgraded, and
-    listing folders is far cheaper than parsing every distribution's metadata."""
+    """The names of every ``*.dist-info`` / ``*.egg-info`` entry of the site-packages folders, in order (no
+    folder paths: they differ between checkouts): they carry each distribution's name and version, so this
+    changes whenever a package is installed, removed or upgraded, and listing folders is far cheaper than
+    parsing every distribution's metadata."""
     out = []
-    for entry in sys.path:
+    for entry in site_folders():
         try:
-            names = sorted(os.listdir(entry or "."))
+            names = sorted(os.listdir(entry))
         except OSError:
             continue
-        out.extend(f"{entry}:{n}" for n in names if n.endswith((".dist-info", ".egg-info")))
+        out.extend(n for n in names if n.endswith((".dist-info", ".egg-info")))
     return out
 
 
@@ -104,7 +118,7 @@ def render_package_metadata(item: DemoItem) -> dict[str, str]:
         [link for link in links if len(link) == 2],  # type: ignore[misc]
     )
     doc_meta = {"format": "html", "name": item.key, "version": item.version, "content_type": content_type}
-    return demo_good(item, page, url, {**doc_meta, "path": item.path})
+    return demo_good(item, page, url, {**doc_meta, "path": os.path.basename(item.path)})
 
 
 def _license_files(folder: str, declared: tuple[str, ...]) -> list[str]:

@@ -9,24 +9,22 @@ inside packages are kept (docs, shell scripts); binary ones (the wheels ``ensure
 quarantined as ``binary_content``, which is the demo's real example of quarantine.
 
 ``pydoc_html``: ``pydoc.HTMLDoc`` pages of the public top-level stdlib modules (``sys.stdlib_module_names``)
-that this interpreter can find, minus those with side effects on import or a GUI. Modules are imported
-in-process at render time; a failure gives a quarantined ``import_error``/``pydoc_error`` record. Memory
-addresses in reprs (``<object at 0x7f...>``), handles and ``os.environ``'s contents are masked so the same
-installation renders the same bytes.
+that this interpreter can find, minus those with side effects on import or a GUI. They are rendered in a clean
+interpreter (``demo_pydoc``), so the same installation gives the same bytes whatever process runs the shard; a
+failure gives a quarantined ``import_error``/``pydoc_error`` record.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
-import pydoc
-import re
 import sys
 import sysconfig
-import warnings
 
-from data_pipes.io.demo_items import DemoItem, demo_good, demo_quarantined, file_document
+from data_pipes.io.demo_items import DemoItem, file_document
+from data_pipes.io.demo_pydoc import mask_process_state, render_pydoc_pages
+
+__all__ = ["list_pydoc_html", "list_stdlib_code", "mask_process_state", "render_pydoc_html", "stdlib_dir"]
 
 SKIPPED_PACKAGES = frozenset({"test", "idlelib", "tkinter", "lib2to3", "site-packages"})
 SKIPPED_DIRS = frozenset({"__pycache__", "test", "tests"})
@@ -61,15 +59,6 @@ LANGUAGES = {
     ".csh": "csh",
     ".whl": "binary",
 }
-# Process state that pydoc would print: object addresses and handles (differ per run) and the environment
-# (differs per run and may hold secrets: os.environ is module data of os and a default argument of cgi).
-_ADDRESS = re.compile(r"\b(at|handle)((?:\s|&nbsp;)+)(?:0x)?[0-9a-fA-F]{6,}\b")
-_ENVIRON = re.compile(r"\benviron\(\{.*?\}\)", re.DOTALL)
-
-
-def mask_process_state(page: str) -> str:
-    """Replace addresses, handles and environment contents in a pydoc page by fixed placeholders."""
-    return _ENVIRON.sub("environ({...})", _ADDRESS.sub(r"\1\g<2>0x0", page))
 
 
 def stdlib_dir() -> str:
@@ -126,18 +115,5 @@ def list_pydoc_html() -> list[DemoItem]:
 
 
 def render_pydoc_html(item: DemoItem) -> dict[str, str]:
-    """Import the module and render its pydoc HTML page."""
-    url = f"pydoc://{item.key}"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecated modules warn on import
-            module = importlib.import_module(item.key)
-    except Exception as exc:  # any failure at import time is this item's problem, not the run's
-        return demo_quarantined(item, url, "import_error", f"{type(exc).__name__}: {exc}")
-    try:
-        doc = pydoc.HTMLDoc()
-        page = doc.page(pydoc.describe(module), doc.document(module, item.key))
-    except Exception as exc:  # pydoc walks arbitrary objects; a broken one must not stop the corpus
-        return demo_quarantined(item, url, "pydoc_error", f"{type(exc).__name__}: {exc}")
-    meta = {"module": item.key, "path": getattr(module, "__file__", None) or "", "format": "html"}
-    return demo_good(item, mask_process_state(page), url, meta)
+    """The module's pydoc HTML page (one item; ``render_pydoc_pages`` renders many in one interpreter)."""
+    return render_pydoc_pages([item])[0]

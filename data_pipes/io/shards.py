@@ -20,6 +20,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipes.io.atomic import atomic_write_bytes, remove_stale_temporaries
+
 MARKERS = "_markers"
 EXCLUDED = "excluded"
 QUARANTINE = "quarantine"
@@ -70,16 +72,6 @@ class ShardResult:
         return cls(**data)
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _row_group_size(table: pa.Table) -> int:
     if table.num_rows == 0:
         return 1
@@ -98,7 +90,7 @@ def write_parquet_atomic(table: pa.Table, path: str) -> str:
         write_statistics=True,
     )
     data = sink.getvalue().to_pybytes()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -149,7 +141,7 @@ def write_shard(
         extra=extra or {},
     )
     result.check_balance()
-    _atomic_write_bytes(marker_path(out_dir, index), json.dumps(asdict(result), sort_keys=True).encode())
+    atomic_write_bytes(marker_path(out_dir, index), json.dumps(asdict(result), sort_keys=True).encode())
     return result
 
 
@@ -163,11 +155,6 @@ def read_marker(out_dir: str, index: int) -> ShardResult | None:
 
 
 def clean_partial_files(out_dir: str) -> int:
-    """Remove temporary files a killed writer left behind; returns how many were removed."""
-    removed = 0
-    for root, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if ".tmp-" in name:
-                os.remove(os.path.join(root, name))
-                removed += 1
-    return removed
+    """Remove the temporary files killed writers left in ``out_dir``; returns how many were removed. A file
+    whose writer still runs is kept (see ``data_pipes.io.atomic.remove_stale_temporaries``)."""
+    return len(remove_stale_temporaries(out_dir))

@@ -147,19 +147,23 @@ def read_warc(
     max_doc_bytes: int = 50_000_000,
     ok_only: bool = True,
     counts: dict[str, int] | None = None,
+    name: str | None = None,
 ) -> Iterator[dict[str, str]]:
     """Yield good, dropped (``reason``) and quarantined (``error``) records of one WARC file; never raises for
-    bad input. ``counts`` (optional) receives the number of non-response records skipped, by type."""
+    bad input. ``counts`` (optional) receives the number of non-response records skipped, by type. ``name`` is
+    how the records name the file (``meta.path``, fallback ids, errors); default ``path``. Give a name that does
+    not depend on where the file lies (e.g. relative to the store) for output that is the same in any folder."""
     counts = counts if counts is not None else {}
     offset = 0
+    label = name or path
     try:
         raw: BinaryIO = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         yield quarantined_record(
-            rid=make_id(source, path, "open"),
+            rid=make_id(source, label, "open"),
             source=source,
-            url=path,
-            error=f"warc_unreadable: {exc} (file {path})",
+            url=label,
+            error=f"warc_unreadable: {str(exc).replace(path, label)} (file {label})",
         )
         return
     stream = _TrackedStream(raw)
@@ -171,20 +175,20 @@ def read_warc(
                 counts[record.rec_type] = counts.get(record.rec_type, 0) + 1
                 continue
             try:
-                yield _one(record, path, offset, source, max_doc_bytes, ok_only)
+                yield _one(record, label, offset, source, max_doc_bytes, ok_only)
             except _Truncated as exc:
                 yield quarantined_record(
-                    rid=exc.rid, source=source, url=exc.url, error=f"warc_truncated: {exc} (file {path})"
+                    rid=exc.rid, source=source, url=exc.url, error=f"warc_truncated: {exc} (file {label})"
                 )
                 return
             except _STREAM_ERRORS + (ValueError,) as exc:
                 if stream.error is not None:
                     raise
-                rid = make_id(source, path, offset)
+                rid = make_id(source, label, offset)
                 yield quarantined_record(
                     rid=rid,
                     source=source,
-                    url=path,
+                    url=label,
                     error=f"warc_undecodable: {type(exc).__name__}: {exc} (offset {offset})",
                 )
         if stream.error is not None:  # warcio sometimes ends quietly on a stream error inside a record header
@@ -193,10 +197,10 @@ def read_warc(
         truncated = isinstance(stream.error, EOFError) or isinstance(exc, EOFError)
         error = "warc_truncated" if truncated else "warc_unreadable"
         yield quarantined_record(
-            rid=make_id(source, path, f"end@{offset}"),
+            rid=make_id(source, label, f"end@{offset}"),
             source=source,
-            url=path,
-            error=f"{error}: {type(exc).__name__}: {exc} (file {path}, after offset {offset})",
+            url=label,
+            error=f"{error}: {type(exc).__name__}: {exc} (file {label}, after offset {offset})",
         )
     finally:
         raw.close()

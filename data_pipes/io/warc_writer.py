@@ -2,20 +2,22 @@
 
 Each document with an http(s) URL becomes one ``response`` record with an HTTP 200 header (``text/html;
 charset=utf-8`` unless told otherwise); any other URL (``pydoc://json``, a file path) a ``resource`` record holding
-the page without protocol headers, since WARC readers parse HTTP headers only for http(s) targets. warcio would stamp each record with the current time and a random record id; here both come from the
-document (its id hashed into a UUID, a fixed or given date) so the same documents always give the same bytes.
+the page without protocol headers, since WARC readers parse HTTP headers only for http(s) targets. warcio would
+stamp each record with the current time and a random record id; here both come from the document (its id hashed
+into a UUID, a fixed or given date) so the same documents always give the same bytes.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+from data_pipes.io.atomic import atomic_write_bytes
 
 ID_NAMESPACE = uuid.UUID("6f1d3c2a-9b1e-4c55-8f0e-5a2b7c4d9e10")
 DEFAULT_DATE = "2000-01-01T00:00:00Z"
@@ -63,9 +65,5 @@ def write_warc(path: str, pages: Iterable[WarcPage]) -> int:
             )
         writer.write_record(record)
         n += 1
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
     return n

@@ -18,6 +18,7 @@ import os
 import random
 from collections.abc import Callable
 
+from data_pipes.io.atomic import atomic_write_text
 from data_pipes.reasoning.problem_table import problem_row
 from data_pipes.reasoning.tools_search import BM25Index
 
@@ -82,11 +83,7 @@ def build_workspace(root: str, seed: int) -> None:
     files |= {f"data/notes_{i}.txt": _notes(i, seed) for i in range(N_NOTES)}
     files["README.md"] = "Workspace of small modules (mod_*.py) and notes (data/).\n"
     for rel, text in files.items():
-        path = os.path.join(root, rel)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(os.path.join(root, rel), text)
 
 
 def _row(kind: str, i: int, seed: int, prompt: str, answer: str, difficulty: str, **agent: object) -> dict:

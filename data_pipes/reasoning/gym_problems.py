@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any
 
+from data_pipes.io.atomic import atomic_write_text
 from data_pipes.reasoning.problem_table import problem_row
 
 
@@ -52,11 +53,7 @@ def check_gym_spec(name: str, config: dict[str, Any]) -> str | None:
     verdict = _check_gym_spec(name, config)
     if verdict is None:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(sorted(valid | {key}), fh)
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(sorted(valid | {key})))
         except OSError:
             pass  # a read-only home only costs the import next time
     return verdict

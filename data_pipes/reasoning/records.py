@@ -61,8 +61,7 @@ def chat_record(problem: dict[str, str], j: Judged, mode: str, teacher: str, sam
         "usage": j.response.usage,
         "attempts": j.response.attempts,
         "verifier": j.verdict,
-        "gen_seconds": round(j.response.seconds, 4),
-    }
+    }  # no generation time here: rows hold no wall-clock data (the shard's total is in the manifest's shards)
     return {
         "id": f"{problem['id']}#{j.index}:{mode}",
         "messages": [

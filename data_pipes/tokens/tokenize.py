@@ -11,12 +11,13 @@ Special tokens written into the text upstream (FIM sentinels, chat roles) are re
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from itertools import chain
 
 import numpy as np
 from tokenizers import Tokenizer
+
+from data_pipes.io.atomic import atomic_path
 
 BATCH_DOCS = 4096
 
@@ -42,7 +43,5 @@ def encode_flat(
 
 def save_npy_atomic(path: str, array: np.ndarray) -> None:
     """``np.save`` to a temporary name, then rename: a reader sees the whole array or none."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)

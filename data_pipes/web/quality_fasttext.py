@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from data_pipes.io.atomic import atomic_path, temporary_name
 
 LABEL_PREFIX = "__label__"
 _MODELS: dict[str, Any] = {}
@@ -103,9 +104,10 @@ def train(lines: Sequence[tuple[str, str]], model_path: str, config: TrainConfig
     fasttext = require_trainer()
     folder = os.path.dirname(os.path.abspath(model_path))
     os.makedirs(folder, exist_ok=True)
-    fd, train_file = tempfile.mkstemp(prefix=".train-", suffix=".txt", dir=folder)
+    # a temporary name (``.tmp-<pid>``) so that a killed run's training file is cleaned up, never hashed as output
+    train_file = temporary_name(os.path.join(folder, "train"), ".txt")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open(train_file, "w", encoding="utf-8") as fh:
             for label, line in lines:
                 fh.write(f"{LABEL_PREFIX}{label} {line}\n")
         with _zeroed_allocations():
@@ -123,9 +125,8 @@ def train(lines: Sequence[tuple[str, str]], model_path: str, config: TrainConfig
             )
     finally:
         os.remove(train_file)
-    tmp = f"{model_path}.tmp-{os.getpid()}"
-    model.save_model(tmp)
-    os.replace(tmp, model_path)
+    with atomic_path(model_path) as tmp:
+        model.save_model(tmp)
     return model
 
 

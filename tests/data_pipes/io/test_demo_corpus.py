@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from data_pipes.io import demo_packages
 from data_pipes.io.demo_corpus import DEMO_PARTS, DemoItem, demo_signature, list_demo_items, render_demo_item
 from data_pipes.io.demo_html import description_html
 from data_pipes.io.demo_stdlib import mask_process_state, stdlib_dir
@@ -49,9 +50,15 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "METADATA").write_text(FAKE_METADATA, encoding="utf-8")
     (folder / "licenses" / "LICENSE.md").write_text("MIT License\n\nCopyright (c) 2026 Nobody\n")
     (folder / "COPYING").write_bytes("Copyright © 2026 Personne\n".encode("cp1252"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
+    _install_into(tmp_path, monkeypatch)
     return folder
+
+
+def _install_into(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``folder`` one of the interpreter's site-packages folders, as an installed distribution would be."""
+    original = demo_packages.site_folders()
+    monkeypatch.setattr(demo_packages, "site_folders", lambda: [str(folder), *original])
+    importlib.invalidate_caches()
 
 
 def _check_shape(record: dict) -> None:
@@ -131,20 +138,48 @@ def test_process_state_is_masked() -> None:
 
 
 def test_pydoc_rendering_is_the_same_in_another_process() -> None:
-    modules = ["difflib", "os"]
+    """The issue's case: a process whose warnings, logging, time zone, hash seed and sys.path differ (a Dask
+    worker, a deployment's worker) renders the same bytes, in a batch or one page at a time."""
+    modules = ["difflib", "os", "logging", "warnings", "time", "tempfile", "string"]
     script = textwrap.dedent(
         """
-        import json, sys
-        from data_pipes.io.demo_corpus import DemoItem, render_demo_item
-        print(json.dumps([render_demo_item(DemoItem("pydoc_html", m)) for m in sys.argv[1:]]))
+        import json, logging, sys, tempfile, warnings
+        logging.basicConfig(level=logging.DEBUG)
+        tempfile.gettempdir()
+        for _ in range(50):
+            warnings.simplefilter("always")  # bumps the warnings registry's version counter
+        sys.path.insert(0, "/nonexistent-checkout")
+        from data_pipes.io.demo_corpus import DemoItem, render_demo_items
+        print(json.dumps(render_demo_items([DemoItem("pydoc_html", m) for m in sys.argv[1:]])))
         """
     )
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "ARCFLOW_TEST_SECRET": "do-not-leak-me"}
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "12345",
+        "TZ": "Asia/Kathmandu",
+        "ARCFLOW_TEST_SECRET": "do-not-leak-me",
+    }
     out = subprocess.run(
-        [sys.executable, "-c", script, *modules], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-W", "always", "-c", script, *modules],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
-    assert json.loads(out) == [render_demo_item(DemoItem("pydoc_html", m)) for m in modules]
-    assert "do-not-leak-me" not in out
+    here = [render_demo_item(DemoItem("pydoc_html", m)) for m in modules]
+    assert json.loads(out) == here
+    assert all("error" not in r for r in here)
+    assert "do-not-leak-me" not in out and "__warningregistry__" not in out and "Kathmandu" not in out
+    assert sys.prefix not in out and sys.base_prefix not in out  # installation folders are masked
+    assert json.loads(here[1]["meta"])["path"] == "os.py"
+
+
+def test_no_record_holds_a_path_of_this_machine(fake_dist: Path) -> None:
+    items = [i for i in list_demo_items(DEMO_PARTS, max_items_per_part=4)]
+    items += [i for i in list_demo_items(["package_metadata", "licenses"]) if "arcflow-fake" in i.key]
+    text = json.dumps([render_demo_item(item) for item in items])
+    for folder in {sys.prefix, sys.base_prefix, stdlib_dir(), str(fake_dist.parent)}:
+        assert folder not in text
 
 
 def test_package_metadata_page_and_licenses_from_a_fake_dist(fake_dist: Path) -> None:
@@ -178,11 +213,22 @@ def test_signature_tracks_parts_and_installed_distributions(
     before = demo_signature(["licenses"])
     code_only = demo_signature(["stdlib_code"])
     assert before == demo_signature(["licenses"]) and len(before) == 64 and before != code_only
-    folder = tmp_path / "another_fake-0.1.dist-info"
-    folder.mkdir()
-    (folder / "METADATA").write_text("Metadata-Version: 2.1\nName: another-fake\nVersion: 0.1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # a checkout on sys.path (a deployment's worker: `<checkout>` holding `arcflow.egg-info`) changes nothing
+    checkout = tmp_path / "checkout"
+    (checkout / "arcflow.egg-info").mkdir(parents=True)
+    (checkout / "arcflow.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: arcflow\nVersion: 9\n"
+    )
+    monkeypatch.syspath_prepend(str(checkout))
     importlib.invalidate_caches()
+    assert demo_signature(["licenses"]) == before
+    assert not any(str(checkout) in i.path for i in list_demo_items(["package_metadata", "licenses"]))
+    # installing a distribution does
+    site = tmp_path / "site"
+    folder = site / "another_fake-0.1.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text("Metadata-Version: 2.1\nName: another-fake\nVersion: 0.1\n")
+    _install_into(site, monkeypatch)
     assert demo_signature(["licenses"]) != before
     assert demo_signature(["stdlib_code"]) == code_only
 
