@@ -41,6 +41,7 @@ UID_BASE = 1_700_000_000  # far above any real account; one fresh uid per run be
 UID_SPAN = 100_000_000
 WORK = "/sandbox"  # the writable work directory inside
 VENV = "/venv"  # where a virtual environment's site-packages appear inside
+SYSTEM_PATH = "/usr/bin:/bin"  # searched after PATH for bwrap and setpriv
 LAYERS_BASE = ("bwrap", "userns", "pidns", "netns", "ipcns", "utsns", "mountns", "no_caps")
 
 
@@ -59,7 +60,7 @@ class Tree:
 
 
 def bwrap_path() -> str:
-    found = shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap",) if os.access(p, os.X_OK)), None)
+    found = shutil.which("bwrap", path=f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}")
     if not found:
         raise SandboxUnavailable(
             "the code sandbox needs bubblewrap: `bwrap` is not on PATH. Install Debian's `bubblewrap` package "
@@ -69,8 +70,8 @@ def bwrap_path() -> str:
 
 
 def setpriv_path() -> str:
-    found = shutil.which("setpriv") or "/usr/bin/setpriv"
-    if not os.access(found, os.X_OK):
+    found = shutil.which("setpriv", path=f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}")
+    if not found:
         raise SandboxUnavailable("running the sandbox as root needs `setpriv` (Debian package util-linux)")
     return found
 

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from data_pipes.reasoning.sandbox import run_code_tests, run_python
+from data_pipes.reasoning import sandbox_layers
+from data_pipes.reasoning.sandbox import SandboxUnavailable, run_code_tests, run_python
 
 
 def test_normal_program_and_files() -> None:
@@ -168,3 +169,10 @@ def test_signal_deaths_are_reported_as_before() -> None:
     assert res.status == "killed" and res.returncode == -signal.SIGSEGV
     res = run_python("import sys\nsys.exit(3)")
     assert res.status == "error" and res.returncode == 3
+
+
+def test_missing_bwrap_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sandbox_layers, "SYSTEM_PATH", str(tmp_path))
+    with pytest.raises(SandboxUnavailable, match=r"bubblewrap.*apt-get install -y bubblewrap"):
+        run_python("print(1)")
