@@ -265,12 +265,54 @@ def run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Run the pipeline (or a selection of it) as a Prefect flow; shards run on Dask."""
+    """Run the pipeline (or a selection of it) as a Prefect flow; shards run on Dask. Reports to the server
+    at PREFECT_API_URL, else to a running `arcflow server`, else to Prefect's ephemeral API."""
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
     if deployment:
-        _run_deployment(deployment, file, node, from_, to, force, set_ or [])
+        _run_deployment(deployment, p, node, from_, to, force, set_ or [])
         return
+    from contextlib import ExitStack
+
+    with ExitStack() as held:
+        # the store's lock first: a second run on a busy store fails (or queues) before Prefect starts
+        _hold_store_lock(held, p, wait)
+        _run_here(p, sel, file, node, from_, to, force, set_ or [], verbose)
+
+
+def _hold_store_lock(held: Any, p: Pipeline, wait: bool) -> None:
+    from flows.store import Store
+
+    store = Store(p.workdir)
+    try:
+        held.enter_context(store.lock(wait=False))
+        return
+    except StoreLockedError as exc:
+        if not wait:
+            err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        err.print(f"[yellow]{str(exc).split(';')[0]}; queued (--wait) until it finishes[/]", soft_wrap=True)
+    try:
+        held.enter_context(store.lock(wait=True))
+    except StoreLockedError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _run_here(
+    p: Pipeline,
+    sel: Any,
+    file: str,
+    node: str | None,
+    from_: str | None,
+    to: str | None,
+    force: bool,
+    overrides: list[str],
+    verbose: bool,
+) -> None:
+    from flows.local_server import detect
+
+    server = detect()  # a running `arcflow server`, when no API is configured
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Dask's INFO lines and its warnings at shutdown ("Worker process still alive ... killing") only with -v
     os.environ.setdefault("ARCFLOW_DASK_LOG_LEVEL", "INFO" if verbose else "ERROR")
@@ -282,26 +324,34 @@ def run(
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
     from flows.cli_progress import RichProgress
     from flows.engine import PROGRESS_HOOKS
-    from flows.prefect_flow import arcflow_pipeline
+    from flows.prefect_flow import arcflow_pipeline, quiet_prefect_shutdown
 
+    if server is not None:
+        err.print(
+            f"Prefect API: the local arcflow server at {server.ui_url}", highlight=False, soft_wrap=True
+        )
     started = time.perf_counter()
-    with RichProgress(console, sel.nodes) as bars:
+    state: Any = None
+    with RichProgress(console, sel.nodes) as bars, quiet_prefect_shutdown(verbose):
         PROGRESS_HOOKS.append(bars.update)
         try:
-            results = arcflow_pipeline(
+            state = arcflow_pipeline(
                 pipeline=file,
                 node=node,
                 from_node=from_,
                 to_node=to,
                 force=force,
-                overrides=set_ or [],
-                wait_for_lock=wait,
+                overrides=overrides,
+                wait_for_lock=False,  # held by this process already
+                return_state=True,
             )
+            results = state.result()
         except StoreLockedError as exc:
-            err.print(f"[red]{exc}[/]")
+            err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Exception as exc:  # the flow failed: the node's error is in Prefect's logs and here
             err.print(f"[red]run failed: {type(exc).__name__}: {exc}[/]")
+            _print_ui_link(state)
             raise typer.Exit(1) from None
         finally:
             PROGRESS_HOOKS.remove(bars.update)
@@ -312,6 +362,17 @@ def run(
         f"[green]done[/] in {time.perf_counter() - started:.1f}s: {len(results)} node(s), "
         f"{reused} reused, {len(results) - reused} computed"
     )
+    _print_ui_link(state)
+
+
+def _print_ui_link(state: Any) -> None:
+    """Where to watch the flow run, when a real server (not the ephemeral API) holds it."""
+    ui = os.environ.get("PREFECT_UI_URL")
+    if not ui and os.environ.get("PREFECT_API_URL", "").endswith("/api"):
+        ui = os.environ["PREFECT_API_URL"][: -len("/api")]
+    run_id = getattr(getattr(state, "state_details", None), "flow_run_id", None)
+    if ui and run_id:
+        console.print(f"flow run: {ui}/runs/flow-run/{run_id}", soft_wrap=True, highlight=False)
 
 
 def _print_run_table(p: Pipeline, results: dict[str, str]) -> None:
@@ -339,32 +400,47 @@ def _print_run_table(p: Pipeline, results: dict[str, str]) -> None:
     console.print(table)
 
 
+def _need_api(what: str) -> str:
+    """The Prefect API to talk to (PREFECT_API_URL, else a running `arcflow server`), or exit 2 saying how to
+    get one: `arcflow deploy` and `run --deployment` fail alike without a server."""
+    from flows.local_server import configured_api_url, detect
+
+    detect()
+    url = configured_api_url()
+    if url:
+        return url
+    err.print(
+        f"[red]{what}: no Prefect server configured[/]; start one with `arcflow server start` (it is then found "
+        f"automatically), or set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to the server that holds the "
+        f"deployments",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(2)
+
+
 def _run_deployment(
     name: str,
-    file: str,
+    p: Pipeline,
     node: str | None,
     from_: str | None,
     to: str | None,
     force: bool,
     overrides: list[str],
 ) -> None:
-    """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) on
-    the server at PREFECT_API_URL and return at once; a worker on the deployment's work pool runs it. ``file``
-    is passed as given: a relative path is read from the worker's working directory (the repository root)."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import get_current_settings
-
+    """Start a flow run of the Prefect deployment ``name`` (``arcflow/<name>`` unless it names its flow) and
+    return at once; a worker on the deployment's work pool runs it. The pipeline file and the store go as
+    absolute paths, so the worker runs exactly this checkout's pipeline on this store (the flow refuses to run
+    when it cannot find them)."""
     full = name if "/" in name else f"arcflow/{name}"
-    settings = get_current_settings()
-    if not settings.api.url:
-        err.print(
-            f"[red]--deployment {name}: no Prefect server configured[/]; set PREFECT_API_URL (e.g. "
-            f"http://127.0.0.1:4200/api) to the server that holds the deployments "
-            f"(`prefect deploy --prefect-file infra/prefect.yaml --all`)"
-        )
-        raise typer.Exit(2)
+    api = _need_api(f"--deployment {name}")
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
     params = {
-        "pipeline": file,
+        "pipeline": os.path.abspath(p.file),
+        "store": p.workdir,
         "node": node,
         "from_node": from_,
         "to_node": to,
@@ -372,16 +448,39 @@ def _run_deployment(
         "overrides": overrides,
     }
     try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(full)
+    except ObjectNotFound:
+        with get_client(sync_client=True) as client:
+            found = client.read_deployments()
+            flows = {f.id: f.name for f in client.read_flows()}
+        names = sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in found)
+        err.print(
+            f"[red]no deployment {full!r} on {api}[/]; "
+            + (
+                f"deployments there: {', '.join(names)}"
+                if names
+                else "it has none: `arcflow deploy`, or `prefect deploy --prefect-file infra/prefect.yaml --all`"
+            ),
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        err.print(
+            f"[red]cannot reach the Prefect API at {api}: {type(exc).__name__}: {exc}[/]", highlight=False
+        )
+        raise typer.Exit(1) from None
+    try:
         flow_run = run_deployment(full, parameters=params, timeout=0)
     except Exception as exc:
         err.print(
-            f"[red]could not start deployment {full!r}: {exc}[/] (is PREFECT_API_URL set and "
-            f"`prefect deploy --prefect-file infra/prefect.yaml --all` done?)"
+            f"[red]could not start deployment {full!r}: {type(exc).__name__}: {exc}[/]", highlight=False
         )
         raise typer.Exit(1) from None
     console.print(f"started flow run {flow_run.name} ({flow_run.id}) of {full}", soft_wrap=True)
-    if settings.ui_url:
-        console.print(f"watch it at {settings.ui_url}/runs/flow-run/{flow_run.id}", soft_wrap=True)
+    ui = os.environ.get("PREFECT_UI_URL") or (api[: -len("/api")] if api.endswith("/api") else "")
+    if ui:
+        console.print(f"watch it at {ui}/runs/flow-run/{flow_run.id}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -395,16 +494,90 @@ def deploy(
     """Create Prefect deployments from pipeline.yaml's `schedules:` (one per schedule, plus `<name>-adhoc` for
     single-node reruns) on a process work pool, without editing infra/prefect.yaml."""
     p = _load(file, None)
-    from flows.deploy import deploy_schedules
+    _need_api("arcflow deploy")
+    from flows.deploy import DeployError, deploy_schedules
 
     try:
-        names = deploy_schedules(p, pool, create_pool)
-    except RuntimeError as exc:
-        err.print(f"[red]{exc}[/]")
+        deployed = deploy_schedules(p, pool, create_pool)
+    except DeployError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"deployments of {p.spec.name} on work pool {pool}")
+    for col in ("deployment", "schedule", "parameters"):
+        table.add_column(col)
+    for d in deployed:
+        table.add_row(d.name, d.schedule, json.dumps(d.parameters), end_section=False)
+    console.print(table)
+    console.print(f"start a worker: prefect worker start --pool {pool}", highlight=False, soft_wrap=True)
+
+
+server_app = typer.Typer(
+    no_args_is_help=True,
+    help="A local Prefect server (API and UI on 127.0.0.1) that `arcflow run` finds and reuses.",
+)
+app.add_typer(server_app, name="server")
+PortOpt = Annotated[int, typer.Option("--port", help="port on 127.0.0.1")]
+
+
+@server_app.command("start")
+def server_start(
+    port: PortOpt = 4200,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the API")] = 180.0,
+) -> None:
+    """Start `prefect server start` in the background (state in $PREFECT_HOME/arcflow-server, or
+    $ARCFLOW_SERVER_HOME). While it runs, `arcflow run` reports to it when PREFECT_API_URL is unset."""
+    from flows.local_server import ServerError, start
+
+    try:
+        state, started = start(port, timeout)
+    except ServerError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    for name in names:
-        console.print(f"deployed arcflow/{name}")
-    console.print(f"start a worker: prefect worker start --pool {pool}")
+    verb = "started" if started else "already running"
+    console.print(
+        f"Prefect server {verb} (pid {state.pid}): UI {state.ui_url}, API {state.api_url}", highlight=False
+    )
+    console.print(f"log: {state.log}; stop it with `arcflow server stop`", highlight=False, soft_wrap=True)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the server that `arcflow server start` started."""
+    from flows.local_server import stop
+
+    state = stop()
+    console.print(f"stopped the Prefect server (pid {state.pid})" if state else "no arcflow server recorded")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the local server runs, and where (exit 0 if it answers, 1 if not)."""
+    from flows.local_server import configured_api_url, read_state, running
+
+    state = running()
+    configured = configured_api_url()
+    if state is None:
+        recorded = read_state()
+        note = f" (recorded pid {recorded.pid} does not answer; see {recorded.log})" if recorded else ""
+        console.print(
+            f"no arcflow server running{note}; start one with `arcflow server start`", highlight=False
+        )
+        if configured:
+            console.print(
+                f"PREFECT_API_URL is set: runs report to {configured}", highlight=False, soft_wrap=True
+            )
+        raise typer.Exit(1)
+    console.print(
+        f"running (pid {state.pid}): UI {state.ui_url}, API {state.api_url}, log {state.log}", highlight=False
+    )
+    if configured and configured != state.api_url:
+        console.print(
+            f"but PREFECT_API_URL is set: runs report to {configured}, not here",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print("`arcflow run` reports to it", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -1,81 +1,122 @@
 """Prefect deployments straight from pipeline.yaml's `schedules:` (the alternative to infra/prefect.yaml).
 
 Each schedule becomes a deployment `<pipeline>-<schedule name or index>` of the arcflow flow on a process work pool,
-with the pipeline file's absolute path as its parameter and the checkout as its working directory; a schedule's
-`nodes:` limits its runs to what those nodes need. An unscheduled `<pipeline>-adhoc` deployment serves
-`arcflow run --node NAME --deployment <pipeline>-adhoc`.
+its cron with the schedule's timezone; a schedule's `nodes:` limits its runs to what those nodes need. An
+unscheduled `<pipeline>-adhoc` deployment serves `arcflow run --node NAME --deployment <pipeline>-adhoc`.
+
+Where the code and data are: the flow's entrypoint is the module path `flows.prefect_flow.arcflow_pipeline` (the
+installed package, importable wherever the worker's environment has arcflow installed), and the pull step sets the
+working directory to the checkout that holds pipeline.yaml, not to where the package is installed. The pipeline
+file and its store go as absolute paths in the parameters, so a run resolves this checkout's pipeline and store
+whatever directory the worker runs in.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from flows.validate import Pipeline
 
-ENTRYPOINT = "flows/prefect_flow.py:arcflow_pipeline"
+ENTRYPOINT = "flows.prefect_flow.arcflow_pipeline"
+
+
+class DeployError(RuntimeError):
+    """A deployment could not be created; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    name: str  # flow/deployment
+    schedule: str  # "0 3 * * * (Europe/Paris)" or "none"
+    parameters: dict[str, Any]
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
-def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[str]:
+def _ensure_pool(pool: str, create_pool: bool) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-    from prefect.settings import get_current_settings
 
-    from flows.prefect_flow import arcflow_pipeline
-
-    if not get_current_settings().api.url:
-        raise RuntimeError(
-            "no Prefect server configured: start `prefect server start` and set PREFECT_API_URL"
-        )
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with get_client(sync_client=True) as client:
         try:
-            client.read_work_pool(pool)
+            found = client.read_work_pool(pool)
         except ObjectNotFound:
             if not create_pool:
-                raise RuntimeError(
-                    f"work pool {pool!r} does not exist; `prefect work-pool create {pool} "
-                    "--type process` or pass --create-pool"
+                raise DeployError(
+                    f"work pool {pool!r} does not exist; `prefect work-pool create {pool} --type process`, "
+                    "or leave out --no-create-pool"
                 ) from None
             try:
                 client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
             except ObjectAlreadyExists:
                 pass
-    flow = arcflow_pipeline.from_source(source=repo_root, entrypoint=ENTRYPOINT)
+            return
+    if found.type != "process":
+        raise DeployError(
+            f"work pool {pool!r} is of type {found.type!r}; arcflow deploys to a process pool "
+            f"(--pool NAME of a process pool, or a new name to create one)"
+        )
+
+
+def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[Deployed]:
+    """Create or update the pipeline's deployments on ``pool``; returns what was deployed. Prints nothing."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.runner.storage import LocalStorage
+    from prefect.schedules import Cron
+
+    from flows.prefect_flow import arcflow_pipeline
+
+    _ensure_pool(pool, create_pool)
     base = _slug(pipeline.spec.name)
+    checkout = pipeline.base_dir
     pipeline_file = os.path.abspath(pipeline.file)
-    job_variables = {"working_dir": pipeline.base_dir, "env": {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}}
-    names = []
+    job_variables = {"working_dir": checkout, "env": {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}}
+    common = {"pipeline": pipeline_file, "store": pipeline.workdir}
+    planned: list[tuple[str, Any, dict[str, Any], list[str], str, str]] = []
     for i, sched in enumerate(pipeline.spec.schedules):
-        name = f"{base}-{sched.name or i}"
-        params = {"pipeline": pipeline_file, "to_node": ",".join(sched.nodes) or None}
-        flow.deploy(
+        planned.append(
+            (
+                f"{base}-{sched.name or i}",
+                Cron(sched.cron, timezone=sched.timezone),
+                {**common, "to_node": ",".join(sched.nodes) or None},
+                ["arcflow", "scheduled"],
+                f"{pipeline.spec.name}: schedule {sched.cron} ({sched.timezone})",
+                f"{sched.cron} ({sched.timezone})",
+            )
+        )
+    planned.append(
+        (
+            f"{base}-adhoc",
+            None,
+            dict(common),
+            ["arcflow", "adhoc"],
+            f"{pipeline.spec.name}: unscheduled, for single-node reruns",
+            "none",
+        )
+    )
+    out = []
+    for name, schedule, params, tags, description, shown in planned:
+        deployment = arcflow_pipeline.to_deployment(
             name=name,
-            work_pool_name=pool,
-            cron=sched.cron,
+            schedules=[schedule] if schedule is not None else None,
             parameters=params,
             job_variables=job_variables,
-            tags=["arcflow", "scheduled"],
-            print_next_steps=False,
-            ignore_warnings=True,
-            description=f"{pipeline.spec.name}: schedule {sched.cron} {sched.timezone}",
+            tags=tags,
+            description=description,
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
-        names.append(name)
-    name = f"{base}-adhoc"
-    flow.deploy(
-        name=name,
-        work_pool_name=pool,
-        parameters={"pipeline": pipeline_file},
-        job_variables=job_variables,
-        tags=["arcflow", "adhoc"],
-        print_next_steps=False,
-        ignore_warnings=True,
-        description=f"{pipeline.spec.name}: unscheduled, for single-node reruns",
-    )
-    names.append(name)
-    return names
+        deployment.storage = LocalStorage(checkout)  # the pull step: the checkout that holds pipeline.yaml
+        try:
+            deployment.apply(work_pool_name=pool)
+        except Exception as exc:  # the API refused it: say which deployment and why
+            raise DeployError(
+                f"could not create deployment arcflow/{name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        out.append(Deployed(f"arcflow/{name}", shown, params))
+    return out

@@ -376,6 +376,8 @@ class Engine:
             out = {"CPU": float(res["cpus"])}
             if res["gpus"]:
                 out["GPU"] = float(res["gpus"])
+        if res.get("memory_gb"):  # a Dask resource: the workers offer their memory limit (flows/executor.py)
+            out["MEMORY_GB"] = float(res["memory_gb"])
         return out
 
     def _manifest(

@@ -1,8 +1,19 @@
 """Shard work on dask.distributed: an embedded LocalCluster by default, an existing scheduler by address.
 
-The cluster starts lazily, on the first node that has shards to compute, so a fully cached run never pays for it.
-Shards are independent tasks; the order results come back in never changes what is written, so the output does not
-depend on the number of workers.
+The cluster starts lazily, when a node has shard work to do, so a fully cached run never pays for it. Small work does
+not pay for it either: with no cluster started yet, ``map`` runs items in the calling process, one at a time, for as
+long as the whole map is projected to finish within ``executor.inline_s`` seconds (measured on the items done so
+far); past that it starts the cluster and sends it the rest. Starting a LocalCluster costs seconds (processes, imports
+in every worker), more than a small node's whole work, so a single-node rerun of a small node stays fast. A node
+that asks for GPUs or memory (``resources.gpus`` / ``resources.memory_gb``), and any run on an external scheduler
+(``executor.address``), always uses the cluster. Where an item runs never changes its result, so the output does not
+depend on it, nor on the number of workers: results come back in item order.
+
+``resources.memory_gb`` is a Dask resource: every LocalCluster worker offers ``MEMORY_GB`` equal to its memory limit
+(``executor.memory_limit``; ``auto`` shares the machine's memory between the workers), and a shard task of a node
+with ``memory_gb: M`` takes ``M`` of it, so a worker runs only as many of that node's shards at once as fit. A node
+asking more than any worker has is an error before anything is submitted (it would otherwise wait forever); on an
+external cluster, declare it on the workers (``dask worker ... --resources "CPU=8,MEMORY_GB=64"``).
 """
 
 from __future__ import annotations
@@ -10,10 +21,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from flows.schema import ExecutorSpec
+
+MEMORY = "MEMORY_GB"
+_INLINE = threading.Lock()  # one inline item at a time per process (nodes run in concurrent Prefect threads)
+
+
+class ResourceUnavailableError(RuntimeError):
+    """No worker of the cluster offers what a node's shard tasks ask for."""
 
 
 class DaskExecutor:
@@ -22,10 +41,38 @@ class DaskExecutor:
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
+        self.inline_items = 0  # items run in this process instead of on the cluster (for tests and logs)
 
     @property
     def started(self) -> bool:
         return self._client is not None
+
+    def _n_workers(self) -> int:
+        return self.spec.n_workers or max(1, os.cpu_count() or 1)
+
+    def worker_memory_bytes(self) -> int:
+        """Each LocalCluster worker's memory limit, as the cluster will set it."""
+        from distributed import system
+        from distributed.worker_memory import parse_memory_limit
+
+        n = self._n_workers()
+        limit = self.spec.memory_limit
+        if limit == "auto":
+            return int(system.MEMORY_LIMIT / n)
+        parsed = parse_memory_limit(
+            limit,
+            self.spec.threads_per_worker,
+            n * self.spec.threads_per_worker,
+            logger=logging.getLogger(__name__),
+        )
+        return int(parsed or system.MEMORY_LIMIT)
+
+    def local_resources(self) -> dict[str, float]:
+        """What each LocalCluster worker offers: its threads as CPU, its memory limit in GB as MEMORY_GB."""
+        return {
+            "CPU": float(self.spec.threads_per_worker),
+            MEMORY: round(self.worker_memory_bytes() / 1e9, 3),
+        }
 
     def client(self) -> Any:
         with self._lock:
@@ -35,15 +82,14 @@ class DaskExecutor:
                 if self.spec.address:
                     self._client = Client(self.spec.address, timeout="30s")
                 else:
-                    n = self.spec.n_workers or max(1, os.cpu_count() or 1)
                     self._cluster = LocalCluster(
-                        n_workers=n,
+                        n_workers=self._n_workers(),
                         threads_per_worker=self.spec.threads_per_worker,
                         processes=self.spec.processes,
-                        memory_limit=self.spec.memory_limit,
+                        memory_limit=self.worker_memory_bytes(),
                         dashboard_address=os.environ.get("ARCFLOW_DASK_DASHBOARD", ":0"),
                         silence_logs=logging.ERROR,
-                        resources={"CPU": self.spec.threads_per_worker},
+                        resources=self.local_resources(),
                     )
                     self._client = Client(self._cluster)
                 # Dask's own INFO logs (nanny start/stop, scheduler chatter) drown the run's output
@@ -55,14 +101,77 @@ class DaskExecutor:
         """Worker threads across the cluster (what shard tasks can run at once)."""
         if self.spec.address:
             return max(1, sum(self.client().nthreads().values()))
-        n = self.spec.n_workers or max(1, os.cpu_count() or 1)
-        return n * self.spec.threads_per_worker
+        return self._n_workers() * self.spec.threads_per_worker
 
     def describe(self) -> str:
         if self.spec.address:
             return f"dask scheduler {self.spec.address}"
-        n = self.spec.n_workers or max(1, os.cpu_count() or 1)
-        return f"local dask cluster, {n} worker(s) x {self.spec.threads_per_worker} thread(s)"
+        return f"local dask cluster, {self._n_workers()} worker(s) x {self.spec.threads_per_worker} thread(s)"
+
+    def check_resources(self, resources: dict[str, float] | None, what: str = "a shard task") -> None:
+        """Fail now, with the fix, when no worker can ever run a task asking ``resources``."""
+        if not resources:
+            return
+        if self.spec.address:
+            offers = [
+                w.get("resources", {}) for w in self.client().scheduler_info(n_workers=-1)["workers"].values()
+            ]
+            where = f"the workers of {self.spec.address}"
+        else:
+            offers = [self.local_resources()]
+            where = (
+                f"each LocalCluster worker (executor.n_workers={self._n_workers()}, "
+                f"memory_limit={self.spec.memory_limit!r})"
+            )
+        if any(all(offer.get(k, 0) >= v for k, v in resources.items()) for offer in offers):
+            return
+        declared = "; ".join(
+            sorted({", ".join(f"{k}={v:g}" for k, v in sorted(o.items())) or "none" for o in offers})
+        )
+        fix = (
+            'declare them on the workers, e.g. `dask worker ADDRESS --resources "CPU=8,GPU=1,MEMORY_GB=64"`'
+            if self.spec.address
+            else "lower the node's resources, or give the workers more (executor.memory_limit, fewer n_workers)"
+        )
+        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+        raise ResourceUnavailableError(
+            f"{what} asks {asked}, but {where} offer(s) {declared or 'nothing'}; {fix}"
+        )
+
+    def _may_inline(self, resources: dict[str, float] | None) -> bool:
+        if self.started or self.spec.address or self.spec.inline_s <= 0:
+            return False
+        return not any(k not in ("CPU",) and v for k, v in (resources or {}).items())
+
+    def _run_inline(
+        self,
+        fn: Callable[..., Any],
+        items: list[Any],
+        results: list[Any],
+        on_done: Callable[[int, Any], None] | None,
+        retries: int,
+    ) -> int:
+        """Run items here while the whole map is projected to fit ``inline_s``; returns how many were run."""
+        budget = self.spec.inline_s
+        with _INLINE:
+            started = time.monotonic()
+            for i, item in enumerate(items):
+                if self.started:  # another node started the cluster meanwhile: use it
+                    return i
+                for attempt in range(retries + 1):
+                    try:
+                        results[i] = fn(item)
+                        break
+                    except Exception:
+                        if attempt == retries:
+                            raise
+                self.inline_items += 1
+                if on_done is not None:
+                    on_done(i, results[i])
+                elapsed = time.monotonic() - started
+                if elapsed / (i + 1) * len(items) > budget:
+                    return i + 1
+        return len(items)
 
     def map(
         self,
@@ -75,16 +184,24 @@ class DaskExecutor:
         key_prefix: str = "shard",
         max_in_flight: int | None = None,
     ) -> list[Any]:
-        """Run ``fn(item)`` for every item on the cluster; results in item order. ``on_done(i, result)`` is
-        called as each finishes (for progress). The first failure cancels the rest and is raised."""
+        """Run ``fn(item)`` for every item; results in item order. ``on_done(i, result)`` is called as each
+        finishes (for progress). The first failure cancels the rest and is raised."""
         if not items:
             return []
+        items = list(items)
+        results: list[Any] = [None] * len(items)
+        first = 0
+        if self._may_inline(resources):
+            first = self._run_inline(fn, items, results, on_done, retries)
+            if first == len(items):
+                return results
+        self.check_resources(resources, f"node {key_prefix!r}: a shard task")
         from distributed import as_completed
 
         client = self.client()
-        items = list(items)
         tag = os.urandom(4).hex()
-        limit = len(items) if max_in_flight is None else max(1, max_in_flight)
+        todo = len(items) - first
+        limit = todo if max_in_flight is None else max(1, max_in_flight)
 
         def submit(lo: int, hi: int) -> list[Any]:
             return client.map(
@@ -96,12 +213,11 @@ class DaskExecutor:
                 key=[f"{key_prefix}-{i}-{tag}" for i in range(lo, hi)],
             )
 
-        first = submit(0, limit)
-        every = list(first)
-        index = {f.key: i for i, f in enumerate(first)}
-        pending = as_completed(first)
-        submitted = len(first)
-        results: list[Any] = [None] * len(items)
+        futures = submit(first, first + min(limit, todo))
+        every = list(futures)
+        index = {f.key: first + i for i, f in enumerate(futures)}
+        pending = as_completed(futures)
+        submitted = first + len(futures)
         try:
             for fut in pending:
                 i = index.pop(fut.key)

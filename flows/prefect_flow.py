@@ -7,7 +7,11 @@ artifacts of computed and cached nodes, progress by phase) is in ``flows/prefect
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, task
@@ -47,6 +51,34 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
     return summary
 
 
+class PipelineNotFoundError(RuntimeError):
+    """A deployment run cannot find the pipeline file or store it was started for."""
+
+
+def _resolve_paths(pipeline: str, store: str | None, overrides: list[str]) -> Any:
+    """Load ``pipeline`` and check that it is the one the run was started for: the file must exist here, and
+    when ``store`` is given (``arcflow run --deployment`` sends both as absolute paths) the pipeline's store must
+    be that one. A worker that sees another checkout, or none, refuses instead of running something else."""
+    where = f"on {socket.gethostname()} (working directory {os.getcwd()})"
+    if not os.path.isfile(pipeline):
+        raise PipelineNotFoundError(
+            f"pipeline file {pipeline!r} not found {where}. The worker runs the checkout the deployment points "
+            f"at: pass an absolute path (`arcflow run --deployment ... -f` does), or deploy again from the "
+            f"checkout that holds it"
+        )
+    spec = load_pipeline(pipeline, overrides)
+    if store is not None and os.path.realpath(spec.workdir) != os.path.realpath(store):
+        raise PipelineNotFoundError(
+            f"the run was started for store {store!r}, but {pipeline} resolves its store to {spec.workdir!r} "
+            f"{where}; check the pipeline's `workdir:` and that the worker sees the same paths as the CLI"
+        )
+    if store is not None and not os.path.isdir(os.path.dirname(os.path.realpath(store)) or "/"):
+        raise PipelineNotFoundError(
+            f"the store {store!r} cannot be created {where}: its parent folder is missing"
+        )
+    return spec
+
+
 @flow(name="arcflow", flow_run_name=flow_run_name, log_prints=True)
 def arcflow_pipeline(
     pipeline: str = "pipeline.yaml",
@@ -56,11 +88,35 @@ def arcflow_pipeline(
     force: bool = False,
     overrides: list[str] | None = None,
     wait_for_lock: bool = True,
+    store: str | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline file (or a selection of its nodes)."""
-    spec = load_pipeline(pipeline, overrides or [])
+    """Run the pipeline file (or a selection of its nodes). ``store``, when given, is the store the run was
+    started for; the run refuses a pipeline that resolves to another one."""
+    spec = _resolve_paths(pipeline, store, overrides or [])
     engine = Engine(spec)
     return run_with_engine(engine, node, from_node, to_node, force, wait_for_lock)
+
+
+@contextmanager
+def quiet_prefect_shutdown(verbose: bool = False) -> Iterator[None]:
+    """Deliver Prefect's queued events and logs while its API is still up (before the ephemeral API's process is
+    stopped at exit), so that the end of a short run (a fully cached one, or one that queued for the lock) prints
+    no shutdown tracebacks. ``verbose`` is accepted for symmetry with the CLI; nothing is hidden either way."""
+    try:
+        yield
+    finally:
+        _drain_prefect_workers()
+
+
+def _drain_prefect_workers(timeout_s: float = 10.0) -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        try:
+            worker.drain_all(timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - best effort at exit; the run's outcome is already known
+            pass
 
 
 def run_with_engine(

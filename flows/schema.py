@@ -57,7 +57,12 @@ class Resources(Strict):
     """What one shard task of the node needs. ``gpus`` > 0 sends its shards to workers with a GPU resource."""
 
     cpus: float = Field(1.0, gt=0, description="CPU cores per shard task")
-    memory_gb: float | None = Field(None, gt=0, description="memory per shard task, for scheduling")
+    memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="memory per shard task: a Dask resource (MEMORY_GB), so a worker runs only as many of the "
+        "node's shards at once as fit in its memory limit",
+    )
     gpus: int = Field(0, ge=0, description="GPUs per shard task")
     max_parallel_shards: int | None = Field(None, ge=1, description="cap on this node's shards in flight")
 
@@ -85,6 +90,12 @@ class ExecutorSpec(Strict):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = Field("auto", description="per-worker memory limit of the LocalCluster")
     processes: bool = Field(True, description="LocalCluster workers as processes (True) or threads")
+    inline_s: float = Field(
+        3.0,
+        ge=0,
+        description="shard work projected to finish within this many seconds runs in the calling process "
+        "instead of starting the LocalCluster (small reruns skip its start-up); 0 always uses the cluster",
+    )
 
     @field_validator("address")
     @classmethod

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ FILES = "files.json"
 BOOKKEEPING = frozenset({MANIFEST, SHARDS, FILES})
 CONTENT_HASH_VERSION = "content-v2"
 _HASH_CHUNK = 1 << 20
+_HELD: dict[str, int] = {}  # store roots whose lock this process holds -> nesting depth
+_HELD_GUARD = threading.Lock()
 
 
 def output_files(out_dir: str) -> list[str]:
@@ -188,7 +191,22 @@ class Store:
     # ---- lock ------------------------------------------------------------------------------------------------
     @contextmanager
     def lock(self, wait: bool = False, timeout_s: float = 3600.0) -> Iterator[None]:
-        """An exclusive lock on the store for a run or gc. Without ``wait``, fail at once naming the holder."""
+        """An exclusive lock on the store for a run or gc. Without ``wait``, fail at once naming the holder.
+        Re-entrant within one process: the CLI takes it before Prefect starts, and the flow it then runs in
+        the same process takes it again without blocking on itself."""
+        with _HELD_GUARD:
+            if self.root in _HELD:
+                _HELD[self.root] += 1
+                nested = True
+            else:
+                nested = False
+        if nested:
+            try:
+                yield
+            finally:
+                with _HELD_GUARD:
+                    _HELD[self.root] -= 1
+            return
         os.makedirs(self.root, exist_ok=True)
         path = os.path.join(self.root, "lock")
         fh = open(path, "a+")
@@ -213,10 +231,14 @@ class Store:
         fh.truncate()
         fh.write(f"arcflow pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
+        with _HELD_GUARD:
+            _HELD[self.root] = 1
         try:
             self.remove_stale_temporaries()
             yield
         finally:
+            with _HELD_GUARD:
+                _HELD.pop(self.root, None)
             fh.seek(0)
             fh.truncate()
             fh.flush()

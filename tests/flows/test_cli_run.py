@@ -1,0 +1,74 @@
+"""`arcflow run` and the store lock: a second run on a busy store fails at once, before Prefect starts, or queues with
+`--wait`; short runs (queued, fully cached) end without Prefect shutdown tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _pipeline_util import write_corpus, write_pipeline
+
+from flows.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+NOISE = ("Traceback", "CancelledError", "Error flushing events", "Exception in callback")
+NODES = {
+    "raw": {"uses": "files", "params": {"paths": ["data"]}},
+    "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 300"}},
+}
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # the ephemeral API, no local server record
+    return env
+
+
+def _arcflow(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.timeout(400)
+def test_busy_store_fails_before_prefect_or_queues_with_wait(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=3)
+    pipeline = write_pipeline(tmp_path, NODES)
+    store = Store(str(tmp_path / ".arcflow"))
+
+    with store.lock():
+        busy = _arcflow(["run", "-f", str(pipeline)], tmp_path)
+        out, errs = busy.communicate(timeout=120)
+        assert busy.returncode == 1, out + errs
+        assert "is in use by arcflow pid" in errs and "--wait" in errs, errs
+        assert not any(n in out + errs for n in NOISE), errs
+        # Prefect never started: no run was recorded in the store
+        assert not (tmp_path / ".arcflow" / "runs").exists()
+
+        queued = _arcflow(["run", "--wait", "-f", str(pipeline)], tmp_path)
+        deadline = time.monotonic() + 120
+        line = ""
+        while "queued" not in line:  # the first line it prints says it waits
+            line = queued.stderr.readline()
+            assert line or queued.poll() is None, "arcflow run --wait exited without queueing"
+            assert time.monotonic() < deadline, "arcflow run --wait did not say it queued"
+        assert queued.poll() is None
+    out, errs = queued.communicate(timeout=300)
+    assert queued.returncode == 0, out + errs
+    assert "done" in out and "2 computed" in out, out
+    assert not any(n in out + errs for n in NOISE), out + errs
+
+    cached = _arcflow(["run", "-f", str(pipeline)], tmp_path)
+    out, errs = cached.communicate(timeout=300)
+    assert cached.returncode == 0, out + errs
+    assert "2 reused, 0 computed" in out, out
+    assert not any(n in out + errs for n in NOISE), out + errs

@@ -1,0 +1,107 @@
+"""The Dask executor: small work runs in the calling process without starting the cluster (with the same outputs),
+and `resources.memory_gb` is a Dask resource that limits how many of a node's shards a worker runs at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
+
+from flows.engine import Engine
+from flows.executor import MEMORY, DaskExecutor, ResourceUnavailableError
+from flows.schema import ExecutorSpec
+
+NODES = {
+    "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.00001}},
+    "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 300"}},
+}
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_small_work_runs_inline_and_big_work_goes_to_the_cluster() -> None:
+    small = DaskExecutor(ExecutorSpec(n_workers=1, processes=False, inline_s=60))
+    done: list[int] = []
+    assert small.map(_square, range(5), on_done=lambda i, _r: done.append(i)) == [0, 1, 4, 9, 16]
+    assert (small.inline_items, small.started, done) == (5, False, [0, 1, 2, 3, 4])
+
+    def slow(x: int) -> int:
+        time.sleep(0.05)
+        return x + 1
+
+    # projected past the budget after the first item: the rest go to the cluster, results still in order
+    big = DaskExecutor(ExecutorSpec(n_workers=1, processes=False, inline_s=0.001))
+    try:
+        assert big.map(slow, range(4)) == [1, 2, 3, 4]
+        assert (big.inline_items, big.started) == (1, True)
+    finally:
+        big.close()
+
+
+def test_inline_and_cluster_runs_give_the_same_bytes(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=6)
+    outs = {}
+    for inline_s in (0.0, 60.0):
+        write_pipeline(
+            tmp_path,
+            NODES,
+            workers=2,
+            processes=True,
+            extra={
+                "workdir": str(tmp_path / f"store-{inline_s:g}"),
+                "executor": {"n_workers": 2, "processes": True, "inline_s": inline_s},
+            },
+        )
+        pipeline = load(tmp_path / "pipeline.yaml")
+        engine = Engine(pipeline)
+        try:
+            for node in pipeline.order:
+                engine.run_node(node)
+            assert engine.executor.started is (inline_s == 0.0)
+        finally:
+            engine.close()
+        outs[inline_s] = output_hashes(tmp_path / f"store-{inline_s:g}")
+    assert outs[0.0] and outs[0.0] == outs[60.0]
+
+
+def test_memory_gb_beyond_a_worker_is_refused_with_the_fix(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=2)
+    nodes = {**NODES, "long": {**NODES["long"], "resources": {"memory_gb": 1e6}}}
+    write_pipeline(tmp_path, nodes, extra={"executor": {"n_workers": 1, "memory_limit": "2GB"}})
+    with pytest.raises(ResourceUnavailableError) as info:
+        run_all(load(tmp_path / "pipeline.yaml"))
+    message = str(info.value)
+    assert "'long'" in message and "MEMORY_GB=1e+06" in message and "MEMORY_GB=2" in message
+    assert "memory_limit" in message
+
+
+_ACTIVE = {"now": 0, "max": 0}
+_GUARD = threading.Lock()
+
+
+def _occupy(_i: int) -> None:
+    """Counts how many tasks run at once (the workers are threads of this process, so the counter is shared)."""
+    with _GUARD:
+        _ACTIVE["now"] += 1
+        _ACTIVE["max"] = max(_ACTIVE["max"], _ACTIVE["now"])
+    time.sleep(0.2)
+    with _GUARD:
+        _ACTIVE["now"] -= 1
+
+
+def test_memory_gb_limits_concurrent_shards_on_a_worker() -> None:
+    """One worker with two threads and 2 GB: tasks of 2 GB run one at a time, tasks of 1 GB two at a time."""
+    ex = DaskExecutor(ExecutorSpec(n_workers=1, threads_per_worker=2, processes=False, memory_limit="2GB"))
+    assert ex.local_resources() == {"CPU": 2.0, MEMORY: 2.0}
+    try:
+        ex.map(_occupy, range(4), resources={MEMORY: 2.0})
+        assert _ACTIVE["max"] == 1
+        ex.map(_occupy, range(4), resources={MEMORY: 1.0})
+        assert _ACTIVE["max"] == 2
+    finally:
+        ex.close()
