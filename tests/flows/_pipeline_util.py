@@ -45,7 +45,8 @@ def write_pipeline(
         "name": name,
         "workdir": str(root / ".arcflow"),
         "nodes": nodes,
-        "executor": {"n_workers": workers, "processes": processes},
+        # inline_s 0: shard work always goes to the Dask cluster, so these tests exercise it even on tiny data
+        "executor": {"n_workers": workers, "processes": processes, "inline_s": 0},
     }
     spec.update(extra or {})
     path = root / "pipeline.yaml"
