@@ -60,6 +60,8 @@ class DedupExact(DedupKind):
     cluster_word: ClassVar[str] = "texts with copies"
     description = "global exact dedup on normalised text; keeps the first copy by (input shard, row)"
 
+    phases: ClassVar[tuple[str, ...]] = ("hash", "partitions", "write")
+
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DedupExactParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
@@ -67,9 +69,12 @@ class DedupExact(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            hash_paths = ctx.map(functools.partial(_hash_task, params, work), items)
+            hash_paths = ctx.map(functools.partial(_hash_task, params, work), items, phase="hash")
             parts = ctx.map(
-                functools.partial(_partition_task, hash_paths, work), list(range(params.partitions))
+                functools.partial(_partition_task, hash_paths, work),
+                list(range(params.partitions)),
+                phase="partitions",
+                unit="partitions",
             )
             doc, root = read_duplicates(parts)
             return doc, root, None, {}

@@ -60,6 +60,8 @@ class DedupMinHash(DedupKind):
         "global MinHash near-duplicate dedup (5-grams, 14 bands x 8); keeps the first of each cluster"
     )
 
+    phases: ClassVar[tuple[str, ...]] = ("signatures", "buckets", "clusters", "write")
+
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DedupMinHashParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
@@ -67,10 +69,18 @@ class DedupMinHash(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            band_paths = ctx.map(functools.partial(_signature_task, params, work), items)
-            bands = ctx.map(functools.partial(_bucket_task, band_paths, work), list(range(params.num_bands)))
+            band_paths = ctx.map(functools.partial(_signature_task, params, work), items, phase="signatures")
+            bands = ctx.map(
+                functools.partial(_bucket_task, band_paths, work),
+                list(range(params.num_bands)),
+                phase="buckets",
+                unit="bands",
+            )
             out = ctx.map(
-                functools.partial(_cluster_task, [p for p, _ in bands]), [f"{work}/clusters.parquet"]
+                functools.partial(_cluster_task, [p for p, _ in bands]),
+                [f"{work}/clusters.parquet"],
+                phase="clusters",
+                unit="tasks",
             )
             clusters = read_clusters(out[0])
             dropped = clusters.doc != clusters.root

@@ -89,11 +89,12 @@ class DedupRepos(DocumentMapKind):
     Params = DedupReposParams
     packages = ("polars", "numpy", "pyarrow")
     description = "MinHash near-duplicate removal of whole repositories (one kept per cluster)"
+    phases: ClassVar[tuple[str, ...]] = ("signatures", "write")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DedupReposParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
-        scans = ctx.map(_Signatures(params.minhash), [t.payload["path"] for t in tasks])
+        scans = ctx.map(_Signatures(params.minhash), [t.payload["path"] for t in tasks], phase="signatures")
         keys = [k for s in scans for k in s[0]]
         sigs = np.concatenate([s[1] for s in scans]) if scans else np.empty((0, params.minhash.num_perm))
         lengths = np.concatenate([s[2] for s in scans]) if scans else np.empty(0, np.int64)

@@ -88,6 +88,7 @@ class DistillLabels(DocumentMapKind):
     Params = DistillLabelsParams
     packages = ("polars", "numpy")
     description = "label the top/bottom shares by a teacher scorer, to train a fastText student on"
+    phases: ClassVar[tuple[str, ...]] = ("score", "write")
 
     def check_params(self, params: DistillLabelsParams) -> list[tuple[tuple[str | int, ...], str]]:
         problem = check_scorer(params.teacher)
@@ -99,7 +100,11 @@ class DistillLabels(DocumentMapKind):
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DistillLabelsParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
-        read = ctx.map(_Teach(params, ctx.out_dir, ctx.seed), [(t.index, t.payload["path"]) for t in tasks])
+        read = ctx.map(
+            _Teach(params, ctx.out_dir, ctx.seed),
+            [(t.index, t.payload["path"]) for t in tasks],
+            phase="score",
+        )
         scores = np.concatenate([s for s, _ in read]) if read else np.zeros(0)
         hashes = np.concatenate([h for _, h in read]) if read else np.zeros(0, dtype=np.uint64)
         top = Fraction(100) - Fraction(str(params.positive_fraction)) * 100

@@ -84,6 +84,7 @@ class QualityBuckets(DocumentMapKind):
     max_inputs: ClassVar[int | None] = 1
     packages = ("polars", "numpy")
     description = "quality buckets by global percentile or threshold, each with its epochs; mixture report"
+    phases: ClassVar[tuple[str, ...]] = ("scores", "write")
 
     def check_params(self, params: QualityBucketsParams) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -101,7 +102,9 @@ class QualityBuckets(DocumentMapKind):
         params: QualityBucketsParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
         read = ctx.map(
-            _ReadScores(params.score_column, ctx.seed + params.seed), [t.payload["path"] for t in tasks]
+            _ReadScores(params.score_column, ctx.seed + params.seed),
+            [t.payload["path"] for t in tasks],
+            phase="scores",
         )
         scores = np.concatenate([s for s, _ in read]) if read else np.zeros(0)
         hashes = np.concatenate([h for _, h in read]) if read else np.zeros(0, dtype=np.uint64)

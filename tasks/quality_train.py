@@ -78,6 +78,7 @@ class QualityTrain(Kind):
     output_type: ClassVar[DataType] = DataType.MODEL
     packages = ("fasttext-numpy2-wheel", "polars", "numpy")
     description = "train a fastText quality classifier (DCLM: bigrams) from labelled inputs; held-out metrics"
+    phases: ClassVar[tuple[str, ...]] = ("collect", "train")
 
     def check_inputs(self, params, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
         return [
@@ -130,7 +131,7 @@ class QualityTrain(Kind):
                         params.seed,
                     )
                 )
-        groups = ctx.map(qt.collect_shard, specs)
+        groups = ctx.map(qt.collect_shard, specs, phase="collect")
         caps = qt.global_caps(groups, params.max_per_label)
         task = ShardTask(0, {"samples": [s.out_path for s in specs], "caps": caps}, label="train")
         results = ctx.run_shards([task])

@@ -72,11 +72,12 @@ class RepoSamples(Kind):
     max_inputs: ClassVar[int | None] = None
     packages = ("polars", "pyarrow")
     description = "repository-level samples: files in dependency order under path headers, plus commits"
+    phases: ClassVar[tuple[str, ...]] = ("scan", "write")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: RepoSamplesParams = ctx.params  # type: ignore[assignment]
         paths = [p for inp in ctx.inputs for p in inp.shards]
-        scans = ctx.map(scan_repos, paths)
+        scans = ctx.map(scan_repos, paths, phase="scan")
         totals: dict[str, list[int]] = {}
         for scan in scans:
             for repo, (n, b) in scan.items():

@@ -57,7 +57,9 @@ class Sample(DocumentMapKind):
             if params.fraction is None:
                 counts = list(ctx.inputs[0].rows)
             else:
-                counts = ctx.map(_CountTask(params, ctx.seed), [t.payload["path"] for t in tasks])
+                counts = ctx.map(
+                    _CountTask(params, ctx.seed), [t.payload["path"] for t in tasks], phase="count"
+                )
             left = params.limit
             quotas = []
             for n in counts:

@@ -82,13 +82,18 @@ class TokenizerTrain(Kind):
     output_type: ClassVar[DataType] = DataType.TOKENIZER
     packages = ("tokenizers", "polars")
     description = "byte-level BPE (HF tokenizers) on a seeded sample of documents, saved as a HF folder"
+    phases: ClassVar[tuple[str, ...]] = ("sample", "train")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: TokenizerTrainParams = ctx.params  # type: ignore[assignment]
         seed = ctx.seed + params.seed
         paths = [p for inp in ctx.inputs for p in inp.shards]
         k = params.sample_docs + params.heldout_docs
-        keys = pl.concat(ctx.map(_Keys(seed, k), paths), how="vertical_relaxed") if paths else None
+        keys = (
+            pl.concat(ctx.map(_Keys(seed, k), paths, phase="sample"), how="vertical_relaxed")
+            if paths
+            else None
+        )
         if keys is None or keys.height == 0:
             raise ValueError(f"node {ctx.node_id!r}: its inputs hold no documents to train a tokenizer on")
         keys = keys.sort("key", "id").with_columns(pl.col("chars").clip(upper_bound=params.max_doc_chars))
