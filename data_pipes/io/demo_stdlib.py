@@ -3,8 +3,9 @@
 ``stdlib_code``: every file of every stdlib package (``json/``, ``email/``, ``asyncio/``...) is one document
 of the repository named after the package; the top-level single-file modules (``os.py``, ``typing.py``...)
 form one more repository, ``stdlib_modules``. Skipped: ``test``/``tests`` folders at any depth,
-``__pycache__``, hidden entries, and the packages ``idlelib``, ``tkinter`` and ``lib2to3``; non-package
-folders (``site-packages``, ``lib-dynload``, ``config-*``) are not packages and never listed. Non-Python files
+``__pycache__``, hidden entries, the build's generated ``_sysconfigdata*`` (it holds this machine's install
+paths), and the packages ``idlelib``, ``tkinter`` and ``lib2to3``; non-package folders (``site-packages``,
+``lib-dynload``, ``config-*``) are not packages and never listed. Non-Python files
 inside packages are kept (docs, shell scripts); binary ones (the wheels ``ensurepip`` bundles) come out
 quarantined as ``binary_content``, which is the demo's real example of quarantine.
 
@@ -29,6 +30,7 @@ __all__ = ["list_pydoc_html", "list_stdlib_code", "mask_process_state", "render_
 SKIPPED_PACKAGES = frozenset({"test", "idlelib", "tkinter", "lib2to3", "site-packages"})
 SKIPPED_DIRS = frozenset({"__pycache__", "test", "tests"})
 MODULES_REPO = "stdlib_modules"
+GENERATED_PREFIXES = ("_sysconfigdata",)
 # Imported with side effects (opens a browser, prints), needs a display, is a test/GUI package, or (sys) has
 # a page made of process state (sys: argv, path, flags; posix/nt: the environment as a plain dict).
 PYDOC_DENYLIST = frozenset(
@@ -79,6 +81,8 @@ def list_stdlib_code() -> list[DemoItem]:
     root = stdlib_dir()
     items = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(GENERATED_PREFIXES):
+            continue  # the build's configuration (this machine's install paths), not code anyone wrote
         if entry.is_file() and entry.name.endswith(".py"):
             items.append(DemoItem("stdlib_code", f"{MODULES_REPO}/{entry.name}", entry.path))
         elif (
