@@ -1,22 +1,24 @@
 """C4 rules (Raffel et al. 2020, JMLR 21-140, section 2.2), column-wise: drop documents and remove lines.
 
-Mirrors datatrove's `C4QualityFilter` with `split_paragraph=True` (lines from `str.splitlines()`, each
-stripped): per line, in order: a word longer than `max_word_length` drops the line; wiki citations are
+Mirrors datatrove's `C4QualityFilter`. With `split_paragraph=True` (the default, as in the paper) the units are
+lines from `str.splitlines()`; with `False` they are sentences (`sentence_split.split_sentences`, datatrove's
+English sentence splitter emulated), each counting as one sentence, and the kept ones are joined by spaces.
+Each unit is stripped, then, in order: a word longer than `max_word_length` drops the line; wiki citations are
 removed; a line not ending in terminal punctuation (or ending in "...") is dropped; so is one with fewer
 than `min_words_per_line` words; "lorem ipsum" drops the document; "javascript" drops the line; "{" drops
 the document; policy/cookie phrases drop the line. A document with fewer than `min_num_sentences`
-sentences in its kept lines is dropped; otherwise its text becomes the kept lines joined by newlines. The
-bad-words list of C4 is not applied (datatrove keeps it in a separate filter). Departure: sentences are
-counted by `sentences.count_sentences` (a spaCy sentencizer emulation), only for documents with fewer kept
-lines than `min_num_sentences` (each kept line holds at least one sentence)."""
+sentences in its kept lines is dropped; otherwise its text becomes the kept lines joined by newlines (by
+spaces for sentences). The bad-words list of C4 is not applied (datatrove keeps it in a separate filter).
+Departure: in line mode sentences are counted by `sentences.count_sentences` (a spaCy sentencizer emulation),
+only for documents with fewer kept lines than `min_num_sentences` (each kept line holds at least one
+sentence). Sentence mode splits in Python, document by document: slower than line mode."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from data_pipes.web.sentence_split import split_sentences
 from data_pipes.web.sentences import count_sentences
 from data_pipes.web.text_stats import PY_SPACE, per_doc, py_strip, splitlines_normalised
 
@@ -39,7 +41,7 @@ DATATROVE_REASONS = {
 class C4Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    split_paragraph: Literal[True] = True  # sentence-level splitting is not implemented
+    split_paragraph: bool = True  # False: filter sentences instead of lines (datatrove's option)
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = Field(5, ge=-1)  # -1 disables
@@ -75,10 +77,14 @@ def _line_status(p: C4Params) -> pl.Expr:
 
 
 def _lines(texts: pl.Series, p: C4Params) -> pl.DataFrame:
+    if p.split_paragraph:
+        units = pl.DataFrame({"text": texts}).select(splitlines_normalised(pl.col("text")).str.split("\n"))
+    else:
+        parts = [None if t is None else split_sentences(t) for t in texts.cast(pl.String).to_list()]
+        units = pl.DataFrame({"text": pl.Series(parts, dtype=pl.List(pl.String))})
     frame = (
-        pl.DataFrame({"text": texts})
-        .with_row_index("doc")
-        .select("doc", line=splitlines_normalised(pl.col("text")).str.split("\n"))
+        units.with_row_index("doc")
+        .select("doc", line=pl.col("text"))
         .explode("line")
         .drop_nulls("line")
         .with_columns(line=py_strip(pl.col("line")))
@@ -106,12 +112,18 @@ def c4_apply(texts: pl.Series, params: C4Params) -> tuple[pl.Series, pl.Series]:
     )
     kept = lines.filter(pl.col("status") == "keep")
     per = per_doc(kept.group_by("doc").agg(n_kept=pl.len()), n_docs)
+    sep = "\n" if p.split_paragraph else " "
     new_text = per_doc(
-        kept.group_by("doc", maintain_order=True).agg(text=pl.col("line").str.join("\n")), n_docs, ""
+        kept.group_by("doc", maintain_order=True).agg(text=pl.col("line").str.join(sep)), n_docs, ""
     )
     new_text = new_text.select(py_strip(pl.col("text")))["text"]
     reason = per_doc(doc_events, n_docs, fill=None)["status"]
-    if p.min_num_sentences > 0:
+    if p.min_num_sentences > 0 and not p.split_paragraph:
+        too_few = per["n_kept"] < p.min_num_sentences  # each kept unit is one sentence
+        reason = pl.select(
+            pl.when(reason.is_null() & too_few).then(pl.lit("c4_too_few_sentences")).otherwise(reason)
+        ).to_series()
+    elif p.min_num_sentences > 0:
         few_lines = per["n_kept"] < p.min_num_sentences
         check = kept.join(
             pl.DataFrame({"doc": few_lines.arg_true()}), on="doc", how="semi", maintain_order="left"

@@ -37,7 +37,8 @@ _PREFIX = regex.compile(
 _SUFFIX = regex.compile(
     rf"(?:…|[{_PUNCT}]|\.\.+|[{regex.escape(_QUOTES)}]|\p{{So}}|['’][sS]|—|–|(?<=[0-9])\+"
     rf"|(?<=°[FfCcKk])\.|(?<=[0-9])(?:US\$|C\$|A\$|[{_CURRENCY}])|(?<=[0-9])(?:{_UNITS})"
-    rf"|(?<=[0-9{_LOWER}%²\-+{_PUNCT}{regex.escape(_QUOTES)}])\.|(?<=[{_UPPER}][{_UPPER}])\.)$",
+    # spaCy joins its punctuation list with "|" and puts it in this class, so "|" counts as punctuation here
+    rf"|(?<=[0-9{_LOWER}%²\-+|{_PUNCT}{regex.escape(_QUOTES)}])\.|(?<=[{_UPPER}][{_UPPER}])\.)$",
     # matched backwards from the end: same matches as a forward search on this corpus, five times faster
     flags=regex.REVERSE | regex.V0,
 )
@@ -46,8 +47,11 @@ _INFIX = regex.compile(
     r"|(?<=\p{L}),(?=\p{L})|(?<=[\p{L}0-9])(?:---|--|——|-|–|—|~)(?=\p{L})|(?<=[\p{L}0-9])[:<>=/](?=\p{L})"
 )
 _URL = regex.compile(
-    # like spaCy, a host-name label may hold any non-ASCII character (so "x）。y.gz" counts as a host name)
-    r"^(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:[\w\u00a1-\uffff-]{1,63}\.)+\p{Ll}{2,63}(?::\d{2,5})?(?:[/?#]\S*)?$"
+    # like spaCy, a host-name label may hold any non-ASCII character (so "x）。y.gz" counts as a host name) but
+    # neither starts nor ends with "_" or "-"; the top-level domain is lower-case or uncased letters
+    r"^(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?"
+    r"(?:(?:[A-Za-z0-9\u00a1-\uffff][A-Za-z0-9\u00a1-\uffff_-]{0,62})?[A-Za-z0-9\u00a1-\uffff]\.)+"
+    rf"[{_LOWER}]{{2,63}}(?::\d{{2,5}})?(?:[/?#]\S*)?$"
 )
 _NEGATION = regex.compile(r"^(\p{L}+)(n['’]t)$")
 _CLITIC = regex.compile(

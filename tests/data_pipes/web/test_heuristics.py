@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
 import pytest
 
@@ -131,6 +133,28 @@ def test_c4_removes_lines_and_drops_documents() -> None:
     assert c4_apply(pl.Series([long_word]), C4Params())[0][0] == GOOD
 
 
+def test_c4_sentence_mode_filters_sentences_not_lines() -> None:
+    text = (
+        "Menu\nThe river runs past the mill. It floods in spring! Why? Farmers grow wheat there.\n"
+        "Cookies: we use cookies on this site. Visitors stay at the inn."
+    )
+    # sentences: "Menu\nThe river runs past the mill." kept (ends in a full stop, 6 words); "It floods in
+    # spring!" kept; "Why?" dropped (1 word); "Farmers grow wheat there." kept; the cookie sentence dropped
+    # (policy); "Visitors stay at the inn." kept: 4 sentences, joined by spaces
+    sentences = C4Params(split_paragraph=False, min_num_sentences=4)
+    new, reasons = c4_apply(pl.Series([text]), sentences)
+    assert reasons[0] is None
+    assert new[0] == (
+        "Menu\nThe river runs past the mill. It floods in spring! Farmers grow wheat there. "
+        "Visitors stay at the inn."
+    )
+    assert c4_apply(pl.Series([text]), C4Params(split_paragraph=False))[1][0] == "c4_too_few_sentences"
+    # lines: "Menu" dropped (no full stop), the second kept whole (4 sentences), the third dropped (policy)
+    new, reasons = c4_apply(pl.Series([text]), C4Params(min_num_sentences=4))
+    assert reasons[0] is None
+    assert new[0] == "The river runs past the mill. It floods in spring! Why? Farmers grow wheat there."
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -154,8 +178,9 @@ CRAFTED = [GOOD, GOOD + "\n" + PROSE[0], "\n".join("- " + p for p in PROSE), "\n
 
 
 def test_agreement_with_datatrove() -> None:
-    pytest.importorskip("datatrove")
-    pytest.importorskip("spacy")
+    """The crafted cases; ~420 real documents are in test_datatrove_agreement.py."""
+    for module in ("datatrove", "spacy"):  # scripts/setup installs both: under CI a missing one fails
+        __import__(module) if os.environ.get("CI") else pytest.importorskip(module)
     from datatrove.data import Document
     from datatrove.pipeline.filters import (
         C4QualityFilter,
