@@ -23,7 +23,6 @@ verifier uses; ``run_python`` is the general one (the agent's ``python`` tool).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import select
@@ -36,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_pipes.reasoning.sandbox_boot import EXIT_FORBIDDEN, MARK
+from data_pipes.reasoning.sandbox_boot import EXIT_FORBIDDEN, MARK, config_args
 from data_pipes.reasoning.sandbox_layers import (
     WORK,
     SandboxUnavailable,
@@ -167,7 +166,7 @@ def _execute(
         fds.append(seccomp)
     try:
         argv = command(
-            [sys.executable, *flags, "-c", BOOT_SOURCE, json.dumps(cfg)],
+            [sys.executable, *flags, "-c", BOOT_SOURCE, *config_args(cfg)],
             env,
             uid,
             disk_mb * 1024 * 1024,

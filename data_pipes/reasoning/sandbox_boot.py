@@ -1,6 +1,7 @@
 """The sandbox's bootstrap: the first (trusted) code the sandboxed interpreter runs, before the user's code.
 
-The parent passes this file's source with ``python -I -B -c`` and one JSON argument. It
+The parent passes this file's source with ``python -I -B -c`` and its settings as ``key=value`` arguments
+(``config_args``; no ``json`` import: it would pull ``re`` and ``enum`` into every run's start-up). It
 
 1. lowers its resource limits (memory, CPU seconds, processes, file size, open files, no core dumps): the
    kernel enforces them and an unprivileged process cannot raise them again;
@@ -20,7 +21,6 @@ stand behind it.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -136,8 +136,28 @@ def make_hook(sandbox: str, read_roots: tuple[str, ...], allow_processes: bool):
     return hook
 
 
+LIMIT_KEYS = ("memory_bytes", "cpu_s", "nproc", "fsize_bytes", "nofile")
+
+
+def config_args(cfg: dict) -> list[str]:
+    """``cfg`` (dir, main, allow_processes, audit, limits) as the arguments ``main`` reads."""
+    flat = {k: v for k, v in cfg.items() if k != "limits"} | cfg["limits"]
+    return [f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in flat.items()]
+
+
+def parse_args(argv: list[str]) -> dict:
+    raw = dict(a.split("=", 1) for a in argv)
+    return {
+        "dir": raw["dir"],
+        "main": raw["main"],
+        "allow_processes": raw["allow_processes"] == "1",
+        "audit": raw["audit"] == "1",
+        "limits": {k: int(raw[k]) for k in LIMIT_KEYS},
+    }
+
+
 def main(argv: list[str]) -> None:
-    cfg = json.loads(argv[0])
+    cfg = parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(cfg["limits"])
     sandbox = os.path.realpath(cfg["dir"])
