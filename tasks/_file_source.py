@@ -1,5 +1,6 @@
 """Shared base of the kinds that read local files (`files`, `warc`, `issues_prs`): path checks at validation, a
-fingerprint over every file's path, size and mtime, and shards of consecutive files of about ``shard_mb`` each.
+fingerprint over every file's content (by its path under the patterns' folder, never where that folder lies), and
+shards of consecutive files of about ``shard_mb`` each.
 
 What the patterns name but cannot be read as a file (a dangling symlink, a symlink loop, a FIFO, a folder that
 cannot be listed: see ``data_pipes.io.paths.scan_paths``) travels in its shard's payload under ``bad`` and comes
@@ -11,12 +12,13 @@ The kinds' params need ``paths`` (files, folders or globs), ``shard_mb`` and ``s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from data_pipes.io.paths import InputEntry, expand_paths, scan_paths
 from data_pipes.io.records import make_id, quarantined_record
-from flows.fingerprint import sha
+from flows.fingerprint import content_digests, sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
 
 T = TypeVar("T")
@@ -30,10 +32,35 @@ def file_listing(patterns: list[str]) -> list[InputEntry]:
 def bad_input_records(task: ShardTask, id_path: Callable[[str], str]) -> list[dict[str, str]]:
     """One quarantined record per entry of the shard that cannot be read as a file (``payload["bad"]``)."""
     source = task.payload["source"]
-    return [
-        quarantined_record(rid=make_id(source, id_path(path), 0), source=source, url=path, error=error)
+    return [  # named by ``id_path`` (relative), so the rows hold no path of this machine
+        quarantined_record(
+            rid=make_id(source, id_path(path), 0),
+            source=source,
+            url=id_path(path),
+            error=error.replace(path, id_path(path)),
+        )
         for path, error in task.payload.get("bad", [])
     ]
+
+
+def static_root(pattern: str) -> str:
+    """The directory part of a pattern before any glob character: what its files are named relative to."""
+    if os.path.isdir(pattern):
+        return pattern
+    head = pattern
+    while any(ch in head for ch in "*?["):
+        head = os.path.dirname(head)
+    return head if os.path.isdir(head) else os.path.dirname(head)
+
+
+def relative_to_patterns(path: str, patterns: list[str]) -> str:
+    """``path`` relative to the first pattern's folder holding it (its file name otherwise): how output rows
+    name an input file, so they are the same wherever the data (or the checkout holding it) lies."""
+    for pattern in patterns:
+        root = static_root(pattern)
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, root)
+    return os.path.basename(path)
 
 
 def check_patterns(
@@ -78,13 +105,24 @@ class FileSource(Kind):
         return problems
 
     def signature(self, params: KindParams) -> str:
-        if not params.paths:  # type: ignore[attr-defined]
+        """Each entry by its path under the patterns' common folder and its content's sha256 (or its error):
+        moving the data, or the checkout that holds it, or touching a file changes nothing; a changed byte or
+        name does."""
+        patterns: list[str] = params.paths  # type: ignore[attr-defined]
+        if not patterns:
             return ""
         try:
-            entries = file_listing(params.paths)  # type: ignore[attr-defined]
+            entries = file_listing(patterns)
         except FileNotFoundError as exc:
             return f"missing: {exc}"
-        return sha(*(f"{e.path}|{e.size}|{e.mtime_ns}" + (f"|{e.error}" if e.error else "") for e in entries))
+        root = os.path.commonpath([os.path.abspath(static_root(p)) for p in patterns])
+        readable = [e.path for e in entries if not e.error]
+        digests = dict(zip(readable, content_digests(readable), strict=True))
+        parts = []
+        for e in entries:
+            rel = os.path.relpath(e.path, root)
+            parts.append(f"{rel}|{e.error.replace(e.path, rel) if e.error else digests[e.path]}")
+        return sha(*parts)
 
     def shard_payload(self, params: KindParams, files: list[str], source: str) -> dict[str, Any]:
         """What one shard task carries; kinds add their own keys."""

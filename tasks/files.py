@@ -12,7 +12,6 @@ quarantined by the readers with their error; they never fail the node. Entries t
 
 from __future__ import annotations
 
-import os
 import time
 from typing import ClassVar, Literal
 
@@ -22,7 +21,7 @@ from data_pipes.io.documents import records_to_frames
 from data_pipes.io.readers import detect_format, read_records
 from data_pipes.io.records import make_id, quarantined_record
 from data_pipes.io.shards import ShardResult, write_shard
-from tasks._file_source import FileSource, bad_input_records
+from tasks._file_source import FileSource, bad_input_records, relative_to_patterns
 from tasks.base import DataType, KindParams, ShardTask
 from tasks.registry import register
 
@@ -40,22 +39,7 @@ class FilesParams(KindParams):
     max_doc_mb: float = Field(50.0, gt=0, description="larger documents are quarantined")
 
 
-def _static_root(pattern: str) -> str:
-    """The directory part of a pattern before any glob character: ids are relative to it."""
-    if os.path.isdir(pattern):
-        return pattern
-    head = pattern
-    while any(ch in head for ch in "*?["):
-        head = os.path.dirname(head)
-    return head if os.path.isdir(head) else os.path.dirname(head)
-
-
-def _id_path(path: str, patterns: list[str]) -> str:
-    for pattern in patterns:
-        root = _static_root(pattern)
-        if path.startswith(root.rstrip(os.sep) + os.sep):
-            return os.path.relpath(path, root)
-    return os.path.basename(path)
+_id_path = relative_to_patterns  # ids, urls and meta name files relative to their pattern's folder
 
 
 @register
@@ -73,11 +57,11 @@ class Files(FileSource):
             try:
                 fmt = detect_format(path) if params.format == "auto" else params.format
             except ValueError as exc:
-                rid = make_id(task.payload["source"], _id_path(path, params.paths), 0)
+                shown = _id_path(path, params.paths)  # rows name files by this, never by this machine's path
+                rid = make_id(task.payload["source"], shown, 0)
+                error = f"unknown_format: {str(exc).replace(path, shown)}"
                 records.append(
-                    quarantined_record(
-                        rid=rid, source=task.payload["source"], url=path, error=f"unknown_format: {exc}"
-                    )
+                    quarantined_record(rid=rid, source=task.payload["source"], url=shown, error=error)
                 )
                 continue
             records.extend(

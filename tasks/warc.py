@@ -20,7 +20,7 @@ from pydantic import Field
 from data_pipes.io.documents import DOC_COLUMNS, records_to_frames
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.io.warc_reader import read_warc
-from tasks._file_source import FileSource, bad_input_records
+from tasks._file_source import FileSource, bad_input_records, relative_to_patterns
 from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
@@ -87,14 +87,15 @@ class Warc(FileSource):
             records.extend(
                 read_warc(
                     path,
-                    name=task.payload.get("names", {}).get(path),
+                    name=task.payload.get("names", {}).get(path) or relative_to_patterns(path, params.paths),
                     source=task.payload["source"],
                     ok_only=params.ok_only,
                     max_doc_bytes=int(params.max_doc_mb * 1024 * 1024),
                     counts=skipped,
                 )
             )
-        records.extend(bad_input_records(task, lambda path: path))  # entries that are not readable files
+        # entries that are not readable files, named like the others
+        records.extend(bad_input_records(task, lambda path: relative_to_patterns(path, params.paths)))
         docs, dropped, bad = split_records(records)
         extra = {"skipped_record_types": dict(sorted(skipped.items()))} if skipped else None
         return write_shard(

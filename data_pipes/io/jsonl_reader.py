@@ -43,7 +43,7 @@ def _line_record(
     line: bytes, n: int, ctx: ReadContext, prefer: str | None
 ) -> tuple[dict[str, str], str | None]:
     """The record for one non-blank line, and the encoding to prefer for the next line."""
-    where = f"(file {ctx.path}, line {n + 1})"
+    where = f"(file {ctx.shown}, line {n + 1})"
     try:
         decoded = decode_document(line, prefer)
         if decoded.encoding_source in ("declared", "detected", "fallback", "preferred"):
@@ -72,7 +72,7 @@ def read_jsonl(ctx: ReadContext) -> Iterator[dict[str, str]]:
                     size = len(line) + _skip_rest_of_line(f)
                     error = (
                         f"document_too_large: line of {size} bytes > max_doc_bytes={ctx.max_doc_bytes} "
-                        f"(file {ctx.path}, line {n + 1})"
+                        f"(file {ctx.shown}, line {n + 1})"
                     )
                     yield _quarantined(ctx, n, error)
                 elif line.strip():
@@ -80,5 +80,5 @@ def read_jsonl(ctx: ReadContext) -> Iterator[dict[str, str]]:
                     yield record
                 n += 1
     except READ_ERRORS as exc:
-        error = read_error_message(exc, ctx.path, f"after line {n}")
+        error = ctx.shown_error(read_error_message(exc, ctx.path, f"after line {n}"))
         yield _quarantined(ctx, n, error, rest=True)

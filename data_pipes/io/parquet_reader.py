@@ -21,18 +21,18 @@ _ARROW_ERRORS = (OSError, ValueError, pa.ArrowException)
 
 def read_parquet(ctx: ReadContext, batch_rows: int = BATCH_ROWS) -> Iterator[dict[str, str]]:
     """Yield one record per row of ``ctx.path``; never raises for bad input."""
-    file_id, file_url = ctx.hashed_id("file"), ctx.path
+    file_id, file_url = ctx.hashed_id("file"), ctx.shown
     try:
         parquet = pq.ParquetFile(ctx.path)
         columns = parquet.schema_arrow.names
     except _ARROW_ERRORS as exc:
-        error = f"parquet_unreadable: {exc} (file {ctx.path})"
+        error = ctx.shown_error(f"parquet_unreadable: {exc} (file {ctx.path})")
         yield quarantined_record(rid=file_id, source=ctx.source, url=file_url, error=error)
         return
     if ctx.text_field not in columns:
         error = (
             f"missing_text_field: no column {ctx.text_field!r} (columns: {', '.join(columns)}; "
-            f"set text_field) (file {ctx.path})"
+            f"set text_field) (file {ctx.shown})"
         )
         yield quarantined_record(rid=file_id, source=ctx.source, url=file_url, error=error)
         return
@@ -43,6 +43,6 @@ def read_parquet(ctx: ReadContext, batch_rows: int = BATCH_ROWS) -> Iterator[dic
                 yield row_record(row, ctx, n)
                 n += 1
     except _ARROW_ERRORS as exc:
-        error = f"parquet_corrupt: {exc} (file {ctx.path}, after row {n})"
+        error = ctx.shown_error(f"parquet_corrupt: {exc} (file {ctx.path}, after row {n})")
         rest_id = ctx.hashed_id(f"{n}+")
         yield quarantined_record(rid=rest_id, source=ctx.source, url=ctx.locator(n), error=error)

@@ -38,7 +38,7 @@ __all__ = ["FORMATS", "detect_format", "expand_paths", "read_records"]
 
 def _read_whole_file(ctx: ReadContext) -> Iterator[dict[str, str]]:
     """One document per file; at most ``max_doc_bytes + 1`` bytes are ever read."""
-    rid, url = ctx.hashed_id(0), ctx.path
+    rid, url = ctx.hashed_id(0), ctx.shown
     try:
         if not is_gzip_path(ctx.path) and (size := os.path.getsize(ctx.path)) > ctx.max_doc_bytes:
             raise BadInput("document_too_large", f"{size} bytes > max_doc_bytes={ctx.max_doc_bytes}")
@@ -50,12 +50,13 @@ def _read_whole_file(ctx: ReadContext) -> Iterator[dict[str, str]]:
             )
         decoded = decode_document(data)
     except BadInput as exc:
-        yield quarantined_record(rid=rid, source=ctx.source, url=url, error=f"{exc.error} (file {ctx.path})")
+        yield quarantined_record(rid=rid, source=ctx.source, url=url, error=f"{exc.error} (file {ctx.shown})")
         return
     except READ_ERRORS as exc:
-        yield quarantined_record(rid=rid, source=ctx.source, url=url, error=read_error_message(exc, ctx.path))
+        error = ctx.shown_error(read_error_message(exc, ctx.path))
+        yield quarantined_record(rid=rid, source=ctx.source, url=url, error=error)
         return
-    meta = {"path": ctx.path, "format": ctx.fmt, **encoding_meta(decoded)}
+    meta = {"path": ctx.shown, "format": ctx.fmt, **encoding_meta(decoded)}
     yield good_record(rid=rid, text=decoded.text, source=ctx.source, url=url, meta=meta)
 
 

@@ -34,9 +34,19 @@ class ReadContext:
         None  # the path that ids hash (default: path); relative paths keep ids location-free
     )
 
+    @property
+    def shown(self) -> str:
+        """How records name the file (url, ``meta.path``, errors): ``id_path`` when given, so that rows hold no
+        path of this machine and the same files in another folder give the same bytes; else ``path``."""
+        return self.id_path or self.path
+
+    def shown_error(self, message: str) -> str:
+        """``message`` (an OS error may quote the absolute path) with the file named as ``shown``."""
+        return message.replace(self.path, self.shown) if self.id_path else message
+
     def locator(self, n: int) -> str:
-        """Where record ``n`` of the file lives: ``"<path>#<n>"``."""
-        return f"{self.path}#{n}"
+        """Where record ``n`` of the file lives: ``"<shown path>#<n>"``."""
+        return f"{self.shown}#{n}"
 
     def hashed_id(self, n: int | str) -> str:
         """The stable id of record ``n`` of this file."""
@@ -74,7 +84,7 @@ def row_record(
     url = row.get(ctx.url_field) if ctx.url_field else None
     url = url if isinstance(url, str) and url else ctx.locator(n)
     rid = ctx.hashed_id(n)
-    where = f"(file {ctx.path}, record {n})"
+    where = f"(file {ctx.shown}, record {n})"
     if ctx.id_field is not None:
         value = row.get(ctx.id_field)
         if value is None or value == "":
@@ -92,7 +102,7 @@ def row_record(
         if key in used or (key == "lang" and lang):
             continue
         meta[f"row_{key}" if key in RESERVED_META else key] = value
-    meta.update({"path": ctx.path, "format": ctx.fmt, "record": n})
+    meta.update({"path": ctx.shown, "format": ctx.fmt, "record": n})
     meta.update(extra_meta or {})
     meta.update(enc_meta)
     return good_record(rid=rid, text=text, source=ctx.source, url=url, meta=meta, lang=lang)
