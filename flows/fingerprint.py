@@ -174,36 +174,6 @@ def _code_hashes(module: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def content_digests(paths: list[str]) -> list[str]:
-    """sha256 of each regular file's bytes, for source signatures: what a source reads is its content, not its
-    path or mtime. Kept in the same stat-keyed on-disk index as the code hashes, so unchanged files are not read
-    again. An unreadable file gives ``unreadable: <reason>``."""
-    global _disk_cache_dirty
-    out = []
-    with _code_lock:
-        if not _disk_cache_loaded:
-            _load_disk_cache()
-        for path in paths:
-            try:
-                st = os.stat(path)
-                cached = _file_cache.get(path)
-                if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
-                    out.append(cached[2])
-                    continue
-                h = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        h.update(chunk)
-            except OSError as exc:  # the source quarantines it; its state still enters the signature
-                out.append(f"unreadable: {exc.strerror}")
-                continue
-            _file_cache[path] = (st.st_mtime_ns, st.st_size, h.hexdigest(), ())
-            _disk_cache_dirty = True
-            out.append(h.hexdigest())
-        save_code_cache()
-    return out
-
-
 @cache
 def package_version(name: str) -> str:
     try:

@@ -16,9 +16,10 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
+from data_pipes.io.digests import file_digests
 from data_pipes.io.paths import InputEntry, expand_paths, scan_paths
 from data_pipes.io.records import make_id, quarantined_record
-from flows.fingerprint import content_digests, sha
+from flows.fingerprint import sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class FileSource(Kind):
             return f"missing: {exc}"
         root = os.path.commonpath([os.path.abspath(static_root(p)) for p in patterns])
         readable = [e.path for e in entries if not e.error]
-        digests = dict(zip(readable, content_digests(readable), strict=True))
+        digests = dict(zip(readable, file_digests(readable), strict=True))
         parts = []
         for e in entries:
             rel = os.path.relpath(e.path, root)

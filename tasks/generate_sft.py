@@ -19,6 +19,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
+from data_pipes.io.digests import file_digests
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.reasoning import pass_rates
 from data_pipes.reasoning.gen_cache import GenCache, cache_path
@@ -77,7 +78,7 @@ class GenerateSft(Kind):
         return errors
 
     def signature(self, params: GenerateSftParams) -> str:
-        """For a local model: the model files and the transformers / torch versions."""
+        """For a local model: the model files' contents and the transformers / torch versions."""
         if params.teacher.kind != "hf":
             return ""
         from importlib.metadata import PackageNotFoundError, version
@@ -92,9 +93,9 @@ class GenerateSft(Kind):
                 parts.append(f"{dist}=missing")
         try:
             root = resolve_model_path(params.teacher.model_path or "")
-            for name in sorted(os.listdir(root)):
-                st = os.stat(os.path.join(root, name))
-                parts.append(f"{name}:{st.st_size}:{int(st.st_mtime)}")
+            names = sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n)))
+            for name, digest in zip(names, file_digests([os.path.join(root, n) for n in names]), strict=True):
+                parts.append(f"{name}:{digest}")  # contents, never mtimes or the folder's path
         except OSError as exc:
             parts.append(repr(exc))
         return ";".join(parts)

