@@ -21,6 +21,10 @@ from typing import Any
 from flows.validate import Pipeline
 
 ENTRYPOINT = "flows.prefect_flow.arcflow_pipeline"
+# PYTHONSAFEPATH: the worker starts each flow run as `python -m prefect.engine` in the checkout, and `-m` would put
+# that folder first on sys.path, so a checkout's own `flows/` (or stray `*.egg-info`) could shadow the installed
+# package the CLI runs. Without it the flow run imports exactly what `arcflow run` imports.
+WORKER_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONSAFEPATH": "1"}
 
 
 class DeployError(RuntimeError):
@@ -76,7 +80,7 @@ def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[D
     base = _slug(pipeline.spec.name)
     checkout = pipeline.base_dir
     pipeline_file = os.path.abspath(pipeline.file)
-    job_variables = {"working_dir": checkout, "env": {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}}
+    job_variables = {"working_dir": checkout, "env": dict(WORKER_ENV)}
     common = {"pipeline": pipeline_file, "store": pipeline.workdir}
     planned: list[tuple[str, Any, dict[str, Any], list[str], str, str]] = []
     for i, sched in enumerate(pipeline.spec.schedules):

@@ -1,10 +1,12 @@
-"""End to end against a real Prefect server: the user story of infra/prefect.yaml.
+"""End to end against a real Prefect server: the user story of infra/prefect.yaml and of `arcflow deploy`.
 
 Starts `prefect server start` (sqlite, in a temporary PREFECT_HOME, on a free port), creates the process work
-pool, runs `prefect deploy --prefect-file infra/prefect.yaml --all` from the repository root, starts a process
-worker elsewhere, then starts runs with `arcflow run --deployment` (the whole pipeline, then `--node` for one
-node) and checks through the Prefect API what the UI shows: one task run per node named by its id, and each
-node's table and markdown artifacts.
+pool, deploys (`prefect deploy --prefect-file infra/prefect.yaml --all` from the repository root, or `arcflow
+deploy`), starts a process worker elsewhere, then starts runs with `arcflow run --deployment` and checks through
+the Prefect API what the UI shows (one task run per node named by its id, each node's artifacts), that deployment
+runs and CLI runs share the store's cache both ways, that a schedule keeps its timezone, that an unknown deployment
+is a clear error, and that the default pipeline gives the same fingerprints and content hashes from the CLI and
+from a deployment worker.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_tiny_pipeline(root: Path, name: str) -> Path:
+def write_tiny_pipeline(root: Path, name: str, extra: dict[str, Any] | None = None) -> Path:
     """A `files` source over small HTML and text files, and a `filter` node that drops the short ones."""
     data = root / "data"
     data.mkdir(parents=True)
@@ -60,6 +62,7 @@ def write_tiny_pipeline(root: Path, name: str) -> Path:
             "long_enough": {"uses": "filter", "inputs": ["pages"], "params": {"expr": "length(text) >= 20"}},
         },
     }
+    spec.update(extra or {})
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -89,11 +92,14 @@ class Stack:
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         return f"--- last lines of {name}.log ---\n" + "\n".join(lines[-n:])
 
-    def cli(self, args: list[str], cwd: Path, timeout: float = 120) -> str:
+    def cli(self, args: list[str], cwd: Path, timeout: float = 120, code: int = 0) -> str:
         done = subprocess.run(args, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
         out = done.stdout + done.stderr
-        assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{out}"
+        assert done.returncode == code, f"{' '.join(args)} exited {done.returncode}, not {code}:\n{out}"
         return out
+
+    def arcflow(self, args: list[str], timeout: float = 300, code: int = 0) -> str:
+        return self.cli([sys.executable, "-m", "flows.cli", *args], cwd=REPO, timeout=timeout, code=code)
 
     def stop(self) -> None:
         # the worker first (SIGINT is what makes it exit promptly), then the server
@@ -191,6 +197,13 @@ def _artifacts(client: Any, flow_run_id: str) -> dict[str, str]:
     return {a.key: a.type for a in found if a.key}
 
 
+def _artifact(arts: dict[str, str], pipeline: str, node: str, what: str) -> str | None:
+    """The type of a node's artifact: keys are `<pipeline>-<store/--set label>-<node>-<what>`."""
+    found = [t for k, t in arts.items() if k.startswith(f"{pipeline}-") and k.endswith(f"-{node}-{what}")]
+    assert len(found) <= 1, arts
+    return found[0] if found else None
+
+
 @pytest.fixture()
 def stack(tmp_path: Path) -> Iterator[Stack]:
     port = free_port()
@@ -242,8 +255,8 @@ def test_deployments_run_on_a_worker_and_rerun_one_node(stack: Stack, tmp_path: 
         assert _task_runs(client, run_id) == [("long_enough", "Completed"), ("pages", "Completed")]
         arts = _artifacts(client, run_id)
         for node in ("pages", "long-enough"):
-            assert arts.get(f"{name}-{node}-counts") == "table", arts
-            assert arts.get(f"{name}-{node}-summary") == "markdown", arts
+            assert _artifact(arts, name, node, "counts") == "table", arts
+            assert _artifact(arts, name, node, "summary") == "markdown", arts
 
         # one node again, as a new flow run of the ad-hoc deployment: exactly one task run, recomputed
         rerun_id = _start_run(stack, ["--deployment", "adhoc", "--node", "long_enough", "-f", str(pipeline)])
@@ -252,5 +265,83 @@ def test_deployments_run_on_a_worker_and_rerun_one_node(stack: Stack, tmp_path: 
         assert rerun.parameters["node"] == "long_enough"
         assert _task_runs(client, rerun_id) == [("long_enough", "Completed")]
         arts = _artifacts(client, rerun_id)
-        assert arts.get(f"{name}-long-enough-counts") == "table", arts
-        assert not any(k.startswith(f"{name}-pages-") for k in arts), arts
+        assert _artifact(arts, name, "long-enough", "counts") == "table", arts
+        assert _artifact(arts, name, "pages", "counts") is None, arts
+
+        # a CLI run after the deployment run reuses everything: the worker and the CLI agree on every fingerprint
+        out = stack.arcflow(["run", "-f", str(pipeline)])
+        assert "2 reused, 0 computed" in out, out
+        _assert_status_clean(stack, pipeline)
+
+        # an unknown deployment: exit 2 (usage), naming the deployments that exist
+        out = stack.arcflow(["run", "--deployment", "nosuch", "-f", str(pipeline)], code=2)
+        assert "no deployment 'arcflow/nosuch'" in out, out
+        assert "arcflow/adhoc" in out and "arcflow/nightly" in out, out
+        assert "Traceback" not in out, out
+
+
+def _assert_status_clean(stack: Stack, pipeline: Path, overrides: list[str] | None = None) -> None:
+    """`arcflow status`: every node up to date (nothing stale, missing or partial)."""
+    from flows.engine import Engine
+    from flows.validate import load_pipeline
+
+    sets = [a for o in overrides or [] for a in ("--set", o)]
+    out = stack.arcflow(["status", "-f", str(pipeline), *sets])
+    plans = Engine(load_pipeline(str(pipeline), overrides or [])).plan()
+    assert [(p.node, p.reasons) for p in plans if p.status != "up_to_date"] == [], out
+    for word in ("stale", "missing", "partial"):
+        assert word not in out, out
+
+
+def test_arcflow_deploy_keeps_the_timezone_and_shares_the_cache(stack: Stack, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    name = "tiny-tz"
+    project = tmp_path / "project"
+    schedule = {"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris"}
+    pipeline = write_tiny_pipeline(project, name, {"schedules": [schedule]})
+
+    out = stack.arcflow(["deploy", "-f", str(pipeline), "--pool", "tz-pool"])
+    # one table (ours), each deployment once, with its schedule and timezone; none of Prefect's own tables
+    assert out.count("arcflow/tiny-tz-nightly") == 1 and out.count("arcflow/tiny-tz-adhoc") == 1, out
+    assert "0 3 * * * (Europe/Paris)" in out and "Deployments" not in out, out
+
+    # the CLI computes first; a deployment run on a worker then reuses everything
+    out = stack.arcflow(["run", "-f", str(pipeline)])
+    assert "0 reused, 2 computed" in out, out
+    stack.start(
+        "worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tz-pool"], cwd=tmp_path
+    )
+
+    with (
+        temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        nightly = client.read_deployment_by_name(f"arcflow/{name}-nightly")
+        (sched,) = nightly.schedules
+        assert (sched.schedule.cron, sched.schedule.timezone) == ("0 3 * * *", "Europe/Paris")  # type: ignore[union-attr]
+        assert nightly.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}
+        ]
+        assert nightly.parameters["pipeline"] == str(pipeline)
+        assert nightly.parameters["store"] == str(project / "store")
+
+        run_id = _start_run(stack, ["--deployment", f"{name}-adhoc", "-f", str(pipeline)])
+        run = _wait_final(client, stack, run_id)
+        assert run.state.type.value == "COMPLETED", f"{run.state}\n{stack.log_tail('worker')}"
+        assert run.parameters["pipeline"] == str(pipeline) and run.parameters["store"] == str(
+            project / "store"
+        )
+        assert _task_runs(client, run_id) == [("long_enough", "Cached"), ("pages", "Cached")]
+        _assert_status_clean(stack, pipeline)
+
+        # a pipeline file the worker cannot find: the flow run fails with a message naming it, runs nothing
+        missing = str(tmp_path / "elsewhere" / "pipeline.yaml")
+        bad = run_deployment(f"arcflow/{name}-adhoc", parameters={"pipeline": missing}, timeout=0)
+        bad_run = _wait_final(client, stack, str(bad.id))
+        assert bad_run.state.type.value == "FAILED", bad_run.state
+        logs = stack.log_tail("worker", 200)
+        assert f"pipeline file {missing!r} not found" in (bad_run.state.message or "") + logs, logs
+        assert _task_runs(client, str(bad.id)) == []
