@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.loss import linear_cross_entropy
 from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
 AttnImpl = Literal["auto", "sdpa", "varlen"]
@@ -334,6 +335,7 @@ class GLMForCausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        self.ce_chunk_size = 1024  # rows per block of the fused head + loss (return_logits=False)
         if seed is not None:
             self.init_weights(seed)
 
@@ -389,7 +391,9 @@ class GLMForCausalLM(nn.Module):
     ) -> LMOutput:
         """input_ids [B, S] int64; doc_lens one list of segment lengths per row (see the module docstring); labels
         [B, S] in HF's convention (unshifted; -100 = no loss; ``labels=input_ids`` for pre-training). The loss at
-        position t targets labels[t+1] when t+1 is in t's document; the MTP loss targets labels[t+2] likewise."""
+        position t targets labels[t+1] when t+1 is in t's document; the MTP loss targets labels[t+2] likewise.
+        ``return_logits=False`` (training) fuses the head with the loss and never builds the [B, S, V] logits; the
+        MTP loss is always computed that way."""
         b, s = input_ids.shape
         layout = doc_layout(doc_lens, b, s, input_ids.device)
         embeds = self.model.embed_tokens(input_ids)  # [B, S, H]
@@ -401,12 +405,12 @@ class GLMForCausalLM(nn.Module):
             if aux is not None:
                 aux_terms.append(aux)
         h = self.model.norm(h)  # [B, S, H], also the MTP layer's hidden input (as transformers' MtpModel)
-        logits = self.lm_head(h)  # [B, S, V]
-        out = LMOutput(logits=logits if return_logits else None)
+        if labels is None and not return_logits:
+            raise ValueError("forward with labels=None and return_logits=False computes nothing")
+        out = LMOutput(logits=self.lm_head(h) if return_logits else None)  # [B, S, V]
         if labels is None:
             return out
-        lm_targets = shifted_targets(labels, layout, 1)
-        out.lm_loss, out.n_tokens = _ce(logits, lm_targets)
+        out.lm_loss, out.n_tokens = self._ce(h, out.logits, shifted_targets(labels, layout, 1))
         loss = out.lm_loss
         mtp = self.mtp_layer
         if mtp is not None and mtp_weight > 0:
@@ -417,13 +421,30 @@ class GLMForCausalLM(nn.Module):
             h_mtp, aux = mtp.forward_mtp(self.model.embed_tokens(next_ids), h, next_rope, layout, aux_weight)
             if aux is not None:
                 aux_terms.append(aux)
-            out.mtp_loss, _ = _ce(self.lm_head(h_mtp), shifted_targets(labels, layout, 2))
+            out.mtp_loss, _ = self._ce(h_mtp, None, shifted_targets(labels, layout, 2))
             loss = loss + mtp_weight * out.mtp_loss
         if aux_terms:
             out.aux_loss = torch.stack(aux_terms).mean()
             loss = loss + aux_weight * out.aux_loss
         out.loss = loss
         return out
+
+    def _ce(
+        self, h: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Mean fp32 cross-entropy over targets != -100 (0 when there are none), and their count; from the logits
+        when they were computed anyway, else fused with the head (model/loss.py, no [B, S, V] tensor kept)."""
+        n = int((targets != -100).sum())
+        if logits is not None:
+            total = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                targets.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+        else:
+            total = linear_cross_entropy(h, self.lm_head.weight, targets, self.ce_chunk_size)
+        return total / max(n, 1), n
 
 
 def shifted_targets(labels: torch.Tensor, layout: DocLayout, shift: int) -> torch.Tensor:
@@ -436,12 +457,3 @@ def shifted_targets(labels: torch.Tensor, layout: DocLayout, shift: int) -> torc
     ok = same_doc & layout.valid[:, shift:] & layout.valid[:, :-shift]
     targets[:, :-shift] = torch.where(ok, labels[:, shift:], torch.full_like(labels[:, shift:], -100))
     return targets
-
-
-def _ce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy in fp32 over targets != -100 (0 when there are none), and their count."""
-    n = int((targets != -100).sum())
-    total = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-    )
-    return total / max(n, 1), n

@@ -18,11 +18,14 @@ twice: a trainer that uses it sets ``router.count_load = False`` around the reco
 
 Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted by expert, then
 
-- ``loop``: one GEMM pair per expert over its contiguous slice. Fastest on CPU (benchmarks/model_cpu.py measures it
-  against ``bmm``).
+- ``loop``: one GEMM pair per expert over its contiguous slice (the expert tensors are ``unbind``-ed once: indexing
+  a parameter per expert would make E full-size zero gradients in backward, which is what made per-expert loops
+  slow at 64 experts).
 - ``bmm``: the slices padded to the largest expert's count, one batched matmul over [E, C, H].
-- ``grouped_mm``: ``torch._grouped_mm`` over the sorted rows with expert offsets (one kernel; CUDA only, used by
-  ``auto`` on GPU when the op exists; its CPU backward is not usable in torch 2.13).
+- ``grouped_mm``: ``F.grouped_mm`` (``torch._grouped_mm`` on older torch) over the sorted rows with expert offsets.
+  One kernel on CUDA; on CPU torch 2.13 it is also the fastest of the three (benchmarks/model_cpu.py, CPU time,
+  one thread, forward + backward: debug 4.6 ms vs loop 5.4 / bmm 5.4; tiny 24 vs 28 / 32; small 427 vs 540 / 685),
+  so ``auto`` picks it wherever the op exists and falls back to ``loop``.
 """
 
 from __future__ import annotations
@@ -105,10 +108,13 @@ class GroupedExperts(nn.Module):
         self.impl: ExpertImpl = impl
 
     def resolved_impl(self, device: torch.device) -> ExpertImpl:
-        """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has it, else loop."""
+        """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has ``_grouped_mm``, and on
+        CPU when it has the public ``F.grouped_mm`` (torch >= 2.10, whose CPU kernel has a backward), else loop."""
         if self.impl != "auto":
             return self.impl
-        if device.type == "cuda" and hasattr(torch, "_grouped_mm"):
+        if device.type == "cuda" and (hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")):
+            return "grouped_mm"
+        if device.type == "cpu" and hasattr(F, "grouped_mm"):
             return "grouped_mm"
         return "loop"
 
@@ -138,10 +144,12 @@ class GroupedExperts(nn.Module):
 
     def _loop(self, xs: torch.Tensor, counts: list[int]) -> torch.Tensor:
         outs = []
+        # unbind, not [e]: indexing a parameter E times makes E full-size zero gradients in backward
+        gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
         for e, xe in enumerate(xs.split(counts)):  # xe [n_e, H]
             if xe.shape[0] == 0:
                 continue
-            outs.append(F.linear(self._swiglu(F.linear(xe, self.gate_up_proj[e])), self.down_proj[e]))
+            outs.append(F.linear(self._swiglu(F.linear(xe, gate_up[e])), down[e]))
         return torch.cat(outs) if outs else xs.new_zeros(0, self.down_proj.shape[1])
 
     def _bmm(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -157,8 +165,14 @@ class GroupedExperts(nn.Module):
 
     def _grouped_mm(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         offs = torch.cumsum(counts, 0).to(torch.int32)  # [E], end row of each expert
-        hidden = self._swiglu(torch._grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs))
-        return torch._grouped_mm(hidden, self.down_proj.transpose(1, 2), offs=offs)
+        hidden = self._swiglu(_grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs))  # [T*k, I]
+        return _grouped_mm(hidden, self.down_proj.transpose(1, 2), offs=offs)  # [T*k, H]
+
+
+def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """x [N, K] (rows grouped), w [E, K, M], offs [E] int32 group ends -> [N, M]; torch's public op when present."""
+    fn = getattr(F, "grouped_mm", None) or torch._grouped_mm
+    return fn(x, w, offs=offs)
 
 
 class MoE(nn.Module):

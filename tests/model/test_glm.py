@@ -129,13 +129,35 @@ def test_aux_loss_is_one_at_uniform_routing_and_has_router_grads(debug_cfg: Mode
 def test_expert_kernels_agree(debug_cfg: ModelConfig) -> None:
     ids = _ids(debug_cfg, 2, 20)
     results = {}
-    for impl in ("loop", "bmm"):
+    for impl in ("loop", "bmm", "grouped_mm"):
         model = _biased(GLMForCausalLM(debug_cfg, expert_impl=impl))
         out = model(ids, doc_lens=[[7, 13], [20]], labels=ids, mtp_weight=0.3)
         out.loss.backward()
         results[impl] = (out.logits.detach(), model.model.layers[1].mlp.experts.gate_up_proj.grad)
-    torch.testing.assert_close(results["loop"][0], results["bmm"][0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(results["loop"][1], results["bmm"][1], rtol=1e-5, atol=1e-6)
+    for impl in ("bmm", "grouped_mm"):
+        torch.testing.assert_close(results["loop"][0], results[impl][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(results["loop"][1], results[impl][1], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_head_loss_matches_logits_loss(debug_cfg: ModelConfig) -> None:
+    ids = _ids(debug_cfg, 2, 24)
+    grads, losses = [], []
+    for return_logits in (True, False):
+        model = _biased(GLMForCausalLM(debug_cfg))
+        model.ce_chunk_size = 7  # several blocks, the last one short
+        labels = ids.clone()
+        labels[0, :5] = -100  # masked targets too
+        out = model(
+            ids, doc_lens=[[10, 14], [20]], labels=labels, mtp_weight=0.3, return_logits=return_logits
+        )
+        out.loss.backward()
+        assert (out.logits is None) != return_logits
+        losses.append((float(out.lm_loss.detach()), float(out.mtp_loss.detach())))
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7)
 
 
 def test_same_seed_same_bytes() -> None:

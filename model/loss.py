@@ -1,0 +1,75 @@
+"""Fused output head + cross-entropy: the loss of ``h @ W^T`` against targets without keeping the [N, V] logits.
+
+``linear_cross_entropy(h, W, targets)`` walks the N rows in chunks; per chunk it computes the logits in fp32, the
+summed loss, and right away the gradient of that loss with respect to the logits (``softmax - onehot``), folding it
+into dL/dh and dL/dW. Backward then only scales those two by the incoming gradient. Memory: one [chunk, V] block
+instead of the [N, V] logits plus their softmax, which is what dominates at long sequences and large vocabularies;
+time: the log-softmax backward pass and its zero-filled buffers disappear. Same numbers as
+``F.cross_entropy(h @ W.T, targets, ignore_index=-100, reduction="sum")`` up to fp32 summation order. (Liger
+Kernel and Apple's cut-cross-entropy do the same on GPU with fused kernels; this is the plain-PyTorch version.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk_size: int,
+    ) -> torch.Tensor:
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(h) if need_h else None  # [N, H]
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        )  # [V, H]
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for start in range(0, h.shape[0], chunk_size):
+            hc, tc = h[start : start + chunk_size], targets[start : start + chunk_size]  # [c, H], [c]
+            valid = tc != IGNORE
+            safe = torch.where(valid, tc, torch.zeros_like(tc))
+            logits = (hc @ weight.T).float()  # [c, V]
+            lse = torch.logsumexp(logits, dim=-1)  # [c]
+            picked = logits.gather(1, safe[:, None])[:, 0]  # [c]
+            total += ((lse - picked) * valid).sum()
+            if need_h or need_w:
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                grad[torch.arange(grad.shape[0], device=grad.device), safe] -= 1.0
+                grad *= valid[:, None]
+                grad = grad.to(h.dtype)
+                if need_h:
+                    grad_h[start : start + chunk_size] = grad @ weight
+                if need_w:
+                    grad_w += (grad.T @ hc).float()
+        ctx.save_for_backward(
+            grad_h if need_h else torch.empty(0), grad_w.to(weight.dtype) if need_w else torch.empty(0)
+        )
+        ctx.need = (need_h, need_w)
+        return total
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        grad_h, grad_w = ctx.saved_tensors
+        need_h, need_w = ctx.need
+        return (
+            grad_h * grad_out.to(grad_h.dtype) if need_h else None,
+            grad_w * grad_out.to(grad_w.dtype) if need_w else None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
+) -> torch.Tensor:
+    """Summed cross-entropy of ``h [..., H] @ weight[V, H]^T`` against ``targets [...]`` (-100 = no loss), in fp32."""
+    return _LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), chunk_size)

@@ -1,0 +1,319 @@
+"""The entry point the launcher runs on every rank: ``python -m model.train.main spec.json``.
+
+One run: read the spec (:mod:`model.train.spec`), check the data against the model (:mod:`model.train.validate`;
+rank 0 checks, every rank raises its error), build the model (``model/glm.py``; from ``model.init_from`` when
+given) and the optimizer (torch's AdamW, or Muon + AdamW from ``model/muon.py`` as DeepSpeed's client optimizer),
+wrap them with ``deepspeed.initialize`` (ZeRO stage from the spec; bf16 through ``torch_autocast``, which keeps
+fp32 master weights so Muon sees real matrices), resume from the latest checkpoint, then train.
+
+A step: this rank's micro-batches of the next global batch (:class:`model.train.data.PackedLoader`). Each
+micro-batch's loss is weighted by its share of the global batch's target tokens, so the sum over all micro-batches
+and ranks is the token mean of the whole global batch, whatever the rank count; DeepSpeed averages gradients over
+ranks, so the weight is multiplied by the world size (and gradient-accumulation scaling is off). At the boundary:
+raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients before Muon; DeepSpeed's at ZeRO 1/2,
+AdamW only), the optimizer step with the learning rate of ``model/schedule.py``, then the loss-free balance
+update of the router biases (load counts all-reduced over ranks). A non-finite loss stops the run naming the step;
+the last checkpoint is left as it was.
+
+CPU: ``DS_ACCELERATOR=cpu`` and gloo (set here when no GPU is visible). Plain ``python -m model.train.main spec``
+without a launcher runs one rank.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import math
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from model.train.spec import TrainSpec, load_spec
+
+
+def _single_process_env() -> None:
+    """Rank variables for a run started without a launcher (one rank)."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+
+
+def _skip_op_builds() -> None:
+    """On CPU, tell DeepSpeed that none of its C++/CUDA ops is buildable. It would otherwise probe compilers and
+    JIT-build its shared-memory all-reduce (minutes on a small machine), which only its inference all-reduce uses;
+    training all-reduces through torch.distributed (gloo) and steps with torch's own optimizers."""
+    import deepspeed.ops
+
+    if "__compatible_ops__" not in vars(deepspeed.ops):
+        deepspeed.ops.__compatible_ops__ = collections.defaultdict(bool)
+
+
+def _first_error(fn: Any, *args: Any) -> Any:
+    """Run ``fn`` on rank 0 and share its result or error with every rank (an error raises everywhere)."""
+    box: list[Any] = [None, None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - re-raised below on every rank, with its type
+            box[1] = (type(exc).__name__, str(exc))
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        name, msg = box[1]
+        raise (ValueError if name != "FileNotFoundError" else FileNotFoundError)(msg)
+    return box[0]
+
+
+def _prepare_data(spec: TrainSpec, cfg: Any) -> tuple[list[str], int, list[str]]:
+    """(shard files, seq_len, notes) after validation; SFT chat records are packed into the checkpoint folder."""
+    from model.train.data import shard_files
+    from model.train.validate import check_shards, check_tokenizer
+
+    notes: list[str] = []
+    if spec.data.chat:
+        from model.train.sft import build_sft_shard
+
+        out = os.path.join(spec.checkpoint.dir, "sft_rows", "part-00000.parquet")
+        stats = build_sft_shard(
+            shard_files(spec.data.chat), spec.data.tokenizer, spec.data.seq_len, spec.data.seed, out
+        )
+        notes.append(f"sft: {json.dumps(stats.__dict__)}")
+        files = [out]
+    else:
+        files = shard_files(spec.data.shards)
+        if spec.data.tokenizer:
+            notes += check_tokenizer(spec.data.shards, spec.data.tokenizer)
+    seq_len = check_shards(files, cfg, flavour=spec.model.flavour)
+    return files, seq_len, notes
+
+
+def _build_model(spec: TrainSpec, cfg: Any) -> torch.nn.Module:
+    from model.glm import GLMForCausalLM
+
+    if spec.model.init_from:
+        from model.export import load_hf
+
+        model = load_hf(spec.model.init_from, expert_impl=spec.model.expert_impl)
+        if spec.model.overrides:  # e.g. midtraining's rope_theta / max_position_embeddings
+            fresh = GLMForCausalLM(cfg, expert_impl=spec.model.expert_impl, seed=None)
+            fresh.load_state_dict(model.state_dict())
+            model = fresh
+        return model
+    return GLMForCausalLM(cfg, expert_impl=spec.model.expert_impl, seed=spec.seed)
+
+
+def _build_optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    from model.muon import OptimConfig, build_optimizer
+
+    o = spec.optim
+    if o.name == "muon":
+        fields = {k: getattr(o, k) for k in OptimConfig.model_fields}
+        return build_optimizer(model, OptimConfig(**fields))
+    decay = [p for n, p in sorted(model.named_parameters()) if p.requires_grad and p.ndim >= 2]
+    rest = [p for n, p in sorted(model.named_parameters()) if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.adam_betas, eps=o.adam_eps, foreach=False)
+
+
+def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
+    gas = spec.batch.global_batch // (spec.batch.micro_batch * world)
+    config: dict[str, Any] = {
+        "train_batch_size": spec.batch.global_batch,
+        "train_micro_batch_size_per_gpu": spec.batch.micro_batch,
+        "gradient_accumulation_steps": gas,
+        "zero_optimization": {"stage": spec.zero_stage},
+        # ZeRO 0 clips here, on the raw gradients; ZeRO 1/2 (AdamW only) let DeepSpeed clip
+        "gradient_clipping": spec.optim.clip if spec.zero_stage > 0 else 0.0,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,
+    }
+    if spec.precision == "bf16":
+        config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+    return config
+
+
+def _spec_digest(spec: TrainSpec) -> str:
+    """What must not change between a checkpoint and its resume (steps and checkpoint cadence may)."""
+    keep = spec.model_dump(mode="json", include={"model", "data", "batch", "seed"})
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _all_sum(values: list[float]) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def run(spec: TrainSpec) -> list[dict]:
+    """Train as the spec says; returns the metrics rows (on rank 0; other ranks return [])."""
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    _single_process_env()
+    torch.set_num_threads(spec.threads)
+    import deepspeed
+
+    if not cuda:
+        _skip_op_builds()
+
+    from model.config import model_config
+    from model.muon import set_lr
+    from model.schedule import LRSchedule, lr_at, piecewise
+    from model.train import checkpoint
+    from model.train.data import PackedLoader
+    from model.train.metrics import METRICS_NAME, MetricsLog, read_parquet
+
+    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    cfg = model_config(spec.model.flavour, **spec.model.overrides)
+    files, seq_len, notes = _first_error(_prepare_data, spec, cfg)
+    loader = PackedLoader(
+        files, seed=spec.data.seed, micro_batch=spec.batch.micro_batch, rank=rank, world=world,
+        shuffle=spec.data.shuffle,
+    )  # fmt: skip
+    loader.check_batch(spec.batch.global_batch)
+
+    model = _build_model(spec, cfg)
+    optimizer = _build_optimizer(spec, model)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=_ds_config(spec, world))
+    torch.set_num_threads(spec.threads)  # DeepSpeed's CPU accelerator may have changed it
+    module = engine.module
+
+    ckpt_dir = spec.checkpoint.dir
+    metrics_path = spec.metrics or os.path.join(ckpt_dir, METRICS_NAME)
+    step, tokens, rows = 0, 0, []
+    resumed = checkpoint.load(engine, ckpt_dir)
+    if resumed is not None:
+        tag, client = resumed
+        if client.get("spec") != _spec_digest(spec):
+            raise ValueError(
+                f"{ckpt_dir}/{tag} was written by a run with other model/data/batch/seed settings; use a fresh "
+                "checkpoint.dir, or restore the spec it was written with"
+            )
+        step, tokens = int(client["step"]), int(client["tokens"])
+        loader.load_state_dict(client["loader"])
+        rows = read_parquet(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
+    log = MetricsLog(metrics_path, rows, active=rank == 0)
+    if rank == 0:
+        for note in notes:
+            print(f"[train] {note}", flush=True)
+        print(
+            f"[train] world {world}, seq_len {seq_len}, {len(loader.rows)} rows, "
+            + (f"resumed at step {step}" if resumed else "from scratch"),
+            flush=True,
+        )
+
+    schedule = LRSchedule(
+        peak=spec.optim.lr, floor=min(spec.schedule.floor, spec.optim.lr),
+        warmup_steps=min(spec.schedule.warmup_steps, spec.steps), total_steps=spec.steps,
+    )  # fmt: skip
+    sched = spec.schedule
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def save(at: int) -> None:
+        client = {"step": at, "tokens": tokens, "loader": loader.state_dict(), "spec": _spec_digest(spec)}
+        tag = checkpoint.save(engine, ckpt_dir, at, client)
+        if rank == 0:
+            log.save(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
+            checkpoint.mark_latest(ckpt_dir, tag)
+        dist.barrier()
+
+    last = min(spec.steps, spec.stop_after) if spec.stop_after else spec.steps
+    while step < last:
+        started = time.perf_counter()
+        lr = lr_at(step, schedule)
+        set_lr(engine.optimizer, lr)
+        mtp_w = piecewise(step, sched.mtp_weight, sched.mtp_boundaries)
+        u = piecewise(step, sched.bias_update, sched.bias_boundaries)
+        micro = loader.next_batch(spec.batch.global_batch)
+        local = [float(sum(mb.n_targets for mb in micro)), float(sum(mb.n_real for mb in micro))]
+        n_targets, n_real = _all_sum(local)
+        sums = [0.0, 0.0, 0.0]
+        for j, mb in enumerate(micro):
+            out = engine(
+                mb.input_ids.to(device),
+                doc_lens=mb.doc_lens,
+                labels=mb.labels.to(device),
+                mtp_weight=mtp_w,
+                aux_weight=sched.aux_weight,
+            )
+            share = mb.n_targets / max(n_targets, 1.0)
+            engine.backward(out.loss * (share * world), scale_wrt_gas=False)
+            sums[0] += float(out.lm_loss.detach()) * share
+            sums[1] += float(out.mtp_loss.detach()) * share if out.mtp_loss is not None else 0.0
+            sums[2] += float(out.aux_loss.detach()) * share if out.aux_loss is not None else 0.0
+            if j == len(micro) - 1 and spec.zero_stage == 0:  # gradients are all-reduced now: clip them raw
+                grad_norm = _clip(params, spec.optim.clip)
+            engine.step()
+        if spec.zero_stage > 0:
+            grad_norm = float(engine.get_global_grad_norm() or 0.0)
+        loss, mtp_loss, aux_loss = _all_sum(sums)
+        if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; stopping. The last "
+                f"checkpoint in {ckpt_dir} is kept; lower optim.lr or check the data of samples "
+                f"{loader.sample - spec.batch.global_batch}..{loader.sample - 1}"
+            )
+        vios = module.update_router_biases(u)
+        step += 1
+        tokens += int(n_real)
+        elapsed = time.perf_counter() - started
+        log.add(
+            {
+                "step": step, "samples": loader.sample, "tokens": tokens, "loss": loss,
+                "mtp_loss": mtp_loss, "aux_loss": aux_loss, "lr": lr, "grad_norm": grad_norm,
+                "max_vio": max(vios.values(), default=0.0), "tok_s": n_real / max(elapsed, 1e-9),
+            }
+        )  # fmt: skip
+        if spec.checkpoint.every and step % spec.checkpoint.every == 0 and step < spec.steps:
+            save(step)
+    if step >= spec.steps:
+        if checkpoint.latest_tag(ckpt_dir) != checkpoint.tag_of(step):
+            save(step)
+        if spec.checkpoint.export and rank == 0:
+            from model.export import save_hf
+
+            save_hf(module, spec.checkpoint.export)
+        log.save()
+    dist.barrier()
+    return log.rows if rank == 0 else []
+
+
+def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, error_if_nonfinite=False))
+    return float(torch.nn.utils.get_total_norm(grads))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m model.train.main <spec.json>", file=sys.stderr)
+        return 2
+    spec = load_spec(args[0])
+    try:
+        run(spec)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

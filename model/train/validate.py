@@ -1,0 +1,176 @@
+"""Checks of training data against the model, run before the first step: each failure is a
+:class:`DataError` naming the file and what to change.
+
+- every shard's rows are ``seq_len`` long (one ``seq_len`` for all shards) and ``sum(doc_lens) + n_pad`` equals it;
+- ``seq_len`` fits the model's positions (``max_position_embeddings``);
+- every token id is inside the model's vocabulary;
+- the tokenizer the shards were packed with is the one the run trains with.
+
+How pack records its tokenizer: a ``pack`` node's output folder holds the store's ``manifest.json``, whose
+``inputs`` name each input node's fingerprint; the input whose own ``manifest.json`` says ``output_type:
+tokenizer`` is it, and that folder holds the tokenizer (``tokenizer/tokenizer.json``, and a one-row shard with the
+file's ``sha256``). :func:`tokenizer_hash` is a content hash of a ``tokenizer.json`` (the parsed JSON re-serialised
+with sorted keys), so a tokenizer re-saved by transformers with other whitespace still matches; when the packing
+tokenizer's file is gone (garbage-collected), the recorded byte ``sha256`` is compared instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from model.config import ModelConfig
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class DataError(ValueError):
+    """Training data that does not fit the model or the run; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class TokenizerRecord:
+    """The tokenizer a pack node was built with."""
+
+    node: str  # the tokenizer node's name in the pack manifest
+    path: str | None  # its tokenizer.json, when still on disk
+    sha256: str | None  # sha256 of the file's bytes, as the tokenizer node recorded it
+
+
+def tokenizer_json_path(path: str) -> str:
+    """``path`` itself, or ``path/tokenizer.json`` for an HF tokenizer folder."""
+    return os.path.join(path, TOKENIZER_FILE) if os.path.isdir(path) else path
+
+
+def tokenizer_hash(path: str) -> str:
+    """Content hash of a tokenizer (folder or ``tokenizer.json``): sha256 of its JSON with sorted keys."""
+    file = tokenizer_json_path(path)
+    if not os.path.isfile(file):
+        raise DataError(f"{file}: no tokenizer.json here; point data.tokenizer at a tokenizer folder or file")
+    with open(file, encoding="utf-8") as fh:
+        data = json.load(fh)
+    canon = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def packed_tokenizer(shard_dir: str) -> TokenizerRecord | None:
+    """The tokenizer a pack output folder was made with, from the store manifests (None when the folder is not a
+    store output, e.g. hand-made shards)."""
+    manifest_path = os.path.join(shard_dir, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        return None
+    with open(manifest_path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    outputs = os.path.dirname(os.path.abspath(shard_dir))
+    for inp in manifest.get("inputs", []):
+        folder = os.path.join(outputs, str(inp.get("fingerprint", "")))
+        sub = os.path.join(folder, "manifest.json")
+        if not os.path.isfile(sub):
+            continue
+        with open(sub, encoding="utf-8") as fh:
+            if json.load(fh).get("output_type") != "tokenizer":
+                continue
+        tok_dir, sha = "tokenizer", None
+        part = os.path.join(folder, "part-00000.parquet")
+        if os.path.isfile(part):
+            row = pq.read_table(part).to_pylist()
+            if row:
+                tok_dir, sha = row[0].get("tokenizer_dir") or tok_dir, row[0].get("sha256")
+        file = os.path.join(folder, tok_dir, TOKENIZER_FILE)
+        return TokenizerRecord(str(inp.get("name")), file if os.path.isfile(file) else None, sha)
+    return None
+
+
+def check_tokenizer(shard_dirs: Sequence[str], tokenizer: str) -> list[str]:
+    """Raise :class:`DataError` when a shard folder was packed with a tokenizer other than ``tokenizer``.
+    Returns notes for folders whose packing tokenizer is not recorded (they cannot be checked)."""
+    notes = []
+    mine = tokenizer_hash(tokenizer)
+    for d in shard_dirs:
+        if not os.path.isdir(d):
+            d = os.path.dirname(d)
+        rec = packed_tokenizer(d)
+        if rec is None:
+            notes.append(f"{d}: no pack manifest here, so its tokenizer is not checked")
+            continue
+        if rec.path is not None:
+            same = tokenizer_hash(rec.path) == mine
+            theirs = rec.path
+        elif rec.sha256 is not None:
+            same = rec.sha256 == file_sha256(tokenizer_json_path(tokenizer))
+            theirs = f"tokenizer node {rec.node!r} (sha256 {rec.sha256[:12]}...)"
+        else:
+            notes.append(f"{d}: its tokenizer node {rec.node!r} recorded no hash, so it is not checked")
+            continue
+        if not same:
+            raise DataError(
+                f"{d}: these shards were packed with {theirs}, but the run trains with "
+                f"{tokenizer_json_path(tokenizer)} (a different tokenizer: content hashes differ); set "
+                "data.tokenizer to the tokenizer the pack node used, or repack with this one"
+            )
+    return notes
+
+
+def check_shards(files: Sequence[str], cfg: ModelConfig, *, flavour: str = "model") -> int:
+    """Check every shard against ``cfg``; returns the common ``seq_len``."""
+    seq_len: int | None = None
+    first_file = ""
+    for f in files:
+        table = pq.read_table(f, columns=["input_ids", "doc_lens", "n_pad"])
+        if table.num_rows == 0:
+            continue
+        ids = table.column("input_ids").combine_chunks()
+        lens = pc.list_value_length(ids).to_numpy()
+        if (lens != lens[0]).any():
+            bad = int(np.nonzero(lens != lens[0])[0][0])
+            raise DataError(
+                f"{f}: row {bad} has {lens[bad]} tokens but row 0 has {lens[0]}; packed rows must all be "
+                "seq_len long (repack the shard)"
+            )
+        n = int(lens[0])
+        if seq_len is None:
+            seq_len, first_file = n, f
+        elif n != seq_len:
+            raise DataError(
+                f"{f}: rows are {n} tokens but {first_file} has {seq_len}; train one seq_len per stage "
+                "(list shards of one pack node in data.shards)"
+            )
+        if n > cfg.max_position_embeddings:
+            raise DataError(
+                f"{f}: rows are seq_len {n} tokens but the {flavour} model has max_position_embeddings "
+                f"{cfg.max_position_embeddings}; set model.overrides.max_position_embeddings to at least {n} "
+                "or pack with a smaller seq_len"
+            )
+        doc_sum = np.array([sum(x) for x in table.column("doc_lens").to_pylist()], dtype=np.int64)
+        n_pad = table.column("n_pad").to_numpy().astype(np.int64)
+        if (doc_sum + n_pad != n).any():
+            bad = int(np.nonzero(doc_sum + n_pad != n)[0][0])
+            raise DataError(
+                f"{f}: row {bad} has sum(doc_lens) {doc_sum[bad]} + n_pad {n_pad[bad]} != seq_len {n} "
+                "(docs/PACKED_TOKENS.md); repack the shard"
+            )
+        flat = ids.values.to_numpy().reshape(-1, n)
+        hi, lo = int(flat.max()), int(flat.min())
+        if hi >= cfg.vocab_size or lo < 0:
+            bad_row = int(np.nonzero((flat >= cfg.vocab_size).any(1) | (flat < 0).any(1))[0][0])
+            bad_id = hi if hi >= cfg.vocab_size else lo
+            raise DataError(
+                f"{f}: row {bad_row} holds token id {bad_id}, outside the {flavour} model's vocabulary of "
+                f"{cfg.vocab_size} ids; set model.overrides.vocab_size to at least {hi + 1} (the tokenizer's "
+                "size) or pack with the tokenizer the model was made for"
+            )
+    if seq_len is None:
+        raise DataError(f"the shards {list(files)} hold no rows; nothing to train on")
+    return seq_len
