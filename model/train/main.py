@@ -303,6 +303,9 @@ def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    args = [
+        a for a in args if not a.startswith("--local_rank")
+    ]  # the DeepSpeed launcher adds it (LOCAL_RANK too)
     if len(args) != 1:
         print("usage: python -m model.train.main <spec.json>", file=sys.stderr)
         return 2
