@@ -34,6 +34,7 @@ from a seeded generator in parameter-name order so the same seed gives the same 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -48,10 +49,31 @@ from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
 AttnImpl = Literal["auto", "sdpa", "varlen"]
 
-try:  # torch >= 2.9 on CUDA: flash-attention over packed sequences
+try:  # torch >= 2.10 on CUDA: flash-attention over packed sequences
     from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+
+    _VARLEN_ARGS = set(inspect.signature(_varlen_attn).parameters)
 except ImportError:  # pragma: no cover - depends on the torch build
-    _varlen_attn = None
+    _varlen_attn, _VARLEN_ARGS = None, set()
+
+
+def _varlen_causal(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int
+) -> torch.Tensor:
+    """Causal varlen attention, q [T, nh, D], k/v [T, nkv, D] -> [T, nh, D], across the varlen API's versions
+    (torch 2.11: ``is_causal`` and no GQA; 2.13: ``window_size`` and ``enable_gqa``)."""
+    kwargs: dict[str, object] = {}
+    if "window_size" in _VARLEN_ARGS:
+        kwargs["window_size"] = (-1, 0)
+    else:
+        kwargs["is_causal"] = True
+    if k.shape[1] != q.shape[1]:
+        if "enable_gqa" in _VARLEN_ARGS:
+            kwargs["enable_gqa"] = True
+        else:
+            rep = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return _varlen_attn(q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
 class RMSNorm(nn.Module):
@@ -193,16 +215,12 @@ class Attention(nn.Module):
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if layout.packed and self._use_varlen(x.device):
             cu, max_len = layout.cu_seqlens()
-            out = _varlen_attn(
+            out = _varlen_causal(
                 q.reshape(b * s, self.n_heads, self.head_dim),
                 k.reshape(b * s, self.n_kv, self.head_dim),
                 v.reshape(b * s, self.n_kv, self.head_dim),
                 cu,
-                cu,
                 max_len,
-                max_len,
-                window_size=(-1, 0),
-                enable_gqa=self.n_kv != self.n_heads,
             ).view(b, s, self.n_heads * self.head_dim)
             return self.o_proj(out)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, n, S, D]

@@ -7,7 +7,9 @@ gives the same text as training saw.
 
 Layout (GLM-4.5's, with the role tokens of ``data_pipes/code/special_tokens.py``)::
 
-    <|system|>\\n# Tools ... one JSON schema per line ...      only when the record offers tools
+    <|system|>\\n# Tools ... one JSON schema per line ...      only when the record offers tools (no tag
+                                                            is written there, so parsing a whole chat finds
+                                                            only the assistants' calls)
     <|system|>\\n{content}    <|user|>\\n{content}    <|observation|>\\n{content}
     <|assistant|>\\n<think>\\n{trace}\\n</think>\\n\\n{answer}   thinking mode: the content as the record has it
     <|assistant|>\\n<think></think>\\n{answer}                 direct mode: an empty think block is written first
@@ -45,8 +47,8 @@ CHAT_TEMPLATE = (
     "{%- if tools -%}"
     "{{- '<|system|>\\n# Tools\\n\\nYou may call the functions below. Their JSON schemas, one per line:\\n' -}}"
     "{%- for tool in tools -%}{{- tool | tojson -}}{{- '\\n' -}}{%- endfor -%}"
-    "{{- 'To call a function write\\n<tool_call>name\\n<arg_key>key</arg_key>\\n<arg_value>value</arg_value>\\n"
-    "</tool_call>\\nwith strings verbatim and other values as JSON. Results come back as observations.' -}}"
+    "{{- 'Write each call in the tool-call format, strings verbatim and other values as JSON. '"
+    " + 'Results come back as observations.' -}}"
     "{%- endif -%}"
     "{%- for message in messages -%}"
     "{%- set content = message.content if message.content is string else '' -%}"
