@@ -246,19 +246,20 @@ class Store:
             fh.close()
 
     def remove_stale_temporaries(self) -> list[str]:
-        """Delete the temporary files killed writers left in unfinished outputs and in ``refs/`` (called with the
-        lock held, when a run or gc starts); a file whose writer process still runs is kept. Finished outputs
-        (with a manifest) hold none, so only unfinished folders are walked. Returns the removed paths."""
+        """Delete the temporary files killed writers left in unfinished outputs and in ``refs/``. Called when a run
+        or gc takes the lock: no other run can be writing then, so every temporary file is a leftover (even one
+        whose pid a new process has since taken). Finished outputs (with a manifest) hold none, so only unfinished
+        folders are walked. Returns the removed paths."""
         removed: list[str] = []
         outputs = os.path.join(self.root, "outputs")
         if os.path.isdir(outputs):
             for fp in sorted(os.listdir(outputs)):
                 folder = os.path.join(outputs, fp)
                 if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, MANIFEST)):
-                    removed += remove_stale_temporaries(folder)
+                    removed += remove_stale_temporaries(folder, keep_live=False)
         refs = os.path.join(self.root, "refs")
         if os.path.isdir(refs):
-            removed += remove_stale_temporaries(refs)
+            removed += remove_stale_temporaries(refs, keep_live=False)
         return removed
 
     # ---- gc --------------------------------------------------------------------------------------------------
