@@ -189,16 +189,32 @@ def test_second_run_on_same_store_fails_clearly(project: Path) -> None:
 
 def test_gc_removes_only_unreferenced(project: Path) -> None:
     run_all(load(project / "pipeline.yaml"))
-    before = output_hashes(project / ".arcflow")
-    run_all(load(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]))
     store = Store(str(project / ".arcflow"))
-    garbage = {fp for fp, _ in store.garbage()}
-    assert len(garbage) == 2  # the old `few` and the old `both`
-    store.collect()
+    first = {n: e["fingerprint"] for n, e in store.read_refs("t").items()}
+    run_all(load(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]))
+    second = {n: e["fingerprint"] for n, e in store.read_refs("t").items()}
+    # the override changes `few` and so `both`; `raw` and `long` are shared by the two runs
+    assert {n for n in NODES if first[n] != second[n]} == {"few", "both"}
+    outputs = project / ".arcflow" / "outputs"
+    assert {p.name for p in outputs.iterdir()} == set(first.values()) | set(second.values())
+    old = {first["few"], first["both"]}
+    live = {fp: _tree_bytes(outputs / fp) for fp in second.values()}
+    assert {fp for fp, _ in store.garbage()} == old
+    removed = store.collect()
+    assert {fp for fp, _ in removed} == old and all(size > 0 for _, size in removed)
+    # the unreferenced outputs are gone from disk; the referenced ones are all there, byte for byte
+    assert {p.name for p in outputs.iterdir()} == set(second.values())
+    assert {fp: _tree_bytes(outputs / fp) for fp in second.values()} == live
+    assert store.garbage() == []
     assert statuses(project / "pipeline.yaml", ["nodes.few.params.fraction=0.3"]) == dict.fromkeys(
         NODES, "up_to_date"
     )
-    assert len(output_hashes(project / ".arcflow")) < len(before) + 10
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_run_record_and_shard_cap(project: Path) -> None:

@@ -52,5 +52,5 @@ def test_code_pages_are_found_and_keep_formatting(tmp_path: Path) -> None:
     assert m["drop_reasons"] == {"code_pages_not_code": 1}
     out = pl.read_parquet(Path(store.output_dir(m["fingerprint"])) / "part-00000.parquet")
     text = out["text"][0]
-    assert "    lines = text.splitlines" in text or "        if " in text  # indentation survived
-    assert "def dedent(text):" in text
+    # the whole function, every line with its indentation, fenced as a code block
+    assert f"```\n{source.rstrip()}\n```" in text, text
