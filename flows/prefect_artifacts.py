@@ -105,10 +105,12 @@ def _short(text: str) -> str:
 
 
 def artifact_label(store_root: str, overrides: Sequence[str] | None = None) -> str:
-    """``s<hash of the store path>`` plus ``-x<hash of the overrides>`` when there are any."""
+    """``s<hash of the store path>`` plus ``-x<hash of the overrides>`` when there are any. A ``workdir=`` override
+    only picks the store, which the store's hash already tells apart: it is no experiment of its own."""
     label = "s" + _short(store_root)
-    if overrides:
-        label += "-x" + _short("\n".join(overrides))
+    experiment = [o for o in overrides or () if not o.strip().startswith("workdir=")]
+    if experiment:
+        label += "-x" + _short("\n".join(experiment))
     return label
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,7 +28,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.engine import PROGRESS_HOOKS
-from flows.prefect_artifacts import artifact_label
+from flows.prefect_artifacts import NodeProgress, artifact_key, artifact_label
 from flows.prefect_flow import arcflow_pipeline
 from flows.reports import counts_table
 from tasks.base import ProgressEvent
@@ -175,7 +176,7 @@ def test_override_runs_and_other_stores_get_their_own_keys_and_named_runs(
     run_id = state.state_details.flow_run_id
     assert flow_run(client, run_id).name == f"{name} · --from pages --to pages --set {moved[0]}"
     assert set(artifacts(client, run_id)) == {
-        f"{name}-{artifact_label(str(other_store), moved)}-pages-{what}"
+        f"{name}-{artifact_label(str(other_store))}-pages-{what}"
         for what in ("counts", "summary", "progress")
     }
 
@@ -236,6 +237,43 @@ def test_semdedup_reports_progress_by_phase_and_reports_inline(
     assert overlap.count("](data:image/png;base64,") == 1
     semmd = arts[f"{prefix}-sem-summary"].data
     assert "### SemDedup eps sweep" in semmd and semmd.count("](data:image/png;base64,") == 1
+
+
+@flow
+def _progress_flow(key: str, throttle_s: float) -> int:
+    progress = NodeProgress(key, "n", "store /x", throttle_s=throttle_s)
+    for done in range(5):  # the first creates the artifact; 1..4 fall inside the throttle window
+        progress(ProgressEvent("n", "read", done, 5, "shards", 1, 2))
+    progress(ProgressEvent("n", "read", 5, 5, "shards", 1, 2))  # a phase's end always goes through
+    progress(ProgressEvent("n", "score", 0, 10, "groups", 2, 2))  # so does a new phase
+    progress(ProgressEvent("n", "score", 3, 10, "groups", 2, 2))  # throttled
+    progress(ProgressEvent("other", "score", 3, 10))  # another node's event: not this artifact's
+    progress.finish()
+    return progress.updates
+
+
+def test_progress_artifact_is_throttled_but_names_every_phase(client: SyncPrefectClient) -> None:
+    key = f"p-{uuid.uuid4().hex[:6]}"
+    assert _progress_flow(key, throttle_s=3600.0) == 4
+    (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": [key]}))
+    assert (art.type, art.data) == ("progress", 100.0)
+    assert art.description == "n: score 10/10 groups (phase 2 of 2) · store /x"
+    # no throttle: all 8 events of the node, then the end
+    assert _progress_flow(f"{key}-all", throttle_s=0.0) == 9
+
+
+def test_artifact_keys_are_valid_and_keep_their_suffix() -> None:
+    from prefect.types.names import raise_on_name_alphanumeric_dashes_only
+
+    label = artifact_label("/some/store", ["nodes.a.params.x=1"])
+    for node in ("web_semdedup", "N" * 150, "a.b/c d"):
+        key = artifact_key(f"arcflow-demo-{label}", node, "summary")
+        assert raise_on_name_alphanumeric_dashes_only(key) == key and len(key) <= 100
+        assert key.startswith(f"arcflow-demo-{label}-") and key.endswith("-summary")
+    assert artifact_label("/some/store") != artifact_label("/other/store")
+    assert artifact_label("/some/store", ["x=1"]) != artifact_label("/some/store", ["x=2"])
+    # choosing the store is no experiment: its own hash tells it apart
+    assert artifact_label("/some/store", ["workdir=/some/store"]) == artifact_label("/some/store")
 
 
 @pytest.mark.slow
