@@ -72,7 +72,7 @@ def _frames(tmp_path: Path, node: str, folder: str = "") -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in sorted(out.glob("part-*.parquet"))])
 
 
-def _datatrove_chain(text: str) -> tuple[str | None, str]:
+def _datatrove_chain(text: str, split_paragraph: bool = True) -> tuple[str | None, str]:
     """datatrove's four English filters in the kind's order: (our reason name or None, the text after C4)."""
     from datatrove.data import Document
     from datatrove.pipeline.filters import (
@@ -88,7 +88,7 @@ def _datatrove_chain(text: str) -> tuple[str | None, str]:
     for flt, module in (
         (GopherQualityFilter(), gopher_quality),
         (GopherRepetitionFilter(), gopher_repetition),
-        (C4QualityFilter(), c4),
+        (C4QualityFilter(split_paragraph=split_paragraph), c4),
         (FineWebQualityFilter(), fineweb),
     ):
         res = flt.filter(doc)
@@ -127,6 +127,28 @@ def test_rules_drop_with_their_own_reasons(tmp_path: Path) -> None:
     }
     assert kept.filter(pl.col("text").str.contains("farmers grow wheat")).height == 1  # the varied prose
     assert 0 < kept.height < 13 and len(m["drop_reasons"]) >= 2  # both fates, several reasons
+
+
+def test_c4_sentence_mode_through_the_kind(tmp_path: Path) -> None:
+    """`c4: {split_paragraph: false}` reaches the filter: every page's fate and text as datatrove's chain with
+    C4QualityFilter(split_paragraph=False)."""
+    for module in ("datatrove", "spacy"):
+        __import__(module) if os.environ.get("CI") else pytest.importorskip(module)
+    m = _run(_pipeline(tmp_path, {"c4": {"split_paragraph": False}}))
+    assert m["params"]["c4"]["split_paragraph"] is False
+    texts, kept = _frames(tmp_path, "text"), _frames(tmp_path, "clean")
+    dropped = _frames(tmp_path, "clean", "excluded")
+    got = {**dict.fromkeys(kept["id"].to_list()), **dict(zip(dropped["id"], dropped["reason"], strict=True))}
+    want = {
+        d: _datatrove_chain(t, split_paragraph=False) for d, t in zip(texts["id"], texts["text"], strict=True)
+    }
+    assert got == {d: reason for d, (reason, _) in want.items()}
+    assert dict(zip(kept["id"], kept["text"], strict=True)) == {
+        d: t for d, (r, t) in want.items() if r is None
+    }
+    # sentence mode joins kept sentences with spaces: the six-line prose page comes out as one line
+    prose = kept.filter(pl.col("text").str.contains("farmers grow wheat"))["text"].to_list()
+    assert len(prose) == 1 and "\n" not in prose[0]
 
 
 def test_switching_a_filter_off_and_thresholds_are_params(tmp_path: Path) -> None:
