@@ -70,7 +70,12 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: nodes
 NodeOpt = Annotated[
     str | None, typer.Option("--node", help="rerun just this node on its inputs' stored outputs")
 ]
-FromOpt = Annotated[str | None, typer.Option("--from", help="rerun this node and everything downstream")]
+FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from", help="recompute this node, then its consumers if its output changed (early cut-off)"
+    ),
+]
 ToOpt = Annotated[
     str | None, typer.Option("--to", help="run only what this node (or comma-separated nodes) needs")
 ]
