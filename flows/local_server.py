@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 DEFAULT_PORT = 4200
@@ -38,6 +37,7 @@ class ServerState:
     log: str
     started_at: str
     prefect_home: str
+    runner_pid: int = 0  # the warm runner (flows/warm_runner.py); 0 when none
 
 
 class ServerError(RuntimeError):
@@ -76,6 +76,8 @@ def _alive(pid: int) -> bool:
 
 
 def healthy(api_url: str, timeout: float = 1.0) -> bool:
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as resp:
             return resp.status == 200
@@ -132,6 +134,9 @@ def start(port: int = DEFAULT_PORT, timeout_s: float = 180.0, ui: bool = True) -
     """Start the server unless it runs already. Returns (state, started_now)."""
     current = running()
     if current is not None:
+        if not (current.runner_pid and _alive(current.runner_pid)):  # the runner died: a new one
+            current = replace(current, runner_pid=_start_runner(state_dir(), current))
+            _state_file().write_text(json.dumps(asdict(current), indent=1))
         return current, False
     if not _port_free(port):
         raise ServerError(
@@ -175,8 +180,26 @@ def start(port: int = DEFAULT_PORT, timeout_s: float = 180.0, ui: bool = True) -
                 f"prefect server did not answer on {api} within {timeout_s:.0f}s; see {log_path}"
             )
         time.sleep(0.5)
+    state = replace(state, runner_pid=_start_runner(sdir, state))
     _state_file().write_text(json.dumps(asdict(state), indent=1))
     return state, True
+
+
+def _start_runner(sdir: Path, state: ServerState) -> int:
+    """The warm runner that takes `arcflow run` commands (flows/warm_runner.py), reporting to this server."""
+    env = dict(os.environ)
+    env.update(PREFECT_API_URL=state.api_url, PREFECT_UI_URL=state.ui_url, PREFECT_HOME=state.prefect_home)
+    with open(sdir / "runner.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.warm_runner", str(sdir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(sdir),
+            start_new_session=True,
+        )
+    return proc.pid
 
 
 def _stop_pid(pid: int, timeout_s: float = 20.0) -> None:
@@ -196,13 +219,17 @@ def _stop_pid(pid: int, timeout_s: float = 20.0) -> None:
             time.sleep(0.2)
 
 
-def _is_prefect_server(pid: int) -> bool:
-    """Guards against a recycled pid: the recorded process must still be `prefect server start`."""
+def _is_process(pid: int, *words: bytes) -> bool:
+    """Guards against a recycled pid: the recorded process's command line must still hold ``words``."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return _alive(pid)  # no /proc (macOS): trust the record
-    return b"prefect" in cmdline and b"server" in cmdline
+    return all(w in cmdline for w in words)
+
+
+def _is_prefect_server(pid: int) -> bool:
+    return _is_process(pid, b"prefect", b"server")
 
 
 def stop() -> ServerState | None:
@@ -212,5 +239,7 @@ def stop() -> ServerState | None:
         return None
     if _alive(state.pid) and _is_prefect_server(state.pid):
         _stop_pid(state.pid)
+    if state.runner_pid and _alive(state.runner_pid) and _is_process(state.runner_pid, b"flows.warm_runner"):
+        _stop_pid(state.runner_pid)
     _state_file().unlink(missing_ok=True)
     return state

@@ -345,3 +345,76 @@ def test_arcflow_deploy_keeps_the_timezone_and_shares_the_cache(stack: Stack, tm
         logs = stack.log_tail("worker", 200)
         assert f"pipeline file {missing!r} not found" in (bad_run.state.message or "") + logs, logs
         assert _task_runs(client, str(bad.id)) == []
+
+
+# The default pipeline at a size CI can afford twice (every node still runs): fewer demo documents, commits,
+# problems and agent tasks.
+SMALL = [
+    "nodes.demo.params.max_items_per_part=40",
+    "nodes.demo.params.items_per_shard=12",
+    "nodes.project_history.params.max_commits=20",
+    "nodes.problems.params.reasoning_gym.0.size=12",
+    "nodes.problems.params.reasoning_gym.1.size=8",
+    "nodes.problems.params.reasoning_gym.2.size=8",
+    "nodes.problems.params.reasoning_gym.3.size=6",
+    "nodes.problems.params.problems_per_shard=10",
+    "nodes.agent.params.generate={calculator: 3, python: 2, files: 2, search: 3}",
+]
+
+
+@pytest.mark.timeout(2400)
+def test_default_pipeline_gives_the_same_hashes_from_the_cli_and_a_deployment_worker(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The CLI computes the default pipeline; a deployment run reuses every node; a forced deployment run
+    recomputes every node on the worker, with the same fingerprints and content hashes; a CLI run then reuses
+    everything and status is clean. Both sides run one clone of this repository at HEAD (its code on PYTHONPATH,
+    its git history for `project_history`), so a commit made meanwhile changes nothing."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.flows._determinism import differences, store_hashes
+
+    checkout = tmp_path / "checkout"
+    try:
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(checkout)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot clone {REPO} (not a git checkout?): {exc}")
+    pipeline = checkout / "pipeline.yaml"
+    store = tmp_path / "store"
+    sets = [a for o in [*SMALL, f"workdir={store}"] for a in ("--set", o)]
+    # the CLI (run from the clone) and the worker's flow runs (PYTHONSAFEPATH) import the clone's code
+    stack.env["PYTHONPATH"] = str(checkout)
+
+    def arcflow(args: list[str]) -> str:
+        return stack.cli([sys.executable, "-m", "flows.cli", *args], cwd=checkout, timeout=1200)
+
+    out = arcflow(["run", "-f", str(pipeline), *sets])
+    assert ", 0 reused," in out, out
+    by_cli = store_hashes(store)
+    n = len(by_cli)
+
+    arcflow(["deploy", "-f", str(pipeline), "--pool", "det-pool"])
+    stack.start(
+        "worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "det-pool"], cwd=tmp_path
+    )
+    with (
+        temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        for extra, state in (([], "Cached"), (["--force"], "Completed")):
+            run_id = _start_run(
+                stack, ["--deployment", "arcflow-demo-adhoc", "-f", str(pipeline), *sets, *extra]
+            )
+            run = _wait_final(client, stack, run_id, timeout=1200)
+            assert run.state.type.value == "COMPLETED", f"{run.state}\n{stack.log_tail('worker')}"
+            states = _task_runs(client, run_id)
+            assert [s for _node, s in states] == [state] * n, states
+            by_worker = store_hashes(store)
+            assert differences(by_cli, by_worker, store, store) == []
+
+    out = arcflow(["run", "-f", str(pipeline), *sets])
+    assert f"{n} reused, 0 computed" in out, out
+    out = arcflow(["status", "-f", str(pipeline), *sets])
+    for word in ("stale", "missing", "partial"):
+        assert word not in out, out
