@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import re
 import threading
@@ -32,6 +33,7 @@ from flows.reports import counts_table, reports_markdown, reused_markdown, summa
 from tasks.base import ProgressEvent
 
 THROTTLE_S = 2.0  # at most one progress update per node per this many seconds (phase ends always go through)
+HEARTBEAT_S = 10.0  # a node that reported nothing new for this long says so again, with the time in its phase
 MAX_KEY = 100
 
 
@@ -194,40 +196,81 @@ def flow_run_link(flow_run_id: str | None) -> str | None:
 # ---- progress --------------------------------------------------------------------------------------------------
 class NodeProgress:
     """One progress artifact per node run, fed with the engine's ``ProgressEvent``s: created at the first event,
-    then updated at most every ``THROTTLE_S`` seconds, and always when a phase starts or ends. The value is the
+    then updated at most every ``throttle_s`` seconds, and always when a phase starts or ends. The value is the
     node's overall fraction (across the kind's phases); the description names the phase, e.g.
-    ``web_semdedup: embed 3/8 shards (phase 1 of 4)``."""
+    ``web_semdedup: embed 3/8 shards (phase 1 of 4)``.
 
-    def __init__(self, key: str, node: str, where: str = "", throttle_s: float = THROTTLE_S) -> None:
-        self.key, self.node, self.where, self.throttle_s = key, node, where, throttle_s
+    Used as a context manager around the node's run, it also keeps a heartbeat: when nothing was sent for
+    ``heartbeat_s`` (a long k-means seeding, one big tokenizer-training task), it sends the latest state again with
+    the time spent in the phase (``... · 40 s in this phase``), so the UI never sits still for long without a word.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        node: str,
+        where: str = "",
+        throttle_s: float = THROTTLE_S,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
+        self.key, self.node, self.where = key, node, where
+        self.throttle_s, self.heartbeat_s = throttle_s, heartbeat_s
         self.artifact_id: UUID | None = None
         self.last_sent = 0.0
-        self.phase: str | None = None
-        self.pending: ProgressEvent | None = None
+        self.phase: str | None = None  # the phase last sent
         self.last: ProgressEvent | None = None  # the latest event, sent or not
+        self.phase_started = time.monotonic()
         self.updates = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> NodeProgress:
+        # the heartbeat thread sends through this thread's Prefect context (API address, client settings)
+        context = contextvars.copy_context()
+        self._beat = threading.Thread(
+            target=context.run, args=(self._heartbeat,), name=f"progress-{self.node}", daemon=True
+        )
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=30)
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.node != self.node:
             return
         with self._lock:
+            if self.last is None or event.phase != self.last.phase:
+                self.phase_started = time.monotonic()
             self.last = event
             now = time.monotonic()
             boundary = event.phase != self.phase or event.phase_done
             if self.artifact_id is not None and not boundary and now - self.last_sent < self.throttle_s:
-                self.pending = event  # sent with the next update that goes through
-                return
+                return  # the next update that goes through (or the heartbeat) sends the latest state
             self._send(event, now)
 
-    def _send(self, event: ProgressEvent, now: float) -> None:
-        text = f"{self.node}: {event.text()}" + (f" · {self.where}" if self.where else "")
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s / 2):
+            with self._lock:
+                now = time.monotonic()
+                if self.last is None or self._stop.is_set() or now - self.last_sent < self.heartbeat_s:
+                    continue
+                try:
+                    self._send(self.last, now, f" · {now - self.phase_started:.0f} s in this phase")
+                except Exception:  # noqa: BLE001 - a missed heartbeat must never fail the node
+                    self.last_sent = now
+
+    def _send(self, event: ProgressEvent, now: float, note: str = "") -> None:
+        text = f"{self.node}: {event.text()}{note}" + (f" · {self.where}" if self.where else "")
         value = round(100.0 * event.fraction, 2)
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(progress=value, key=self.key, description=text)
         else:
             update_progress_artifact(self.artifact_id, progress=value, description=text)
-        self.phase, self.last_sent, self.pending = event.phase, now, None
+        self.phase, self.last_sent = event.phase, now
         self.updates += 1
 
     def finish(self) -> None:

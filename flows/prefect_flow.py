@@ -32,13 +32,14 @@ _ARTIFACTS: dict[str, RunArtifacts] = {}
 def run_node(run_key: str, node_id: str, forced: bool) -> Any:
     engine = _ENGINES[run_key]
     artifacts = _ARTIFACTS[run_key]
-    progress = artifacts.progress(node_id)
-    reused, manifest = engine.run_node(node_id, forced=forced, progress=progress)
+    with artifacts.progress(node_id) as progress:
+        reused, manifest = engine.run_node(node_id, forced=forced, progress=progress)
+        if not reused:
+            progress.finish()
     if reused:
         # one short markdown: reused, from which flow run and when (from the manifest alone: cheap)
         artifacts.publish_cached(node_id, manifest)
     else:
-        progress.finish()
         artifacts.publish_computed(node_id, manifest, engine.store.output_dir(manifest["fingerprint"]))
     summary = {
         "node": node_id,

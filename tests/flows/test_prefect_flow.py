@@ -6,6 +6,7 @@ the CLI (exit code 1)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,6 +261,27 @@ def test_progress_artifact_is_throttled_but_names_every_phase(client: SyncPrefec
     assert art.description == "n: score 10/10 groups (phase 2 of 2) · store /x"
     # no throttle: all 8 events of the node, then the end
     assert _progress_flow(f"{key}-all", throttle_s=0.0) == 9
+
+
+@flow
+def _heartbeat_flow(key: str) -> str:
+    import time
+
+    with NodeProgress(key, "n", throttle_s=3600.0, heartbeat_s=0.2) as progress:
+        progress(ProgressEvent("n", "k-means", 0, 20, "iterations", 2, 4))
+        for _ in range(600):  # a long step reports nothing; the heartbeat speaks for it
+            if progress.updates >= 2:
+                break
+            time.sleep(0.05)
+    return progress.last.phase if progress.last else ""
+
+
+def test_a_silent_phase_still_updates_its_progress(client: SyncPrefectClient) -> None:
+    key = f"h-{uuid.uuid4().hex[:6]}"
+    assert _heartbeat_flow(key) == "k-means"
+    (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": [key]}))
+    assert art.data == 25.0  # phase 2 of 4, nothing of it done yet
+    assert re.fullmatch(r"n: k-means 0/20 iterations \(phase 2 of 4\) · \d+ s in this phase", art.description)
 
 
 def test_artifact_keys_are_valid_and_keep_their_suffix() -> None:
