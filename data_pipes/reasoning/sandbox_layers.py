@@ -7,16 +7,17 @@ Every execution gets, from ``bwrap`` (Debian package ``bubblewrap``):
 * a root file system that is a fresh tmpfs holding only read-only binds of what the interpreter needs (its
   installation, its standard library, the site-packages it may import, the shared libraries, the loader's
   cache), a fresh ``/proc`` of its own PID namespace, a minimal read-only ``/dev``, and a writable, size-limited
-  tmpfs work directory (``/sandbox``); nothing else of the machine exists for the child (no ``/root``,
-  ``/home``, ``/work``, ``/etc``, ``/tmp``);
+  tmpfs work directory (``/sandbox``); nothing else of the machine exists for the child (no ``/home`` or
+  ``/work``, of ``/root`` only a pyenv interpreter's own folder, of ``/etc`` only ``ld.so.cache``);
 * when the PID namespace's first process dies, the kernel kills everything left in it: daemons included.
 
 As root, the run also gets a fresh, otherwise unused uid (one per run): file permissions apply to it on the
 read-only binds, and ``RLIMIT_NPROC`` is enforced (the kernel never enforces it for uid 0). An unprivileged
 ``bwrap`` cannot reach an interpreter under a directory only root may traverse (pyenv under a 0700
-``/root``), so root runs two ``bwrap``: an outer one, still root, that only builds the read-only tree (mount
-namespace, all capabilities dropped but setuid/setgid), then ``setpriv`` to the fresh uid, then the inner,
-unprivileged ``bwrap`` that creates every namespace above over that tree. Not root: one ``bwrap`` does both.
+``/root``), so as root a privileged ``bwrap`` builds the read-only tree once per process in a mount namespace
+kept by a descriptor (``stage_namespace``); each run enters it (``nsenter``), drops to its fresh uid
+(``setpriv``) and starts the inner, unprivileged ``bwrap`` that creates every namespace above over that tree.
+Not root: one ``bwrap`` does both.
 
 ``check_available`` probes this once per process and raises ``SandboxUnavailable`` with what to do when
 ``bwrap`` is missing or the kernel refuses unprivileged user namespaces.
@@ -33,6 +34,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+import threading
 from dataclasses import dataclass
 
 from data_pipes.reasoning.sandbox_seccomp import filter_fd
@@ -66,6 +68,13 @@ def bwrap_path() -> str:
             "the code sandbox needs bubblewrap: `bwrap` is not on PATH. Install Debian's `bubblewrap` package "
             "(apt-get install -y bubblewrap; ./scripts/setup does it when run as root)"
         )
+    return found
+
+
+def nsenter_path() -> str:
+    found = shutil.which("nsenter", path=f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}")
+    if not found:
+        raise SandboxUnavailable("running the sandbox as root needs `nsenter` (Debian package util-linux)")
     return found
 
 
@@ -196,17 +205,71 @@ def command(
     inner += ["--", tree.python, *argv[1:]]
     if uid is None:
         return [bwrap, *tree_args(tree), *inner]
-    helpers = [(bwrap, bwrap), (setpriv_path(), setpriv_path())]
-    outer_tree = Tree(tree.binds + tuple(helpers), tree.symlinks, tree.python)
-    outer = [bwrap, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    outer += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    outer += tree_args(outer_tree, extra_dirs=("/tmp", "/proc", WORK))  # /tmp: the inner bwrap's mount point
-    # the inner bwrap takes its device nodes from here, and the kernel lets it mount a fresh /proc only where a
-    # complete one is already visible; both are covered by the inner's own /dev and /proc
-    outer += ["--dev", "/dev", "--bind", "/proc", "/proc"]
+    ns, root = stage_namespace()
+    me = f"/proc/{os.getpid()}/fd"
+    enter = [nsenter_path(), f"--mount={me}/{ns}", f"--root={me}/{root}", "--"]
     drop = [setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
     drop += ["--inh-caps=-all", "--"]
-    return [*outer, *drop, bwrap, "--ro-bind", "/", "/", *inner]
+    return [*enter, *drop, bwrap, "--ro-bind", "/", "/", *inner]
+
+
+_STAGE_LOCK = threading.Lock()
+_STAGE: dict[str, tuple[int, int]] = {}
+
+
+def _after_fork() -> None:  # a fork while another thread held the lock must not leave the child deadlocked
+    global _STAGE_LOCK
+    _STAGE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+READY = "import os, sys; os.write(1, str(os.getpid()).encode() + b'\\n'); os.read(0, 1)"
+
+
+def stage_namespace() -> tuple[int, int]:
+    """Descriptors (ours, close-on-exec) of a mount namespace holding the read-only tree and of the tree's root
+    in it, built once per process by a privileged ``bwrap`` and kept alive by the descriptors alone (root only).
+
+    Each run as root then enters it (``nsenter``), drops to its fresh uid (``setpriv``) and starts the inner,
+    unprivileged ``bwrap`` there: the tree is reachable to that uid although the interpreter may lie under a
+    0700 ``/root``, and is not built again for every run."""
+    with _STAGE_LOCK:
+        if "fds" in _STAGE:
+            return _STAGE["fds"]
+        bwrap, tree = bwrap_path(), interpreter_tree(True)
+        helpers = ((bwrap, bwrap), (setpriv_path(), setpriv_path()))
+        staged = Tree(tree.binds + helpers, tree.symlinks, tree.python)
+        cmd = [bwrap, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        # /tmp: the inner bwrap's own mount point; the inner takes its device nodes from this /dev, and the kernel
+        # lets it mount a fresh /proc only where a complete one is visible: both are covered inside by its own
+        cmd += tree_args(staged, extra_dirs=("/tmp", "/proc", WORK))
+        cmd += ["--dev", "/dev", "--bind", "/proc", "/proc", "--", tree.python, "-I", "-S", "-c", READY]
+        try:  # the helper says its pid once the tree is complete, then waits for our EOF
+            helper = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                umask=0o022,
+                cwd="/",
+            )
+        except OSError as exc:
+            raise SandboxUnavailable(f"the code sandbox could not start bwrap: {exc}") from exc
+        try:
+            line = helper.stdout.readline().strip() if helper.stdout else b""
+            if not line.isdigit():
+                err = helper.stderr.read().decode("utf-8", "replace") if helper.stderr else ""
+                raise SandboxUnavailable(
+                    f"the code sandbox's bwrap could not build its tree: {err.strip()[-500:]}"
+                )
+            ns = os.open(f"/proc/{int(line)}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            root = os.open(f"/proc/{int(line)}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            helper.communicate()  # EOF: the helper exits; the namespace lives on through ``ns``
+        if os.fstat(ns).st_ino == os.stat("/proc/self/ns/mnt").st_ino:
+            raise SandboxUnavailable("the code sandbox's bwrap did not make a mount namespace")
+        _STAGE["fds"] = (ns, root)
+        return ns, root
 
 
 @functools.lru_cache(maxsize=1)
