@@ -351,19 +351,20 @@ def test_attack_fails(attack: Attack, audit: bool, world: dict) -> None:
 
 RUNNER = """
 import json, os, sys
+from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, sys.argv[1])
 from data_pipes.reasoning.sandbox import run_python
 spec = json.load(open(sys.argv[2]))
 ctx = dict(spec["ctx"], HOST_PID=str(os.getpid()))
-out = {}
-for a in spec["attacks"]:
+def attack(a):
     code = a["code"]
     for key, value in dict(ctx, TOKEN=a["token"]).items():
         code = code.replace("@" + key + "@", value if key in ("HOST_PID", "LEAKED_FD", "PORT", "TOKEN") else repr(value))
     r = run_python(code, audit=False, **a["kw"])
-    out[a["name"]] = {"status": r.status, "stdout": r.stdout, "stderr": r.stderr, "returncode": r.returncode,
-                      "layers": list(r.layers), "uid": os.getuid()}
-print(json.dumps(out))
+    return a["name"], {"status": r.status, "stdout": r.stdout, "stderr": r.stderr, "returncode": r.returncode,
+                       "layers": list(r.layers), "uid": os.getuid()}
+with ThreadPoolExecutor(4) as pool:
+    print(json.dumps(dict(pool.map(attack, spec["attacks"]))))
 """
 
 
