@@ -443,6 +443,8 @@ def _run_deployment(
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
+    from flows.prefect_artifacts import run_name
+
     params = {
         "pipeline": os.path.abspath(p.file),
         "store": p.workdir,
@@ -476,7 +478,11 @@ def _run_deployment(
         )
         raise typer.Exit(1) from None
     try:
-        flow_run = run_deployment(full, parameters=params, timeout=0)
+        # named as the flow names its runs (flows/prefect_artifacts.py), so the runs list says it from the start
+        label = run_name(
+            p.spec.name, node=node, from_node=from_, to_node=to, force=force, overrides=overrides
+        )
+        flow_run = run_deployment(full, parameters=params, timeout=0, flow_run_name=label)
     except Exception as exc:
         err.print(
             f"[red]could not start deployment {full!r}: {type(exc).__name__}: {exc}[/]", highlight=False
