@@ -244,8 +244,10 @@ def _init_pidfd(info_r: int, timeout_s: float) -> int | None:
 
 
 def _ready(fd: int, timeout_s: float) -> bool:
-    ready, _, _ = select.select([fd], [], [], max(timeout_s, 0.0))
-    return bool(ready)
+    """Whether ``fd`` becomes readable within ``timeout_s`` (``poll``: any descriptor number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(timeout_s, 0.0) * 1000))
 
 
 def _kill_pidfd(pidfd: int) -> None:

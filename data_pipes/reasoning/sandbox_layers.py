@@ -321,23 +321,6 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def kill_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def gone(pid: int) -> bool:
-    """Whether ``pid`` has exited (absent, or a zombie: for a PID namespace's first process that means the
-    kernel has already killed and reaped everything else in the namespace)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
-
-
 def kill_uid(uid: int, rounds: int = 5) -> int:
     """SIGKILL every process owned by ``uid`` (a run's own uid, as root); repeats while it finds some, since a
     dying fork bomb may still be spawning; returns how many."""
