@@ -121,7 +121,7 @@ def test_rerun_is_cached_and_nodes_publish_artifacts(tmp_path: Path, client: Syn
         manifest = stored_manifest(store, name, node)
         assert json.loads(arts[f"{prefix}-{key}-counts"].data) == counts_table(manifest)
         assert arts[f"{prefix}-{key}-progress"].data == 100.0
-        assert arts[f"{prefix}-{key}-progress"].description.startswith(f"{node}: shards 1/1 shards")
+        assert arts[f"{prefix}-{key}-progress"].description.startswith(f"{node}: 1/1 shards · store ")
         summary = arts[f"{prefix}-{key}-summary"].data
         assert summary.startswith(f"# {node} ({manifest['kind']})")
         assert f"store {store}" in summary and manifest["content_hash"][:16] in summary
