@@ -7,12 +7,14 @@ Layout of an exported folder:
 - ``config.json``, ``generation_config.json``, ``model.safetensors`` (or shards + index): written by
   ``Glm4MoeForCausalLM.save_pretrained`` from our state dict (the names are HF's, so this is a plain state-dict load
   into a meta-device HF model; no weight is copied or renamed).
-- ``mtp.safetensors``: the MTP layer under ``model.layers.{num_hidden_layers}.*`` with the published GLM-4.5 names,
-  plus copies of the embedding (``...embed_tokens.weight``) and head (``...shared_head.head.weight``) as the published
-  checkpoints carry them. transformers 5.x silences MTP keys only for 46- and 92-layer models (its
-  ``_keys_to_ignore_on_load_unexpected``); for those shapes the file is listed in ``model.safetensors.index.json``
-  (so its ``MtpModel`` finds it, as in the GLM-4.5 releases), for every other shape it is left out of the index, so
-  ``from_pretrained`` loads the main model without unexpected-key warnings and :func:`load_hf` still reads it.
+- the MTP layer under ``model.layers.{num_hidden_layers}.*`` with the published GLM-4.5 names, plus copies of the
+  embedding (``...embed_tokens.weight``) and head (``...shared_head.head.weight``) as the published checkpoints
+  carry them. transformers 5.x skips MTP keys silently only for 46- and 92-layer models (its
+  ``_keys_to_ignore_on_load_unexpected``, which its ``MtpModel.from_pretrained`` also uses to find them). For those
+  depths the MTP tensors go where transformers looks: into ``model.safetensors`` (or, when sharded, a
+  ``mtp.safetensors`` shard listed in the index). For every other depth they go to ``mtp.safetensors`` beside the
+  checkpoint, outside any index: ``from_pretrained`` then loads the main model with no unexpected-key warning,
+  and :func:`load_hf` reads every ``*.safetensors`` of the folder.
 
 ``dtype`` casts floating tensors on the way out (the router's weight and correction bias stay fp32, as HF keeps them).
 """
@@ -77,29 +79,27 @@ def save_hf(model: GLMForCausalLM, path: str | Path, *, dtype: torch.dtype | Non
     hf_model.save_pretrained(path)
 
     if mtp:
-        mtp[mtp_prefix + "embed_tokens.weight"] = main["model.embed_tokens.weight"]
-        mtp[mtp_prefix + "shared_head.head.weight"] = main.get(
-            "lm_head.weight", main["model.embed_tokens.weight"]
-        )
-        save_file(mtp, str(path / MTP_FILE), metadata={"format": "pt"})
-        if all(_hf_ignores(k) for k in mtp):
-            _index_mtp(path, main, mtp)
+        # copies: safetensors refuses two names for one storage
+        head = main.get("lm_head.weight", main["model.embed_tokens.weight"])
+        mtp[mtp_prefix + "embed_tokens.weight"] = main["model.embed_tokens.weight"].clone()
+        mtp[mtp_prefix + "shared_head.head.weight"] = head.clone()
+        index_path = path / INDEX_FILE
+        if not all(_hf_ignores(k) for k in mtp):
+            save_file(
+                mtp, str(path / MTP_FILE), metadata={"format": "pt"}
+            )  # beside the checkpoint, unindexed
+        elif index_path.exists():  # sharded: one more shard in the index
+            save_file(mtp, str(path / MTP_FILE), metadata={"format": "pt"})
+            index = json.loads(index_path.read_text())
+            index["weight_map"] = dict(
+                sorted({**index["weight_map"], **dict.fromkeys(mtp, MTP_FILE)}.items())
+            )
+            sizes = [t.numel() * t.element_size() for t in [*main.values(), *mtp.values()]]
+            index["metadata"]["total_size"] = sum(sizes)
+            index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        else:  # one file: the MTP tensors join it, as in the published single-file layouts
+            save_file({**main, **mtp}, str(path / "model.safetensors"), metadata={"format": "pt"})
     return path
-
-
-def _index_mtp(path: Path, main: dict[str, torch.Tensor], mtp: dict[str, torch.Tensor]) -> None:
-    """List the MTP file in the safetensors index (creating the index when save_pretrained wrote one file)."""
-    index_path = path / INDEX_FILE
-    if index_path.exists():
-        index = json.loads(index_path.read_text())
-    else:
-        index = {"metadata": {}, "weight_map": dict.fromkeys(main, "model.safetensors")}
-    index["weight_map"].update(dict.fromkeys(mtp, MTP_FILE))
-    index["weight_map"] = dict(sorted(index["weight_map"].items()))
-    index["metadata"]["total_size"] = sum(
-        t.numel() * t.element_size() for t in [*main.values(), *mtp.values()]
-    )
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 _LEGACY_EXPERT = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")

@@ -108,3 +108,22 @@ def test_load_errors_are_clear(tmp_path: Path, exported: tuple[GLMForCausalLM, P
     (path / MTP_FILE).unlink()
     with pytest.raises(ValueError, match="num_nextn_predict_layers=1 but no 'model.layers.3.\\*' weights"):
         load_hf(path)
+
+
+def test_published_depth_puts_mtp_where_transformers_loads_it(tmp_path: Path) -> None:
+    """At GLM-4.5-Air's depth (46 layers) transformers knows the MTP layer's place: the weights go into the checkpoint
+    and its own ``MtpModel.from_pretrained`` finds and loads them, with no missing or unexpected keys."""
+    from transformers import AutoModelForCausalLM
+    from transformers.modeling_layers import MtpModel
+
+    cfg = model_config("debug", num_hidden_layers=46, n_routed_experts=4, hidden_size=32, head_dim=8)
+    model = GLMForCausalLM(cfg, seed=1).eval()
+    path = save_hf(model, tmp_path / "air_depth")
+    assert not (path / MTP_FILE).exists()  # inside model.safetensors, where transformers looks at this depth
+    hf, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    mtp = MtpModel.from_pretrained(hf)  # raises on any missing MTP weight
+    torch.testing.assert_close(mtp.layers[0].eh_proj.weight, model.mtp_layer.eh_proj.weight)
+    torch.testing.assert_close(mtp.layers[0].post_norm.weight, model.mtp_layer.shared_head.norm.weight)
+    back = load_hf(path)
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in model.state_dict().items())
