@@ -392,9 +392,11 @@ class GLMForCausalLM(nn.Module):
         """Layer index of each entry of :meth:`routers`."""
         return [i for i, layer in enumerate(self.model.layers) if layer.is_moe]
 
-    def update_router_biases(self, u: float) -> dict[int, float]:
-        """Loss-free balance step (after ``optimizer.step()``); returns MaxVio per MoE layer index."""
-        vios = update_router_biases(self.routers(), u)
+    def update_router_biases(self, u: float, process_group: object | None = None) -> dict[int, float]:
+        """Loss-free balance step (after ``optimizer.step()``): load counts summed over the data-parallel ranks of
+        ``process_group`` (default: the world, when torch.distributed is initialised), ``b += u * sign(mean - load)``;
+        returns MaxVio per MoE layer index (the MTP layer's is ``num_hidden_layers``)."""
+        vios = update_router_biases(self.routers(), u, process_group)  # type: ignore[arg-type]
         return dict(zip(self.moe_layer_indices(), vios, strict=True))
 
     def forward(

@@ -30,6 +30,7 @@ Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -70,6 +71,20 @@ class TopkRouter(nn.Module):
         # top-k picks per expert since the last update_router_biases (not saved: a step's counts start at zero)
         self.register_buffer("load", torch.zeros(self.n_experts, dtype=torch.float32), persistent=False)
         self.count_load = True
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> TopkRouter:
+        """Casts (``model.to(torch.bfloat16)``, DeepSpeed's bf16 wrap) leave the correction bias and the load counts
+        in fp32: a bias step of u = 1e-3 on a bias near 0.1 would round away in bf16."""
+        super()._apply(fn, recurse)
+        for name in ("e_score_correction_bias", "load"):
+            buf = self._buffers[name]
+            if buf is not None and buf.dtype != torch.float32:
+                self._buffers[name] = buf.float()
+        return self
+
+    def update_bias(self, u: float) -> float:
+        """Loss-free balance step of this router alone (see :func:`update_router_biases`); returns its MaxVio."""
+        return update_router_biases([self], u)[0]
 
     def forward(
         self, x: torch.Tensor, valid: torch.Tensor | None = None

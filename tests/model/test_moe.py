@@ -87,3 +87,18 @@ def test_loads_are_all_reduced_over_ranks() -> None:
         assert out[rank][2] == pytest.approx(max_violation(total))
     # one rank alone would have seen a different load (so the all-reduce mattered)
     assert not torch.equal(out[0][0], out[1][0])
+
+
+def test_bias_and_counts_stay_fp32_when_the_model_is_cast() -> None:
+    from model.glm import GLMForCausalLM
+
+    model = GLMForCausalLM(model_config("debug")).to(torch.bfloat16)
+    router = model.routers()[0]
+    assert router.weight.dtype == torch.bfloat16
+    assert router.e_score_correction_bias.dtype == torch.float32 and router.load.dtype == torch.float32
+    with torch.no_grad():
+        router.e_score_correction_bias.fill_(0.1)
+    model.train()(torch.randint(0, 512, (1, 8)))
+    router.update_bias(1e-3)
+    steps = {round(float(b) - 0.1, 6) for b in router.e_score_correction_bias}
+    assert steps <= {-1e-3, 0.0, 1e-3} and steps != {0.0}  # the 1e-3 steps survive
