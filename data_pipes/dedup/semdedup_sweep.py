@@ -36,7 +36,9 @@ def sweep_table(scores: np.ndarray, eps_values: Sequence[float]) -> list[dict[st
     return rows
 
 
-def sweep_figure(table: list[dict[str, Any]], chosen_eps: float | None = None, title: str = "SemDedup") -> Any:
+def sweep_figure(
+    table: list[dict[str, Any]], chosen_eps: float | None = None, title: str = "SemDedup"
+) -> Any:
     """Retention against eps (a bare matplotlib figure)."""
     from data_pipes.plots import new_figure, text_width_in
 
