@@ -9,11 +9,18 @@ Configurations: a bare ``subprocess.run([python, "-I", "-B", "-c", snippet])`` w
 site-packages; the sandbox (``run_python``: bubblewrap with every namespace, seccomp, the fresh uid as root,
 rlimits, audit hook); the sandbox without the audit hook; the sandbox without site-packages (``-S``). Then
 ``run_code_tests`` with ``--workers`` runs in flight at once (exec/s/core divides by the workers).
+
+Wall times depend on the machine's load (other work takes turns on the cores). As root, where a cpuacct
+cgroup (v1 ``/sys/fs/cgroup/cpuacct`` or v2 ``cpu.stat``) can be made, the benchmark also moves itself into a
+fresh one and reports the CPU time each execution costs, this process and every descendant (bwrap, the
+sandboxed interpreter) together: that figure does not depend on the load, and 1000 / (CPU ms) is the rate one
+otherwise idle core would sustain. The cgroup is removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -42,14 +49,52 @@ def _sandbox(snippet: str, **kw) -> None:
     assert res.ok, res.reason()
 
 
-def _time(runs: int, fn: Callable[[], None]) -> tuple[float, float]:
-    """(executions per second, median seconds per execution)."""
+def _time(runs: int, fn: Callable[[], None], cpu: Callable[[], float] | None) -> tuple[float, float, float]:
+    """(executions per second, median seconds per execution, CPU ms per execution or nan)."""
     times = []
+    used = cpu() if cpu else 0.0
     for _ in range(runs):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return runs / sum(times), statistics.median(times)
+    cpu_ms = (cpu() - used) / runs if cpu else float("nan")
+    return runs / sum(times), statistics.median(times), cpu_ms
+
+
+@contextlib.contextmanager
+def cpu_meter():
+    """Yield a function giving the CPU ms used so far by this process and its descendants (a fresh cgroup),
+    or None where no cgroup can be made (not root, no cpuacct)."""
+    for root, usage in (("/sys/fs/cgroup/cpuacct", "cpuacct.usage"), ("/sys/fs/cgroup", "cpu.stat")):
+        group = os.path.join(root, f"arcflow-sandbox-bench-{os.getpid()}")
+        if not os.path.exists(os.path.join(root, usage)) and not os.path.exists(
+            os.path.join(root, "cgroup.procs")
+        ):
+            continue
+        try:
+            os.mkdir(group)
+            with open(os.path.join(group, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rmdir(group)
+            continue
+
+        def read(group: str = group, usage: str = usage) -> float:
+            text = open(os.path.join(group, usage)).read()  # noqa: SIM115 - a one-line read
+            if usage == "cpu.stat":  # usage_usec
+                return int(text.split("usage_usec")[1].split()[0]) / 1000
+            return int(text) / 1e6  # nanoseconds
+
+        try:
+            yield read
+        finally:
+            with open(os.path.join(root, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+            with contextlib.suppress(OSError):
+                os.rmdir(group)
+        return
+    yield None
 
 
 def main() -> None:
@@ -73,22 +118,28 @@ def main() -> None:
         fn()
     rates: dict[str, list[float]] = {label: [] for label, _ in configs}
     meds: dict[str, list[float]] = {label: [] for label, _ in configs}
-    for _ in range(args.repeat):
-        for label, fn in configs:  # interleaved, so a burst of load hits every configuration alike
-            rate, med = _time(args.runs, fn)
-            rates[label].append(rate)
-            meds[label].append(med)
-    print(
-        f"{'configuration (median of ' + str(args.repeat) + ' repeats)':40s} {'exec/s (1 core)':>16s} {'median ms':>10s}"
-    )
+    cpus: dict[str, list[float]] = {label: [] for label, _ in configs}
+    with cpu_meter() as cpu:
+        for _ in range(args.repeat):
+            for label, fn in configs:  # interleaved, so a burst of load hits every configuration alike
+                rate, med, cpu_ms = _time(args.runs, fn, cpu)
+                rates[label].append(rate)
+                meds[label].append(med)
+                cpus[label].append(cpu_ms)
+    head = f"configuration (median of {args.repeat} repeats)"
+    print(f"{head:40s} {'exec/s (1 core)':>16s} {'median ms':>10s} {'CPU ms/exec':>12s}")
     med_ms = {label: statistics.median(meds[label]) * 1000 for label in meds}
+    cpu_ms = {label: statistics.median(cpus[label]) for label in cpus}
     for label, _ in configs:
-        print(f"{label:40s} {statistics.median(rates[label]):16.1f} {med_ms[label]:10.1f}")
-    print(
-        f"sandbox overhead over bare subprocess.run (median ms): trivial "
-        f"{med_ms['sandbox, trivial'] - med_ms['bare subprocess.run, trivial']:+.1f}, program "
-        f"{med_ms['sandbox, program'] - med_ms['bare subprocess.run, program']:+.1f}"
-    )
+        print(
+            f"{label:40s} {statistics.median(rates[label]):16.1f} {med_ms[label]:10.1f} {cpu_ms[label]:12.1f}"
+        )
+    for kind in ("trivial", "program"):
+        bare, box = f"bare subprocess.run, {kind}", f"sandbox, {kind}"
+        print(
+            f"sandbox overhead, {kind}: wall {med_ms[box] - med_ms[bare]:+.1f} ms (median), CPU "
+            f"{cpu_ms[box] - cpu_ms[bare]:+.1f} ms; one idle core: {1000 / cpu_ms[box]:.1f} exec/s"
+        )
     n = args.runs * args.workers
     t = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:

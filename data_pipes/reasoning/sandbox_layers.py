@@ -8,7 +8,7 @@ Every execution gets, from ``bwrap`` (Debian package ``bubblewrap``):
   installation, its standard library, the site-packages it may import, the shared libraries, the loader's
   cache), a fresh ``/proc`` of its own PID namespace, a minimal read-only ``/dev``, and a writable, size-limited
   tmpfs work directory (``/sandbox``); nothing else of the machine exists for the child (no ``/home`` or
-  ``/work``, of ``/root`` only a pyenv interpreter's own folder, of ``/etc`` only ``ld.so.cache``);
+  ``/work``, of ``/root`` only a pyenv interpreter's own folder, of ``/etc`` only ``ld.so.cache`` and ``alternatives``);
 * when the PID namespace's first process dies, the kernel kills everything left in it: daemons included.
 
 As root, the run also gets a fresh, otherwise unused uid (one per run): file permissions apply to it on the
@@ -96,6 +96,12 @@ def interpreter_tree(site_packages: bool = True) -> Tree:
     virtual environment's site-packages (at ``/venv``) or the system's dist-packages; the shared libraries."""
     exe = os.path.realpath(sys.executable)
     home = os.path.realpath(sys.base_prefix)
+    if not os.access(exe, os.X_OK) or not os.path.isdir(home):
+        raise SandboxUnavailable(
+            f"the code sandbox binds the interpreter's installation, but uid {os.getuid()} cannot reach "
+            f"{sys.executable} -> {exe} (home {home}): run as a user who can read it, or use an interpreter "
+            "installed where that user can"
+        )
     system_home = home in ("/", "/usr", "/usr/local")
     binds: list[tuple[str, str]] = []
     symlinks: list[tuple[str, str]] = []
@@ -131,6 +137,7 @@ def interpreter_tree(site_packages: bool = True) -> Tree:
         if not os.path.islink(lib):
             bind(lib)
     bind("/etc/ld.so.cache")
+    bind("/etc/alternatives")  # Debian's library symlinks (libblas.so.3, ...) point through it
     for top in ("/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin"):
         if os.path.islink(top):
             symlinks.append((os.readlink(top), top))
