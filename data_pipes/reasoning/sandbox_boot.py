@@ -14,9 +14,9 @@ The parent passes this file's source with ``python -I -B -c`` and its settings a
 4. runs the user's code as ``__main__``.
 
 It imports only the standard library and must stay self-contained: it runs in a process that cannot import
-the project. The audit hook is an in-process layer (a determined program can look for holes in it); the
-kernel layers set up by the parent (a separate user id, a network namespace, rlimits, a session of its own)
-stand behind it.
+the project. The audit hook is only a second line, in-process (a determined program can look for holes in
+it, and ``_posixsubprocess.fork_exec`` raises no audit event at all on 3.11); the boundary is the kernel's, set
+up by the parent through bubblewrap (``sandbox_layers``), and nothing depends on this hook.
 """
 
 from __future__ import annotations
