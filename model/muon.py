@@ -28,6 +28,10 @@ Clipping: :func:`clip_and_step` clips the global norm of the raw gradients *befo
 anything. (DeepSpeed ZeRO-1/2's own ``gradient_clipping`` clips after its Muon has replaced the gradient by the
 orthogonalised update, DeepSpeed PR #7776; the launcher must clip here and leave DeepSpeed's clipping off.)
 Newton-Schulz runs in fp32 on CPU and bf16 on CUDA.
+
+ZeRO: DeepSpeed ZeRO-1/2 hand a client optimizer flat fp32 partitions, not matrices (and DeepSpeed 0.19 runs its own
+Muon update on parameters marked ``use_muon`` when the optimizer's class name contains "muon"), so this optimizer
+runs with ZeRO stage 0 (data parallel, full optimizer state per rank); a flat parameter in a Muon group is an error.
 """
 
 from __future__ import annotations
@@ -160,6 +164,12 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.mul_(beta).add_(p.grad)
             update = p.grad.add(buf, alpha=beta) if group["nesterov"] else buf
+            if p.ndim < 2:
+                raise ValueError(
+                    f"Muon got a parameter of shape {tuple(p.shape)}: it orthogonalises whole matrices. A flat "
+                    "1-D tensor here means ZeRO-1/2 partitioned the parameters (DeepSpeed hands flat shards to the "
+                    "client optimizer); run MuonAdamW with ZeRO stage 0, or put 1-D tensors in an AdamW group"
+                )
             name = self.param_names.get(id(p), "")
             mats = newton_schulz(_as_matrices(update, name), group["ns_steps"])  # [n, A, B]
             scale = group["update_rms"] * math.sqrt(max(mats.shape[-2], mats.shape[-1]))

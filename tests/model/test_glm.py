@@ -22,8 +22,9 @@ def _biased(model: GLMForCausalLM) -> GLMForCausalLM:
     return model
 
 
-def test_packed_logits_equal_each_document_alone(debug_cfg: ModelConfig) -> None:
-    model = _biased(GLMForCausalLM(debug_cfg)).eval()
+@pytest.mark.parametrize("attn_impl", ["auto", "sdpa", "segments"])
+def test_packed_logits_equal_each_document_alone(debug_cfg: ModelConfig, attn_impl: str) -> None:
+    model = _biased(GLMForCausalLM(debug_cfg, attn_impl=attn_impl)).eval()
     doc_lens = [[5, 11, 3], [19]]  # row 0: three documents then 5 pads; row 1: one document, 5 pads
     seq_len = 24
     ids = _ids(debug_cfg, 2, seq_len)
@@ -63,7 +64,10 @@ def test_doc_layout_positions_and_bad_rows() -> None:
     layout = doc_layout([[2, 3]], 1, 6, "cpu")
     assert layout.position_ids.tolist() == [[0, 1, 0, 1, 2, 0]]
     assert layout.valid.tolist() == [[True] * 5 + [False]]
-    assert layout.seg_lens == [2, 3, 1]
+    assert layout.seg_lens == [2, 3, 1] and layout.row_seg_lens == [[2, 3, 1]]
+    assert not doc_layout([[1] * 60], 1, 64, "cpu").per_document_is_cheaper()  # many tiny documents: one mask
+    assert doc_layout([[1000, 3000]], 1, 4096, "cpu").per_document_is_cheaper()
+    assert doc_layout([[1] * 32768], 1, 32768, "cpu").per_document_is_cheaper()  # the mask would be 1 GiB
     mask = layout.sdpa_mask()[0, 0]
     assert mask[3].tolist() == [False, False, True, True, False, False]
     with pytest.raises(ValueError, match="row 0 .* sum to at most seq_len 4"):

@@ -99,3 +99,13 @@ def test_schedules() -> None:
     assert batch_tokens_at(50, start=16, end=64, warmup_tokens=100, multiple=8) == 40
     assert batch_tokens_at(10**9, start=16, end=64, warmup_tokens=100, multiple=8) == 64
     assert [piecewise(t, [1e-3, 0.0], [5]) for t in (0, 4, 5, 9)] == [1e-3, 1e-3, 0.0, 0.0]
+
+
+def test_flat_parameter_in_muon_group_is_a_clear_error() -> None:
+    from model.muon import MuonAdamW
+
+    flat = torch.nn.Parameter(torch.zeros(12))
+    flat.grad = torch.ones(12)
+    opt = MuonAdamW([{"params": [flat], "use_muon": True}], OptimConfig())
+    with pytest.raises(ValueError, match="ZeRO-1/2 partitioned the parameters"):
+        opt.step()
