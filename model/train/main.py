@@ -3,8 +3,9 @@
 One run: read the spec (:mod:`model.train.spec`), check the data against the model (:mod:`model.train.validate`;
 rank 0 checks, every rank raises its error), build the model (``model/glm.py``; from ``model.init_from`` when
 given) and the optimizer (torch's AdamW, or Muon + AdamW from ``model/muon.py`` as DeepSpeed's client optimizer),
-wrap them with ``deepspeed.initialize`` (ZeRO stage from the spec; bf16 through ``torch_autocast``, which keeps
-fp32 master weights so Muon sees real matrices), resume from the latest checkpoint, then train.
+wrap them with ``deepspeed.initialize`` (ZeRO stage from the spec; bf16 on GPU as bf16 parameters with fp32 routers,
+as the model's own GPU tests train, because DeepSpeed's bf16 optimizer flattens the groups Muon needs as matrices;
+there is no fp32 master copy), resume from the latest checkpoint, then train.
 
 A step: this rank's micro-batches of the next global batch (:class:`model.train.data.PackedLoader`). Each
 micro-batch's loss is weighted by its share of the global batch's target tokens, so the sum over all micro-batches
@@ -97,19 +98,28 @@ def _prepare_data(spec: TrainSpec, cfg: Any) -> tuple[list[str], int, list[str]]
     return files, seq_len, notes
 
 
-def _build_model(spec: TrainSpec, cfg: Any) -> torch.nn.Module:
+def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
+    """The model in the spec's precision. bf16 (GPU) casts the parameters, routers stay fp32 (as HF keeps them);
+    fp32 on CUDA uses SDPA, since the varlen (flash) kernel takes only half precision."""
     from model.glm import GLMForCausalLM
 
+    attn = "sdpa" if cuda and spec.precision == "fp32" else "auto"
+    kw = {"expert_impl": spec.model.expert_impl, "attn_impl": attn}
     if spec.model.init_from:
         from model.export import load_hf
 
-        model = load_hf(spec.model.init_from, expert_impl=spec.model.expert_impl)
+        model = load_hf(spec.model.init_from, **kw)
         if spec.model.overrides:  # e.g. midtraining's rope_theta / max_position_embeddings
-            fresh = GLMForCausalLM(cfg, expert_impl=spec.model.expert_impl, seed=None)
+            fresh = GLMForCausalLM(cfg, seed=None, **kw)
             fresh.load_state_dict(model.state_dict())
             model = fresh
-        return model
-    return GLMForCausalLM(cfg, expert_impl=spec.model.expert_impl, seed=spec.seed)
+    else:
+        model = GLMForCausalLM(cfg, seed=spec.seed, **kw)
+    if spec.precision == "bf16":
+        model.to(torch.bfloat16)
+        for router in model.routers():
+            router.float()
+    return model
 
 
 def _build_optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -138,8 +148,10 @@ def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
     }
-    if spec.precision == "bf16":
-        config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+    # bf16: the parameters themselves are bf16 (see _build_model). At ZeRO 0 DeepSpeed's bf16 optimizer stays off (it
+    # flattens the groups Muon needs as matrices); ZeRO 1/2 (AdamW only) need it and keep fp32 master weights
+    if spec.precision == "bf16" and spec.zero_stage > 0:
+        config["bf16"] = {"enabled": True}
     return config
 
 
@@ -149,8 +161,8 @@ def _spec_digest(spec: TrainSpec) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _all_sum(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
+def _all_sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL reduces CUDA tensors only
     if dist.get_world_size() > 1:
         dist.all_reduce(t)
     return t.tolist()
@@ -175,6 +187,8 @@ def run(spec: TrainSpec) -> list[dict]:
     from model.train.data import PackedLoader
     from model.train.metrics import METRICS_NAME, MetricsLog, read_parquet
 
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
@@ -186,7 +200,7 @@ def run(spec: TrainSpec) -> list[dict]:
     )  # fmt: skip
     loader.check_batch(spec.batch.global_batch)
 
-    model = _build_model(spec, cfg)
+    model = _build_model(spec, cfg, cuda)
     optimizer = _build_optimizer(spec, model)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=_ds_config(spec, world))
     torch.set_num_threads(spec.threads)  # DeepSpeed's CPU accelerator may have changed it
@@ -240,7 +254,7 @@ def run(spec: TrainSpec) -> list[dict]:
         u = piecewise(step, sched.bias_update, sched.bias_boundaries)
         micro = loader.next_batch(spec.batch.global_batch)
         local = [float(sum(mb.n_targets for mb in micro)), float(sum(mb.n_real for mb in micro))]
-        n_targets, n_real = _all_sum(local)
+        n_targets, n_real = _all_sum(local, device)
         sums = [0.0, 0.0, 0.0]
         for j, mb in enumerate(micro):
             out = engine(
@@ -260,7 +274,7 @@ def run(spec: TrainSpec) -> list[dict]:
             engine.step()
         if spec.zero_stage > 0:
             grad_norm = float(engine.get_global_grad_norm() or 0.0)
-        loss, mtp_loss, aux_loss = _all_sum(sums)
+        loss, mtp_loss, aux_loss = _all_sum(sums, device)
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
             raise FloatingPointError(
                 f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; stopping. The last "
@@ -284,12 +298,29 @@ def run(spec: TrainSpec) -> list[dict]:
         if checkpoint.latest_tag(ckpt_dir) != checkpoint.tag_of(step):
             save(step)
         if spec.checkpoint.export and rank == 0:
-            from model.export import save_hf
-
-            save_hf(module, spec.checkpoint.export)
+            _export(spec, module)
         log.save()
     dist.barrier()
     return log.rows if rank == 0 else []
+
+
+def _export(spec: TrainSpec, module: torch.nn.Module) -> None:
+    """The final model as an HF folder; with a tokenizer, its files go beside it with the one chat template, so
+    ``AutoTokenizer.from_pretrained`` on the folder renders chats exactly as training did."""
+    import shutil
+
+    from model.export import save_hf
+    from model.train.chat import install_chat_template
+    from model.train.validate import tokenizer_json_path
+
+    out = spec.checkpoint.export
+    save_hf(module, out, dtype=torch.bfloat16 if spec.precision == "bf16" else None)
+    if spec.data.tokenizer:
+        src = os.path.dirname(tokenizer_json_path(spec.data.tokenizer))
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if os.path.isfile(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+        install_chat_template(out)
 
 
 def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
