@@ -318,6 +318,11 @@ def _run_here(
     from flows.local_server import detect
 
     server = detect()  # a running `arcflow server`, when no API is configured
+    if not os.environ.get("PREFECT_API_URL"):
+        # Prefect's ephemeral API: its process is stopped when this command exits, and its services log errors
+        # (tracebacks of "Error flushing events", CancelledError) about records they had not written yet; they
+        # say nothing about the run, whose outcome is known by then
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Dask's INFO lines and its warnings at shutdown ("Worker process still alive ... killing") only with -v
     os.environ.setdefault("ARCFLOW_DASK_LOG_LEVEL", "INFO" if verbose else "ERROR")

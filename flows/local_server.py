@@ -123,6 +123,9 @@ def detect() -> ServerState | None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # a listener, not TIME_WAIT leftovers, means in use
         try:
             s.bind((HOST, port))
         except OSError:

@@ -39,7 +39,7 @@ def _project_files() -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if path and name.split(".")[0] in PROJECT_PACKAGES:
+        if path and (name.split(".")[0] in PROJECT_PACKAGES or name == "__main__"):
             try:
                 st = os.stat(path)
             except OSError:
@@ -145,11 +145,16 @@ def serve(state_dir: Path) -> None:
     server.settimeout(1.0)
     children: set[int] = set()
     while True:
-        while children:  # reap finished children
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+        while children:  # reap finished children, logging what each cost
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
             if pid == 0:
                 break
             children.discard(pid)
+            cpu = usage.ru_utime + usage.ru_stime
+            sys.stderr.write(
+                f"{time.strftime('%H:%M:%S')} pid {pid}: exit {os.waitstatus_to_exitcode(status)}, cpu {cpu:.2f} s\n"
+            )
+            sys.stderr.flush()
         try:
             conn, _ = server.accept()
         except TimeoutError:
