@@ -21,7 +21,7 @@ def _warm_exit_code(argv: list[str]) -> int | None:
         return None
     from flows.local_server import configured_api_url, running, state_dir
 
-    if configured_api_url() or running(timeout=0.5) is None:
+    if configured_api_url() or running(timeout=2.0) is None:
         return None
     from flows.warm_runner import forward
 
