@@ -1,4 +1,5 @@
-"""An existing Dask cluster (`executor.address`) gives the same outputs as the embedded LocalCluster."""
+"""An existing Dask cluster (`executor.address`) gives the same outputs as the embedded LocalCluster, and a node's
+`resources.memory_gb` is matched against what its workers declare."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
+
+from flows.executor import ResourceUnavailableError
 
 NODES = {
     "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.00001}},
@@ -55,7 +58,7 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
                     "1",
                     "--no-dashboard",
                     "--resources",
-                    "CPU=1",
+                    "CPU=1,MEMORY_GB=4",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -78,6 +81,22 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
             tmp_path, NODES, extra={"workdir": str(tmp_path / "external"), "executor": {"address": address}}
         )
         run_all(load(tmp_path / "pipeline.yaml"))
+        external = output_hashes(tmp_path / "external")
+
+        # memory_gb: within what the workers declare it runs (same bytes); beyond it, a clear error, no hang
+        fits = {**NODES, "long": {**NODES["long"], "resources": {"memory_gb": 3}}}
+        too_big = {**NODES, "long": {**NODES["long"], "resources": {"memory_gb": 64}}}
+        for nodes, workdir in ((fits, "fits"), (too_big, "too_big")):
+            write_pipeline(
+                tmp_path, nodes, extra={"workdir": str(tmp_path / workdir), "executor": {"address": address}}
+            )
+            if nodes is fits:
+                run_all(load(tmp_path / "pipeline.yaml"))
+            else:
+                with pytest.raises(ResourceUnavailableError) as info:
+                    run_all(load(tmp_path / "pipeline.yaml"))
+                assert "MEMORY_GB=64" in str(info.value) and "MEMORY_GB=4" in str(info.value), info.value
+                assert "--resources" in str(info.value)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -86,4 +105,5 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    assert embedded and output_hashes(tmp_path / "external") == embedded
+    assert embedded and external == embedded
+    assert output_hashes(tmp_path / "fits") == embedded
