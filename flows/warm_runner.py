@@ -10,9 +10,9 @@ the user's terminal. Ctrl-C in the terminal is forwarded to the child; its exit 
 
 The child is a fresh fork, so nothing leaks from one run into the next. The runner is bypassed (the command runs
 the usual way) whenever its imports could differ from a fresh process's: a project source file changed since it
-started (it then restarts itself with the new code), the command sets Prefect settings of its own (``PREFECT_*``
-variables other than the runner's), or asks for ``-v``. The parent never starts a thread, an event loop or a
-connection before forking.
+started, or a package was installed or removed (it then restarts itself on the new code); the command sets Prefect
+settings of its own (``PREFECT_*`` variables other than the home); or it asks for ``-v``. The parent never starts a
+thread, an event loop or a connection before forking.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def _project_files() -> dict[str, tuple[int, int]]:
 
     for folder in tasks.__path__:
         out[folder] = (os.stat(folder).st_mtime_ns, 0)
+    for folder in sys.path:  # a package installed, upgraded or removed changes its site-packages folder
+        if folder.endswith("site-packages") and os.path.isdir(folder):
+            out[folder] = (os.stat(folder).st_mtime_ns, 0)
     return out
 
 
