@@ -378,7 +378,11 @@ class LMOutput:
 
 
 class GLMForCausalLM(nn.Module):
-    """The GLM-4.5-style causal LM. HF: ``Glm4MoeForCausalLM`` (``model`` + ``lm_head``), plus the MTP layer."""
+    """The GLM-4.5-style causal LM. HF: ``Glm4MoeForCausalLM`` (``model`` + ``lm_head``), plus the MTP layer.
+
+    ``seed``: weights from :meth:`init_weights`; ``None`` leaves them uninitialised (for a state-dict load).
+    ``expert_impl`` / ``attn_impl``: kernels (model/moe.py, module docstring here); ``auto`` picks per device.
+    """
 
     def __init__(
         self,
@@ -417,10 +421,12 @@ class GLMForCausalLM(nn.Module):
 
     @property
     def main_layers(self) -> nn.ModuleList:
+        """The ``num_hidden_layers`` decoder layers (the MTP layer left out)."""
         return self.model.layers[: self.config.num_hidden_layers]
 
     @property
     def mtp_layer(self) -> MTPLayer | None:
+        """``model.layers[num_hidden_layers]`` when the config has one."""
         return (
             self.model.layers[self.config.num_hidden_layers] if self.config.num_nextn_predict_layers else None
         )

@@ -23,9 +23,9 @@ Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted b
   slow at 64 experts).
 - ``bmm``: the slices padded to the largest expert's count, one batched matmul over [E, C, H].
 - ``grouped_mm``: ``F.grouped_mm`` (``torch._grouped_mm`` on older torch) over the sorted rows with expert offsets.
-  One kernel on CUDA; on CPU torch 2.13 it is also the fastest of the three (benchmarks/model_cpu.py, CPU time,
-  one thread, forward + backward: debug 4.6 ms vs loop 5.4 / bmm 5.4; tiny 24 vs 28 / 32; small 427 vs 540 / 685),
-  so ``auto`` picks it wherever the op exists and falls back to ``loop``.
+  One kernel on CUDA; on CPU torch 2.13 it is the fastest of the three or tied with ``loop``
+  (benchmarks/model_cpu.py, CPU time, one thread, forward + backward, best of 7: debug 5.1 ms vs loop 5.8 / bmm 6.4;
+  tiny 28 vs 28 / 32; small 417 vs 544 / 677), so ``auto`` picks it wherever the op exists, else ``loop``.
 """
 
 from __future__ import annotations
