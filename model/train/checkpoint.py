@@ -6,7 +6,8 @@ Layout of ``checkpoint.dir``::
     step00000010/metrics.parquet   the metrics rows up to that step
     latest                   the tag of the last complete checkpoint (written atomically after the tag folder)
 
-A run killed while saving leaves ``latest`` naming the previous complete tag; the half-written folder is rewritten
+Only the newest ``checkpoint.keep`` complete tags stay (:func:`prune`, after ``latest`` moved). A run killed while
+saving leaves ``latest`` naming the previous complete tag; the half-written folder is rewritten
 when that step is saved again. The client state holds the step, the tokens and samples seen, the loader state
 (:meth:`model.train.data.PackedLoader.state_dict`) and a digest of the spec fields that must not change on resume.
 """
@@ -63,3 +64,19 @@ def load(engine: Any, ckpt_dir: str) -> tuple[str, dict[str, Any]] | None:
             f"{ckpt_dir}/{tag}: DeepSpeed could not load this checkpoint; remove it to restart"
         )
     return tag, client
+
+
+def prune(ckpt_dir: str, keep: int) -> list[str]:
+    """Remove all but the newest ``keep`` complete checkpoints (never the one ``latest`` names); returns the
+    removed tags. Call after every rank has finished writing."""
+    import shutil
+
+    current = latest_tag(ckpt_dir)
+    tags = sorted(
+        t for t in os.listdir(ckpt_dir) if t.startswith("step") and os.path.isdir(os.path.join(ckpt_dir, t))
+    )
+    done = [t for t in tags if current is not None and t <= current]
+    old = [t for t in done[: max(0, len(done) - keep)] if t != current]
+    for t in old:
+        shutil.rmtree(os.path.join(ckpt_dir, t), ignore_errors=True)
+    return old

@@ -240,9 +240,11 @@ def run(spec: TrainSpec) -> list[dict]:
     def save(at: int) -> None:
         client = {"step": at, "tokens": tokens, "loader": loader.state_dict(), "spec": _spec_digest(spec)}
         tag = checkpoint.save(engine, ckpt_dir, at, client)
+        dist.barrier()  # every rank's files are in the tag folder
         if rank == 0:
             log.save(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
             checkpoint.mark_latest(ckpt_dir, tag)
+            checkpoint.prune(ckpt_dir, spec.checkpoint.keep)
         dist.barrier()
 
     last = min(spec.steps, spec.stop_after) if spec.stop_after else spec.steps

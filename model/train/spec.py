@@ -76,6 +76,7 @@ class ScheduleSpec(_Spec):
 class CheckpointSpec(_Spec):
     dir: str
     every: int = Field(0, ge=0, description="save every N steps (0: only at the end)")
+    keep: int = Field(2, ge=1, description="complete checkpoints kept (older ones removed after each save)")
     export: str | None = Field(None, description="write the final model as an HF folder here")
 
 

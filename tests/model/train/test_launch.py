@@ -121,5 +121,6 @@ def test_kill_and_resume_is_bit_identical(reference: Path, store: dict, tmp_path
     assert ref.keys() == got.keys()
     for name, t in ref.items():
         assert torch.equal(got[name], t), name
+    assert sorted(p.name for p in ckpt.glob("step*")) == ["step00000004", "step00000006"]  # keep: 2
     strip = [{k: v for k, v in r.items() if k != "tok_s"} for r in _metrics(reference)]
     assert [{k: v for k, v in r.items() if k != "tok_s"} for r in _metrics(spec)] == strip
