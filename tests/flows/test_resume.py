@@ -65,7 +65,7 @@ def _unfinished(workdir: Path) -> tuple[int, str]:
     best = (0, "")
     for out in (workdir / "outputs").glob("*"):
         if not (out / "manifest.json").exists():
-            best = max(best, (len(list((out / "_markers").glob("*.json"))), out.name))
+            best = max(best, (len(list((out / "_markers").glob("part-*.json"))), out.name))  # not total.json
     return best
 
 
