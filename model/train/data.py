@@ -81,6 +81,27 @@ class MicroBatch:
         return sum(sum(lens) for lens in self.doc_lens)
 
 
+def batch_rows_at(
+    samples: int, seq_len: int, global_batch: int, start: int | None, warmup_tokens: int, multiple: int
+) -> int:
+    """Rows in the next global batch after ``samples`` rows were consumed: ``global_batch``, or during a batch
+    warm-up (``start`` rows, growing linearly over ``warmup_tokens`` row tokens, ``model.schedule``) a multiple
+    of ``multiple`` (micro_batch x ranks). A pure function of the samples consumed, so resume reproduces it; a
+    different rank count can round warm-up batches differently."""
+    from model.schedule import batch_tokens_at
+
+    if start is None or warmup_tokens <= 0:
+        return global_batch
+    tokens = batch_tokens_at(
+        samples * seq_len,
+        start=start * seq_len,
+        end=global_batch * seq_len,
+        warmup_tokens=warmup_tokens,
+        multiple=multiple * seq_len,
+    )
+    return tokens // seq_len
+
+
 def position_ids_of(doc_lens: Sequence[int], seq_len: int) -> np.ndarray:
     """[seq_len] int64 positions restarting at 0 at every segment; the padding tail is one more segment."""
     pad = seq_len - int(sum(doc_lens))

@@ -184,7 +184,7 @@ def run(spec: TrainSpec) -> list[dict]:
     from model.muon import set_lr
     from model.schedule import LRSchedule, lr_at, piecewise
     from model.train import checkpoint
-    from model.train.data import PackedLoader
+    from model.train.data import PackedLoader, batch_rows_at
     from model.train.metrics import METRICS_NAME, MetricsLog, read_parquet
 
     if cuda:
@@ -254,7 +254,13 @@ def run(spec: TrainSpec) -> list[dict]:
         set_lr(engine.optimizer, lr)
         mtp_w = piecewise(step, sched.mtp_weight, sched.mtp_boundaries)
         u = piecewise(step, sched.bias_update, sched.bias_boundaries)
-        micro = loader.next_batch(spec.batch.global_batch)
+        rows = batch_rows_at(
+            loader.sample, seq_len, spec.batch.global_batch, spec.batch.warmup_start,
+            spec.batch.warmup_tokens, spec.batch.micro_batch * world,
+        )  # fmt: skip
+        if rows != engine.train_batch_size():
+            engine.set_train_batch_size(rows)
+        micro = loader.next_batch(rows)
         local = [float(sum(mb.n_targets for mb in micro)), float(sum(mb.n_real for mb in micro))]
         n_targets, n_real = _all_sum(local, device)
         sums = [0.0, 0.0, 0.0]
@@ -281,7 +287,7 @@ def run(spec: TrainSpec) -> list[dict]:
             raise FloatingPointError(
                 f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; stopping. The last "
                 f"checkpoint in {ckpt_dir} is kept; lower optim.lr or check the data of samples "
-                f"{loader.sample - spec.batch.global_batch}..{loader.sample - 1}"
+                f"{loader.sample - rows}..{loader.sample - 1}"
             )
         vios = module.update_router_biases(u)
         step += 1
@@ -289,7 +295,7 @@ def run(spec: TrainSpec) -> list[dict]:
         elapsed = time.perf_counter() - started
         log.add(
             {
-                "step": step, "samples": loader.sample, "tokens": tokens, "loss": loss,
+                "step": step, "samples": loader.sample, "batch": rows, "tokens": tokens, "loss": loss,
                 "mtp_loss": mtp_loss, "aux_loss": aux_loss, "lr": lr, "grad_norm": grad_norm,
                 "max_vio": max(vios.values(), default=0.0), "tok_s": n_real / max(elapsed, 1e-9),
             }

@@ -2,8 +2,8 @@
 stream them) and written whole to ``metrics.parquet`` at each checkpoint and at the end (atomically).
 
 Columns: ``step`` (optimizer steps done), ``samples`` and ``tokens`` (rows and non-padding tokens consumed over all
-ranks), ``loss`` (the language-model loss, mean over the global batch's target tokens), ``mtp_loss``, ``aux_loss``,
-``lr``, ``grad_norm`` (of the raw gradients, before clipping), ``max_vio`` (largest MaxVio over the MoE layers),
+ranks), ``batch`` (rows in this step's global batch), ``loss`` (the language-model loss, mean over the global
+batch's target tokens), ``mtp_loss``, ``aux_loss``, ``lr``, ``grad_norm`` (of the raw gradients, before clipping), ``max_vio`` (largest MaxVio over the MoE layers),
 ``tok_s`` (non-padding tokens per second of this step, all ranks). A resumed run starts from the rows saved with its
 checkpoint, so the file reads as if the run had never stopped (except ``tok_s``, which is measured).
 """
@@ -20,6 +20,7 @@ SCHEMA = pa.schema(
     [
         ("step", pa.int64()),
         ("samples", pa.int64()),
+        ("batch", pa.int64()),
         ("tokens", pa.int64()),
         ("loss", pa.float64()),
         ("mtp_loss", pa.float64()),

@@ -54,6 +54,16 @@ class DataSpec(_Spec):
 class BatchSpec(_Spec):
     global_batch: int = Field(8, ge=1, description="rows per optimizer step, over all ranks")
     micro_batch: int = Field(1, ge=1, description="rows per forward pass on one rank")
+    warmup_start: int | None = Field(None, ge=1, description="rows per step at the start of a batch warm-up")
+    warmup_tokens: int = Field(0, ge=0, description="row tokens over which the batch grows to global_batch")
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSpec:
+        if self.warmup_start is not None and self.warmup_start > self.global_batch:
+            raise ValueError(
+                f"batch.warmup_start {self.warmup_start} exceeds batch.global_batch {self.global_batch}"
+            )
+        return self
 
 
 class OptimSpec(OptimConfig):

@@ -9,7 +9,7 @@ import torch
 
 from model.config import model_config
 from model.glm import GLMForCausalLM
-from model.train.data import IGNORE, PackedLoader, labels_of, position_ids_of, shard_files
+from model.train.data import IGNORE, PackedLoader, batch_rows_at, labels_of, position_ids_of, shard_files
 
 
 def test_positions_and_labels_follow_doc_lens() -> None:
@@ -65,3 +65,15 @@ def test_resume_at_the_exact_sample(store: dict) -> None:
     d = PackedLoader(files[:1], seed=1, micro_batch=1)
     with pytest.raises(ValueError, match="other data"):
         d.load_state_dict(state)
+
+
+def test_batch_warmup_rows() -> None:
+    sizes, samples = [], 0
+    while True:
+        rows = batch_rows_at(samples, 64, 16, 4, 64 * 40, 2)
+        sizes.append(rows)
+        samples += rows
+        if rows == 16:
+            break
+    assert sizes[0] == 4 and sizes == sorted(sizes) and all(r % 2 == 0 for r in sizes) and len(sizes) > 3
+    assert batch_rows_at(0, 64, 16, None, 0, 2) == 16
