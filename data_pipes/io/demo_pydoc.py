@@ -82,12 +82,15 @@ def render_pydoc_pages(items: list[DemoItem], timeout_s: float = 3600.0) -> list
     """One record per ``pydoc_html`` item, in order, all rendered by one clean interpreter."""
     if not items:
         return []
+    # the loader's search path only decides whether the interpreter can start (a Python built with a shared
+    # libpython outside the default folders); it is not module state a page could show
+    loader = {k: os.environ[k] for k in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH") if k in os.environ}
     proc = subprocess.run(
         [sys.executable, "-I", pydoc_child.__file__],
         input=json.dumps([item.key for item in items]),
         capture_output=True,
         text=True,
-        env=CLEAN_ENV,
+        env={**CLEAN_ENV, **loader},
         cwd="/",
         timeout=timeout_s,
         check=False,
