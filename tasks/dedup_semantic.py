@@ -29,6 +29,7 @@ from pydantic import Field
 from data_pipes.dedup.semdedup_model import ModelNotFoundError, model_identity, resolve_model_path
 from data_pipes.dedup.semdedup_run import DEFAULT_SWEEP, SemDedupConfig
 from data_pipes.dedup.semdedup_sweep import cluster_size_table, removed_mask, sweep_png, sweep_table
+from data_pipes.io.atomic import atomic_path
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
@@ -70,9 +71,8 @@ def config_of(params: SemDedupParams, seed: int) -> SemDedupConfig:
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 class _EmbedTask:
@@ -109,9 +109,8 @@ class _ScoreTask:
             rank = np.load(os.path.join(self.work, "rank.npz"))
             emb = np.load(os.path.join(self.work, "embeddings.npy"), mmap_mode="r")
             idx, best, dup = score_clusters(emb, rank["order"], rank["bounds"], clusters)
-            tmp = f"{out}.tmp-{os.getpid()}.npz"
-            np.savez(tmp, idx=idx, best=best, dup=dup)
-            os.replace(tmp, out)
+            with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, idx=idx, best=best, dup=dup)
         return out
 
 
@@ -189,9 +188,8 @@ class DedupSemantic(Kind):
                 labels, distance = km.labels.cpu().numpy(), km.distance.cpu().numpy()
             else:
                 labels, distance = np.zeros(0, np.int64), np.zeros(0, np.float32)
-            tmp = f"{km_file}.tmp-{os.getpid()}.npz"
-            np.savez(tmp, labels=labels, distance=distance)
-            os.replace(tmp, km_file)
+            with atomic_path(km_file) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, labels=labels, distance=distance)
         km_data = np.load(km_file)
         labels, distance = km_data["labels"], km_data["distance"]
         iterations(cfg.kmeans_iters, cfg.kmeans_iters)
@@ -200,9 +198,8 @@ class DedupSemantic(Kind):
         t0 = time.perf_counter()
         keys = random_keys(ids, cfg.seed) if cfg.keep == "random" else None
         order, bounds = rank_order(labels, distance, cfg.keep, keys)
-        tmp = os.path.join(work, f"rank.tmp-{os.getpid()}.npz")
-        np.savez(tmp, order=order, bounds=bounds)
-        os.replace(tmp, os.path.join(work, "rank.npz"))
+        with atomic_path(os.path.join(work, "rank.npz")) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, order=order, bounds=bounds)
         scores = np.full(n, -np.inf, dtype=np.float32)
         dup = np.full(n, -1, dtype=np.int64)
         groups = _groups(bounds) if n else []
