@@ -118,7 +118,7 @@ def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
 def _as_matrices(t: torch.Tensor, name: str) -> torch.Tensor:
     """View of a Muon parameter (or its update) as a batch of the matrices Muon treats separately."""
     if t.ndim == 2:
-        return t
+        return t[None]  # [1, A, B]
     if name.endswith("gate_up_proj"):  # [E, 2I, H] -> [2E, I, H]: gate and up of every expert separately
         e, two_i, h = t.shape
         return t.reshape(e * 2, two_i // 2, h)
@@ -155,30 +155,42 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def _muon_group(self, group: dict) -> None:
         lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
+        params, updates = [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            buf = state["momentum_buffer"]
-            buf.mul_(beta).add_(p.grad)
-            update = p.grad.add(buf, alpha=beta) if group["nesterov"] else buf
             if p.ndim < 2:
                 raise ValueError(
                     f"Muon got a parameter of shape {tuple(p.shape)}: it orthogonalises whole matrices. A flat "
                     "1-D tensor here means ZeRO-1/2 partitioned the parameters (DeepSpeed hands flat shards to the "
                     "client optimizer); run MuonAdamW with ZeRO stage 0, or put 1-D tensors in an AdamW group"
                 )
-            name = self.param_names.get(id(p), "")
-            mats = newton_schulz(_as_matrices(update, name), group["ns_steps"])  # [n, A, B]
-            scale = group["update_rms"] * math.sqrt(max(mats.shape[-2], mats.shape[-1]))
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buf = state["momentum_buffer"]
+            buf.mul_(beta).add_(p.grad)
+            update = p.grad.add(buf, alpha=beta) if group["nesterov"] else buf
+            params.append(p)
+            updates.append(_as_matrices(update, self.param_names.get(id(p), "")))  # [n, A, B]
+        # one Newton-Schulz call per matrix shape: the attention projections of all layers, every expert's halves...
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, mats in enumerate(updates):
+            by_shape.setdefault(tuple(mats.shape[-2:]), []).append(i)
+        for (rows, cols), idx in by_shape.items():
+            ortho = newton_schulz(torch.cat([updates[i] for i in idx]), group["ns_steps"])  # [sum n, A, B]
+            scale = group["update_rms"] * math.sqrt(max(rows, cols))
+            outs = ortho.split([updates[i].shape[0] for i in idx])
+            ps = [params[i] for i in idx]
             if wd:
-                p.mul_(1 - lr * wd)
-            p.add_(mats.reshape(p.shape), alpha=-lr * scale)
+                torch._foreach_mul_(ps, 1 - lr * wd)
+            torch._foreach_add_(
+                ps, [o.reshape(p.shape) for o, p in zip(outs, ps, strict=True)], alpha=-lr * scale
+            )
 
     def _adamw_group(self, group: dict) -> None:
         lr, wd, (beta1, beta2), eps = group["lr"], group["weight_decay"], group["betas"], group["eps"]
+        params, grads, ms, vs, bc1, bc2 = [], [], [], [], [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -188,13 +200,24 @@ class MuonAdamW(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["step"] += 1
-            m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-            m.lerp_(p.grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            denom = (v / (1 - beta2**t)).sqrt_().add_(eps)
-            if wd:
-                p.mul_(1 - lr * wd)
-            p.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
+            params.append(p)
+            grads.append(p.grad)
+            ms.append(state["exp_avg"])
+            vs.append(state["exp_avg_sq"])
+            bc1.append(1 - beta1 ** state["step"])
+            bc2.append(1 - beta2 ** state["step"])
+        if not params:
+            return
+        # decoupled AdamW as torch's (same formulas), with foreach kernels over the whole group
+        torch._foreach_lerp_(ms, grads, 1 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+        denom = torch._foreach_div(vs, bc2)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+        if wd:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_addcdiv_(params, ms, denom, [-lr / b for b in bc1])
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
