@@ -23,6 +23,7 @@ verifier uses; ``run_python`` is the general one (the agent's ``python`` tool).
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import select
@@ -50,6 +51,10 @@ from data_pipes.reasoning.sandbox_seccomp import filter_fd
 __all__ = ["STATUSES", "SandboxResult", "SandboxUnavailable", "run_code_tests", "run_python"]
 
 BOOT_SOURCE = Path(__file__).with_name("sandbox_boot.py").read_text(encoding="utf-8")
+# the bootstrap goes in compiled (marshal, for this very interpreter: the probe checked the sandbox runs it), so
+# no run spends milliseconds compiling it again; the loader pops it off argv before it runs
+BOOT_CODE = marshal.dumps(compile(BOOT_SOURCE, "sandbox_boot.py", "exec", optimize=2)).hex()
+BOOT_LOADER = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "forbidden")
 HARNESS = "\n\n{tests}\n\nif 'check' in globals() and {entry!r}:\n    check(globals()[{entry!r}])\n"
 CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)[,\s}]')
@@ -166,7 +171,7 @@ def _execute(
         fds.append(seccomp)
     try:
         argv = command(
-            [sys.executable, *flags, "-c", BOOT_SOURCE, *config_args(cfg)],
+            [sys.executable, *flags, "-c", BOOT_LOADER, BOOT_CODE, *config_args(cfg)],
             env,
             uid,
             disk_mb * 1024 * 1024,
