@@ -152,6 +152,19 @@ ATTACKS = [
         ("FileNotFoundError",),
     ),
     Attack(
+        "a new user namespace through bwrap",
+        "import subprocess, sys\nsubprocess.run(['/usr/bin/bwrap', '--unshare-user', '--ro-bind', '/', '/', sys.executable,"
+        " '-c', 'print(1)'], check=True)",
+        ("error",),
+        ("CalledProcessError", "FileNotFoundError"),
+    ),
+    Attack(
+        "a new user namespace through unshare",
+        LIBC + "r = libc.unshare(0x10000000)  # CLONE_NEWUSER\n" + RAISE,
+        ("error",),
+        ("Operation not permitted",),
+    ),
+    Attack(
         "write outside (host folder)",
         "open(@OUTSIDE@ + '/pwned', 'w').write('x')",
         ("error",),
