@@ -76,3 +76,22 @@ def test_record_without_assistant_stops_before_training(store: dict, tmp_path: P
     assert done.returncode != 0
     assert f"{chat} row 2: record 'r-agent' has no assistant turn" in done.stderr
     assert not (tmp_path / "ckpt" / "metrics.parquet").exists()
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(store: dict, tmp_path: Path) -> None:
+    spec = {
+        "model": {"flavour": "debug"},
+        "data": {"shards": [str(store["packed"])], "tokenizer": str(store["tokenizer"])},
+        "batch": {"global_batch": 2, "micro_batch": 1},
+        "optim": {"name": "adamw", "lr": 1e30, "clip": 0},
+        "schedule": {"floor": 0},
+        "steps": 6,
+        "checkpoint": {"dir": str(tmp_path / "ckpt"), "every": 1},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    done = _main(path)
+    assert done.returncode != 0
+    assert "FloatingPointError: step 2: loss nan" in done.stderr and "last checkpoint" in done.stderr
+    assert (tmp_path / "ckpt" / "latest").read_text() == "step00000001"
