@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -132,6 +133,10 @@ class RunArtifacts:
     (written into the manifests of the nodes it computes, so that later cached runs can point back to it)."""
 
     def __init__(self, pipeline: str, store_root: str, overrides: Sequence[str] | None) -> None:
+        # cached nodes' artifacts are written off the critical path: a fully cached run of 34 nodes would
+        # otherwise wait for 34 API writes one dependency level at a time
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="arcflow-artifacts")
+        self._pending: list[Future[None]] = []
         self.overrides = list(overrides or [])
         self.label = artifact_label(store_root, self.overrides)
         self.prefix = f"{pipeline}-{self.label}"
@@ -162,6 +167,23 @@ class RunArtifacts:
         )
 
     def publish_cached(self, node: str, manifest: dict[str, Any]) -> None:
+        """Queue the cached node's markdown (written in the background, in this task's Prefect context, so it
+        belongs to this task run); ``close`` waits for it."""
+        context = contextvars.copy_context()
+        self._pending.append(self._pool.submit(context.run, self._publish_cached, node, manifest))
+
+    def close(self) -> list[str]:
+        """Wait for the queued artifacts; returns the errors of those that could not be written."""
+        errors = []
+        for future in self._pending:
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - a lost artifact must not fail a run that succeeded
+                errors.append(f"{type(exc).__name__}: {exc}")
+        self._pool.shutdown(wait=True)
+        return errors
+
+    def _publish_cached(self, node: str, manifest: dict[str, Any]) -> None:
         run = manifest.get("run") or {}
         link = flow_run_link(run.get("flow_run_id"))
         create_markdown_artifact(

@@ -161,7 +161,8 @@ def run_with_engine(
                 raise NodeFailedError(f"node(s) failed: {', '.join(failed)}")
     finally:
         _ENGINES.pop(run_key, None)
-        _ARTIFACTS.pop(run_key, None)
+        for error in _ARTIFACTS.pop(run_key).close():
+            print(f"warning: an artifact could not be written: {error}")
         engine.close()
     return results
 

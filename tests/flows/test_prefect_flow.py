@@ -140,6 +140,11 @@ def test_rerun_is_cached_and_nodes_publish_artifacts(tmp_path: Path, client: Syn
         f"{prefix}-pages-summary": "markdown",
         f"{prefix}-long-enough-summary": "markdown",
     }
+    # written in the background, yet attached to the node's own task run
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[second_id])))
+    ids = {r.name: r.id for r in runs}
+    assert arts[f"{prefix}-long-enough-summary"].task_run_id == ids["long_enough"]
+    assert arts[f"{prefix}-pages-summary"].task_run_id == ids["pages"]
     reused = arts[f"{prefix}-long-enough-summary"].data
     started = kept["timings"]["started_at"]
     assert reused.startswith("# long_enough (filter): reused")
