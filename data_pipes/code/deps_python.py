@@ -8,6 +8,10 @@ itself. Relative imports (``from .. import x``) start from the importing file's 
 its most specific module only: the parent packages' ``__init__.py`` files that Python also runs are not
 edges (they usually import their submodules, which would make every package a cycle). A file that does not
 parse has no imports.
+
+Imports under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) never run: they are *type-only* edges, weaker
+than runtime ones, and lose when the order must break a cycle (``python_import_kinds``). A module imported
+both ways is a runtime edge.
 """
 
 from __future__ import annotations
@@ -60,18 +64,45 @@ def _package_dir(path: str, level: int) -> str | None:
     return folder
 
 
-def python_imports(path: str, text: str, index: RepoIndex) -> set[str]:
-    """Repository files that the Python file ``path`` imports."""
+RUNTIME, TYPE_ONLY = "runtime", "type"
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def _imports(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement of ``tree`` with whether it sits under ``if TYPE_CHECKING:``."""
+    out: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, typed = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append((node, typed))
+            continue
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend((child, True) for child in node.body)
+            stack.extend((child, typed) for child in node.orelse)
+            continue
+        stack.extend((child, typed) for child in ast.iter_child_nodes(node))
+    return out
+
+
+def python_import_kinds(path: str, text: str, index: RepoIndex) -> dict[str, str]:
+    """Repository files that the Python file ``path`` imports: ``{file: "runtime" | "type"}``."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return set()
+        return {}
     roots = source_roots(index)
-    found: set[str | None] = set()
-    for node in ast.walk(tree):
+    kinds: dict[str, str] = {}
+    for node, typed in _imports(tree):
+        found: set[str | None] = set()
         if isinstance(node, ast.Import):
             found.update(_absolute(index, roots, alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
+        else:
             module = node.module or ""
             if node.level:
                 base = _package_dir(path, node.level)
@@ -83,6 +114,12 @@ def python_imports(path: str, text: str, index: RepoIndex) -> set[str]:
             for alias in node.names:
                 sub = f"{module}.{alias.name}" if module else alias.name
                 found.add((alias.name != "*" and resolve(sub)) or resolve(module))
-    found.discard(None)
-    found.discard(path)
-    return found  # type: ignore[return-value]
+        for dep in found:
+            if dep is not None and dep != path and kinds.get(dep) != RUNTIME:
+                kinds[dep] = TYPE_ONLY if typed else RUNTIME
+    return kinds
+
+
+def python_imports(path: str, text: str, index: RepoIndex) -> set[str]:
+    """Repository files that the Python file ``path`` imports (runtime and type-only)."""
+    return set(python_import_kinds(path, text, index))

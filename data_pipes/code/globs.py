@@ -1,47 +1,43 @@
-"""Include / exclude globs over ``/``-separated paths inside a repository.
+"""Include / exclude patterns over ``/``-separated paths inside a repository, with ``.gitignore`` semantics.
 
-``*`` and ``?`` stay inside one path segment, ``**`` spans segments (``**/`` may match nothing). As in
-``.gitignore``, a pattern without ``/`` is matched against the file name alone (``*.min.js`` anywhere).
+Patterns are read by ``pathspec``'s ``GitIgnoreSpec`` (the rules git itself applies, including its edge
+cases), so what a user writes in a ``.gitignore`` works here the same way:
+
+* a pattern without a ``/`` (other than a trailing one) matches at any depth: ``*.min.js``, ``*.[ch]``;
+* a trailing ``/`` matches a folder and everything below it: ``vendor/``, ``node_modules/``;
+* a ``/`` at the start or in the middle anchors the pattern to the repository root: ``/build``, ``docs/*.md``;
+* ``*``, ``?`` and ``[...]`` stay inside one path segment, ``**`` spans segments;
+* ``!pattern`` re-includes what an earlier pattern of the same list matched.
+
+A path is selected when ``include`` is empty or matches it, and ``exclude`` does not.
 """
 
 from __future__ import annotations
 
 import functools
-import posixpath
-import re
 from collections.abc import Sequence
+
+import pathspec
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
+def compile_patterns(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    """The compiled spec of ``patterns``; a malformed pattern raises ``ValueError`` naming it."""
+    for p in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([p])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid include/exclude pattern {p!r}: {exc}") from exc
+    return pathspec.GitIgnoreSpec.from_lines(list(patterns))
 
 
 def glob_match(path: str, pattern: str) -> bool:
     """Whether ``path`` matches ``pattern`` (see the module docstring)."""
-    target = path if "/" in pattern else posixpath.basename(path)
-    return _compile(pattern.lstrip("/")).match(target) is not None
+    return compile_patterns((pattern,)).match_file(path)
 
 
 def selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """True when ``path`` matches one of ``include`` (or ``include`` is empty) and none of ``exclude``."""
-    if include and not any(glob_match(path, p) for p in include):
+    """True when ``path`` matches ``include`` (or ``include`` is empty) and does not match ``exclude``."""
+    if include and not compile_patterns(tuple(include)).match_file(path):
         return False
-    return not any(glob_match(path, p) for p in exclude)
+    return not (exclude and compile_patterns(tuple(exclude)).match_file(path))

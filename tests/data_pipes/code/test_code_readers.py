@@ -26,6 +26,23 @@ def test_globs() -> None:
     )
 
 
+def test_globs_have_gitignore_semantics() -> None:
+    # the patterns docs/CODE_CONTRACT.md promises, as .gitignore reads them
+    assert (
+        glob_match("src/x.c", "*.[ch]") and glob_match("x.h", "*.[ch]") and not glob_match("x.cc", "*.[ch]")
+    )
+    assert glob_match("vendor/x/y.go", "vendor/") and glob_match("a/vendor/y.go", "vendor/")
+    assert not glob_match("vendorx/y.go", "vendor/") and not glob_match("vendor", "vendor/")
+    assert glob_match("web/node_modules/left-pad/index.js", "node_modules/")
+    assert glob_match("build/a.o", "/build") and not glob_match("src/build/a.o", "/build")
+    assert glob_match("docs/a.md", "docs/*.md") and not glob_match("x/docs/a.md", "docs/*.md")
+    assert not selected("third_party/lib.c", [], ["third_party/", "!third_party/keep.c"])
+    assert selected("third_party/keep.c", [], ["third_party/*", "!third_party/keep.c"])
+    assert selected("src/a.rs", ["*.rs", "*.py"], ["vendor/"]) and not selected(
+        "vendor/a.rs", ["*.rs"], ["vendor/"]
+    )
+
+
 def test_languages() -> None:
     assert language_of("a/b.PY") == "python" and language_of("Makefile") == "makefile"
     assert language_of("x.unknownext") is None and language_of(".bashrc") is None
