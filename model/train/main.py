@@ -208,7 +208,7 @@ def run(spec: TrainSpec) -> list[dict]:
 
     ckpt_dir = spec.checkpoint.dir
     metrics_path = spec.metrics or os.path.join(ckpt_dir, METRICS_NAME)
-    step, tokens, rows = 0, 0, []
+    step, tokens, saved_rows = 0, 0, []
     resumed = checkpoint.load(engine, ckpt_dir)
     if resumed is not None:
         tag, client = resumed
@@ -219,8 +219,8 @@ def run(spec: TrainSpec) -> list[dict]:
             )
         step, tokens = int(client["step"]), int(client["tokens"])
         loader.load_state_dict(client["loader"])
-        rows = read_parquet(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
-    log = MetricsLog(metrics_path, rows, active=rank == 0)
+        saved_rows = read_parquet(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
+    log = MetricsLog(metrics_path, saved_rows, active=rank == 0)
     if rank == 0:
         for note in notes:
             print(f"[train] {note}", flush=True)
