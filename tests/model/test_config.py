@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import FLAVOURS, ModelConfig, from_hf, model_config, param_counts, to_hf
+from model.config import FLAVOURS, ModelConfig, flops_per_token, from_hf, model_config, param_counts, to_hf
 from model.glm import GLMForCausalLM
 
 # A valid changed value for every size field of the debug flavour (checked against the built model below).
@@ -132,3 +132,17 @@ def test_bad_names_and_shapes_are_clear() -> None:
         model_config("debug", num_key_value_heads=3)
     with pytest.raises(ValueError, match="exceeds n_routed_experts"):
         model_config("debug", num_experts_per_tok=9)
+
+
+def test_active_params_and_flops_match_the_built_model() -> None:
+    cfg = model_config("debug")
+    model = GLMForCausalLM(cfg)
+    counts = param_counts(cfg)
+    experts = [layer.mlp.experts for layer in model.model.layers if layer.is_moe]
+    idle = sum(e.gate_up_proj.numel() + e.down_proj.numel() for e in experts)
+    idle = idle * (cfg.n_routed_experts - cfg.num_experts_per_tok) // cfg.n_routed_experts
+    assert counts["active"] == sum(p.numel() for p in model.parameters()) - idle
+    mtp_attn_layers = cfg.num_hidden_layers + 1
+    attention = 6 * mtp_attn_layers * 2 * cfg.num_attention_heads * cfg.head_dim * 1024 / 2
+    expected = 6 * (counts["active"] - model.model.embed_tokens.weight.numel()) + attention
+    assert flops_per_token(cfg, 1024) == pytest.approx(expected)
