@@ -97,7 +97,10 @@ def test_every_png_report_builder_is_covered() -> None:
     used = set()
     for path in sorted((ROOT / "tasks").glob("*.py")):
         used |= set(re.findall(r"\b(\w+_png)\(", path.read_text()))
-    assert used == COVERED
+    assert used == COVERED, (
+        f"PNG builders used by kinds: {sorted(used)}; checked here: {sorted(COVERED)}. Add a figure for each new "
+        "one to report_figures() (and its name to COVERED), so its plot is checked for clipping too"
+    )
 
 
 def test_report_figures_fit_their_canvas() -> None:
