@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.engine import PROGRESS_HOOKS
-from flows.prefect_artifacts import NodeProgress, artifact_key, artifact_label
+from flows.prefect_artifacts import NodeProgress, artifact_key, artifact_label, pipeline_name_of, run_name
 from flows.prefect_flow import arcflow_pipeline
 from flows.reports import counts_table
 from tasks.base import ProgressEvent
@@ -287,6 +287,31 @@ def test_a_silent_phase_still_updates_its_progress(client: SyncPrefectClient) ->
     (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": [key]}))
     assert art.data == 25.0  # phase 2 of 4, nothing of it done yet
     assert re.fullmatch(r"n: k-means 0/20 iterations \(phase 2 of 4\) · \d+ s in this phase", art.description)
+
+
+def test_run_names_read_the_pipeline_name_without_parsing(tmp_path: Path) -> None:
+    cases = {
+        "plain": "# a comment\nname: arcflow-demo\nnodes: {}\n",
+        "quoted": 'name: "my pipe"   # trailing comment\n',
+        "single": "workdir: x\nname: 'single'\n",
+        "nested": "nodes:\n  a:\n    name: not-this\n",
+    }
+    names = {}
+    for case, text in cases.items():
+        folder = tmp_path / f"folder-{case}"
+        folder.mkdir()
+        (folder / "pipeline.yaml").write_text(text)
+        names[case] = pipeline_name_of(str(folder / "pipeline.yaml"))
+    assert names == {
+        "plain": "arcflow-demo",
+        "quoted": "my pipe",
+        "single": "single",
+        "nested": "folder-nested",
+    }
+    assert pipeline_name_of(str(tmp_path / "missing" / "pipeline.yaml")) == "missing"
+    assert run_name("p", from_node="a", to_node="b,c", force=True) == "p · --from a --to b,c --force"
+    long = run_name("p", overrides=["nodes.x.params.expr=" + "y" * 200])
+    assert len(long) == len("p · ") + 120 and long.endswith("…")
 
 
 def test_artifact_keys_are_valid_and_keep_their_suffix() -> None:
