@@ -34,7 +34,7 @@ from flows.reports import counts_table, reports_markdown, reused_markdown, summa
 from tasks.base import ProgressEvent
 
 THROTTLE_S = 2.0  # at most one progress update per node per this many seconds (phase ends always go through)
-HEARTBEAT_S = 10.0  # a node that reported nothing new for this long says so again, with the time in its phase
+HEARTBEAT_S = 5.0  # a node that reported nothing new for this long says so again, with the time in its phase
 MAX_KEY = 100
 
 
