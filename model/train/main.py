@@ -98,6 +98,30 @@ def _prepare_data(spec: TrainSpec, cfg: Any) -> tuple[list[str], int, list[str]]
     return files, seq_len, notes
 
 
+def _model_config(spec: TrainSpec) -> Any:
+    """The flavour's config with the overrides; with ``init_from``, the parent checkpoint's config with them (e.g.
+    midtraining's longer positions and larger RoPE base), the flavour name then only labels messages."""
+    from model.config import ModelConfig, model_config
+
+    if not spec.model.init_from:
+        return model_config(spec.model.flavour, **spec.model.overrides)
+    from transformers import AutoConfig
+
+    from model.config import from_hf
+
+    if not os.path.isfile(os.path.join(spec.model.init_from, "config.json")):
+        raise FileNotFoundError(
+            f"model.init_from {spec.model.init_from}: no config.json here; give the HF folder a stage exported"
+        )
+    parent = from_hf(AutoConfig.from_pretrained(spec.model.init_from, local_files_only=True))
+    unknown = sorted(set(spec.model.overrides) - set(ModelConfig.model_fields))
+    if unknown:
+        raise ValueError(
+            f"model.overrides: unknown field(s) {unknown}; valid fields are {sorted(ModelConfig.model_fields)}"
+        )
+    return ModelConfig(**{**parent.model_dump(), **spec.model.overrides})
+
+
 def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
     """The model in the spec's precision. bf16 (GPU) casts the parameters, routers stay fp32 (as HF keeps them);
     fp32 on CUDA uses SDPA, since the varlen (flash) kernel takes only half precision."""
@@ -180,7 +204,6 @@ def run(spec: TrainSpec) -> list[dict]:
     if not cuda:
         _skip_op_builds()
 
-    from model.config import model_config
     from model.muon import set_lr
     from model.schedule import LRSchedule, lr_at, piecewise
     from model.train import checkpoint
@@ -192,7 +215,7 @@ def run(spec: TrainSpec) -> list[dict]:
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
-    cfg = model_config(spec.model.flavour, **spec.model.overrides)
+    cfg = _model_config(spec)
     files, seq_len, notes = _first_error(_prepare_data, spec, cfg)
     loader = PackedLoader(
         files, seed=spec.data.seed, micro_batch=spec.batch.micro_batch, rank=rank, world=world,

@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from model.export import load_hf
 from model.train.chat import record_messages, render_chat
 
 from .conftest import chat_records, write_chat
@@ -65,6 +66,24 @@ def test_sft_trains_and_exports(store: dict, tmp_path: Path) -> None:
     )
     out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == prompt["input_ids"].shape[1] + 4 and out.dtype == torch.long
+    # a next stage starts from the exported folder, with a larger RoPE base (midtraining's override)
+    mid = {
+        "model": {"flavour": "debug", "init_from": str(tmp_path / "hf"), "overrides": {"rope_theta": 1e6}},
+        "data": {"shards": [str(store["packed"])], "tokenizer": str(store["tokenizer"])},
+        "batch": {"global_batch": 1, "micro_batch": 1},
+        "optim": {"name": "adamw", "lr": 1e-30},
+        "schedule": {"floor": 0, "bias_update": [0.0]},
+        "steps": 1,
+        "checkpoint": {"dir": str(tmp_path / "mid"), "export": str(tmp_path / "hf2")},
+    }
+    (tmp_path / "mid.json").write_text(json.dumps(mid))
+    done = _main(tmp_path / "mid.json")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads((tmp_path / "hf2" / "config.json").read_text())["rope_parameters"]["rope_theta"] == 1e6
+    before, after = load_hf(tmp_path / "hf").state_dict(), load_hf(tmp_path / "hf2").state_dict()
+    assert before.keys() == after.keys()
+    for name, t in before.items():  # a 1e-30 step leaves the parent's weights as they were
+        assert torch.equal(after[name], t), name
 
 
 @pytest.mark.slow
