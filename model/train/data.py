@@ -268,6 +268,21 @@ class PackedLoader:
             rows,
         )
 
+    def consumed(self) -> list[dict[str, object]]:
+        """Per shard file: its rows and how many samples the run drew from it so far (all epochs), the record a
+        stage keeps of what it trained on."""
+        n, k = len(self.rows), len(self.rows.files)
+        full, rem = divmod(self.sample, n)
+        counts = np.asarray(self.rows.counts, dtype=np.int64) * full
+        if rem:
+            rows = np.array([self.row_of(full * n + i) for i in range(rem)], dtype=np.int64)
+            shard = np.searchsorted(self.rows.offsets, rows, side="right") - 1
+            counts = counts + np.bincount(shard, minlength=k)
+        return [
+            {"file": f, "rows": int(r), "samples": int(c)}
+            for f, r, c in zip(self.rows.files, self.rows.counts, counts.tolist(), strict=True)
+        ]
+
     # ---- resume --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, object]:
         return {

@@ -14,7 +14,8 @@ ranks, so the weight is multiplied by the world size (and gradient-accumulation 
 raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients before Muon; DeepSpeed's at ZeRO 1/2,
 AdamW only), the optimizer step with the learning rate of ``model/schedule.py``, then the loss-free balance
 update of the router biases (load counts all-reduced over ranks). A non-finite loss stops the run naming the step;
-the last checkpoint is left as it was.
+the last checkpoint is left as it was. At the end, ``consumed.json`` in the checkpoint folder says how many samples
+were drawn from each shard file.
 
 CPU: ``DS_ACCELERATOR=cpu`` and gloo (set here when no GPU is visible). Plain ``python -m model.train.main spec``
 without a launcher runs one rank.
@@ -328,8 +329,12 @@ def run(spec: TrainSpec) -> list[dict]:
     if step >= spec.steps:
         if checkpoint.latest_tag(ckpt_dir) != checkpoint.tag_of(step):
             save(step)
-        if spec.checkpoint.export and rank == 0:
-            _export(spec, module)
+        if rank == 0:
+            if spec.checkpoint.export:
+                _export(spec, module)
+            consumed = {"samples": loader.sample, "epochs": loader.epoch(), "shards": loader.consumed()}
+            with open(os.path.join(ckpt_dir, "consumed.json"), "w", encoding="utf-8") as fh:
+                json.dump(consumed, fh, indent=1)
         log.save()
     dist.barrier()
     return log.rows if rank == 0 else []

@@ -59,6 +59,11 @@ def test_resume_at_the_exact_sample(store: dict) -> None:
     b.load_state_dict(state)
     got = [mb.samples for mb in b.next_batch(5)] + [mb.samples for mb in b.next_batch(4)]
     assert got == expected and got[0] == [3]
+    drawn = b.consumed()
+    assert [d["file"] for d in drawn] == files and sum(d["samples"] for d in drawn) == b.sample == 12
+    b.sample = 3 * len(b.rows) + 1  # three epochs and one sample
+    assert [d["samples"] for d in b.consumed()][0] in (3 * drawn[0]["rows"], 3 * drawn[0]["rows"] + 1)
+    assert sum(d["samples"] for d in b.consumed()) == 3 * len(b.rows) + 1
     c = PackedLoader(files, seed=2, micro_batch=1)
     with pytest.raises(ValueError, match="seed 1"):
         c.load_state_dict(state)

@@ -53,6 +53,8 @@ def test_sft_trains_and_exports(store: dict, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     rows = pq.read_table(tmp_path / "ckpt" / "metrics.parquet").to_pylist()
     assert [r["step"] for r in rows] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in rows)
+    consumed = json.loads((tmp_path / "ckpt" / "consumed.json").read_text())
+    assert consumed["samples"] == 6 and sum(s["samples"] for s in consumed["shards"]) == 6
     sft = pq.read_table(tmp_path / "ckpt" / "sft_rows" / "part-00000.parquet")
     assert sorted(i for row in sft.column("doc_ids").to_pylist() for i in row) == sorted(
         r["id"] for r in records
