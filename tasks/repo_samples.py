@@ -24,14 +24,16 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from data_pipes.code.repo_order import dependency_order, language_of
+from data_pipes.code.languages import language_of as code_language
+from data_pipes.code.repo_order import dependency_edges, split_edges, topological_order
 from data_pipes.code.repo_order_samples import Member, render_parts
 from data_pipes.io.records import dump_meta, make_id
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
-OUT_COLUMNS = ("id", "text", "source", "url", "lang", "meta", "member_ids")
+OUT_COLUMNS = ("id", "text", "source", "url", "lang", "meta", "member_ids", "tier", "epochs")
+TIER_RANK = {"low": 0, "mid": 1, "high": 2}
 
 
 class RepoSamplesParams(KindParams):
@@ -43,6 +45,31 @@ class RepoSamplesParams(KindParams):
     )
     formats: list[str] = Field(default_factory=lambda: ["code"], description="meta.format values of files")
     shard_mb: float = Field(64.0, gt=0, description="input text per output shard")
+    tier_rule: Literal["mean", "max"] = Field(
+        "mean",
+        description="a sample's epochs from its members' (code_quality tier / epochs): mean weighted by "
+        "characters (tier: the one holding most characters), or the highest tier's",
+    )
+    repeat_max_chars: int = Field(
+        4000, ge=0, description="when a repository is cut, repeat imported modules up to this size (0: never)"
+    )
+
+
+READ_COLUMNS = (
+    "id",
+    "text",
+    "source",
+    "url",
+    "lang",
+    "meta",
+    "_repo",
+    "_format",
+    "_path",
+    "_position",
+    "_language",
+    "tier",
+    "epochs",
+)
 
 
 def _keys(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -129,8 +156,17 @@ class RepoSamples(Kind):
                     meta.json_path_match("$.position").cast(pl.Int64, strict=False).alias("_position"),
                 )
             )
-            cols = ("id", "text", "source", "url", "lang", "meta", "_repo", "_format", "_path", "_position")
-            frames.append(lf.select(*cols).collect())
+            names = pl.scan_parquet(path).collect_schema().names()
+            lf = lf.with_columns(
+                meta.json_path_match("$.language").alias("_language"),
+                (pl.col("tier").cast(pl.String) if "tier" in names else pl.lit(None, pl.String)).alias(
+                    "tier"
+                ),
+                (pl.col("epochs").cast(pl.Float64) if "epochs" in names else pl.lit(None, pl.Float64)).alias(
+                    "epochs"
+                ),
+            )
+            frames.append(lf.select(*READ_COLUMNS).collect())
         frame = pl.concat(frames) if frames else None
         samples, dropped, stats = build_samples(frame, params)
         rows_in = 0 if frame is None else frame.height
@@ -147,6 +183,30 @@ class RepoSamples(Kind):
         )
 
 
+def _language(row: dict) -> str:
+    """The file's language: its ``meta.language``, else from its path, else ``other``."""
+    return row.get("_language") or code_language(row.get("_path") or "") or "other"
+
+
+def sample_tier(rows: list[dict], rule: str) -> tuple[str, float]:
+    """``(tier, epochs)`` of a sample of ``rows`` (members with ``tier`` / ``epochs``; absent epochs are 1.0,
+    absent tiers ``""``). ``mean``: epochs weighted by characters (so the expected tokens of every member are
+    kept), tier the one with most characters; ``max``: the highest tier and its largest epochs."""
+    chars = [max(1, len(r["text"] or "")) for r in rows]
+    epochs = [1.0 if r.get("epochs") is None else float(r["epochs"]) for r in rows]
+    tiers = [r.get("tier") or "" for r in rows]
+    if not rows:
+        return "", 1.0
+    if rule == "max":
+        top = max(tiers, key=lambda t: TIER_RANK.get(t, -1))
+        return top, max(e for e, t in zip(epochs, tiers, strict=True) if t == top)
+    by_tier: Counter[str] = Counter()
+    for t, c in zip(tiers, chars, strict=True):
+        by_tier[t] += c
+    tier = max(sorted(by_tier), key=lambda t: by_tier[t])
+    return tier, round(sum(e * c for e, c in zip(epochs, chars, strict=True)) / sum(chars), 6)
+
+
 def build_samples(
     frame: pl.DataFrame | None, params: RepoSamplesParams
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
@@ -161,6 +221,9 @@ def build_samples(
             drops[c].append(v)
 
     if frame is not None and frame.height:
+        for col, dtype in (("_language", pl.String), ("tier", pl.String), ("epochs", pl.Float64)):
+            if col not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype).alias(col))
         frame = frame.sort("_repo", "_path", "id", nulls_last=True)
         for (repo,), group in frame.group_by("_repo", maintain_order=True):
             rows = group.to_dicts()
@@ -185,26 +248,39 @@ def build_samples(
                 else:
                     files[row["_path"]] = row
             commits.sort(key=lambda r: (r["_position"] if r["_position"] is not None else 1 << 62, r["id"]))
-            order = dependency_order({p: r["text"] or "" for p, r in files.items()})
+            texts = {p: r["text"] or "" for p, r in files.items()}
+            edges = dependency_edges(texts)
+            strong, weak = split_edges(edges)
+            order = topological_order(strong, weak)
             members = [Member(files[p]["id"], files[p]["text"] or "", path=p) for p in order]
             if params.commits == "append":
                 members += [Member(c["id"], c["text"] or "") for c in commits]
             by_id = {r["id"]: r for r in rows}
-            parts = render_parts(repo, members, params.max_repo_chars) if members else []
+            parts = (
+                render_parts(repo, members, params.max_repo_chars, strong, params.repeat_max_chars)
+                if members
+                else []
+            )
             stats["repos"] += 1
             stats["files"] += len(files)
             for k, part in enumerate(parts):
                 doc_id = make_id("repo_samples", repo, k)
                 first = by_id[part.members[0].id]
-                langs = Counter(language_of(m.path) or "other" for m in part.members if m.path)
+                shown = [*part.repeated, *part.members]
+                tier, epochs = sample_tier([by_id[m.id] for m in shown], params.tier_rule)
+                langs = Counter(_language(by_id[m.id]) for m in shown if m.path)
                 meta = {
                     "format": "repo",
                     "repo": repo,
                     "part": k,
                     "n_parts": len(parts),
-                    "paths": [m.path for m in part.members if m.path],
+                    "paths": [m.path for m in shown if m.path],
+                    "repeated": [m.path for m in part.repeated],
                     "n_commits": sum(1 for m in part.members if not m.path),
-                    "languages": dict(langs),
+                    "languages": dict(sorted(langs.items())),
+                    "tiers": dict(
+                        sorted(Counter(by_id[m.id].get("tier") or "none" for m in part.members).items())
+                    ),
                 }
                 for c, v in (
                     ("id", doc_id),
@@ -214,6 +290,8 @@ def build_samples(
                     ("lang", ""),
                     ("meta", dump_meta(meta)),
                     ("member_ids", [m.id for m in part.members]),
+                    ("tier", tier),
+                    ("epochs", epochs),
                 ):
                     out[c].append(v)
             if params.commits == "separate":
@@ -226,8 +304,14 @@ def build_samples(
                         ("lang", c["lang"]),
                         ("meta", c["meta"]),
                         ("member_ids", [c["id"]]),
+                        ("tier", c.get("tier") or ""),
+                        ("epochs", 1.0 if c.get("epochs") is None else float(c["epochs"])),
                     ):
                         out[col].append(v)
-    schema = {**{c: pl.String() for c in OUT_COLUMNS[:-1]}, "member_ids": pl.List(pl.String())}
+    schema = {
+        **{c: pl.String() for c in OUT_COLUMNS},
+        "member_ids": pl.List(pl.String()),
+        "epochs": pl.Float64(),
+    }
     samples = pl.DataFrame(out, schema=schema)
     return samples, pl.DataFrame(drops, schema={c: pl.String() for c in drops}), dict(stats)

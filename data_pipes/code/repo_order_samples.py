@@ -15,14 +15,17 @@ line. Files come in :func:`data_pipes.code.repo_order.dependency_order`; commits
 Long repositories: when the sample would exceed ``max_chars``, it is cut into consecutive *parts* at file
 (or commit) boundaries; every part starts with the ``<|repo_name|>`` header again. A single file longer than
 ``max_chars`` makes a part of its own and is not cut (the packer splits long documents anyway). Parts are
-numbered from 0 (``meta.part``; ``meta.n_parts`` is their count).
+numbered from 0 (``meta.part``; ``meta.n_parts`` is their count). Given the import graph, the cuts fall where
+they separate the fewest imports and a part starts with copies of the small modules it imports from earlier
+parts (:mod:`data_pipes.code.repo_split`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from data_pipes.code.repo_split import cut_points, positions, repeats
 from data_pipes.code.special_tokens import TOKENS
 
 
@@ -42,6 +45,7 @@ class Part:
 
     text: str
     members: list[Member] = field(default_factory=list)
+    repeated: list[Member] = field(default_factory=list)  # small modules of earlier parts, copied in front
 
 
 def repo_header(repo: str) -> str:
@@ -54,24 +58,34 @@ def member_block(member: Member) -> str:
     return f"{TOKENS.file_sep}{member.path}\n{body}" if member.path else f"{TOKENS.file_sep}{body}"
 
 
-def render_parts(repo: str, members: Sequence[Member], max_chars: int | None = None) -> list[Part]:
+def render_parts(
+    repo: str,
+    members: Sequence[Member],
+    max_chars: int | None = None,
+    deps: Mapping[str, set[str]] | None = None,
+    repeat_max_chars: int = 0,
+) -> list[Part]:
     """The repository sample(s) of ``members`` (already in order), cut at member boundaries so that each part
-    stays within ``max_chars`` where one member alone allows it."""
+    stays within ``max_chars`` where one member alone allows it. With ``deps`` (``{path: imported paths}``)
+    the cuts follow the dependency order and small imported modules are repeated at the start of a later
+    part (:mod:`data_pipes.code.repo_split`; a tenth of ``max_chars`` is kept for them)."""
     header = repo_header(repo)
-    parts: list[Part] = []
-    blocks: list[str] = []
-    current: list[Member] = []
-    size = len(header)
-    for member in members:
-        block = member_block(member)
-        if current and max_chars is not None and size + len(block) > max_chars:
-            parts.append(Part(header + "".join(blocks), current))
-            blocks, current, size = [], [], len(header)
-        blocks.append(block)
-        current.append(member)
-        size += len(block)
-    if current or not parts:
-        parts.append(Part(header + "".join(blocks), current))
+    blocks = [member_block(m) for m in members]
+    sizes = [len(b) for b in blocks]
+    pos_deps = positions([m.path for m in members], deps or {})
+    budget = None if max_chars is None else max(1, max_chars - len(header))
+    reserve = 0
+    if budget is not None and sum(sizes) > budget and repeat_max_chars > 0:
+        reserve = budget // 10
+    starts = cut_points(sizes, None if budget is None else max(1, budget - reserve), pos_deps)
+    again = repeats(starts, len(members), sizes, pos_deps, repeat_max_chars, reserve)
+    bounds = [*starts, len(members)]
+    parts = []
+    for k in range(len(starts)):
+        lo, hi = bounds[k], bounds[k + 1]
+        front = [members[d] for d in again[k]]
+        text = header + "".join(blocks[d] for d in again[k]) + "".join(blocks[lo:hi])
+        parts.append(Part(text, list(members[lo:hi]), front))
     return parts
 
 

@@ -20,7 +20,7 @@ import polars as pl
 from data_pipes.io.shards import write_parquet_atomic
 from data_pipes.tokens.baseline import FillStats, bfd_stats, concat_chunk_stats
 from data_pipes.tokens.bfd import pack_plan, split_items
-from data_pipes.tokens.work import WORK_DIR, work_paths
+from data_pipes.tokens.work import DROP_EMPTY, WORK_DIR, work_paths
 
 
 @dataclass
@@ -54,16 +54,49 @@ def read_metas(out_dir: str, indices: list[int]) -> pl.DataFrame:
 
 
 def _mix_table(docs: pl.DataFrame) -> list[dict]:
-    return (
+    """Tokens per (node, source, bucket): ``effective_epochs`` = packed / unique tokens of the documents
+    packed; ``configured_epochs`` = the token-weighted mean of ``epochs`` x the node's weight over every
+    non-empty document, and ``reached_epochs`` = packed tokens over those documents' tokens (the same
+    figure once documents drawn 0 times count too), so the two can be set side by side."""
+    keys = ("node", "source", "bucket")
+    packed = (
         docs.filter(pl.col("repeats") > 0)
-        .group_by("node", "source", "bucket")
+        .group_by(*keys)
         .agg(
             pl.len().alias("docs"),
             pl.col("n_tokens").sum().alias("unique_tokens"),
             (pl.col("n_tokens") * pl.col("repeats")).sum().alias("packed_tokens"),
         )
         .with_columns((pl.col("packed_tokens") / pl.col("unique_tokens")).round(4).alias("effective_epochs"))
-        .sort("node", "source", "bucket")
+    )
+    weight = pl.col("weight") if "weight" in docs.columns else pl.lit(1.0)
+    wanted = (
+        docs.filter(pl.col("reason").is_null() | (pl.col("reason") != DROP_EMPTY))
+        .group_by(*keys)
+        .agg(
+            pl.col("n_tokens").sum().alias("tokens_in"),
+            (pl.col("n_tokens") * pl.col("epochs").fill_null(1.0) * weight).sum().alias("_configured"),
+        )
+    )
+    return (
+        wanted.join(packed, on=list(keys), how="left")
+        .with_columns(
+            pl.col("docs", "unique_tokens", "packed_tokens").fill_null(0),
+            pl.col("effective_epochs").fill_null(0.0),
+            (pl.col("_configured") / pl.col("tokens_in")).round(4).alias("configured_epochs"),
+        )
+        .with_columns((pl.col("packed_tokens") / pl.col("tokens_in")).round(4).alias("reached_epochs"))
+        .select(
+            *keys,
+            "docs",
+            "unique_tokens",
+            "packed_tokens",
+            "effective_epochs",
+            "tokens_in",
+            "configured_epochs",
+            "reached_epochs",
+        )
+        .sort(*keys)
         .to_dicts()
     )
 

@@ -3,7 +3,8 @@ end-of-text id, decide each document's appearance count, and write the node's wo
 
 Per input shard ``k`` the work folder ``<out_dir>/_work`` gets ``tokens-k.npy`` (int32, the documents' ids
 back to back, end-of-text included) and then ``meta-k.parquet`` (one row per document: ``id``, ``source``,
-``bucket``, ``node``, ``offset``, ``n_tokens``, ``repeats``, ``reason``). The meta file is written last, so it
+``bucket`` (the ``bucket`` column, else the code ``tier``), ``epochs``, ``node``, ``weight``, ``offset``,
+``n_tokens``, ``repeats``, ``reason``). The meta file is written last, so it
 is the shard's completion marker: a rerun after a crash skips the shards that have one.
 """
 
@@ -61,11 +62,13 @@ def _read_docs(path: str) -> pl.DataFrame:
     missing = {"id", "text"} - names
     if missing:
         raise ValueError(f"{path}: not a document shard, missing column(s) {sorted(missing)}")
-    cols = [c for c in ("id", "text", "source", "bucket", "epochs") if c in names]
+    cols = [c for c in ("id", "text", "source", "bucket", "tier", "epochs") if c in names]
     frame = pl.read_parquet(path, columns=cols)
     if "source" not in names:
         frame = frame.with_columns(pl.lit("").alias("source"))
-    bucket = pl.col("bucket").cast(pl.String).fill_null("") if "bucket" in names else pl.lit("")
+    # the quality bucket (web) or, for code files and repository samples, the code tier
+    group = "bucket" if "bucket" in names else "tier" if "tier" in names else None
+    bucket = pl.col(group).cast(pl.String).fill_null("") if group else pl.lit("")
     epochs = pl.col("epochs").cast(pl.Float64).fill_null(1.0) if "epochs" in names else pl.lit(1.0)
     return frame.with_columns(bucket.alias("bucket"), epochs.alias("epochs"))
 
@@ -105,6 +108,7 @@ def tokenize_shard(job: TokenizeJob) -> dict:
     reason = np.where(raw_len == 0, DROP_EMPTY, np.where(repeats <= 0, DROP_EPOCHS_ZERO, ""))
     meta = frame.select("id", "source", "bucket", "epochs").with_columns(
         pl.lit(job.node).alias("node"),
+        pl.lit(float(job.weight)).alias("weight"),
         pl.Series("offset", offsets[:-1], dtype=pl.Int64),
         pl.Series("n_tokens", np.diff(offsets), dtype=pl.Int64),
         pl.Series("repeats", np.where(reason == "", repeats, 0), dtype=pl.Int64),

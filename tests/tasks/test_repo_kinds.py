@@ -100,11 +100,19 @@ def test_repo_samples_in_dependency_order(run: dict[str, tuple[dict, Path]]) -> 
         assert len(text) <= 150_000 or len(meta["paths"]) == 1
         repo, files = parse_sample(text)
         assert repo == meta["repo"] and [p for p, _ in files] == meta["paths"]
-        by_repo.setdefault(repo, []).extend(meta["paths"])
+        repeated = meta["repeated"]
+        assert meta["paths"][: len(repeated)] == repeated  # copies of earlier parts' modules come first
+        assert all(p in by_repo.get(repo, []) for p in repeated)
+        by_repo.setdefault(repo, []).extend(meta["paths"][len(repeated) :])
+        assert "other" not in meta["languages"] and meta["tiers"] == {
+            "none": len(meta["paths"]) - len(repeated)
+        }
+    assert any(m["repeated"] for m in metas)  # asyncio's later part starts with small modules it imports
     corpus_meta = [json.loads(m) for m in corpus["meta"]]
     for repo, paths in by_repo.items():
         files = {m["path"]: t for m, t in zip(corpus_meta, corpus["text"], strict=True) if m["repo"] == repo}
         assert paths == dependency_order(files)
+    assert samples["epochs"].to_list() == [1.0] * samples.height and set(samples["tier"]) == {""}
     members = [i for ids in samples["member_ids"] for i in ids]
     assert sorted(members) == sorted(corpus["id"])
 
