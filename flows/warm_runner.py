@@ -146,13 +146,14 @@ def serve(state_dir: Path) -> None:
     os.chmod(path, 0o600)
     server.listen(16)
     server.settimeout(1.0)
-    children: set[int] = set()
     while True:
-        while children:  # reap finished children, logging what each cost
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        while True:  # reap finished children (also those forked before a restart), logging what each cost
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
             if pid == 0:
                 break
-            children.discard(pid)
             cpu = usage.ru_utime + usage.ru_stime
             sys.stderr.write(
                 f"{time.strftime('%H:%M:%S')} pid {pid}: exit {os.waitstatus_to_exitcode(status)}, cpu {cpu:.2f} s\n"
@@ -184,7 +185,6 @@ def serve(state_dir: Path) -> None:
         if pid == 0:
             server.close()
             _child(conn, request, fds)
-        children.add(pid)
         sys.stderr.write(f"{time.strftime('%H:%M:%S')} pid {pid}: arcflow {' '.join(request['argv'][1:])}\n")
         sys.stderr.flush()
         for fd in fds:
