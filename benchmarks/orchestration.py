@@ -101,7 +101,8 @@ def bench_cached_rerun(store: Path, repeats: int = 3) -> None:
 
 
 def _plan_times(pipeline_file: str, overrides: list[str], repeats: int = 3) -> tuple[float, int, int]:
-    """Best in-process `Engine.plan()` time, and the node and shard counts of what it planned (all up to date)."""
+    """Best in-process time of loading the pipeline and `Engine.plan()` (the first call also pays for imports
+    and caches: the fresh-process `arcflow plan` figure shows that), and the node and shard counts planned."""
     from flows.engine import Engine
     from flows.validate import load_pipeline
 
