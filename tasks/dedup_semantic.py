@@ -2,7 +2,8 @@
 
 Phases (each resumable: a phase's files under ``_work/`` are reused when present):
 
-1. embed: one ``ctx.map`` task per input shard -> ``_work/emb-NNNNN.npy`` (fp32, unit rows, input order);
+1. embed: one ``ctx.map`` task per piece of ``batch_size * PIECE_BATCHES`` rows of an input shard ->
+   ``_work/emb-SSSSS-PPPPP.npy`` (fp32, unit rows, input order);
 2. k-means: on the driver, over all embeddings (GPU when ``device`` allows) -> ``_work/kmeans.npz``;
 3. pairwise: clusters ranked by ``keep`` and split into groups balanced by size^2; one ``ctx.map`` task per
    group -> ``_work/scores-NNNNN.npz`` (each item's max cosine to a better-ranked item and which one);
@@ -10,7 +11,7 @@ Phases (each resumable: a phase's files under ``_work/`` are reused when present
    ``semdedup_duplicate``, ``duplicate_of`` (the id of the better-ranked near copy) and ``cosine``.
 
 The result depends only on the inputs, params and seed, not on worker count or grouping. Progress is reported per
-phase (``embed 3/8 shards``, ``k-means 5/20 iterations``, ``pairwise 12/32 groups``, ``write``). Reports: the eps
+phase (``embed 3/8 chunks``, ``k-means 5/20 iterations``, ``pairwise 12/32 groups``, ``write``). Reports: the eps
 sweep (table and PNG, from one pass), cluster sizes, and a summary. See ``data_pipes/dedup/semdedup_pairwise``
 for the exact removal rule and where we depart from the paper.
 """
@@ -36,6 +37,10 @@ from tasks.registry import register
 
 REASON = "semdedup_duplicate"
 GROUPS = 32  # pairwise task groups (fixed, so nothing depends on the cluster's size)
+# Encoder batches per embed task. A multiple of every chunk that embed_texts sorts and batches (4 or 16 batches),
+# so cutting a shard into pieces of this many rows gives exactly the batches of one task per shard, and the same
+# embeddings; pieces keep a big shard's embedding reporting progress and spread over the workers.
+PIECE_BATCHES = 16
 
 
 class SemDedupParams(KindParams):
@@ -76,19 +81,20 @@ def _save_npy(path: str, array: np.ndarray) -> None:
 
 
 class _EmbedTask:
-    """Phase 1, picklable: embed one shard unless its file exists; returns the file."""
+    """Phase 1, picklable: embed rows [start, end) of one shard unless their file exists; returns the file."""
 
     def __init__(self, cfg: SemDedupConfig, column: str, work: str) -> None:
         self.cfg, self.column, self.work = cfg, column, work
 
-    def __call__(self, item: tuple[int, str]) -> str:
+    def __call__(self, item: tuple[int, int, str, int, int]) -> str:
         from data_pipes.dedup.semdedup_embed import embed_texts
         from data_pipes.dedup.semdedup_model import load_encoder
 
-        index, path = item
-        out = os.path.join(self.work, f"emb-{index:05d}.npy")
+        index, piece, path, start, end = item
+        out = os.path.join(self.work, f"emb-{index:05d}-{piece:05d}.npy")
         if not os.path.exists(out):
-            texts = pq.read_table(path, columns=[self.column]).column(self.column).to_pylist()
+            frame = pl.scan_parquet(path).select(self.column).slice(start, end - start).collect()
+            texts = frame.get_column(self.column).to_list()
             enc = load_encoder(self.cfg.model_path, self.cfg.device, self.cfg.max_tokens, self.cfg.half)
             _save_npy(out, embed_texts(enc, [t or "" for t in texts], self.cfg.batch_size, self.cfg.chars))
         return out
@@ -166,9 +172,19 @@ class DedupSemantic(Kind):
         shards = [path for inp in ctx.inputs for path in inp.shards]
 
         t0 = time.perf_counter()
-        emb_files = ctx.map(_EmbedTask(cfg, params.text_column, work), list(enumerate(shards)), phase="embed")
+        piece = cfg.batch_size * PIECE_BATCHES
+        items = [
+            (i, k, path, start, min(rows, start + piece))
+            for i, path in enumerate(shards)
+            for rows in (pq.ParquetFile(path).metadata.num_rows,)
+            for k, start in enumerate(range(0, rows, piece))
+        ]
+        task = _EmbedTask(cfg, params.text_column, work)
+        emb_files = ctx.map(task, items, phase="embed", unit="chunks")
         ctx.timings["embed_s"] = time.perf_counter() - t0
-        sizes = [int(np.load(f, mmap_mode="r").shape[0]) for f in emb_files]
+        sizes = [0] * len(shards)
+        for i, _k, _path, start, end in items:
+            sizes[i] += end - start
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         ids = [i for p in shards for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
         n = len(ids)
