@@ -220,7 +220,7 @@ class NodeProgress:
     """One progress artifact per node run, fed with the engine's ``ProgressEvent``s: created at the first event,
     then updated at most every ``throttle_s`` seconds, and always when a phase starts or ends. The value is the
     node's overall fraction (across the kind's phases); the description names the phase, e.g.
-    ``web_semdedup: embed 3/8 shards (phase 1 of 4)``.
+    ``web_semdedup: embed 3/8 chunks (phase 1 of 4)``.
 
     Used as a context manager around the node's run, it also keeps a heartbeat: when nothing was sent for
     ``heartbeat_s`` (a long k-means seeding, one big tokenizer-training task), it sends the latest state again with

@@ -98,7 +98,7 @@ class ProgressEvent:
         return self.done >= self.total
 
     def text(self) -> str:
-        """E.g. ``embed 3/8 shards (phase 1 of 4)``; ``3/8 shards`` for a kind with one phase of shards."""
+        """E.g. ``embed 3/8 chunks (phase 1 of 4)``; ``3/8 shards`` for a kind with one phase of shards."""
         count = f"{self.done}/{self.total} {self.unit}"
         out = count if self.phase == self.unit else f"{self.phase} {count}"
         return out + (f" (phase {self.step} of {self.steps})" if self.steps > 1 else "")
