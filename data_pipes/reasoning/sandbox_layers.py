@@ -9,7 +9,8 @@ Every execution gets, from ``bwrap`` (Debian package ``bubblewrap``):
   cache), a fresh ``/proc`` of its own PID namespace, a minimal read-only ``/dev``, and a writable, size-limited
   tmpfs work directory (``/sandbox``); nothing else of the machine exists for the child (no ``/home`` or
   ``/work``, of ``/root`` only a pyenv interpreter's own folder, of ``/etc`` only ``ld.so.cache`` and ``alternatives``);
-* when the PID namespace's first process dies, the kernel kills everything left in it: daemons included.
+* when the PID namespace's first process dies, the kernel kills everything left in it: daemons included; that
+  process (bwrap's reaper, same uid, no rlimits) is hidden (``/proc/1`` covered): no writing code into it through ``/proc/1/mem``.
 
 As root, the run also gets a fresh, otherwise unused uid (one per run): file permissions apply to it on the
 read-only binds, and ``RLIMIT_NPROC`` is enforced (the kernel never enforces it for uid 0). An unprivileged
@@ -175,6 +176,10 @@ def namespace_args(
     args = ["--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
     args += ["--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session"]
     args += ["--cap-drop", "ALL", "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+    # pid 1 is bwrap's reaper: the program's uid, but none of its rlimits. Its /proc/1/mem would let the program
+    # write code into it (ptrace-access rules, not the ptrace syscall seccomp denies): hidden under an empty,
+    # read-only tmpfs (the program cannot unmount it: no capabilities, seccomp)
+    args += ["--perms", "0555", "--size", "4096", "--tmpfs", "/proc/1", "--remount-ro", "/proc/1"]
     args += ["--remount-ro", "/dev", "--size", str(disk_bytes), "--perms", "0755", "--tmpfs", WORK]
     made: set[str] = set()
     for fd, rel in files:

@@ -6,7 +6,9 @@ bubblewrap's own first process (same uid, no capabilities on either side), stop 
 to its own children. Denied: ``ptrace``, ``process_vm_readv/writev``, ``kcmp``, ``perf_event_open``, ``bpf``,
 ``userfaultfd``, the key-ring calls, every mount / namespace call (``mount``, ``umount2``, ``pivot_root``,
 ``unshare``, ``setns``, the new mount API), ``io_uring``, module and ``kexec`` loading, ``iopl``/``ioperm``,
-``swapon/off``, ``reboot``, ``open_by_handle_at``. Syscalls of another ABI than the machine's (``int 0x80``,
+``swapon/off``, ``reboot``, ``open_by_handle_at``; and memory that ``RLIMIT_AS`` does not count, because it
+lives in a file or the IPC namespace rather than in a mapping: ``memfd_create``/``memfd_secret`` (64 descriptors
+of 16 MB per process, times 16 processes) and System V ``shmget``/``msgget`` (segments kept after ``shmdt``). Syscalls of another ABI than the machine's (``int 0x80``,
 x32) are denied altogether, so the numbers cannot be dodged. The filter is classic BPF assembled here, so no
 library is needed; on an architecture without a table below there is no filter (the layer is not listed).
 """
@@ -61,6 +63,10 @@ DENIED = {
         "swapoff": 168,
         "reboot": 169,
         "open_by_handle_at": 304,
+        "memfd_create": 319,
+        "memfd_secret": 447,
+        "shmget": 29,
+        "msgget": 68,
     },
     "aarch64": {
         "ptrace": 117,
@@ -97,6 +103,10 @@ DENIED = {
         "swapoff": 225,
         "reboot": 142,
         "open_by_handle_at": 265,
+        "memfd_create": 279,
+        "memfd_secret": 447,
+        "shmget": 194,
+        "msgget": 186,
     },
 }
 AUDIT_ARCH = {"x86_64": 0xC000_003E, "aarch64": 0xC000_00B7}

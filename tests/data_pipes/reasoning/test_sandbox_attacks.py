@@ -264,6 +264,38 @@ ATTACKS = [
         ("ok",),
     ),
     Attack(
+        "write code into pid 1 (bwrap's reaper: no rlimits) through /proc/1/mem",
+        "import os\nfound = [p for p in ('/proc/1/task/1/mem', '/proc/1/mem') if os.path.exists(p)]\n"
+        "os.open(found[0] if found else '/proc/1/mem', os.O_RDWR)",
+        ("error",),
+        ("FileNotFoundError",),
+    ),
+    Attack(
+        "memfd pages beyond the memory limit",
+        "import os\nfds = [os.memfd_create(f'm{i}') for i in range(8)]\nfor fd in fds:\n"
+        "    for _ in range(4):\n        os.write(fd, b'x' * (4 << 20))",
+        ("error",),
+        ("Operation not permitted",),
+        kw=(("memory_mb", 64),),
+    ),
+    Attack(
+        "System V shared memory beyond the memory limit (detached segments)",
+        LIBC + "libc.shmat.restype = ctypes.c_void_p\nfor _ in range(6):\n"
+        "    sid = libc.shmget(0, ctypes.c_size_t(32 << 20), 0o1600)\n    if sid < 0:\n"
+        "        e = ctypes.get_errno()\n        raise OSError(e, os.strerror(e))\n"
+        "    addr = libc.shmat(sid, None, 0)\n    ctypes.memset(addr, 1, 32 << 20)\n    libc.shmdt(ctypes.c_void_p(addr))",
+        ("error",),
+        ("Operation not permitted",),
+        kw=(("memory_mb", 96),),
+    ),
+    Attack(
+        "System V message queues (kernel memory outside the limit)",
+        LIBC
+        + "if libc.msgget(0, 0o1600) < 0:\n    e = ctypes.get_errno()\n    raise OSError(e, os.strerror(e))",
+        ("error",),
+        ("Operation not permitted",),
+    ),
+    Attack(
         "kill the host parent",
         "import os, signal\nos.kill(@HOST_PID@, signal.SIGKILL)",
         ("error",),
