@@ -2,9 +2,11 @@
 
 Rules and defaults are in docs/CODE_CONTRACT.md ("Code quality tiers"). Everything is vectorised over a
 shard: per-file statistics come from string expressions (line lengths through a split into a list column),
-so no Python runs per row. The flags follow the usual code-corpus filters (The Stack / StarCoder: generated
+so no Python runs per row except the parser-based signals. The flags follow the usual code-corpus filters (The Stack / StarCoder: generated
 markers, mean and max line length, alphanumeric fraction, data files); the high tier is our own rule,
-documented there.
+documented there. The two high-tier signals (documented, tested) need the language's parser, so they are
+computed per file by ``data_pipes.code.quality_parse`` (Python's ``ast`` and ``tokenize``, tree-sitter
+grammars for Rust, Go, JavaScript and C).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from data_pipes.code.languages import DATA_LANGUAGES
+from data_pipes.code.quality_parse import signals
 
 FLAGS: tuple[str, ...] = (
     "empty",
@@ -33,16 +36,6 @@ GENERATED_PATH = (
     r"(\.pb\.go|_pb2\.py|_pb2_grpc\.py|\.pb\.(cc|h)|\.min\.js|\.min\.css|(^|/)(package-lock\.json|yarn\.lock|"
     r"pnpm-lock\.yaml|Cargo\.lock|go\.sum|poetry\.lock|Pipfile\.lock|composer\.lock|Gemfile\.lock|uv\.lock))$"
 )
-TEST_PATH = (
-    r"(^|/)(tests?|testing|spec|__tests__)/|_test\.(go|py|rs|js|ts)$|(^|/)test_[^/]*\.py$"
-    r"|\.(test|spec)\.[jt]sx?$"
-)
-TEST_TEXT = (
-    r"#\[test\]|#\[cfg\(test\)\]|func Test[A-Z_]|def test_|@Test\b|\bdescribe\(|\bunittest\b|\bassert_eq!"
-)
-# Lines that are comments or docstrings in the common languages. `#` is a comment unless a directive follows
-# it (`#include`, `#[derive]`, `#!`), which the letter / bracket exclusion keeps out.
-COMMENT_LINE = r"(?m)^[ \t]*(#[^\[!a-z]|#$|//|/\*|\*|\"\"\"|'''|--[ \t])"
 
 
 @dataclass(frozen=True)
@@ -77,20 +70,37 @@ def statistics(frame: pl.DataFrame) -> pl.DataFrame:
     lengths = lines.list.eval(pl.element().str.len_chars())
     nonblank = lines.list.eval(pl.element().str.strip_chars().str.len_chars() > 0).list.sum()
     denom = pl.max_horizontal(chars, pl.lit(1))
-    return frame.with_columns(
-        _q_path=_meta("path"),
-        _q_language=_meta("language"),
-        _q_size=_meta("size").cast(pl.Int64, strict=False).fill_null(text.str.len_bytes().cast(pl.Int64)),
-        _q_chars=chars,
-        _q_lines=lines.list.len(),
-        _q_max_line=lengths.list.max().fill_null(0),
-        _q_mean_line=lengths.list.mean().fill_null(0.0),
-        _q_nonblank=nonblank,
-        _q_alnum=text.str.count_matches(r"[\p{L}\p{N}]") / denom,
-        _q_space=text.str.count_matches(r"\s") / denom,
-        _q_digit=text.str.count_matches(r"[0-9]") / denom,
-        _q_comments=text.str.count_matches(COMMENT_LINE) / pl.max_horizontal(nonblank, pl.lit(1)),
+    return (
+        frame.with_columns(
+            _q_path=_meta("path"),
+            _q_language=_meta("language"),
+            _q_size=_meta("size").cast(pl.Int64, strict=False).fill_null(text.str.len_bytes().cast(pl.Int64)),
+            _q_chars=chars,
+            _q_lines=lines.list.len(),
+            _q_max_line=lengths.list.max().fill_null(0),
+            _q_mean_line=lengths.list.mean().fill_null(0.0),
+            _q_nonblank=nonblank,
+            _q_alnum=text.str.count_matches(r"[\p{L}\p{N}]") / denom,
+            _q_space=text.str.count_matches(r"\s") / denom,
+            _q_digit=text.str.count_matches(r"[0-9]") / denom,
+        )
+        .with_columns(
+            pl.struct(text=text, path="_q_path", language="_q_language")
+            .map_elements(
+                _parsed_signals, return_dtype=pl.Struct({"share": pl.Float64, "tested": pl.Boolean})
+            )
+            .alias("_q_parsed")
+        )
+        .with_columns(
+            _q_comments=pl.col("_q_parsed").struct.field("share"),
+            _q_tested=pl.col("_q_parsed").struct.field("tested"),
+        )
     )
+
+
+def _parsed_signals(row: dict) -> dict:
+    share, tested = signals(row["text"] or "", row["path"] or "", row["language"] or "")
+    return {"share": share, "tested": tested}
 
 
 def flag_exprs(rules: QualityRules, score: pl.Expr | None) -> dict[str, pl.Expr]:
@@ -122,7 +132,7 @@ def signal_exprs(rules: QualityRules) -> dict[str, pl.Expr]:
     """The high-tier signals: documented, tested."""
     return {
         "documented": pl.col("_q_comments") >= rules.high_min_comment_ratio,
-        "tested": pl.col("_q_path").str.contains(TEST_PATH) | pl.col("text").str.contains(TEST_TEXT),
+        "tested": pl.col("_q_tested"),
     }
 
 
