@@ -26,6 +26,7 @@ from __future__ import annotations
 import marshal
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -57,6 +58,9 @@ BOOT_CODE = marshal.dumps(compile(BOOT_SOURCE, "sandbox_boot.py", "exec", optimi
 BOOT_LOADER = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "forbidden")
 HARNESS = "\n\n{tests}\n\nif 'check' in globals() and {entry!r}:\n    check(globals()[{entry!r}])\n"
+# the harness's last statement: a fresh marker on fd 1, so a program that exits 0 before its tests have run to
+# the end (``sys.exit(0)``, ``os._exit(0)`` in the code or in the function under test) does not pass
+FINISHED = "\n__import__('os').write(1, b'\\n{marker}\\n')\n"
 CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)[,\s}]')
 REAP_S = 5.0  # after a kill, how long to wait for the kernel to empty the run's PID namespace
 
@@ -103,6 +107,26 @@ def run_python(
     ``disk_mb`` bounds the work directory (a tmpfs), ``fsize_mb`` each file; ``audit=False`` leaves the
     in-process audit hook out (the tests show every attack fails without it). Raises ``SandboxUnavailable``
     when bubblewrap is missing or the kernel refuses its namespaces."""
+    return _run(
+        code, stdin, timeout_s, memory_mb, files, nproc, max_output, fsize_mb, disk_mb, site_packages, audit
+    )[0]
+
+
+def _run(
+    code,
+    stdin,
+    timeout_s,
+    memory_mb,
+    files,
+    nproc,
+    max_output,
+    fsize_mb,
+    disk_mb,
+    site_packages,
+    audit,
+    marker=None,
+) -> tuple[SandboxResult, bool]:
+    """``run_python``, and whether ``marker`` (bytes) is anywhere in the whole stdout (not only the part kept)."""
     layers = check_available()
     uid = fresh_uid() if "uid" in layers else None
     root = tempfile.mkdtemp(prefix="arcflow-sbx-")  # 0700, ours: staging files and the output files
@@ -122,6 +146,7 @@ def run_python(
             disk_mb,
             site_packages,
             audit,
+            marker,
         )
     finally:
         if uid is not None:
@@ -144,7 +169,20 @@ def _stage_files(root: str, files: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def _execute(
-    root, staged, layers, uid, stdin, timeout_s, memory_mb, nproc, max_output, fsize_mb, disk_mb, site, audit
+    root,
+    staged,
+    layers,
+    uid,
+    stdin,
+    timeout_s,
+    memory_mb,
+    nproc,
+    max_output,
+    fsize_mb,
+    disk_mb,
+    site,
+    audit,
+    marker,
 ):
     cfg = {
         "dir": WORK,
@@ -228,7 +266,8 @@ def _execute(
     rc = _returncode(proc.returncode)
     status = _classify(rc, err, timed_out)
     used = ("tmpdir", "empty_env", "session", *layers, "rlimits") + (("audit",) if audit else ())
-    return SandboxResult(status, out, err, None if timed_out else rc, round(seconds, 4), used)
+    found = marker is not None and _contains(paths["stdout"], marker)
+    return SandboxResult(status, out, err, None if timed_out else rc, round(seconds, 4), used), found
 
 
 def _init_pidfd(info_r: int, timeout_s: float) -> int | None:
@@ -296,6 +335,17 @@ def _read(path: str, limit: int) -> str:
     return text + ("\n[output truncated]" if len(data) > limit else "")
 
 
+def _contains(path: str, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether ``needle`` occurs in the file (read in chunks: at most ``fsize_mb`` of output)."""
+    tail = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle) :]
+    return False
+
+
 def _classify(rc: int | None, err: str, timed_out: bool) -> str:
     if timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return "timeout"
@@ -314,11 +364,28 @@ def run_code_tests(
     code: str, tests: str, entry_point: str, timeout_s: float = 10.0, memory_mb: int = 1024
 ) -> tuple[bool, str]:
     """Run ``code``, then ``tests``, then ``check(<entry_point>)`` when the tests define ``check``.
-    ``(True, "passed")`` when the program exits 0, else ``(False, "<status>: <last stderr line>")``."""
-    program = code + HARNESS.format(tests=tests, entry=entry_point or "")
-    res = run_python(program, timeout_s=timeout_s, memory_mb=memory_mb)
-    if res.ok:
+    ``(True, "passed")`` when the program exits 0 after running to its end (a fresh marker written last proves
+    it), else ``(False, "<status>: <last stderr line>")``."""
+    marker = f"arcflow-tests-finished-{secrets.token_hex(16)}"
+    program = code + HARNESS.format(tests=tests, entry=entry_point or "") + FINISHED.format(marker=marker)
+    res, finished = _run(
+        program,
+        stdin="",
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        files=None,
+        nproc=16,
+        max_output=64 * 1024,
+        fsize_mb=16,
+        disk_mb=64,
+        site_packages=True,
+        audit=True,
+        marker=marker.encode(),
+    )
+    if res.ok and finished:
         return True, "passed"
+    if res.ok:
+        return False, "error: the program exited 0 before its tests had run to the end"
     if res.status == "timeout":
         return False, f"timeout after {timeout_s}s"
     return False, res.reason()

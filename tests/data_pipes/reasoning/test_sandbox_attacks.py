@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from data_pipes.reasoning.sandbox import run_python
+from data_pipes.reasoning.sandbox import run_code_tests, run_python
 
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "ARCFLOW-SECRET-" + uuid.uuid4().hex
@@ -392,6 +392,28 @@ def test_attack_fails(attack: Attack, audit: bool, world: dict) -> None:
     token = "arcflow-token-" + uuid.uuid4().hex
     res = run_python(_render(attack.code, {**world["ctx"], "TOKEN": token}), audit=audit, **dict(attack.kw))
     _check(attack, _as_dict(res), audit, token, world)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def add(a, b):\n    return a - b\nimport sys\nsys.exit(0)",
+        "def add(a, b):\n    return a - b\nimport os\nos._exit(0)",
+        "def add(a, b):\n    raise SystemExit(0)",
+    ],
+    ids=["sys.exit(0) before the tests", "os._exit(0) before the tests", "SystemExit(0) in the function"],
+)
+def test_exit_zero_before_the_tests_does_not_pass(code: str) -> None:
+    """A code reward must not pass a wrong solution that ends the program with status 0 before its tests ran."""
+    tests = "def check(f):\n    assert f(1, 2) == 3"
+    assert run_code_tests(code, tests, "add", timeout_s=5, memory_mb=256) == (
+        False,
+        "error: the program exited 0 before its tests had run to the end",
+    )
+    assert run_code_tests("def add(a, b):\n    return a + b", tests, "add", timeout_s=5, memory_mb=256) == (
+        True,
+        "passed",
+    )
 
 
 RUNNER = """
