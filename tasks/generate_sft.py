@@ -12,6 +12,7 @@ generates and measures every prompt so the length cut-off is global; the second 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import ClassVar
@@ -37,6 +38,8 @@ from data_pipes.reasoning.sampling import SamplingPlan, collect
 from data_pipes.reasoning.teachers.config import TeacherConfig, make_teacher
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
+
+log = logging.getLogger(__name__)
 
 
 class GenerateSftParams(KindParams):
@@ -146,6 +149,7 @@ class GenerateSft(Kind):
             correct = sum(bool((j.verdict or {}).get("ok")) for j in js)
             pass_rates.add(
                 stats,
+                prob.get("source") or "",
                 prob["domain"],
                 prob["difficulty"],
                 problems=1,
@@ -181,6 +185,15 @@ class GenerateSft(Kind):
             "record or dropped with its reason."
         )
         ctx.add_report("SFT pass rates", table=rows, markdown=pass_rates.markdown(rows, teacher) + note)
+        for dataset, errors in pass_rates.unsupported(rows).items():
+            log.warning(
+                "node %r: teacher %s cannot do dataset %r: all %d of its samples were teacher errors "
+                "(e.g. no solver); none of its problems gives a record",
+                ctx.node_id,
+                teacher,
+                dataset,
+                errors,
+            )
 
 
 def _generate(params: GenerateSftParams, task: ShardTask, out_dir: str, seed: int):
