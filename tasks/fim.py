@@ -4,11 +4,13 @@ Each document is, with probability ``fim_rate``, cut at two random character pos
 or SPM order (SPM with probability ``spm_rate``); the draws hash the node seed, ``seed`` and the document id,
 so they do not depend on sharding. Adds the column ``fim`` (``psm``, ``spm`` or ``none``). Nothing is
 dropped. ``formats`` limits FIM to rows whose ``meta.format`` is listed (default: code files); other rows
-pass through as ``none``. Context-level FIM (after packing) is ``data_pipes.code.fim_context``.
+pass through as ``none``. A node that transforms nothing (no row of the ``formats``, as with the default
+``["code"]`` on a ``files`` input) says so in its report and logs a warning. Context-level FIM (after packing) is ``data_pipes.code.fim_context``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from typing import ClassVar
@@ -21,6 +23,8 @@ from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
+
+log = logging.getLogger(__name__)
 
 
 class FimParams(KindParams):
@@ -44,9 +48,11 @@ class Fim(DocumentMapKind):
         frame = pl.read_parquet(task.payload["path"])
         kept, _ = self.process(frame, params, seed, task)
         counts = dict(Counter(kept.get_column("fim").to_list()))
-        return write_shard(
-            out_dir, task.index, kept, rows_in=frame.height, started=started, extra={"fim": counts}
-        )
+        fmt = frame.get_column("meta").str.json_path_match("$.format").fill_null("(none)")
+        formats = dict(Counter(fmt.to_list()))
+        eligible = frame.height if params.formats is None else sum(formats.get(f, 0) for f in params.formats)
+        extra = {"fim": counts, "formats": formats, "eligible": eligible}
+        return write_shard(out_dir, task.index, kept, rows_in=frame.height, started=started, extra=extra)
 
     def process(
         self, frame: pl.DataFrame, params: FimParams, seed: int, task: ShardTask
@@ -66,9 +72,36 @@ class Fim(DocumentMapKind):
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
         counts: Counter[str] = Counter()
+        formats: Counter[str] = Counter()
         for r in results:
             counts.update(r.extra.get("fim", {}))
+            formats.update(r.extra.get("formats", {}))
+        eligible = sum(r.extra.get("eligible", 0) for r in results)
+        note = noop_warning(ctx.params, sum(counts.values()), eligible, counts, formats)  # type: ignore[arg-type]
+        if note:
+            log.warning("node %r: %s", ctx.node_id, note)
         if counts:
             ctx.add_report(
-                "FIM modes", table=[{"mode": m, "documents": n} for m, n in sorted(counts.items())]
+                "FIM modes",
+                table=[{"mode": m, "documents": n} for m, n in sorted(counts.items())],
+                markdown=f"**Warning**: {note}" if note else None,
             )
+
+
+def noop_warning(
+    params: FimParams, rows: int, eligible: int, modes: Counter[str], formats: Counter[str]
+) -> str | None:
+    """Why a FIM node that transformed nothing did so, or None when it transformed something (or had no
+    rows)."""
+    if rows == 0 or modes.get("psm", 0) + modes.get("spm", 0) > 0 or params.fim_rate == 0:
+        return None
+    seen = ", ".join(f"{f!r}: {n}" for f, n in sorted(formats.items()))
+    if eligible == 0:
+        return (
+            f"FIM transformed none of {rows} documents: formats {params.formats} matches no row's meta.format "
+            f"(found {seen}); set `formats` to the ones wanted, or `formats: null` for every row"
+        )
+    return (
+        f"FIM transformed none of {rows} documents ({eligible} of the formats {params.formats}): each was "
+        f"left alone (draws above fim_rate {params.fim_rate}, or FIM sentinels already in the text)"
+    )

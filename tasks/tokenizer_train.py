@@ -2,7 +2,9 @@
 
 The sample is the documents with the smallest seeded hash of their id (a bottom-k sample: it depends on the
 documents alone, never on sharding), up to ``sample_docs`` documents and ``text_chars`` characters, each
-document cut to ``max_doc_chars``; the next ``heldout_docs`` in hash order measure compression. Texts are fed
+document cut to ``max_doc_chars``; the next ``heldout_docs`` in hash order measure compression. When the corpus
+is no larger than the sample, ``heldout_share`` of it (at most ``heldout_docs``, the largest hashes) is held
+out of the sample anyway; a held-out split smaller than asked is logged and reported as a warning. Texts are fed
 to the trainer in hash order, which makes the result byte-identical across runs (see
 ``data_pipes.tokens.bpe_train``).
 
@@ -16,6 +18,7 @@ the documents outside the sample are not read, so they are not counted), ``out =
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from typing import ClassVar
@@ -30,6 +33,7 @@ from tasks.doc_map import hash_unit
 from tasks.registry import register
 
 TOKENIZER_DIR = "tokenizer"
+log = logging.getLogger(__name__)
 
 
 class TokenizerTrainParams(KindParams):
@@ -40,6 +44,12 @@ class TokenizerTrainParams(KindParams):
     text_chars: int = Field(200_000_000, ge=1, description="at most this many characters in the sample")
     max_doc_chars: int = Field(100_000, ge=1, description="each sampled document cut to this many characters")
     heldout_docs: int = Field(200, ge=0, description="documents after the sample, for the compression figure")
+    heldout_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="when no document is left after the sample, hold out this share of the corpus (0: none)",
+    )
     min_frequency: int = Field(2, ge=1, description="a pair must occur this often to be merged")
     seed: int = Field(0, description="added to the node seed")
 
@@ -99,6 +109,24 @@ class TokenizerTrain(Kind):
         keys = keys.sort("key", "id").with_columns(pl.col("chars").clip(upper_bound=params.max_doc_chars))
         budget = (keys.get_column("chars").cum_sum() - keys.get_column("chars")) < params.text_chars
         n_sample = min(params.sample_docs, int(budget.sum()))
+        note = None
+        if params.heldout_docs and keys.height - n_sample < params.heldout_docs:
+            left = keys.height - n_sample
+            if left == 0 and keys.height >= 2 and params.heldout_share > 0:
+                # the corpus is no larger than the sample: hold out a share of it anyway (the largest keys)
+                n_held = min(params.heldout_docs, max(1, round(keys.height * params.heldout_share)))
+                n_sample = keys.height - n_held
+                note = (
+                    f"the corpus ({keys.height} documents) is no larger than sample_docs ({params.sample_docs}): "
+                    f"{n_held} documents ({params.heldout_share:.0%}, at most heldout_docs) were held out of the "
+                    f"training sample to measure compression"
+                )
+            else:
+                note = (
+                    f"only {left} documents are left after the training sample for the held-out split "
+                    f"(heldout_docs {params.heldout_docs}); bytes per token is measured on those"
+                    + (" and is 0.0: nothing to measure" if left == 0 else "")
+                )
         sample, heldout = keys.head(n_sample), keys.slice(n_sample, params.heldout_docs)
         payload = {
             "sample": sample.select("path", "row").rows(),
@@ -106,6 +134,9 @@ class TokenizerTrain(Kind):
         }
         results = ctx.run_shards([ShardTask(0, payload, label="train")])
         self.summarize(ctx, results)
+        if note:
+            log.warning("node %r: %s", ctx.node_id, note)
+            ctx.add_report("Tokenizer held-out split", markdown=f"**Warning**: {note}.")
         return results
 
     def run_shard(
