@@ -1,6 +1,11 @@
 """`repo_samples`: each repository becomes one document (or a few parts): its files in dependency order under
 path headers, optionally followed by its commits (format in docs/CODE_SAMPLES.md).
 
+Each sample carries ``tier`` and ``epochs`` from its members' ``code_quality`` columns (``tier_rule``: the
+character-weighted mean of the epochs, or the highest tier's), so the high tier's up-sampling reaches pack. A
+repository longer than ``max_repo_chars`` is cut where the fewest imports cross, and a part starts with copies
+of the small modules it imports from earlier parts (``meta.repeated``).
+
 Grouping is global: a repository's files may sit in any input shard. A first pass (``ctx.map``, one task per
 input shard) reads only ``meta`` and the text sizes and counts rows and bytes per repository. The driver
 sorts the repository names and cuts them into output shards of about ``shard_mb``; each output shard then

@@ -8,7 +8,8 @@ The graph is ``{file: files it imports}``; a file must come *after* the files it
 2. Among ready components the key is ``(late, smallest path)``: *late* files (tests, examples, benchmarks;
    ``is_late``) wait until no other component is ready, so they follow the package they exercise.
 3. Inside a component of several files: if weak edges are part of it, they lose: the component is ordered
-   again on its strong edges alone (step 1 on the sub-graph). What is left is a genuine runtime cycle: the
+   again (step 1) on its strong edges plus the weak edges that close no cycle with them (taken in path
+   order), so a type-only import is still honoured where that costs no runtime edge. What is left is a genuine runtime cycle: the
    file with the fewest imports inside the component (DeepSeek-Coder's smallest in-degree), then late last,
    then path, is emitted first; the rest is condensed again, and so on.
 
@@ -100,7 +101,26 @@ class _Graphs:
         }
 
 
-def _condensed(nodes: set[str], graphs: _Graphs, weak: bool) -> list[str]:
+def _acyclic_weak(comp: set[str], graphs: _Graphs) -> dict[str, set[str]]:
+    """The weak edges inside ``comp`` that can be kept without closing a cycle with the strong ones (and the
+    weak ones kept before them, in path order)."""
+    adj = {n: set(graphs.strong.get(n, set())) & comp for n in comp}
+    kept: dict[str, set[str]] = {}
+    for f in sorted(comp):
+        for d in sorted(graphs.weak.get(f, set()) & comp):
+            seen, stack = {d}, [d]
+            while stack and f not in seen:
+                for nxt in adj[stack.pop()]:
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        stack.append(nxt)
+            if f not in seen:
+                adj[f].add(d)
+                kept.setdefault(f, set()).add(d)
+    return kept
+
+
+def _condensed(nodes: set[str], graphs: _Graphs, weak: bool, final: bool = False) -> list[str]:
     deps = graphs.union(weak)
     comps = components(nodes, deps)
     comp_of = {n: k for k, comp in enumerate(comps) for n in comp}
@@ -122,8 +142,10 @@ def _condensed(nodes: set[str], graphs: _Graphs, weak: bool) -> list[str]:
         comp = comps[k]
         if len(comp) == 1:
             order.extend(comp)
-        elif weak and any(graphs.weak.get(n, set()) & set(comp) for n in comp):
-            order.extend(_condensed(set(comp), graphs, weak=False))  # weak edges lose inside a cycle
+        elif weak and not final and any(graphs.weak.get(n, set()) & set(comp) for n in comp):
+            # weak edges lose inside a cycle: keep those that close none, order the component again
+            sub = _Graphs(graphs.strong, _acyclic_weak(set(comp), graphs), graphs.late)
+            order.extend(_condensed(set(comp), sub, weak=True, final=True))
         else:
             order.extend(_break_cycle(set(comp), graphs))
         for u in sorted(users[k]):
