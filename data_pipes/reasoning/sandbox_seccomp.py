@@ -8,7 +8,9 @@ to its own children. Denied: ``ptrace``, ``process_vm_readv/writev``, ``kcmp``, 
 ``unshare``, ``setns``, the new mount API), ``io_uring``, module and ``kexec`` loading, ``iopl``/``ioperm``,
 ``swapon/off``, ``reboot``, ``open_by_handle_at``; and memory that ``RLIMIT_AS`` does not count, because it
 lives in a file or the IPC namespace rather than in a mapping: ``memfd_create``/``memfd_secret`` (64 descriptors
-of 16 MB per process, times 16 processes) and System V ``shmget``/``msgget`` (segments kept after ``shmdt``). Syscalls of another ABI than the machine's (``int 0x80``,
+of 16 MB per process, times 16 processes) and System V ``shmget``/``msgget`` (segments kept after ``shmdt``).
+``fallocate`` fails with ``EOPNOTSUPP`` (``FALLOC_FL_KEEP_SIZE`` reserves disk beyond ``RLIMIT_FSIZE``: stdout
+and stderr are files on the host's disk). Syscalls of another ABI than the machine's (``int 0x80``,
 x32) are denied altogether, so the numbers cannot be dodged. The filter is classic BPF assembled here, so no
 library is needed; on an architecture without a table below there is no filter (the layer is not listed).
 """
@@ -21,6 +23,7 @@ import platform
 import struct
 
 ERRNO_EPERM = 0x0005_0000 | 1  # SECCOMP_RET_ERRNO | EPERM
+ERRNO_EOPNOTSUPP = 0x0005_0000 | 95  # glibc's posix_fallocate then falls back to writing (under RLIMIT_FSIZE)
 ALLOW = 0x7FFF_0000  # SECCOMP_RET_ALLOW
 X32_BIT = 0x4000_0000
 
@@ -109,6 +112,9 @@ DENIED = {
         "msgget": 186,
     },
 }
+# ``fallocate`` with ``FALLOC_FL_KEEP_SIZE`` reserves disk blocks without growing the file, so ``RLIMIT_FSIZE``
+# never applies: on stdout / stderr (files on the host's disk) it could fill that disk; refused as unsupported
+NOT_SUPPORTED = {"x86_64": {"fallocate": 285}, "aarch64": {"fallocate": 47}}
 AUDIT_ARCH = {"x86_64": 0xC000_003E, "aarch64": 0xC000_00B7}
 
 # classic BPF opcodes
@@ -135,15 +141,19 @@ def filter_bytes() -> bytes | None:
     if machine == "x86_64":
         prog.append((JGE_K, 0, 0, X32_BIT))  # jt patched: x32 -> deny
     prog += [(JEQ_K, 0, 0, nr) for nr in numbers]  # jt patched
+    first_unsupported = len(prog)
+    prog += [(JEQ_K, 0, 0, nr) for nr in sorted(set(NOT_SUPPORTED[machine].values()))]  # jt patched
     prog.append((RET_K, 0, 0, ALLOW))
     deny = len(prog)
     prog.append((RET_K, 0, 0, ERRNO_EPERM))
+    unsupported = len(prog)
+    prog.append((RET_K, 0, 0, ERRNO_EOPNOTSUPP))
     out = []
     for i, (code, jt, jf, k) in enumerate(prog):
         if i == 1:
             jf = deny - (i + 1)
         elif code in (JEQ_K, JGE_K):
-            jt = deny - (i + 1)
+            jt = (unsupported if i >= first_unsupported else deny) - (i + 1)
         out.append(_insn(code, jt, jf, k))
     return b"".join(out)
 

@@ -296,6 +296,12 @@ ATTACKS = [
         ("Operation not permitted",),
     ),
     Attack(
+        "reserve the host's disk through stdout (fallocate KEEP_SIZE: no RLIMIT_FSIZE)",
+        LIBC + "r = libc.fallocate(1, 1, ctypes.c_long(0), ctypes.c_long(1 << 30))  # 1 GiB\n" + RAISE,
+        ("error",),
+        ("Operation not supported",),
+    ),
+    Attack(
         "kill the host parent",
         "import os, signal\nos.kill(@HOST_PID@, signal.SIGKILL)",
         ("error",),
