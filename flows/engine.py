@@ -349,6 +349,7 @@ class Engine:
             run_shards=run_shards,
             phases=kind_phases,
             on_progress=progress,
+            extra={"resources": dict(node.resources)},  # e.g. a training stage's gpus -> launcher ranks
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
