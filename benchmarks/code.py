@@ -13,6 +13,9 @@ Figures:
   test / example files. *Before* is the previous rule (Kahn's algorithm over the whole graph, a cycle broken
   at the globally smallest in-degree, type-only imports counted as ordinary ones, kept here as
   ``legacy_order``); *after* is the condensation order. Target: >= 95% of runtime edges outside cycles.
+* **splitting** (``max_repo_chars`` 512,000 and 128,000): runtime import edges whose import comes earlier in
+  the importer's own part (as a member or a repeated copy), greedy cuts against cuts along the dependency order
+  with modules of at most 4,000 characters repeated.
 * **epochs reaching tokens** (``--epochs``): a pipeline demo_corpus(stdlib_code) -> code_quality ->
   repo_samples (``tier_rule: max`` and ``mean``) -> tokenizer_train -> pack, run through the engine; pack's
   mixture report gives packed / unique tokens per tier, set against the configured epochs.
@@ -39,6 +42,7 @@ from data_pipes.code.git_reader import opened, read_tree_files, resolve  # noqa:
 from data_pipes.code.records import CodeOptions  # noqa: E402
 from data_pipes.code.repo_condense import edge_counts, is_late  # noqa: E402
 from data_pipes.code.repo_order import dependency_edges, split_edges, topological_order  # noqa: E402
+from data_pipes.code.repo_order_samples import Member, render_parts  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 PY_PACKAGES = ("starlette", "fastapi", "httpx", "click", "jinja2", "rich", "typer", "pydantic", "sqlalchemy")
@@ -144,6 +148,37 @@ def bench_order() -> dict[str, list[int]]:
     return totals
 
 
+def bench_split(max_chars: int) -> None:
+    """Runtime import edges served inside the importer's part (the import earlier in the same part's text, as
+    a member or a repeated copy) when repositories longer than ``max_chars`` are cut: greedy cuts (before)
+    against cuts along the dependency order with small modules repeated (after)."""
+    print(f"\nsplitting at max_repo_chars={max_chars}: runtime edges served inside the importer's part")
+    tot = [0, 0, 0, 0]
+    for name, files in repositories():
+        strong, weak = split_edges(dependency_edges(files))
+        order = topological_order(strong, weak)
+        members = [Member(p, files[p], path=p) for p in order]
+        if len(render_parts(name, members)[0].text) <= max_chars:
+            continue
+        row = []
+        for deps, repeat in ((None, 0), (strong, 4000)):
+            parts = render_parts(name, members, max_chars, deps, repeat)
+            served = 0
+            for part in parts:
+                seen: set[str] = set()
+                for m in [*part.repeated, *part.members]:
+                    served += len(strong.get(m.path, set()) & seen)
+                    seen.add(m.path)
+            row += [served, len(parts), sum(len(p.repeated) for p in parts)]
+        total = sum(len(ds) for ds in strong.values())
+        tot = [tot[0] + row[0], tot[1] + row[3], tot[2] + total, tot[3] + row[5]]
+        print(
+            f"  {name:<24} parts {row[1]} -> {row[4]}: {_pct(row[0], total)} -> {_pct(row[3], total)} "
+            f"({row[5]} repeated modules)"
+        )
+    print(f"  all: {_pct(tot[0], tot[2])} -> {_pct(tot[1], tot[2])} ({tot[3]} repeated modules)")
+
+
 def _line(name: str, n: int, r: list[int]) -> str:
     return (
         f"{name:<26} {n or '':>5} | {_pct(r[0], r[2]):>18} {_pct(r[1], r[2]):>18} | "
@@ -223,6 +258,8 @@ def main() -> None:
     print(
         f"\nruntime edges outside cycles satisfied after: {100.0 * sat / max(total, 1):.2f}% (target >= 95%)"
     )
+    for max_chars in (512_000, 128_000):
+        bench_split(max_chars)
     if args.epochs:
         bench_epochs(args.work or tempfile.mkdtemp(prefix="code-bench-"))
 

@@ -2,7 +2,7 @@
 
 The members (files in dependency order, then commits) are cut into consecutive parts of at most ``budget``
 characters each (a member longer than that alone makes its own part). Where to cut: among the boundaries that
-leave a part at least half full, the one that separates the fewest import edges (an imported file before the
+leave a part at least 3/4 full, the one that separates the fewest import edges (an imported file before the
 cut, its importer after it), the latest such boundary on ties. Cutting between two packages rather than through
 the middle of one keeps an application module in the same part as the modules it imports.
 
@@ -48,8 +48,8 @@ def cut_points(sizes: Sequence[int], budget: int | None, pos_deps: Sequence[Sequ
             end += 1
         if end == n:
             break
-        half, lo, acc = budget / 2, start + 1, sizes[start]
-        while lo < end and acc < half:
+        floor, lo, acc = budget * 0.75, start + 1, sizes[start]
+        while lo < end and acc < floor:
             acc += sizes[lo]
             lo += 1
         crossing = _crossing(start, end, pos_deps)
