@@ -73,8 +73,12 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
 def _imports(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """Every import statement of ``tree`` with whether it sits under ``if TYPE_CHECKING:``."""
+    """Every import statement of ``tree`` with whether it sits under ``if TYPE_CHECKING:``. Only statement
+    blocks are walked (imports are statements), not expressions."""
     out: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
     stack: list[tuple[ast.AST, bool]] = [(tree, False)]
     while stack:
@@ -86,17 +90,23 @@ def _imports(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
             stack.extend((child, True) for child in node.body)
             stack.extend((child, typed) for child in node.orelse)
             continue
-        stack.extend((child, typed) for child in ast.iter_child_nodes(node))
+        for name in _BLOCKS:
+            block = getattr(node, name, None)
+            if block:
+                stack.extend((child, typed) for child in block)
     return out
 
 
-def python_import_kinds(path: str, text: str, index: RepoIndex) -> dict[str, str]:
-    """Repository files that the Python file ``path`` imports: ``{file: "runtime" | "type"}``."""
+def python_import_kinds(
+    path: str, text: str, index: RepoIndex, roots: list[str] | None = None
+) -> dict[str, str]:
+    """Repository files that the Python file ``path`` imports: ``{file: "runtime" | "type"}``; ``roots`` is
+    ``source_roots(index)`` (computed here when not given)."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return {}
-    roots = source_roots(index)
+    roots = source_roots(index) if roots is None else roots
     kinds: dict[str, str] = {}
     for node, typed in _imports(tree):
         found: set[str | None] = set()

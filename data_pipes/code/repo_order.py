@@ -19,7 +19,7 @@ from data_pipes.code.deps_c import c_imports
 from data_pipes.code.deps_go import go_imports, go_modules
 from data_pipes.code.deps_index import RepoIndex
 from data_pipes.code.deps_js import js_imports
-from data_pipes.code.deps_python import TYPE_ONLY, python_import_kinds
+from data_pipes.code.deps_python import TYPE_ONLY, python_import_kinds, source_roots
 from data_pipes.code.deps_rust import rust_imports
 from data_pipes.code.repo_condense import condensation_order
 
@@ -41,11 +41,12 @@ def dependency_edges(files: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """``{path: {imported repository file: "runtime" | "type"}}`` for ``files`` (``{path: text}``)."""
     index = RepoIndex.of(files)
     modules = go_modules(index, dict(files))
+    roots = source_roots(index)
     edges: dict[str, dict[str, str]] = {}
     for path, text in files.items():
         lang = language_of(path)
         if lang == "python":
-            kinds = python_import_kinds(path, text, index)
+            kinds = python_import_kinds(path, text, index, roots)
         else:
             if lang == "rust":
                 deps = rust_imports(path, text, index)

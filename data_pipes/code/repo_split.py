@@ -16,17 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
-def _crossing(start: int, stop: int, pos_deps: Sequence[Sequence[int]]) -> list[int]:
+def _crossing(start: int, stop: int, users: Sequence[Sequence[int]]) -> list[int]:
     """``c[i - start]`` = edges with ``start <= import < i <= importer`` for boundaries ``i`` in
-    ``[start, stop]`` (``pos_deps[f]``: positions of what member ``f`` imports)."""
+    ``[start, stop]`` (``users[d]``: positions of the members that import member ``d``)."""
     diff = [0] * (stop - start + 2)
-    for f in range(start, len(pos_deps)):
-        for d in pos_deps[f]:
-            if start <= d < f:
-                lo, hi = d + 1, min(f, stop)
-                if lo <= hi:
-                    diff[lo - start] += 1
-                    diff[hi - start + 1] -= 1
+    for d in range(start, stop):
+        for f in users[d]:
+            if f > d:
+                diff[d + 1 - start] += 1
+                diff[min(f, stop) - start + 1] -= 1
     out, run = [], 0
     for k in range(stop - start + 1):
         run += diff[k]
@@ -39,6 +37,10 @@ def cut_points(sizes: Sequence[int], budget: int | None, pos_deps: Sequence[Sequ
     n = len(sizes)
     if budget is None or n == 0:
         return [0]
+    users: list[list[int]] = [[] for _ in range(n)]
+    for f, ds in enumerate(pos_deps):
+        for d in ds:
+            users[d].append(f)
     starts, start = [], 0
     while start < n:
         starts.append(start)
@@ -52,7 +54,7 @@ def cut_points(sizes: Sequence[int], budget: int | None, pos_deps: Sequence[Sequ
         while lo < end and acc < floor:
             acc += sizes[lo]
             lo += 1
-        crossing = _crossing(start, end, pos_deps)
+        crossing = _crossing(start, end, users)
         best = min(range(lo, end + 1), key=lambda i: (crossing[i - start], -i))
         start = best
     return starts
