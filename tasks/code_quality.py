@@ -3,8 +3,9 @@
 Three tiers, each declaring its ``epochs`` and whether it is dropped, like the web quality buckets: ``low``
 (any flag: generated, minified, data file, extreme lines, low alphanumeric ratio, low classifier score;
 dropped by default with reason ``code_quality_<first flag>``), ``mid`` (kept, 1 epoch) and ``high``
-(up-sampled, 2 epochs). The rules are vectorised polars expressions (``data_pipes.code.quality_rules``) and
-documented in docs/CODE_CONTRACT.md. Writes ``tier``, ``epochs``, ``quality_flags``, ``quality_signals``
+(up-sampled, 2 epochs). The flags are vectorised polars expressions (``data_pipes.code.quality_rules``); the
+high-tier signals (documented, tested) are read with the language's parser (``data_pipes.code.quality_parse``:
+``ast`` for Python, tree-sitter grammars for Rust, Go, JavaScript, C); all documented in docs/CODE_CONTRACT.md. Writes ``tier``, ``epochs``, ``quality_flags``, ``quality_signals``
 and ``code_quality_score``; reports counts per tier, per language and per flag.
 """
 
@@ -59,7 +60,12 @@ class CodeQualityParams(KindParams):
     min_alnum_ratio: float = Field(0.25, ge=0, le=1, description="low_alnum: alphanumeric ratio below this")
     high_max_line_length: int = Field(100, gt=0, description="high tier: no line longer than this")
     high_min_lines: int = Field(10, ge=0, description="high tier: at least this many lines")
-    high_min_comment_ratio: float = Field(0.15, ge=0, le=1, description="'documented': comment line ratio")
+    high_min_comment_ratio: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="'documented': share of non-whitespace characters in comments/docstrings",
+    )
     high_min_quality: float = Field(
         0.75, ge=0, le=1, description="high tier: code_quality_score at least this"
     )
