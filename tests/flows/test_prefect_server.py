@@ -179,13 +179,21 @@ def _wait_final(client: Any, stack: Stack, flow_run_id: str, timeout: float = 15
     raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s\n{stack.log_tail('worker')}")
 
 
-def _task_runs(client: Any, flow_run_id: str) -> list[tuple[str, str]]:
+def _task_runs(client: Any, flow_run_id: str, timeout: float = 120) -> list[tuple[str, str]]:
+    """(name, state) of the flow run's task runs, once the server has recorded them all. The server records task
+    runs from the events the flow run sends, after it: a loaded server may still show some as Pending (under a
+    provisional name) when the flow run is already Completed, so wait until every one is final."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    runs = client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
-    )
-    return sorted((r.name, r.state.name if r.state else "?") for r in runs)
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+        )
+        settled = all(r.state is not None and r.state.type.value in FINAL for r in runs)
+        if settled or time.monotonic() > deadline:
+            return sorted((r.name, r.state.name if r.state else "?") for r in runs)
+        time.sleep(1)
 
 
 def _artifacts(client: Any, flow_run_id: str) -> dict[str, str]:
