@@ -273,6 +273,7 @@ class Engine:
     ) -> tuple[bool, dict]:
         """Compute ``node_id`` unless its output is stored. Returns (reused, manifest)."""
         node = self.pipeline.nodes[node_id]
+        live_report = getattr(progress, "live_report", None)  # reports refreshed while the node runs
         progress = _fan_out(progress)
         inputs = self._input_refs(node)
         parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
@@ -349,6 +350,7 @@ class Engine:
             run_shards=run_shards,
             phases=kind_phases,
             on_progress=progress,
+            on_report=live_report,
             extra={"resources": dict(node.resources)},  # e.g. a training stage's gpus -> launcher ranks
         )
         results = sorted(node.kind.run(ctx), key=lambda r: r.index)

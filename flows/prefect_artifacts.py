@@ -295,6 +295,28 @@ class NodeProgress:
         self.phase, self.last_sent = event.phase, now
         self.updates += 1
 
+    def live_report(self, title: str, table: list[dict[str, Any]] | None, png: bytes | None) -> None:
+        """A report the node refreshes while it runs (``RunContext.publish_live``: a training stage's metrics):
+        a table artifact ``...-live-table`` and a markdown artifact ``...-live-plot`` with the PNG embedded, each a
+        new version of its key. A failed write never fails the node."""
+        import base64
+
+        key = self.key.removesuffix("-progress")
+        try:
+            if table:
+                create_table_artifact(
+                    table=table, key=f"{key}-live-table", description=f"{title} ({self.where})"
+                )
+            if png:
+                data = base64.b64encode(png).decode()
+                create_markdown_artifact(
+                    markdown=f"### {title}\n\n![{title}](data:image/png;base64,{data})",
+                    key=f"{key}-live-plot",
+                    description=f"{title}, refreshed while it runs ({self.where})",
+                )
+        except Exception:  # noqa: BLE001 - a lost refresh must not fail a training stage
+            pass
+
     def finish(self) -> None:
         """The node is done: 100%, whatever the last event said."""
         with self._lock:

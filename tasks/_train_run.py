@@ -358,9 +358,10 @@ def write_outputs(ctx: RunContext, stage: Stage) -> dict[str, Any]:
     }
 
 
-def metrics_table(rows: list[dict[str, Any]], last: int = 10) -> list[dict[str, Any]]:
-    """The last ``last`` metrics rows, rounded for reading (tok/s only in live reports)."""
-    keep = [*DETERMINISTIC]
+def metrics_table(rows: list[dict[str, Any]], last: int = 10, measured: bool = False) -> list[dict[str, Any]]:
+    """The last ``last`` metrics rows, rounded for reading; ``measured`` adds tok/s (live reports only: the output's
+    table must be the same bytes on every run)."""
+    keep = [*DETERMINISTIC, "tok_s"] if measured else DETERMINISTIC
     return [
         {k: (round(r[k], 6) if isinstance(r.get(k), float) else r.get(k)) for k in keep} for r in rows[-last:]
     ]

@@ -141,6 +141,17 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     phases: tuple[str, ...] = ()  # the kind's phases, in order (for the overall fraction)
     on_progress: ProgressFn | None = None
+    # ``publish_live``'s listener: (title, table, png), e.g. the Prefect layer's table and plot artifacts
+    on_report: Callable[[str, list[dict[str, Any]] | None, bytes | None], None] | None = None
+
+    def publish_live(
+        self, title: str, *, table: list[dict[str, Any]] | None = None, png: bytes | None = None
+    ) -> None:
+        """A report refreshed while the node runs (a training stage's metrics and plot): handed to the listener
+        (the Prefect layer publishes it as artifacts), never written to the output. Call it every few seconds at
+        most; the final version goes to the output with ``add_report``."""
+        if self.on_report is not None:
+            self.on_report(title, table, png)
 
     def progress(self, phase: str, done: int, total: int, unit: str = "shards") -> None:
         """Report that ``done`` of ``total`` ``unit`` of ``phase`` are finished. Cheap: listeners throttle."""

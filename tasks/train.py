@@ -78,10 +78,14 @@ class _Stage(Kind):
             step = int(rows[-1]["step"]) if rows else 0
             ctx.progress("train", step, params.steps, "steps")
             now = time.monotonic()
-            publish = getattr(ctx, "publish_live", None)
-            if rows and publish is not None and (now - live["at"] >= LIVE_EVERY_S or step >= params.steps):
+            if (
+                rows
+                and ctx.on_report is not None
+                and (now - live["at"] >= LIVE_EVERY_S or step >= params.steps)
+            ):
                 live["at"] = now
-                publish(f"{ctx.node_id} metrics", table=metrics_table(rows), png=_png(rows, ctx.node_id))
+                table = metrics_table(rows, measured=True)
+                ctx.publish_live(f"{ctx.node_id} metrics", table=table, png=_png(rows, ctx.node_id))
 
         trained = time.perf_counter()
         launch(ctx, stage, ranks, device, on_rows)

@@ -1,0 +1,316 @@
+"""Training stages as pipeline nodes (tasks/train.py), on CPU with the `debug` flavour and a few steps: a cut-down
+examples/train.yaml (demo corpus -> tokenizer -> pack -> pretrain -> midtrain -> sft) through the engine and the
+real DeepSpeed launcher; the result loads in transformers and generates; kill -9 mid-stage, then a rerun resumes
+and ends with the same bytes as an uninterrupted run (in another store folder); a changed learning rate makes only
+that stage and what follows it stale; bad inputs stop the node before training, naming node, file and fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flows.engine import Engine, select
+from flows.validate import load_pipeline
+from tasks._train_run import StageInputError
+from tasks.base import DataType, InputRef, RunContext
+from tasks.registry import get_kind
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 60  # pretrain: long enough to be killed between its checkpoints (every 5 steps)
+
+
+def nodes(extra: dict | None = None) -> dict:
+    out = {
+        "demo": {"uses": "demo_corpus", "params": {"parts": ["licenses"], "max_items_per_part": 30}},
+        "tokenizer": {
+            "uses": "tokenizer_train",
+            "inputs": ["demo"],
+            "params": {"vocab_size": 512, "sample_docs": 60, "heldout_docs": 0},
+        },
+        "pack_4k": {"uses": "pack", "inputs": ["tokenizer", "demo"], "params": {"seq_len": 64}},
+        "pack_32k": {"uses": "pack", "inputs": ["tokenizer", "demo"], "params": {"seq_len": 128}},
+        "pretrain": {
+            "uses": "pretrain",
+            "inputs": ["pack_4k"],
+            "params": {
+                "steps": STEPS,
+                "batch": {"global_batch": 4, "micro_batch": 2},
+                "optim": {"name": "muon", "lr": 0.01},
+                "checkpoint_every": 5,
+            },
+        },
+        "midtrain": {
+            "uses": "midtrain",
+            "inputs": ["pack_32k", "pretrain"],
+            "params": {"init_from": "pretrain", "steps": 3, "batch": {"global_batch": 2, "micro_batch": 1}},
+        },
+        "problems": {
+            "uses": "problems",
+            "params": {"reasoning_gym": [{"name": "basic_arithmetic", "size": 6, "seed": 1}]},
+        },
+        "chats": {
+            "uses": "generate_sft",
+            "inputs": ["problems"],
+            "params": {"teacher": {"kind": "procedural"}},
+        },
+        "chat_model": {
+            "uses": "sft",
+            "inputs": ["chats", "tokenizer", "midtrain"],
+            "params": {"init_from": "midtrain", "seq_len": 256, "steps": 3, "batch": {"global_batch": 2}},
+        },
+    }
+    out.update(extra or {})
+    return out
+
+
+def write(root: Path, node_specs: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "pipeline.yaml"
+    spec = {"name": "train-test", "workdir": str(root / "store"), "seed": 7, "nodes": node_specs}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+class Listener:
+    """What the Prefect layer gets from a node: progress events and live reports (title, table, png)."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.live: list[tuple[str, list | None, bytes | None]] = []
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+
+    def live_report(self, title: str, table: list | None, png: bytes | None) -> None:
+        self.live.append((title, table, png))
+
+
+def run(path: Path, overrides: list[str] | None = None, **selection: str) -> dict[str, dict]:
+    pipeline = load_pipeline(str(path), overrides or [])
+    engine = Engine(pipeline)
+    out = {}
+    try:
+        sel = select(pipeline, **selection)
+        for node in sel.nodes:
+            listener = Listener()
+            reused, manifest = engine.run_node(node, forced=node in sel.forced, progress=listener)
+            out[node] = {
+                "reused": reused,
+                "manifest": manifest,
+                "events": listener.events,
+                "live": listener.live,
+            }
+    finally:
+        engine.close()
+    return out
+
+
+def out_dir(path: Path, manifest: dict) -> Path:
+    return path.parent / "store" / "outputs" / manifest["fingerprint"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    path = write(tmp_path_factory.mktemp("a"), nodes())
+    return path, run(path)
+
+
+@pytest.mark.slow
+def test_stages_train_export_and_load(trained: tuple[Path, dict]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, done = trained
+    pre, mid, sft = (done[n]["manifest"] for n in ("pretrain", "midtrain", "chat_model"))
+    assert pre["output_type"] == mid["output_type"] == sft["output_type"] == "checkpoint"
+    # progress: the train phase counted every step
+    train = [e for e in done["pretrain"]["events"] if e.phase == "train"]
+    assert train[-1].done == train[-1].total == STEPS and train[-1].unit == "steps"
+    # live reports while it trained: the metrics table (tok/s included) and the plot, the last at the last step
+    title, table, png = done["pretrain"]["live"][-1]
+    assert title == "pretrain metrics" and table[-1]["step"] == STEPS and table[-1]["tok_s"] > 0
+    assert png.startswith(b"\x89PNG")
+    # metrics: one row per step, finite, the loss falls
+    rows = pq.read_table(out_dir(path, pre) / "metrics.parquet").to_pylist()
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1)) and "tok_s" not in rows[0]
+    assert sum(r["loss"] for r in rows[-5:]) < sum(r["loss"] for r in rows[:5])
+    # midtrain: RoPE base raised, positions at least the 128-token rows, lineage names the parent and the shards
+    cfg = json.loads((out_dir(path, mid) / "config.json").read_text())
+    assert cfg["rope_parameters"]["rope_theta"] == 1_000_000.0 and cfg["max_position_embeddings"] >= 128
+    lineage = json.loads((out_dir(path, mid) / "lineage.json").read_text())
+    assert lineage["parent"] == {"node": "pretrain", "fingerprint": pre["fingerprint"]}
+    assert {s["node"] for s in lineage["shards"]} == {"pack_32k"}
+    assert sum(s["samples"] for s in lineage["shards"]) == lineage["samples"] == 3 * 2
+    # the DeepSpeed states are gone once the stage completed; the spec stays for a rerun by hand
+    work = out_dir(path, pre) / "_train"
+    assert not (work / "ckpt").exists() and (work / "spec.json").is_file()
+    assert {r["title"] for r in pre["reports"]} == {"Training metrics"}
+    from data_pipes.plots import clipped_texts
+    from tasks._train_plot import metrics_figure
+
+    assert clipped_texts(metrics_figure(rows, f"pretrain: step {STEPS}")) == []
+    # the SFT folder loads in transformers, renders a chat with the one template, and generates
+    folder = str(out_dir(path, sft))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True, return_tensors="pt"
+    )["input_ids"]
+    new = model.generate(ids, max_new_tokens=5, do_sample=False)[0, ids.shape[1] :]
+    assert len(new) >= 1 and type(model).__name__ == "Glm4MoeForCausalLM"
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_gives_the_same_bytes(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    path_a, done = trained
+    path = write(tmp_path / "b", nodes())
+    run(path, to_node="pack_4k")
+    script = (
+        "import sys; from flows.validate import load_pipeline; from flows.engine import Engine\n"
+        "e = Engine(load_pipeline(sys.argv[1], [])); e.run_node('pretrain')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
+    outputs = path.parent / "store" / "outputs"
+    deadline, killed_at = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        latest = list(outputs.glob("*/_train/ckpt/latest"))
+        if latest and latest[0].read_text().strip() >= "step00000005":
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at = f"{latest[0].read_text().strip()} at {time.strftime('%H:%M:%S')}"
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed_at is not None, "the stage ended before it could be killed; raise STEPS"
+    # its launcher and ranks live on, orphaned: freeze them (as if slow), so the rerun must stop them itself
+    info = json.loads(next(outputs.glob("*/_train/launcher.json")).read_text())
+    os.killpg(info["pgid"], signal.SIGSTOP)
+    try:
+        again = run(path, to_node="pretrain")["pretrain"][
+            "manifest"
+        ]  # the same run again (--node would force)
+    finally:
+        try:  # the rerun killed them already; a failed rerun must not leave them behind
+            os.killpg(info["pgid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    log = (out_dir(path, again) / "_train" / "launch.log").read_text()
+    resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "resumed at step" in line]
+    assert resumed and 5 <= resumed[-1] < STEPS, f"killed after {killed_at}\n{log[-3000:]}"
+    assert again["content_hash"] == done["pretrain"]["manifest"]["content_hash"]
+    assert again["fingerprint"] == done["pretrain"]["manifest"]["fingerprint"]
+
+
+@pytest.mark.slow
+def test_changed_lr_replans_that_stage_and_what_follows(trained: tuple[Path, dict]) -> None:
+    path, _done = trained
+    plan = {
+        p.node: p for p in Engine(load_pipeline(str(path), ["nodes.midtrain.params.optim.lr=0.002"])).plan()
+    }
+    assert plan["midtrain"].status == "stale" and any("optim" in r for r in plan["midtrain"].reasons)
+    assert plan["chat_model"].status == "pending"
+    assert all(
+        plan[n].status == "up_to_date" for n in ("demo", "tokenizer", "pack_4k", "pack_32k", "pretrain")
+    )
+    assert all(plan[n].status == "up_to_date" for n in ("problems", "chats"))
+
+
+# ---- bad input, caught before training ------------------------------------------------------------------------
+def _fail(tmp: Path, extra: dict, node: str) -> str:
+    path = write(tmp, nodes(extra))
+    with pytest.raises(StageInputError) as info:
+        run(path, to_node=node)
+    assert not list((path.parent / "store" / "outputs").glob("*/_train/launch.log")), (
+        "it must fail before launch"
+    )
+    return str(info.value)
+
+
+def test_token_ids_outside_the_vocabulary(tmp_path: Path) -> None:
+    extra = {
+        "tok_big": {
+            "uses": "tokenizer_train",
+            "inputs": ["demo"],
+            "params": {"vocab_size": 1024, "sample_docs": 60, "heldout_docs": 0},
+        },
+        "pack_big": {"uses": "pack", "inputs": ["tok_big", "demo"], "params": {"seq_len": 64}},
+        "pretrain": {"uses": "pretrain", "inputs": ["pack_big"], "params": {"steps": 2}},
+    }
+    msg = _fail(tmp_path, extra, "pretrain")
+    assert (
+        "node 'pretrain'" in msg
+        and "part-00000.parquet" in msg
+        and "outside the debug model's vocabulary" in msg
+    )
+    assert "overrides.vocab_size" in msg
+
+
+def test_seq_len_beyond_the_positions(tmp_path: Path) -> None:
+    extra = {
+        "pretrain": {
+            "uses": "pretrain",
+            "inputs": ["pack_4k"],
+            "params": {"steps": 2, "overrides": {"max_position_embeddings": 32}},
+        }
+    }
+    msg = _fail(tmp_path, extra, "pretrain")
+    assert "node 'pretrain'" in msg and "seq_len 64" in msg and "max_position_embeddings" in msg
+
+
+def test_tokenizer_other_than_the_packing_one(tmp_path: Path) -> None:
+    extra = {
+        "tok_other": {
+            "uses": "tokenizer_train",
+            "inputs": ["demo"],
+            "params": {"vocab_size": 400, "sample_docs": 60, "heldout_docs": 0},
+        },
+        "pretrain": {"uses": "pretrain", "inputs": ["pack_4k", "tok_other"], "params": {"steps": 2}},
+    }
+    msg = _fail(tmp_path, extra, "pretrain")
+    assert "node 'pretrain'" in msg and "a different tokenizer" in msg and "data.tokenizer" in msg
+
+
+def test_chat_record_without_an_assistant_turn(tmp_path: Path) -> None:
+    from data_pipes.tokens.bpe_train import save_hf_folder, train_bpe
+
+    # a chat input as the store hands it to the kind (no chat source kind reads hand-made files)
+    tok_dir = tmp_path / "tok" / "tokenizer"
+    save_hf_folder(train_bpe(["what is two plus three? five."] * 20, 300, min_frequency=1), str(tok_dir))
+    pq.write_table(
+        pa.table({"id": ["t"], "text": ["x"], "tokenizer_dir": ["tokenizer"]}),
+        tmp_path / "tok" / "part-00000.parquet",
+    )
+    chat_dir = tmp_path / "chats"
+    chat_dir.mkdir()
+    shard = chat_dir / "part-00000.parquet"
+    messages = [[{"role": "user", "content": "what is two plus three?"}]]
+    pq.write_table(pa.table({"id": ["c0"], "messages": messages}), shard)
+    kind = get_kind("sft")
+    params = kind.Params.model_validate({"steps": 1, "seq_len": 64})
+    inputs = [
+        InputRef("chats", DataType.CHAT, str(chat_dir), (str(shard),), (1,), "h1"),
+        InputRef(
+            "tokenizer",
+            DataType.TOKENIZER,
+            str(tmp_path / "tok"),
+            (str(tmp_path / "tok" / "part-00000.parquet"),),
+            (1,),
+            "h2",
+        ),
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = RunContext("chat_model", params, inputs, str(out), 0, map=None, run_shards=None)  # type: ignore[arg-type]
+    with pytest.raises(StageInputError) as info:
+        kind.run(ctx)
+    msg = str(info.value)
+    assert "node 'chat_model'" in msg and str(shard) in msg and "row 0" in msg and "assistant" in msg
+    assert not (out / "_train" / "launch.log").exists()
