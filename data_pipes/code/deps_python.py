@@ -104,7 +104,9 @@ def python_import_kinds(
     ``source_roots(index)`` (computed here when not given)."""
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # RecursionError / MemoryError: nesting deeper than CPython's parser takes (e.g. 100,000 chained
+        # operators); such a file does not parse either
         return {}
     roots = source_roots(index) if roots is None else roots
     kinds: dict[str, str] = {}

@@ -155,8 +155,8 @@ def signals(text: str, path: str, language: str) -> tuple[float, bool]:
     if language == "python":
         try:
             tree = ast.parse(text)
-        except (SyntaxError, ValueError):
-            tree = None
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            tree = None  # does not parse (MemoryError / RecursionError: nesting beyond the parser's limit)
         if tree is not None:
             return min(1.0, _python_doc_chars(text, tree) / total), _python_tested(path, tree)
     grammar = LANGUAGE_ALIASES.get(language, language)

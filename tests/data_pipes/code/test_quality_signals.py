@@ -105,3 +105,15 @@ def test_signals_through_classify() -> None:
     assert signals_of["codeop.py"] == ["documented"]
     assert "tested" in signals_of["unittest/test/test_suite.py"]
     assert "tested" not in signals_of["unittest/case.py"]
+
+
+# nesting beyond CPython's parser: a chain of 50,000 operators raises RecursionError during ast construction,
+# 200,000 unary minus signs a MemoryError; both are files that do not parse, never a failed node
+TOO_DEEP = {"binop.py": "x = " + "+".join(["1"] * 50_000) + "\n", "unary.py": "y = " + "-" * 200_000 + "1\n"}
+
+
+@pytest.mark.parametrize("name", sorted(TOO_DEEP))
+def test_python_nested_beyond_the_parser_falls_back(name: str) -> None:
+    text = "# a comment\n" + TOO_DEEP[name]
+    share, tested = signals(text, f"tests/test_{name}", "python")
+    assert 0.0 < share < 0.01 and tested is False  # the regular-expression fallback found the comment

@@ -336,3 +336,12 @@ def _acyclic(graph: dict[str, set[str]]) -> bool:
         return ok
 
     return all(visit(n) for n in list(graph))
+
+
+def test_python_file_nested_beyond_the_parser_has_no_imports() -> None:
+    deep = "import pkg.util\nx = " + "+".join(["1"] * 50_000) + "\ny = " + "-" * 200_000 + "1\n"
+    files = {"pkg/__init__.py": "", "pkg/util.py": "", "pkg/deep.py": deep, "pkg/app.py": "import pkg.deep\n"}
+    graph = dependency_graph(files)
+    assert graph["pkg/deep.py"] == set()  # does not parse: no edges, as for a syntax error
+    assert graph["pkg/app.py"] == {"pkg/deep.py"}
+    assert dependency_order(files).index("pkg/deep.py") < dependency_order(files).index("pkg/app.py")
