@@ -321,25 +321,27 @@ def write_outputs(ctx: RunContext, stage: Stage) -> dict[str, Any]:
     pq.write_table(full.select(DETERMINISTIC), os.path.join(ctx.out_dir, "metrics.parquet"))
     with open(os.path.join(work, "ckpt", "consumed.json"), encoding="utf-8") as fh:
         consumed = json.load(fh)
-    where = {s: (i.name, os.path.basename(i.path)) for i in stage.data_inputs for s in i.shards}
+    # inputs by content hash, not fingerprint: a fingerprint changes with code that leaves the bytes alone, and
+    # the output must not (early cut-off); the manifest names the fingerprints
+    where = {s: (i.name, i.content_hash) for i in stage.data_inputs for s in i.shards}
     shards = []
     for entry in consumed["shards"]:
         node, fp = where.get(entry["file"], ("sft_rows", ""))
         shards.append(
-            {"node": node, "fingerprint": fp, "file": os.path.basename(entry["file"]),
+            {"node": node, "content_hash": fp, "file": os.path.basename(entry["file"]),
              "rows": entry["rows"], "samples": entry["samples"]}
         )  # fmt: skip
     if stage.spec["data"].get("chat"):
         shards = [
-            {"node": i.name, "fingerprint": os.path.basename(i.path), "file": os.path.basename(s), "rows": r}
+            {"node": i.name, "content_hash": i.content_hash, "file": os.path.basename(s), "rows": r}
             for i in stage.data_inputs
             for s, r in zip(i.shards, i.rows, strict=True)
         ] + shards
     lineage = {
-        "parent": {"node": stage.parent.name, "fingerprint": os.path.basename(stage.parent.path)}
+        "parent": {"node": stage.parent.name, "content_hash": stage.parent.content_hash}
         if stage.parent
         else None,
-        "inputs": [{"node": i.name, "fingerprint": os.path.basename(i.path)} for i in ctx.inputs],
+        "inputs": [{"node": i.name, "content_hash": i.content_hash} for i in ctx.inputs],
         "shards": shards,
         "samples": consumed["samples"],
         "epochs": consumed["epochs"],

@@ -147,7 +147,7 @@ def test_stages_train_export_and_load(trained: tuple[Path, dict]) -> None:
     cfg = json.loads((out_dir(path, mid) / "config.json").read_text())
     assert cfg["rope_parameters"]["rope_theta"] == 1_000_000.0 and cfg["max_position_embeddings"] >= 128
     lineage = json.loads((out_dir(path, mid) / "lineage.json").read_text())
-    assert lineage["parent"] == {"node": "pretrain", "fingerprint": pre["fingerprint"]}
+    assert lineage["parent"] == {"node": "pretrain", "content_hash": pre["content_hash"]}
     assert {s["node"] for s in lineage["shards"]} == {"pack_32k"}
     assert sum(s["samples"] for s in lineage["shards"]) == lineage["samples"] == 3 * 2
     # the DeepSpeed states are gone once the stage completed; the spec stays for a rerun by hand
