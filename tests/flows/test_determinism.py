@@ -61,7 +61,13 @@ class Checkout:
 
     @property
     def overrides(self) -> list[str]:
-        return [*SMALL, f"workdir={self.workdir}", f"executor.n_workers={self.workers}"]
+        # inline_s=0: every node's shard work goes to the Dask cluster, so the worker count really varies
+        return [
+            *SMALL,
+            f"workdir={self.workdir}",
+            f"executor.n_workers={self.workers}",
+            "executor.inline_s=0",
+        ]
 
 
 def _checkout(source: Path, name: str, workers: int) -> Checkout:
