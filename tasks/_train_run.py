@@ -15,8 +15,9 @@ Layout of a stage's output folder (``outputs/<fingerprint>/``)::
     _train/metrics.parquet|jsonl          the full metrics, tok/s included (scratch: not in the content hash)
     _train/launch.log                     the launcher's output
 
-A stage killed with ``kill -9`` leaves its ranks running on their own; the next run of the node kills that process
-group first (its id is in ``_train/launcher.json``) and resumes from the last complete DeepSpeed state.
+A stage killed with ``kill -9`` leaves its ranks running on their own; the next run of the node kills them first
+(every process whose command line names this ``_train/spec.json``) and resumes from the last complete DeepSpeed
+state.
 """
 
 from __future__ import annotations
@@ -188,38 +189,29 @@ def validate(ctx: RunContext, stage: Stage) -> int:
 
 
 # ---- the launcher ------------------------------------------------------------------------------------------------
-def _kill_leftover(work: str) -> None:
-    """Kill the process group of a launcher a killed run left behind (still writing into this work folder)."""
-    path = os.path.join(work, "launcher.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            info = json.load(fh)
-    except (OSError, ValueError):
-        return
-    pgid, spec = int(info.get("pgid", 0)), str(info.get("spec", ""))
-    if pgid <= 1 or pgid == os.getpgid(0):
-        return
-    members = _group_members(pgid)
-    if not any(spec in _cmdline(pid) for pid in members):
-        return  # the group is gone, or its id now belongs to something else
-    os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-def _group_members(pgid: int) -> list[int]:
+def launcher_processes(spec_path: str) -> list[int]:
+    """Live processes of a stage's launch: the launcher, DeepSpeed's per-host launcher and the ranks all carry the
+    spec's path in their command line (this process excluded; zombies have none)."""
     out = []
     for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", encoding="utf-8") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    out.append(int(name))
-            except (OSError, IndexError, ValueError):
-                continue
+        if name.isdigit() and int(name) != os.getpid() and spec_path in _cmdline(int(name)):
+            out.append(int(name))
     return out
+
+
+def kill_launch(spec_path: str, timeout_s: float = 30.0) -> None:
+    """SIGKILL every process of the launch of ``spec_path`` and wait until they are gone. A run killed with
+    ``kill -9`` leaves its launcher and ranks running on their own, still writing into the work folder: the next
+    run of the node calls this first. (The launcher stays in the run's process group, so a signal to the whole
+    group, Ctrl-C included, reaches the ranks too.)"""
+    deadline = time.monotonic() + timeout_s
+    while (pids := launcher_processes(spec_path)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
 
 
 def _cmdline(pid: int) -> str:
@@ -244,8 +236,8 @@ def launch(
     p: Any = ctx.params
     work = stage.work
     os.makedirs(work, exist_ok=True)
-    _kill_leftover(work)
     spec_path = os.path.join(work, "spec.json")
+    kill_launch(spec_path)
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(stage.spec, fh, indent=1, sort_keys=True)
     plan = launch_command(
@@ -256,11 +248,9 @@ def launch(
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(plan.argv)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            plan.argv, env=plan.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(plan.argv, env=plan.env, stdout=log, stderr=subprocess.STDOUT)
         with open(os.path.join(work, "launcher.json"), "w", encoding="utf-8") as fh:
-            json.dump({"pid": proc.pid, "pgid": proc.pid, "spec": spec_path}, fh)
+            json.dump({"pid": proc.pid, "spec": spec_path}, fh)
         seen = -1
         try:
             while True:
@@ -273,19 +263,17 @@ def launch(
                     break
                 time.sleep(0.5)
         except BaseException:
-            _stop(proc)
+            _stop(proc, spec_path)
             raise
-        _stop(proc)  # ranks that outlive a failed launcher
+        _stop(proc, spec_path)  # ranks that outlive a failed launcher
     if code != 0:
         raise StageFailedError(f"node {ctx.node_id!r}: training failed (exit {code}): {_error_of(log_path)}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _stop(proc: subprocess.Popen, spec_path: str) -> None:
+    proc.kill()
     proc.wait()
+    kill_launch(spec_path)
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import yaml
 
 from flows.engine import Engine, select
 from flows.validate import load_pipeline
-from tasks._train_run import StageInputError
+from tasks._train_run import StageInputError, kill_launch, launcher_processes
 from tasks.base import DataType, InputRef, RunContext
 from tasks.registry import get_kind
 
@@ -191,17 +191,17 @@ def test_kill9_then_resume_gives_the_same_bytes(trained: tuple[Path, dict], tmp_
     proc.wait()
     assert killed_at is not None, "the stage ended before it could be killed; raise STEPS"
     # its launcher and ranks live on, orphaned: freeze them (as if slow), so the rerun must stop them itself
-    info = json.loads(next(outputs.glob("*/_train/launcher.json")).read_text())
-    os.killpg(info["pgid"], signal.SIGSTOP)
+    spec = str(next(outputs.glob("*/_train/spec.json")))
+    orphans = launcher_processes(spec)
+    assert orphans, "the launcher and ranks should outlive the killed run"
+    for pid in orphans:
+        os.kill(pid, signal.SIGSTOP)
     try:
-        again = run(path, to_node="pretrain")["pretrain"][
-            "manifest"
-        ]  # the same run again (--node would force)
+        # the same command again (--node would force the node: a fresh start)
+        again = run(path, to_node="pretrain")["pretrain"]["manifest"]
     finally:
-        try:  # the rerun killed them already; a failed rerun must not leave them behind
-            os.killpg(info["pgid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_launch(spec, timeout_s=5)  # the rerun stopped them already; a failed rerun must not leave them
+    assert not set(orphans) & set(launcher_processes(spec))
     log = (out_dir(path, again) / "_train" / "launch.log").read_text()
     resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "resumed at step" in line]
     assert resumed and 5 <= resumed[-1] < STEPS, f"killed after {killed_at}\n{log[-3000:]}"
