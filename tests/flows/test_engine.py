@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -164,26 +164,33 @@ def test_node_from_to_selections(project: Path) -> None:
 
 
 def test_second_run_on_same_store_fails_clearly(project: Path) -> None:
-    store = Store(str(project / ".arcflow"))
-    held = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with store.lock():
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    held.wait(5)
+    """A second run is a second process (the lock is re-entrant within one process: the CLI takes it before
+    Prefect starts and the flow takes it again); it fails at once, naming the holder and --wait."""
+    root = str(project / ".arcflow")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from flows.store import Store\n"
+            "with Store(sys.argv[1]).lock():\n"
+            "    print('held', flush=True); sys.stdin.read()",
+            root,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
     try:
-        with pytest.raises(StoreLockedError, match="in use by arcflow pid .*--wait"):
-            with Store(str(project / ".arcflow")).lock():
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError, match=f"in use by arcflow pid {holder.pid} .*--wait"):
+            with Store(root).lock():
                 pass
     finally:
-        release.set()
-        t.join()
-    with store.lock():  # free again
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(30)
+    with Store(root).lock():  # free again once the holder exits
         pass
 
 
