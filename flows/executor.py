@@ -35,6 +35,13 @@ class ResourceUnavailableError(RuntimeError):
     """No worker of the cluster offers what a node's shard tasks ask for."""
 
 
+def _quiet_dask() -> None:
+    """Dask's own INFO logs (nanny start/stop, scheduler chatter) drown the run's output: ``distributed`` logs at
+    ``ARCFLOW_DASK_LOG_LEVEL`` (WARNING by default; the CLI sets ERROR, INFO with -v)."""
+    level = os.environ.get("ARCFLOW_DASK_LOG_LEVEL", "WARNING").upper()
+    logging.getLogger("distributed").setLevel(level)
+
+
 class DaskExecutor:
     def __init__(self, spec: ExecutorSpec) -> None:
         self.spec = spec
@@ -79,6 +86,9 @@ class DaskExecutor:
             if self._client is None:
                 from distributed import Client, LocalCluster
 
+                # importing distributed resets its logger to INFO (its own logging config): quiet it before the
+                # cluster starts, or its start-up chatter (scheduler, nanny, worker registration) is printed
+                _quiet_dask()
                 if self.spec.address:
                     self._client = Client(self.spec.address, timeout="30s")
                 else:
@@ -92,9 +102,6 @@ class DaskExecutor:
                         resources=self.local_resources(),
                     )
                     self._client = Client(self._cluster)
-                # Dask's own INFO logs (nanny start/stop, scheduler chatter) drown the run's output
-                level = os.environ.get("ARCFLOW_DASK_LOG_LEVEL", "WARNING").upper()
-                logging.getLogger("distributed").setLevel(level)
             return self._client
 
     def slots(self) -> int:

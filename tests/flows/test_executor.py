@@ -3,6 +3,9 @@ and `resources.memory_gb` is a Dask resource that limits how many of a node's sh
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -105,3 +108,27 @@ def test_memory_gb_limits_concurrent_shards_on_a_worker() -> None:
         assert _ACTIVE["max"] == 2
     finally:
         ex.close()
+
+
+def test_cluster_start_prints_no_dask_info_lines() -> None:
+    # a fresh process where the root logger already has a handler (Prefect's, in the CLI): importing distributed
+    # then sets its logger to INFO without a handler of its own, so LocalCluster's silence_logs (which quiets
+    # distributed's handlers only) does nothing; the executor must set the level before the cluster starts
+    code = (
+        "import logging\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from flows.executor import DaskExecutor\n"
+        "from flows.schema import ExecutorSpec\n"
+        "ex = DaskExecutor(ExecutorSpec(n_workers=1, processes=False, inline_s=0))\n"
+        "assert ex.map(abs, [-1, -2]) == [1, 2]\n"
+        "ex.close()\n"
+    )
+    env = {
+        **os.environ,
+        "ARCFLOW_DASK_LOG_LEVEL": "ERROR",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    chatter = [line for line in done.stderr.splitlines() if "distributed." in line and "INFO" in line]
+    assert chatter == [], chatter
