@@ -7,7 +7,9 @@ Layout of a stage's output folder (``outputs/<fingerprint>/``)::
     config.json, model.safetensors, ...   the final HF folder (AutoModelForCausalLM / AutoTokenizer load it)
     tokenizer.json, chat_template.jinja   the tokenizer the stage trained with, with the one chat template
     metrics.parquet                       per-step metrics without the measured columns (tok_s): same bytes on rerun
-    lineage.json                          parent checkpoint, the exact shards and samples drawn from each, params
+    lineage.json                          parent checkpoint, the exact shards and samples drawn from each (the
+                                          params are in the manifest: a param that changes no weight, such as
+                                          checkpoint_every, leaves these bytes alone)
     part-00000.parquet                    one summary row (steps, samples, tokens, final loss)
     reports/                              metrics table and plot
     _train/spec.json                      the spec the launcher ran (rerun by hand: python -m model.train.main)
@@ -333,7 +335,6 @@ def write_outputs(ctx: RunContext, stage: Stage) -> dict[str, Any]:
         "shards": shards,
         "samples": consumed["samples"],
         "epochs": consumed["epochs"],
-        "params": ctx.params.model_dump(mode="json"),
     }
     with open(os.path.join(ctx.out_dir, "lineage.json"), "w", encoding="utf-8") as fh:
         json.dump(lineage, fh, indent=1, sort_keys=True)

@@ -314,3 +314,14 @@ def test_chat_record_without_an_assistant_turn(tmp_path: Path) -> None:
     msg = str(info.value)
     assert "node 'chat_model'" in msg and str(shard) in msg and "row 0" in msg and "assistant" in msg
     assert not (out / "_train" / "launch.log").exists()
+
+
+@pytest.mark.slow
+def test_same_weights_cut_off_downstream(trained: tuple[Path, dict]) -> None:
+    """A param that changes no weight (the DeepSpeed state cadence) retrains the stage, which ends with the same
+    bytes: what follows it is reused (early cut-off)."""
+    path, done = trained
+    again = run(path, ["nodes.pretrain.params.checkpoint_every=20"], to_node="chat_model")
+    assert not again["pretrain"]["reused"]
+    assert again["pretrain"]["manifest"]["content_hash"] == done["pretrain"]["manifest"]["content_hash"]
+    assert again["midtrain"]["reused"] and again["chat_model"]["reused"]
