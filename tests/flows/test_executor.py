@@ -98,13 +98,18 @@ def _occupy(_i: int) -> None:
 
 
 def test_memory_gb_limits_concurrent_shards_on_a_worker() -> None:
-    """One worker with two threads and 2 GB: tasks of 2 GB run one at a time, tasks of 1 GB two at a time."""
-    ex = DaskExecutor(ExecutorSpec(n_workers=1, threads_per_worker=2, processes=False, memory_limit="2GB"))
-    assert ex.local_resources() == {"CPU": 2.0, MEMORY: 2.0}
+    """One worker with two threads offering M GB: tasks of M GB run one at a time, tasks of M/2 two at a time.
+    (The worker runs in this process, so its limit must sit far above the test process's own memory: Dask pauses
+    a worker whose process passes 80% of its limit, and a long pytest session holds a few GB. Dask caps the limit
+    at the machine's memory, which is then what the worker offers.)"""
+    ex = DaskExecutor(ExecutorSpec(n_workers=1, threads_per_worker=2, processes=False, memory_limit="4TB"))
+    offer = ex.local_resources()[MEMORY]
+    assert ex.local_resources() == {"CPU": 2.0, MEMORY: round(ex.worker_memory_bytes() / 1e9, 3)}
+    assert offer > 4.0
     try:
-        ex.map(_occupy, range(4), resources={MEMORY: 2.0})
+        ex.map(_occupy, range(4), resources={MEMORY: offer})
         assert _ACTIVE["max"] == 1
-        ex.map(_occupy, range(4), resources={MEMORY: 1.0})
+        ex.map(_occupy, range(4), resources={MEMORY: offer / 2})
         assert _ACTIVE["max"] == 2
     finally:
         ex.close()
