@@ -157,7 +157,8 @@ def _status_label(engine: Any, x: Any) -> tuple[str, list[str]]:
         if done:
             label = "partial"
             of = f"{done}/{total} shards" if total else f"{done} shards"
-            kept = [r for r in reasons if not r.startswith("stored output missing")]
+            # a first run that was stopped has no refs yet: its plan says "never run", which it no longer is
+            kept = [r for r in reasons if not r.startswith("stored output missing") and r != "never run"]
             reasons = [f"{of} done; `arcflow run` resumes with the rest", *kept]
             return f"partial ({of})", reasons
     return label, reasons

@@ -319,6 +319,26 @@ def test_status_partial_and_at_80_columns(tmp_path: Path, runner: CliRunner) -> 
     assert "partial (4/6 shards)" in wide.stdout and "4/6 shards done" in wide.stdout
 
 
+def test_status_partial_after_a_stopped_first_run(tmp_path: Path, runner: CliRunner) -> None:
+    from flows.store import Store
+
+    file = _project(tmp_path)
+    _run(file)
+    # the store as the very first run leaves it when killed after 4 of 6 shards of `docs`: no refs, no manifest
+    store = Store(str(tmp_path / "store"))
+    out = Path(store.output_dir(store.read_refs("polish")["docs"]["fingerprint"]))
+    for path in (tmp_path / "store" / "refs").glob("*.json"):
+        path.unlink()
+    (out / "manifest.json").unlink()
+    for marker in sorted((out / "_markers").glob("part-*.json"))[4:]:
+        marker.unlink()
+    result = runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("docs  partial (4/6 shards)")]
+    assert "4/6 shards done" in lines[at + 1] and "never run" not in lines[at + 1], result.stdout
+
+
 def test_plan_shows_every_param_change_uncut(tmp_path: Path, runner: CliRunner) -> None:
     file = _project(tmp_path)
     _run(file)
