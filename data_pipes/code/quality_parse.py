@@ -4,7 +4,8 @@
   Python: ``tokenize`` comments plus the docstrings ``ast`` finds (the first string statement of a module,
   class or function). Rust, Go, JavaScript, C: the comment nodes of the tree-sitter grammar (the per-language
   wheels ``tree-sitter-rust``, ``-go``, ``-javascript``, ``-c`` from PyPI; each bundles its compiled grammar,
-  nothing is downloaded). Other languages, or a file that does not parse: ``//``, ``#``, ``--`` and
+  nothing is downloaded). Other languages, a file that does not parse, or one whose tree-sitter parse goes
+  over its work budget (``parse``): ``//``, ``#``, ``--`` and
   ``/* */`` comments found by a regular expression (strings are not recognised there).
 * **tested**: the file is test code that tests something. Python: a test path (``tests/``, ``test_*.py``,
   ``*_test.py``, ``conftest.py``) holding a ``test*`` function or ``Test*`` class, an ``assert`` statement,
@@ -51,9 +52,7 @@ def _nonws(text: str) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def parser(language: str) -> Any | None:
-    """A tree-sitter parser for ``language`` (``rust``, ``go``, ``javascript``, ``c``), or None when its
-    grammar wheel is not installed."""
+def _language(language: str) -> Any | None:
     module = GRAMMARS.get(language)
     if module is None:
         return None
@@ -62,10 +61,50 @@ def parser(language: str) -> Any | None:
 
         import tree_sitter
 
-        grammar = importlib.import_module(module)
-        return tree_sitter.Parser(tree_sitter.Language(grammar.language()))
+        return tree_sitter.Language(importlib.import_module(module).language())
     except (ImportError, ValueError, OSError):
         return None
+
+
+def parser(language: str) -> Any | None:
+    """A fresh tree-sitter parser for ``language`` (``rust``, ``go``, ``javascript``, ``c``), or None when its
+    grammar wheel is not installed. Fresh on every call: a parser is not safe to share between threads."""
+    grammar = _language(language)
+    if grammar is None:
+        return None
+    import tree_sitter
+
+    return tree_sitter.Parser(grammar)
+
+
+# Error recovery on hostile text (e.g. ``/* `` repeated in C) makes tree-sitter's work grow with the square of
+# the input; the parse is cancelled past this much work, counted in tree-sitter's own progress checks (about
+# one per 150 bytes of ordinary code, so a deterministic budget rather than a clock), and the file falls back
+# to the regular expression.
+PARSE_BUDGET_BASE = 1000
+PARSE_BUDGET_BYTES_PER_CHECK = 16
+_CHUNK = 1 << 16
+
+
+def parse(language: str, data: bytes) -> Any | None:
+    """The root node of ``data`` parsed with the grammar of ``language``, or None (no grammar, or the parse
+    went over its work budget)."""
+    ts = parser(language)
+    if ts is None:
+        return None
+    budget = PARSE_BUDGET_BASE + len(data) // PARSE_BUDGET_BYTES_PER_CHECK
+    checks = 0
+
+    def over_budget(*_: object) -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > budget
+
+    try:
+        tree = ts.parse(lambda offset, _point: data[offset : offset + _CHUNK], progress_callback=over_budget)
+    except ValueError:  # "Parsing failed": cancelled by over_budget
+        return None
+    return None if tree is None else tree.root_node
 
 
 def _nodes(root: Any) -> Iterator[Any]:
@@ -74,6 +113,20 @@ def _nodes(root: Any) -> Iterator[Any]:
         node = stack.pop()
         yield node
         stack.extend(reversed(node.children))
+
+
+def _comment_chars(root: Any, data: bytes) -> int:
+    """Non-whitespace characters of the outermost comment nodes (never ``node.parent``: tree-sitter finds a
+    parent by walking down from the root, which is quadratic over a file of many top-level nodes)."""
+    total = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if "comment" in node.type and node is not root:
+            total += _nonws(data[node.start_byte : node.end_byte].decode("utf-8", "replace"))
+        else:
+            stack.extend(node.children)
+    return total
 
 
 # --- Python ------------------------------------------------------------------------------------------------
@@ -160,16 +213,10 @@ def signals(text: str, path: str, language: str) -> tuple[float, bool]:
         if tree is not None:
             return min(1.0, _python_doc_chars(text, tree) / total), _python_tested(path, tree)
     grammar = LANGUAGE_ALIASES.get(language, language)
-    ts = parser(grammar)
-    if ts is not None:
-        data = text.encode("utf-8", "surrogatepass")
-        root = ts.parse(data).root_node
-        doc = sum(
-            _nonws(data[n.start_byte : n.end_byte].decode("utf-8", "replace"))
-            for n in _nodes(root)
-            if "comment" in n.type and n.parent is not None and "comment" not in n.parent.type
-        )
-        return min(1.0, doc / total), _ts_tested(grammar, path, data, root)
+    data = text.encode("utf-8", "surrogatepass")
+    root = parse(grammar, data)
+    if root is not None:
+        return min(1.0, _comment_chars(root, data) / total), _ts_tested(grammar, path, data, root)
     doc = sum(_nonws(m.group(0)) for m in FALLBACK_COMMENT.finditer(text))
     tested = bool(TEST_PATH.search(path)) and TEST_MARKER.search(text) is not None
     return min(1.0, doc / total), tested

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from data_pipes.code.quality_parse import parser, signals
+from data_pipes.code.quality_parse import parse, parser, signals
 from data_pipes.code.quality_rules import QualityRules, classify
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -117,3 +117,16 @@ def test_python_nested_beyond_the_parser_falls_back(name: str) -> None:
     text = "# a comment\n" + TOO_DEEP[name]
     share, tested = signals(text, f"tests/test_{name}", "python")
     assert 0.0 < share < 0.01 and tested is False  # the regular-expression fallback found the comment
+
+
+def test_tree_sitter_parse_is_cancelled_past_its_work_budget() -> None:
+    # error recovery over `/* ` repeated makes tree-sitter's C parse quadratic (minutes for a few hundred KB):
+    # the parse stops past its budget of progress checks and the file is read by the regular expression
+    hostile = '#include "h.h"\n' + "/* " * 2000
+    assert parse("c", hostile.encode()) is None
+    share, tested = signals(hostile, "src/h.h", "c")
+    assert share > 0.99 and tested is False
+    # ordinary code of the same size, and minified JavaScript (the densest in progress checks), parse whole
+    assert parse("c", "".join(f"/* n */ int a{i};\n" for i in range(400)).encode()) is not None
+    minified = "var a=function(b){return b+1};" * 300
+    assert parse("javascript", minified.encode()) is not None
