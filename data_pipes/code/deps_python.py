@@ -20,6 +20,7 @@ import ast
 import posixpath
 
 from data_pipes.code.deps_index import RepoIndex
+from data_pipes.code.py_parse import parse_python
 
 EXTENSIONS = (".py", ".pyi")
 
@@ -102,11 +103,8 @@ def python_import_kinds(
 ) -> dict[str, str]:
     """Repository files that the Python file ``path`` imports: ``{file: "runtime" | "type"}``; ``roots`` is
     ``source_roots(index)`` (computed here when not given)."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        # RecursionError / MemoryError: nesting deeper than CPython's parser takes (e.g. 100,000 chained
-        # operators); such a file does not parse either
+    tree = parse_python(text)
+    if tree is None:
         return {}
     roots = source_roots(index) if roots is None else roots
     kinds: dict[str, str] = {}

@@ -28,6 +28,8 @@ import tokenize
 from collections.abc import Iterator
 from typing import Any
 
+from data_pipes.code.py_parse import parse_python
+
 TEST_PATH = re.compile(
     r"(^|/)(tests?|testing|__tests__|spec)/|(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$|_test\.(go|rs)$"
     r"|\.(test|spec)\.[cm]?[jt]sx?$"
@@ -45,6 +47,7 @@ GRAMMARS = {
 }
 LANGUAGE_ALIASES = {"typescript": "javascript", "cpp": "c"}
 _WS = re.compile(r"\s+")
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
 def _nonws(text: str) -> int:
@@ -143,12 +146,16 @@ def _docstring_nodes(tree: ast.AST) -> Iterator[ast.Constant]:
 
 def _python_doc_chars(text: str, tree: ast.AST) -> int:
     total = 0
+    # ast offsets are UTF-8 byte columns of lines split at \r\n, \r or \n; the line starts are found once
+    # (ast.get_source_segment splits the whole text again for every docstring: quadratic on a big module)
+    data = text.encode("utf-8", "surrogatepass")
+    starts = [0] + [m.end() for m in _NEWLINE.finditer(data)]
     for node in _docstring_nodes(tree):
         if node.end_lineno is None or node.end_col_offset is None:
             continue
-        # ast offsets are UTF-8 byte columns
-        seg = ast.get_source_segment(text, node) or ""
-        total += _nonws(seg)
+        start = starts[node.lineno - 1] + node.col_offset
+        end = starts[node.end_lineno - 1] + node.end_col_offset
+        total += _nonws(data[start:end].decode("utf-8", "replace"))
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.COMMENT:
@@ -206,10 +213,7 @@ def signals(text: str, path: str, language: str) -> tuple[float, bool]:
     if total == 0:
         return 0.0, False
     if language == "python":
-        try:
-            tree = ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            tree = None  # does not parse (MemoryError / RecursionError: nesting beyond the parser's limit)
+        tree = parse_python(text)
         if tree is not None:
             return min(1.0, _python_doc_chars(text, tree) / total), _python_tested(path, tree)
     grammar = LANGUAGE_ALIASES.get(language, language)

@@ -14,6 +14,7 @@ import pytest
 
 from data_pipes.code.quality_parse import parse, parser, signals
 from data_pipes.code.quality_rules import QualityRules, classify
+from data_pipes.code.repo_order import dependency_graph
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -130,3 +131,21 @@ def test_tree_sitter_parse_is_cancelled_past_its_work_budget() -> None:
     assert parse("c", "".join(f"/* n */ int a{i};\n" for i in range(400)).encode()) is not None
     minified = "var a=function(b){return b+1};" * 300
     assert parse("javascript", minified.encode()) is not None
+
+
+def test_docstring_share_with_non_ascii_and_crlf_matches_ast_segments() -> None:
+    text = '"""é doc, ünï"""\r\nclass A:\r\n    """ñ — dash"""\r\n    x = "é"  # c\rdef f():\n    "ok"\n'
+    tree = ast.parse(text)
+    docs = [
+        n.body[0].value for n in ast.walk(tree) if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)
+    ]
+    expected = sum(len(re.sub(r"\s+", "", ast.get_source_segment(text, d) or "")) for d in docs) + len("#c")
+    share, _ = signals(text, "m.py", "python")
+    assert share == pytest.approx(expected / len(re.sub(r"\s+", "", text)))
+
+
+def test_python_with_a_huge_dotted_import_is_not_parsed() -> None:
+    # CPython's parser needs memory growing with the square of a dotted name (16,000 parts: 300 MB)
+    text = "# c\nimport " + "a." * 20_000 + "b\n"
+    assert signals(text, "m.py", "python")[0] > 0  # the regular-expression fallback
+    assert dependency_graph({"m.py": text, "a/__init__.py": ""})["m.py"] == set()
