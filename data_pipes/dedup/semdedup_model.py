@@ -150,7 +150,9 @@ def load_encoder(
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would land in the run's output
     folder = resolve_model_path(path)
     dev = pick_device(device)
     key = (folder, dev, half, max_tokens)

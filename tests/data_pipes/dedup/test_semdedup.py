@@ -83,6 +83,19 @@ def test_embeddings_match_sentence_transformers() -> None:
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
 
 
+def test_loading_the_encoder_prints_no_progress_bar() -> None:
+    # a fresh process, as a Dask worker is: transformers' "Loading weights" bar must not reach the run's output
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"from data_pipes.dedup.semdedup_model import load_encoder\nload_encoder({MODEL!r}, 'cpu')\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Loading weights" not in done.stderr and "it/s]" not in done.stderr, done.stderr
+
+
 def test_missing_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ModelNotFoundError, match="model_path"):
         resolve_model_path(str(tmp_path / "nowhere"))
