@@ -7,7 +7,9 @@ cases), so what a user writes in a ``.gitignore`` works here the same way:
 * a trailing ``/`` matches a folder and everything below it: ``vendor/``, ``node_modules/``;
 * a ``/`` at the start or in the middle anchors the pattern to the repository root: ``/build``, ``docs/*.md``;
 * ``*``, ``?`` and ``[...]`` stay inside one path segment, ``**`` spans segments;
-* ``!pattern`` re-includes what an earlier pattern of the same list matched.
+* ``!pattern`` re-includes what an earlier pattern of the same list matched. One departure from git: it
+  re-includes a file even inside an excluded folder (``vendor/`` then ``!vendor/keep.py`` keeps
+  ``vendor/keep.py``; git would not look inside ``vendor/``), because paths are matched one file at a time.
 
 A path is selected when ``include`` is empty or matches it, and ``exclude`` does not.
 """
