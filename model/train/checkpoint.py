@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from data_pipes.io.atomic import atomic_write_text
+
 LATEST = "latest"
 METRICS = "metrics.parquet"
 
@@ -36,13 +38,7 @@ def latest_tag(ckpt_dir: str) -> str | None:
 
 
 def mark_latest(ckpt_dir: str, tag: str) -> None:
-    path = os.path.join(ckpt_dir, LATEST)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(tag)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(os.path.join(ckpt_dir, LATEST), tag)
 
 
 def save(engine: Any, ckpt_dir: str, step: int, client_state: dict[str, Any]) -> str:

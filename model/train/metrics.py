@@ -16,6 +16,8 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipes.io.atomic import atomic_path
+
 SCHEMA = pa.schema(
     [
         ("step", pa.int64()),
@@ -37,9 +39,8 @@ def write_parquet(rows: list[dict], path: str) -> None:
     """All ``rows`` as a Parquet file at ``path`` (temporary name, then rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     table = pa.Table.from_pylist([{k: r.get(k) for k in SCHEMA.names} for r in rows], schema=SCHEMA)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_parquet(path: str) -> list[dict]:

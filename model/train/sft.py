@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipes.code.special_tokens import TOKENS
+from data_pipes.io.atomic import atomic_path
 from data_pipes.tokens.bfd import Items, pack_plan
 from model.train.chat import chat_token_mask, record_messages, render_chat
 from model.train.validate import tokenizer_json_path
@@ -153,7 +154,6 @@ def build_sft_shard(files: Sequence[str], tokenizer: str, seq_len: int, seed: in
     stats.tokens = int(sum(len(d.ids) for d in docs))
     stats.loss_tokens = int(sum(int(d.mask.sum()) for d in docs if d.mask is not None))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = f"{out_path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        pq.write_table(table, tmp)
     return stats
