@@ -392,9 +392,7 @@ def _print_run_table(p: Pipeline, results: dict[str, str]) -> None:
 
     store = Store(p.workdir)
     refs = store.read_refs(p.spec.name)
-    table = Table(title="computed nodes")
-    for col in ("node", "in", "kept", "dropped", "quarantined", "out", "top drop reason"):
-        table.add_column(col, justify="left" if col in ("node", "top drop reason") else "right")
+    rows: list[tuple[str, list[str], str]] = []
     for node, state in results.items():
         ref = refs.get(node)
         manifest = store.manifest(ref["fingerprint"]) if state != "Cached" and ref else None
@@ -403,11 +401,31 @@ def _print_run_table(p: Pipeline, results: dict[str, str]) -> None:
         c = manifest["counts"]
         reasons = manifest.get("drop_reasons") or {}
         top = max(reasons.items(), key=lambda kv: kv[1]) if reasons else None
-        table.add_row(
-            node,
-            *(f"{c.get(k, 0):,}" for k in ("in", "kept", "dropped", "quarantined", "out")),
-            f"{top[0]} ({top[1]:,})" if top else "",
-        )
+        counts = [f"{c.get(k, 0):,}" for k in ("in", "kept", "dropped", "quarantined", "out")]
+        rows.append((node, counts, f"{top[0]} ({top[1]:,})" if top else ""))
+    heads = ("in", "kept", "dropped", "quarantined", "out")
+    fixed = [max((len(r[0]) for r in rows), default=4)]
+    fixed += [max(len(h), *(len(r[1][i]) for r in rows)) if rows else len(h) for i, h in enumerate(heads)]
+    if console.width - sum(fixed) - 3 * (len(fixed) + 1) - 1 < MIN_WHY:
+        # a narrow terminal: node names whole, the counts and the top reason on the next line
+        listed = [
+            (
+                n,
+                ", ".join(f"{h} {v}" for h, v in zip(heads, counts, strict=True)),
+                "",
+                [f"top drop reason: {why}"] if why else [],
+            )
+            for n, counts, why in rows
+        ]
+        _print_as_list("computed nodes", listed)
+        return
+    table = Table(title="computed nodes")
+    table.add_column("node", no_wrap=True)
+    for col in heads:
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("top drop reason", overflow="fold")
+    for node, counts, why in rows:
+        table.add_row(node, *counts, why)
     console.print(table)
 
 
