@@ -245,4 +245,6 @@ def stop() -> ServerState | None:
     if state.runner_pid and _alive(state.runner_pid) and _is_process(state.runner_pid, b"flows.warm_runner"):
         _stop_pid(state.runner_pid)
     _state_file().unlink(missing_ok=True)
+    # the runner's socket too: a runner stopped by signal cannot remove it itself
+    (state_dir() / "runner.sock").unlink(missing_ok=True)
     return state

@@ -92,3 +92,4 @@ def test_run_finds_the_local_server_and_its_warm_runner(tmp_path: Path) -> None:
         arcflow("server", "stop")
     arcflow("server", "status", code=1)
     assert not (state / "server.json").exists()
+    assert not (state / "runner.sock").exists()  # stop leaves no stale socket behind
