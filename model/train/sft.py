@@ -23,23 +23,11 @@ import pyarrow.parquet as pq
 from data_pipes.code.special_tokens import TOKENS
 from data_pipes.io.atomic import atomic_path
 from data_pipes.tokens.bfd import Items, pack_plan
+from data_pipes.tokens.pack_rows import PACKED_SCHEMA
 from model.train.chat import chat_token_mask, record_messages, render_chat
 from model.train.validate import tokenizer_json_path
 
-SFT_SCHEMA = pa.schema(
-    [
-        ("seq_index", pa.int64()),
-        ("input_ids", pa.list_(pa.int32())),
-        ("doc_lens", pa.list_(pa.int32())),
-        ("doc_starts", pa.list_(pa.int32())),
-        ("doc_ids", pa.list_(pa.string())),
-        ("sources", pa.list_(pa.string())),
-        ("buckets", pa.list_(pa.string())),
-        ("nodes", pa.list_(pa.string())),
-        ("n_pad", pa.int32()),
-        ("loss_mask", pa.list_(pa.int8())),
-    ]
-)
+SFT_SCHEMA = PACKED_SCHEMA.append(pa.field("loss_mask", pa.list_(pa.int8())))  # packed rows + loss mask
 
 
 @dataclass
