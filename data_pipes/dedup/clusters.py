@@ -1,9 +1,10 @@
-"""Clusters from candidate pairs (union-find) and the keep/duplicate decision per document.
+"""Clusters from candidate pairs and the keep/duplicate decision per document.
 
-The pair list is small (linear in the number of duplicates), so connected components are computed in one
-process with vectorised label propagation plus pointer jumping: every component ends labelled by its smallest
-document key, which is the document we keep. datatrove keeps the root of a union-by-size forest instead, which
-depends on the order pairs were read.
+Connected components of the candidate-pair graph are found in O(n + m) with
+``scipy.sparse.csgraph.connected_components`` (a linear graph traversal over a sparse adjacency matrix), so a long
+chain costs no more than many small clusters. Every component is then labelled by its smallest document key,
+which is the document we keep: the result depends only on the set of pairs, never on the order they were read
+(datatrove keeps the root of a union-by-size forest instead, which depends on that order).
 """
 
 from __future__ import annotations
@@ -36,24 +37,21 @@ class Clusters:
 
 
 def connected_components(pairs: np.ndarray) -> Clusters:
-    """Union-find over (n, 2) doc-key ``pairs``; each component is labelled by its smallest doc key."""
+    """Connected components of (n, 2) doc-key ``pairs``; each component is labelled by its smallest doc key."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as components
+
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     nodes, inverse = np.unique(pairs, return_inverse=True)
+    if nodes.size == 0:
+        empty = np.empty(0, np.int64)
+        return Clusters(doc=empty, root=empty.copy(), cluster=empty.copy())
     u, v = inverse.reshape(-1, 2).T
-    label = np.arange(nodes.size)  # nodes are sorted, so the smallest index is the smallest key
-    while True:
-        low = np.minimum(label[u], label[v])
-        new = label.copy()
-        np.minimum.at(new, u, low)
-        np.minimum.at(new, v, low)
-        while True:  # pointer jumping: follow labels to their own labels
-            jumped = new[new]
-            if np.array_equal(jumped, new):
-                break
-            new = jumped
-        if np.array_equal(new, label):
-            break
-        label = new
-    root = nodes[label]
+    graph = coo_matrix((np.ones(u.size, np.int8), (u, v)), shape=(nodes.size, nodes.size)).tocsr()
+    _, comp = components(graph, directed=False)
+    # nodes are sorted, so the first index reached per component is its smallest key
+    first = np.full(comp.max() + 1, nodes.size, dtype=np.int64)
+    np.minimum.at(first, comp, np.arange(nodes.size))
+    root = nodes[first[comp]]
     _, cluster = np.unique(root, return_inverse=True)
-    return Clusters(doc=nodes, root=root, cluster=cluster.astype(np.int64))
+    return Clusters(doc=nodes, root=root, cluster=cluster.astype(np.int64).reshape(-1))
