@@ -1,8 +1,11 @@
 """SemDedup step 2: seeded spherical k-means over normalised embeddings, in torch (CPU or GPU).
 
-Deterministic for a given input order and seed: k-means++ seeding on a seeded sample of at most
-``INIT_SAMPLE`` points, each next centre drawn with a ``numpy.random.Generator`` from the squared distances;
-then a fixed number of Lloyd iterations (stopping early only when no assignment changes). Assignment is by
+Deterministic for a given input order and seed: k-means++ seeding on a seeded sample of
+``max(INIT_SAMPLE, SAMPLE_PER_CENTRE * k)`` points (all points when there are fewer), each next centre drawn with a
+``numpy.random.Generator`` from the squared distances. A point already chosen (or equal to one up to fp32 noise)
+has weight exactly 0, so no centre is drawn twice; if every remaining sample point coincides with a chosen centre
+(the data hold fewer distinct points than k), seeding stops there and fewer clusters are used, rather than
+duplicate centroids that would leave clusters empty; then a fixed number of Lloyd iterations (stopping early only when no assignment changes). Assignment is by
 largest cosine (the embeddings are unit vectors); each centroid is its members' mean, renormalised (spherical
 k-means, as the paper's faiss run with ``spherical=True``). An emptied cluster keeps its previous centroid.
 Assignment runs in row chunks, so memory stays O(chunk x k). The paper trains faiss k-means on all points; we
@@ -19,6 +22,8 @@ from typing import Any
 import numpy as np
 
 INIT_SAMPLE = 20_000
+SAMPLE_PER_CENTRE = 4  # the seeding sample holds at least this many points per centre
+SAME_POINT = 1e-6  # squared distances below this (cosine above 1 - 5e-7) count as the same point: fp32 noise
 ASSIGN_CHUNK = 65_536
 
 
@@ -63,31 +68,37 @@ def _member_sums(x: Any, labels: Any, k: int) -> Any:
 
 
 def _kmeans_pp(x: Any, k: int, rng: np.random.Generator) -> Any:
-    """k-means++ seeding on a sample of x (squared Euclidean = 2 - 2 cos for unit vectors)."""
+    """k-means++ seeding on a sample of x (squared Euclidean = 2 - 2 cos for unit vectors). Returns at most k
+    distinct centres (fewer only when the sample has fewer distinct points)."""
     import torch
 
     n = x.shape[0]
-    sample = (
-        x
-        if n <= INIT_SAMPLE
-        else x[torch.from_numpy(np.sort(rng.choice(n, INIT_SAMPLE, replace=False))).to(x.device)]
-    )
+    size = max(INIT_SAMPLE, SAMPLE_PER_CENTRE * k)
+    sample = x if n <= size else x[torch.from_numpy(np.sort(rng.choice(n, size, replace=False))).to(x.device)]
     m = sample.shape[0]
+
+    def dist2(i: int) -> Any:
+        d = 2.0 - 2.0 * (sample @ sample[i])
+        return torch.where(d < SAME_POINT, torch.zeros_like(d), d)
+
     chosen = [int(rng.integers(m))]
-    d2 = (2.0 - 2.0 * (sample @ sample[chosen[0]])).clamp(min=0)
+    d2 = dist2(chosen[0])
     for _ in range(1, k):
         weights = d2.double().cpu().numpy()
         total = weights.sum()
-        nxt = int(rng.choice(m, p=weights / total)) if total > 0 else int(rng.integers(m))
+        if total <= 0:  # every sample point coincides with a chosen centre
+            break
+        nxt = int(rng.choice(m, p=weights / total))
         chosen.append(nxt)
-        d2 = torch.minimum(d2, (2.0 - 2.0 * (sample @ sample[nxt])).clamp(min=0))
+        d2 = torch.minimum(d2, dist2(nxt))
     return sample[torch.tensor(chosen, device=x.device)].clone()
 
 
 def spherical_kmeans(
     x: Any, k: int, iters: int = 20, seed: int = 0, on_iter: Callable[[int, int], None] | None = None
 ) -> KMeansResult:
-    """Cluster unit vectors ``x`` ([n, dim] fp32 tensor) into ``min(k, n)`` clusters. ``on_iter(done, total)``
+    """Cluster unit vectors ``x`` ([n, dim] fp32 tensor) into ``min(k, n)`` clusters (fewer when x holds fewer
+    distinct points; ``centroids`` then has fewer rows). ``on_iter(done, total)``
     is called after the seeding and after each Lloyd iteration (progress), and with ``(total, total)`` at the
     end, also when the assignments settle early."""
     import torch
@@ -97,6 +108,7 @@ def spherical_kmeans(
     rng = np.random.default_rng(seed)
     report = on_iter or (lambda _done, _total: None)
     centroids = _kmeans_pp(x, k, rng)
+    k = centroids.shape[0]
     labels, best = _assign(x, centroids)
     report(0, iters)
     done = 0

@@ -131,6 +131,24 @@ def test_kmeans_is_seeded_and_separates_blobs() -> None:
     assert a.labels[0] != a.labels[50]
 
 
+def test_kmeans_with_more_clusters_than_the_seeding_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """k above the seeding sample's old fixed size (20k in production, 100 here) gives k distinct centroids and
+    no empty cluster; data with fewer distinct points than k gives as many clusters as distinct points."""
+    from data_pipes.dedup import semdedup_kmeans
+
+    monkeypatch.setattr(semdedup_kmeans, "INIT_SAMPLE", 100)
+    rng = np.random.default_rng(5)
+    x = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(1_500, 8)).astype(np.float32)), dim=1)
+    km = spherical_kmeans(x, 300, iters=5, seed=2)
+    assert km.centroids.shape[0] == 300
+    assert torch.unique(km.centroids, dim=0).shape[0] == 300
+    assert torch.bincount(km.labels, minlength=300).min() >= 1
+    repeated = x[:40].repeat(10, 1)  # 400 rows, 40 distinct points
+    km = spherical_kmeans(repeated, 100, iters=3, seed=2)
+    assert km.centroids.shape[0] == 40
+    assert torch.bincount(km.labels, minlength=40).min() == 10
+
+
 def test_near_copies_cluster_together_and_are_removed(hard) -> None:
     for copy, (orig, _text) in COPIES.items():
         assert hard.labels[copy] == hard.labels[orig]
