@@ -6,10 +6,10 @@ Deterministic for a given input order and seed: k-means++ seeding on a seeded sa
 has weight exactly 0, so no centre is drawn twice; if every remaining sample point coincides with a chosen centre
 (the data hold fewer distinct points than k), seeding stops there and fewer clusters are used, rather than
 duplicate centroids that would leave clusters empty; then a fixed number of Lloyd iterations (stopping early only
-when no assignment changes). Assignment is by largest cosine (the embeddings are unit vectors); each centroid is its members' mean, renormalised (spherical
-k-means, as the paper's faiss run with ``spherical=True``). An emptied cluster keeps its previous centroid.
-Assignment runs in row chunks, so memory stays O(chunk x k). The paper trains faiss k-means on all points; we
-seed on a sample for speed.
+when no assignment changes). Assignment is by largest cosine (the embeddings are unit vectors); each centroid is
+its members' mean, renormalised (spherical k-means, as the paper's faiss run with ``spherical=True``). An emptied
+cluster keeps its previous centroid. Assignment runs in row chunks, so memory stays O(chunk x k). The paper trains
+faiss k-means on all points; we seed on a sample for speed.
 """
 
 from __future__ import annotations
