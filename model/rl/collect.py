@@ -1,0 +1,232 @@
+"""One step's rollouts: draw prompts, sample G completions each, score them, keep the informative groups, and
+persist the scored rows so a resumed run never samples or scores that step again.
+
+Rounds: a round draws ``ceil(needed * oversample)`` problems from the sampler (the curriculum, or a seeded epoch
+order), every rank samples and scores the groups of its share (candidate c goes to rank ``c % world``), the ranks
+exchange their scored groups, and :func:`model.rl.grpo.fill_groups` keeps the first informative ones in candidate
+order. Rounds repeat until the batch is full or ``max_rounds`` is spent. A completion's seed is a function of
+(run seed, step, round, candidate), so samples do not depend on the number of ranks.
+
+``rollouts/step-00000012.parquet`` (written by rank 0, atomically, before any update of that step) holds every
+scored row of the step (kept or filtered) and, in its metadata, the sampler state after the step's draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from model.rl.grpo import fill_groups
+from model.rl.rollout import Policy, SamplingParams, generate
+
+ROW_FIELDS = (
+    "round", "group", "problem", "sample", "problem_id", "prompt_ids", "tokens", "text", "truncated",
+    "reward", "passed", "error", "kept",
+)  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("round", pa.int32()),
+        ("group", pa.int32()),  # candidate index within the step (all rounds)
+        ("problem", pa.int64()),  # index into the training problems
+        ("sample", pa.int32()),
+        ("problem_id", pa.string()),
+        ("prompt_ids", pa.list_(pa.int32())),
+        ("tokens", pa.list_(pa.int32())),
+        ("text", pa.string()),
+        ("truncated", pa.bool_()),
+        ("reward", pa.float64()),
+        ("passed", pa.bool_()),
+        ("error", pa.string()),
+        ("kept", pa.bool_()),
+    ]
+)
+
+
+class ProblemSampler(Protocol):
+    """Where a step's problems come from (the curriculum implements it too)."""
+
+    def draw(self, n: int) -> list[int]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class EpochSampler:
+    """Problem indices in a seeded order, a new permutation each epoch (the default without a curriculum)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError("no training problems to sample from")
+        self.n, self.seed, self.epoch, self.cursor = n, seed, 0, 0
+
+    def _order(self) -> list[int]:
+        import numpy as np
+
+        return [int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.n)]
+
+    def draw(self, n: int) -> list[int]:
+        out: list[int] = []
+        order = self._order()
+        while len(out) < n:
+            if self.cursor >= self.n:
+                self.epoch, self.cursor = self.epoch + 1, 0
+                order = self._order()
+            take = min(n - len(out), self.n - self.cursor)
+            out += order[self.cursor : self.cursor + take]
+            self.cursor += take
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+
+
+@dataclass
+class StepRollouts:
+    """The scored rows of one step (every group, kept or not) and how they were gathered."""
+
+    rows: list[dict[str, Any]]
+    kept_groups: list[int]
+    n_groups: int
+    filtered_groups: int
+    rounds: int
+    temperature: float
+    timings: dict[str, float] = field(default_factory=dict)  # measured: rollout_s, reward_s, gen_tokens
+    reused: bool = False
+
+
+def rollout_path(folder: str, step: int) -> str:
+    return os.path.join(folder, f"step-{step:08d}.parquet")
+
+
+def save_rollouts(folder: str, step: int, ro: StepRollouts, sampler_state: dict[str, Any]) -> None:
+    from data_pipes.io.atomic import atomic_path
+
+    os.makedirs(folder, exist_ok=True)
+    table = pa.Table.from_pylist([{k: r[k] for k in ROW_FIELDS} for r in ro.rows], schema=SCHEMA)
+    meta = {
+        "kept_groups": ro.kept_groups, "n_groups": ro.n_groups, "filtered_groups": ro.filtered_groups,
+        "rounds": ro.rounds, "temperature": ro.temperature, "sampler": sampler_state,
+    }  # fmt: skip
+    table = table.replace_schema_metadata({"arcflow_rl": json.dumps(meta, sort_keys=True)})
+    with atomic_path(rollout_path(folder, step)) as tmp:
+        pq.write_table(table, tmp)
+
+
+def load_rollouts(folder: str, step: int) -> tuple[StepRollouts, dict[str, Any]] | None:
+    """The persisted rollouts of ``step`` and the sampler state after them, or None when not saved."""
+    path = rollout_path(folder, step)
+    if not os.path.isfile(path):
+        return None
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"arcflow_rl"])
+    ro = StepRollouts(
+        table.to_pylist(), list(meta["kept_groups"]), int(meta["n_groups"]), int(meta["filtered_groups"]),
+        int(meta["rounds"]), float(meta["temperature"]), reused=True,
+    )  # fmt: skip
+    return ro, meta["sampler"]
+
+
+def completion_seed(seed: int, step: int, rnd: int, cand: int) -> int:
+    return ((seed * 1_000_003 + step) * 1009 + rnd) * 100_003 + cand
+
+
+def collect_step(
+    *,
+    step: int,
+    policy: Policy,
+    problems: Sequence[dict[str, Any]],
+    prompts: Sequence[Sequence[int]],
+    sampler: ProblemSampler,
+    score: Callable[[list[dict[str, Any]], list[str]], list[Any]],
+    sampling: SamplingParams,
+    group_size: int,
+    need: int,
+    oversample: float,
+    max_rounds: int,
+    batch_rows: int,
+    seed: int,
+    truncated: str,
+    truncated_reward: float,
+    rank: int = 0,
+    world: int = 1,
+    gather: Callable[[Any], list[Any]] | None = None,
+) -> StepRollouts:
+    """Sample, score and fill one step's batch (see the module docstring). ``score(problems, texts)`` returns
+    objects with ``value``, ``passed`` and ``error``; ``gather`` exchanges a picklable value between ranks."""
+    rows: list[dict[str, Any]] = []
+    kept: list[int] = []
+    n_groups = filtered = rounds = 0
+    timings = {"rollout_s": 0.0, "reward_s": 0.0, "gen_tokens": 0.0}
+    pad = policy.tokenizer.pad_token_id or 0
+    for rnd in range(max_rounds):
+        missing = need - len(kept)
+        if missing <= 0:
+            break
+        rounds += 1
+        cands = sampler.draw(max(1, math.ceil(missing * oversample)))
+        mine = [(n_groups + c, p) for c, p in enumerate(cands) if (n_groups + c) % world == rank]
+        started = time.perf_counter()
+        comps = []
+        per_call = max(1, batch_rows // group_size)
+        for s in range(0, len(mine), per_call):
+            part = mine[s : s + per_call]
+            comps += generate(
+                policy, [prompts[p] for _, p in part], sampling, n_samples=group_size, pad_id=pad,
+                seeds=[completion_seed(seed, step, rnd, g) for g, _ in part],
+            )  # fmt: skip
+        timings["rollout_s"] += time.perf_counter() - started
+        started = time.perf_counter()
+        texts = [_text(policy, c.tokens, sampling.stop_ids) for c in comps]
+        flat_problems = [problems[mine[i // group_size][1]] for i in range(len(comps))]
+        results = score(flat_problems, texts) if comps else []
+        timings["reward_s"] += time.perf_counter() - started
+        local = []
+        for i, (c, text, res) in enumerate(zip(comps, texts, results, strict=True)):
+            g, p = mine[i // group_size]
+            reward = float(res.value)
+            if c.truncated and truncated == "penalise":
+                reward = truncated_reward
+            timings["gen_tokens"] += len(c.tokens)
+            local.append(
+                {
+                    "round": rnd, "group": g, "problem": p, "sample": c.sample_index,
+                    "problem_id": str(problems[p].get("id", p)), "prompt_ids": list(prompts[p]),
+                    "tokens": c.tokens, "text": text, "truncated": c.truncated, "reward": reward,
+                    "passed": bool(res.passed), "error": res.error or "", "kept": False,
+                }
+            )  # fmt: skip
+        every = [r for part in (gather(local) if gather else [local]) for r in part]
+        every.sort(key=lambda r: (r["group"], r["sample"]))
+        by_group: dict[int, list[float]] = {}
+        for r in every:
+            by_group.setdefault(r["group"], []).append(r["reward"])
+        order = sorted(by_group)
+        fill = fill_groups([by_group[g] for g in order], missing)
+        kept += [order[i] for i in fill.kept]
+        filtered += len(fill.filtered)
+        n_groups += len(cands)
+        rows += every
+    keep = set(kept)
+    for r in rows:
+        r["kept"] = r["group"] in keep
+    return StepRollouts(rows, kept, n_groups, filtered, rounds, sampling.temperature, timings)
+
+
+def _text(policy: Policy, tokens: Sequence[int], stop_ids: Sequence[int]) -> str:
+    """The completion's text without its final stop token (special tokens such as <think> kept)."""
+    ids = list(tokens)
+    if ids and ids[-1] in stop_ids:
+        ids = ids[:-1]
+    return policy.tokenizer.decode(ids, skip_special_tokens=False)
