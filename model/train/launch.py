@@ -42,8 +42,10 @@ def launch_command(
     threads: int = 1,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    entry: str = ENTRY,
 ) -> LaunchPlan:
-    """Argv and environment for ``ranks`` ranks per host running :data:`ENTRY` on ``spec_path``."""
+    """Argv and environment for ``ranks`` ranks per host running ``entry`` (default :data:`ENTRY`; the GRPO
+    stage runs ``model.rl.main``) on ``spec_path``."""
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
     if hostfile is not None and launcher != "deepspeed":
@@ -59,12 +61,12 @@ def launch_command(
     out_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, out_env.get("PYTHONPATH", "")) if p)
     if launcher == "torchrun":
         argv = [py, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(ranks)]
-        argv += ["--master_addr", "127.0.0.1", "--master_port", port, "-m", ENTRY, spec_path]
+        argv += ["--master_addr", "127.0.0.1", "--master_port", port, "-m", entry, spec_path]
         return LaunchPlan(argv, out_env)
     argv = [py, "-m", "deepspeed.launcher.runner", "--master_port", port]
     if hostfile is not None:
         argv += ["--hostfile", hostfile]
     else:
         argv += ["--num_nodes", "1", "--num_gpus", str(ranks)]
-    argv += ["--module", ENTRY, spec_path]
+    argv += ["--module", entry, spec_path]
     return LaunchPlan(argv, out_env)
