@@ -1,6 +1,6 @@
 """Shared base of the kinds that read local files (`files`, `warc`, `issues_prs`): path checks at validation, a
 fingerprint over every file's content (by its path under the patterns' folder, never where that folder lies), and
-shards of consecutive files of about ``shard_mb`` each.
+shards of consecutive files of about ``shard_mb`` each, in the order the patterns are listed (``file_listing``).
 
 What the patterns name but cannot be read as a file (a dangling symlink, a symlink loop, a FIFO, a folder that
 cannot be listed: see ``data_pipes.io.paths.scan_paths``) travels in its shard's payload under ``bad`` and comes
@@ -26,8 +26,15 @@ T = TypeVar("T")
 
 
 def file_listing(patterns: list[str]) -> list[InputEntry]:
-    """Every entry the patterns name, sorted: files with size and mtime, unreadable entries with their error."""
-    return scan_paths(patterns)
+    """Every entry the patterns name, in the order the patterns are listed (within one pattern sorted by path,
+    for determinism); a path that two patterns name comes once, where it first appears. Files come with size
+    and mtime, unreadable entries with their error. The order decides which copy a "keep the first" dedup
+    keeps, so it is the user's: list the preferred source first."""
+    entries: dict[str, InputEntry] = {}
+    for pattern in patterns:
+        for entry in scan_paths([pattern]):
+            entries.setdefault(entry.path, entry)
+    return list(entries.values())
 
 
 def bad_input_records(task: ShardTask, id_path: Callable[[str], str]) -> list[dict[str, str]]:

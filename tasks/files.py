@@ -3,8 +3,10 @@
 Document ids hash the source name and each file's path relative to the non-glob root of its pattern (plus the
 record number), so they do not change when the data moves.
 
-Files are listed (globs and directories, sorted) when the run starts; consecutive files are grouped into shards of
-about ``shard_mb`` of input, so the shard layout depends only on the files. The fingerprint covers every file's
+Files are listed when the run starts, in the order the patterns are listed (each glob or directory sorted by path;
+a file two patterns name is read once, at its first place): that order decides which copy a "keep the first" dedup
+keeps. Consecutive files are grouped into shards of about ``shard_mb`` of input, so the shard layout depends only
+on the files and the listed order. The fingerprint covers every file's
 path, size and modification time, so editing an input file invalidates the node. Bad files and bad records are
 quarantined by the readers with their error; they never fail the node. Entries that are not readable files
 (dangling symlinks, symlink loops, FIFOs, folders that cannot be listed) are quarantined without being opened.
