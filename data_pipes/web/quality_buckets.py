@@ -6,9 +6,9 @@ score threshold; the last bucket takes the rest.
 
 Percentiles are exact and deterministic: documents are ranked by ``(score, hash(id))``, the hash breaking
 ties, so a bucket of "the top 10%" holds exactly ``n - ceil(0.9 n)`` documents even when many share a score,
-and the same document lands in the same bucket however the corpus is sharded. The ranking holds every (score,
-hash) pair in the driver's memory: 16 bytes per document (about 1.6 GB for 100M documents); beyond that, use
-thresholds.
+and the same document lands in the same bucket however the corpus is sharded. ``percentile_cutoffs`` ranks
+pairs held in memory (16 bytes each); the ``quality_buckets`` kind calls it only on the pairs near each cut-off,
+found through merged per-shard t-digests (``data_pipes.web.quantiles``), so the driver does not hold the corpus.
 
 Tokens are an estimate (no tokenizer is downloaded at run time): ``bytes_div_4`` (UTF-8 bytes / 4, close to
 BPE tokenizers on English prose) or ``words`` (whitespace-separated words).

@@ -128,6 +128,11 @@ def nodes() -> dict[str, dict]:
             "inputs": ["scored"],
             "params": {"buckets": BUCKETS, "token_estimate": "words"},
         },
+        "sketched": {
+            "uses": "quality_buckets",
+            "inputs": ["scored"],
+            "params": {"buckets": BUCKETS, "percentiles": "sketch"},
+        },
         "thresholds": {
             "uses": "quality_buckets",
             "inputs": ["scored"],
@@ -274,6 +279,25 @@ def test_percentile_buckets_split_exactly(run) -> None:
     assert abs(sum(r["mixture_share"] for r in mixture) - 1) < 1e-3
     assert "whitespace-separated words" in (folder / "mixture.md").read_text()
     assert (folder / "score-histogram.png").exists()
+
+
+def test_sketch_percentiles_are_close_and_say_so(run) -> None:
+    """`percentiles: sketch` cuts at the merged digest's quantiles: every document is bucketed, a higher bucket
+    never holds a lower score, and the shares are within the stated rank error plus tie blocks of exact."""
+    from data_pipes.web.quantiles import SKETCH_RANK_ERROR
+
+    n = run[0]["scored"]["counts"]["kept"]
+    kept, dropped = rows(run, "sketched"), rows(run, "sketched", "excluded")
+    assert kept.height + dropped.height == n
+    scores = rows(run, "scored")["quality_score"].sort()
+    ties = int(scores.value_counts()["count"].max())
+    top = kept.filter(pl.col("bucket") == "top")
+    assert abs(top.height - (n - math.ceil(0.9 * n))) <= SKETCH_RANK_ERROR * n + ties
+    assert top["quality_score"].min() > dropped["quality_score"].max()
+    note = (out_dir(run, "sketched") / "reports" / "mixture.md").read_text()
+    assert "t-digest" in note and "rank error" in note
+    exact_note = (out_dir(run, "bucketed") / "reports" / "mixture.md").read_text()
+    assert "cut-offs are exact" in exact_note
 
 
 def test_threshold_buckets(run) -> None:
