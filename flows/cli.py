@@ -667,6 +667,9 @@ def show(
         )
         raise typer.Exit(1)
     notes = _show_notes(p, node, plan, manifest)
+    from flows.trace import render_lineage, training_lineage
+
+    lineage = training_lineage(engine.store, manifest)  # training stages: parent, shards, code
     if as_json:
         typer.echo(
             json.dumps(
@@ -676,6 +679,7 @@ def show(
                     "notes": notes,
                     "shard_list": engine.store.shards(fp),
                     "output_dir": engine.store.output_dir(fp),
+                    **({"training_lineage": lineage} if lineage else {}),
                 },
                 indent=2,
             )
@@ -713,6 +717,8 @@ def show(
     if manifest["drop_reasons"] or manifest["quarantine_errors"]:
         console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))
         console.print("quarantine errors: " + json.dumps(manifest["quarantine_errors"]))
+    if lineage:
+        render_lineage(lineage, console)
 
 
 def _show_notes(p: Pipeline, node: str, plan: Any, manifest: dict[str, Any]) -> list[str]:
@@ -735,6 +741,38 @@ def _show_notes(p: Pipeline, node: str, plan: Any, manifest: dict[str, Any]) -> 
         "this is the output of a run with other params than this pipeline's (a --set override, or an earlier "
         f"pipeline.yaml): {shown} (pipeline -> shown output)"
     ]
+
+
+@app.command()
+def trace(
+    node: Annotated[str, typer.Argument(help="a pack node (with --row) or a training node")],
+    row: Annotated[int | None, typer.Option("--row", help="the packed row (seq_index) to trace")] = None,
+    step: Annotated[
+        int | None, typer.Option("--step", help="a training node: also list this step's rows")
+    ] = None,
+    file: FileOpt = "pipeline.yaml",
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
+) -> None:
+    """Where training tokens came from: each segment of a packed row (document id, source node, URL or path, a
+    decoded preview), or the rows a training stage drew from each shard, and how often (flows/trace.py)."""
+    from flows.trace import TraceError, render_row, render_training, trace_row, trace_training
+
+    p = _load(file, set_)
+    try:
+        if row is not None and step is None:
+            result = trace_row(p, node, row)
+        elif row is None:
+            result = trace_training(p, node, step)
+        else:
+            raise TraceError("--row is for a pack node, --step for a training node; give one of them")
+    except TraceError as exc:
+        err.print(str(exc), style="red" if exc.code == 2 else "yellow", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.code) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        (render_row if row is not None else render_training)(result, console)
 
 
 @app.command()

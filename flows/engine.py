@@ -278,7 +278,10 @@ class Engine:
         inputs = self._input_refs(node)
         parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
         fp = self.fingerprint_of(parts)
-        if forced:
+        if forced and (self.store.has_output(fp) or not getattr(node.kind, "resume_when_forced", False)):
+            # forcing recomputes: a finished output goes. An unfinished one of this same fingerprint stays for a
+            # kind that resumes its own work exactly (training: its last DeepSpeed state; the same computation,
+            # bit-identical on CPU), so `--node` after a crash resumes instead of starting over
             self.store.discard_output(fp)
         manifest = self.store.manifest(fp)
         if manifest is not None:

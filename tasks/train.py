@@ -46,6 +46,8 @@ class _Stage(Kind):
     path_params = ("hostfile",)
     phases: ClassVar[tuple[str, ...]] = ("validate", "train", "export")
     max_inputs: ClassVar[int | None] = None
+    # a forced run (`--node`) of an unfinished output resumes from its last DeepSpeed state (flows/engine.py)
+    resume_when_forced: ClassVar[bool] = True
 
     def check_inputs(self, params: StageParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
         if params.init_from is not None and params.init_from not in inputs:
