@@ -120,6 +120,9 @@ def test_extract_text_and_meta(run) -> None:
     assert "<html" not in json_doc["text"] and "JavaScript" in json_doc["text"]
     german = docs.filter(pl.col("url") == "https://de.example/intro").row(0, named=True)
     assert json.loads(german["meta"])["lang_hint"] == "de"
+    excluded = rows(run, "text", "excluded")  # drops hold their input HTML, the WARC reader's meta kept
+    assert set(excluded["text"]) == {EMPTY} and set(excluded["reason"]) == {"extract_empty"}
+    assert all(json.loads(m)["format"] == "warc" for m in excluded["meta"])
 
 
 def test_code_mode_node(run) -> None:

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from data_pipes.web.extract import ExtractionError, TooLarge, extract
+from data_pipes.web.extract import FULL_TEXT, ExtractionError, TooLarge, extract
 from data_pipes.web.extract_code import protect_code, restore_code
 from data_pipes.web.extract_hints import lang_hint, title
 
@@ -80,3 +80,47 @@ def test_bad_pages_never_crash(engine: str) -> None:
         extract("\x00\x01\x02 PNG junk" * 50, engine=engine)  # type: ignore[arg-type]
     with pytest.raises(TooLarge):
         extract(pydoc_page("csv"), engine=engine, max_bytes=1000)  # type: ignore[arg-type]
+
+
+def copyright_page() -> str:
+    """A Sphinx-like page whose whole body sits in ``<section id="copyright">``, as Python's own docs'
+    copyright page does (its text is the interpreter's real ``copyright``): resiliparse's main-content pass
+    takes the section for a footer and returns nothing."""
+    paras = "".join(f"<p>{html.escape(line)}</p>" for line in str(copyright).splitlines() if line.strip())
+    return (
+        "<!DOCTYPE html><html lang='en'><head><title>Copyright</title></head><body>"
+        "<nav><a href='/'>Python</a> | <a href='index.html'>3.11 Documentation</a></nav>"
+        f"<div class='body' role='main'><section id='copyright'><h1>Copyright</h1>{paras}</section></div>"
+        "</body></html>"
+    )
+
+
+def test_empty_main_content_falls_back_to_full_text() -> None:
+    page = copyright_page()
+    assert extract(page, fallback="none").text == ""  # what the main-content pass alone gives
+    result = extract(page)
+    assert result.extractor == FULL_TEXT and result.main_share == 0.0
+    assert "Python Software Foundation" in result.text and "Stichting Mathematisch Centrum" in result.text
+    traf = extract(page, fallback="trafilatura")
+    assert traf.extractor == "trafilatura" and "Python Software Foundation" in traf.text
+    assert "3.11 Documentation" not in traf.text  # trafilatura still leaves the navigation out
+
+
+def test_main_text_that_holds_its_share_is_kept() -> None:
+    page = pydoc_page("json")
+    result = extract(page)
+    assert result.extractor == "resiliparse" and result.text == extract(page, fallback="none").text
+    # a threshold above the page's real share forces the fallback, which then reports the share it measured
+    forced = extract(page, min_main_share=1.0)
+    assert forced.extractor == FULL_TEXT and forced.main_share is not None and 0 < forced.main_share < 1
+    assert len(forced.text) > len(result.text)
+
+
+def test_code_mode_fallback_keeps_code_blocks() -> None:
+    page, blocks = docs_page_with_code()
+    page = page.replace("<div role='main'>", "<div role='main' id='copyright'>")
+    assert extract(page, mode="code", fallback="none").text == ""
+    result = extract(page, mode="code")
+    assert result.extractor == FULL_TEXT and result.code_blocks == 2
+    for block in blocks:
+        assert f"```\n{block}\n```" in result.text
