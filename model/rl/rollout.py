@@ -73,9 +73,9 @@ class Policy:
     source: str
     is_glm: bool
 
-    def stop_ids(self, extra: Sequence[str] = ()) -> tuple[int, ...]:
-        """eos plus the ids of the named stop tokens the vocabulary has (unknown names are skipped)."""
-        return stop_token_ids(self.tokenizer, extra)
+    def stop_ids(self, names: Sequence[str] | None = None) -> tuple[int, ...]:
+        """eos plus the ids of the named stop tokens (default :data:`DEFAULT_STOPS`) the vocabulary has."""
+        return stop_token_ids(self.tokenizer, DEFAULT_STOPS if names is None else names)
 
 
 DEFAULT_STOPS = ("<|endoftext|>", "<|user|>", "<|observation|>", "<|system|>", "<|im_end|>")
@@ -85,10 +85,11 @@ def stop_token_ids(tokenizer: Any, names: Sequence[str] = DEFAULT_STOPS) -> tupl
     ids = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
-    vocab = tokenizer.get_vocab()
+    unk = tokenizer.unk_token_id
     for name in names:
-        if name in vocab:
-            ids.add(int(vocab[name]))
+        tid = tokenizer.convert_tokens_to_ids(name)  # added tokens included (get_vocab may leave them out)
+        if isinstance(tid, int) and tid != unk and tokenizer.convert_ids_to_tokens(tid) == name:
+            ids.add(tid)
     return tuple(sorted(ids))
 
 
