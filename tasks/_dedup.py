@@ -1,26 +1,27 @@
 """Shared end of the global dedup kinds (not a kind itself): kept documents' ids, assignments, output shards.
 
-A dedup kind's ``run`` finds the dropped documents as ``(doc, root)`` doc-key pairs over all input shards,
-then calls :meth:`DedupKind.finish`: the ids of the kept roots are looked up on the cluster (one task per
-shard that holds a root, reading only the ``id`` column), one assignment table is written under ``_work/``,
-and ``ctx.run_shards`` writes one output shard per input shard: its kept rows unchanged, its dropped rows
-with ``reason``, ``duplicate_of`` (the kept id) and, where the kind has clusters, ``cluster_id``.
+A dedup kind's ``run`` finds the dropped documents over all input shards and writes them as files of
+``(doc, root)`` doc-key pairs (plus ``cluster`` where the kind has clusters), then calls
+:meth:`DedupKind.finish`. On the cluster: the roots are listed per shard (one task), their ids looked up (one
+task per shard that holds a root, reading only the ``id`` column) and one assignment table written under
+``_work/`` (one task); ``ctx.run_shards`` then writes one output shard per input shard: its kept rows unchanged,
+its dropped rows with ``reason``, ``duplicate_of`` (the kept id) and, where the kind has clusters,
+``cluster_id``. The driver only passes file paths, so its memory does not grow with the corpus.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from data_pipes.dedup.phases import ids_of, roots_by_shard, shard_assignments, write_assignments
+from data_pipes.dedup.phases import assemble_assignments, root_ids_phase, root_lists, shard_assignments
 from data_pipes.io.shards import ShardResult
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
@@ -35,8 +36,16 @@ class DedupParams(KindParams):
     keep_work: bool = Field(False, description="keep the phase files under _work/ after the node finishes")
 
 
-def _lookup(item: tuple[str, np.ndarray]) -> list[str]:
-    return ids_of(item[0], item[1])
+def _root_lists(item: tuple[list[str], str]) -> list[int]:
+    return root_lists(*item)
+
+
+def _root_ids(item: tuple[str, int, str]) -> str:
+    return root_ids_phase(*item)
+
+
+def _assemble(item: tuple[list[str], list[str], str, dict[str, str]]) -> str:
+    return assemble_assignments(*item)
 
 
 class DedupKind(DocumentMapKind):
@@ -58,51 +67,42 @@ class DedupKind(DocumentMapKind):
     ) -> list[ShardResult]:
         """Write the assignments (unless a previous attempt did), run the output shards, drop ``_work/``.
 
-        ``find()`` returns ``(doc, root, cluster or None, figures for the report)``; it is only called
+        ``find()`` returns ``(paths of the duplicates' files, figures for the report)``; it is only called
         when the assignments are missing.
         """
         assign = self.work(ctx, "assignments.parquet")
         if not os.path.exists(assign):
-            doc, root, cluster, figures = find()
-            by_shard = roots_by_shard(root)
-            items = [(tasks[s].payload["path"], rows) for s, rows in by_shard.items()]
-            found = ctx.map(_lookup, items)
-            root_ids = {
-                (s << 32) | int(r): i
-                for (s, rows), ids in zip(by_shard.items(), found, strict=True)
-                for r, i in zip(rows.tolist(), ids, strict=True)
-            }
-            write_assignments(assign, doc, root, root_ids, cluster, {k: str(v) for k, v in figures.items()})
+            dup_paths, figures = find()
+            roots = self.work(ctx, "roots")
+            [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
+            items = [(tasks[s].payload["path"], s, roots) for s in shards]
+            id_paths = ctx.map(_root_ids, items, phase="assign", unit="shards")
+            meta = {k: str(v) for k, v in figures.items()}
+            ctx.map(_assemble, [(dup_paths, id_paths, assign, meta)], phase="assign", unit="tasks")
         shard_tasks = [ShardTask(t.index, {**t.payload, "assign": assign}, t.label) for t in tasks]
         results = ctx.run_shards(shard_tasks)
-        self.report(
-            ctx, results, pq.read_table(assign, columns=["duplicate_of"]), pq.read_schema(assign).metadata
-        )
+        self.report(ctx, results, pq.read_metadata(assign).num_rows, pq.read_schema(assign).metadata)
         params: DedupParams = ctx.params  # type: ignore[assignment]
         if not params.keep_work:
             shutil.rmtree(self.work(ctx), ignore_errors=True)
         return results
 
-    def report(
-        self, ctx: RunContext, results: list[ShardResult], dropped: pa.Table, meta: dict | None
-    ) -> None:
-        """Clusters, a cluster-size histogram and documents removed (from the assignments, so a resumed run
-        reports the same)."""
-        sizes = (
-            pc.value_counts(dropped["duplicate_of"]).field("counts").to_numpy() + 1
-            if dropped.num_rows
-            else []
-        )
+    def report(self, ctx: RunContext, results: list[ShardResult], removed: int, meta: dict | None) -> None:
+        """Clusters, a cluster-size histogram and documents removed (from the assignments' metadata, so a
+        resumed run reports the same)."""
+        meta = dict(meta or {})
+        counts = json.loads(meta.pop(b"size_histogram", b"{}"))
+        n_clusters = sum(counts.values())
         rows_in = sum(r.rows_in for r in results)
-        removed = dropped.num_rows
         lines = [
-            f"**{rows_in:,}** documents in, **{len(sizes):,}** {self.cluster_word}, "
+            f"**{rows_in:,}** documents in, **{n_clusters:,}** {self.cluster_word}, "
             f"**{removed:,}** documents removed ({removed / max(1, rows_in):.2%}), "
             f"**{rows_in - removed:,}** kept.",
         ]
-        for key, value in sorted((meta or {}).items()):
+        for key, value in sorted(meta.items()):
             lines.append(f"- {key.decode()}: {value.decode()}")
-        ctx.add_report(f"{self.name} summary", markdown="\n".join(lines) + "\n", table=size_histogram(sizes))
+        table = size_histogram({int(k): v for k, v in counts.items()})
+        ctx.add_report(f"{self.name} summary", markdown="\n".join(lines) + "\n", table=table)
 
     def process(  # type: ignore[override]
         self, frame: pl.DataFrame, params: DedupParams, seed: int, task: ShardTask
@@ -121,21 +121,23 @@ class DedupKind(DocumentMapKind):
         return kept, dropped
 
 
-def size_histogram(sizes: Any) -> list[dict[str, Any]]:
-    """Clusters by size (the kept document included): exact sizes up to 5, then decades."""
-    sizes = np.asarray(sizes, dtype=np.int64)
+def size_histogram(counts: dict[int, int]) -> list[dict[str, Any]]:
+    """Clusters by size (the kept document included), from ``{size: clusters}``: exact sizes up to 5, then
+    decades."""
     bins = [(2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 100), (101, 1000), (1001, 1 << 62)]
     rows = []
     for lo, hi in bins:
-        chosen = sizes[(sizes >= lo) & (sizes <= hi)]
-        if chosen.size:
+        chosen = {size: n for size, n in counts.items() if lo <= size <= hi}
+        if chosen:
             label = str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 1 << 62 else f">{lo - 1}")
+            clusters = sum(chosen.values())
+            documents = sum(size * n for size, n in chosen.items())
             rows.append(
                 {
                     "cluster_size": label,
-                    "clusters": int(chosen.size),
-                    "documents": int(chosen.sum()),
-                    "removed": int(chosen.sum() - chosen.size),
+                    "clusters": clusters,
+                    "documents": documents,
+                    "removed": documents - clusters,
                 }
             )
     return rows

@@ -21,7 +21,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from data_pipes.dedup.params import ExactDedupParams
-from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase, read_duplicates
+from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams
 from tasks.base import RunContext
@@ -60,7 +60,7 @@ class DedupExact(DedupKind):
     cluster_word: ClassVar[str] = "texts with copies"
     description = "global exact dedup on normalised text; keeps the first copy by (input shard, row)"
 
-    phases: ClassVar[tuple[str, ...]] = ("hash", "partitions", "write")
+    phases: ClassVar[tuple[str, ...]] = ("hash", "partitions", "assign", "write")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DedupExactParams = ctx.params  # type: ignore[assignment]
@@ -76,7 +76,6 @@ class DedupExact(DedupKind):
                 phase="partitions",
                 unit="partitions",
             )
-            doc, root = read_duplicates(parts)
-            return doc, root, None, {}
+            return parts, {}
 
         return self.finish(ctx, tasks, find)

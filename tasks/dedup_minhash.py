@@ -3,9 +3,10 @@ cluster).
 
 Phases: (1) one task per input shard computes MinHash signatures and writes their LSH band keys to
 ``_work/bands/`` (one row group per band); (2) one task per band finds the candidate pairs of its buckets,
-so bucketing runs in parallel over bands; (3) one task runs union-find over the pairs only (linear in the
-number of duplicates, never over the whole corpus); (4) the kept documents' ids are looked up and
-``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged, dropped rows with reason
+so bucketing runs in parallel over bands; (3) connected components as a merge tree: one task per band turns
+its pairs into star edges (document -> its component's smallest key), then tasks merge groups of star files
+level by level until one is left, so no task holds every band's pairs and the driver holds none; (4) on
+workers, the kept documents' ids are looked up and one assignment table written; ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged, dropped rows with reason
 ``minhash_duplicate``, ``cluster_id`` and ``duplicate_of`` (the kept id). In each cluster the document with
 the smallest (input shard, row) is kept, so the result does not depend on the number of workers.
 
@@ -21,7 +22,7 @@ import functools
 from typing import ClassVar
 
 from data_pipes.dedup.params import MinHashParams
-from data_pipes.dedup.phases import bucket_phase, cluster_phase, read_clusters, signature_phase
+from data_pipes.dedup.phases import bucket_phase, number_clusters, signature_phase, star_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams
 from tasks.base import RunContext
@@ -46,8 +47,38 @@ def _bucket_task(band_paths: list[str], work: str, band: int) -> tuple[str, int]
     return out, bucket_phase(band_paths, band, out)
 
 
-def _cluster_task(pair_paths: list[str], out: str) -> str:
-    return cluster_phase(pair_paths, out)
+FAN_IN = 4  # star files merged per task at each level of the merge tree
+
+
+def _star_task(item: tuple[list[str], str]) -> str:
+    star_phase(*item)
+    return item[1]
+
+
+def _number_task(item: tuple[str, str]) -> str:
+    return number_clusters(*item)
+
+
+def merge_tree(ctx: RunContext, pair_paths: list[str], work: str) -> str:
+    """Connected components over every band's pairs without one task holding them all: each band's pairs
+    become star edges (one task per band), then groups of ``FAN_IN`` star files merge, level by level, until one
+    is left; its clusters are numbered. Returns the path of the clustered duplicates (doc, root, cluster)."""
+    level = ctx.map(
+        _star_task,
+        [([p], f"{work}/stars/L0-{i:04d}.parquet") for i, p in enumerate(pair_paths)],
+        phase="clusters",
+        unit="tasks",
+    )
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        groups = [level[i : i + FAN_IN] for i in range(0, len(level), FAN_IN)]
+        items = [(g, f"{work}/stars/L{depth}-{i:04d}.parquet") for i, g in enumerate(groups)]
+        level = ctx.map(_star_task, items, phase="clusters", unit="tasks")
+    if not level:  # no bands
+        level = ctx.map(_star_task, [([], f"{work}/stars/L0-empty.parquet")], phase="clusters", unit="tasks")
+    [out] = ctx.map(_number_task, [(level[0], f"{work}/clusters.parquet")], phase="clusters", unit="tasks")
+    return out
 
 
 @register
@@ -60,7 +91,7 @@ class DedupMinHash(DedupKind):
         "global MinHash near-duplicate dedup (5-grams, 14 bands x 8); keeps the first of each cluster"
     )
 
-    phases: ClassVar[tuple[str, ...]] = ("signatures", "buckets", "clusters", "write")
+    phases: ClassVar[tuple[str, ...]] = ("signatures", "buckets", "clusters", "assign", "write")
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DedupMinHashParams = ctx.params  # type: ignore[assignment]
@@ -76,20 +107,13 @@ class DedupMinHash(DedupKind):
                 phase="buckets",
                 unit="bands",
             )
-            out = ctx.map(
-                functools.partial(_cluster_task, [p for p, _ in bands]),
-                [f"{work}/clusters.parquet"],
-                phase="clusters",
-                unit="tasks",
-            )
-            clusters = read_clusters(out[0])
-            dropped = clusters.doc != clusters.root
+            clustered = merge_tree(ctx, [p for p, _ in bands], work)
             mh = params.minhash()
             figures = {
                 "candidate pairs (summed over bands)": sum(n for _, n in bands),
                 "shingles": f"word {mh.n_grams}-grams",
                 "bands x rows": f"{mh.num_bands} x {mh.rows_per_band} (threshold {mh.threshold:.2f})",
             }
-            return clusters.doc[dropped], clusters.root[dropped], clusters.cluster[dropped], figures
+            return [clustered], figures
 
         return self.finish(ctx, tasks, find)

@@ -4,15 +4,20 @@ Every phase writes whole files atomically (temporary name, then rename) and retu
 is already there, so a killed node redoes only the missing phase outputs. Documents are named by their
 64-bit key ``shard << 32 | row`` (:func:`.bands.doc_keys`) over all input shards in order.
 
-MinHash: :func:`signature_phase` (per shard) -> :func:`bucket_phase` (per band) -> :func:`cluster_phase`
-(one task, over the pairs only). Exact: :func:`exact_hash_phase` (per shard) ->
-:func:`exact_partition_phase` (per hash partition). Both end in :func:`write_assignments`: one table of the
-dropped documents (doc key, the kept document's id, cluster number) that the final per-shard step reads with
-:func:`shard_assignments`.
+MinHash: :func:`signature_phase` (per shard) -> :func:`bucket_phase` (per band) -> :func:`star_phase` (per
+band: connected components of its pairs, written as star edges ``doc -> root``) -> :func:`star_phase` again
+over groups of star files, level by level, until one file is left (a merge tree: each task holds only the
+documents of its group's clusters) -> :func:`number_clusters`. Exact: :func:`exact_hash_phase` (per shard) ->
+:func:`exact_partition_phase` (per hash partition). Both then write, on workers, the duplicates' roots per
+shard (:func:`root_lists`), the roots' ids (:func:`root_ids_phase`, per shard) and one table of the dropped
+documents (:func:`assemble_assignments`: doc key, the kept document's id, cluster number) that the final
+per-shard step reads with :func:`shard_assignments`. The driver passes paths only: it holds no per-document
+state.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -23,7 +28,7 @@ import xxhash
 
 from data_pipes.dedup.bands import ROW_BITS, band_table, doc_keys
 from data_pipes.dedup.buckets import band_pairs_from_parquet
-from data_pipes.dedup.clusters import Clusters, connected_components
+from data_pipes.dedup.clusters import connected_components
 from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.params import ExactDedupParams, MinHashParams
 from data_pipes.dedup.signatures import minhash_signatures
@@ -61,27 +66,40 @@ def bucket_phase(band_paths: Sequence[str], band: int, out_path: str) -> int:
     return pq.read_metadata(out_path).num_rows
 
 
-def cluster_phase(pair_paths: Sequence[str], out_path: str) -> str:
-    """Union-find over every band's pairs; writes ``doc``, ``root``, ``cluster`` of clustered documents."""
+def _edges(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two key columns of a pairs file (``a``, ``b``) or a star file (``doc``, ``root``)."""
+    t = pq.read_table(path)
+    a, b = ("a", "b") if "a" in t.column_names else ("doc", "root")
+    return t[a].to_numpy(), t[b].to_numpy()
+
+
+def star_phase(paths: Sequence[str], out_path: str) -> int:
+    """Connected components of the edges in ``paths`` (pairs or star files), written as star edges ``doc``,
+    ``root`` (the component's smallest key) for every document but the roots, sorted by doc; returns how
+    many. Merging stars this way gives the components of the union of all the original pairs."""
     if not os.path.exists(out_path):
-        tables = [pq.read_table(p) for p in pair_paths]
+        edges = [_edges(p) for p in paths]
         pairs = np.stack(
             [
-                np.concatenate([t["a"].to_numpy() for t in tables] or [np.empty(0, np.int64)]),
-                np.concatenate([t["b"].to_numpy() for t in tables] or [np.empty(0, np.int64)]),
+                np.concatenate([a for a, _ in edges] or [np.empty(0, np.int64)]),
+                np.concatenate([b for _, b in edges] or [np.empty(0, np.int64)]),
             ],
             axis=1,
         )
         clusters = connected_components(pairs)
-        write_atomic(
-            pa.table({"doc": clusters.doc, "root": clusters.root, "cluster": clusters.cluster}), out_path
-        )
+        dropped = clusters.doc != clusters.root
+        write_atomic(pa.table({"doc": clusters.doc[dropped], "root": clusters.root[dropped]}), out_path)
+    return pq.read_metadata(out_path).num_rows
+
+
+def number_clusters(star_path: str, out_path: str) -> str:
+    """The final star file plus ``cluster``: clusters numbered densely in the order of their kept roots (so the
+    numbers do not depend on sharding)."""
+    if not os.path.exists(out_path):
+        t = pq.read_table(star_path)
+        _, cluster = np.unique(t["root"].to_numpy(), return_inverse=True)
+        write_atomic(t.append_column("cluster", pa.array(cluster.astype(np.int64).reshape(-1))), out_path)
     return out_path
-
-
-def read_clusters(path: str) -> Clusters:
-    t = pq.read_table(path)
-    return Clusters(doc=t["doc"].to_numpy(), root=t["root"].to_numpy(), cluster=t["cluster"].to_numpy())
 
 
 # ---- exact -------------------------------------------------------------------------------------------------
@@ -137,15 +155,6 @@ def exact_partition_phase(hash_paths: Sequence[str], part: int, out_path: str) -
     return pq.read_metadata(out_path).num_rows
 
 
-def read_duplicates(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(doc, root) of every partition's duplicates, sorted by doc."""
-    tables = [pq.read_table(p) for p in paths]
-    doc = np.concatenate([t["doc"].to_numpy() for t in tables] or [np.empty(0, np.int64)])
-    root = np.concatenate([t["root"].to_numpy() for t in tables] or [np.empty(0, np.int64)])
-    order = np.argsort(doc)
-    return doc[order], root[order]
-
-
 # ---- shared end: who is dropped, in favour of which id -----------------------------------------------------
 def ids_of(in_path: str, rows: Sequence[int], column: str = "id") -> list[str]:
     """The ids of ``rows`` of one documents shard (the kept documents that duplicates point to)."""
@@ -153,27 +162,77 @@ def ids_of(in_path: str, rows: Sequence[int], column: str = "id") -> list[str]:
     return ids.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
 
 
-def roots_by_shard(roots: np.ndarray) -> dict[int, np.ndarray]:
-    """Distinct root doc keys grouped by shard: {shard: sorted rows}."""
-    unique = np.unique(roots)
-    shards, rows = unique >> ROW_BITS, unique & ((1 << ROW_BITS) - 1)
-    return {int(s): rows[shards == s] for s in np.unique(shards)}
+def root_lists(dup_paths: Sequence[str], out_dir: str) -> list[int]:
+    """Write the distinct roots of the duplicates in ``dup_paths`` (``doc``, ``root`` files) per shard, as
+    ``roots-<shard>.npy`` (sorted rows); returns the shards that hold roots. Idempotent: a finished run leaves
+    ``shards.json``."""
+    done = os.path.join(out_dir, "shards.json")
+    if not os.path.exists(done):
+        roots = np.unique(
+            np.concatenate([pq.read_table(p, columns=["root"])["root"].to_numpy() for p in dup_paths] or [[]])
+        ).astype(np.int64)
+        shards, rows = roots >> ROW_BITS, roots & ((1 << ROW_BITS) - 1)
+        os.makedirs(out_dir, exist_ok=True)
+        for s in np.unique(shards).tolist():
+            with atomic_path(os.path.join(out_dir, f"roots-{s:05d}.npy")) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, rows[shards == s])
+        with atomic_path(done) as tmp, open(tmp, "w") as fh:
+            json.dump(np.unique(shards).tolist(), fh)
+    with open(done) as fh:
+        return json.load(fh)
+
+
+def root_ids_phase(in_path: str, shard: int, roots_dir: str) -> str:
+    """The ids of one shard's roots: ``ids-<shard>.parquet`` with ``root`` (doc key) and ``id``."""
+    out = os.path.join(roots_dir, f"ids-{shard:05d}.parquet")
+    if not os.path.exists(out):
+        rows = np.load(os.path.join(roots_dir, f"roots-{shard:05d}.npy"))
+        table = pa.table({"root": doc_keys(shard, rows), "id": pa.array(ids_of(in_path, rows), pa.string())})
+        write_atomic(table, out)
+    return out
+
+
+def assemble_assignments(
+    dup_paths: Sequence[str], id_paths: Sequence[str], out_path: str, metadata: dict[str, str] | None = None
+) -> str:
+    """One table of the dropped documents, sorted by ``doc``: ``duplicate_of`` (the kept document's id) and,
+    when the duplicate files have it, ``cluster``. The schema metadata holds ``metadata`` (phase figures for the
+    report) and the cluster-size histogram (``size_histogram``, JSON), so the report reads no rows."""
+    if not os.path.exists(out_path):
+        dups = pa.concat_tables([pq.read_table(p) for p in dup_paths]) if dup_paths else None
+        ids = pa.concat_tables([pq.read_table(p) for p in id_paths]) if id_paths else None
+        doc = dups["doc"].to_numpy() if dups is not None else np.empty(0, np.int64)
+        root = dups["root"].to_numpy() if dups is not None else np.empty(0, np.int64)
+        cluster = dups["cluster"].to_numpy() if dups is not None and "cluster" in dups.column_names else None
+        root_keys = ids["root"].to_numpy() if ids is not None else np.empty(0, np.int64)
+        order = np.argsort(root_keys)
+        where = order[np.searchsorted(root_keys[order], root)] if root.size else np.empty(0, np.int64)
+        id_column = ids["id"].take(pa.array(where)) if ids is not None else pa.array([], pa.string())
+        _, sizes = np.unique(root, return_counts=True)
+        meta = {**(metadata or {}), "size_histogram": json.dumps(size_counts(sizes + 1))}
+        write_assignments(out_path, doc, id_column, cluster, meta)
+    return out_path
+
+
+def size_counts(sizes: np.ndarray) -> dict[str, int]:
+    """How many clusters have each size (documents, the kept one included)."""
+    values, counts = np.unique(np.asarray(sizes, dtype=np.int64), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
 
 
 def write_assignments(
     out_path: str,
     doc: np.ndarray,
-    root: np.ndarray,
-    root_ids: dict[int, str],
+    duplicate_of: pa.Array,
     cluster: np.ndarray | None = None,
     metadata: dict[str, str] | None = None,
 ) -> None:
     """The dropped documents: ``doc`` (sorted), ``duplicate_of`` (the kept document's id), optional
-    ``cluster``; ``metadata`` (phase figures for the report) goes into the file's schema metadata."""
+    ``cluster``; ``metadata`` goes into the file's schema metadata."""
     order = np.argsort(doc, kind="stable")
     columns: dict[str, pa.Array | np.ndarray] = {
         "doc": doc[order],
-        "duplicate_of": pa.array([root_ids[int(r)] for r in root[order]], type=pa.string()),
+        "duplicate_of": duplicate_of.take(pa.array(order)),
     }
     if cluster is not None:
         columns["cluster"] = cluster[order]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_pipes.dedup.clusters import connected_components
+from data_pipes.dedup.phases import number_clusters, star_phase
 
 
 def _union_find_roots(pairs: np.ndarray) -> dict[int, int]:
@@ -60,3 +65,31 @@ def test_no_pairs() -> None:
     clusters = connected_components(np.empty((0, 2), np.int64))
     assert clusters.doc.size == clusters.root.size == clusters.duplicates.size == 0
     assert clusters.n_clusters == 0
+
+
+def test_merge_tree_of_band_stars_equals_components_of_all_pairs(tmp_path: Path) -> None:
+    """Per-band components written as star edges, merged four files at a time, give the same clusters as one
+    pass over every band's pairs (what the dedup_minhash kind's merge tree relies on)."""
+    rng = np.random.default_rng(11)
+    keys = rng.choice(10**12, 3_000, replace=False).astype(np.int64)
+    bands = [keys[rng.integers(0, keys.size, (400, 2))] for _ in range(14)]
+    level = []
+    for i, pairs in enumerate(bands):
+        path = tmp_path / f"band-{i}.parquet"
+        pq.write_table(pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), path)
+        out = str(tmp_path / f"L0-{i}.parquet")
+        star_phase([str(path)], out)
+        level.append(out)
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        groups = [level[i : i + 4] for i in range(0, len(level), 4)]
+        level = [str(tmp_path / f"L{depth}-{i}.parquet") for i in range(len(groups))]
+        for group, out in zip(groups, level, strict=True):
+            star_phase(group, out)
+    final = pq.read_table(number_clusters(level[0], str(tmp_path / "clusters.parquet")))
+    whole = connected_components(np.concatenate(bands))
+    dropped = whole.doc != whole.root
+    assert final["doc"].to_numpy().tolist() == whole.doc[dropped].tolist()
+    assert final["root"].to_numpy().tolist() == whole.root[dropped].tolist()
+    assert final["cluster"].to_numpy().tolist() == whole.cluster[dropped].tolist()
