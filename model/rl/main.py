@@ -69,37 +69,40 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 class _ConstantTemperature:
-    """The sampling temperature when no controller is configured."""
+    """The sampling temperature when no controller is configured (the controller's interface)."""
 
     def __init__(self, value: float) -> None:
-        self.value = value
+        self.temperature = value
+        self.events: list[dict[str, Any]] = []
 
-    def observe(self, step: int, reward: float, validate: Any) -> None:
+    def observe(self, step: int, mean_reward: float) -> None:
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value}
+        return {"temperature": self.temperature}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.value = float(state["value"])
+        self.temperature = float(state["temperature"])
 
 
-def _temperature(spec: RLSpec) -> Any:
+def _temperature(spec: RLSpec, validate: Any) -> Any:
+    """The dynamic temperature controller (model/rl/temperature.py), or a constant temperature."""
     if spec.temperature is None:
         return _ConstantTemperature(spec.rollout.temperature)
-    from model.rl.temperature import build_temperature  # the dynamic temperature controller
+    from model.rl.temperature import TemperatureController
 
-    return build_temperature(spec.temperature, start=spec.rollout.temperature)
+    return TemperatureController(spec.temperature, validate, start=spec.rollout.temperature)
 
 
-def _sampler(spec: RLSpec, problems: list[dict[str, Any]]) -> Any:
+def _sampler(spec: RLSpec, problems: list[dict[str, Any]], measure: Any) -> Any:
+    """The difficulty curriculum (model/rl/curriculum.py), or a seeded epoch order over every problem."""
     from model.rl.collect import EpochSampler
 
     if spec.curriculum is None:
         return EpochSampler(len(problems), spec.seed)
-    from model.rl.curriculum import build_curriculum
+    from model.rl.curriculum import Curriculum
 
-    return build_curriculum(spec.curriculum, problems, seed=spec.seed)
+    return Curriculum(problems, spec.curriculum, measure, seed=spec.seed)
 
 
 def _optimizer(spec: RLSpec, model: torch.nn.Module, is_glm: bool) -> torch.optim.Optimizer:
@@ -210,8 +213,6 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     policy.model = module
     params = [p for p in module.parameters() if p.requires_grad]
 
-    sampler = _sampler(spec, train)
-    temp = _temperature(spec)
     ckpt_dir = spec.checkpoint.dir
     metrics_path = spec.metrics or os.path.join(ckpt_dir, "metrics.parquet")
     step, streak, saved_rows, summary = 0, 0, [], {}
@@ -224,27 +225,54 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 "fresh checkpoint.dir, or restore the spec it was written with"
             )
         step, streak, summary = int(client["step"]), int(client["streak"]), dict(client["summary"])
-        sampler.load_state_dict(client["sampler"])
-        temp.load_state_dict(client["temperature"])
         with open(os.path.join(ckpt_dir, tag, "metrics.json"), encoding="utf-8") as fh:
             saved_rows = json.load(fh)
     log = _Log(metrics_path, saved_rows, rank == 0)
+
+    def _sample(
+        rows: list[dict[str, Any]],
+        row_prompts: list[list[int]],
+        temperature: float,
+        k: int,
+        seed_of: Any,
+        max_new: int,
+    ) -> list[int]:
+        """Correct samples per row (k each at ``temperature``; greedy at 0), rows split over the ranks."""
+        sp = SamplingParams(max_new, temperature, spec.rollout.top_p if temperature > 0 else 1.0, stops)
+        mine = list(range(rank, len(rows), world))
+        per_call = max(1, spec.rollout.batch // k)
+        comps = []
+        for s in range(0, len(mine), per_call):
+            part = mine[s : s + per_call]
+            comps += generate(policy, [row_prompts[i] for i in part], sp, n_samples=k, pad_id=pad,
+                              seeds=[seed_of(i) for i in part])  # fmt: skip
+        texts = [col._text(policy, c.tokens, stops) for c in comps]
+        results = scorer.score_batch([rows[mine[j // k]] for j in range(len(comps))], texts) if comps else []
+        local = {mine[j]: sum(int(r.passed) for r in results[j * k : (j + 1) * k]) for j in range(len(mine))}
+        merged: dict[int, int] = {}
+        for part in _gather(local):
+            merged.update(part)
+        return [merged[i] for i in range(len(rows))]
 
     def validate(temperature: float = 0.0) -> float | None:
         """Pass rate on the validation problems (greedy at temperature 0), over every rank."""
         if not val:
             return None
-        sp = SamplingParams(spec.val.max_new_tokens or spec.rollout.max_new_tokens, temperature, 1.0, stops)
-        mine = list(range(rank, len(val), world))
-        comps = []
-        for s in range(0, len(mine), spec.rollout.batch):
-            part = mine[s : s + spec.rollout.batch]
-            comps += generate(policy, [val_prompts[i] for i in part], sp, pad_id=pad,
-                              seeds=[col.completion_seed(spec.seed, -1, 0, i) for i in part])  # fmt: skip
-        texts = [col._text(policy, c.tokens, stops) for c in comps]
-        results = scorer.score_batch([val[i] for i in mine], texts) if mine else []
-        passed = sum(_gather(sum(int(r.passed) for r in results)))
-        return passed / len(val)
+        max_new = spec.val.max_new_tokens or spec.rollout.max_new_tokens
+        seed_of = lambda i: col.completion_seed(spec.seed, -1, 0, i)  # noqa: E731
+        return sum(_sample(val, val_prompts, temperature, 1, seed_of, max_new)) / len(val)
+
+    def measure(indices: list[int], k: int) -> list[int]:
+        """Correct samples of k per training problem with the current policy (the curriculum's pools)."""
+        seed_of = lambda j: col.completion_seed(spec.seed, -2, k, indices[j])  # noqa: E731
+        rows, row_prompts = [train[i] for i in indices], [prompts[i] for i in indices]
+        return _sample(rows, row_prompts, temp.temperature, k, seed_of, spec.rollout.max_new_tokens)
+
+    temp = _temperature(spec, validate)
+    sampler = _sampler(spec, train, measure)
+    if resumed is not None:
+        sampler.load_state_dict(client["sampler"])
+        temp.load_state_dict(client["temperature"])
 
     if "val_before" not in summary:
         summary["val_before"] = validate()
@@ -282,7 +310,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
             ro, sampler_state = loaded
             sampler.load_state_dict(sampler_state)
         else:
-            sp = SamplingParams(spec.rollout.max_new_tokens, temp.value, spec.rollout.top_p, stops)
+            sp = SamplingParams(spec.rollout.max_new_tokens, temp.temperature, spec.rollout.top_p, stops)
             ro = col.collect_step(
                 step=step_no, policy=policy, problems=train, prompts=prompts, sampler=sampler,
                 score=scorer.score_batch, sampling=sp, group_size=spec.rollout.group_size,
@@ -294,8 +322,6 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
             if rank == 0:
                 col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict())
             dist.barrier()
-        if hasattr(sampler, "observe"):
-            sampler.observe(step_no, ro.rows)
         trained = time.perf_counter()
         stats = {"loss": 0.0, "kl_to_start": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
         if ro.kept_groups:
@@ -318,7 +344,10 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
         lens = [len(r["tokens"]) for r in ro.rows]
         reward_mean = sum(rewards) / max(len(rewards), 1)
         temp_before = ro.temperature
-        temp.observe(step_no, reward_mean, validate)
+        stage = getattr(sampler, "stage", None)
+        if hasattr(sampler, "observe"):
+            sampler.observe(step_no, reward_mean)
+        temp.observe(step_no, reward_mean)
         step = step_no
         val_now = None
         if spec.val.every and step % spec.val.every == 0 and step < spec.steps:
@@ -327,7 +356,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
             {
                 "step": step, "reward": reward_mean,
                 "pass_rate": sum(int(r["passed"]) for r in ro.rows) / max(len(ro.rows), 1),
-                "temperature": temp_before, "groups": ro.n_groups, "kept_groups": len(ro.kept_groups),
+                "temperature": temp_before, "groups": ro.n_groups, "kept_groups": len(ro.kept_groups), "stage": stage,
                 "filtered_share": ro.filtered_groups / max(ro.n_groups, 1), "rounds": ro.rounds,
                 "response_len": sum(lens) / max(len(lens), 1),
                 "truncated_share": sum(int(r["truncated"]) for r in ro.rows) / max(len(ro.rows), 1),
@@ -344,6 +373,10 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     if step >= spec.steps:
         summary["val_after"] = validate()
         summary["steps"] = step
+        summary["temperature_events"] = temp.events
+        if hasattr(sampler, "report"):
+            summary["curriculum"] = sampler.report()
+            summary["curriculum_pass_rates"] = sampler.pass_rate_rows()
         if checkpoint.latest_tag(ckpt_dir) != checkpoint.tag_of(step):
             save(step)
         if rank == 0:

