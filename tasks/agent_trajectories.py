@@ -31,7 +31,7 @@ from data_pipes.reasoning.agent_loop import Trajectory, run_agent
 from data_pipes.reasoning.agent_script import ScriptedAgent
 from data_pipes.reasoning.problem_table import check_problem_columns
 from data_pipes.reasoning.records import CHAT_SCHEMA, frame
-from data_pipes.reasoning.teachers.config import TeacherConfig, make_teacher
+from data_pipes.reasoning.teachers.config import TeacherConfig, checkpoint_input, make_teacher
 from data_pipes.reasoning.tools import Tool, calculator_tool, file_tools, python_tool, search_tool
 from data_pipes.reasoning.tools_search import BM25Index
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
@@ -74,7 +74,9 @@ class AgentParams(KindParams):
 class AgentTrajectories(Kind):
     name: ClassVar[str] = "agent_trajectories"
     Params = AgentParams
-    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
+    # documents / problems, plus the checkpoint whose model plays the agent (teacher kind `checkpoint`)
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS, DataType.CHECKPOINT)
+    input_counts: ClassVar[dict[DataType, tuple[int, int | None]]] = {DataType.CHECKPOINT: (0, 1)}
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[int | None] = None
     output_type: ClassVar[DataType] = DataType.CHAT
@@ -89,12 +91,23 @@ class AgentTrajectories(Kind):
             errors.append((("judge",), str(exc)))
         return errors
 
+    def check_inputs(self, params: AgentParams, inputs: list[str]) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
+        name = params.teacher.checkpoint
+        if params.teacher.kind == "checkpoint" and name is not None and name not in inputs:
+            return [
+                (("teacher", "checkpoint"), f"{name!r} is not an input of this node; its inputs are {inputs}")
+            ]
+        return []
+
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: AgentParams = ctx.params  # type: ignore[assignment]
         workspace = os.path.join(ctx.out_dir, "_work", "workspace")
         gen.build_workspace(workspace, ctx.seed)
         docs, problems = [], []
+        teacher = checkpoint_input(params.teacher, ctx.inputs, ctx.node_id)  # (folder, node) or (None, "")
         for inp in ctx.inputs:
+            if inp.data_type != DataType.DOCUMENTS:
+                continue
             for path in inp.shards:
                 (problems if "prompt" in pq.read_schema(path).names else docs).append(path)
         if params.generate.search and not docs:
@@ -103,7 +116,9 @@ class AgentTrajectories(Kind):
                 "search index; add one to `inputs:` or set generate.search: 0"
             )
         tasks = [
-            ShardTask(i, {"problems": p, "docs": docs, "workspace": workspace}, f"problems {p}")
+            ShardTask(
+                i, {"problems": p, "docs": docs, "workspace": workspace, "teacher": teacher}, f"problems {p}"
+            )
             for i, p in enumerate(problems)
         ]
         items = [(k, i) for k in TASK_KINDS for i in range(getattr(params.generate, k))]
@@ -111,7 +126,9 @@ class AgentTrajectories(Kind):
             chunk = items[start : start + params.tasks_per_shard]
             tasks.append(
                 ShardTask(
-                    len(tasks), {"items": chunk, "docs": docs, "workspace": workspace}, f"generated {start}.."
+                    len(tasks),
+                    {"items": chunk, "docs": docs, "workspace": workspace, "teacher": teacher},
+                    f"generated {start}..",
                 )
             )
         results = ctx.run_shards(tasks)
@@ -126,7 +143,7 @@ class AgentTrajectories(Kind):
         teacher = (
             ScriptedAgent(params.scripted_fault_rate, seed)
             if params.teacher.kind == "procedural"
-            else make_teacher(params.teacher, seed + task.index)
+            else make_teacher(params.teacher, seed + task.index, *task.payload["teacher"])
         )
         try:
             trajs = run_agent(

@@ -35,7 +35,7 @@ from data_pipes.reasoning.records import (
 )
 from data_pipes.reasoning.rejection import in_bottom, judge, length_cutoff, mean_kept_length
 from data_pipes.reasoning.sampling import SamplingPlan, collect
-from data_pipes.reasoning.teachers.config import TeacherConfig, make_teacher
+from data_pipes.reasoning.teachers.config import TeacherConfig, checkpoint_input, make_teacher
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
@@ -67,7 +67,12 @@ class GenerateSftParams(KindParams):
 class GenerateSft(Kind):
     name: ClassVar[str] = "generate_sft"
     Params = GenerateSftParams
-    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS,)
+    # problems, plus the checkpoint whose model teaches (teacher kind `checkpoint`: expert distillation)
+    input_types: ClassVar[tuple[DataType, ...]] = (DataType.DOCUMENTS, DataType.CHECKPOINT)
+    input_counts: ClassVar[dict[DataType, tuple[int, int | None]]] = {
+        DataType.DOCUMENTS: (1, None),
+        DataType.CHECKPOINT: (0, 1),
+    }
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = None
     output_type: ClassVar[DataType] = DataType.CHAT
@@ -79,6 +84,16 @@ class GenerateSft(Kind):
         if params.keep_per_prompt > params.samples_per_prompt + params.hard_prompt_extra_samples:
             errors.append((("keep_per_prompt",), "more than the samples drawn per prompt"))
         return errors
+
+    def check_inputs(
+        self, params: GenerateSftParams, inputs: list[str]
+    ) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
+        name = params.teacher.checkpoint
+        if params.teacher.kind == "checkpoint" and name is not None and name not in inputs:
+            return [
+                (("teacher", "checkpoint"), f"{name!r} is not an input of this node; its inputs are {inputs}")
+            ]
+        return []
 
     def signature(self, params: GenerateSftParams) -> str:
         """For a local model: the model files' contents and the transformers / torch versions."""
@@ -104,12 +119,15 @@ class GenerateSft(Kind):
         return ";".join(parts)
 
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
+        params: GenerateSftParams = ctx.params  # type: ignore[assignment]
+        teacher = checkpoint_input(params.teacher, ctx.inputs, ctx.node_id)  # (folder, node) or (None, "")
         tasks = []
         for inp in ctx.inputs:
+            if inp.data_type != DataType.DOCUMENTS:
+                continue
             for path in inp.shards:
-                tasks.append(
-                    ShardTask(len(tasks), {"path": path, "cutoff": None}, label=f"{inp.name}:{path}")
-                )
+                payload = {"path": path, "cutoff": None, "teacher": teacher}
+                tasks.append(ShardTask(len(tasks), payload, label=f"{inp.name}:{path}"))
         return tasks
 
     def run(self, ctx: RunContext) -> list[ShardResult]:
@@ -128,7 +146,7 @@ class GenerateSft(Kind):
     def run_shard(self, params: GenerateSftParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
         started = time.perf_counter()
         problems, judged = _generate(params, task, out_dir, seed)
-        teacher = make_teacher(params.teacher).name
+        teacher = make_teacher(params.teacher, 0, *task.payload["teacher"]).name
         sampling = {
             "temperature": params.teacher.temperature,
             "max_tokens": params.teacher.max_tokens,
@@ -179,7 +197,9 @@ class GenerateSft(Kind):
         rows = pass_rates.table(pass_rates.merge(r.extra.get("pass_rates", {}) for r in results))
         if not rows:
             return
-        teacher = make_teacher(params.teacher).name
+        teacher = make_teacher(
+            params.teacher, 0, *checkpoint_input(params.teacher, ctx.inputs, ctx.node_id)
+        ).name
         note = (
             "\n\nRows in are drawn samples (k per problem plus hard-prompt extras); each is kept as one "
             "record or dropped with its reason."
@@ -212,7 +232,7 @@ def _generate(params: GenerateSftParams, task: ShardTask, out_dir: str, seed: in
         params.sandbox_memory_mb,
     )
     cache = GenCache(cache_path(out_dir, task.index))
-    teacher = make_teacher(params.teacher, seed + task.index)
+    teacher = make_teacher(params.teacher, seed + task.index, *task.payload["teacher"])
     try:
         samples, _requested = collect(problems, plan, teacher, cache)
     finally:
