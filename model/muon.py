@@ -32,6 +32,9 @@ Newton-Schulz runs in fp32 on CPU and bf16 on CUDA.
 ZeRO: DeepSpeed ZeRO-1/2 hand a client optimizer flat fp32 partitions, not matrices (and DeepSpeed 0.19 runs its own
 Muon update on parameters marked ``use_muon`` when the optimizer's class name contains "muon"), so this optimizer
 runs with ZeRO stage 0 (data parallel, full optimizer state per rank); a flat parameter in a Muon group is an error.
+At ZeRO 1/2 the training loop splits the two families instead (``model/muon_zero.py``): DeepSpeed partitions the
+AdamW part, and the Muon matrices are sharded whole (one owner rank per matrix, per expert) and step through the
+same :func:`muon_updates` and :func:`apply_muon_updates` as here, after the same raw-gradient clip factor.
 """
 
 from __future__ import annotations
@@ -154,8 +157,8 @@ class MuonAdamW(torch.optim.Optimizer):
                 self._adamw_group(group)
 
     def _muon_group(self, group: dict) -> None:
-        lr, wd, beta = group["lr"], group["weight_decay"], group["momentum"]
-        params, updates = [], []
+        lr, wd = group["lr"], group["weight_decay"]
+        params, grads, bufs, names = [], [], [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -163,61 +166,97 @@ class MuonAdamW(torch.optim.Optimizer):
                 raise ValueError(
                     f"Muon got a parameter of shape {tuple(p.shape)}: it orthogonalises whole matrices. A flat "
                     "1-D tensor here means ZeRO-1/2 partitioned the parameters (DeepSpeed hands flat shards to the "
-                    "client optimizer); run MuonAdamW with ZeRO stage 0, or put 1-D tensors in an AdamW group"
+                    "client optimizer); under ZeRO-1/2 the Muon matrices go to model/muon_zero.py's ShardedMuon, "
+                    "or put 1-D tensors in an AdamW group"
                 )
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            buf = state["momentum_buffer"]
-            buf.mul_(beta).add_(p.grad)
-            update = p.grad.add(buf, alpha=beta) if group["nesterov"] else buf
-            params.append(p)
-            updates.append(_as_matrices(update, self.param_names.get(id(p), "")))  # [n, A, B]
-        # one Newton-Schulz call per matrix shape: the attention projections of all layers, every expert's halves...
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, mats in enumerate(updates):
-            by_shape.setdefault(tuple(mats.shape[-2:]), []).append(i)
-        for (rows, cols), idx in by_shape.items():
-            ortho = newton_schulz(torch.cat([updates[i] for i in idx]), group["ns_steps"])  # [sum n, A, B]
-            scale = group["update_rms"] * math.sqrt(max(rows, cols))
-            outs = ortho.split([updates[i].shape[0] for i in idx])
-            ps = [params[i] for i in idx]
-            if wd:
-                torch._foreach_mul_(ps, 1 - lr * wd)
-            torch._foreach_add_(
-                ps, [o.reshape(p.shape) for o, p in zip(outs, ps, strict=True)], alpha=-lr * scale
-            )
-
-    def _adamw_group(self, group: dict) -> None:
-        lr, wd, (beta1, beta2), eps = group["lr"], group["weight_decay"], group["betas"], group["eps"]
-        params, grads, ms, vs, bc1, bc2 = [], [], [], [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if "step" not in state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
             params.append(p)
             grads.append(p.grad)
-            ms.append(state["exp_avg"])
-            vs.append(state["exp_avg_sq"])
-            bc1.append(1 - beta1 ** state["step"])
-            bc2.append(1 - beta2 ** state["step"])
+            bufs.append(state["momentum_buffer"])
+            names.append(self.param_names.get(id(p), ""))
         if not params:
             return
-        # decoupled AdamW as torch's (same formulas), with foreach kernels over the whole group
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-        denom = torch._foreach_div(vs, bc2)
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, eps)
-        if wd:
-            torch._foreach_mul_(params, 1 - lr * wd)
-        torch._foreach_addcdiv_(params, ms, denom, [-lr / b for b in bc1])
+        apply_muon_updates(params, muon_updates(grads, bufs, names, group), lr, wd)
+
+    def _adamw_group(self, group: dict) -> None:
+        adamw_group_step(group, self.state)
+
+
+def muon_updates(
+    grads: list[torch.Tensor], bufs: list[torch.Tensor], names: list[str], group: dict
+) -> list[tuple[torch.Tensor, float]]:
+    """Muon's update of each gradient, as (orthogonalised tensor of the gradient's shape, scale): Nesterov momentum
+    (``bufs`` updated in place), Newton-Schulz on every matrix of :func:`_as_matrices` (one batched call per
+    matrix shape: the attention projections of all layers, every expert's gate, up and down...); ``scale`` brings
+    the update to RMS ``update_rms``. ``group`` gives momentum, nesterov, ns_steps and update_rms. ZeRO 0
+    (:class:`MuonAdamW`) and ZeRO-1/2 (``model/muon_zero.py``) both step through this and
+    :func:`apply_muon_updates`, so they take the same step."""
+    beta = group["momentum"]
+    mats = []
+    for g, buf, name in zip(grads, bufs, names, strict=True):
+        buf.mul_(beta).add_(g)
+        update = g.add(buf, alpha=beta) if group["nesterov"] else buf
+        mats.append(_as_matrices(update, name))  # [n, A, B]
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, m in enumerate(mats):
+        by_shape.setdefault(tuple(m.shape[-2:]), []).append(i)
+    out: list[tuple[torch.Tensor, float]] = [(grads[0], 0.0)] * len(grads)
+    for (rows, cols), idx in by_shape.items():
+        ortho = newton_schulz(torch.cat([mats[i] for i in idx]), group["ns_steps"])  # [sum n, A, B]
+        scale = group["update_rms"] * math.sqrt(max(rows, cols))
+        for i, o in zip(idx, ortho.split([mats[i].shape[0] for i in idx]), strict=True):
+            out[i] = (o.reshape(grads[i].shape), scale)
+    return out
+
+
+def apply_muon_updates(
+    params: list[torch.Tensor], updates: list[tuple[torch.Tensor, float]], lr: float, wd: float
+) -> None:
+    """``p *= 1 - lr * wd`` then ``p -= lr * scale * update`` for each parameter (or view of one)."""
+    if wd:
+        torch._foreach_mul_(params, 1 - lr * wd)
+    by_scale: dict[float, list[int]] = {}
+    for i, (_, scale) in enumerate(updates):
+        by_scale.setdefault(scale, []).append(i)
+    for scale, idx in by_scale.items():
+        torch._foreach_add_([params[i] for i in idx], [updates[i][0] for i in idx], alpha=-lr * scale)
+
+
+def adamw_group_step(group: dict, state: dict) -> None:
+    """One decoupled AdamW step (torch's formulas) on the parameters of ``group`` that have a gradient, with
+    foreach kernels over the group; ``state`` is the optimizer's per-parameter state. Shared by
+    :class:`MuonAdamW` and the AdamW part that DeepSpeed ZeRO-1/2 partitions (``model/muon_zero.py``)."""
+    lr, wd, (beta1, beta2), eps = group["lr"], group["weight_decay"], group["betas"], group["eps"]
+    params, grads, ms, vs, bc1, bc2 = [], [], [], [], [], []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        st = state[p]
+        if "step" not in st:
+            st["step"] = 0
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        st["step"] += 1
+        params.append(p)
+        grads.append(p.grad)
+        ms.append(st["exp_avg"])
+        vs.append(st["exp_avg_sq"])
+        bc1.append(1 - beta1 ** st["step"])
+        bc2.append(1 - beta2 ** st["step"])
+    if not params:
+        return
+    # decoupled AdamW as torch's (same formulas), with foreach kernels over the whole group
+    torch._foreach_lerp_(ms, grads, 1 - beta1)
+    torch._foreach_mul_(vs, beta2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_div(vs, bc2)
+    torch._foreach_sqrt_(denom)
+    torch._foreach_add_(denom, eps)
+    if wd:
+        torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_addcdiv_(params, ms, denom, [-lr / b for b in bc1])
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from model.train.spec import BatchSpec, OptimSpec, ScheduleSpec
 from tasks.base import KindParams
@@ -23,7 +23,10 @@ class StageParams(KindParams):
     batch: BatchSpec = Field(default_factory=BatchSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    zero_stage: Literal[0, 1, 2] = 0
+    zero_stage: Literal[0, 1, 2] = Field(
+        0,
+        description="DeepSpeed ZeRO stage; with Muon, ZeRO 1/2 shard the AdamW part and whole Muon matrices",
+    )
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 on GPU; fp32 on CPU")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable DeepSpeed state every N steps")
     checkpoint_keep: int = Field(2, ge=1, description="DeepSpeed states kept in the work folder")
@@ -33,15 +36,6 @@ class StageParams(KindParams):
     threads: int = Field(1, ge=1, description="torch CPU threads per rank (fixed, for bit-identical results)")
     seed: int = Field(0, description="added to the node seed (initialisation and sample order)")
     shuffle: bool = Field(True, description="seeded global sample order")
-
-    @model_validator(mode="after")
-    def _check(self) -> StageParams:
-        if self.optim.name == "muon" and self.zero_stage > 0:
-            raise ValueError(
-                "optim.name 'muon' needs zero_stage 0 (ZeRO-1/2 flatten the matrices Muon orthogonalises); "
-                "set zero_stage: 0 or optim: {name: adamw}"
-            )
-        return self
 
 
 class PretrainParams(StageParams):

@@ -2,7 +2,8 @@
 
 One run: read the spec (:mod:`model.train.spec`), check the data against the model (:mod:`model.train.validate`;
 rank 0 checks, every rank raises its error), build the model (``model/glm.py``; from ``model.init_from`` when
-given) and the optimizer (torch's AdamW, or Muon + AdamW from ``model/muon.py`` as DeepSpeed's client optimizer),
+given) and the optimizer (torch's AdamW, or Muon + AdamW from ``model/muon.py`` as DeepSpeed's client optimizer; at
+ZeRO 1/2 only Muon's AdamW part goes to DeepSpeed and the Muon matrices are sharded whole by ``model/muon_zero.py``),
 wrap them with ``deepspeed.initialize`` (ZeRO stage from the spec; bf16 on GPU as bf16 parameters with fp32 routers,
 as the model's own GPU tests train, because DeepSpeed's bf16 optimizer flattens the groups Muon needs as matrices;
 there is no fp32 master copy), resume from the latest checkpoint, then train.
@@ -11,9 +12,11 @@ A step: this rank's micro-batches of the next global batch (:class:`model.train.
 micro-batch's loss is weighted by its share of the global batch's target tokens, so the sum over all micro-batches
 and ranks is the token mean of the whole global batch, whatever the rank count; DeepSpeed averages gradients over
 ranks, so the weight is multiplied by the world size (and gradient-accumulation scaling is off). At the boundary:
-raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients before Muon; DeepSpeed's at ZeRO 1/2,
-AdamW only), the optimizer step with the learning rate of ``model/schedule.py``, then the loss-free balance
-update of the router biases (load counts all-reduced over ranks). A non-finite loss stops the run naming the step;
+raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients before Muon; with Muon at ZeRO 1/2, one
+factor from DeepSpeed's norm of the AdamW partitions and the owners' norm of the Muon matrices, applied to both
+before their step, DeepSpeed's own clipping off; DeepSpeed's for plain AdamW at ZeRO 1/2), the optimizer step with
+the learning rate of ``model/schedule.py``, then the loss-free balance update of the router biases (load counts
+all-reduced over ranks). A non-finite loss stops the run naming the step;
 the last checkpoint is left as it was. At the end, ``consumed.json`` in the checkpoint folder says how many samples
 were drawn from each shard file.
 
@@ -147,17 +150,25 @@ def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
     return model
 
 
-def _build_optimizer(spec: TrainSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+def _build_optimizer(
+    spec: TrainSpec, model: torch.nn.Module, rank: int, world: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    """(the optimizer DeepSpeed wraps, the Muon part kept outside DeepSpeed or None). Muon at ZeRO 0 is one
+    ``MuonAdamW``; at ZeRO 1/2 DeepSpeed partitions only its AdamW part (``model/muon_zero.py``)."""
     from model.muon import OptimConfig, build_optimizer
 
     o = spec.optim
     if o.name == "muon":
-        fields = {k: getattr(o, k) for k in OptimConfig.model_fields}
-        return build_optimizer(model, OptimConfig(**fields))
+        cfg = OptimConfig(**{k: getattr(o, k) for k in OptimConfig.model_fields})
+        if spec.zero_stage > 0:
+            from model.muon_zero import build_zero_muon
+
+            return build_zero_muon(model, cfg, rank, world)
+        return build_optimizer(model, cfg), None
     decay = [p for n, p in sorted(model.named_parameters()) if p.requires_grad and p.ndim >= 2]
     rest = [p for n, p in sorted(model.named_parameters()) if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.adam_betas, eps=o.adam_eps, foreach=False)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.adam_betas, eps=o.adam_eps, foreach=False), None
 
 
 def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
@@ -167,8 +178,9 @@ def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": spec.batch.micro_batch,
         "gradient_accumulation_steps": gas,
         "zero_optimization": {"stage": spec.zero_stage},
-        # ZeRO 0 clips here, on the raw gradients; ZeRO 1/2 (AdamW only) let DeepSpeed clip
-        "gradient_clipping": spec.optim.clip if spec.zero_stage > 0 else 0.0,
+        # clipping of the raw gradients: ours at ZeRO 0 and for Muon at ZeRO 1/2 (DeepSpeed's would clip Muon's
+        # orthogonalised update, DeepSpeed PR #7776); DeepSpeed's for AdamW at ZeRO 1/2 (its gradients are raw)
+        "gradient_clipping": spec.optim.clip if spec.zero_stage > 0 and spec.optim.name == "adamw" else 0.0,
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
@@ -225,8 +237,14 @@ def run(spec: TrainSpec) -> list[dict]:
     loader.check_batch(spec.batch.global_batch)
 
     model = _build_model(spec, cfg, cuda)
-    optimizer = _build_optimizer(spec, model)
+    optimizer, sharded = _build_optimizer(spec, model, rank, world)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=_ds_config(spec, world))
+    clip = None
+    if sharded is not None:  # Muon at ZeRO 1/2: one raw-gradient clip factor for both parts
+        from model.muon_zero import RawGradClip
+
+        clip = RawGradClip(spec.optim.clip, lambda: getattr(engine.optimizer, "_global_grad_norm", None))
+        optimizer.clip = clip
     torch.set_num_threads(spec.threads)  # DeepSpeed's CPU accelerator may have changed it
     module = engine.module
 
@@ -242,6 +260,8 @@ def run(spec: TrainSpec) -> list[dict]:
                 "checkpoint.dir, or restore the spec it was written with"
             )
         step, tokens = int(client["step"]), int(client["tokens"])
+        if sharded is not None:
+            sharded.load(os.path.join(ckpt_dir, tag))
         loader.load_state_dict(client["loader"])
         saved_rows = read_parquet(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
     log = MetricsLog(metrics_path, saved_rows, active=rank == 0)
@@ -264,6 +284,9 @@ def run(spec: TrainSpec) -> list[dict]:
     def save(at: int) -> None:
         client = {"step": at, "tokens": tokens, "loader": loader.state_dict(), "spec": _spec_digest(spec)}
         tag = checkpoint.save(engine, ckpt_dir, at, client)
+        if sharded is not None:  # each rank's Muon momentum, beside DeepSpeed's files
+            os.makedirs(os.path.join(ckpt_dir, tag), exist_ok=True)
+            sharded.save(os.path.join(ckpt_dir, tag))
         dist.barrier()  # every rank's files are in the tag folder
         if rank == 0:
             log.save(os.path.join(ckpt_dir, tag, checkpoint.METRICS))
@@ -301,10 +324,16 @@ def run(spec: TrainSpec) -> list[dict]:
             sums[0] += float(out.lm_loss.detach()) * share
             sums[1] += float(out.mtp_loss.detach()) * share if out.mtp_loss is not None else 0.0
             sums[2] += float(out.aux_loss.detach()) * share if out.aux_loss is not None else 0.0
-            if j == len(micro) - 1 and spec.zero_stage == 0:  # gradients are all-reduced now: clip them raw
-                grad_norm = _clip(params, spec.optim.clip)
-            engine.step()
-        if spec.zero_stage > 0:
+            if j == len(micro) - 1:  # DeepSpeed has reduced its gradients now
+                if spec.zero_stage == 0:  # all of them, all-reduced: clip them raw
+                    grad_norm = _clip(params, spec.optim.clip)
+                elif sharded is not None and clip is not None:  # Muon's go to their owners (ZeRO 1/2)
+                    clip.muon_sq = sharded.reduce_grads()
+            engine.step()  # at ZeRO 1/2 + Muon, ClippedAdamW scales the AdamW partitions by clip.coef() here
+        if sharded is not None and clip is not None:
+            grad_norm = clip.norm()
+            sharded.step(lr, clip.coef())
+        elif spec.zero_stage > 0:
             grad_norm = float(engine.get_global_grad_norm() or 0.0)
         loss, mtp_loss, aux_loss = _all_sum(sums, device)
         if not math.isfinite(loss) or not math.isfinite(grad_norm):

@@ -97,22 +97,16 @@ class TrainSpec(_Spec):
     optim: OptimSpec = Field(default_factory=OptimSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     steps: int = Field(ge=1)
-    zero_stage: Literal[0, 1, 2] = 0
+    zero_stage: Literal[0, 1, 2] = Field(
+        0,
+        description="DeepSpeed ZeRO stage; with Muon, ZeRO 1/2 shard the AdamW part and whole Muon matrices",
+    )
     precision: Literal["fp32", "bf16"] = "fp32"
     checkpoint: CheckpointSpec
     metrics: str | None = Field(None, description="metrics.parquet path (default: in checkpoint.dir)")
     seed: int = 0
     threads: int = Field(1, ge=1, description="torch CPU threads per rank (fixed, for bit-identical results)")
     stop_after: int | None = Field(None, ge=1, description="leave after this step (tests; resume continues)")
-
-    @model_validator(mode="after")
-    def _check(self) -> TrainSpec:
-        if self.optim.name == "muon" and self.zero_stage > 0:
-            raise ValueError(
-                "optim.name 'muon' needs zero_stage 0: ZeRO-1/2 flatten the parameters Muon orthogonalises "
-                "and clip the orthogonalised update (DeepSpeed PR #7776); use zero_stage 0 or optim.name 'adamw'"
-            )
-        return self
 
 
 def load_spec(path: str) -> TrainSpec:
