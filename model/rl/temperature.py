@@ -8,7 +8,8 @@ Rule, checked after every step with that step's mean reward:
 2. **propose** ``min(max_temperature, T + step)``;
 3. **guard**: ``validate(T)`` and ``validate(T_new)`` give the validation pass rate at each temperature (the
    caller samples the held-out problems with the current policy); the raise is **kept** only if the pass rate
-   drops by at most ``max_drop`` (absolute: 0.01 is one percentage point), else it is **rejected** and T stays;
+   drops by at most ``max_drop`` (absolute: 0.01 is one percentage point), else it is **rejected** and T stays
+   (also when ``validate`` returns None: without a validation set no raise is kept);
 4. either way a new window starts (a plateau must last another ``window`` steps before the next proposal).
 
 Every decision is an event with its reason and the validation figures (``events``: the kind writes them to its
@@ -30,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Validate = Callable[[float], float]
+Validate = Callable[[float], float | None]  # temperature -> validation pass rate (None: no set)
 
 
 class TemperatureConfig(BaseModel):
@@ -89,7 +90,11 @@ class TemperatureController:
                 step, "at_max", old, f"{why}; already at max_temperature {self.cfg.max_temperature}"
             )
         new = round(min(self.cfg.max_temperature, old + self.cfg.step), 6)
-        base, cand = float(self.validate(old)), float(self.validate(new))
+        base_rate, cand_rate = self.validate(old), self.validate(new)
+        if base_rate is None or cand_rate is None:  # nothing to guard with: a raise is never kept unchecked
+            reason = f"{why}; no validation pass rate (no validation problems), so {new:g} is not kept"
+            return self._log(step, "reject", old, reason, candidate=new)
+        base, cand = float(base_rate), float(cand_rate)
         figures = {"val_pass_rate": base, "val_pass_rate_candidate": cand}
         if cand >= base - self.cfg.max_drop:
             self.temperature = new

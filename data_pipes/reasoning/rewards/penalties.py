@@ -15,25 +15,20 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 
-import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_pipes.reasoning.rewards.base import Problem, Reward, RewardResult, register
 from data_pipes.reasoning.tool_calls import CALL_START, ToolCallError, parse_tool_calls
 
+# the first word of a letter's Unicode name -> its script (stdlib unicodedata; kana count with the Han characters)
 SCRIPTS = {
-    "latin": regex.compile(r"\p{Latin}"),
-    "cjk": regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]"),
-    "hangul": regex.compile(r"\p{Hangul}"),
-    "cyrillic": regex.compile(r"\p{Cyrillic}"),
-    "arabic": regex.compile(r"\p{Arabic}"),
-    "greek": regex.compile(r"\p{Greek}"),
-    "devanagari": regex.compile(r"\p{Devanagari}"),
-    "hebrew": regex.compile(r"\p{Hebrew}"),
-    "thai": regex.compile(r"\p{Thai}"),
-}
+    "LATIN": "latin", "CJK": "cjk", "HIRAGANA": "cjk", "KATAKANA": "cjk", "HANGUL": "hangul",
+    "CYRILLIC": "cyrillic", "ARABIC": "arabic", "GREEK": "greek", "DEVANAGARI": "devanagari",
+    "HEBREW": "hebrew", "THAI": "thai",
+}  # fmt: skip
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 
 
@@ -54,8 +49,14 @@ class RepetitionOptions(BaseModel):
 
 
 def script_counts(text: str) -> Counter[str]:
-    text = _CODE.sub(" ", text)
-    return Counter({name: n for name, pat in SCRIPTS.items() if (n := len(pat.findall(text)))})
+    """Letters per script, code blocks, inline code and LaTeX left out."""
+    counts: Counter[str] = Counter()
+    for ch in _CODE.sub(" ", text):
+        if ch.isalpha():
+            script = SCRIPTS.get(unicodedata.name(ch, "").split(" ", 1)[0])
+            if script:
+                counts[script] += 1
+    return counts
 
 
 def repeated_share(words: list[str], n: int) -> float:

@@ -69,5 +69,9 @@ def test_cap_at_max_temperature_and_resume() -> None:
     for s in range(5, 13):
         resumed.observe(s, 0.5)
     assert resumed.events == ctl.events and resumed.temperature == 1.3
+    blind = TemperatureController(CFG, lambda t: None, start=1.0)
+    events = [e for s in range(1, 5) if (e := blind.observe(s, 0.5))]
+    assert [e["event"] for e in events] == ["reject"] and "no validation pass rate" in events[0]["reason"]
+    assert blind.temperature == 1.0
     with pytest.raises(ValueError, match="above max_temperature"):
         TemperatureController(CFG, fake_validation([]), start=2.0)
