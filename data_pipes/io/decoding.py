@@ -5,12 +5,15 @@ Decoding order (the first that decodes strictly wins):
 1. a byte-order mark (UTF-8, UTF-16, UTF-32);
 2. plain UTF-8;
 3. the charset the document declares in its first 4 KiB: ``<meta charset=...>``, ``<meta http-equiv ...
-   content="...; charset=...">`` or an XML declaration's ``encoding=``. As browsers do, a declared
-   ``iso-8859-1`` / ``latin-1`` / ``us-ascii`` is read as ``windows-1252``;
-4. an encoding the caller already found for this file (``prefer``; the JSONL reader passes the one that
-   decoded an earlier line, so a cp1252 file is not re-detected line by line);
-5. ``charset_normalizer``'s best guess when it has language evidence (coherence above 0; ties go to cp1252),
-   when the package is installed (it usually is: requests depends on it);
+   content="...; charset=...">`` or an XML declaration's ``encoding=``, mapped as browsers map labels (WHATWG:
+   ``iso-8859-1`` / ``us-ascii`` -> windows-1252, ``iso-8859-9`` -> windows-1254, ``gb2312`` -> gb18030, ...;
+   see ``data_pipes.web.encoding``); a label browsers do not know is ignored;
+4. an encoding the caller already found for this file (``prefer``, mapped the same way; the JSONL reader
+   passes the one that decoded an earlier line, so a cp1252 file is not re-detected line by line; the WARC
+   reader passes the HTTP charset);
+5. the detectors' guesses (uchardet, then ``charset_normalizer`` when it has language evidence; see
+   ``data_pipes.web.encoding``), made on a sample of at most 64 KiB (head and tail), each checked by decoding
+   the whole document strictly;
 6. ``cp1252`` (flagged ``encoding_source="fallback"``); then charset_normalizer's guess without evidence;
    then ``latin-1``, which cannot fail (also flagged ``fallback``).
 
@@ -29,6 +32,7 @@ import re
 from typing import NamedTuple
 
 from data_pipes.io.records import BadInput
+from data_pipes.web.encoding import detect_codecs, whatwg_codec
 
 SNIFF_BYTES = 4096
 BINARY_SAMPLE = 8192
@@ -47,7 +51,6 @@ _BOMS = (
 )
 _META_CHARSET = re.compile(rb"<meta[^>]{0,512}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:\-]+)", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"<\?xml[^>]{0,256}?encoding\s*=\s*[\"']([A-Za-z0-9_.:\-]+)[\"']", re.IGNORECASE)
-_WINDOWS_1252_ALIASES = frozenset({"iso8859-1", "latin-1", "latin1", "iso-8859-1", "us-ascii", "ascii"})
 
 
 class Decoded(NamedTuple):
@@ -66,16 +69,13 @@ def _bom_encoding(data: bytes) -> str | None:
 
 
 def declared_charset(data: bytes) -> str | None:
-    """The codec a document declares in its first 4 KiB (HTML meta or XML declaration), if Python knows it."""
+    """The codec a browser would use for the charset a document declares in its first 4 KiB (HTML meta or
+    XML declaration), or None when it declares none or one browsers do not know."""
     head = data[:SNIFF_BYTES]
     match = _META_CHARSET.search(head) or _XML_ENCODING.search(head)
     if match is None:
         return None
-    try:
-        name = codecs.lookup(match.group(1).decode("ascii")).name
-    except LookupError:
-        return None
-    return "cp1252" if name in _WINDOWS_1252_ALIASES else name
+    return whatwg_codec(match.group(1).decode("ascii"))
 
 
 def _try(data: bytes, encoding: str | None) -> str | None:
@@ -85,24 +85,6 @@ def _try(data: bytes, encoding: str | None) -> str | None:
         return data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
-
-
-def _detect(data: bytes) -> tuple[Decoded, bool] | None:
-    """charset_normalizer's guess and whether it rests on language evidence (coherence above 0)."""
-    try:
-        from charset_normalizer import from_bytes
-    except ImportError:  # optional: without it the cp1252/latin-1 fallback applies
-        return None
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None or best.encoding is None:
-        return None
-    # Short Latin texts decode equally well in several code pages; break ties in favour of windows-1252, the
-    # most common legacy encoding on the web (and the WHATWG default for Western locales).
-    for match in matches:
-        if match.encoding == "cp1252" and match.chaos <= best.chaos and match.coherence >= best.coherence:
-            best = match
-    return Decoded(str(best), best.encoding, "detected"), best.coherence > 0.0
 
 
 def binary_reason(data: bytes) -> str | None:
@@ -141,16 +123,18 @@ def decode_bytes(data: bytes, prefer: str | None = None) -> Decoded:
     declared = declared_charset(data)
     if (text := _try(data, declared)) is not None:
         return Decoded(text, declared, "declared")
+    prefer = (whatwg_codec(prefer, declared=False) or prefer) if prefer else None
     if (text := _try(data, prefer)) is not None:
         return Decoded(text, prefer, "preferred")
-    detected = _detect(data)
-    if detected is not None and detected[1]:
-        return detected[0]
-    # Without language evidence (short texts) the guess is near random: windows-1252 is the better bet.
+    detected, weak = detect_codecs(data)
+    for codec in detected:
+        if (text := _try(data, codec)) is not None:
+            return Decoded(text, codec, "detected")
+    # Without evidence (short texts) charset_normalizer's guess is near random: windows-1252 is the better bet.
     if (text := _try(data, "cp1252")) is not None:
         return Decoded(text, "cp1252", "fallback")
-    if detected is not None:
-        return detected[0]
+    if (text := _try(data, weak)) is not None:
+        return Decoded(text, weak, "detected")  # type: ignore[arg-type]
     return Decoded(data.decode("latin-1"), "latin-1", "fallback")
 
 

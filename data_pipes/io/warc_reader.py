@@ -35,6 +35,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from data_pipes.io.decoding import decode_document, encoding_meta
 from data_pipes.io.records import BadInput, good_record, make_id, quarantined_record
+from data_pipes.web.encoding import whatwg_codec
 
 TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
 _STREAM_ERRORS = (EOFError, OSError, zlib.error)
@@ -91,8 +92,9 @@ def _decode(data: bytes, charset: str) -> tuple[str, dict[str, str]]:
     """Text and encoding meta: the HTTP charset when it decodes strictly, else the readers' decoding order."""
     decoded = decode_document(data, prefer=charset or None)  # raises BadInput for binary junk
     if charset and decoded.encoding_source not in ("utf-8", "bom", "declared"):
+        codec = whatwg_codec(charset, declared=False) or charset  # as browsers read the label
         try:
-            return data.decode(charset), {"encoding": charset, "encoding_source": "http"}
+            return data.decode(codec), {"encoding": codec, "encoding_source": "http"}
         except (UnicodeDecodeError, LookupError):
             pass
     return decoded.text, encoding_meta(decoded)
