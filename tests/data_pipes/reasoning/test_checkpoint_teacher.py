@@ -39,7 +39,19 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_hf_folder(train_bpe(texts + ["What is 12 + 7? Answer: 19"] * 10, 512), str(folder))
     save_hf(GLMForCausalLM(model_config("debug"), seed=0), folder)
     install_chat_template(str(folder))
+    # a training kind's output also holds a one-row summary shard: a consumer must not read it as problems
+    pl.DataFrame({"steps": [1], "loss": [5.0]}).write_parquet(folder / "part-00000.parquet")
     return folder
+
+
+def _ckpt_input(folder: Path) -> InputRef:
+    return InputRef(
+        "expert", DataType.CHECKPOINT, str(folder), (str(folder / "part-00000.parquet"),), (1,), "h2"
+    )
+
+
+def _inline(kind, params, out: Path):  # noqa: ANN001, ANN202 - the engine's run_shards, run in this process
+    return lambda tasks, phase=None: [kind.run_shard(params, t, str(out), 0) for t in tasks]
 
 
 def _request(i: int, prompt: str, seed: int, temperature: float = 1.0) -> GenRequest:
@@ -100,14 +112,12 @@ def test_generate_sft_with_a_checkpoint_input(checkpoint: Path, tmp_path: Path) 
     )
     inputs = [
         InputRef("problems", DataType.DOCUMENTS, str(problems.parent), (str(problems),), (2,), "h1"),
-        InputRef("expert", DataType.CHECKPOINT, str(checkpoint), (), (), "h2"),
+        _ckpt_input(checkpoint),
     ]
     kind, out = GenerateSft(), tmp_path / "out"
     out.mkdir()
 
-    def run_shards(tasks, phase=None):  # noqa: ANN001, ANN202 - the engine's callable, run inline here
-        return [kind.run_shard(params, t, str(out), 0) for t in tasks]
-
+    run_shards = _inline(kind, params, out)
     ctx = RunContext("distill", params, inputs, str(out), 0, map=None, run_shards=run_shards)  # type: ignore[arg-type]
     (result,) = kind.run(ctx)  # one shard: the checkpoint input is the teacher, not a problems shard
     assert result.rows_in == 2 and result.kept + result.dropped == 2
@@ -126,6 +136,44 @@ def test_generate_sft_with_a_checkpoint_input(checkpoint: Path, tmp_path: Path) 
         ValueError, match=r"node 'distill': teacher kind 'checkpoint' needs checkpoint input 'expert'"
     ):
         kind.run(missing)
+
+
+def test_agent_trajectories_with_a_checkpoint_teacher(checkpoint: Path, tmp_path: Path) -> None:
+    """The random expert plays the agent: its trajectories are judged (dropped with the judge's reasons), the
+    checkpoint's summary shard is neither a problems nor a documents input (search needs none here)."""
+    from tasks.agent_trajectories import AgentTrajectories
+
+    params = AgentTrajectories.Params(
+        generate={"calculator": 2, "python": 0, "files": 0, "search": 0},
+        teacher={"kind": "checkpoint", "max_tokens": 16, "threads": 1},
+        max_turns=1,
+    )
+    kind, out = AgentTrajectories(), tmp_path / "out"
+    out.mkdir()
+    ctx = RunContext(
+        "agent",
+        params,
+        [_ckpt_input(checkpoint)],
+        str(out),
+        0,
+        map=None,
+        run_shards=_inline(kind, params, out),
+    )  # type: ignore[arg-type]
+    (result,) = kind.run(ctx)  # one shard of generated tasks; no shard made from the checkpoint's files
+    assert result.rows_in == 2 and result.kept + result.dropped == 2
+    dropped = pl.read_parquet(out / "excluded" / "part-00000.parquet")
+    assert set(dropped["teacher"]) == {"checkpoint:expert"}
+    # the random expert answers (no model error); the loop counts a response cut at max_tokens as the
+    # teacher's failure, anything else is judged
+    assert "teacher_model_error" not in " ".join(dropped["detail"])
+    reasons = dict(zip(dropped["reason"], dropped["detail"], strict=True))
+    assert set(reasons) <= {
+        "agent_teacher_error",
+        "agent_bad_tool_call",
+        "agent_no_terminal",
+        "agent_check_failed",
+    }
+    assert reasons.get("agent_teacher_error", "truncated response") == "truncated response"
 
 
 def test_dag_accepts_a_checkpoint_teacher_input(tmp_path: Path) -> None:
