@@ -117,15 +117,15 @@ class Curriculum:
         self.pools: dict[str, list[int]] | None = None
         self.start_sizes: dict[str, int] = {}
         self.switch_sizes: dict[str, int] = {}
-        self.counts: dict[
-            str, dict[int, int]
-        ] = {}  # "small" / "large": correct counts of the last measurement
+        # "start" / "switch": the pools of the problems measured then, correct counts at k_small ("small") and
+        # in the further samples ("large")
+        self.measured: dict[str, dict[str, Any]] = {}
         self.rewards: list[float] = []  # stage-1 step rewards
         self.switch_step: int | None = None
         self.events: list[dict[str, Any]] = []
 
     # ---- pools ----------------------------------------------------------------------------------------------
-    def _measure(self, indices: list[int]) -> dict[str, list[int]]:
+    def _measure(self, indices: list[int], when: str) -> dict[str, list[int]]:
         small = dict(zip(indices, self.measure(list(indices), self.cfg.k_small), strict=True))
         zeros = [i for i in indices if small[i] == 0]
         large = (
@@ -133,11 +133,12 @@ class Curriculum:
             if zeros
             else {}
         )
-        self.counts = {"small": small, "large": large}
-        return split_pools(small, large, self.cfg)
+        pools = split_pools(small, large, self.cfg)
+        self.measured[when] = {"pools": pools, "small": small, "large": large}
+        return pools
 
     def _start(self) -> None:
-        self.pools = self._measure(list(range(len(self.problems))))
+        self.pools = self._measure(list(range(len(self.problems))), "start")
         self.start_sizes = {p: len(v) for p, v in self.pools.items()}
         if not self.pools["moderate"]:
             raise CurriculumError(
@@ -197,7 +198,7 @@ class Curriculum:
             return []
         candidates = sorted(self.pools["hard"] + self.pools["unsolved"])
         if self.cfg.remeasure_on_switch and candidates:
-            fresh = self._measure(candidates)
+            fresh = self._measure(candidates, "switch")
             hard, unsolved = fresh["hard"], fresh["unsolved"]
             moved = {"moderate": len(fresh["moderate"]), "easy": len(fresh["easy"])}
         else:
@@ -225,7 +226,10 @@ class Curriculum:
             "stage": self.stage, "epoch": self.epoch, "cursor": self.cursor, "pools": self.pools,
             "start_sizes": self.start_sizes, "switch_sizes": self.switch_sizes, "rewards": list(self.rewards),
             "switch_step": self.switch_step, "events": list(self.events),
-            "counts": {k: {str(i): c for i, c in v.items()} for k, v in self.counts.items()},
+            "measured": {
+                when: {"pools": m["pools"], **{k: {str(i): c for i, c in m[k].items()} for k in ("small", "large")}}
+                for when, m in self.measured.items()
+            },
         }  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -235,7 +239,13 @@ class Curriculum:
         self.rewards = [float(r) for r in state["rewards"]]
         self.switch_step = state["switch_step"]
         self.events = [dict(e) for e in state["events"]]
-        self.counts = {k: {int(i): int(c) for i, c in v.items()} for k, v in state.get("counts", {}).items()}
+        self.measured = {
+            when: {
+                "pools": {k: [int(i) for i in v] for k, v in m["pools"].items()},
+                **{k: {int(i): int(c) for i, c in m[k].items()} for k in ("small", "large")},
+            }
+            for when, m in state.get("measured", {}).items()
+        }
 
     def report(self) -> dict[str, Any]:
         return {
@@ -249,19 +259,19 @@ class Curriculum:
         }
 
     def pass_rate_rows(self) -> list[dict[str, Any]]:
-        """The last measurement as ``pass_rates.table`` rows, the pool in the ``difficulty`` column (samples are
-        k_small, or k_large for problems measured twice)."""
-        if self.pools is None:
-            return []
-        small, large = self.counts.get("small", {}), self.counts.get("large", {})
-        stats: dict[str, dict[str, int]] = {}
-        for pool, indices in self.pools.items():
-            for i in indices:
-                if i not in small:
-                    continue
-                p = self.problems[i]
-                correct = small[i] + large.get(i, 0)
-                samples = self.cfg.k_large if i in large else self.cfg.k_small
-                pass_rates.add(stats, str(p.get("source") or ""), str(p.get("domain") or ""), pool,
-                               problems=1, samples=samples, correct=correct, solved=int(correct > 0))  # fmt: skip
-        return pass_rates.table(stats)
+        """Each measurement (``measured``: ``start``, and ``switch`` for the re-measured hard candidates) as
+        ``pass_rates.table`` rows, the pool in the ``difficulty`` column; samples are k_small, or k_large for
+        the problems that got the further samples."""
+        rows = []
+        for when, m in self.measured.items():
+            small, large = m["small"], m["large"]
+            stats: dict[str, dict[str, int]] = {}
+            for pool, indices in m["pools"].items():
+                for i in indices:
+                    p = self.problems[i]
+                    correct = small[i] + large.get(i, 0)
+                    samples = self.cfg.k_large if i in large else self.cfg.k_small
+                    pass_rates.add(stats, str(p.get("source") or ""), str(p.get("domain") or ""), pool,
+                                   problems=1, samples=samples, correct=correct, solved=int(correct > 0))  # fmt: skip
+            rows += [{"measured": when, **row} for row in pass_rates.table(stats)]
+        return rows

@@ -4,7 +4,7 @@ The gold is ``answer``: a letter ``A``-``J``, or the text of one of ``meta.choic
 lettered in order). The completion's final answer (``answers.final_answer``: the ``Answer:`` line, a
 ``\\boxed{}``, else the last line) is read as a letter when it is ``B``, ``(B)``, ``B)``, ``B.``, ``B: text``
 or says "answer/option/choice (is) B"; failing that, as the text of a choice. A final answer naming no letter,
-or several different ones, scores 0.
+or several (``A or B``, ``A, C``), scores 0.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ LETTERS = "ABCDEFGHIJ"
 _LEAD = re.compile(r"^\s*\(?\s*([A-J])\s*\)?\s*(?:[.:)\]]|$|\s)")
 _SAYS = re.compile(r"(?i:answer|option|choice)\s*(?i:is)?\s*[:=]?\s*\(?\s*([A-J])\b")
 _ALONE = re.compile(r"(?<![A-Za-z])\(?([A-J])\)?(?![A-Za-z])")
+_SEVERAL = re.compile(r"(?<![A-Za-z])\(?[A-J]\)?\s*(?:,|/|&|\bor\b|\band\b)\s*\(?[A-J]\)?(?![A-Za-z])")
 
 
 def _norm(text: str) -> str:
@@ -36,7 +37,9 @@ def gold_letter(problem: Problem) -> str | None:
 
 
 def chosen_letter(answer: str, choices: list[str]) -> str | None:
-    """The one letter ``answer`` picks, or None (no letter, or several different ones)."""
+    """The one letter ``answer`` picks, or None (no letter, or several: "A or B", "A, C")."""
+    if _SEVERAL.search(answer):
+        return None
     for pattern in (_LEAD, _SAYS):
         m = pattern.search(answer)
         if m:

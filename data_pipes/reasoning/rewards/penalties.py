@@ -9,7 +9,8 @@
 - ``repetition``: penalised when more than ``max_share`` of the words are repeats of an earlier word
   ``ngram``-gram, or of the non-empty lines repeat an earlier line (a decoding loop).
 - ``format``: penalised when the template is broken: a ``<think>`` that is not first or not closed, more than
-  one trace, an empty answer part, an odd number of code fences, or a ``<tool_call>`` that does not parse.
+  one trace, an empty answer part, an odd number of code fences, or a ``<tool_call>`` that does not parse (and,
+  with ``require_think``, no trace at all).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class MixingOptions(BaseModel):
         0.05, ge=0, lt=1, description="largest tolerated share of minority-script letters"
     )
     min_letters: int = Field(5, ge=1, description="fewer minority-script letters are never penalised")
+
+
+class FormatOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    require_think: bool = Field(False, description="a completion without a <think> block is broken too")
 
 
 class RepetitionOptions(BaseModel):
@@ -124,10 +131,14 @@ class RepetitionPenalty(Reward):
 class FormatPenalty(Reward):
     name = "format"
     description = "-1 when the response template is broken (think tags, empty answer, fences, tool calls)"
+    Options = FormatOptions
+    options: FormatOptions
 
     def score(self, problem: Problem, completion: str) -> RewardResult:
         problems = []
         opens, closes = completion.count("<think>"), completion.count("</think>")
+        if self.options.require_think and not opens and not closes:
+            problems.append("no <think> block")
         if opens or closes:
             if opens != 1 or closes != 1:
                 problems.append(f"{opens} <think> and {closes} </think> (want one of each)")

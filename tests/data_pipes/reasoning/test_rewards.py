@@ -149,6 +149,7 @@ def test_multiple_choice_reward() -> None:
         assert _score("multiple_choice", row, text).passed, text
     for text in ("Answer: A", "Answer: A or B", "Answer: oxygen"):
         assert not _score("multiple_choice", row, text).passed, text
+    assert not _score("multiple_choice", {**row, "answer": "A"}, "Answer: A or B").passed  # hedged
     text_gold = {**row, "answer": "CO2"}
     assert _score("multiple_choice", text_gold, "Answer: B").passed
     assert reward_class("multiple_choice")().check({**row, "answer": "photosynthesis"}) == (
@@ -239,6 +240,10 @@ def test_penalties() -> None:
         "<tool_call>f\n<arg_key>a</arg_key>\n</tool_call>",
     ):
         assert _score("format", row, broken).value == -1.0, broken
+    assert (
+        _score("format", row, "Answer: 4").passed
+        and not _score("format", row, "Answer: 4", require_think=True).passed
+    )
 
 
 def test_weights_row_column_and_raising_reward_counted_as_error() -> None:

@@ -131,6 +131,12 @@ def test_no_moderate_problem_is_a_clear_error_and_pass_rate_rows() -> None:
     cur = Curriculum(_problems(), CFG, FakePolicy(), seed=0)
     cur.draw(1)
     rows = {r["difficulty"]: r for r in cur.pass_rate_rows()}
+    assert {r["measured"] for r in rows.values()} == {"start"}
     assert rows["moderate"]["problems"] == 4 and rows["moderate"]["correct"] == 2 + 1 + 2 + 1
     assert rows["hard"]["samples"] == 2 * 16 and rows["hard"]["correct"] == 1 + 2
     assert rows["unsolved"]["pass_at_k"] == 0.0
+    for step in (1, 2, 3):
+        cur.observe(step, 0.9)  # saturated: the switch re-measures problems 4 to 7
+    switch = [r for r in cur.pass_rate_rows() if r["measured"] == "switch"]
+    assert sum(r["problems"] for r in switch) == 4
+    assert sum(r["problems"] for r in cur.pass_rate_rows() if r["measured"] == "start") == 10
