@@ -306,12 +306,15 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
 
 def flops_per_token(cfg: ModelConfig, seq_len: int, *, causal: bool = True, with_mtp: bool = True) -> float:
     """Training FLOPs per token (forward + backward = 3x forward): 6 x active matmul parameters (embedding lookup
-    excluded, head included) plus attention scores and values, ``6 * layers * 2 * heads * head_dim * seq_len``,
-    halved when ``causal`` (the PaLM / Chinchilla appendix convention; the MFU figures use it)."""
+    excluded, head included; with MTP the head counts twice, since the MTP layer's logits go through it too) plus
+    attention scores and values, ``6 * layers * 2 * heads * head_dim * seq_len``, halved when ``causal`` (the PaLM /
+    Chinchilla appendix convention; the MFU figures use it)."""
     counts = param_counts(cfg)
     matmul_params = counts["active_no_embedding"]
     if not with_mtp:
         matmul_params -= counts["mtp_active"]
+    elif cfg.num_nextn_predict_layers:
+        matmul_params += cfg.vocab_size * cfg.hidden_size  # the shared head, applied again to the MTP output
     layers = cfg.num_hidden_layers + (1 if with_mtp and cfg.num_nextn_predict_layers else 0)
     attn = 6 * layers * 2 * cfg.num_attention_heads * cfg.head_dim * seq_len
     if causal:

@@ -17,10 +17,11 @@ shared with the main model (model/export.py writes copies, as the published chec
 
 Packed rows: ``doc_lens`` [B][n_b] gives each row's document segments (``sum <= S``, the rest is padding). Positions
 restart at 0 in each segment, attention stays inside a segment (the padding tail is one more segment), and no loss
-falls on a target outside its segment or on padding. Kernels (``attn_impl``): without ``doc_lens`` plain causal
-SDPA; with them ``torch.nn.attention.varlen.varlen_attn`` on CUDA when present (``varlen``), else either one causal
-SDPA call per document (``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S]
-(``sdpa``); ``auto`` picks by a measured cost model (per document unless the rows hold many tiny documents, and
+falls on a target outside its segment or on padding. Kernels (``attn_impl``): on CUDA in bf16/fp16
+``torch.nn.attention.varlen.varlen_attn`` (flash attention over the flattened rows, packed or not) when torch has it
+(``varlen``); else without ``doc_lens`` plain causal SDPA, and with them either one causal SDPA call per document
+(``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S] (``sdpa``); ``auto`` picks by a
+measured cost model (per document unless the rows hold many tiny documents, and
 always per document when the mask would pass 256 MiB). All give the logits of each document run alone.
 
 MTP (DeepSeek-V3 style, depth 1): position t combines ``enorm(embed(x[t+1]))`` and ``hnorm(h[t])`` (``h`` = main
@@ -28,6 +29,9 @@ model's output after the final norm, the hidden state transformers' ``MtpModel``
 through ``eh_proj`` and one decoder layer at position ``pos[t] + 1``, then ``shared_head.norm`` and the shared head
 predict ``x[t+2]``.
 Total loss = lm + ``mtp_weight`` * mtp + ``aux_weight`` * mean over MoE layers of the sequence balance loss.
+
+Speed (docs/TRAIN_SPEED.md): nothing in a training step waits for the GPU (no ``.item()``, no data-dependent
+shapes); :meth:`GLMForCausalLM.compile_layers` compiles the parts of each layer around the attention kernel.
 
 Departures from the report: none in the math; bf16 / fp32 casting follows transformers (router and RoPE tables in
 fp32). Weight init is normal(0, initializer_range) for every matrix (HF's), ones for norms, zeros for biases, drawn
@@ -135,6 +139,7 @@ class DocLayout:
     # segment lengths of each row, pad tails included
     row_seg_lens: list[list[int]] = field(default_factory=list)
     _mask: torch.Tensor | None = None
+    _cu: tuple[torch.Tensor, int] | None = None
 
     @property
     def seg_lens(self) -> list[int]:
@@ -158,9 +163,13 @@ class DocLayout:
         return self._mask
 
     def cu_seqlens(self) -> tuple[torch.Tensor, int]:
-        """Cumulative segment starts over the flattened [B*S] tokens (int32, [n+1]) and the longest segment."""
-        lens = torch.tensor([0, *self.seg_lens], dtype=torch.int32, device=self.position_ids.device)
-        return torch.cumsum(lens, 0, dtype=torch.int32), max(self.seg_lens)
+        """Cumulative segment starts over the flattened [B*S] tokens (int32, [n+1]) and the longest segment; built
+        once per layout (every layer reuses it)."""
+        if self._cu is None:
+            lens = torch.tensor([0, *self.seg_lens], dtype=torch.int32)
+            cu = _to_device(torch.cumsum(lens, 0, dtype=torch.int32), self.position_ids.device)
+            self._cu = (cu, max(self.seg_lens))
+        return self._cu
 
 
 def doc_layout(
@@ -192,12 +201,19 @@ def doc_layout(
         segments.append(torch.repeat_interleave(torch.arange(len(parts)), torch.tensor(parts)))
         valid.append(torch.arange(seq_len) < sum(lens))
     return DocLayout(
-        torch.stack(positions).to(device),
-        torch.stack(segments).to(device),
-        torch.stack(valid).to(device),
+        _to_device(torch.stack(positions), device),
+        _to_device(torch.stack(segments), device),
+        _to_device(torch.stack(valid), device),
         packed=True,
         row_seg_lens=row_seg_lens,
     )
+
+
+def _to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor onto ``device`` without making the host wait for the GPU (pinned, asynchronous on CUDA)."""
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 class Attention(nn.Module):
@@ -225,14 +241,24 @@ class Attention(nn.Module):
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], layout: DocLayout
     ) -> torch.Tensor:
         """x [B, S, H] -> [B, S, H]."""
+        return self.o_proj(self.attend(*self.project(x, *rope), layout))
+
+    def project(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, S, H] -> q [B, S, nh, D], k and v [B, S, nkv, D]: projections, QK-norm, RoPE."""
         b, s, _ = x.shape
         q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # [B, S, nh, D]
         k = self.k_proj(x).view(b, s, self.n_kv, self.head_dim)  # [B, S, nkv, D]
         v = self.v_proj(x).view(b, s, self.n_kv, self.head_dim)
         if self.use_qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if layout.packed and self._use_varlen(q):
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: DocLayout) -> torch.Tensor:
+        """Causal attention inside each document: q [B, S, nh, D], k/v [B, S, nkv, D] -> [B, S, nh * D]."""
+        b, s = q.shape[:2]
+        if self._use_varlen(q):  # packed or not: one flash call over the flattened rows
             cu, max_len = layout.cu_seqlens()
             out = _varlen_causal(
                 q.reshape(b * s, self.n_heads, self.head_dim),
@@ -240,8 +266,8 @@ class Attention(nn.Module):
                 v.reshape(b * s, self.n_kv, self.head_dim),
                 cu,
                 max_len,
-            ).view(b, s, self.n_heads * self.head_dim)
-            return self.o_proj(out)
+            )
+            return out.view(b, s, self.n_heads * self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, n, S, D]
         gqa = self.n_kv != self.n_heads
         if layout.packed and self._per_document(layout):
@@ -263,7 +289,7 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.sdpa_mask(), enable_gqa=gqa)
         else:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim))
+        return out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
 
     def _per_document(self, layout: DocLayout) -> bool:
         if self.attn_impl in ("sdpa", "segments"):
@@ -295,6 +321,7 @@ class DecoderLayer(nn.Module):
         self.mlp = MoE(cfg, expert_impl) if self.is_moe else MLP(cfg.hidden_size, cfg.intermediate_size)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.compiled = False  # set by GLMForCausalLM.compile_layers
 
     def forward(
         self,
@@ -303,14 +330,49 @@ class DecoderLayer(nn.Module):
         layout: DocLayout,
         aux_weight: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x [B, S, H] -> (x [B, S, H], this layer's unweighted aux balance loss or None)."""
-        x = x + self.self_attn(self.input_layernorm(x), rope, layout)
-        h = self.post_attention_layernorm(x)
-        if self.is_moe:
-            h, aux = self.mlp(h, None if not layout.packed else layout.valid, aux_weight)
-        else:
-            h, aux = self.mlp(h), None
-        return x + h, aux
+        """x [B, S, H] -> (x [B, S, H], this layer's unweighted aux balance loss or None).
+
+        Three parts: :func:`layer_pre` (norm, projections, QK-norm, RoPE), the attention kernel, :func:`layer_post`
+        (output projection, residuals, norm, MLP or MoE). The two outer parts run through ``torch.compile`` after
+        :meth:`GLMForCausalLM.compile_layers`; the kernel between them stays eager, so the packed layout's Python
+        lists never reach a compiled graph (no recompiles as documents change)."""
+        pre, post = _compiled_regions() if self.compiled else (layer_pre, layer_post)
+        q, k, v = pre(self, x, *rope)
+        attn = self.self_attn.attend(q, k, v, layout)
+        return post(self, x, attn, None if not layout.packed else layout.valid, aux_weight)
+
+
+def layer_pre(
+    layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The part of a decoder layer before the attention kernel: q, k, v of ``input_layernorm(x)``."""
+    return layer.self_attn.project(layer.input_layernorm(x), cos, sin)
+
+
+def layer_post(
+    layer: DecoderLayer, x: torch.Tensor, attn: torch.Tensor, valid: torch.Tensor | None, aux_weight: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The part after it: ``x + o_proj(attn)``, then ``+ mlp(post_attention_layernorm(.))`` (dense or MoE)."""
+    x = x + layer.self_attn.o_proj(attn)
+    h = layer.post_attention_layernorm(x)
+    if layer.is_moe:
+        h, aux = layer.mlp(h, valid, aux_weight)
+    else:
+        h, aux = layer.mlp(h), None
+    return x + h, aux
+
+
+_REGIONS: dict[str, object] = {}
+
+
+def _compiled_regions() -> tuple[object, object]:
+    """``torch.compile`` of :func:`layer_pre` and :func:`layer_post`, made once per process and shared by every
+    layer (the modules' parameters are graph inputs, so dense and MoE layers make one graph each, not one per
+    layer)."""
+    if not _REGIONS:
+        _REGIONS["pre"] = torch.compile(layer_pre, dynamic=False)
+        _REGIONS["post"] = torch.compile(layer_post, dynamic=False)
+    return _REGIONS["pre"], _REGIONS["post"]
 
 
 class SharedHead(nn.Module):
@@ -374,7 +436,12 @@ class LMOutput:
     lm_loss: torch.Tensor | None = None
     mtp_loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None  # unweighted, mean over MoE layers (main + MTP)
-    n_tokens: int = 0  # targets counted in lm_loss
+    n_targets: torch.Tensor | None = None  # targets counted in lm_loss (a tensor: no wait for the GPU)
+
+    @property
+    def n_tokens(self) -> int:
+        """Targets counted in lm_loss, as an int (reading it waits for the GPU)."""
+        return 0 if self.n_targets is None else int(self.n_targets)
 
 
 class GLMForCausalLM(nn.Module):
@@ -398,7 +465,10 @@ class GLMForCausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.ce_chunk_size = 1024  # rows per block of the fused head + loss (return_logits=False)
+        # rows per block of the fused head + loss (return_logits=False); None: as many as keep a block's fp32
+        # logits within 1 GiB (4096 rows at a 64K vocabulary)
+        self.ce_chunk_size: int | None = None
+        self.ce_compiled = False
         if seed is not None:
             self.init_weights(seed)
 
@@ -430,6 +500,16 @@ class GLMForCausalLM(nn.Module):
         return (
             self.model.layers[self.config.num_hidden_layers] if self.config.num_nextn_predict_layers else None
         )
+
+    def compile_layers(self, enabled: bool = True) -> GLMForCausalLM:
+        """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
+        kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
+        default: on GPU it is the largest single gain (docs/TRAIN_SPEED.md); on CPU the compile time outweighs it
+        for the small models trained there. Numbers stay those of the eager model up to rounding."""
+        for layer in self.model.layers:
+            layer.compiled = enabled
+        self.ce_compiled = enabled
+        return self
 
     def routers(self) -> list[TopkRouter]:
         """Every MoE router, in layer order (the MTP layer's last)."""
@@ -477,7 +557,7 @@ class GLMForCausalLM(nn.Module):
         out = LMOutput(logits=self.lm_head(h) if return_logits else None)  # [B, S, V]
         if labels is None:
             return out
-        out.lm_loss, out.n_tokens = self._ce(h, out.logits, shifted_targets(labels, layout, 1))
+        out.lm_loss, out.n_targets = self._ce(h, out.logits, shifted_targets(labels, layout, 1))
         loss = out.lm_loss
         mtp = self.mtp_layer
         if mtp is not None and mtp_weight > 0:
@@ -498,10 +578,11 @@ class GLMForCausalLM(nn.Module):
 
     def _ce(
         self, h: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, int]:
-        """Mean fp32 cross-entropy over targets != -100 (0 when there are none), and their count; from the logits
-        when they were computed anyway, else fused with the head (model/loss.py, no [B, S, V] tensor kept)."""
-        n = int((targets != -100).sum())
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean fp32 cross-entropy over targets != -100 (0 when there are none), and their count (a tensor); from
+        the logits when they were computed anyway, else fused with the head (model/loss.py, no [B, S, V] tensor
+        kept)."""
+        n = (targets != -100).sum()
         if logits is not None:
             total = F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]),
@@ -510,8 +591,10 @@ class GLMForCausalLM(nn.Module):
                 reduction="sum",
             )
         else:
-            total = linear_cross_entropy(h, self.lm_head.weight, targets, self.ce_chunk_size)
-        return total / max(n, 1), n
+            total = linear_cross_entropy(
+                h, self.lm_head.weight, targets, self.ce_chunk_size, compiled=self.ce_compiled
+            )
+        return total / n.clamp(min=1), n
 
 
 def shifted_targets(labels: torch.Tensor, layout: DocLayout, shift: int) -> torch.Tensor:

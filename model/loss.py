@@ -11,9 +11,54 @@ Kernel and Apple's cut-cross-entropy do the same on GPU with fused kernels; this
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 IGNORE = -100
+_BLOCK_BYTES = 1 << 30  # default block: as many rows as keep its fp32 logits within 1 GiB
+
+
+def _block_eager(
+    logits: torch.Tensor, targets: torch.Tensor, grad_dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """One block: logits [c, V] (any float dtype), targets [c] -> (summed fp32 loss, dL/dlogits [c, V] in
+    ``grad_dtype``), in place on an fp32 copy of the logits."""
+    valid = targets != IGNORE
+    safe = torch.where(valid, targets, torch.zeros_like(targets))
+    logits = logits.float()
+    lse = torch.logsumexp(logits, dim=-1)  # [c]
+    picked = logits.gather(1, safe[:, None])[:, 0]  # [c]
+    loss = ((lse - picked) * valid).sum()
+    grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+    grad[torch.arange(grad.shape[0], device=grad.device), safe] -= 1.0
+    grad *= valid[:, None]
+    return loss, grad.to(grad_dtype)
+
+
+def _block_pointwise(
+    logits: torch.Tensor, targets: torch.Tensor, grad_dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """:func:`_block_eager` written as one reduction and one pointwise pass (what ``torch.compile`` fuses into two
+    kernels over the block instead of about eight)."""
+    valid = targets != IGNORE
+    safe = torch.where(valid, targets, torch.zeros_like(targets))
+    logits = logits.float()
+    lse = torch.logsumexp(logits, dim=-1)  # [c]
+    picked = logits.gather(1, safe[:, None])[:, 0]
+    loss = ((lse - picked) * valid).sum()
+    onehot = torch.arange(logits.shape[1], device=logits.device)[None, :] == safe[:, None]
+    grad = ((logits - lse[:, None]).exp() - onehot.float()) * valid[:, None]
+    return loss, grad.to(grad_dtype)
+
+
+_COMPILED: list[Callable[..., tuple[torch.Tensor, ...]]] = []
+
+
+def _block_compiled() -> Callable[..., tuple[torch.Tensor, ...]]:
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(_block_pointwise, dynamic=False))
+    return _COMPILED[0]
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -23,9 +68,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         h: torch.Tensor,
         weight: torch.Tensor,
         targets: torch.Tensor,
-        chunk_size: int,
+        chunk_size: int | None,
+        compiled: bool,
     ) -> torch.Tensor:
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if chunk_size is None:
+            chunk_size = max(1, _BLOCK_BYTES // (4 * weight.shape[0]))
+        block = _block_compiled() if compiled else _block_eager
         grad_h = torch.empty_like(h) if need_h else None  # [N, H]
         grad_w = (
             torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
@@ -33,17 +82,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for start in range(0, h.shape[0], chunk_size):
             hc, tc = h[start : start + chunk_size], targets[start : start + chunk_size]  # [c, H], [c]
-            valid = tc != IGNORE
-            safe = torch.where(valid, tc, torch.zeros_like(tc))
-            logits = (hc @ weight.T).float()  # [c, V]
-            lse = torch.logsumexp(logits, dim=-1)  # [c]
-            picked = logits.gather(1, safe[:, None])[:, 0]  # [c]
-            total += ((lse - picked) * valid).sum()
+            loss, grad = block(hc @ weight.T, tc, h.dtype)  # logits [c, V] -> loss, dL/dlogits
+            total += loss
             if need_h or need_w:
-                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                grad[torch.arange(grad.shape[0], device=grad.device), safe] -= 1.0
-                grad *= valid[:, None]
-                grad = grad.to(h.dtype)
                 if need_h:
                     grad_h[start : start + chunk_size] = grad @ weight
                 if need_w:
@@ -57,7 +98,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         grad_h, grad_w = ctx.saved_tensors
         need_h, need_w = ctx.need
         return (
@@ -65,11 +106,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w * grad_out.to(grad_w.dtype) if need_w else None,
             None,
             None,
+            None,
         )
 
 
 def linear_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int | None = None,
+    *,
+    compiled: bool = False,
 ) -> torch.Tensor:
-    """Summed cross-entropy of ``h [..., H] @ weight[V, H]^T`` against ``targets [...]`` (-100 = no loss), in fp32."""
-    return _LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), chunk_size)
+    """Summed cross-entropy of ``h [..., H] @ weight[V, H]^T`` against ``targets [...]`` (-100 = no loss), in fp32.
+    ``chunk_size``: rows per block (None: fp32 logits of a block within 1 GiB); ``compiled``: each block's
+    arithmetic through ``torch.compile`` (two fused kernels)."""
+    return _LinearCrossEntropy.apply(
+        h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), chunk_size, compiled
+    )

@@ -16,7 +16,8 @@ returns MaxVio per layer (``(max(load) - mean(load)) / mean(load)``) and clears 
 ``train()`` mode only, pads excluded. Activation checkpointing reruns the forward in backward, which would count
 twice: a trainer that uses it sets ``router.count_load = False`` around the recompute.
 
-Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted by expert, then
+Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted by expert (group ends by
+``searchsorted``, so no host sync and no data-dependent shape: the layer compiles whole), then
 
 - ``loop``: one GEMM pair per expert over its contiguous slice (the expert tensors are ``unbind``-ed once: indexing
   a parameter per expert would make E full-size zero gradients in backward, which is what made per-expert loops
@@ -26,6 +27,9 @@ Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted b
   One kernel on CUDA; on CPU torch 2.13 it is the fastest of the three or tied with ``loop``
   (benchmarks/model_cpu.py, CPU time, one thread, forward + backward, best of 7: debug 5.1 ms vs loop 5.8 / bmm 6.4;
   tiny 28 vs 28 / 32; small 417 vs 544 / 677), so ``auto`` picks it wherever the op exists, else ``loop``.
+
+The outputs go back to token order by the inverse permutation and are summed over each token's k picks with their
+gate weights (no atomic index_add: deterministic on GPU).
 """
 
 from __future__ import annotations
@@ -102,8 +106,10 @@ class TopkRouter(nn.Module):
                 choice = per_group.masked_fill(~keep[..., None], float("-inf")).view(-1, self.n_experts)
             topk_idx = choice.topk(self.top_k, dim=-1).indices  # [T, k]
             if self.training and self.count_load:
-                picks = topk_idx if valid is None else topk_idx[valid]
-                self.load += torch.bincount(picks.reshape(-1), minlength=self.n_experts).float()
+                # a weighted count, not topk_idx[valid]: boolean indexing waits for the GPU (a host sync)
+                ones = torch.ones_like(topk_idx, dtype=torch.float32)
+                picks = ones if valid is None else ones * valid[:, None]
+                self.load.index_add_(0, topk_idx.reshape(-1), picks.reshape(-1))
         topk_weight = scores.gather(1, topk_idx)  # [T, k]
         if self.norm_topk_prob:
             topk_weight = topk_weight / (topk_weight.sum(-1, keepdim=True) + 1e-20)
@@ -139,19 +145,25 @@ class GroupedExperts(nn.Module):
         flat_expert = topk_idx.reshape(-1)  # [T*k]
         order = flat_expert.argsort(stable=True)  # slots grouped by expert
         token_of_slot = order // k  # [T*k]
-        counts = torch.bincount(flat_expert, minlength=self.n_experts)  # [E]
+        # group ends from the sorted ids (no bincount: its output size depends on the data, which stops
+        # torch.compile and, on CUDA, waits for the GPU)
+        ends = torch.searchsorted(
+            flat_expert[order], torch.arange(self.n_experts, device=x.device), right=True
+        )
         xs = x[token_of_slot]  # [T*k, H], rows of expert 0 first, then expert 1 ...
         impl = self.resolved_impl(x.device)
         if impl == "loop":
-            ys = self._loop(xs, counts.tolist())
+            ys = self._loop(xs, torch.diff(ends, prepend=ends.new_zeros(1)).tolist())
         elif impl == "bmm":
-            ys = self._bmm(xs, counts)
+            ys = self._bmm(xs, torch.diff(ends, prepend=ends.new_zeros(1)))
         elif impl == "grouped_mm":
-            ys = self._grouped_mm(xs, counts)
+            ys = self._grouped_mm(xs, ends)
         else:
             raise ValueError(f"unknown expert implementation {impl!r}: use auto, loop, bmm or grouped_mm")
-        ys = ys * topk_weight.reshape(-1)[order, None].to(ys.dtype)  # [T*k, H]
-        return torch.zeros_like(x).index_add_(0, token_of_slot, ys.to(x.dtype))
+        # back to token order by the inverse permutation (a scatter of distinct rows, no atomics), then the
+        # gate-weighted sum over each token's k picks: deterministic, unlike an index_add over tokens
+        per_slot = torch.empty_like(ys).index_copy_(0, order, ys).view(t, k, -1)  # [T, k, H]
+        return (per_slot * topk_weight.to(ys.dtype)[..., None]).sum(1).to(x.dtype)
 
     def _swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:  # [..., 2I] -> [..., I]
         gate, up = gate_up.chunk(2, dim=-1)
@@ -178,8 +190,8 @@ class GroupedExperts(nn.Module):
         out = torch.bmm(hidden, self.down_proj.transpose(1, 2))  # [E, C, H]
         return out[expert_of_slot, row_in_expert]
 
-    def _grouped_mm(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        offs = torch.cumsum(counts, 0).to(torch.int32)  # [E], end row of each expert
+    def _grouped_mm(self, xs: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        offs = ends.to(torch.int32)  # [E], end row of each expert
         hidden = self._swiglu(_grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs))  # [T*k, I]
         return _grouped_mm(hidden, self.down_proj.transpose(1, 2), offs=offs)  # [T*k, H]
 

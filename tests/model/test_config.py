@@ -144,5 +144,9 @@ def test_active_params_and_flops_match_the_built_model() -> None:
     assert counts["active"] == sum(p.numel() for p in model.parameters()) - idle
     mtp_attn_layers = cfg.num_hidden_layers + 1
     attention = 6 * mtp_attn_layers * 2 * cfg.num_attention_heads * cfg.head_dim * 1024 / 2
-    expected = 6 * (counts["active"] - model.model.embed_tokens.weight.numel()) + attention
+    head = model.lm_head.weight.numel()  # applied twice: to the main output and to the MTP layer's
+    expected = 6 * (counts["active"] - model.model.embed_tokens.weight.numel() + head) + attention
     assert flops_per_token(cfg, 1024) == pytest.approx(expected)
+    no_mtp = attention * cfg.num_hidden_layers / mtp_attn_layers
+    no_mtp += 6 * (counts["active"] - counts["embedding"] - counts["mtp_active"])
+    assert flops_per_token(cfg, 1024, with_mtp=False) == pytest.approx(no_mtp)
