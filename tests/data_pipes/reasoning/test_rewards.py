@@ -67,16 +67,30 @@ def test_code_reward_runs_the_tests_in_the_sandbox() -> None:
     )
     good = "<think>easy</think>\n```python\ndef add(a, b):\n    return a + b\n```"
     bad = "```python\ndef add(a, b):\n    return a - b\n```"
-    escape = "```python\nimport os\ndef add(a, b):\n    return len(open('/etc/shadow').read())\n```"
     loop = "```python\ndef add(a, b):\n    while True:\n        pass\n```"
-    scorer = Scorer({"options": {"code": {"timeout_s": 3, "workers": 2}}})
+    # adversarial: each is a 0 with the sandbox's reason, never a crash and never a pass
+    attacks = {
+        "read a host file": "import os\ndef add(a, b):\n    return len(open('/etc/shadow').read())",
+        "exit 0 before the tests": "import os\nos._exit(0)\ndef add(a, b):\n    return a + b",
+        "spawn a shell": "import subprocess\nsubprocess.run(['sh', '-c', 'echo hi'])\ndef add(a, b):\n    return a + b",
+        "eat memory": "x = bytearray(4 << 30)\ndef add(a, b):\n    return a + b",
+        "patch the checker": "import builtins\nbuiltins.AssertionError = Exception\ndef add(a, b):\n    return 0",
+    }
+    scorer = Scorer({"options": {"code": {"timeout_s": 3, "memory_mb": 256, "workers": 2}}})
     assert scorer.reward_name(row) == "code"
-    results = scorer.score_batch([row] * 5, [good, bad, escape, loop, "no code"])
-    assert [r.value for r in results] == [1.0, 0.0, 0.0, 0.0, 0.0]
+    texts = [good, bad, loop, "no code"] + [f"```python\n{code}\n```" for code in attacks.values()]
+    results = scorer.score_batch([row] * len(texts), texts)
+    assert [r.value for r in results] == [1.0] + [0.0] * (len(texts) - 1)
     assert results[0].detail == "passed"
     assert "AssertionError" in results[1].detail
-    assert "timeout" in results[3].detail
-    assert results[4].detail.startswith("no ```python")
+    assert "timeout" in results[2].detail
+    assert results[3].detail.startswith("no ```python")
+    details = dict(zip(attacks, [r.detail for r in results[4:]], strict=True))
+    assert details["read a host file"].startswith(("forbidden", "error")), details
+    assert "exited 0 before its tests had run" in details["exit 0 before the tests"]
+    assert details["spawn a shell"].startswith("forbidden"), details
+    assert details["eat memory"].startswith("memory"), details
+    assert "AssertionError" in details["patch the checker"]
     assert all(r.error is None for r in results)  # sandbox failures are 0 rewards with a reason, not errors
     assert scorer.check({**row, "tests": ""}) == "reward_code_no_tests"  # quarantined by the kind
 
