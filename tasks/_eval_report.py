@@ -125,11 +125,15 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def comparison(rows: list[dict[str, Any]], task: str, checkpoints: list[str]) -> tuple[list[str], dict]:
-    """(sources, {source: {checkpoint: value}}) of the task's headline figure: bpb, exact match or pass rate."""
+def comparison(
+    rows: list[dict[str, Any]], task: str, checkpoints: list[str]
+) -> tuple[list[str], list[str], dict]:
+    """(sources, checkpoints, {source: {checkpoint: value}}) of the task's headline figure (bpb, exact match or
+    pass rate); only the checkpoints scored on that task, in the given order."""
     field = "bpb" if task == "loss" else "accuracy"
     sources: list[str] = []
     table: dict[str, dict[str, float | None]] = {}
+    scored = {r["checkpoint"] for r in rows if r["task"] == task}
     for r in rows:
         if r["task"] != task:
             continue
@@ -138,16 +142,19 @@ def comparison(rows: list[dict[str, Any]], task: str, checkpoints: list[str]) ->
             table[r["source"]] = {}
         table[r["source"]][r["checkpoint"]] = r[field]
     sources = [s for s in sources if s != ALL] + ([ALL] if ALL in table else [])
-    return sources, {s: {c: table[s].get(c) for c in checkpoints} for s in sources}
+    cks = [c for c in checkpoints if c in scored]
+    return sources, cks, {s: {c: table[s].get(c) for c in cks} for s in sources}
 
 
 def markdown(
-    node: str,
     rows: list[dict[str, Any]],
     checkpoints: list[str],
     accounting: dict[str, Any],
     notes: list[str],
+    how: dict[str, str],
 ) -> str:
+    """The summary: per task, a source x checkpoint table of its headline figure under ``how`` (how the items were
+    drawn); then the row accounting and the notes."""
     lines = [f"# Evaluation: {', '.join(checkpoints)}", ""]
     heads = {
         "loss": "Held-out bits per byte (lower is better)",
@@ -155,13 +162,13 @@ def markdown(
         "problems": "Problems pass rate (higher is better)",
     }
     for task, head in heads.items():
-        sources, table = comparison(rows, task, checkpoints)
+        sources, cks, table = comparison(rows, task, checkpoints)
         if not sources:
             continue
-        lines += [f"## {head}", "", "| source | " + " | ".join(checkpoints) + " |"]
-        lines.append("|---|" + "---:|" * len(checkpoints))
+        lines += [f"## {head}", "", how.get(task, ""), "", "| source | " + " | ".join(cks) + " |"]
+        lines.append("|---|" + "---:|" * len(cks))
         for s in sources:
-            cells = [_fmt(table[s][c], task) for c in checkpoints]
+            cells = [_fmt(table[s][c], task) for c in cks]
             lines.append(f"| {'**all**' if s == ALL else s} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
@@ -190,29 +197,36 @@ def _fmt(v: float | None, task: str) -> str:
 
 
 def figure(rows: list[dict[str, Any]], checkpoints: list[str], title: str) -> Any:
-    """Grouped bars, one panel per task: bpb, exact match and pass rate per source, one bar per checkpoint."""
+    """Grouped bars, one panel per task: bpb, exact match and pass rate per source, one bar per checkpoint (with
+    its value written on it), one legend for the figure."""
+    from matplotlib.patches import Patch
+
     from data_pipes.plots import new_figure
 
     tasks = [t for t in ("loss", "fim", "problems") if any(r["task"] == t for r in rows)]
     panels = max(1, len(tasks))
-    n_sources = max((len(comparison(rows, t, checkpoints)[0]) for t in tasks), default=1)
-    width = max(6.0, 1.2 + 0.45 * n_sources * max(1, len(checkpoints)) / 1.5)
-    fig = new_figure(width, 2.9 * panels)
+    n_bars = max((len(comparison(rows, t, checkpoints)[0]) * len(checkpoints) for t in tasks), default=1)
+    fig = new_figure(max(7.0, 2.5 + 0.42 * n_bars), 2.7 * panels + 0.4)
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     fig.suptitle(title)
     labels = {"loss": "bits per byte", "fim": "FIM exact match", "problems": "pass rate"}
+    colours = {c: f"C{k % 10}" for k, c in enumerate(checkpoints)}
     for ax, task in zip(axes, tasks, strict=False):
-        sources, table = comparison(rows, task, checkpoints)
-        bar = 0.8 / max(1, len(checkpoints))
-        for j, ck in enumerate(checkpoints):
-            xs = [i + (j - (len(checkpoints) - 1) / 2) * bar for i in range(len(sources))]
-            ys = [table[s][ck] if table[s][ck] is not None else 0.0 for s in sources]
-            ax.bar(xs, ys, bar, label=ck)
-        ax.set_xticks(range(len(sources)), [_short(s) for s in sources], rotation=20, ha="right", fontsize=8)
+        sources, cks, table = comparison(rows, task, checkpoints)
+        bar = 0.8 / max(1, len(cks))
+        for j, ck in enumerate(cks):
+            shown = [(i, table[s][ck]) for i, s in enumerate(sources) if table[s][ck] is not None]
+            xs = [i + (j - (len(cks) - 1) / 2) * bar for i, _ in shown]
+            bars = ax.bar(xs, [v for _, v in shown], bar, color=colours[ck], label=ck)
+            fmt = "{:.2f}" if task == "loss" else "{:.0%}"
+            ax.bar_label(bars, [fmt.format(v) for _, v in shown], fontsize=7, padding=1)
+        ax.set_xticks(range(len(sources)), [_short(s) for s in sources], fontsize=8)
         ax.set_ylabel(labels[task])
-        if task != "loss":
-            ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=7, loc="best")
+        top = max((v for s in sources for v in table[s].values() if v is not None), default=1.0)
+        ax.set_ylim(0, 1.15 if task != "loss" else max(top, 1e-9) * 1.18)
+        ax.margins(x=0.02)
+    handles = [Patch(color=colours[c], label=c) for c in checkpoints]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(checkpoints), 4), fontsize=8)
     return fig
 
 

@@ -15,8 +15,9 @@
   role token; the answer is checked by ``data_pipes.reasoning.verify.verify_response`` (reasoning-gym's own
   scorer, math-verify, or the code sandbox).
 
-Generation runs transformers' ``generate`` on the exported folder (:func:`model.generate.greedy_generate` says
-why), in bf16 on CUDA when the node's device is CUDA, else fp32 on CPU.
+One model per checkpoint does both: :class:`model.glm.GLMForCausalLM` loaded from the folder
+(``model.export.load_hf``), decoding through the KV-cache engine of model/rl/rollout.py
+(:func:`model.generate.greedy_generate` says why), in bf16 on CUDA when the node's device is CUDA, else fp32 on CPU.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Checkpoint:
 
 
 class Scorer:
-    """One checkpoint's tokenizer and models (each loaded on first use) on ``device``."""
+    """One checkpoint's tokenizer and model (loaded on first use) on ``device``."""
 
     def __init__(self, node: str, ck: Checkpoint, device: str) -> None:
         self.node, self.ck, self.device = node, ck, device
@@ -80,7 +81,6 @@ class Scorer:
         with open(os.path.join(ck.path, "config.json"), encoding="utf-8") as fh:
             self.positions = int(json.load(fh).get("max_position_embeddings", 0)) or 1 << 30
         self._glm: Any = None
-        self._hf: Any = None
 
     @property
     def dtype(self) -> Any:
@@ -94,15 +94,6 @@ class Scorer:
 
             self._glm = load_hf(self.ck.path, dtype=self.dtype).to(self.device).eval()
         return self._glm
-
-    def hf(self) -> Any:
-        if self._hf is None:
-            from transformers import AutoModelForCausalLM
-
-            kw = {"dtype": self.dtype} if self.dtype is not None else {}
-            self._hf = AutoModelForCausalLM.from_pretrained(self.ck.path, local_files_only=True, **kw)
-            self._hf = self._hf.to(self.device).eval()
-        return self._hf
 
     def token_ids(self, names: tuple[str, ...]) -> list[int]:
         vocab = self.tok.get_vocab()
@@ -183,7 +174,7 @@ class Scorer:
             prompts.append(ids)
         stops = self.token_ids(FIM_STOPS)
         outs = greedy_generate(
-            self.hf(), prompts, max_new_tokens, stop_ids=stops, batch_size=batch_size, pad_id=self.pad,
+            self.glm(), prompts, max_new_tokens, stop_ids=stops, batch_size=batch_size, pad_id=self.pad,
             max_positions=self.positions, progress=progress,
         )  # fmt: skip
         rows = []
@@ -230,7 +221,7 @@ class Scorer:
             prompts.append(self.tok(text, add_special_tokens=False)["input_ids"])
         stops = self.token_ids(CHAT_STOPS)
         outs = greedy_generate(
-            self.hf(), prompts, max_new_tokens, stop_ids=stops, batch_size=batch_size, pad_id=self.pad,
+            self.glm(), prompts, max_new_tokens, stop_ids=stops, batch_size=batch_size, pad_id=self.pad,
             max_positions=self.positions, progress=progress,
         )  # fmt: skip
         rows = []

@@ -172,7 +172,7 @@ class Eval(Kind):
         }  # fmt: skip
         ctx.add_report(
             "Evaluation",
-            markdown=markdown(ctx.node_id, rows, names, accounting, sel.notes),
+            markdown=markdown(rows, names, accounting, sel.notes, _how(params, seed)),
             png=_png(rows, names, f"{ctx.node_id}: {', '.join(names)}") if rows else None,
         )
         ctx.timings.update(timings)
@@ -196,6 +196,40 @@ class Eval(Kind):
             return list(params.problems.checkpoints)
         chat = [i.name for i in cks if manifest_kind(i) == "sft"]
         return chat or [i.name for i in cks]
+
+
+def _how(params: EvalParams, seed: int) -> dict[str, str]:
+    """How each task drew and scored its items, for the summary."""
+
+    def base(n: int, what: str, p: Any) -> str:
+        src = f" of {p.inputs}" if p.inputs else ""
+        ex = f", ids of {p.exclude} left out" if getattr(p, "exclude", None) else ""
+        return (
+            f"Up to {n} {what} per source{src}, the first in a hash order of their ids seeded with {seed}{ex}"
+        )
+
+    out = {}
+    if params.loss is not None:
+        p = params.loss
+        out["loss"] = (
+            base(p.docs_per_source, "documents", p) + f"; the first {p.max_tokens} tokens of each, after an "
+            "end-of-text token, scored with each checkpoint's own tokenizer; bpb = nats / ln 2 / UTF-8 bytes."
+        )
+    if params.fim is not None:
+        p = params.fim
+        out["fim"] = (
+            base(p.docs_per_source, "code documents", p) + f"; the middle is one seeded line of at most "
+            f"{p.max_middle_chars} characters, prompted in PSM with {p.context_chars} characters each side, "
+            f"greedy, {p.max_new_tokens} new tokens at most; exact match of the text."
+        )
+    if params.problems is not None:
+        p = params.problems
+        out["problems"] = (
+            base(p.per_source, "problems", p) + f"; one user turn in the checkpoint's chat template "
+            f"({'thinking' if p.thinking else 'direct'} mode), greedy, {p.max_new_tokens} new tokens at most; "
+            "checked by the problems' verifiers."
+        )
+    return out
 
 
 def _png(rows: list[dict[str, Any]], checkpoints: list[str], title: str) -> bytes:
