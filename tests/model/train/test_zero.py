@@ -1,6 +1,6 @@
 """Muon under DeepSpeed ZeRO-1/2 (``model/muon_zero.py``): with clipping on the raw gradients, ZeRO 0, 1 and 2 take
-the same steps. The launcher test runs the real DeepSpeed launcher on CPU (2 gloo ranks) at each stage; the
-in-process tests check the sharding (whole matrices per expert, balanced), the step against ZeRO 0's optimizer and
+the same steps. The launcher test runs the real DeepSpeed launcher on CPU (2 gloo ranks) at each stage, ZeRO 2 in
+two launches (stopped after step 3, then resumed); the in-process tests check the sharding (whole matrices per expert, balanced), the step against ZeRO 0's optimizer and
 the momentum checkpoint."""
 
 from __future__ import annotations
@@ -41,15 +41,29 @@ def _spec(tmp: Path, store: dict, zero: int) -> Path:
     return path
 
 
+def _launch(spec: Path) -> None:
+    plan = launch_command(str(spec), 2)
+    done = subprocess.run(plan.argv, env=plan.env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
 @pytest.fixture(scope="module")
 def runs(store: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """ZeRO 0, 1 and 2 on 2 ranks; ZeRO 2 stops after step 3 and a second launch resumes it (the Muon momentum
+    comes back from each rank's file, the AdamW part from DeepSpeed's partitions)."""
     tmp = tmp_path_factory.mktemp("zero")
     out = {}
     for zero in (0, 1, 2):
         spec = _spec(tmp, store, zero)
-        plan = launch_command(str(spec), 2)
-        done = subprocess.run(plan.argv, env=plan.env, capture_output=True, text=True, timeout=400)
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        if zero == 2:
+            raw = json.loads(spec.read_text())
+            spec.write_text(
+                json.dumps({**raw, "stop_after": 3, "checkpoint": {**raw["checkpoint"], "every": 3}})
+            )
+            _launch(spec)
+            assert latest_tag(str(spec.parent / "ckpt")) == "step00000003"
+            spec.write_text(json.dumps(raw))
+        _launch(spec)
         out[zero] = spec.parent / "ckpt"
     return out
 
