@@ -15,8 +15,9 @@ Only problems with no correct sample at ``k_small`` get the further ``k_large - 
 Saturation (the switch): after at least ``min_steps`` stage-1 steps, the mean step reward over the last
 ``window`` steps is at least ``threshold``, or (``min_gain`` set) it rose by less than ``min_gain`` over the
 window before (a plateau). At the switch the problems that had no correct sample at ``k_small`` are measured
-again with the now-trained policy (``remeasure_on_switch``) and the hard pool is taken from that; an empty hard
-pool keeps stage 1 and says so.
+again with the now-trained policy (``remeasure_on_switch``): the hard pool is taken from that, and those it now
+solves more often join the moderate or easy pool. An empty hard pool keeps stage 1 (the event says so) and the
+test repeats after another full window.
 
 Interface (it is a ``model.rl.collect.ProblemSampler``; no Prefect)::
 
@@ -44,6 +45,7 @@ from data_pipes.reasoning import pass_rates
 
 Measure = Callable[[list[int], int], list[int]]
 POOLS = ("moderate", "hard", "easy", "unsolved")
+_NOT_SHOWN = ("answered", "teacher_errors", "records")
 
 
 class CurriculumError(ValueError):
@@ -197,19 +199,24 @@ class Curriculum:
         if why is None:
             return []
         candidates = sorted(self.pools["hard"] + self.pools["unsolved"])
+        moved: dict[str, int] = {}
         if self.cfg.remeasure_on_switch and candidates:
             fresh = self._measure(candidates, "switch")
-            hard, unsolved = fresh["hard"], fresh["unsolved"]
             moved = {"moderate": len(fresh["moderate"]), "easy": len(fresh["easy"])}
-        else:
-            hard, unsolved, moved = self.pools["hard"], self.pools["unsolved"], {}
+            # candidates the trained policy now solves more often join the moderate and easy pools
+            self.pools = {
+                "moderate": sorted(self.pools["moderate"] + fresh["moderate"]),
+                "easy": sorted(self.pools["easy"] + fresh["easy"]),
+                "hard": fresh["hard"],
+                "unsolved": fresh["unsolved"],
+            }
+        hard, unsolved = self.pools["hard"], self.pools["unsolved"]
         if not hard:
-            event = {"step": step, "event": "no_hard_pool", "stage": 1, "reason": why,
+            event = {"step": step, "event": "no_hard_pool", "stage": 1, "reason": why, "pools": dict(self.sizes()),
                      "detail": "no problem has pass@k_small = 0 and pass@k_large > 0; stage 1 continues"}  # fmt: skip
             self.events.append(event)
             self.rewards.clear()  # look again after another full window
             return [event]
-        self.pools = {**self.pools, "hard": hard, "unsolved": unsolved}
         self.switch_sizes = {
             "hard": len(hard),
             "unsolved": len(unsolved),
@@ -219,6 +226,9 @@ class Curriculum:
         event = {"step": step, "event": "switch", "stage": 2, "reason": why, "pools": dict(self.switch_sizes)}
         self.events.append(event)
         return [event]
+
+    def sizes(self) -> dict[str, int]:
+        return {p: len(v) for p, v in (self.pools or {}).items()}
 
     # ---- resume and reports ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -259,7 +269,7 @@ class Curriculum:
         }
 
     def pass_rate_rows(self) -> list[dict[str, Any]]:
-        """Each measurement (``measured``: ``start``, and ``switch`` for the re-measured hard candidates) as
+        """Each measurement (``measured``: ``start``, and ``switch``: the last re-measure of the hard candidates) as
         ``pass_rates.table`` rows, the pool in the ``difficulty`` column; samples are k_small, or k_large for
         the problems that got the further samples."""
         rows = []
@@ -273,5 +283,6 @@ class Curriculum:
                     samples = self.cfg.k_large if i in large else self.cfg.k_small
                     pass_rates.add(stats, str(p.get("source") or ""), str(p.get("domain") or ""), pool,
                                    problems=1, samples=samples, correct=correct, solved=int(correct > 0))  # fmt: skip
-            rows += [{"measured": when, **row} for row in pass_rates.table(stats)]
+            for row in pass_rates.table(stats):  # the generation-only columns say nothing here
+                rows.append({"measured": when, **{k: v for k, v in row.items() if k not in _NOT_SHOWN}})
         return rows

@@ -76,6 +76,7 @@ def test_switch_when_stage_one_reward_saturates() -> None:
     # re-measured: only the stage-1 hard and unsolved candidates (4, 5, 6, 7) with the trained policy
     assert policy.calls[-2:] == [([4, 5, 6, 7], 4), ([5, 6, 7], 12)]
     assert cur.pools["hard"] == [5, 6] and cur.pools["unsolved"] == [7]
+    assert cur.pools["moderate"] == [0, 1, 4, 8, 9]  # problem 4 is now moderate
     assert set(cur.draw(10)) == {5, 6}
     report = cur.report()
     assert report["switch_step"] == 5 and report["pools_at_switch"] == {
