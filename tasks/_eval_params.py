@@ -77,4 +77,6 @@ class EvalParams(KindParams):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA (bf16) when present, else CPU"
     )
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's own)")
+    threads: int = Field(
+        1, ge=1, description="torch CPU threads (more are faster, and may change the last bits)"
+    )

@@ -95,6 +95,30 @@ class Scorer:
             self._glm = load_hf(self.ck.path, dtype=self.dtype).to(self.device).eval()
         return self._glm
 
+    def check(self, loss_tokens: int | None, fim: bool, problems: bool) -> None:
+        """What the tasks this checkpoint runs need, before any model runs: positions for ``loss_tokens`` + 1, the
+        FIM sentinels, a chat template."""
+        if loss_tokens is not None and loss_tokens + 1 > self.positions:
+            raise EvalInputError(
+                f"node {self.node!r}: params.loss.max_tokens {loss_tokens} (+1 for the leading end-of-text) "
+                f"exceeds the {self.positions} positions of checkpoint {self.ck.name!r} ({self.ck.path}/config.json); "
+                "lower params.loss.max_tokens"
+            )
+        vocab = self.tok.get_vocab()
+        missing = [t for t in (TOKENS.fim_prefix, TOKENS.fim_suffix, TOKENS.fim_middle) if t not in vocab]
+        if fim and missing:
+            raise EvalInputError(
+                f"node {self.node!r}: the tokenizer of {self.ck.name!r} ({self.ck.path}/tokenizer.json) has no "
+                f"{missing} token(s); FIM needs a tokenizer with the FIM sentinels (tokenizer_train adds them), "
+                "or set fim: null"
+            )
+        if problems and not getattr(self.tok, "chat_template", None):
+            raise EvalInputError(
+                f"node {self.node!r}: checkpoint {self.ck.name!r} ({self.ck.path}) ships no chat template "
+                "(chat_template.jinja); answer problems with a checkpoint a training stage exported, or name the "
+                "chat checkpoints in params.problems.checkpoints"
+            )
+
     def token_ids(self, names: tuple[str, ...]) -> list[int]:
         vocab = self.tok.get_vocab()
         return sorted({self.eos, *(int(vocab[n]) for n in names if n in vocab)})
@@ -104,11 +128,6 @@ class Scorer:
         """One item row per document: tokens, bytes, nats, and its loss and bpb."""
         from model.generate import token_nats
 
-        if max_tokens + 1 > self.positions:
-            raise EvalInputError(
-                f"node {self.node!r}: params.loss.max_tokens {max_tokens} (+1 for the leading end-of-text) exceeds "
-                f"the {self.positions} positions of checkpoint {self.ck.name!r}; lower params.loss.max_tokens"
-            )
         seqs, nbytes = [], []
         # characters: tokens average far fewer, and the tokens far from the cut are those of the whole text
         cut = max_tokens * 8 + 256
@@ -154,14 +173,6 @@ class Scorer:
     ) -> list[dict]:
         from model.generate import greedy_generate
 
-        vocab = self.tok.get_vocab()
-        missing = [t for t in (TOKENS.fim_prefix, TOKENS.fim_suffix, TOKENS.fim_middle) if t not in vocab]
-        if missing:
-            raise EvalInputError(
-                f"node {self.node!r}: the tokenizer of {self.ck.name!r} ({self.ck.path}/tokenizer.json) has no "
-                f"{missing} token(s); FIM needs a tokenizer with the FIM sentinels (tokenizer_train adds them), "
-                "or set fim: null"
-            )
         prompts = []
         for s in spans:
             text = f"{TOKENS.fim_prefix}{s.prefix}{TOKENS.fim_suffix}{s.suffix}{TOKENS.fim_middle}"
@@ -204,12 +215,6 @@ class Scorer:
         from data_pipes.reasoning.verify import verify_response
         from model.generate import greedy_generate
 
-        if not getattr(self.tok, "chat_template", None):
-            raise EvalInputError(
-                f"node {self.node!r}: checkpoint {self.ck.name!r} ({self.ck.path}) ships no chat template "
-                "(chat_template.jinja); answer problems with a checkpoint a training stage exported, or name the "
-                "chat checkpoints in params.problems.checkpoints"
-            )
         prompts = []
         for p in problems:
             text = self.tok.apply_chat_template(

@@ -98,7 +98,7 @@ class Eval(Kind):
         if params.device == "cuda" and device != "cuda":
             raise EvalInputError(f"node {ctx.node_id!r}: params.device is cuda but torch sees no CUDA device")
         threads = torch.get_num_threads()
-        torch.set_num_threads(params.threads or 1)
+        torch.set_num_threads(params.threads)
         try:
             ctx.progress("select", 0, 1, "steps")
             seed = ctx.seed + params.seed
@@ -109,10 +109,15 @@ class Eval(Kind):
                 for i in ctx.inputs
                 if i.data_type == DataType.CHECKPOINT
             ]
-            scorers = {
-                c.name: Scorer(ctx.node_id, c, device) for c in cks
-            }  # tokenizers checked before any model runs
+            # every checkpoint's tokenizer and config checked before any model runs
+            scorers = {c.name: Scorer(ctx.node_id, c, device) for c in cks}
             answering = self._answering(params, ctx, manifest_kind)
+            for c in cks:
+                scorers[c.name].check(
+                    params.loss.max_tokens if sel.loss and params.loss is not None else None,
+                    fim=bool(sel.fim),
+                    problems=bool(sel.problems) and c.name in answering,
+                )
             items: list[dict[str, Any]] = []
             done = {"loss": 0, "fim": 0, "problems": 0}
             totals = {
@@ -193,6 +198,15 @@ class Eval(Kind):
         if params.problems is None:
             return []
         if params.problems.checkpoints is not None:
+            names = {i.name for i in cks}
+            for name in params.problems.checkpoints:
+                if name not in names:
+                    from tasks._eval_select import EvalInputError
+
+                    raise EvalInputError(
+                        f"node {ctx.node_id!r}: params.problems.checkpoints names {name!r}, which is not a "
+                        f"checkpoint input of this node; its checkpoints are {sorted(names)}"
+                    )
             return list(params.problems.checkpoints)
         chat = [i.name for i in cks if manifest_kind(i) == "sft"]
         return chat or [i.name for i in cks]
