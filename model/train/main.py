@@ -16,8 +16,9 @@ raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients befor
 factor from DeepSpeed's norm of the AdamW partitions and the owners' norm of the Muon matrices, applied to both
 before their step, DeepSpeed's own clipping off; DeepSpeed's for plain AdamW at ZeRO 1/2), the optimizer step with
 the learning rate of ``model/schedule.py``, then the loss-free balance update of the router biases (load counts
-all-reduced over ranks). A non-finite loss stops the run naming the step;
-the last checkpoint is left as it was. At the end, ``consumed.json`` in the checkpoint folder says how many samples
+all-reduced over ranks). A non-finite loss stops the run naming the step, and so does a GPU out-of-memory error,
+naming the micro-batch size and sequence length to lower with their values; the last checkpoint is left as it
+was. At the end, ``consumed.json`` in the checkpoint folder says how many samples
 were drawn from each shard file.
 
 CPU: ``DS_ACCELERATOR=cpu`` and gloo (set here when no GPU is visible). Plain ``python -m model.train.main spec``
@@ -311,30 +312,33 @@ def run(spec: TrainSpec) -> list[dict]:
         local = [float(sum(mb.n_targets for mb in micro)), float(sum(mb.n_real for mb in micro))]
         n_targets, n_real = _all_sum(local, device)
         sums = [0.0, 0.0, 0.0]
-        for j, mb in enumerate(micro):
-            out = engine(
-                mb.input_ids.to(device),
-                doc_lens=mb.doc_lens,
-                labels=mb.labels.to(device),
-                mtp_weight=mtp_w,
-                aux_weight=sched.aux_weight,
-            )
-            share = mb.n_targets / max(n_targets, 1.0)
-            engine.backward(out.loss * (share * world), scale_wrt_gas=False)
-            sums[0] += float(out.lm_loss.detach()) * share
-            sums[1] += float(out.mtp_loss.detach()) * share if out.mtp_loss is not None else 0.0
-            sums[2] += float(out.aux_loss.detach()) * share if out.aux_loss is not None else 0.0
-            if j == len(micro) - 1:  # DeepSpeed has reduced its gradients now
-                if spec.zero_stage == 0:  # all of them, all-reduced: clip them raw
-                    grad_norm = _clip(params, spec.optim.clip)
-                elif sharded is not None and clip is not None:  # Muon's go to their owners (ZeRO 1/2)
-                    clip.muon_sq = sharded.reduce_grads()
-            engine.step()  # at ZeRO 1/2 + Muon, ClippedAdamW scales the AdamW partitions by clip.coef() here
-        if sharded is not None and clip is not None:
-            grad_norm = clip.norm()
-            sharded.step(lr, clip.coef())
-        elif spec.zero_stage > 0:
-            grad_norm = float(engine.get_global_grad_norm() or 0.0)
+        try:
+            for j, mb in enumerate(micro):
+                out = engine(
+                    mb.input_ids.to(device),
+                    doc_lens=mb.doc_lens,
+                    labels=mb.labels.to(device),
+                    mtp_weight=mtp_w,
+                    aux_weight=sched.aux_weight,
+                )
+                share = mb.n_targets / max(n_targets, 1.0)
+                engine.backward(out.loss * (share * world), scale_wrt_gas=False)
+                sums[0] += float(out.lm_loss.detach()) * share
+                sums[1] += float(out.mtp_loss.detach()) * share if out.mtp_loss is not None else 0.0
+                sums[2] += float(out.aux_loss.detach()) * share if out.aux_loss is not None else 0.0
+                if j == len(micro) - 1:  # DeepSpeed has reduced its gradients now
+                    if spec.zero_stage == 0:  # all of them, all-reduced: clip them raw
+                        grad_norm = _clip(params, spec.optim.clip)
+                    elif sharded is not None and clip is not None:  # Muon's go to their owners (ZeRO 1/2)
+                        clip.muon_sq = sharded.reduce_grads()
+                engine.step()  # ZeRO 1/2 + Muon: ClippedAdamW scales the AdamW partitions by clip.coef() here
+            if sharded is not None and clip is not None:
+                grad_norm = clip.norm()
+                sharded.step(lr, clip.coef())
+            elif spec.zero_stage > 0:
+                grad_norm = float(engine.get_global_grad_norm() or 0.0)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise _out_of_memory(exc, step + 1, spec, seq_len, rank) from exc
         loss, mtp_loss, aux_loss = _all_sum(sums, device)
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
             raise FloatingPointError(
@@ -386,6 +390,29 @@ def _export(spec: TrainSpec, module: torch.nn.Module) -> None:
             if os.path.isfile(os.path.join(src, name)):
                 shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
         install_chat_template(out)
+
+
+class TrainOutOfMemoryError(RuntimeError):
+    """A step ran out of accelerator memory; the message names the settings to lower and their values."""
+
+
+def _out_of_memory(
+    exc: BaseException, step: int, spec: TrainSpec, seq_len: int, rank: int
+) -> TrainOutOfMemoryError:
+    mb = spec.batch.micro_batch
+    where = (
+        f"the sft node's seq_len param (data.seq_len), now {seq_len}"
+        if spec.data.chat
+        else f"the seq_len of the pack node the rows come from, now {seq_len}"
+    )
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TrainOutOfMemoryError(
+        f"step {step}: out of GPU memory on rank {rank} with batch.micro_batch {mb} rows of seq_len {seq_len} "
+        f"({mb * seq_len} tokens per forward pass). Lower batch.micro_batch (now {mb}; global_batch "
+        f"{spec.batch.global_batch} stays, through more gradient accumulation) or the sequence length ({where}); "
+        f"zero_stage 1/2 or more GPUs also free memory. The last checkpoint in {spec.checkpoint.dir} is kept. "
+        f"({cause})"
+    )
 
 
 def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
