@@ -5,8 +5,10 @@ Inputs: exactly one tokenizer node and one or more document nodes. Three phases:
 1. ``ctx.map`` per input shard: (document-level FIM,) tokenize with ``encode_batch_fast``, append
    end-of-text, draw each document's appearance count (``epochs`` column x the input's weight, see
    ``data_pipes.tokens.mix``) and write ``_work`` files; finished shards are skipped on a rerun.
-2. On the driver: one best-fit-decreasing packing of every item of the node (documents longer than ``seq_len``
-   cut into chunks first), a seeded shuffle of the rows, the plan cut into shards.
+2. ``ctx.map`` per plan group: best-fit-decreasing packing of the group's items (documents longer than
+   ``seq_len`` cut into chunks first) and a seeded shuffle of its rows; then per output shard, the plan cut
+   from the groups' rows. A node up to ``plan_group_tokens`` tokens is one group: one global packing
+   (``data_pipes.tokens.plan``).
 3. ``ctx.run_shards``: each shard writes a contiguous slice of the shuffled rows (docs/PACKED_TOKENS.md), with
    context-level FIM per row when asked.
 
@@ -28,7 +30,7 @@ from pydantic import Field
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.tokens.bpe_train import EOS_TOKEN, PAD_TOKEN
 from data_pipes.tokens.pack_rows import ContextFim, build_rows
-from data_pipes.tokens.plan import build_plan, dropped_path, plan_path
+from data_pipes.tokens.plan import build_plan, dropped_paths, plan_path
 from data_pipes.tokens.tokenize import BATCH_DOCS
 from data_pipes.tokens.work import TokenizeJob, cached_tokenizer, tokenize_shard, work_paths
 from tasks.base import DataType, InputRef, Kind, KindParams, RunContext, ShardTask
@@ -58,6 +60,12 @@ class PackParams(KindParams):
     seed: int = Field(0, description="added to the node seed (repeat draws, shuffle, FIM)")
     rows_per_shard: int | None = Field(None, ge=1, description="rows per output shard; default ~32M tokens")
     batch_docs: int = Field(BATCH_DOCS, ge=1, description="documents per encode_batch call")
+    plan_group_tokens: int = Field(
+        1 << 31,
+        ge=1,
+        description="tokens per plan group: larger nodes are packed in groups of input shards, in parallel, "
+        "each holding a share of every input (fill stays within ~0.01% of one global packing)",
+    )
 
 
 @register
@@ -119,9 +127,16 @@ class Pack(Kind):
         tokenize_s = time.perf_counter() - started
         rows_per_shard = params.rows_per_shard or max(1, (1 << 25) // params.seq_len)
         started = time.perf_counter()
-        ctx.progress("plan", 0, 1, "steps")
-        plan = build_plan(ctx.out_dir, [j.index for j in jobs], params.seq_len, seed, rows_per_shard)
-        ctx.progress("plan", 1, 1, "steps")
+        plan = build_plan(
+            ctx.out_dir,
+            [j.index for j in jobs],
+            params.seq_len,
+            seed,
+            rows_per_shard,
+            tokens=[d["tokens"] for d in done],
+            group_tokens=params.plan_group_tokens,
+            mapper=lambda fn, items: ctx.map(fn, items, phase="plan", unit="tasks"),
+        )
         plan_s = time.perf_counter() - started
         tasks = [
             ShardTask(
@@ -132,6 +147,7 @@ class Pack(Kind):
                     "rows_per_shard": rows_per_shard,
                     "seed": seed,
                     "docs": plan.docs_per_shard[k],
+                    "groups": plan.groups,
                 },
                 label=f"rows {k * rows_per_shard}..",
             )
@@ -168,7 +184,13 @@ class Pack(Kind):
         table = build_rows(
             segs, files, n_rows, params.seq_len, tok.token_to_id(PAD_TOKEN), row_base, p["seed"], fim
         )
-        dropped = pl.read_parquet(dropped_path(out_dir)) if k == 0 else None
+        dropped = (
+            pl.concat(
+                [pl.read_parquet(f) for f in dropped_paths(out_dir, p["groups"])], how="vertical_relaxed"
+            )
+            if k == 0
+            else None
+        )
         n_dropped = dropped.height if dropped is not None else 0
         extra = {
             "segments": segs.height,
@@ -196,7 +218,8 @@ class Pack(Kind):
         table = [plan.bfd.row(), plan.baseline.row()]
         md = [
             f"**seq_len {params.seq_len}**: {plan.rows} rows from {plan.docs_packed} of {plan.docs_in} "
-            f"documents ({plan.dropped} dropped), {plan.bfd.docs} document copies.",
+            f"documents ({plan.dropped} dropped), {plan.bfd.docs} document copies"
+            + (f", packed in {plan.groups} plan groups." if plan.groups > 1 else "."),
             f"- BFD fill {plan.bfd.fill:.4%}, padding {plan.bfd.pad} tokens, {plan.bfd.docs_split} copies "
             "longer than seq_len split into chunks, none shorter.",
             f"- concat-and-chunk on the same copies: fill {plan.baseline.fill:.4%}, "

@@ -46,7 +46,9 @@ class _TestEpochs(DocumentMapKind):
         return out, out.clear().with_columns(pl.lit("x").alias("reason"))
 
 
-def _pipeline(root: Path, workers: int, fim: str = "none", seed: int = 0) -> dict[str, dict]:
+def _pipeline(
+    root: Path, workers: int, fim: str = "none", seed: int = 0, group_tokens: int | None = None
+) -> dict[str, dict]:
     nodes = {
         "code": {
             "uses": "demo_corpus",
@@ -71,6 +73,7 @@ def _pipeline(root: Path, workers: int, fim: str = "none", seed: int = 0) -> dic
                 "rows_per_shard": 40,
                 "seed": seed,
                 "fim": {"mode": fim, "rate": 0.9},
+                **({"plan_group_tokens": group_tokens} if group_tokens else {}),
             },
         },
     }
@@ -117,6 +120,13 @@ def one(tmp_path_factory: pytest.TempPathFactory, epochs_kind: None) -> tuple[Pa
     return root, _pipeline(root, 1)
 
 
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory, epochs_kind: None) -> tuple[Path, dict[str, dict]]:
+    """The same node packed in plan groups of about 8,000 tokens (several groups, each packed on its own)."""
+    root = tmp_path_factory.mktemp("pack-groups")
+    return root, _pipeline(root, 2, group_tokens=8_000)
+
+
 def test_tokenizer_node(one: tuple[Path, dict]) -> None:
     root, m = one
     assert m["tok"]["counts"] == {"in": 50, "kept": 50, "dropped": 0, "quarantined": 0, "out": 1}
@@ -130,8 +140,9 @@ def test_tokenizer_node(one: tuple[Path, dict]) -> None:
     assert (folder / "tokenizer_config.json").exists() and (folder / "special_tokens_map.json").exists()
 
 
-def test_every_token_appears_exactly_repeats_times(one: tuple[Path, dict]) -> None:
-    root, m = one
+@pytest.mark.parametrize("packing", ["one", "grouped"])
+def test_every_token_appears_exactly_repeats_times(packing: str, request: pytest.FixtureRequest) -> None:
+    root, m = request.getfixturevalue(packing)
     tok_row = _rows(root, m["tok"]).row(0, named=True)
     tok = Tokenizer.from_file(str(_out(root, m["tok"]) / tok_row["tokenizer_dir"] / "tokenizer.json"))
     eos = tok.token_to_id("<|endoftext|>")
@@ -175,8 +186,9 @@ def test_every_token_appears_exactly_repeats_times(one: tuple[Path, dict]) -> No
     assert base["short_docs_split"] > 0 and base["docs_split"] >= long_copies
 
 
-def test_accounting_and_report(one: tuple[Path, dict]) -> None:
-    root, m = one
+@pytest.mark.parametrize("packing", ["one", "grouped"])
+def test_accounting_and_report(packing: str, request: pytest.FixtureRequest) -> None:
+    root, m = request.getfixturevalue(packing)
     c = m["packed"]["counts"]
     assert c["in"] == c["kept"] + c["dropped"] + c["quarantined"]
     assert c["out"] == _rows(root, m["packed"]).height
@@ -190,6 +202,27 @@ def test_accounting_and_report(one: tuple[Path, dict]) -> None:
     assert bfd["method"] == "bfd" and base["method"] == "concat_chunk"
     assert bfd["tokens"] == base["tokens"]
     assert bfd["fill"] > 0.95
+
+
+def test_plan_groups_pack_each_group_and_fill_stays_close(
+    one: tuple[Path, dict], grouped: tuple[Path, dict]
+) -> None:
+    """Several plan groups: the report says so, every group's rows are whole, and fill stays within the few
+    part-filled rows each extra group can leave (here at most two rows per group: 6 groups left 6 extra rows
+    over 1,914)."""
+    (root1, m1), (root2, m2) = one, grouped
+    md = (_out(root2, m2["packed"]) / "reports" / "packing.md").read_text()
+    assert (
+        "plan groups" in md
+        and "plan groups" not in (_out(root1, m1["packed"]) / "reports" / "packing.md").read_text()
+    )
+    groups = int(md.split(" plan groups")[0].rsplit(" ", 1)[-1])
+    assert groups > 1
+    single = json.loads((_out(root1, m1["packed"]) / "reports" / "packing.json").read_text())[0]
+    split = json.loads((_out(root2, m2["packed"]) / "reports" / "packing.json").read_text())[0]
+    assert split["tokens"] == single["tokens"] and split["docs"] == single["docs"]
+    assert single["rows"] <= split["rows"] <= single["rows"] + 2 * groups
+    assert m2["packed"]["counts"] == m1["packed"]["counts"] | {"out": split["rows"]}
 
 
 def test_same_bytes_with_two_workers(one: tuple[Path, dict], tmp_path: Path) -> None:
