@@ -5,14 +5,19 @@ distilled (GLM-4.5's expert iteration: ``rl_reasoning`` -> ``generate_sft`` -> `
 The node names the checkpoint as one of its inputs (``teacher: {kind: checkpoint, checkpoint: rl_reasoning}``,
 or the node's only checkpoint input); the kind passes that input's folder here. Generation uses the RL rollout
 engine (``model/rl/rollout.py``): the arcflow checkpoint loads into our own GLM model, prompts are rendered with
-the folder's chat template (the one training used), and each request is sampled with its own seed, so a
-response depends on its request only, never on the batch it shared (same inputs and seed, same records).
-Requests are batched by their sampling settings, ``batch_size`` at a time. ``name`` (the records' ``teacher``
+the folder's chat template (the one training used), and each request is sampled with its own seed, so on CPU a
+response depends on its request only, never on the batch it shared (same inputs and seed, same records; on a
+GPU in bf16 the batch's shapes may change the numerics, hence the samples).
+Requests are batched by their sampling settings, ``batch_size`` at a time; the model runs on CUDA in bf16 when
+torch sees a GPU, else on CPU in fp32 (``threads`` torch threads). The input folder must hold ``config.json``,
+``tokenizer.json`` and ``chat_template.jinja`` (what ``sft`` and ``grpo`` export); otherwise the node fails
+before any shard runs, naming the file. ``name`` (the records' ``teacher``
 column) is ``checkpoint:<input node>``: no machine path enters an output row.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,11 +27,48 @@ from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult
 _POLICIES: dict[str, Any] = {}  # folder -> loaded policy, once per process (a Dask worker loads it once)
 
 
+def check_checkpoint_folder(folder: str, name: str, node_id: str) -> None:
+    """A clear error, before any shard runs, when the checkpoint input cannot teach: no weights config, no
+    tokenizer, or no chat template to render the requests with."""
+    need = {
+        "config.json": "give a checkpoint node (pretrain, midtrain, sft, grpo) as the teacher",
+        "tokenizer.json": "train that stage with a tokenizer input so it exports its tokenizer, then rerun it",
+        "chat_template.jinja": "the teacher renders chat requests: use an sft or grpo checkpoint (they carry the "
+        "chat template), or one whose folder has chat_template.jinja",
+    }
+    for file, fix in need.items():
+        if file == "chat_template.jinja" and _template_in_config(folder):
+            continue
+        if not os.path.isfile(os.path.join(folder, file)):
+            raise ValueError(
+                f"node {node_id!r}: the checkpoint teacher {name!r} has no {file} ({folder}); {fix}"
+            )
+
+
+def _template_in_config(folder: str) -> bool:
+    """Older transformers keep the chat template inside tokenizer_config.json."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as fh:
+            return bool(json.load(fh).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
 def load_checkpoint_policy(folder: str) -> Any:
+    """The checkpoint's policy, once per process: on CUDA in bf16 when torch sees a GPU, else on CPU in fp32."""
+    import torch
+
     from model.rl.rollout import load_policy
 
     if folder not in _POLICIES:
-        _POLICIES[folder] = load_policy(folder)
+        if torch.cuda.is_available():
+            policy = load_policy(folder, dtype=torch.bfloat16)
+            policy.model.to("cuda")
+        else:
+            policy = load_policy(folder)
+        _POLICIES[folder] = policy
     return _POLICIES[folder]
 
 

@@ -116,4 +116,7 @@ def checkpoint_input(cfg: TeacherConfig, inputs: list, node_id: str) -> tuple[st
             "Add the checkpoint node (pretrain, midtrain, sft, grpo) to `inputs:` and name it in "
             "teacher.checkpoint"
         )
+    from data_pipes.reasoning.teachers.checkpoint import check_checkpoint_folder
+
+    check_checkpoint_folder(ckpts[0].path, ckpts[0].name, node_id)
     return ckpts[0].path, ckpts[0].name

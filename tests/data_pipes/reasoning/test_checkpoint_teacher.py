@@ -131,6 +131,14 @@ def test_generate_sft_with_a_checkpoint_input(checkpoint: Path, tmp_path: Path) 
     assert dropped["reason"][0] in ("sft_incorrect", "sft_truncated")
     assert "### Pass rates (checkpoint:expert)" in (out / ctx.reports[0]["markdown"]).read_text()
 
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    no_tok = [inputs[0], InputRef("expert", DataType.CHECKPOINT, str(bare), (), (), "h3")]
+    with pytest.raises(
+        ValueError, match=r"node 'distill': the checkpoint teacher 'expert' has no tokenizer.json"
+    ):
+        kind.run(RunContext("distill", params, no_tok, str(out), 0, map=None, run_shards=run_shards))  # type: ignore[arg-type]
     missing = RunContext("distill", params, inputs[:1], str(out), 0, map=None, run_shards=run_shards)  # type: ignore[arg-type]
     with pytest.raises(
         ValueError, match=r"node 'distill': teacher kind 'checkpoint' needs checkpoint input 'expert'"
