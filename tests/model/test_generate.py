@@ -74,3 +74,25 @@ def test_token_nats_equal_each_document_alone(folder: Path) -> None:
         assert torch.allclose(torch.tensor(nats, dtype=torch.float32), want, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="document 0 has 1 tokens"):
         token_nats(ours, [[3]], row_tokens=8)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_fp32_equals_cpu_and_bf16_is_close(folder: Path) -> None:
+    """The eval kind's GPU path: the model on CUDA (fp32: the CPU's tokens and nats; bf16: nats within 3%)."""
+    cpu = load_hf(folder).eval()
+    prompts = _prompts(cpu.config)
+    want_tokens = greedy_generate(cpu, prompts, 6, batch_size=2)
+    want_nats = token_nats(cpu, prompts[:3], row_tokens=24)
+    gpu = load_hf(folder).cuda().eval()
+    assert greedy_generate(gpu, prompts, 6, batch_size=2) == want_tokens
+    got = token_nats(gpu, prompts[:3], row_tokens=24)
+    for g, w in zip(got, want_nats, strict=True):
+        assert g == pytest.approx(w, rel=1e-4, abs=1e-4)
+    bf16 = load_hf(folder, dtype=torch.bfloat16).cuda().eval()
+    stop = want_tokens[0][1]
+    out = greedy_generate(bf16, prompts, 6, batch_size=8, stop_ids=[stop])
+    assert all(1 <= len(o) <= 6 and stop not in o[:-1] for o in out)
+    assert all(len(o) == 6 or o[-1] == stop for o in out)
+    got = token_nats(bf16, prompts[:3], row_tokens=24)
+    assert sum(map(sum, got)) == pytest.approx(sum(map(sum, want_nats)), rel=3e-2)

@@ -20,7 +20,7 @@ import yaml
 from data_pipes.code.special_tokens import TOKENS
 from tasks._eval_select import EvalInputError
 from tasks.base import DataType, InputRef, RunContext
-from tasks.registry import get_kind
+from tasks.eval import Eval
 from tests.model.train.conftest import make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +71,13 @@ def doc(i: str, text: str, source: str, code: bool = False) -> dict:
 
 
 def run_eval(tmp: Path, inputs: list[InputRef], params: dict, node: str = "eval") -> tuple[Path, object]:
-    kind = get_kind("eval")
+    kind = Eval()
     out = tmp / "out"
     out.mkdir(parents=True, exist_ok=True)
+    params = {
+        "device": "cpu",
+        **params,
+    }  # fp32 on every machine: the figures are compared with fp32 on the CPU
     ctx = RunContext(node, kind.Params.model_validate(params), inputs, str(out), 0, map=None, run_shards=None)  # type: ignore[arg-type]
     result = kind.run(ctx)[0]
     return out, (result, ctx)
@@ -317,7 +321,10 @@ def test_unknown_source(checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_params_name_inputs_the_node_has() -> None:
+    from tasks.registry import get_kind
+
     kind = get_kind("eval")
+    assert isinstance(kind, Eval) and kind.output_type == DataType.REPORT
     params = kind.Params.model_validate(
         {"loss": {"exclude": ["demo"]}, "problems": {"checkpoints": ["chat"]}}
     )
@@ -332,3 +339,22 @@ def test_example_pipeline_has_an_eval_node() -> None:
     node = spec["nodes"]["eval"]
     assert node["uses"] == "eval" and {"pretrain", "midtrain", "chat_model"} <= set(node["inputs"])
     load_pipeline(str(ROOT / "examples" / "train.yaml"), [])  # the DAG type-checks
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_in_bf16(checkpoint: Path, tmp_path: Path) -> None:
+    rows = [doc(f"p{i}", t, "prose") for i, t in enumerate(PROSE)]
+    rows += [doc(f"c{i}", LONG + "\n" + t, "code", code=True) for i, t in enumerate(CODE)]
+    docs = shard(tmp_path / "heldout", rows)
+    params = {"loss": {"max_tokens": 256}, "fim": {"max_new_tokens": 4}, "problems": None}
+    cpu, _ = run_eval(tmp_path / "cpu", [ck_ref(checkpoint), docs], params)
+    gpu, _ = run_eval(tmp_path / "gpu", [ck_ref(checkpoint), docs], {**params, "device": "cuda"})
+    want = {(r["task"], r["source"]): r for r in pq.read_table(cpu / "part-00000.parquet").to_pylist()}
+    got = {(r["task"], r["source"]): r for r in pq.read_table(gpu / "part-00000.parquet").to_pylist()}
+    assert got.keys() == want.keys() and ("fim", "code") in got
+    for key, row in got.items():
+        assert row["items"] == want[key]["items"]
+        if key[0] == "loss":
+            assert row["tokens"] == want[key]["tokens"] and row["bytes"] == want[key]["bytes"]
+            assert row["bpb"] == pytest.approx(want[key]["bpb"], rel=3e-2)
