@@ -119,7 +119,12 @@ def resolve(ctx: RunContext, kind: str) -> Stage:
                 positions = max(_parent_positions(parent), _seq_len(data["shards"]))
             overrides["max_position_embeddings"] = positions
     spec = {
-        "model": {"flavour": p.flavour, "overrides": overrides, "init_from": parent.path if parent else None},
+        "model": {
+            "flavour": p.flavour,
+            "overrides": overrides,
+            "init_from": parent.path if parent else None,
+            "compile": p.compile,
+        },
         "data": data,
         "batch": p.batch.model_dump(mode="json"),
         "optim": p.optim.model_dump(mode="json"),
@@ -300,6 +305,8 @@ def _error_of(log_path: str) -> str:
         ln.split("] ", 1)[-1] for ln in lines if "Error: " in ln and not ln.lstrip().startswith("File ")
     ]
     last = errors[-1].strip() if errors else (lines[-1] if lines else "(no output)")
+    if last.startswith("[rank") and "]: " in last:  # torch.distributed's prefix of a rank's traceback lines
+        last = last.split("]: ", 1)[1]
     return f"{last} (log: {log_path})"
 
 
