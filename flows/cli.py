@@ -667,7 +667,8 @@ def show(
         )
         raise typer.Exit(1)
     notes = _show_notes(p, node, plan, manifest)
-    from flows.trace import render_lineage, training_lineage
+    from flows.trace_render import render_lineage
+    from flows.trace_training import training_lineage
 
     lineage = training_lineage(engine.store, manifest)  # training stages: parent, shards, code
     if as_json:
@@ -756,7 +757,9 @@ def trace(
 ) -> None:
     """Where training tokens came from: each segment of a packed row (document id, source node, URL or path, a
     decoded preview), or the rows a training stage drew from each shard, and how often (flows/trace.py)."""
-    from flows.trace import TraceError, render_row, render_training, trace_row, trace_training
+    from flows.trace import TraceError, trace_row
+    from flows.trace_render import render_row, render_training
+    from flows.trace_training import trace_training
 
     p = _load(file, set_)
     try:
