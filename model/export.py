@@ -6,7 +6,8 @@ Layout of an exported folder:
 
 - ``config.json``, ``generation_config.json``, ``model.safetensors`` (or shards + index): written by
   ``Glm4MoeForCausalLM.save_pretrained`` from our state dict (the names are HF's, so this is a plain state-dict load
-  into a meta-device HF model; no weight is copied or renamed).
+  into a meta-device HF model; no weight is copied or renamed). A training stage that ships a tokenizer then calls
+  :func:`set_generation_stops`: ``<|endoftext|>``, ``<|user|>`` and ``<|observation|>`` become the stop ids.
 - the MTP layer under ``model.layers.{num_hidden_layers}.*`` with the published GLM-4.5 names, plus copies of the
   embedding (``...embed_tokens.weight``) and head (``...shared_head.head.weight``) as the published checkpoints
   carry them. transformers 5.x skips MTP keys silently only for 46- and 92-layer models (its
@@ -100,6 +101,39 @@ def save_hf(model: GLMForCausalLM, path: str | Path, *, dtype: torch.dtype | Non
         else:  # one file: the MTP tensors join it, as in the published single-file layouts
             save_file({**main, **mtp}, str(path / "model.safetensors"), metadata={"format": "pt"})
     return path
+
+
+STOP_TOKENS = (
+    "<|endoftext|>",
+    "<|user|>",
+    "<|observation|>",
+)  # end of text, and a turn handed to user or tool
+
+
+def set_generation_stops(path: str | Path, tokenizer_json: str | Path) -> list[int]:
+    """Make ``generate`` stop where a turn ends: ``generation_config.json`` in the HF folder ``path`` gets as
+    ``eos_token_id`` the ids of :data:`STOP_TOKENS` that the tokenizer has (``<|endoftext|>`` first; the chat
+    template's ``<|user|>`` and ``<|observation|>`` start the next turn, so a model that has answered or called a
+    tool stops there, as GLM-4.5's published generation config does) and ``<|endoftext|>`` as ``pad_token_id``
+    when none is set. Returns the stop ids (none: the file is left as it was)."""
+    from tokenizers import Tokenizer
+    from transformers import GenerationConfig
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    ids = [i for i in (tok.token_to_id(t) for t in STOP_TOKENS) if i is not None]
+    if not ids:
+        return []
+    path = Path(path)
+    gen = (
+        GenerationConfig.from_pretrained(path)
+        if (path / "generation_config.json").exists()
+        else GenerationConfig()
+    )
+    gen.eos_token_id = ids
+    if gen.pad_token_id is None and tok.token_to_id(STOP_TOKENS[0]) is not None:
+        gen.pad_token_id = tok.token_to_id(STOP_TOKENS[0])
+    gen.save_pretrained(path)
+    return ids
 
 
 _LEGACY_EXPERT = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")

@@ -378,7 +378,7 @@ def _export(spec: TrainSpec, module: torch.nn.Module) -> None:
     ``AutoTokenizer.from_pretrained`` on the folder renders chats exactly as training did."""
     import shutil
 
-    from model.export import save_hf
+    from model.export import save_hf, set_generation_stops
     from model.train.chat import install_chat_template
     from model.train.validate import tokenizer_json_path
 
@@ -390,6 +390,7 @@ def _export(spec: TrainSpec, module: torch.nn.Module) -> None:
             if os.path.isfile(os.path.join(src, name)):
                 shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
         install_chat_template(out)
+        set_generation_stops(out, os.path.join(out, "tokenizer.json"))  # generate stops at a turn's end
 
 
 class TrainOutOfMemoryError(RuntimeError):
