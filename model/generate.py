@@ -104,13 +104,13 @@ def token_nats(
         for i in members:
             ids[0, at : at + len(docs[i])] = torch.tensor(list(map(int, docs[i])))
             at += len(docs[i])
-        logits = model(ids.to(device), doc_lens=[[len(docs[i]) for i in members]]).logits[0].float()
-        logp = torch.log_softmax(logits, dim=-1)
+        logits = model(ids.to(device), doc_lens=[[len(docs[i]) for i in members]]).logits[0]  # [S, V]
         at = 0
-        for i in members:
+        for i in members:  # per document, in fp32: no second [S, V] tensor for the whole row
             n = len(docs[i])
+            part = logits[at : at + n - 1].float()
             targets = ids[0, at + 1 : at + n].to(device)
-            nll = -logp[at : at + n - 1].gather(1, targets[:, None])[:, 0]
+            nll = torch.logsumexp(part, dim=-1) - part.gather(1, targets[:, None])[:, 0]
             out[i] = nll.double().cpu().tolist()
             at += n
         if progress is not None:

@@ -31,7 +31,7 @@ class LossParams(KindParams):
         default_factory=list,
         description="documents inputs whose ids are never scored (e.g. the corpus the checkpoints trained on)",
     )
-    row_tokens: int = Field(4096, ge=2, description="documents are packed into rows of this many tokens")
+    row_tokens: int = Field(2048, ge=2, description="documents are packed into rows of this many tokens")
 
 
 class FimParams(KindParams):
@@ -47,7 +47,9 @@ class FimParams(KindParams):
     )
     context_chars: int = Field(1024, ge=0, description="prefix and suffix kept around the middle, each")
     max_new_tokens: int = Field(48, ge=1, description="greedy tokens generated for the middle")
-    exclude: list[str] = Field(default_factory=list, description="documents inputs whose ids are never used")
+    exclude: list[str] | None = Field(
+        None, description="documents inputs whose ids are never used; default: those of `loss`"
+    )
 
 
 class ProblemsParams(KindParams):

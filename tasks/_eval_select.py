@@ -173,19 +173,25 @@ def select(node: str, inputs: list[InputRef], params: Any, seed: int, explicit: 
     plain = [n for n in docs if n not in problem_inputs]
     sel = Selection()
     ledger = _Ledger()
-    excluded_names: set[str] = set()
-    if params.loss is not None:
-        excluded_names |= set(params.loss.exclude)
-    if params.fim is not None:
-        excluded_names |= set(params.fim.exclude)
+    loss_exclude = list(params.loss.exclude) if params.loss is not None else []
+    fim_exclude = (
+        list(params.fim.exclude)
+        if params.fim is not None and params.fim.exclude is not None
+        else loss_exclude
+    )
+    excluded_names = set(loss_exclude) | set(fim_exclude)
 
+    # a task with inputs and nothing drawn from them is an error (an empty held-out set); a task without inputs
+    # is one only when the params ask for it; FIM on a corpus without code is skipped with a note unless asked for
     if params.loss is not None:
         p = params.loss
         names = p.inputs if p.inputs is not None else [n for n in plain if n not in excluded_names]
         if names:
-            sel.loss = _select_loss(node, by_name, names, p, seed, ledger)
+            sel.loss = _select_loss(
+                node, by_name, names, p.sources, p.docs_per_source, loss_exclude, seed, ledger
+            )
         if not sel.loss:
-            _empty(node, "loss", names, "loss" in explicit, sel, ledger)
+            _empty(node, "loss", names, bool(names) or "loss" in explicit, sel, ledger)
     if params.fim is not None:
         p = params.fim
         loss_names = (
@@ -193,7 +199,7 @@ def select(node: str, inputs: list[InputRef], params: Any, seed: int, explicit: 
         )
         names = p.inputs or loss_names or [n for n in plain if n not in excluded_names]
         if names:
-            sel.fim = _select_fim(node, by_name, names, p, seed, ledger)
+            sel.fim = _select_fim(node, by_name, names, p, fim_exclude, seed, ledger)
         if not sel.fim:
             _empty(node, "fim", names, "fim" in explicit, sel, ledger)
     if params.problems is not None:
@@ -202,7 +208,7 @@ def select(node: str, inputs: list[InputRef], params: Any, seed: int, explicit: 
         if names:
             sel.problems = _select_problems(node, by_name, names, p, seed, ledger)
         if not sel.problems:
-            _empty(node, "problems", names, "problems" in explicit, sel, ledger)
+            _empty(node, "problems", names, bool(names) or "problems" in explicit, sel, ledger)
 
     for name, frame in ledger.frames.items():
         sel.inputs.append(name)
@@ -216,15 +222,15 @@ def select(node: str, inputs: list[InputRef], params: Any, seed: int, explicit: 
     return sel
 
 
-def _empty(node: str, task: str, names: list[str], explicit: bool, sel: Selection, ledger: _Ledger) -> None:
-    """No item for ``task``: an error when the node asked for it, else a note."""
+def _empty(node: str, task: str, names: list[str], fail: bool, sel: Selection, ledger: _Ledger) -> None:
+    """No item for ``task``: an error when ``fail``, else a note in the summary."""
     reasons: Counter[str] = Counter()
     for name in names:
         for row, reason in ledger.reason.get(name, {}).items():
             if reason.startswith(task + "_") and row not in ledger.kept.get(name, set()):
                 reasons[reason] += 1
     why = f"; rows left out: {dict(sorted(reasons.items()))}" if reasons else ""
-    if not explicit:
+    if not fail:
         sel.notes.append(f"{task}: nothing to score in {names or 'the inputs'}{why}; skipped")
         return
     fix = {
@@ -262,14 +268,21 @@ def _rank(rows: list[tuple[str, str, int, str]], n: int, seed: int, task: str) -
 
 
 def _select_loss(
-    node: str, by_name: dict[str, InputRef], names: list[str], p: Any, seed: int, ledger: _Ledger
+    node: str,
+    by_name: dict[str, InputRef],
+    names: list[str],
+    sources: list[str] | None,
+    per_source: int,
+    exclude: list[str],
+    seed: int,
+    ledger: _Ledger,
 ) -> list[LossDoc]:
-    _unknown_inputs(node, "loss", by_name, [*names, *p.exclude])
-    excluded = _ids_of(by_name, p.exclude)
+    _unknown_inputs(node, "loss", by_name, [*names, *exclude])
+    excluded = _ids_of(by_name, exclude)
     frames = {n: read_input(by_name[n], ["id", "text", "source"], node, "loss") for n in names}
     present = {s for f in frames.values() for s in f.get_column("source").to_list()}
-    _check_sources(node, "loss", p.sources, present, names)
-    wanted = set(p.sources) if p.sources else None
+    _check_sources(node, "loss", sources, present, names)
+    wanted = set(sources) if sources else None
     eligible = []
     for name, frame in frames.items():
         ledger.add(name, frame)
@@ -282,7 +295,7 @@ def _select_loss(
                 ledger.drop(name, row, "loss_in_excluded_input")
             else:
                 eligible.append((source, name, row, doc_id))
-    taken, _beyond = _rank(eligible, p.docs_per_source, seed, "loss")
+    taken, _beyond = _rank(eligible, per_source, seed, "loss")
     out = []
     for source, name, row, doc_id in eligible:
         if (name, row) in taken:
@@ -323,10 +336,16 @@ def fim_span(
 
 
 def _select_fim(
-    node: str, by_name: dict[str, InputRef], names: list[str], p: Any, seed: int, ledger: _Ledger
+    node: str,
+    by_name: dict[str, InputRef],
+    names: list[str],
+    p: Any,
+    exclude: list[str],
+    seed: int,
+    ledger: _Ledger,
 ) -> list[FimSpan]:
-    _unknown_inputs(node, "fim", by_name, [*names, *p.exclude])
-    excluded = _ids_of(by_name, p.exclude)
+    _unknown_inputs(node, "fim", by_name, [*names, *exclude])
+    excluded = _ids_of(by_name, exclude)
     frames = {n: read_input(by_name[n], ["id", "text", "source", "meta"], node, "fim") for n in names}
     present = {s for f in frames.values() for s in f.get_column("source").to_list()}
     _check_sources(node, "fim", p.sources, present, names)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from data_pipes.io.shards import ShardResult, write_parquet_atomic, write_shard
-from tasks._eval_params import EvalParams
+from tasks._eval_params import EvalParams, FimParams
 from tasks.base import DataType, Kind, RunContext
 from tasks.registry import register
 
@@ -215,9 +215,16 @@ class Eval(Kind):
 def _how(params: EvalParams, seed: int) -> dict[str, str]:
     """How each task drew and scored its items, for the summary."""
 
+    loss_exclude = params.loss.exclude if params.loss is not None else []
+
     def base(n: int, what: str, p: Any) -> str:
         src = f" of {p.inputs}" if p.inputs else ""
-        ex = f", ids of {p.exclude} left out" if getattr(p, "exclude", None) else ""
+        exclude = (
+            getattr(p, "exclude", [])
+            if not isinstance(p, FimParams) or p.exclude is not None
+            else loss_exclude
+        )
+        ex = f", ids of {exclude} left out" if exclude else ""
         return (
             f"Up to {n} {what} per source{src}, the first in a hash order of their ids seeded with {seed}{ex}"
         )

@@ -280,7 +280,9 @@ def test_problems_without_answers(checkpoint: Path, tmp_path: Path) -> None:
     row = {"id": "q", "text": "q", "source": "s", "prompt": "Why?", "answer": "", "tests": "", "meta": "{}"}
     problems = shard(tmp_path / "problems", [row])
     with pytest.raises(EvalInputError) as info:
-        run_eval(tmp_path, [ck_ref(checkpoint), problems], {"loss": None, "fim": None, "problems": {}})
+        run_eval(
+            tmp_path, [ck_ref(checkpoint), problems], {"loss": None, "fim": None}
+        )  # problems: the default
     msg = str(info.value)
     assert "node 'eval'" in msg and "problems_no_answer_or_tests" in msg and "answer or tests" in msg
     # a problems node without the answer column at all
