@@ -134,10 +134,16 @@ class Eval(Kind):
                 sc = scorers[c.name]
                 t0 = time.perf_counter()
                 if sel.loss and params.loss is not None:
-                    rows = sc.loss(sel.loss, params.loss.max_tokens, params.loss.row_tokens, None)
+                    base, n = done["loss"], len(sel.loss)
+
+                    def rows_done(
+                        d: int, t: int, base: int = base, n: int = n
+                    ) -> None:  # rows of packed documents
+                        ctx.progress("loss", base + n * d // max(t, 1), totals["loss"], "items")
+
+                    rows = sc.loss(sel.loss, params.loss.max_tokens, params.loss.row_tokens, rows_done)
                     items += [{"checkpoint": c.name, **r} for r in rows]
                     done["loss"] += len(rows)
-                    ctx.progress("loss", done["loss"], totals["loss"], "items")
                 if sel.fim and params.fim is not None:
                     rows = sc.fim(
                         sel.fim, params.fim.max_new_tokens, params.batch_size, prog("fim", done["fim"])
