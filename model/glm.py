@@ -19,7 +19,9 @@ Packed rows: ``doc_lens`` [B][n_b] gives each row's document segments (``sum <= 
 restart at 0 in each segment, attention stays inside a segment (the padding tail is one more segment), and no loss
 falls on a target outside its segment or on padding. Kernels (``attn_impl``): on CUDA in bf16/fp16
 ``torch.nn.attention.varlen.varlen_attn`` (flash attention over the flattened rows, packed or not) when torch has it
-(``varlen``); else without ``doc_lens`` plain causal SDPA, and with them either one causal SDPA call per document
+(``varlen``; asked for by name it also runs an fp32 model: q/k/v cast to bf16 for the kernel, the output back to
+fp32, while ``auto`` keeps fp32 on exact SDPA); else without ``doc_lens`` plain causal SDPA, and with them either
+one causal SDPA call per document
 (``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S] (``sdpa``); ``auto`` picks by a
 measured cost model (per document unless the rows hold many tiny documents, and
 always per document when the mask would pass 256 MiB). All give the logits of each document run alone.
@@ -85,6 +87,10 @@ def _varlen_causal(
         else:
             rep = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    if q.dtype not in (torch.bfloat16, torch.float16):  # an fp32 model: the flash kernel takes half precision
+        half = torch.bfloat16  # only; bf16 keeps fp32's range. Autograd casts the gradients back to fp32 too
+        out = _varlen_attn(q.to(half), k.to(half), v.to(half), cu, cu, max_len, max_len, **kwargs)
+        return out.to(q.dtype)
     return _varlen_attn(q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
@@ -299,14 +305,13 @@ class Attention(nn.Module):
     def _use_varlen(self, q: torch.Tensor) -> bool:
         if self.attn_impl in ("sdpa", "segments"):
             return False
-        # the flash kernel behind varlen takes half precision only; fp32 on CUDA goes through SDPA
-        half = q.dtype in (torch.bfloat16, torch.float16)
-        available = _varlen_attn is not None and q.device.type == "cuda" and half
-        if self.attn_impl == "varlen" and not available:
-            raise RuntimeError(
-                "attn_impl='varlen' needs CUDA, bf16/fp16 activations and torch.nn.attention.varlen; use 'auto'"
-            )
-        return available
+        available = _varlen_attn is not None and q.device.type == "cuda"
+        if self.attn_impl == "varlen":  # asked for by name: fp32 too (bf16 in the kernel, _varlen_causal)
+            if not available:
+                raise RuntimeError("attn_impl='varlen' needs CUDA and torch.nn.attention.varlen; use 'auto'")
+            return True
+        # auto: half precision only; an fp32 model keeps exact fp32 attention (SDPA), as on CPU
+        return available and q.dtype in (torch.bfloat16, torch.float16)
 
 
 class DecoderLayer(nn.Module):

@@ -129,7 +129,7 @@ def _model_config(spec: TrainSpec) -> Any:
 
 def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
     """The model in the spec's precision. bf16 (GPU) casts the parameters, routers stay fp32 (as HF keeps them);
-    fp32 on CUDA uses SDPA, since the varlen (flash) kernel takes only half precision."""
+    fp32 on CUDA uses SDPA: exact fp32 attention (the varlen flash kernel would run it in bf16)."""
     from model.glm import GLMForCausalLM
 
     attn = "sdpa" if cuda and spec.precision == "fp32" else "auto"

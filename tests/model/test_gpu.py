@@ -120,3 +120,43 @@ def test_training_step_never_waits_for_the_gpu() -> None:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(out.loss).item() and out.n_tokens > 0
+
+
+@pytest.mark.skipif(_varlen_attn is None, reason="torch has no torch.nn.attention.varlen")
+def test_varlen_in_an_fp32_model_casts_for_the_kernel_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An fp32 model with attn_impl='varlen': q/k/v reach the flash kernel in bf16, the output and the gradients
+    come back in fp32, within bf16 attention's error of exact fp32 SDPA; 'auto' keeps fp32 on SDPA."""
+    import model.glm as glm
+
+    kernel_dtypes: list[tuple[torch.dtype, ...]] = []
+    real = glm._varlen_attn
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: object, **kw: object) -> torch.Tensor:
+        kernel_dtypes.append((q.dtype, k.dtype, v.dtype))
+        return real(q, k, v, *args, **kw)
+
+    monkeypatch.setattr(glm, "_varlen_attn", spy)
+    cfg = model_config("debug")
+    model = GLMForCausalLM(cfg).cuda().float()
+    doc_lens = [[37, 64, 11], [128]]
+    ids = _ids(cfg.vocab_size, 2, 128)
+
+    def run(impl: str) -> tuple[torch.Tensor, torch.Tensor]:
+        for layer in model.model.layers:
+            layer.self_attn.attn_impl = impl
+        model.zero_grad(set_to_none=True)
+        out = model(ids, doc_lens=doc_lens, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), model.model.layers[1].self_attn.k_proj.weight.grad
+
+    varlen_logits, varlen_grad = run("varlen")
+    assert kernel_dtypes and set(kernel_dtypes) == {(torch.bfloat16,) * 3}
+    assert varlen_logits.dtype == varlen_grad.dtype == torch.float32
+    assert bool(torch.isfinite(varlen_grad).all())
+    calls = len(kernel_dtypes)
+    exact_logits, exact_grad = run("sdpa")
+    torch.testing.assert_close(varlen_logits, exact_logits, rtol=2e-2, atol=2e-2)
+    assert ((varlen_grad - exact_grad).norm() / exact_grad.norm()) < 3e-2
+    auto_logits, _ = run("auto")
+    assert len(kernel_dtypes) == calls  # auto: no flash call in fp32
+    torch.testing.assert_close(auto_logits, exact_logits, rtol=1e-4, atol=1e-4)
