@@ -2,32 +2,33 @@
 
 Labels: a declared ``iso-8859-9`` is read as windows-1254, ``gb2312`` as GBK, ``latin1`` / ``iso-8859-1`` /
 ``us-ascii`` as windows-1252, and so on, because that is what browsers do and what pages written for them
-expect (a € declared as ISO-8859-9 is byte 0x80, a C1 control in ISO-8859-9 proper). The table is resiliparse's
-``map_encoding_to_html5`` (already a dependency, kept up to date, C). ``webencodings`` was the alternative: its
-last release (2017) predates the spec mapping ``hz-gb-2312`` and ``iso-2022-kr`` to the replacement decoder, and
-it would be a new dependency; on the 214 labels it knows, the two agree except those, ``x-mac-cyrillic``,
-``x-user-defined`` and windows-874. Where resiliparse departs from the spec in a way Python can follow, the
-spec wins, by naming the Python codec that is the spec's decoder: windows-874 (labels ``tis-620``,
-``iso-8859-11``, ...) is ``cp874`` (resiliparse says ``iso8859-11``, which lacks the € and quotes at
-0x80-0x9F); GBK is ``gb18030`` (the spec's GBK decoder is the gb18030 decoder, four-byte sequences included);
-Shift_JIS is ``cp932`` (Windows-31J, with the NEC and IBM rows), EUC-KR is ``cp949`` (Unified Hangul Code) and
-Big5 is ``big5hkscs`` (the spec's Big5 index holds the HKSCS extensions). Each is a superset of the narrower
-codec, so text that decoded before decodes the same. As the spec's meta prescan does, a declared UTF-16 means
-UTF-8 (the declaration was readable as ASCII, so the bytes are not UTF-16; real UTF-16 has
-a byte-order mark) and ``x-user-defined`` means windows-1252. A label the spec does not know is ignored
+expect (a € declared as ISO-8859-9 is byte 0x80, a C1 control in ISO-8859-9 proper). The table is
+resiliparse's ``map_encoding_to_html5`` (already a dependency, kept up to date, C). ``webencodings`` was the
+alternative: its last release (2017) predates the spec mapping ``hz-gb-2312`` and ``iso-2022-kr`` to the
+replacement decoder, and it would be a new dependency; on the 214 labels it knows, the two agree except those,
+``x-mac-cyrillic``, ``x-user-defined`` and windows-874. Where resiliparse departs from the spec in a way
+Python can follow, the spec wins, by naming the Python codec that is the spec's decoder: windows-874 (labels
+``tis-620``, ``iso-8859-11``, ...) is ``cp874`` (resiliparse says ``iso8859-11``, which lacks the € and quotes
+at 0x80-0x9F); GBK is ``gb18030`` (the spec's GBK decoder is the gb18030 decoder, four-byte sequences
+included); Shift_JIS is ``cp932`` (Windows-31J, with the NEC and IBM rows), EUC-KR is ``cp949`` (Unified
+Hangul Code) and Big5 is ``big5hkscs`` (the spec's Big5 index holds the HKSCS extensions). Each is a superset
+of the narrower codec, so text that decoded before decodes the same. As the spec's meta prescan does, a
+declared UTF-16 means UTF-8 (the declaration was readable as ASCII, so the bytes are not UTF-16; real UTF-16
+has a byte-order mark) and ``x-user-defined`` means windows-1252. A label the spec does not know is ignored
 (``None``): the caller detects instead, as a browser would fall back.
 
-Detection, on a sample of at most ``DETECT_SAMPLE_BYTES`` (the first and last halves of that budget, each cut at
-a space, newline or ``>`` so no multi-byte character is split), never the whole document (charset_normalizer
-took 0.78 s on a 2 MB page): first uchardet (Mozilla's universal detector, shipped inside resiliparse), then
-``charset_normalizer`` when it has language evidence (coherence above 0; ties go to windows-1252). The caller
-(``data_pipes.io.decoding``) takes the first guess that decodes the whole document strictly. Measured on real
-text (the Debian Handbook's extracted pages in 25 languages, re-encoded in each language's legacy code pages:
-windows-125x, ISO-8859-2, KOI8-R, Shift_JIS, EUC-JP, EUC-KR, GB18030, Big5; undeclared): uchardet decodes 95%
-of 3,000-character pages exactly, charset_normalizer 70% (it reads Western and Turkish pages as windows-1250 or
-1257: "élèves" came out "élčves"); uchardet alone misses EUC-KR (it answers UTF-8, which does not decode), where
-charset_normalizer is right, hence both, in that order: together 98.5% (300-character pages: 94.0%; uchardet
-90.5%, charset_normalizer 78.6%). ``benchmarks/extraction.py`` repeats this measurement.
+Detection, on a sample of at most ``DETECT_SAMPLE_BYTES`` (the first and last halves of that budget, each cut
+at a space, newline or ``>`` so no multi-byte character is split), never the whole document
+(charset_normalizer took 0.78 s on a 2 MB page): first uchardet (Mozilla's universal detector, shipped inside
+resiliparse), then ``charset_normalizer`` when it has language evidence (coherence above 0; ties go to
+windows-1252). The caller (``data_pipes.io.decoding``) takes the first guess that decodes the whole document
+strictly. Measured on real text (the Debian Handbook's extracted pages in 25 languages, re-encoded in each
+language's legacy code pages: windows-125x, ISO-8859-2, KOI8-R, Shift_JIS, EUC-JP, EUC-KR, GB18030, Big5;
+undeclared): uchardet decodes 95% of 3,000-character pages exactly, charset_normalizer 71% (it reads Western
+and Turkish pages as windows-1250 or 1257: "élèves" came out "élčves"); uchardet alone misses EUC-KR (it
+answers UTF-8, which does not decode), where charset_normalizer is right, hence both, in that order: together
+98.6% (300-character pages: 94.3%; uchardet 90.9%, charset_normalizer 78.4%). ``benchmarks/extraction.py``
+repeats this measurement.
 """
 
 from __future__ import annotations

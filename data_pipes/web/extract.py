@@ -14,23 +14,25 @@ returned with the text whatever the engine. Departure from the references: no pe
 because shard tasks run on Dask worker threads where neither engine's C/lxml code can be interrupted; a size
 limit (``max_bytes``) is the guard instead, checked before parsing.
 
-Nothing is lost silently: when the main-content pass returns less than ``min_main_share`` of the page's visible
-text (resiliparse with ``main_content=False``: everything a reader sees, scripts and styles excluded), the page
-falls back (``fallback``) to resiliparse's full-text mode, or first to trafilatura and, when that too keeps less
-than the share, to full text. ``Extraction.extractor`` names the pass whose text was kept. The visible text is
-computed only when the main text is shorter than ``min_main_share`` of the raw HTML's characters: visible text
-is never longer than its HTML (tags and entities outnumber the characters they stand for; true of every one of
-the 10,562 shared-corpora pages), so a longer main text already holds the share.
+Nothing is lost silently: when the main-content pass returns less than ``min_main_share`` of the page's
+visible text (resiliparse with ``main_content=False``: everything a reader sees, scripts and styles excluded),
+the page falls back (``fallback``) to resiliparse's full-text mode, or first to trafilatura and, when that too
+keeps less than the share, to full text. ``Extraction.extractor`` names the pass whose text was kept. The
+visible text is computed only when the main text is shorter than ``min_main_share`` of the raw HTML's
+characters: visible text is never longer than its HTML (tags and entities outnumber the characters they stand
+for; true of every one of the 10,562 shared-corpora pages), so a longer main text already holds the share.
 
-Measured (``benchmarks/extraction.py``, all 10,562 pages of the five shared web corpora, token F1 against each
-page's structural reference): resiliparse's main-content pass keeps < 5% of the visible text on 185 pages (14
-of them empty) whose reference it recalls at 0.003-0.045: python docs' indexes and long module pages, javadoc
-class pages, LibreOffice help pages. A threshold of 0.1 gave the best mean F1 (javadoc 0.749 -> 0.814, python
-docs 0.922 -> 0.971, LibreOffice 0.947 -> 0.950; PostgreSQL 0.920 -> 0.922; the handbook unchanged; 0.2 lowers
-javadoc to 0.792 as boilerplate floods in); 573 pages (5.4%) fall back. Full text and
-trafilatura-then-full-text reach the same F1 (0.814 vs 0.804 javadoc, 0.971 vs 0.975 python docs), but trafilatura costs 0.35 s per fallen-back
-python docs page (47 s over the corpora, twice the main pass), while the full-text pass costs half a main
-pass, on the pages that need it only; so ``full_text`` is the default.
+Measured on all 10,562 pages of the five shared web corpora, token F1 against each page's structural reference
+(``benchmarks/extraction.py --limit 4000 --only fallback`` repeats the figures at 0.1): resiliparse's
+main-content pass keeps < 5% of the visible text on 185 pages (14 of them empty) whose reference it recalls at
+0.003-0.045: python docs' indexes and long module pages, javadoc class pages, LibreOffice help pages. A
+threshold of 0.1 gave the best mean F1 (javadoc 0.749 -> 0.814, python docs 0.922 -> 0.971, LibreOffice 0.947
+-> 0.950; PostgreSQL 0.920 -> 0.922; the handbook unchanged; 0.2 lowers javadoc to 0.792 as boilerplate floods
+in); 573 pages (5.4%) fall back. Full text and trafilatura-then-full-text reach the same F1 (0.814 vs 0.804
+javadoc, 0.971 vs 0.975 python docs), but cost differs: over the five corpora, as the node runs it on one
+(loaded) core, 197 pages/s without a fallback, 184 with full text (-7%), 76 with trafilatura (0.35 s per
+fallen-back python docs page); so ``full_text`` is the default. All 14 pages the main pass left empty (13
+LibreOffice help pages, Python's copyright page) come out with text.
 """
 
 from __future__ import annotations

@@ -15,6 +15,22 @@ differs between those builds.
 
 Text is classified as one line (newlines become spaces, as fastText requires), optionally cut to
 ``max_chars``. Empty text gets language ``""`` and score 0.
+
+Mixtures (``second_languages``): the page's paragraphs (lines, consecutive short ones joined until
+``CHUNK_CHARS``) each get their top language, when its probability is at least ``CHUNK_MIN_SCORE`` (code
+samples and tables get a low, scattered one: in ``json``'s docstring its ``>>>`` lines came out Czech,
+Croatian, Arabic ... at 0.1-0.48); a language other than the page's own that holds at least
+``LANG2_MIN_SHARE`` of the classified characters is the page's second language. Departure from "top-2 of one
+prediction": fastText's probabilities over a whole mixed page are not shares. On synthetic mixtures of real
+Debian Handbook pages (``benchmarks/extraction.py``: English plus one of 17 languages, 102 pages per mix), the
+whole-page top-2 with its second probability >= 0.2 named both languages on 36% of half-and-half pages (>=
+0.05: 70%), while the paragraph shares at 0.15 name both on 97% of half-and-half pages, 90% at 30/70, 71% at
+20/80 and none at 10/90, and give none of the 127 English handbook pages a second language. The paragraph pass
+costs about as much again as the page's own prediction (117 -> 56 documents/s on a loaded core);
+``lang2_min_share: 0`` in the node skips it.
+
+Hints (``hint_stats``): the source's declared language (``meta.lang_hint``, e.g. ``pt-br``) is compared with the
+detected one by primary subtag, with the few codes lid.176 spells differently (``nb`` is ``no``) aliased.
 """
 
 from __future__ import annotations
@@ -26,6 +42,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 LABEL_PREFIX = "__label__"
+LANG2_MIN_SHARE = 0.15  # by measurement, see the module docstring
+CHUNK_CHARS = 40  # paragraphs shorter than this are joined with the next before classification
+CHUNK_MIN_SCORE = 0.5  # paragraphs classified less surely (code, tables, names) count for no language
+# declared codes that lid.176 spells otherwise (BCP 47 primary subtags, old ISO 639 codes)
+HINT_ALIASES = {"nb": "no", "iw": "he", "in": "id", "ji": "yi", "fil": "tl"}
 _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -72,6 +93,54 @@ class LanguageIdentifier:
             text = text[: self.max_chars]
         return " ".join(text.split()) + "\n"
 
+    def chunks(self, text: str) -> list[str]:
+        """The text's paragraphs as one-line chunks of at least ``CHUNK_CHARS`` (a short tail joins the last)."""
+        if self.max_chars:
+            text = text[: self.max_chars]
+        out: list[str] = []
+        pending = ""
+        for line in text.split("\n"):
+            line = " ".join(line.split())
+            if not line:
+                continue
+            pending = f"{pending} {line}" if pending else line
+            if len(pending) >= CHUNK_CHARS:
+                out.append(pending)
+                pending = ""
+        if pending:
+            if out:
+                out[-1] = f"{out[-1]} {pending}"
+            else:
+                out.append(pending)
+        return out
+
+    def shares(self, text: str) -> list[tuple[str, float]]:
+        """Each language's share of the text's characters, by paragraph; largest first, ties by code."""
+        predict = self.model.f.predict
+        chars: dict[str, int] = {}
+        for chunk in self.chunks(text):
+            result = predict(chunk + "\n", 1, 0.0, "replace")
+            if result and result[0][0] >= CHUNK_MIN_SCORE:
+                label = result[0][1].removeprefix(LABEL_PREFIX)
+                chars[label] = chars.get(label, 0) + len(chunk)
+        total = sum(chars.values())
+        return sorted(((k, v / total) for k, v in chars.items()), key=lambda kv: (-kv[1], kv[0]))
+
+    def second_languages(
+        self, texts: Sequence[str | None], langs: Sequence[str], min_share: float = LANG2_MIN_SHARE
+    ) -> tuple[list[str], list[float]]:
+        """(second language or ``""``, its share or 0) per text: the largest language other than the text's
+        own (``langs``) holding at least ``min_share`` of its characters."""
+        seconds: list[str] = []
+        values: list[float] = []
+        for text, lang in zip(texts, langs, strict=True):
+            found = next(
+                ((k, v) for k, v in self.shares(text or "") if k != lang and v >= min_share), ("", 0.0)
+            )
+            seconds.append(found[0])
+            values.append(round(found[1], 4))
+        return seconds, values
+
     def predict(self, texts: Sequence[str | None]) -> tuple[list[str], list[float]]:
         """(languages, scores), one each per text, in order."""
         labels: list[str] = []
@@ -104,3 +173,84 @@ def route_reason(
     if languages and not keep_other:
         return "langid_not_allowed_language"
     return None if score >= default_threshold else "langid_low_score"
+
+
+def hint_language(hint: str | None) -> str:
+    """A declared language tag (``pt-BR``, ``nb_NO``) as the lid.176 code to compare with, or ``""``."""
+    primary = (hint or "").strip().replace("_", "-").split("-")[0].lower()
+    return HINT_ALIASES.get(primary, primary)
+
+
+def hint_stats(hints: Sequence[str | None], langs: Sequence[str], seconds: Sequence[str]) -> dict[str, dict]:
+    """Per hinted language: documents, agreement of the detected language (and of the second one) with the
+    hint, and what was detected instead; rows without a hint count under ``""``."""
+    stats: dict[str, dict] = {}
+    for hint, lang, second in zip(hints, langs, seconds, strict=True):
+        code = hint_language(hint)
+        entry = stats.setdefault(code, {"docs": 0, "agree": 0, "agree_lang2": 0, "detected": {}})
+        entry["docs"] += 1
+        if code and lang == code:
+            entry["agree"] += 1
+        elif code and second == code:
+            entry["agree_lang2"] += 1
+        else:
+            entry["detected"][lang] = entry["detected"].get(lang, 0) + 1
+    return stats
+
+
+def merge_hint_stats(parts: Sequence[dict[str, dict]]) -> dict[str, dict]:
+    """The sum of several shards' ``hint_stats``."""
+    out: dict[str, dict] = {}
+    for part in parts:
+        for code, entry in part.items():
+            into = out.setdefault(code, {"docs": 0, "agree": 0, "agree_lang2": 0, "detected": {}})
+            for key in ("docs", "agree", "agree_lang2"):
+                into[key] += entry[key]
+            for lang, n in entry["detected"].items():
+                into["detected"][lang] = into["detected"].get(lang, 0) + n
+    return out
+
+
+def hint_table(stats: dict[str, dict]) -> list[dict]:
+    """Report rows: one per hinted language (sorted), then ``all`` over the hinted documents, then the
+    documents without a hint."""
+    rows = []
+    for code in sorted(k for k in stats if k):
+        e = stats[code]
+        instead = max(e["detected"].items(), key=lambda kv: (kv[1], kv[0]), default=("", 0))
+        rows.append(
+            {
+                "hint": code,
+                "docs": e["docs"],
+                "agree": e["agree"],
+                "agree%": round(100 * e["agree"] / e["docs"], 1),
+                "hint_is_lang2": e["agree_lang2"],
+                "detected_instead": f"{instead[0] or '(none)'} ({instead[1]})" if instead[1] else "",
+            }
+        )
+    hinted = [stats[k] for k in stats if k]
+    docs = sum(e["docs"] for e in hinted)
+    if docs:
+        agree = sum(e["agree"] for e in hinted)
+        rows.append(
+            {
+                "hint": "all",
+                "docs": docs,
+                "agree": agree,
+                "agree%": round(100 * agree / docs, 1),
+                "hint_is_lang2": sum(e["agree_lang2"] for e in hinted),
+                "detected_instead": "",
+            }
+        )
+    if "" in stats:
+        rows.append(
+            {
+                "hint": "(no hint)",
+                "docs": stats[""]["docs"],
+                "agree": 0,
+                "agree%": 0.0,
+                "hint_is_lang2": 0,
+                "detected_instead": "",
+            }
+        )
+    return rows

@@ -140,4 +140,17 @@ def test_langid_filter_and_route(run) -> None:
     assert routed["counts"]["dropped"] == 0 and routed["counts"]["kept"] == run[0]["text"]["counts"]["kept"]
     german = rows(run, "german")
     assert german["url"].to_list() == ["https://de.example/intro"]
+    assert set(german.columns) >= {"lang2", "lang2_share"} and german["lang2"].to_list() == [""]
+    # every page's hint (its <html lang>, kept in meta by extract_html) agrees with lid.176 here
+    manifests, outputs = run
+    hints = json.loads(
+        (
+            outputs / manifests["routed"]["fingerprint"] / "reports" / "language-id-vs-source-hint.json"
+        ).read_text()
+    )
+    assert {r["hint"]: (r["docs"], r["agree"]) for r in hints} == {
+        "de": (1, 1),
+        "en": (routed["counts"]["kept"] - 1, routed["counts"]["kept"] - 1),
+        "all": (routed["counts"]["kept"], routed["counts"]["kept"]),
+    }
     assert run[0]["german"]["drop_reasons"] == {"not_de": routed["counts"]["kept"] - 1}

@@ -7,7 +7,15 @@ import textwrap
 
 import pytest
 
-from data_pipes.web.langid import LanguageIdentifier, default_model_path, route_reason
+from data_pipes.web.langid import (
+    LanguageIdentifier,
+    default_model_path,
+    hint_language,
+    hint_stats,
+    hint_table,
+    merge_hint_stats,
+    route_reason,
+)
 
 GERMAN = (
     "Die Bibliothek liest Dateien ein und schreibt die Ergebnisse in Tabellen. Jede Zeile wird geprüft, "
@@ -55,3 +63,39 @@ def test_route_reason(lang: str, score: float, keep_other: bool, expected: str |
 def test_no_languages_listed_uses_default_threshold() -> None:
     assert route_reason("ja", 0.8, {}, 0.65, False) is None
     assert route_reason("ja", 0.3, {}, 0.65, False) == "langid_low_score"
+
+
+def test_second_language_of_a_mixed_page(ident: LanguageIdentifier) -> None:
+    english = json.__doc__ or ""
+    mixed = english + "\n\n" + "\n".join([GERMAN] * 4)
+    langs, _ = ident.predict([mixed, english, GERMAN])
+    seconds, shares = ident.second_languages([mixed, english, GERMAN], langs)
+    assert langs[1:] == ["en", "de"] and {langs[0], seconds[0]} == {"en", "de"}
+    assert 0.15 <= shares[0] <= 0.5 and seconds[1:] == ["", ""] and shares[1:] == [0.0, 0.0]
+    # a share above what the second language holds: none recorded
+    assert ident.second_languages([mixed], langs[:1], min_share=shares[0] + 0.01) == ([""], [0.0])
+
+
+def test_chunks_join_short_lines(ident: LanguageIdentifier) -> None:
+    assert ident.chunks("a\n\nshort line\n" + "x" * 50 + "\ntail") == [f"a short line {'x' * 50} tail"]
+    assert ident.chunks("") == []
+
+
+def test_hint_agreement_table() -> None:
+    hints = ["pt-BR", "pt", "nb_NO", None, "de", ""]
+    langs = ["pt", "en", "no", "en", "en", "fr"]
+    seconds = ["", "pt", "", "", "", ""]
+    stats = hint_stats(hints, langs, seconds)
+    assert hint_language("nb-NO") == "no" and hint_language("pt-BR") == "pt" and hint_language(None) == ""
+    table = {row["hint"]: row for row in hint_table(merge_hint_stats([stats, stats]))}
+    assert table["pt"] == {
+        "hint": "pt",
+        "docs": 4,
+        "agree": 2,
+        "agree%": 50.0,
+        "hint_is_lang2": 2,
+        "detected_instead": "",
+    }
+    assert table["no"]["agree%"] == 100.0 and table["de"]["detected_instead"] == "en (2)"
+    assert table["all"]["docs"] == 8 and table["all"]["agree"] == 4 and table["all"]["agree%"] == 50.0
+    assert table["(no hint)"]["docs"] == 4
