@@ -247,7 +247,7 @@ class Engine:
             fp, content = decided
             manifest = self.store.manifest(fp)
             assert manifest is not None, f"manifest of {name} vanished"
-            out_dir = self.store.output_dir(fp)
+            out_dir = self.store.materialize(fp)  # an object store's input: read through the staging folder
             entries = self.store.shards(fp)
             shards = tuple(os.path.join(out_dir, s["file"]) for s in entries)
             rows = tuple(int(s.get("rows", s["kept"])) for s in entries)
@@ -288,6 +288,7 @@ class Engine:
             self._finish(node_id, fp, manifest, parts)
             return True, manifest
         out_dir = self.store.output_dir(fp)
+        self.store.stage_output(fp)  # an object store: the shards a killed run finished, so they are skipped
         os.makedirs(os.path.join(out_dir, MARKERS), exist_ok=True)
         clean_partial_files(out_dir)
         started = time.time()
@@ -315,6 +316,7 @@ class Engine:
                 ctx.progress(phase, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
+            fn = self.store.shard_runner(fn, out_dir, fp)  # an object store: the worker uploads, marker last
             cap = node.resources.get("max_parallel_shards")
             batches = [[t] for t in todo] if cap else self._batches(todo)
             self.executor.map(
@@ -497,6 +499,7 @@ class Engine:
             yaml.safe_dump(self.resolved_config(), fh, sort_keys=False)
         with open(os.path.join(run_dir, "selection.json"), "w", encoding="utf-8") as fh:
             json.dump({"nodes": selection.nodes, "forced": sorted(selection.forced)}, fh, indent=1)
+        self.store.publish_run(run_dir)
         return run_dir
 
     def record_run_end(self, run_dir: str, states: dict[str, str]) -> None:
@@ -516,6 +519,7 @@ class Engine:
                 fh,
                 indent=1,
             )
+        self.store.publish_run(run_dir)
 
     def close(self) -> None:
         self.executor.close()

@@ -73,7 +73,11 @@ def _resolve_paths(pipeline: str, store: str | None, overrides: list[str]) -> An
             f"the run was started for store {store!r}, but {pipeline} resolves its store to {spec.workdir!r} "
             f"{where}; check the pipeline's `workdir:` and that the worker sees the same paths as the CLI"
         )
-    if store is not None and not os.path.isdir(os.path.dirname(os.path.realpath(store)) or "/"):
+    if (
+        store is not None
+        and "://" not in store
+        and not os.path.isdir(os.path.dirname(os.path.realpath(store)) or "/")
+    ):
         raise PipelineNotFoundError(
             f"the store {store!r} cannot be created {where}: its parent folder is missing"
         )

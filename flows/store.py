@@ -33,13 +33,14 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from data_pipes.io.atomic import TMP_MARK, atomic_write_bytes, remove_stale_temporaries
+from data_pipes.io.remote import is_url, local_path
 from flows.errors import StoreLockedError
 
 MANIFEST = "manifest.json"
@@ -95,10 +96,43 @@ def content_hash_of(files: dict[str, str]) -> str:
 
 @dataclass
 class Store:
+    """The store in a local folder. ``Store("s3://bucket/prefix")`` (any remote fsspec URL) gives the object-store
+    version, ``flows.store_remote.ObjectStore``, with the same methods."""
+
     root: str
 
+    def __new__(cls, root: str, *args: Any, **kwargs: Any) -> Store:
+        if cls is Store and is_url(root):
+            from flows.store_remote import ObjectStore
+
+            return super().__new__(ObjectStore)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
-        self.root = os.path.abspath(self.root)
+        self.root = os.path.abspath(local_path(self.root))
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as the user named it (a folder, or the object store's URL)."""
+        return self.root
+
+    # ---- hooks the object store fills in (flows/store_remote.py); a local store needs none ---------------------
+    def stage_output(self, fingerprint: str) -> None:
+        """Before a node computes ``fingerprint``: make its unfinished shards visible here (local: they are)."""
+
+    def materialize(self, fingerprint: str) -> str:
+        """The local folder of a finished output, for a node that reads it as an input."""
+        return self.output_dir(fingerprint)
+
+    def shard_runner(self, fn: Callable[..., Any], out_dir: str, fingerprint: str) -> Callable[..., Any]:
+        """The shard function a worker runs (the object store wraps it to upload the finished shard)."""
+        return fn
+
+    def publish_run(self, run_dir: str) -> None:
+        """Make a run's record (``runs/<id>/``) durable in the store (local: it is written in place)."""
+
+    def check_lease(self) -> None:
+        """Raise when this process's lock on the store was lost (a local lock cannot be)."""
 
     # ---- outputs ---------------------------------------------------------------------------------------------
     def output_dir(self, fingerprint: str) -> str:

@@ -57,7 +57,9 @@ class Pipeline:
 
     @property
     def workdir(self) -> str:
-        wd = os.path.expanduser(self.spec.workdir)
+        if "://" in self.spec.workdir and not self.spec.workdir.startswith("file://"):
+            return self.spec.workdir  # an object store (s3://bucket/prefix): flows/store_remote.py
+        wd = os.path.expanduser(self.spec.workdir.removeprefix("file://"))
         return wd if os.path.isabs(wd) else os.path.join(self.base_dir, wd)
 
 

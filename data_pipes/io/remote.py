@@ -1,0 +1,110 @@
+"""Object-store paths (``s3://bucket/key``, any fsspec URL): telling them from local paths, and whole-object I/O.
+
+Every write here is one complete object: the bytes are PUT in one request (or one multipart upload that becomes
+visible only when it completes), so a reader sees the whole object or none, never a prefix. That is the
+object-store counterpart of ``data_pipes.io.atomic`` (temporary file, fsync, rename) and needs no temporary name.
+
+A failed request (a dropped connection, a throttled PUT) is retried by the client library itself (botocore's retry
+policy under s3fs) and then here, a few more times with a growing pause, before the error is raised. The
+filesystem of a URL is configured the fsspec way: ``AWS_*`` environment variables and ``~/.aws`` for S3 (including
+``AWS_ENDPOINT_URL`` for an S3-compatible server), or ``FSSPEC_<PROTOCOL>_<OPTION>`` variables for any protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+ATTEMPTS = 4  # on top of the client library's own retries
+PAUSE_S = 0.5
+
+
+def is_url(path: str) -> bool:
+    """True for a remote fsspec URL (``s3://...``, ``gs://...``, ``memory://...``); ``file://`` counts as local."""
+    head, sep, _ = path.partition("://")
+    return bool(sep) and head.isidentifier() and head != "file"
+
+
+def local_path(path: str) -> str:
+    """``file:///x`` as ``/x``; any other path unchanged."""
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """``(fsspec filesystem, path within it)`` of ``url``. The instance is fsspec's cached one for the same
+    options; listings are never cached (another process may have written since)."""
+    import fsspec.core
+
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path.rstrip("/")
+
+
+def with_retries(what: str, fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
+    """``fn()``, retried on transient errors (connection drops, timeouts, 5xx) with a growing pause. A missing
+    object, a refused permission or a failed precondition is raised at once: retrying cannot change it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - each client library raises its own classes for a dropped link
+            if attempt == attempts or not _transient(exc):
+                raise
+            time.sleep(PAUSE_S * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _transient(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc} {exc.__cause__!r}".lower()
+    if "precondition" in text or "nosuchbucket" in text or "accessdenied" in text:
+        return False
+    return True
+
+
+def put_bytes(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` as the whole object ``path`` (one PUT; retried)."""
+    with_retries(f"PUT {path}", lambda: fs.pipe_file(path, data))
+
+
+def put_file(fs: Any, local: str, path: str) -> None:
+    """Upload the local file ``local`` as the whole object ``path`` (retried). Small files go in one PUT; large
+    ones as a multipart upload, which the store shows only once it completes."""
+    if os.path.getsize(local) <= 32 * 1024 * 1024:
+        with open(local, "rb") as fh:
+            data = fh.read()
+        put_bytes(fs, path, data)
+        return
+    with_retries(f"PUT {path}", lambda: fs.put_file(local, path))
+
+
+def get_bytes(fs: Any, path: str) -> bytes:
+    """The whole object ``path`` (retried); ``FileNotFoundError`` when there is none."""
+    return with_retries(f"GET {path}", lambda: fs.cat_file(path))
+
+
+def get_file(fs: Any, path: str, local: str) -> None:
+    """Download ``path`` to the local file ``local`` atomically (temporary name, rename)."""
+    from data_pipes.io.atomic import atomic_path
+
+    with atomic_path(local) as tmp:
+        with_retries(f"GET {path}", lambda: fs.get_file(path, tmp))
+
+
+def listing(fs: Any, path: str) -> dict[str, int]:
+    """``{relative path: size}`` of every object under ``path`` (recursively), fresh from the server."""
+    fs.invalidate_cache(path)
+    try:
+        found = with_retries(f"LIST {path}", lambda: fs.find(path, detail=True))
+    except FileNotFoundError:
+        return {}
+    prefix = path.rstrip("/") + "/"
+    out = {}
+    for name, info in found.items():
+        name = name.rstrip("/")
+        if info.get("type") == "directory" or not name.startswith(prefix):
+            continue
+        out[name[len(prefix) :]] = int(info.get("size") or 0)
+    return out

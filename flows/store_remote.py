@@ -1,0 +1,383 @@
+"""The node store on an object store (``workdir: s3://bucket/prefix``, any fsspec URL), with a local staging copy.
+
+The object store holds the whole store, in the same layout as a local one (``flows/store.py``): outputs with their
+markers, ``shards.json``, ``files.json`` and manifests, ``refs/``, ``runs/``, the ``lock`` and reports. It is the
+only truth: plans, reuse, resume and gc read it.
+
+Kinds stay as they are: they read and write local files. Each machine keeps a **staging folder** per store
+(``ARCFLOW_STAGING``, default ``~/.cache/arcflow/stores/<hash of the URL>``) laid out like a local store, and
+``ctx.out_dir`` is the node's folder there. The store moves whole objects between the two:
+
+* **a finished shard is uploaded by the worker that wrote it**: its kept, excluded and quarantined files (and any
+  other file of the node named ``part-<index>...``), each one PUT of a complete object, then its marker last. A
+  marker in the object store therefore always names files that are whole there.
+* **a node that starts** first copies down what the object store already has of its output (the markers and files
+  of the shards a killed run finished), so those shards are skipped exactly as locally.
+* **a node that ends** uploads whatever else its folder holds (reports, files written by the kind's driver side),
+  then ``files.json``, ``shards.json`` and the manifest last. The content hash is computed from the staged bytes, so
+  a local and a remote store give the same fingerprints and content hashes.
+* **an input** is read through the staging folder: its files are downloaded once (whole objects, checked against
+  the object store's sizes) and reused by every later node on this machine.
+
+Nothing is written to the object store under a temporary name: a PUT is atomic, so a dropped connection leaves the
+old object or none (the upload is retried), and a shard without its marker is redone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from data_pipes.io.atomic import TMP_MARK, atomic_write_bytes, remove_stale_temporaries
+from data_pipes.io.remote import (
+    filesystem,
+    get_bytes,
+    get_file,
+    listing,
+    put_bytes,
+    put_file,
+    with_retries,
+)
+from data_pipes.io.shards import MARKERS, ShardResult, marker_path
+from flows.errors import StoreLockedError
+from flows.object_lock import ObjectLock
+from flows.store import _HELD, _HELD_GUARD, BOOKKEEPING, FILES, MANIFEST, SHARDS, Store
+
+STORE_FORMAT = 1  # the layout version this arcflow writes; a store of a higher one is refused
+STORE_INFO = "store.json"
+
+
+class StoreUnreachableError(StoreLockedError):
+    """The object store cannot be used: unreachable, refused credentials, a missing bucket, a newer format. A
+    ``StoreLockedError`` so every command that takes the lock reports it the same way, before any node starts."""
+
+
+def staging_root(url: str) -> str:
+    """This machine's staging folder for the store at ``url``."""
+    base = os.environ.get("ARCFLOW_STAGING") or os.path.join(
+        os.path.expanduser("~"), ".cache", "arcflow", "stores"
+    )
+    return os.path.join(os.path.abspath(base), hashlib.sha256(url.encode()).hexdigest()[:16])
+
+
+class ObjectStore(Store):
+    """``Store`` with the object store at ``url`` as the truth and ``root`` as this machine's staging folder."""
+
+    url: str
+
+    def __init__(self, root: str) -> None:
+        self.url = root.rstrip("/")
+        self.fs, self.base = filesystem(self.url)
+        self.root = staging_root(self.url)
+        self._lock_obj: ObjectLock | None = None
+        self._io_lock = threading.Lock()
+
+    def __post_init__(self) -> None:  # the dataclass hook of Store: root is set in __init__ here
+        pass
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.url!r}, staging={self.root!r})"
+
+    # ---- remote paths ----------------------------------------------------------------------------------------
+    def _remote(self, *parts: str) -> str:
+        return "/".join([self.base, *(p.strip("/") for p in parts if p)])
+
+    def _remote_output(self, fingerprint: str, rel: str = "") -> str:
+        return self._remote("outputs", fingerprint, rel)
+
+    def _get_json(self, path: str) -> Any | None:
+        try:
+            return json.loads(get_bytes(self.fs, path))
+        except FileNotFoundError:
+            return None
+
+    # ---- outputs ---------------------------------------------------------------------------------------------
+    def manifest(self, fingerprint: str) -> dict[str, Any] | None:
+        return self._get_json(self._remote_output(fingerprint, MANIFEST))
+
+    def has_output(self, fingerprint: str) -> bool:
+        path = self._remote_output(fingerprint, MANIFEST)
+        self.fs.invalidate_cache(path)
+        return bool(with_retries(f"HEAD {path}", lambda: self.fs.exists(path)))
+
+    def shards(self, fingerprint: str) -> list[dict[str, Any]]:
+        found = self._get_json(self._remote_output(fingerprint, SHARDS))
+        if found is None:
+            raise FileNotFoundError(f"{self._remote_output(fingerprint, SHARDS)}: the output is not complete")
+        return found
+
+    def files(self, fingerprint: str) -> dict[str, str]:
+        return self._get_json(self._remote_output(fingerprint, FILES)) or {}
+
+    def stage_output(self, fingerprint: str) -> None:
+        """Before a node runs: copy down what the object store has of this unfinished output (the files and
+        markers of the shards a killed run finished), so those shards are skipped."""
+        self._pull(fingerprint, skip_scratch=False)
+
+    def materialize(self, fingerprint: str) -> str:
+        """A finished output (an input of a node) complete in the staging folder; returns its local folder."""
+        self._pull(fingerprint, skip_scratch=True)
+        return self.output_dir(fingerprint)
+
+    def _pull(self, fingerprint: str, skip_scratch: bool) -> None:
+        local = self.output_dir(fingerprint)
+        remote = listing(self.fs, self._remote_output(fingerprint))
+        for rel, size in sorted(remote.items()):
+            if TMP_MARK in rel or (skip_scratch and rel.startswith("_")):
+                continue
+            path = os.path.join(local, rel)
+            try:
+                if os.path.getsize(path) == size:
+                    continue
+            except OSError:
+                pass
+            get_file(self.fs, self._remote_output(fingerprint, rel), path)
+
+    def shard_runner(
+        self, fn: Callable[..., ShardResult], out_dir: str, fingerprint: str
+    ) -> Callable[..., ShardResult]:
+        """Wrap a worker's shard function so the worker uploads the shard it wrote, marker last."""
+        return functools.partial(_run_and_upload, fn, self.url, out_dir, fingerprint)
+
+    def hash_output(self, fingerprint: str) -> str:
+        """The content hash, computed on the staged copy (completed from the object store first, for shards that
+        other machines or a killed run wrote), so it is the same as on a local store; then every output file that
+        the object store lacks is uploaded."""
+        self._pull(fingerprint, skip_scratch=False)
+        content_hash = super().hash_output(fingerprint)
+        self._push(fingerprint)
+        return content_hash
+
+    def _push(self, fingerprint: str) -> None:
+        """Upload the staged files of an output the object store lacks (or holds at another size), bookkeeping
+        excepted (``write_manifest`` writes those, last)."""
+        local = self.output_dir(fingerprint)
+        remote = listing(self.fs, self._remote_output(fingerprint))
+        for root, _dirs, names in os.walk(local):
+            for name in sorted(names):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, local).replace(os.sep, "/")
+                if TMP_MARK in name or rel in BOOKKEEPING or rel.split("/", 1)[0].startswith("_"):
+                    continue
+                if remote.get(rel) != os.path.getsize(path):
+                    put_file(self.fs, path, self._remote_output(fingerprint, rel))
+
+    def write_manifest(
+        self, fingerprint: str, manifest: dict[str, Any], shards: list[dict[str, Any]]
+    ) -> None:
+        """``files.json`` and ``shards.json`` first, the manifest last, each a whole object; the staged copy gets
+        the same files. Refused once the lock's lease is lost."""
+        self.check_lease()
+        super().write_manifest(fingerprint, manifest, shards)
+        local = self.output_dir(fingerprint)
+        for name in (FILES, SHARDS, MANIFEST):
+            put_file(self.fs, os.path.join(local, name), self._remote_output(fingerprint, name))
+
+    def discard_output(self, fingerprint: str) -> None:
+        """The manifest goes first (a crash leaves the output incomplete), then every object, then the staging."""
+        self._remove_remote(fingerprint)
+        shutil.rmtree(self.output_dir(fingerprint), ignore_errors=True)
+
+    def _remove_remote(self, fingerprint: str) -> None:
+        manifest = self._remote_output(fingerprint, MANIFEST)
+        try:
+            with_retries(f"DELETE {manifest}", lambda: self.fs.rm_file(manifest))
+        except FileNotFoundError:
+            pass
+        objects = sorted(listing(self.fs, self._remote_output(fingerprint)))
+        if objects:
+            paths = [self._remote_output(fingerprint, rel) for rel in objects]
+            with_retries(f"DELETE {fingerprint}", lambda: self.fs.rm(paths))
+
+    # ---- refs and runs ---------------------------------------------------------------------------------------
+    def _refs_remote(self, pipeline: str) -> str:
+        return self._remote("refs", f"{pipeline}.json")
+
+    def read_refs(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        return self._get_json(self._refs_remote(pipeline)) or {}
+
+    def update_ref(self, pipeline: str, node_id: str, entry: dict[str, Any]) -> None:
+        from flows.store import _same_entry
+
+        with self._io_lock:
+            refs = self.read_refs(pipeline)
+            old = refs.get(node_id)
+            if old is not None and _same_entry(old, entry):
+                return
+            self.check_lease()
+            refs[node_id] = entry
+            put_bytes(
+                self.fs, self._refs_remote(pipeline), json.dumps(refs, indent=1, sort_keys=True).encode()
+            )
+
+    def all_refs(self) -> dict[str, dict[str, dict[str, Any]]]:
+        names = listing(self.fs, self._remote("refs"))
+        return {n[:-5]: self.read_refs(n[:-5]) for n in sorted(names) if n.endswith(".json") and "/" not in n}
+
+    def publish_run(self, run_dir: str) -> None:
+        """Upload a run's record (``runs/<id>/``: resolved config, selection, final states)."""
+        rel_run = os.path.relpath(run_dir, self.root).replace(os.sep, "/")
+        for name in sorted(os.listdir(run_dir)):
+            put_file(self.fs, os.path.join(run_dir, name), self._remote(rel_run, name))
+
+    # ---- lock ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, wait: bool = False, timeout_s: float = 3600.0) -> Iterator[None]:
+        """The store's lock as a leased object (``flows/object_lock.py``); re-entrant within one process. The
+        object store is checked first (reachable, credentials, bucket, format), before any node starts."""
+        with _HELD_GUARD:
+            nested = self.url in _HELD
+            if nested:
+                _HELD[self.url] += 1
+        if nested:
+            try:
+                yield
+            finally:
+                with _HELD_GUARD:
+                    _HELD[self.url] -= 1
+            return
+        self.check_reachable()
+        held = ObjectLock(self.fs, self._remote("lock"), self.url)
+        held.acquire(wait=wait, timeout_s=timeout_s)
+        self._lock_obj = held
+        _LIVE_LOCKS[self.url] = held
+        with _HELD_GUARD:
+            _HELD[self.url] = 1
+        try:
+            self._write_store_info()
+            os.makedirs(self.root, exist_ok=True)
+            self.remove_stale_temporaries()
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(self.url, None)
+            _LIVE_LOCKS.pop(self.url, None)
+            self._lock_obj = None
+            held.release()
+
+    def check_lease(self) -> None:
+        """Raise when this process held the store's lock and lost its lease (nothing may be committed then)."""
+        held = self._lock_obj or _LIVE_LOCKS.get(self.url)
+        if held is not None:
+            held.check()
+
+    def check_reachable(self) -> None:
+        """A clear error, before any node starts, when the object store cannot be used."""
+        bucket = self.base.split("/", 1)[0]
+        try:
+            self.fs.invalidate_cache(bucket)
+            if not with_retries(f"HEAD {bucket}", lambda: self.fs.exists(bucket), attempts=2):
+                raise FileNotFoundError(bucket)
+            self.fs.ls(bucket)
+        except FileNotFoundError:
+            raise StoreUnreachableError(
+                f"the store {self.url}: the bucket {bucket!r} does not exist (or these credentials cannot see "
+                f"it); create it, or fix `workdir:`"
+            ) from None
+        except PermissionError as exc:
+            raise StoreUnreachableError(
+                f"the store {self.url} refused these credentials ({exc}); check AWS_ACCESS_KEY_ID / "
+                f"AWS_PROFILE (or the fsspec options of this protocol)"
+            ) from None
+        except StoreUnreachableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each client library names a refused connection its own way
+            raise StoreUnreachableError(
+                f"the store {self.url} cannot be reached: {type(exc).__name__}: {exc}; check the endpoint "
+                f"(AWS_ENDPOINT_URL for an S3-compatible server) and the network"
+            ) from None
+        info = self._get_json(self._remote(STORE_INFO)) or {}
+        if int(info.get("format", 0)) > STORE_FORMAT:
+            raise StoreUnreachableError(
+                f"the store {self.url} was written by a newer arcflow ({info.get('arcflow', '?')}, store format "
+                f"{info.get('format')}; this arcflow reads format {STORE_FORMAT}); upgrade arcflow"
+            )
+
+    def _write_store_info(self) -> None:
+        path = self._remote(STORE_INFO)
+        if self._get_json(path) is None:
+            put_bytes(self.fs, path, json.dumps({"format": STORE_FORMAT, "arcflow": _version()}).encode())
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Temporary files of killed writers in the staging folder (the object store never holds any)."""
+        if not os.path.isdir(self.root):
+            return []
+        return remove_stale_temporaries(self.root, keep_live=False)
+
+    # ---- gc --------------------------------------------------------------------------------------------------
+    def _fingerprints(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for rel, size in listing(self.fs, self._remote("outputs")).items():
+            fp = rel.split("/", 1)[0]
+            sizes[fp] = sizes.get(fp, 0) + size
+        return sizes
+
+    def garbage(self) -> list[tuple[str, int]]:
+        sizes = self._fingerprints()
+        keep = self.referenced()
+        return [(fp, sizes[fp]) for fp in sorted(sizes) if fp not in keep]
+
+    def collect(self, dry_run: bool = False) -> list[tuple[str, int]]:
+        removed = self.garbage()
+        if not dry_run:
+            for fp, _size in removed:
+                self.discard_output(fp)
+        return removed
+
+
+_LIVE_LOCKS: dict[str, ObjectLock] = {}  # store URL -> the lock this process holds on it
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("arcflow")
+    except Exception:  # noqa: BLE001 - an uninstalled checkout
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """What a worker uploads for shard ``index`` of an output: its files, then its marker."""
+
+    url: str
+    out_dir: str
+    fingerprint: str
+
+    def __call__(self, result: ShardResult) -> None:
+        fs, base = filesystem(self.url)
+        remote = f"{base}/outputs/{self.fingerprint}"
+        tag = f"part-{result.index:05d}"
+        files = []
+        for root, dirs, names in os.walk(self.out_dir):
+            if root == self.out_dir:
+                dirs[:] = [d for d in dirs if not d.startswith("_")]
+            files += [os.path.join(root, n) for n in names if n.startswith(tag) and TMP_MARK not in n]
+        for path in sorted(files):
+            put_file(fs, path, f"{remote}/{os.path.relpath(path, self.out_dir).replace(os.sep, '/')}")
+        marker = marker_path(self.out_dir, result.index)
+        put_file(fs, marker, f"{remote}/{MARKERS}/{os.path.basename(marker)}")
+
+
+def _run_and_upload(
+    fn: Callable[..., ShardResult], url: str, out_dir: str, fingerprint: str, *args: Any, **kwargs: Any
+) -> ShardResult:
+    result = fn(*args, **kwargs)
+    _Upload(url, out_dir, fingerprint)(result)
+    return result
+
+
+__all__ = ["ObjectStore", "StoreUnreachableError", "staging_root", "atomic_write_bytes"]
