@@ -54,6 +54,8 @@ class Grpo(Kind):
     )
     path_params = ("model_path", "hostfile")
     phases: ClassVar[tuple[str, ...]] = ("prepare", "rl", "export")
+    # `--node rl` after a crash resumes from the last RL checkpoint and the scored rollouts (same fingerprint)
+    resume_when_forced: ClassVar[bool] = True
     description = "GRPO with verifiable rewards from a checkpoint: validation pass rate before and after"
 
     def signature(self, params: KindParams) -> str:
