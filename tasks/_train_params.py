@@ -34,6 +34,11 @@ class StageParams(KindParams):
     hostfile: str | None = Field(None, description="DeepSpeed hostfile: spread the ranks over its hosts")
     launcher: Literal["deepspeed", "torchrun"] = "deepspeed"
     threads: int = Field(1, ge=1, description="torch CPU threads per rank (fixed, for bit-identical results)")
+    compile: bool | None = Field(
+        None,
+        description="regional torch.compile of the model's layers (docs/TRAIN_SPEED.md); default: on for bf16 "
+        "on GPU, off on CPU",
+    )
     seed: int = Field(0, description="added to the node seed (initialisation and sample order)")
     shuffle: bool = Field(True, description="seeded global sample order")
 

@@ -30,6 +30,9 @@ class ModelSpec(_Spec):
     overrides: dict[str, Any] = Field(default_factory=dict, description="any ModelConfig field")
     init_from: str | None = Field(None, description="HF folder of a parent checkpoint to start from")
     expert_impl: Literal["auto", "loop", "bmm", "grouped_mm"] = "auto"
+    compile: bool | None = Field(
+        None, description="regional torch.compile of the layers (None: on for bf16 on GPU, off otherwise)"
+    )
 
 
 class DataSpec(_Spec):
