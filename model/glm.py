@@ -75,18 +75,15 @@ def _varlen_causal(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int
 ) -> torch.Tensor:
     """Causal varlen attention, q [T, nh, D], k/v [T, nkv, D] -> [T, nh, D], across the varlen API's versions
-    (torch 2.11: ``is_causal`` and no GQA; 2.13: ``window_size`` and ``enable_gqa``)."""
+    (torch 2.11: ``is_causal``; later: ``window_size``, some with ``enable_gqa``). GQA needs no repeated k/v: the
+    flash kernels behind it take fewer kv heads as they are (and sum their gradients)."""
     kwargs: dict[str, object] = {}
     if "window_size" in _VARLEN_ARGS:
         kwargs["window_size"] = (-1, 0)
     else:
         kwargs["is_causal"] = True
-    if k.shape[1] != q.shape[1]:
-        if "enable_gqa" in _VARLEN_ARGS:
-            kwargs["enable_gqa"] = True
-        else:
-            rep = q.shape[1] // k.shape[1]
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    if k.shape[1] != q.shape[1] and "enable_gqa" in _VARLEN_ARGS:
+        kwargs["enable_gqa"] = True
     if q.dtype not in (torch.bfloat16, torch.float16):  # an fp32 model: the flash kernel takes half precision
         half = torch.bfloat16  # only; bf16 keeps fp32's range. Autograd casts the gradients back to fp32 too
         out = _varlen_attn(q.to(half), k.to(half), v.to(half), cu, cu, max_len, max_len, **kwargs)
@@ -254,9 +251,18 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, S, H] -> q [B, S, nh, D], k and v [B, S, nkv, D]: projections, QK-norm, RoPE."""
         b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # [B, S, nh, D]
-        k = self.k_proj(x).view(b, s, self.n_kv, self.head_dim)  # [B, S, nkv, D]
-        v = self.v_proj(x).view(b, s, self.n_kv, self.head_dim)
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if (
+            x.is_cuda
+        ):  # one GEMM for q, k and v (the weights keep HF's names; their concatenation is a small copy)
+            weight = torch.cat([p.weight for p in projs])
+            bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
+            q, k, v = F.linear(x, weight, bias).split([p.out_features for p in projs], dim=-1)
+        else:  # on CPU the copy costs more than the GEMM calls it saves
+            q, k, v = (p(x) for p in projs)
+        q = q.view(b, s, self.n_heads, self.head_dim)  # [B, S, nh, D]
+        k = k.view(b, s, self.n_kv, self.head_dim)  # [B, S, nkv, D]
+        v = v.view(b, s, self.n_kv, self.head_dim)
         if self.use_qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v

@@ -34,6 +34,16 @@ def test_varlen_packed_logits_equal_each_document_alone() -> None:
                 alone = model(ids[row : row + 1, start : start + n]).logits[0].float()
                 torch.testing.assert_close(varlen[row, start : start + n], alone, rtol=2e-2, atol=2e-2)
                 start += n
+    grads = []  # GQA (4 heads, 2 kv heads): the kv gradients of the flash path equal the SDPA path's
+    for impl in ("auto", "sdpa"):
+        for layer in model.model.layers:
+            layer.self_attn.attn_impl = impl
+        model.zero_grad(set_to_none=True)
+        model(ids, doc_lens=doc_lens, labels=ids, return_logits=False).loss.backward()
+        attn = model.model.layers[1].self_attn
+        grads.append([attn.k_proj.weight.grad.float(), attn.v_proj.weight.grad.float()])
+    for a, b in zip(*grads, strict=True):
+        assert ((a - b).norm() / b.norm()) < 3e-2
 
 
 def test_grouped_mm_experts_match_loop_in_bf16() -> None:
@@ -74,15 +84,20 @@ def test_small_bf16_train_step_with_muon() -> None:
 
 
 def test_compiled_layers_match_eager_in_bf16() -> None:
+    """Compiled regions compute the eager model's loss and gradients. The routers get zero weights and distinct
+    correction biases, so both pick the same experts (bf16 rounding would otherwise flip near-tied picks and move
+    whole tokens' gradients between experts); the gate weights and everything else stay live."""
     cfg = model_config("tiny")
     ids = _ids(cfg.vocab_size, 2, 256)
-    doc_lens = [[100, 156], [30, 200, 26]]
     results = []
     for compiled in (False, True):
         model = GLMForCausalLM(cfg).cuda().to(torch.bfloat16).compile_layers(compiled)
-        for router in model.routers():
-            router.float()
-        for lens in ([[256], [128, 128]], doc_lens):  # a second layout reuses the compiled graphs
+        with torch.no_grad():
+            for router in model.routers():
+                router.float()
+                router.weight.zero_()
+                router.e_score_correction_bias.copy_(torch.linspace(0.0, 0.1, router.n_experts))
+        for lens in ([[256], [128, 128]], [[100, 156], [30, 200, 26]]):  # a new layout reuses the graphs
             model.zero_grad(set_to_none=True)
             out = model(ids, doc_lens=lens, labels=ids, mtp_weight=0.3, aux_weight=1e-4, return_logits=False)
             out.loss.backward()
@@ -91,13 +106,9 @@ def test_compiled_layers_match_eager_in_bf16() -> None:
     (loss_e, mtp_e, grads_e), (loss_c, mtp_c, grads_c) = results
     assert loss_c == pytest.approx(loss_e, rel=1e-2) and mtp_c == pytest.approx(mtp_e, rel=1e-2)
     assert grads_e.keys() == grads_c.keys()
-    for name in (
-        "lm_head.weight",
-        "model.layers.1.mlp.experts.down_proj",
-        "model.layers.0.self_attn.q_proj.weight",
-    ):
-        rel = (grads_c[name] - grads_e[name]).norm() / grads_e[name].norm()
-        assert rel < 5e-2, (name, float(rel))
+    rel = {n: float((grads_c[n] - grads_e[n]).norm() / grads_e[n].norm().clamp(min=1e-12)) for n in grads_e}
+    worst = sorted(rel.items(), key=lambda kv: -kv[1])[:5]
+    assert worst[0][1] < 5e-2, worst
 
 
 def test_training_step_never_waits_for_the_gpu() -> None:
