@@ -252,9 +252,8 @@ class Attention(nn.Module):
         """x [B, S, H] -> q [B, S, nh, D], k and v [B, S, nkv, D]: projections, QK-norm, RoPE."""
         b, s, _ = x.shape
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        if (
-            x.is_cuda
-        ):  # one GEMM for q, k and v (the weights keep HF's names; their concatenation is a small copy)
+        # on GPU one GEMM for q, k and v (the weights keep HF's names; their concatenation is a small copy)
+        if x.is_cuda:
             weight = torch.cat([p.weight for p in projs])
             bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
             q, k, v = F.linear(x, weight, bias).split([p.out_features for p in projs], dim=-1)
