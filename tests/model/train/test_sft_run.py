@@ -66,7 +66,7 @@ def test_sft_trains_and_exports(store: dict, tmp_path: Path) -> None:
     prompt = tok.apply_chat_template(
         messages[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
-    out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    out = model.generate(**prompt, max_new_tokens=4, do_sample=False, eos_token_id=None)  # exactly 4 tokens
     assert out.shape[1] == prompt["input_ids"].shape[1] + 4 and out.dtype == torch.long
     # a next stage starts from the exported folder, with a larger RoPE base (midtraining's override)
     mid = {
