@@ -15,12 +15,15 @@ sentence). Sentence mode splits in Python, document by document: slower than lin
 
 from __future__ import annotations
 
+from typing import Literal
+
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from data_pipes.web.lang.segmenters import UNSPACED, segment
 from data_pipes.web.sentence_split import split_sentences
 from data_pipes.web.sentences import count_sentences
-from data_pipes.web.text_stats import PY_SPACE, per_doc, py_strip, splitlines_normalised
+from data_pipes.web.text_stats import PY_SPACE, TERMINAL_CLASS, per_doc, py_strip, splitlines_normalised
 
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 POLICY_PHRASES = (
@@ -51,6 +54,15 @@ class C4Params(BaseModel):
     filter_javascript: bool = True
     filter_curly_bracket: bool = True
     filter_policy: bool = True
+    # what a kept line must end with: "english", datatrove's . ? ! " ' ; "unicode", any sentence terminal
+    # (Unicode Sentence_Terminal: 。 ？ ؟ । ...) or those, optionally followed by closing quotes or brackets
+    end_punct: Literal["english", "unicode"] = "english"
+
+
+def _end_class(p: C4Params) -> str:
+    if p.end_punct == "english":
+        return "[.?!\"']$"
+    return f"(?:[.?!\"'{TERMINAL_CLASS}]|[{TERMINAL_CLASS}][\\p{{Pf}}\\p{{Pe}}\"']+)$"
 
 
 def _line_status(p: C4Params) -> pl.Expr:
@@ -58,7 +70,7 @@ def _line_status(p: C4Params) -> pl.Expr:
     low = line.str.to_lowercase()
     rules: list[tuple[bool, pl.Expr, str]] = [
         (p.max_word_length != -1, pl.col("too_long"), "drop"),
-        (p.filter_no_terminal_punct, ~line.str.contains("[.?!\"']$") | line.str.ends_with("..."), "drop"),
+        (p.filter_no_terminal_punct, ~line.str.contains(_end_class(p)) | line.str.ends_with("..."), "drop"),
         (True, pl.col("n_words") < p.min_words_per_line, "drop"),
         (p.filter_lorem_ipsum, low.str.contains("lorem ipsum", literal=True), "c4_lorem_ipsum"),
         (p.filter_javascript, low.str.contains("javascript", literal=True), "drop"),
@@ -76,7 +88,7 @@ def _line_status(p: C4Params) -> pl.Expr:
     return expr.otherwise(pl.lit("keep"))
 
 
-def _lines(texts: pl.Series, p: C4Params) -> pl.DataFrame:
+def _lines(texts: pl.Series, p: C4Params, segmenter: str) -> pl.DataFrame:
     if p.split_paragraph:
         units = pl.DataFrame({"text": texts}).select(splitlines_normalised(pl.col("text")).str.split("\n"))
     else:
@@ -90,6 +102,14 @@ def _lines(texts: pl.Series, p: C4Params) -> pl.DataFrame:
         .with_columns(line=py_strip(pl.col("line")))
         .with_columns(n_words=pl.col("line").str.count_matches(f"[^{PY_SPACE}]+"), too_long=pl.lit(False))
     )
+    if segmenter in UNSPACED and p.min_words_per_line > 0:
+        # scripts without spaces: words are the segmenter's; a line with enough whitespace words has at least
+        # as many segmented words, so only the others are segmented
+        short = (frame["n_words"] < p.min_words_per_line).arg_true()
+        if len(short):
+            counts = segment(frame["line"].gather(short), segmenter).group_by("doc").agg(n=pl.len())
+            n_seg = per_doc(counts, len(short))["n"].cast(frame["n_words"].dtype)
+            frame = frame.with_columns(n_words=frame["n_words"].scatter(short, n_seg))
     if p.max_word_length != -1:
         # only a line longer than the limit can hold such a word; check those few in Python
         long = frame["line"].str.len_chars() > p.max_word_length
@@ -103,10 +123,12 @@ def _lines(texts: pl.Series, p: C4Params) -> pl.DataFrame:
     return frame.with_columns(status=_line_status(p))
 
 
-def c4_apply(texts: pl.Series, params: C4Params) -> tuple[pl.Series, pl.Series]:
-    """Apply the C4 rules: (texts with lines removed, per-row first failing reason `c4_*` or null)."""
+def c4_apply(texts: pl.Series, params: C4Params, segmenter: str = "en") -> tuple[pl.Series, pl.Series]:
+    """Apply the C4 rules: (texts with lines removed, per-row first failing reason `c4_*` or null).
+
+    `segmenter` is the language's word tokeniser, for counting sentences (and words of unspaced scripts)."""
     p, n_docs = params, len(texts)
-    lines = _lines(texts, p)
+    lines = _lines(texts, p, segmenter)
     doc_events = (
         lines.filter(pl.col("status").str.starts_with("c4_")).group_by("doc").agg(pl.col("status").first())
     )
@@ -128,7 +150,7 @@ def c4_apply(texts: pl.Series, params: C4Params) -> tuple[pl.Series, pl.Series]:
         check = kept.join(
             pl.DataFrame({"doc": few_lines.arg_true()}), on="doc", how="semi", maintain_order="left"
         )
-        n_sent = count_sentences(check["line"])
+        n_sent = count_sentences(check["line"], segmenter)
         sents = per_doc(
             check.select("doc").with_columns(n=n_sent).group_by("doc").agg(pl.col("n").sum()), n_docs
         )

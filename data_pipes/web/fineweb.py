@@ -13,7 +13,6 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_pipes.web.text_stats import PY_SPACE, TERMINAL_CLASS, duplicate_stats, first_reason, per_doc
-from data_pipes.web.word_tokenizer import tokenize
 
 DATATROVE_REASONS = {
     "fineweb_empty": "empty",
@@ -36,8 +35,11 @@ class FineWebParams(BaseModel):
     new_line_ratio: float = Field(0.3, ge=0)
 
 
-def fineweb_reasons(texts: pl.Series, params: FineWebParams, tokens: pl.DataFrame | None = None) -> pl.Series:
-    """Per row, the first failing FineWeb check (`fineweb_*`), or null when the row is kept."""
+def fineweb_reasons(
+    texts: pl.Series, params: FineWebParams, tokens: pl.DataFrame | None = None, segmenter: str = "en"
+) -> pl.Series:
+    """Per row, the first failing FineWeb check (`fineweb_*`), or null when the row is kept; words (for the
+    newline ratio) come from `tokens`, else from the word segmenter `segmenter`."""
     p, n_docs = params, len(texts)
     stop = (
         f"[{TERMINAL_CLASS}]$"
@@ -62,7 +64,9 @@ def fineweb_reasons(texts: pl.Series, params: FineWebParams, tokens: pl.DataFram
     )
     dups = duplicate_stats(lines, n_docs)
     if tokens is None:
-        tokens = tokenize(texts)
+        from data_pipes.web.lang.segmenters import segment
+
+        tokens = segment(texts, segmenter)
     words = per_doc(tokens.group_by("doc").agg(n_words=pl.len()), n_docs)["n_words"]
     n = line_stats["n"]
     punct_ratio = line_stats["punct"] / n

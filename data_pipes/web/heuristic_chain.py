@@ -3,7 +3,8 @@ filter.
 
 Equivalent to a datatrove pipeline of the four filters in that order: C4 rewrites the text of the rows it
 keeps and FineWeb sees the rewritten text. Words are tokenised once for both Gopher filters; later stages
-work only on the rows still alive."""
+work only on the rows still alive. `heuristic_chain_by_language` runs the chain once per language group, with
+that language's words and thresholds (`lang/rules.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from data_pipes.web.c4 import C4Params, c4_apply
 from data_pipes.web.fineweb import FineWebParams, fineweb_reasons
 from data_pipes.web.gopher_quality import GopherQualityParams, gopher_quality_reasons
 from data_pipes.web.gopher_repetition import GopherRepetitionParams, gopher_repetition_reasons
-from data_pipes.web.word_tokenizer import tokenize
+from data_pipes.web.lang.rules import (
+    UNKNOWN_DROP_REASON,
+    LanguageOverride,
+    Sections,
+    UnknownLang,
+    group_key,
+    normalise_lang,
+    resolve,
+)
+from data_pipes.web.lang.scripts import dominant_script
+from data_pipes.web.lang.segmenters import segment
 
 
 def _fill(reasons: pl.Series, alive: pl.Series, stage: pl.Series) -> pl.Series:
@@ -27,12 +38,14 @@ def heuristic_chain(
     gopher_r: GopherRepetitionParams | None = None,
     c4: C4Params | None = None,
     fineweb: FineWebParams | None = None,
+    segmenter: str = "en",
 ) -> tuple[pl.Series, pl.Series]:
-    """Run the four filters in order (`None` params skip a filter). Returns (texts after C4, reasons)."""
+    """Run the four filters in order (`None` params skip a filter) with words from the word segmenter
+    `segmenter` (`lang.segmenters`; "en" is datatrove's English). Returns (texts after C4, reasons)."""
     texts = texts.cast(pl.String).fill_null("")
     reasons = pl.Series("reason", [None] * len(texts), dtype=pl.String)
     out_texts = texts.clone()
-    tokens = tokenize(texts) if gopher_q is not None or gopher_r is not None else None
+    tokens = segment(texts, segmenter) if gopher_q is not None or gopher_r is not None else None
     if gopher_q is not None:
         reasons = gopher_quality_reasons(texts, gopher_q, tokens).rename("reason")
     if gopher_r is not None:
@@ -43,10 +56,49 @@ def heuristic_chain(
         reasons = _fill(reasons, alive, gopher_repetition_reasons(texts.gather(alive), gopher_r, sub_tokens))
     if c4 is not None:
         alive = reasons.is_null().arg_true()
-        new_texts, stage = c4_apply(texts.gather(alive), c4)
+        new_texts, stage = c4_apply(texts.gather(alive), c4, segmenter)
         reasons = _fill(reasons, alive, stage)
         out_texts = out_texts.scatter(alive, new_texts) if len(alive) else out_texts
     if fineweb is not None:
         alive = reasons.is_null().arg_true()
-        reasons = _fill(reasons, alive, fineweb_reasons(out_texts.gather(alive), fineweb))
+        reasons = _fill(
+            reasons, alive, fineweb_reasons(out_texts.gather(alive), fineweb, segmenter=segmenter)
+        )
     return out_texts, reasons
+
+
+def heuristic_chain_by_language(
+    texts: pl.Series,
+    langs: pl.Series,
+    base: Sections,
+    unknown_lang: UnknownLang = "script",
+    overrides: dict[str, LanguageOverride] | None = None,
+) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """`heuristic_chain` with each document's language's rules (`lang.rules`): (texts after C4, reasons, the
+    rule group of each row: its language, `script:<name>` for a fallback, `drop`). Groups run in sorted order;
+    each row's result depends only on its own text and group."""
+    overrides = {normalise_lang(k): v for k, v in (overrides or {}).items()}
+    texts = texts.cast(pl.String).fill_null("")
+    codes = langs.cast(pl.String).map_elements(normalise_lang, return_dtype=pl.String, skip_nulls=False)
+    codes = codes.fill_null("")
+    scripts = dominant_script(texts)
+    keys = pl.Series(
+        "rules",
+        [group_key(c, s, unknown_lang, overrides) for c, s in zip(codes, scripts, strict=True)],
+        dtype=pl.String,
+    )
+    out_texts = texts.clone()
+    reasons = pl.Series("reason", [None] * len(texts), dtype=pl.String)
+    for key in sorted(set(keys.to_list())):
+        rows = (keys == key).arg_true()
+        rules = resolve(key, base, overrides)
+        if rules is None:
+            reasons = reasons.scatter(rows, UNKNOWN_DROP_REASON)
+            continue
+        s = rules.sections
+        sub_texts, sub_reasons = heuristic_chain(
+            texts.gather(rows), s.gopher_quality, s.gopher_repetition, s.c4, s.fineweb, rules.segmenter
+        )
+        out_texts = out_texts.scatter(rows, sub_texts)
+        reasons = reasons.scatter(rows, sub_reasons)
+    return out_texts, reasons, keys

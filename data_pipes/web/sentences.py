@@ -2,7 +2,7 @@
 
 A new sentence starts at a token that is not punctuation when a sentence-final token (one of `. ! ?` and
 other sentence terminals, as a whole token) occurred since the previous such token. Counted column-wise on
-our tokens. Departure: the terminal set is Unicode's `Sentence_Terminal` (spaCy lists a few fewer
+our tokens (the language's word segmenter: CJK full stops are tokens of their own). Departure: the terminal set is Unicode's `Sentence_Terminal` (spaCy lists a few fewer
 characters)."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import polars as pl
 
 from data_pipes.web.text_stats import per_doc
-from data_pipes.web.word_tokenizer import tokenize
 
 
-def count_sentences(texts: pl.Series) -> pl.Series:
-    """Number of sentences in each text (0 for a text without tokens)."""
-    tokens = tokenize(texts)
+def count_sentences(texts: pl.Series, segmenter: str = "en") -> pl.Series:
+    """Number of sentences in each text (0 for a text without tokens), on the words of `segmenter`."""
+    from data_pipes.web.lang.segmenters import segment
+
+    tokens = segment(texts, segmenter)
     is_pc = pl.col("tok").str.contains(r"^\p{Sentence_Terminal}$")
     is_word = ~pl.col("tok").str.contains(r"^\p{P}+$") & ~is_pc
     groups = (

@@ -16,6 +16,7 @@ Where we depart from spaCy (measured in `benchmarks/web_heuristics.py`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import polars as pl
@@ -104,6 +105,11 @@ def _special(chunk: str) -> tuple[str, ...] | None:
     return None
 
 
+def _special_plain(chunk: str) -> tuple[str, ...] | None:
+    """Specials of the language-neutral profile: kept-whole abbreviations and emoticons, no English clitics."""
+    return (chunk,) if chunk in _ABBREVIATIONS else None
+
+
 def _split_infixes(core: str) -> list[str]:
     matches = list(_INFIX.finditer(core))
     if not matches or _URL.match(core):
@@ -130,12 +136,12 @@ _FAST = regex.compile(
 )
 
 
-def _fast_split(chunk: str) -> tuple[str, ...] | None:
+def _fast_split(chunk: str, english: bool = True) -> tuple[str, ...] | None:
     m = _FAST.match(chunk)
     if m is None or chunk in _ABBREVIATIONS:
         return None
     parts = tuple(g for g in m.groups() if g is not None)
-    if any(p in _NO_APOSTROPHE for p in parts):
+    if english and any(p in _NO_APOSTROPHE for p in parts):
         return None
     return parts
 
@@ -146,7 +152,32 @@ def split_chunk(chunk: str) -> tuple[str, ...]:
     fast = _fast_split(chunk)
     if fast is not None:
         return fast
-    special = _special(chunk)
+    return _split_affixes(chunk, _special)
+
+
+# French, Italian and Catalan elided articles and pronouns (spaCy's tokenizers for those languages split them
+# off: "l'homme" -> "l'", "homme"); FineWeb-2's French stop words hold "l'" and "d'"
+_ELISION = regex.compile(
+    r"^((?i:qu|jusqu|lorsqu|puisqu|quoiqu|dell|dall|nell|sull|all|un|[ldjmnstc])['’])(\p{L}.*)$"
+)
+
+
+@lru_cache(maxsize=1 << 20)
+def split_chunk_plain(chunk: str, elision: bool = False) -> tuple[str, ...]:
+    """`split_chunk` without English's special cases (contractions, "dont", "im" -> "i" "m"), for the other
+    space-delimited languages; with `elision`, an elided article or pronoun is split off its word."""
+    parts = _fast_split(chunk, english=False) or _split_affixes(chunk, _special_plain)
+    if not elision:
+        return parts
+    out: list[str] = []
+    for part in parts:
+        m = _ELISION.match(part)
+        out.extend((m.group(1), m.group(2)) if m else (part,))
+    return tuple(out)
+
+
+def _split_affixes(chunk: str, special_fn: Callable[[str], tuple[str, ...] | None]) -> tuple[str, ...]:
+    special = special_fn(chunk)
     if special is not None:
         return special
     prefixes: list[str] = []
@@ -156,13 +187,13 @@ def split_chunk(chunk: str) -> tuple[str, ...]:
         size = len(core)
         pre = _PREFIX.search(core)
         pre_len = pre.end() if pre else 0
-        if pre_len and _special(core[pre_len:]) is not None:
+        if pre_len and special_fn(core[pre_len:]) is not None:
             prefixes.append(core[:pre_len])
             core = core[pre_len:]
             break
         suf = _SUFFIX.search(core[pre_len:]) if pre_len < len(core) else None
         suf_len = len(suf.group()) if suf else 0
-        if suf_len and _special(core[:-suf_len]) is not None:
+        if suf_len and special_fn(core[:-suf_len]) is not None:
             suffixes.append(core[-suf_len:])
             core = core[:-suf_len]
             break
@@ -176,11 +207,11 @@ def split_chunk(chunk: str) -> tuple[str, ...]:
         elif suf_len:
             suffixes.append(core[-suf_len:])
             core = core[:-suf_len]
-        if len(core) == size or _special(core) is not None:
+        if len(core) == size or special_fn(core) is not None:
             break
     middle: list[str] = []
     if core:
-        special = _special(core)
+        special = special_fn(core)
         middle = list(special) if special is not None else _split_infixes(core)
     return _merge_specials([*prefixes, *middle, *reversed(suffixes)])
 
@@ -208,20 +239,31 @@ _CHUNK = r"[^\s\x1c-\x1f]+"
 _PLAIN = r"^(?:\p{L}+|[0-9]+)$"
 
 
-def tokenize(texts: pl.Series) -> pl.DataFrame:
-    """Tokenise a column: one row per token, `doc` (row index in `texts`, u32) and `tok`, in order."""
+def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
+    """Tokenise a column: one row per token, `doc` (row index in `texts`, u32) and `tok`, in order.
+
+    `profile`: "en" (spaCy English, datatrove's), "plain" (the same affix rules without English's special
+    cases) or "elision" ("plain" plus French / Italian / Catalan elision)."""
+    if profile not in ("en", "plain", "elision"):
+        raise ValueError(f"unknown tokenizer profile {profile!r}: use 'en', 'plain' or 'elision'")
+    plain = pl.col("chunk").str.contains(_PLAIN)
+    if profile == "en":
+        plain = plain & ~pl.col("chunk").is_in(list(_NO_APOSTROPHE))
     chunks = (
         pl.DataFrame({"chunk": texts.cast(pl.String).str.extract_all(_CHUNK)})
         .with_row_index("doc")
         .explode("chunk")
         .drop_nulls("chunk")
-        .with_columns(
-            plain=pl.col("chunk").str.contains(_PLAIN) & ~pl.col("chunk").is_in(list(_NO_APOSTROPHE))
-        )
+        .with_columns(plain=plain)
     )
     distinct = chunks.filter(~pl.col("plain"))["chunk"].unique()
+    if profile == "en":
+        split = split_chunk
+    else:
+        elision = profile == "elision"
+        split = lambda c: split_chunk_plain(c, elision)  # noqa: E731
     # chunks never contain whitespace, so a space-joined string carries a chunk's tokens cheaply
-    mapping = pl.DataFrame({"chunk": distinct, "toks": [" ".join(split_chunk(c)) for c in distinct]})
+    mapping = pl.DataFrame({"chunk": distinct, "toks": [" ".join(split(c)) for c in distinct]})
     return (
         chunks.join(mapping, on="chunk", how="left", maintain_order="left")
         .select(

@@ -48,7 +48,13 @@ def _pipeline(tmp_path: Path, heuristics: dict) -> Path:
         "nodes": {
             "pages": {"uses": "files", "params": {"paths": ["pages"]}},
             "text": {"uses": "extract_html", "inputs": ["pages"], "params": {"min_chars": 1}},
-            "clean": {"uses": "heuristic_filters", "inputs": ["text"], "params": heuristics},
+            # the pages carry no `lang` (no langid node): `unknown_lang: english` gives them datatrove's English
+            # rules, which these tests compare against
+            "clean": {
+                "uses": "heuristic_filters",
+                "inputs": ["text"],
+                "params": {"unknown_lang": "english", **heuristics},
+            },
         },
     }
     path = tmp_path / "pipeline.yaml"
@@ -166,3 +172,48 @@ def test_switching_a_filter_off_and_thresholds_are_params(tmp_path: Path) -> Non
     assert strict["counts"]["kept"] == 0
     assert set(strict["drop_reasons"]) == {"gopher_quality_min_words"}
     assert json.dumps(strict["params"]["c4"]) == "null"
+
+
+def test_per_language_report_and_fallback(tmp_path: Path) -> None:
+    """Documents with their `lang`: the report gives each language's keep rate and top drop reason; a page
+    without a language falls back to its script's rules (here: kept without a stop-word rule)."""
+    zh = (
+        "Debian 是一个由志愿者组成的社区开发的自由操作系统。它使用 Linux 内核以及许多来自 GNU 项目的基本工具。"
+        "管理员可以通过 APT 软件包管理系统安装和升级软件，而不必手动处理依赖关系。"
+        "每个稳定版本在发布之前都会经过长时间的测试，因此它在服务器上非常受欢迎。\n"
+        "社区的成员来自世界各地，他们在邮件列表上讨论问题，并且共同维护成千上万个软件包。"
+        "新用户可以阅读手册，了解如何配置网络、备份数据和保护系统的安全。"
+        "如果遇到错误，用户可以在错误跟踪系统中提交报告，开发者会尽快回复。"
+    )
+    data = tmp_path / "docs.jsonl"
+    rows = [
+        {"id": "zh1", "text": zh, "lang": "zh"},
+        {"id": "zh2", "text": zh.split("。")[0] + "。", "lang": "zh"},  # one sentence: too few words
+        {"id": "none", "text": zh, "lang": ""},
+        {"id": "en1", "text": "only a few words here", "lang": "en"},
+    ]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    spec = {
+        "name": "h",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False},
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["docs.jsonl"]}},
+            "clean": {"uses": "heuristic_filters", "inputs": ["docs"]},
+        },
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    m = _run(path)
+    assert m["counts"]["in"] == 4 and m["counts"]["kept"] == 2
+    kept = _frames(tmp_path, "clean")
+    assert sorted(kept["url"].str.extract(r"(\d+)$").to_list()) == ["0", "2"]  # lines 0 and 2
+    (report,) = [r for r in m["reports"] if r["title"] == "keep rate by language"]
+    table = json.loads((tmp_path / "store" / "outputs" / m["fingerprint"] / report["table"]).read_text())
+    assert table == [
+        {"lang": "zh", "docs": 2, "kept": 1, "keep_rate": 0.5, "top_drop_reason": "gopher_quality_min_words",
+         "top_reason_share": 1.0},
+        {"lang": "(none)", "docs": 1, "kept": 1, "keep_rate": 1.0, "top_drop_reason": "", "top_reason_share": 0.0},
+        {"lang": "en", "docs": 1, "kept": 0, "keep_rate": 0.0, "top_drop_reason": "gopher_quality_min_words",
+         "top_reason_share": 1.0},
+    ]  # fmt: skip

@@ -1,0 +1,181 @@
+"""Which rules a document's language gets: the node's sections (datatrove's English defaults) with one
+language's tuned figures (`table.py`) and the user's per-language overrides laid over them.
+
+- `en`: the sections as given, datatrove's spaCy-English words: English keeps 100% agreement with datatrove.
+- a language of the table: its FineWeb-2 figures replace the fields FineWeb-2 tuned (stop words, word-length
+  bounds, share of alphabetic words, duplicate-line share, top / duplicated n-gram shares, FineWeb's line
+  punctuation and newline ratios) and its segmenter gives the words; C4 accepts any sentence terminal or closing
+  quote at a line's end (Thai, written without sentence punctuation, skips that check). Every other field
+  keeps the section's value.
+- any other language, or none (empty `lang`): `unknown_lang` decides: `script` (default) uses the segmenter
+  and word-length bounds of the text's dominant script without a stop-word rule, `english` the English
+  rules, `drop` drops the document (`heuristic_unknown_language`).
+- `languages:` in the node's params overrides any field of any language (a known one, one without a row, or
+  `en`), and may name its segmenter.
+Language codes are read case-insensitively, before any region or script suffix (`pt-BR`, `zh_Hant` -> pt, zh),
+and ISO 639-3 codes of the table's languages are accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from data_pipes.web.c4 import C4Params
+from data_pipes.web.fineweb import FineWebParams
+from data_pipes.web.gopher_quality import GopherQualityParams
+from data_pipes.web.gopher_repetition import GopherRepetitionParams
+from data_pipes.web.lang.scripts import fallback_for
+from data_pipes.web.lang.table import ALIASES, LANGS, LangFigures
+
+UnknownLang = Literal["script", "english", "drop"]
+UNKNOWN_DROP_REASON = "heuristic_unknown_language"
+
+
+class LanguageOverride(BaseModel):
+    """Per-language overrides in the node's `languages:` param: fields of any section, and the segmenter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segmenter: Literal["en", "plain", "elision", "zh", "ja", "th"] | None = Field(
+        None, description="word tokeniser: en (spaCy English), plain, elision (fr/it/ca), zh, ja, th"
+    )
+    gopher_quality: dict[str, Any] = Field(default_factory=dict)
+    gopher_repetition: dict[str, Any] = Field(default_factory=dict)
+    c4: dict[str, Any] = Field(default_factory=dict)
+    fineweb: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_exist(self) -> LanguageOverride:
+        # validate against each section's model now, so a typo fails before any shard runs
+        for name, model in _SECTIONS.items():
+            model.model_validate({**model().model_dump(), **getattr(self, name)})
+        return self
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "gopher_quality": GopherQualityParams,
+    "gopher_repetition": GopherRepetitionParams,
+    "c4": C4Params,
+    "fineweb": FineWebParams,
+}
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The node's four rule sections (None: that filter is off)."""
+
+    gopher_quality: GopherQualityParams | None
+    gopher_repetition: GopherRepetitionParams | None
+    c4: C4Params | None
+    fineweb: FineWebParams | None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The resolved rules of one group of documents: `name` says which (a language code, `script:Hani`, ...)."""
+
+    name: str
+    segmenter: str
+    sections: Sections
+
+
+def normalise_lang(code: str | None) -> str:
+    """`pt-BR` -> `pt`, `ZH_Hant` -> `zh`, `deu` -> `de`; "" for none."""
+    base = (code or "").strip().lower().replace("_", "-").split("-")[0]
+    return ALIASES.get(base, base)
+
+
+def _update(section: BaseModel | None, fields: dict[str, Any]) -> Any:
+    if section is None or not fields:
+        return section
+    return type(section).model_validate({**section.model_dump(), **fields})
+
+
+def _tuned(base: Sections, f: LangFigures) -> Sections:
+    unspaced_thai = f.segmenter == "th"
+    return Sections(
+        gopher_quality=_update(
+            base.gopher_quality,
+            {
+                "min_avg_word_length": f.min_avg_word_length,
+                "max_avg_word_length": f.max_avg_word_length,
+                "min_alpha_words_ratio": f.min_alpha_words_ratio,
+                "stop_words": f.stop_words,
+            },
+        ),
+        gopher_repetition=_update(
+            base.gopher_repetition,
+            {"dup_line_frac": f.dup_line_frac, "top_n_grams": f.top_n_grams, "dup_n_grams": f.dup_n_grams},
+        ),
+        c4=_update(
+            base.c4,
+            {"end_punct": "unicode", **({"filter_no_terminal_punct": False} if unspaced_thai else {})},
+        ),
+        fineweb=_update(
+            base.fineweb, {"line_punct_thr": f.line_punct_thr, "new_line_ratio": f.new_line_ratio}
+        ),
+    )
+
+
+def _script_fallback(base: Sections, script: str) -> tuple[str, Sections]:
+    fb = fallback_for(script)
+    return fb.segmenter, Sections(
+        gopher_quality=_update(
+            base.gopher_quality,
+            {
+                "min_avg_word_length": fb.min_avg_word_length,
+                "max_avg_word_length": fb.max_avg_word_length,
+                "min_stop_words": 0,  # no stop-word list for an unknown language
+            },
+        ),
+        gopher_repetition=base.gopher_repetition,
+        c4=_update(
+            base.c4,
+            {"end_punct": "unicode", **({"filter_no_terminal_punct": False} if script == "Thai" else {})},
+        ),
+        fineweb=base.fineweb,
+    )
+
+
+def _override(rules: Rules, o: LanguageOverride | None) -> Rules:
+    if o is None:
+        return rules
+    s = rules.sections
+    return Rules(
+        rules.name,
+        o.segmenter or rules.segmenter,
+        Sections(
+            gopher_quality=_update(s.gopher_quality, o.gopher_quality),
+            gopher_repetition=_update(s.gopher_repetition, o.gopher_repetition),
+            c4=_update(s.c4, o.c4),
+            fineweb=_update(s.fineweb, o.fineweb),
+        ),
+    )
+
+
+def group_key(lang: str, script: str, unknown_lang: UnknownLang, overrides: dict[str, Any]) -> str:
+    """The rule group of a document: its language when it has rules, else `script:<script>`, `en` or `drop`."""
+    if lang == "en" or lang in LANGS or lang in overrides:
+        return lang
+    if unknown_lang == "script":
+        return f"script:{script or 'none'}"
+    return "en" if unknown_lang == "english" else "drop"
+
+
+def resolve(key: str, base: Sections, overrides: dict[str, LanguageOverride]) -> Rules | None:
+    """The rules of a group key from `group_key` (None for `drop`)."""
+    if key == "drop":
+        return None
+    if key.startswith("script:"):
+        segmenter, sections = _script_fallback(base, key.removeprefix("script:"))
+        return Rules(key, segmenter, sections)
+    if key == "en":
+        rules = Rules("en", "en", base)
+    elif key in LANGS:
+        rules = Rules(key, LANGS[key].segmenter, _tuned(base, LANGS[key]))
+    else:  # a language known only through its override: the script-less fallback, then the override
+        segmenter, sections = _script_fallback(base, "")
+        rules = Rules(key, segmenter, sections)
+    return _override(rules, overrides.get(key))
