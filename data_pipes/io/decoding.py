@@ -126,15 +126,17 @@ def decode_bytes(data: bytes, prefer: str | None = None) -> Decoded:
     prefer = (whatwg_codec(prefer, declared=False) or prefer) if prefer else None
     if (text := _try(data, prefer)) is not None:
         return Decoded(text, prefer, "preferred")
-    detected, weak = detect_codecs(data)
-    for codec in detected:
+    weak: list[tuple[str, str]] = []
+    for codec, evidence in detect_codecs(data):
         if (text := _try(data, codec)) is not None:
-            return Decoded(text, codec, "detected")
+            if evidence:
+                return Decoded(text, codec, "detected")
+            weak.append((text, codec))
     # Without evidence (short texts) charset_normalizer's guess is near random: windows-1252 is the better bet.
     if (text := _try(data, "cp1252")) is not None:
         return Decoded(text, "cp1252", "fallback")
-    if (text := _try(data, weak)) is not None:
-        return Decoded(text, weak, "detected")  # type: ignore[arg-type]
+    if weak:
+        return Decoded(weak[0][0], weak[0][1], "detected")
     return Decoded(data.decode("latin-1"), "latin-1", "fallback")
 
 

@@ -34,6 +34,7 @@ repeats this measurement.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 
 DETECT_SAMPLE_BYTES = 64 * 1024
 _SAFE_CUTS = (b"\n", b" ", b">")  # bytes that are never part of a multi-byte character in the legacy codecs
@@ -119,21 +120,18 @@ def _charset_normalizer(sample: bytes) -> tuple[str, bool] | None:
     return python_codec_as_browser(best.encoding), best.coherence > 0.0
 
 
-def detect_codecs(data: bytes) -> tuple[list[str], str | None]:
-    """(codecs worth trying, in order; a last guess without evidence or None) for ``data``'s encoding, from
-    a sample of it (``detection_sample``)."""
+def detect_codecs(data: bytes) -> Iterator[tuple[str, bool]]:
+    """Guesses of ``data``'s encoding, best first, each with whether it rests on evidence, made on a sample of
+    it (``detection_sample``): uchardet's, then charset_normalizer's. Lazy: charset_normalizer (the slower)
+    runs only when the caller asks past uchardet's guess."""
     from resiliparse.parse.encoding import detect_encoding
 
     sample = detection_sample(data)
-    found: list[str] = []
     guess = detect_encoding(sample, max_len=0)
-    if guess and guess != "utf-8":  # uchardet's answer when it finds nothing; UTF-8 was tried first anyway
-        found.append(_SPEC_FIXES.get(codecs.lookup(guess).name, guess))
-    weak = None
+    first = _SPEC_FIXES.get(codecs.lookup(guess).name, guess) if guess else ""
+    if first and first != "utf-8":  # uchardet's answer when it finds nothing; UTF-8 was tried first anyway
+        yield first, True
     normalizer = _charset_normalizer(sample)
-    if normalizer is not None:
-        if normalizer[1] or normalizer[0] in _MULTI_BYTE:
-            found.append(normalizer[0])
-        else:
-            weak = normalizer[0]
-    return list(dict.fromkeys(found)), weak
+    if normalizer is not None and normalizer[0] != first:
+        codec, evidence = normalizer
+        yield codec, evidence or codec in _MULTI_BYTE

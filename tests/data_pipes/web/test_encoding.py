@@ -102,7 +102,7 @@ def test_2mb_undeclared_page_is_detected_on_a_sample(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(charset_normalizer, "from_bytes", normalizer_spy)
     decoded = decode_bytes(data)
     assert decoded.text == page and (decoded.encoding, decoded.encoding_source) == ("cp1252", "detected")
-    assert len(seen) == 2 and all(0 < n <= DETECT_SAMPLE_BYTES for n in seen)
+    assert 1 <= len(seen) <= 2 and all(0 < n <= DETECT_SAMPLE_BYTES for n in seen)
 
 
 def test_sample_takes_head_and_tail_without_splitting_characters() -> None:
