@@ -316,7 +316,8 @@ class Engine:
                 ctx.progress(phase, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
-            fn = self.store.shard_runner(fn, out_dir, fp)  # an object store: the worker uploads, marker last
+            # an object store: the worker completes its host's copy of the inputs, then uploads, marker last
+            fn = self.store.shard_runner(fn, out_dir, fp, [os.path.basename(i.path) for i in inputs])
             cap = node.resources.get("max_parallel_shards")
             batches = [[t] for t in todo] if cap else self._batches(todo)
             self.executor.map(

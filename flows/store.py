@@ -124,7 +124,9 @@ class Store:
         """The local folder of a finished output, for a node that reads it as an input."""
         return self.output_dir(fingerprint)
 
-    def shard_runner(self, fn: Callable[..., Any], out_dir: str, fingerprint: str) -> Callable[..., Any]:
+    def shard_runner(
+        self, fn: Callable[..., Any], out_dir: str, fingerprint: str, inputs: list[str] | None = None
+    ) -> Callable[..., Any]:
         """The shard function a worker runs (the object store wraps it to upload the finished shard)."""
         return fn
 

@@ -146,10 +146,16 @@ class ObjectStore(Store):
             get_file(self.fs, self._remote_output(fingerprint, rel), path)
 
     def shard_runner(
-        self, fn: Callable[..., ShardResult], out_dir: str, fingerprint: str
+        self,
+        fn: Callable[..., ShardResult],
+        out_dir: str,
+        fingerprint: str,
+        inputs: list[str] | None = None,
     ) -> Callable[..., ShardResult]:
-        """Wrap a worker's shard function so the worker uploads the shard it wrote, marker last."""
-        return functools.partial(_run_and_upload, fn, self.url, out_dir, fingerprint)
+        """Wrap a worker's shard function: the worker first completes its machine's staged copy of the node's
+        ``inputs`` (fingerprints; once per process, a no-op on the driver's machine), then runs the shard and
+        uploads what it wrote, marker last."""
+        return functools.partial(_run_and_upload, fn, self.url, out_dir, fingerprint, tuple(inputs or ()))
 
     def hash_output(self, fingerprint: str) -> str:
         """The content hash, computed on the staged copy (completed from the object store first, for shards that
@@ -372,9 +378,22 @@ class _Upload:
         put_file(fs, marker, f"{remote}/{MARKERS}/{os.path.basename(marker)}")
 
 
+_STAGED: set[tuple[str, str]] = set()  # (store URL, input fingerprint) complete on this machine, per process
+
+
 def _run_and_upload(
-    fn: Callable[..., ShardResult], url: str, out_dir: str, fingerprint: str, *args: Any, **kwargs: Any
+    fn: Callable[..., ShardResult],
+    url: str,
+    out_dir: str,
+    fingerprint: str,
+    inputs: tuple[str, ...],
+    *args: Any,
+    **kwargs: Any,
 ) -> ShardResult:
+    for fp in inputs:  # a worker on another machine reads the inputs from its own staging folder
+        if (url, fp) not in _STAGED:
+            ObjectStore(url).materialize(fp)
+            _STAGED.add((url, fp))
     result = fn(*args, **kwargs)
     _Upload(url, out_dir, fingerprint)(result)
     return result

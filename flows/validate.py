@@ -558,13 +558,16 @@ def _absolute_paths(params: dict[str, Any], kind: Kind, file: str) -> dict[str, 
     for key in kind.path_params:
         value = out.get(key)
         if isinstance(value, str):
-            out[key] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+            out[key] = _absolute(base, value)
         elif isinstance(value, list):
-            out[key] = [
-                os.path.normpath(os.path.join(base, os.path.expanduser(v))) if isinstance(v, str) else v
-                for v in value
-            ]
+            out[key] = [_absolute(base, v) if isinstance(v, str) else v for v in value]
     return out
+
+
+def _absolute(base: str, value: str) -> str:
+    if "://" in value and not value.startswith("file://"):
+        return value  # an object-store URL (s3://bucket/prefix): read through fsspec as it is
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value.removeprefix("file://"))))
 
 
 def _count_phrase(kind: Kind) -> str:

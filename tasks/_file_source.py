@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from data_pipes.io.digests import file_digests
 from data_pipes.io.paths import InputEntry, expand_paths, scan_paths
 from data_pipes.io.records import make_id, quarantined_record
+from data_pipes.io.remote import is_url, is_url_dir
 from flows.fingerprint import sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
 
@@ -53,12 +54,13 @@ def bad_input_records(task: ShardTask, id_path: Callable[[str], str]) -> list[di
 
 def static_root(pattern: str) -> str:
     """The directory part of a pattern before any glob character: what its files are named relative to."""
-    if os.path.isdir(pattern):
+    isdir = is_url_dir if is_url(pattern) else os.path.isdir  # s3://bucket/prefix: asked of the object store
+    if isdir(pattern):
         return pattern
     head = pattern
     while any(ch in head for ch in "*?["):
         head = os.path.dirname(head)
-    return head if os.path.isdir(head) else os.path.dirname(head)
+    return head if isdir(head) else os.path.dirname(head)
 
 
 def relative_to_patterns(path: str, patterns: list[str]) -> str:

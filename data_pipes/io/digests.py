@@ -14,6 +14,7 @@ import os
 import threading
 
 from data_pipes.io.atomic import atomic_write_text
+from data_pipes.io.remote import is_url, url_digest
 
 _CHUNK = 1 << 20
 _lock = threading.Lock()
@@ -67,6 +68,12 @@ def file_digests(paths: list[str]) -> list[str]:
     with _lock:
         index = _load()
         for path in paths:
+            if is_url(path):  # an object in an object store: its content tag (see url_digest)
+                try:
+                    out.append(url_digest(path))
+                except OSError as exc:
+                    out.append(f"unreadable: {exc.strerror or type(exc).__name__}")
+                continue
             try:
                 st = os.stat(path)
                 key = (st.st_size, st.st_mtime_ns, st.st_ino)

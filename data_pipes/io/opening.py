@@ -12,12 +12,16 @@ import zlib
 from typing import BinaryIO
 
 from data_pipes.io.paths import is_gzip_path
+from data_pipes.io.remote import is_url, open_url
 
 READ_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error)
 
 
 def open_binary(path: str) -> BinaryIO:
     """Open ``path`` for binary reading, decompressing it when its name ends in ``.gz``."""
+    if is_url(path):  # an object store (s3://...): read through fsspec
+        raw = open_url(path)
+        return gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip_path(path) else raw  # type: ignore[return-value]
     if is_gzip_path(path):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")

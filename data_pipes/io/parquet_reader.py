@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipes.io.records import quarantined_record
+from data_pipes.io.remote import is_url, open_url
 from data_pipes.io.rows import ReadContext, row_record
 
 BATCH_ROWS = 256
@@ -23,7 +24,7 @@ def read_parquet(ctx: ReadContext, batch_rows: int = BATCH_ROWS) -> Iterator[dic
     """Yield one record per row of ``ctx.path``; never raises for bad input."""
     file_id, file_url = ctx.hashed_id("file"), ctx.shown
     try:
-        parquet = pq.ParquetFile(ctx.path)
+        parquet = pq.ParquetFile(open_url(ctx.path) if is_url(ctx.path) else ctx.path)
         columns = parquet.schema_arrow.names
     except _ARROW_ERRORS as exc:
         error = ctx.shown_error(f"parquet_unreadable: {exc} (file {ctx.path})")

@@ -17,6 +17,8 @@ import re
 import stat
 from dataclasses import dataclass
 
+from data_pipes.io.remote import expand_url, is_url
+
 # Extension (lower case, after removing a trailing ".gz") -> format.
 FORMAT_BY_EXTENSION: dict[str, str] = {
     ".txt": "text",
@@ -153,6 +155,8 @@ def _walk(directory: str, st: os.stat_result, out: list[InputEntry]) -> None:
 
 
 def _expand_one(pattern: str, base_dir: str | None) -> list[InputEntry]:
+    if is_url(pattern):  # s3://bucket/prefix/*.warc.gz and the like: listed through fsspec
+        return [InputEntry(url, size) for url, size in expand_url(pattern)]
     full = os.path.expanduser(pattern)
     if base_dir is not None and not os.path.isabs(full):
         full = os.path.join(base_dir, full)

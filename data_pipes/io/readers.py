@@ -31,6 +31,7 @@ from data_pipes.io.jsonl_reader import read_jsonl
 from data_pipes.io.opening import READ_ERRORS, open_binary, read_error_message
 from data_pipes.io.paths import FORMATS, detect_format, expand_paths, is_gzip_path
 from data_pipes.io.records import BadInput, good_record, quarantined_record
+from data_pipes.io.remote import is_url, url_size
 from data_pipes.io.rows import ReadContext
 
 __all__ = ["FORMATS", "detect_format", "expand_paths", "read_records"]
@@ -40,7 +41,8 @@ def _read_whole_file(ctx: ReadContext) -> Iterator[dict[str, str]]:
     """One document per file; at most ``max_doc_bytes + 1`` bytes are ever read."""
     rid, url = ctx.hashed_id(0), ctx.shown
     try:
-        if not is_gzip_path(ctx.path) and (size := os.path.getsize(ctx.path)) > ctx.max_doc_bytes:
+        size_of = url_size if is_url(ctx.path) else os.path.getsize
+        if not is_gzip_path(ctx.path) and (size := size_of(ctx.path)) > ctx.max_doc_bytes:
             raise BadInput("document_too_large", f"{size} bytes > max_doc_bytes={ctx.max_doc_bytes}")
         with open_binary(ctx.path) as f:
             data = f.read(ctx.max_doc_bytes + 1)

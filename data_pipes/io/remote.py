@@ -108,3 +108,76 @@ def listing(fs: Any, path: str) -> dict[str, int]:
             continue
         out[name[len(prefix) :]] = int(info.get("size") or 0)
     return out
+
+
+# ---- sources: input files named by URL ---------------------------------------------------------------------------
+_ETAGS: dict[str, str] = {}  # URL -> the content tag its listing gave (filled by ``expand_url``)
+
+
+def _url_of(fs: Any, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return f"{protocol}://{path}"
+
+
+def _tag(info: dict[str, Any]) -> str:
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("checksum") or ""
+    return str(tag).strip('"')
+
+
+def expand_url(pattern: str) -> list[tuple[str, int]]:
+    """``(URL, size)`` of every object a URL pattern names: one object, every object under a prefix (hidden
+    names skipped, as locally), or a glob (``**`` spans folders); sorted by URL. Empty when nothing matches."""
+    import glob as globmod
+
+    fs, path = filesystem(pattern)
+    fs.invalidate_cache()
+    if globmod.has_magic(path):
+        found = with_retries(f"LIST {pattern}", lambda: fs.glob(path, detail=True))
+    else:
+        try:
+            info = with_retries(f"HEAD {pattern}", lambda: fs.info(path))
+        except FileNotFoundError:
+            return []
+        found = (
+            with_retries(f"LIST {pattern}", lambda: fs.find(path, detail=True))
+            if info.get("type") == "directory"
+            else {path: info}
+        )
+    out = []
+    for name, info in sorted(found.items()):
+        if info.get("type") == "directory" or any(p.startswith(".") for p in name.split("/")[1:]):
+            continue
+        url = _url_of(fs, name)
+        if tag := _tag(info):
+            _ETAGS[url] = f"{tag}:{int(info.get('size') or 0)}"
+        out.append((url, int(info.get("size") or 0)))
+    return out
+
+
+def url_digest(url: str) -> str:
+    """What a source's fingerprint records for an object: its content tag and size (S3's ETag is the MD5 of
+    the bytes for a single-part upload, of the parts' MD5s for a multipart one), from the listing when it gave
+    one, else a HEAD. Reading every byte of a corpus at plan time would cost a full download; the tag changes
+    whenever the bytes do (the same bytes uploaded in other parts get a new tag: a recompute, never a wrong
+    reuse)."""
+    if url in _ETAGS:
+        return "etag:" + _ETAGS[url]
+    fs, path = filesystem(url)
+    info = with_retries(f"HEAD {url}", lambda: fs.info(path))
+    return f"etag:{_tag(info) or 'none'}:{int(info.get('size') or 0)}"
+
+
+def url_size(url: str) -> int:
+    fs, path = filesystem(url)
+    return int(with_retries(f"HEAD {url}", lambda: fs.size(path)))
+
+
+def is_url_dir(url: str) -> bool:
+    fs, path = filesystem(url)
+    return bool(with_retries(f"HEAD {url}", lambda: fs.isdir(path)))
+
+
+def open_url(url: str) -> Any:
+    """A binary file object reading the object ``url`` (ranged GETs as it is read)."""
+    fs, path = filesystem(url)
+    return with_retries(f"GET {url}", lambda: fs.open(path, "rb"))

@@ -35,6 +35,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from data_pipes.io.decoding import decode_document, encoding_meta
 from data_pipes.io.records import BadInput, good_record, make_id, quarantined_record
+from data_pipes.io.remote import is_url, open_url
 from data_pipes.web.encoding import whatwg_codec
 
 TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
@@ -159,7 +160,11 @@ def read_warc(
     offset = 0
     label = name or path
     try:
-        raw: BinaryIO = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+        if is_url(path):  # an object store: read through fsspec
+            raw: BinaryIO = open_url(path)
+            raw = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw  # type: ignore[assignment]
+        else:
+            raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         yield quarantined_record(
             rid=make_id(source, label, "open"),
