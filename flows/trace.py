@@ -73,7 +73,7 @@ def stored_output(pipeline: Pipeline, node: str, store: Store | None = None) -> 
             "builds it",
             code=1,
         )
-    return Stored(node, manifest["kind"], fp, manifest, engine.store.output_dir(fp), plan.status)
+    return Stored(node, manifest["kind"], fp, manifest, engine.store.materialize(fp), plan.status)
 
 
 def unsupported(stored: Stored, pipeline: Pipeline) -> TraceError:
@@ -190,7 +190,7 @@ def _tokenizer(store: Store, inputs: dict[str, dict[str, Any]]) -> Any:
     for name, entry in inputs.items():
         if entry["output_type"] == DataType.TOKENIZER.value:
             fp = entry["fingerprint"]
-            out_dir = store.output_dir(fp)
+            out_dir = store.materialize(fp)
             shards = tuple(os.path.join(out_dir, s["file"]) for s in store.shards(fp))
             ref = InputRef(name, DataType.TOKENIZER, out_dir, shards, (), entry["content_hash"])
             path = tokenizer_json(ref)
@@ -210,7 +210,7 @@ def find_documents(
     manifest = store.manifest(fingerprint)
     if manifest is None or manifest.get("output_type") != "documents" or not ids:
         return {}
-    out_dir = store.output_dir(fingerprint)
+    out_dir = store.materialize(fingerprint)
     found: dict[str, dict[str, Any]] = {}
     for entry in store.shards(fingerprint):
         path = os.path.join(out_dir, entry["file"])

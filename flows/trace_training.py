@@ -128,7 +128,7 @@ def _training_files(
     files, shards = [], []
     for s in trained:
         fp = inputs.get(s["node"], {}).get("fingerprint")
-        path = os.path.join(store.output_dir(fp), s["file"]) if fp else ""
+        path = os.path.join(store.materialize(fp), s["file"]) if fp else ""
         if not os.path.isfile(path):
             raise TraceError(
                 f"{stored.node}: its input shard {s['node']}/{s['file']} is no longer in the store (removed by "
@@ -166,7 +166,7 @@ def _sft_rows(
         if "samples" in s:
             continue
         fp = inputs.get(s["node"], {}).get("fingerprint")
-        path = os.path.join(store.output_dir(fp), s["file"]) if fp else ""
+        path = os.path.join(store.materialize(fp), s["file"]) if fp else ""
         if not os.path.isfile(path):
             raise TraceError(
                 f"{stored.node}: its chat shard {s['node']}/{s['file']} is no longer in the store; "
@@ -288,7 +288,7 @@ def training_lineage(store: Store, manifest: dict[str, Any]) -> dict[str, Any] |
         return None
     from flows.fingerprint import canonical_json, sha
 
-    out_dir = store.output_dir(manifest["fingerprint"])
+    out_dir = store.materialize(manifest["fingerprint"])
     path = os.path.join(out_dir, "lineage.json")
     if not os.path.isfile(path):
         return None
