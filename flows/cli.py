@@ -294,7 +294,7 @@ def _hold_store_lock(held: Any, p: Pipeline, wait: bool) -> None:
         held.enter_context(store.lock(wait=False))
         return
     except StoreLockedError as exc:
-        if not wait:
+        if not wait or getattr(exc, "final", False):  # final: an object store that cannot be used at all
             err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         err.print(f"[yellow]{str(exc).split(';')[0]}; queued (--wait) until it finishes[/]", soft_wrap=True)

@@ -57,7 +57,10 @@ STORE_INFO = "store.json"
 
 class StoreUnreachableError(StoreLockedError):
     """The object store cannot be used: unreachable, refused credentials, a missing bucket, a newer format. A
-    ``StoreLockedError`` so every command that takes the lock reports it the same way, before any node starts."""
+    ``StoreLockedError`` so every command that takes the lock reports it the same way, before any node starts;
+    ``final``: waiting (``--wait``) cannot help."""
+
+    final = True
 
 
 def staging_root(url: str) -> str:
@@ -284,9 +287,7 @@ class ObjectStore(Store):
         bucket = self.base.split("/", 1)[0]
         try:
             self.fs.invalidate_cache(bucket)
-            if not with_retries(f"HEAD {bucket}", lambda: self.fs.exists(bucket), attempts=2):
-                raise FileNotFoundError(bucket)
-            self.fs.ls(bucket)
+            with_retries(f"LIST {bucket}", lambda: self.fs.ls(bucket), attempts=2)
         except FileNotFoundError:
             raise StoreUnreachableError(
                 f"the store {self.url}: the bucket {bucket!r} does not exist (or these credentials cannot see "

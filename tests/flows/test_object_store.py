@@ -517,3 +517,33 @@ def test_files_and_warc_sources_read_s3_paths_as_they_read_local_ones(s3, tmp_pa
     assert run_all(load(remote_root / "pipeline.yaml")) == {"raw": True, "crawl": True}
     fs.pipe_file(f"{bucket}/corpus/data/000_json.html", b"<html><body>changed</body></html>")
     assert run_all(load(remote_root / "pipeline.yaml")) == {"raw": False, "crawl": True}
+
+
+# ---- bad input: a clear error before any node starts ---------------------------------------------------------
+def test_missing_bucket_unreachable_endpoint_and_newer_store_are_clear_errors(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, bucket = s3
+    from flows.store import Store
+    from flows.store_remote import StoreUnreachableError
+
+    with pytest.raises(StoreUnreachableError, match=r"the bucket 'no-such-bucket' does not exist.*workdir"):
+        with Store("s3://no-such-bucket/store").lock():
+            pass
+
+    fs.pipe_file(f"{bucket}/store/store.json", json.dumps({"format": 99, "arcflow": "9.0.0"}).encode())
+    with pytest.raises(StoreUnreachableError, match=r"newer arcflow \(9\.0\.0, store format 99"):
+        with Store(f"s3://{bucket}/store").lock():
+            pass
+    assert not fs.exists(f"{bucket}/store/lock")
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3fs.S3FileSystem.clear_instance_cache()
+    from data_pipes.io import remote as remote_io
+
+    monkeypatch.setattr(remote_io, "PAUSE_S", 0.05)
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
+    with pytest.raises(StoreUnreachableError, match=r"cannot be reached: .*AWS_ENDPOINT_URL"):
+        with Store(f"s3://{bucket}/store").lock():
+            pass
