@@ -137,7 +137,8 @@ class ObjectStore(Store):
     def _pull(self, fingerprint: str, skip_scratch: bool) -> None:
         local = self.output_dir(fingerprint)
         remote = listing(self.fs, self._remote_output(fingerprint))
-        for rel, size in sorted(remote.items()):
+        # markers last: a staged marker always has its shard's files beside it, even if this copy is cut short
+        for rel, size in sorted(remote.items(), key=lambda kv: (kv[0].startswith(f"{MARKERS}/"), kv[0])):
             if TMP_MARK in rel or (skip_scratch and rel.startswith("_")):
                 continue
             path = os.path.join(local, rel)
