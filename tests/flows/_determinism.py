@@ -4,18 +4,31 @@
 recorded in the store's refs, checked against each node's manifest. ``differences(a, b, ...)`` explains a mismatch
 down to the output files that differ (from each output's ``files.json``). Other tests (a deployment worker's run
 against a CLI run, for instance) use these too.
+
+``default_run(tmp_path_factory)`` is the one clean run of the default pipeline (shrunk by ``SMALL_DEFAULT``, one
+Dask worker, from a clone of this repository at HEAD with the working tree's pipeline.yaml) that a test session
+makes: the first test that asks for it runs it, the others read it (the determinism test's reference, the
+deployment worker's comparison, the README's run-then-cached test). ``clone_of(source_clone(...), ...)`` gives
+other clones of the same commit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+
+from tests.flows._pipeline_util import SMALL_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,3 +180,118 @@ def _reap_group(pgid: int, wait_s: float = 10.0) -> None:
 def count_files(folder: Path, pattern: str) -> int:
     """How many files under ``folder`` match ``pattern`` (0 when it does not exist)."""
     return sum(1 for _ in folder.glob(pattern)) if folder.is_dir() else 0
+
+
+# ---- clones of this repository and the session's one clean default run -----------------------------------------
+@dataclass
+class Checkout:
+    """A clone of this repository with its own store and Prefect home, run with ``workers`` Dask workers."""
+
+    folder: Path
+    workdir: Path
+    prefect_home: Path
+    workers: int
+    seconds: float = 0.0
+    failure: str = ""
+    output: str = ""
+    killed: list[str] = field(default_factory=list)
+
+    @property
+    def pipeline(self) -> Path:
+        return self.folder / "pipeline.yaml"
+
+    @property
+    def overrides(self) -> list[str]:
+        return [*SMALL_DEFAULT, f"workdir={self.workdir}", *executor_overrides(self.workers)]
+
+
+def executor_overrides(workers: int) -> list[str]:
+    # inline_s=0: every node's shard work goes to the Dask cluster, so the worker count really varies
+    return [f"executor.n_workers={workers}", "executor.inline_s=0"]
+
+
+def clone_of(source: Path, name: str, workers: int) -> Checkout:
+    """A clone of ``source`` beside it (the same commit, its pipeline.yaml copied), with its own store and Prefect
+    home."""
+    folder = source.parent / name
+    subprocess.run(["git", "clone", "--quiet", str(source), str(folder)], check=True, capture_output=True)
+    shutil.copyfile(source / "pipeline.yaml", folder / "pipeline.yaml")
+    return Checkout(folder, source.parent / f"{name}-store", source.parent / f"{name}-prefect", workers)
+
+
+RUN_TIMEOUT_S = 1800.0  # a run of SMALL_DEFAULT takes minutes; far longer only on a heavily shared machine
+
+
+def run_checkout(checkout: Checkout) -> Checkout:
+    """``arcflow run`` of the checkout's pipeline to the end; ``failure`` holds the output's tail if it failed or
+    ran past ``RUN_TIMEOUT_S``."""
+    started = time.monotonic()
+    try:
+        done = run_cli(
+            checkout.pipeline,
+            checkout.overrides,
+            cwd=checkout.folder,
+            prefect_home=checkout.prefect_home,
+            timeout_s=RUN_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = [
+            x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+            for x in (exc.stdout, exc.stderr)
+        ]
+        checkout.failure = f"the run did not end in {RUN_TIMEOUT_S:.0f} s: {out[0][-3000:]}{out[1][-3000:]}"
+        return checkout
+    finally:
+        checkout.seconds += time.monotonic() - started
+    checkout.output = done.stdout + done.stderr
+    if done.returncode != 0:
+        checkout.failure = done.stdout[-3000:] + done.stderr[-3000:]
+    return checkout
+
+
+_SESSION: dict[str, object] = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def source_clone(factory: pytest.TempPathFactory) -> Path:
+    """This session's clone of the repository at HEAD, with the working tree's pipeline.yaml (skips the test when
+    the repository cannot be cloned)."""
+    with _SESSION_LOCK:
+        if "source" not in _SESSION:
+            source = factory.mktemp("default-pipeline") / "source"
+            try:
+                subprocess.run(
+                    ["git", "clone", "--quiet", str(ROOT), str(source)], check=True, capture_output=True
+                )
+            except (OSError, subprocess.CalledProcessError) as exc:
+                _SESSION["source"] = f"cannot clone {ROOT} (not a git checkout?): {exc}"
+            else:
+                shutil.copyfile(
+                    ROOT / "pipeline.yaml", source / "pipeline.yaml"
+                )  # the pipeline as it is here
+                _SESSION["source"] = source
+        found = _SESSION["source"]
+    if isinstance(found, str):
+        pytest.skip(found)
+    assert isinstance(found, Path)
+    return found
+
+
+def default_run(factory: pytest.TempPathFactory) -> Checkout:
+    """The session's clean run of the default pipeline (``SMALL_DEFAULT``, 1 worker) in clone ``A`` of
+    :func:`source_clone`; run by the first caller (others wait for it), then shared. Readers must not change its
+    store's outputs (copy the store first to recompute in it)."""
+    source = source_clone(factory)
+    with _SESSION_LOCK:
+        if "run" not in _SESSION:
+            checkout = Checkout(
+                source.parent / "A", source.parent / "A-store", source.parent / "A-prefect", 1
+            )
+            try:
+                checkout = run_checkout(clone_of(source, "A", 1))
+            except (OSError, subprocess.SubprocessError) as exc:  # recorded once: later callers see it too
+                checkout.failure = f"the shared default run could not start: {exc!r}"
+            _SESSION["run"] = checkout
+        run = _SESSION["run"]
+    assert isinstance(run, Checkout)
+    return run

@@ -15,6 +15,35 @@ from flows.validate import Pipeline, load_pipeline
 
 MODULES = ("json", "csv", "textwrap", "string", "shlex", "fnmatch", "glob", "base64", "heapq", "bisect")
 
+# `--set` overrides that make the default pipeline.yaml small enough for CI to run it several times; every node
+# still runs for real. Fewer demo documents in smaller shards (more shards to resume), fewer commits, problems and
+# agent tasks; packed rows of 256 / 1024 tokens instead of 4K / 32K; the training stages at the `debug` flavour
+# (with the tokenizer's 8192-token vocabulary) for a few steps, pretrain saving a state every 2 steps (a kill -9
+# resumes from it).
+SMALL_DEFAULT = [
+    "nodes.demo.params.max_items_per_part=30",
+    "nodes.demo.params.items_per_shard=10",
+    "nodes.project_history.params.max_commits=20",
+    "nodes.problems.params.reasoning_gym.0.size=12",
+    "nodes.problems.params.reasoning_gym.1.size=8",
+    "nodes.problems.params.reasoning_gym.2.size=8",
+    "nodes.problems.params.reasoning_gym.3.size=6",
+    "nodes.problems.params.problems_per_shard=10",
+    "nodes.agent.params.generate={calculator: 3, python: 2, files: 2, search: 3}",
+    "nodes.pretrain_4k.params.seq_len=256",
+    "nodes.midtrain_32k.params.seq_len=1024",
+    "nodes.pretrain.params.flavour=debug",
+    "nodes.pretrain.params.overrides={vocab_size: 8192}",
+    "nodes.pretrain.params.steps=6",
+    "nodes.pretrain.params.batch={global_batch: 2, micro_batch: 1}",
+    "nodes.pretrain.params.checkpoint_every=2",
+    "nodes.midtrain.params.flavour=debug",
+    "nodes.midtrain.params.steps=2",
+    "nodes.sft.params.flavour=debug",
+    "nodes.sft.params.seq_len=1024",
+    "nodes.sft.params.steps=2",
+]
+
 
 def write_corpus(root: Path, n_files: int = 10) -> Path:
     """Real pages: pydoc's HTML of standard-library modules, one file each, plus docstrings as text."""
@@ -84,4 +113,13 @@ def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
 
 
-__all__ = ["write_corpus", "write_pipeline", "load", "run_all", "output_hashes", "dedent", "os"]
+__all__ = [
+    "SMALL_DEFAULT",
+    "write_corpus",
+    "write_pipeline",
+    "load",
+    "run_all",
+    "output_hashes",
+    "dedent",
+    "os",
+]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -355,52 +356,41 @@ def test_arcflow_deploy_keeps_the_timezone_and_shares_the_cache(stack: Stack, tm
         assert _task_runs(client, str(bad.id)) == []
 
 
-# The default pipeline at a size CI can afford twice (every node still runs): fewer demo documents, commits,
-# problems and agent tasks.
-SMALL = [
-    "nodes.demo.params.max_items_per_part=40",
-    "nodes.demo.params.items_per_shard=12",
-    "nodes.project_history.params.max_commits=20",
-    "nodes.problems.params.reasoning_gym.0.size=12",
-    "nodes.problems.params.reasoning_gym.1.size=8",
-    "nodes.problems.params.reasoning_gym.2.size=8",
-    "nodes.problems.params.reasoning_gym.3.size=6",
-    "nodes.problems.params.problems_per_shard=10",
-    "nodes.agent.params.generate={calculator: 3, python: 2, files: 2, search: 3}",
-]
-
-
 @pytest.mark.timeout(2400)
 def test_default_pipeline_gives_the_same_hashes_from_the_cli_and_a_deployment_worker(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The CLI computes the default pipeline; a deployment run reuses every node; a forced deployment run
-    recomputes every node on the worker, with the same fingerprints and content hashes; a CLI run then reuses
-    everything and status is clean. Both sides run one clone of this repository at HEAD (its code on PYTHONPATH,
-    its git history for `project_history`), so a commit made meanwhile changes nothing."""
+    recomputes every node on the worker (the training stages included), with the same fingerprints and content
+    hashes; a CLI run then reuses everything and status is clean. Both sides run one clone of this repository at
+    HEAD (its code on PYTHONPATH, its git history for `project_history`), so a commit made meanwhile changes
+    nothing. The CLI's computation is the session's shared default run (``default_run``, shrunk by
+    ``SMALL_DEFAULT``), whose store is copied here first so that the worker's forced run rewrites only the copy."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tests.flows._determinism import differences, store_hashes
+    from tests.flows._determinism import default_run, differences, executor_overrides, store_hashes
+    from tests.flows._pipeline_util import SMALL_DEFAULT
 
-    checkout = tmp_path / "checkout"
-    try:
-        subprocess.run(["git", "clone", "--quiet", str(REPO), str(checkout)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot clone {REPO} (not a git checkout?): {exc}")
-    pipeline = checkout / "pipeline.yaml"
+    computed = default_run(tmp_path_factory)
+    assert not computed.failure, computed.failure
+    assert ", 0 reused," in computed.output, computed.output
+    checkout, pipeline = computed.folder, computed.pipeline
     store = tmp_path / "store"
-    sets = [a for o in [*SMALL, f"workdir={store}"] for a in ("--set", o)]
+    shutil.copytree(computed.workdir, store)
+    by_cli = store_hashes(store)
+    assert differences(store_hashes(computed.workdir), by_cli) == []
+    n = len(by_cli)
+    sets = [
+        a
+        for o in [*SMALL_DEFAULT, f"workdir={store}", *executor_overrides(computed.workers)]
+        for a in ("--set", o)
+    ]
     # the CLI (run from the clone) and the worker's flow runs (PYTHONSAFEPATH) import the clone's code
     stack.env["PYTHONPATH"] = str(checkout)
 
     def arcflow(args: list[str]) -> str:
         return stack.cli([sys.executable, "-m", "flows.cli", *args], cwd=checkout, timeout=1200)
-
-    out = arcflow(["run", "-f", str(pipeline), *sets])
-    assert ", 0 reused," in out, out
-    by_cli = store_hashes(store)
-    n = len(by_cli)
 
     arcflow(["deploy", "-f", str(pipeline), "--pool", "det-pool"])
     stack.start(
