@@ -101,7 +101,7 @@ class Store:
 
     root: str
 
-    def __new__(cls, root: str, *args: Any, **kwargs: Any) -> Store:
+    def __new__(cls, root: str = "", *args: Any, **kwargs: Any) -> Store:
         if cls is Store and is_url(root):
             from flows.store_remote import ObjectStore
 

@@ -86,6 +86,9 @@ class ObjectStore(Store):
     def __post_init__(self) -> None:  # the dataclass hook of Store: root is set in __init__ here
         pass
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled by its URL (the lock and filesystem stay here)
+        return ObjectStore, (self.url,)
+
     @property
     def location(self) -> str:
         return self.url
