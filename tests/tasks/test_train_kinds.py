@@ -197,7 +197,7 @@ def test_kill9_then_resume_gives_the_same_bytes(trained: tuple[Path, dict], tmp_
     for pid in orphans:
         os.kill(pid, signal.SIGSTOP)
     try:
-        # the same command again (--node would force the node: a fresh start)
+        # the same command again (a forced `--node` run resumes too: tests/flows/test_trace.py)
         again = run(path, to_node="pretrain")["pretrain"]["manifest"]
     finally:
         kill_launch(spec, timeout_s=5)  # the rerun stopped them already; a failed rerun must not leave them
