@@ -4,12 +4,14 @@ launcher's JSON spec (model/rl/spec.py) and ``rewards`` is the reward registry's
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from data_pipes.reasoning.rewards import RewardsConfig
-from model.rl.spec import GrpoSpec, RolloutSpec, ValSpec
+from model.rl.curriculum import CurriculumConfig
+from model.rl.spec import GrpoSpec, RolloutSpec, ValSpec, check_temperature
+from model.rl.temperature import TemperatureConfig
 from model.train.spec import OptimSpec
 from tasks.base import KindParams
 
@@ -31,11 +33,15 @@ class GrpoParams(KindParams):
     grpo: GrpoSpec = Field(default_factory=GrpoSpec)
     val: ValSpec = Field(default_factory=ValSpec)
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
-    curriculum: dict[str, Any] | None = Field(
-        None, description="difficulty curriculum (model/rl/curriculum.py)"
+    curriculum: CurriculumConfig | None = Field(
+        None,
+        description="two-stage difficulty curriculum (model/rl/curriculum.py: k_small, k_large, moderate_min, "
+        "moderate_max, window, threshold, min_gain, ...); none: every problem in a seeded order",
     )
-    temperature: dict[str, Any] | None = Field(
-        None, description="dynamic temperature (model/rl/temperature.py)"
+    temperature: TemperatureConfig | None = Field(
+        None,
+        description="dynamic temperature (model/rl/temperature.py: window, flat_tol, step, max_temperature, "
+        "max_drop); needs val_problems > 0 (the guard); none: rollout.temperature throughout",
     )
     optim: OptimSpec = Field(default_factory=lambda: OptimSpec(name="adamw", lr=1e-6, weight_decay=0.0))
     steps: int = Field(20, ge=1, description="RL steps (one rollout batch each)")
@@ -57,4 +63,10 @@ class GrpoParams(KindParams):
             )
         if self.gguf_file and not self.model_path:
             raise ValueError("gguf_file needs model_path (the folder or package that holds it)")
+        check_temperature(self.rollout, self.temperature)
+        if self.temperature is not None and self.val_problems == 0:
+            raise ValueError(
+                "temperature (dynamic) keeps a raise only when the validation pass rate allows it, and "
+                "val_problems is 0; hold out some problems (val_problems: 16) or drop temperature"
+            )
         return self

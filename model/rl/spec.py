@@ -20,7 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.rl.curriculum import CurriculumConfig
 from model.rl.grpo import Aggregation
+from model.rl.temperature import TemperatureConfig
 from model.train.spec import CheckpointSpec, OptimSpec
 
 
@@ -97,11 +99,12 @@ class RLSpec(_Spec):
     rewards: dict[str, Any] = Field(
         default_factory=dict, description="RewardsConfig (data_pipes/reasoning/rewards)"
     )
-    curriculum: dict[str, Any] | None = Field(
-        None, description="curriculum settings (model/rl/curriculum.py)"
+    curriculum: CurriculumConfig | None = Field(
+        None, description="two-stage difficulty curriculum (model/rl/curriculum.py); none: every problem"
     )
-    temperature: dict[str, Any] | None = Field(
-        None, description="dynamic temperature (model/rl/temperature.py)"
+    temperature: TemperatureConfig | None = Field(
+        None,
+        description="dynamic temperature (model/rl/temperature.py); none: rollout.temperature throughout",
     )
     optim: OptimSpec = Field(default_factory=lambda: OptimSpec(name="adamw", lr=1e-6, weight_decay=0.0))
     steps: int = Field(ge=1)
@@ -118,7 +121,17 @@ class RLSpec(_Spec):
     def _check(self) -> RLSpec:
         if self.optim.name == "muon" and self.zero_stage > 0:
             raise ValueError("optim.name 'muon' needs zero_stage 0; use zero_stage 0 or optim.name 'adamw'")
+        check_temperature(self.rollout, self.temperature)
         return self
+
+
+def check_temperature(rollout: RolloutSpec, temperature: TemperatureConfig | None) -> None:
+    """The dynamic temperature starts at the rollout temperature, which must be in its range (a ValueError)."""
+    if temperature is not None and rollout.temperature > temperature.max_temperature:
+        raise ValueError(
+            f"rollout.temperature {rollout.temperature} is above temperature.max_temperature "
+            f"{temperature.max_temperature}; raise max_temperature or lower the rollout temperature"
+        )
 
 
 def load_spec(path: str) -> RLSpec:
