@@ -155,7 +155,21 @@ def _ours_in_subprocess(path: Path, threads: int | None) -> tuple[list[str | Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="documents per corpus (default: all)")
+    parser.add_argument(
+        "--section", type=int, action="append", help="with --per-language: only these sections (1, 2, 3)"
+    )
+    parser.add_argument(
+        "--per-language",
+        action="store_true",
+        help="the per-language section instead (benchmarks/web_heuristics_lang.py): keep rates before/after on the "
+        "Debian handbook's 26 languages, agreement with datatrove's per-language filters, segmenter speed",
+    )
     args = parser.parse_args()
+    if args.per_language:
+        from benchmarks.web_heuristics_lang import main as per_language
+
+        per_language(set(args.section or ()))
+        return
     frame = extracted_texts()
     if args.limit:
         frame = frame.group_by("corpus", maintain_order=True).head(args.limit)

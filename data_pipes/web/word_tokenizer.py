@@ -43,10 +43,13 @@ _SUFFIX = regex.compile(
     # matched backwards from the end: same matches as a forward search on this corpus, five times faster
     flags=regex.REVERSE | regex.V0,
 )
-_INFIX = regex.compile(
+_INFIX_TEMPLATE = (
     rf"\.\.+|…|\p{{So}}|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[{_LOWER}'\"”“`‘´’])\.(?=[{_UPPER}'\"”“`‘´’])"
-    r"|(?<=\p{L}),(?=\p{L})|(?<=[\p{L}0-9])(?:---|--|——|-|–|—|~)(?=\p{L})|(?<=[\p{L}0-9])[:<>=/](?=\p{L})"
+    r"|(?<=\p{L}),(?=\p{L})|(?<=[\p{L}0-9])(?:HYPHENS)(?=\p{L})|(?<=[\p{L}0-9])[:<>=/](?=\p{L})"
 )
+_INFIX = regex.compile(_INFIX_TEMPLATE.replace("HYPHENS", "---|--|——|-|–|—|~"))
+# spaCy's German, Spanish, Dutch, Nordic ... tokenizers keep hyphenated compounds whole ("E-Mail", "apt-get")
+_INFIX_COMPOUND = regex.compile(_INFIX_TEMPLATE.replace("HYPHENS", "---|--|——|–|—|~"))
 _URL = regex.compile(
     # like spaCy, a host-name label may hold any non-ASCII character (so "x）。y.gz" counts as a host name) but
     # neither starts nor ends with "_" or "-"; the top-level domain is lower-case or uncased letters
@@ -110,8 +113,8 @@ def _special_plain(chunk: str) -> tuple[str, ...] | None:
     return (chunk,) if chunk in _ABBREVIATIONS else None
 
 
-def _split_infixes(core: str) -> list[str]:
-    matches = list(_INFIX.finditer(core))
+def _split_infixes(core: str, infix: regex.Pattern = _INFIX) -> list[str]:
+    matches = list(infix.finditer(core))
     if not matches or _URL.match(core):
         return [core]
     out: list[str] = []
@@ -163,10 +166,12 @@ _ELISION = regex.compile(
 
 
 @lru_cache(maxsize=1 << 20)
-def split_chunk_plain(chunk: str, elision: bool = False) -> tuple[str, ...]:
+def split_chunk_plain(chunk: str, elision: bool = False, compound: bool = False) -> tuple[str, ...]:
     """`split_chunk` without English's special cases (contractions, "dont", "im" -> "i" "m"), for the other
-    space-delimited languages; with `elision`, an elided article or pronoun is split off its word."""
-    parts = _fast_split(chunk, english=False) or _split_affixes(chunk, _special_plain)
+    space-delimited languages; with `elision`, an elided article or pronoun is split off its word; with
+    `compound`, a hyphen between letters does not split ("E-Mail")."""
+    infix = _INFIX_COMPOUND if compound else _INFIX
+    parts = _fast_split(chunk, english=False) or _split_affixes(chunk, _special_plain, infix)
     if not elision:
         return parts
     out: list[str] = []
@@ -176,7 +181,9 @@ def split_chunk_plain(chunk: str, elision: bool = False) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _split_affixes(chunk: str, special_fn: Callable[[str], tuple[str, ...] | None]) -> tuple[str, ...]:
+def _split_affixes(
+    chunk: str, special_fn: Callable[[str], tuple[str, ...] | None], infix: regex.Pattern = _INFIX
+) -> tuple[str, ...]:
     special = special_fn(chunk)
     if special is not None:
         return special
@@ -212,7 +219,7 @@ def _split_affixes(chunk: str, special_fn: Callable[[str], tuple[str, ...] | Non
     middle: list[str] = []
     if core:
         special = special_fn(core)
-        middle = list(special) if special is not None else _split_infixes(core)
+        middle = list(special) if special is not None else _split_infixes(core, infix)
     return _merge_specials([*prefixes, *middle, *reversed(suffixes)])
 
 
@@ -239,13 +246,17 @@ _CHUNK = r"[^\s\x1c-\x1f]+"
 _PLAIN = r"^(?:\p{L}+|[0-9]+)$"
 
 
+PROFILES = ("en", "plain", "compound", "elision")
+
+
 def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
     """Tokenise a column: one row per token, `doc` (row index in `texts`, u32) and `tok`, in order.
 
     `profile`: "en" (spaCy English, datatrove's), "plain" (the same affix rules without English's special
-    cases) or "elision" ("plain" plus French / Italian / Catalan elision)."""
-    if profile not in ("en", "plain", "elision"):
-        raise ValueError(f"unknown tokenizer profile {profile!r}: use 'en', 'plain' or 'elision'")
+    cases), "compound" ("plain" keeping hyphenated words whole) or "elision" ("compound" plus French /
+    Italian / Catalan elision)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown tokenizer profile {profile!r}: use one of {', '.join(PROFILES)}")
     plain = pl.col("chunk").str.contains(_PLAIN)
     if profile == "en":
         plain = plain & ~pl.col("chunk").is_in(list(_NO_APOSTROPHE))
@@ -260,8 +271,8 @@ def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
     if profile == "en":
         split = split_chunk
     else:
-        elision = profile == "elision"
-        split = lambda c: split_chunk_plain(c, elision)  # noqa: E731
+        elision, compound = profile == "elision", profile in ("compound", "elision")
+        split = lambda c: split_chunk_plain(c, elision, compound)  # noqa: E731
     # chunks never contain whitespace, so a space-joined string carries a chunk's tokens cheaply
     mapping = pl.DataFrame({"chunk": distinct, "toks": [" ".join(split(c)) for c in distinct]})
     return (

@@ -1,7 +1,9 @@
 """Word tokenisers per script, each returning the `(doc, tok)` frame the heuristics count words on.
 
 - space-delimited scripts: `word_tokenizer.tokenize` (spaCy-style affix splitting on whitespace chunks);
-  English keeps datatrove's exact emulation, other languages the profile without English's special cases;
+  English keeps datatrove's exact emulation, other languages the profile without English's special cases,
+  keeping hyphenated words whole ("compound") where spaCy's tokenizer for the language does (German,
+  Spanish, Dutch, Nordic ...), splitting French / Italian / Catalan elisions ("elision");
 - Chinese: `rjieba` (jieba-rs: jieba's dictionary and algorithm in Rust, wheels on PyPI);
 - Japanese: `sudachipy` with `sudachidict_core`, split mode A (what spaCy's Japanese tokenizer, and so
   datatrove and FineWeb-2, use);
@@ -17,9 +19,9 @@ from functools import lru_cache
 
 import polars as pl
 
-from data_pipes.web.word_tokenizer import tokenize
+from data_pipes.web.word_tokenizer import PROFILES, tokenize
 
-SEGMENTERS = ("en", "plain", "elision", "zh", "ja", "th")
+SEGMENTERS = ("en", "plain", "compound", "elision", "zh", "ja", "th")
 UNSPACED = ("zh", "ja", "th")  # segmenters of scripts written without spaces between words
 _PACKAGES = {"zh": "rjieba", "ja": "sudachipy and sudachidict-core", "th": "pythainlp"}
 _SUDACHI_MAX_BYTES = 40_000  # Sudachi refuses inputs over 49,149 bytes
@@ -96,7 +98,7 @@ def _byte_chunks(text: str, limit: int) -> list[str]:
 
 def segment(texts: pl.Series, kind: str) -> pl.DataFrame:
     """Word tokens of each text with the segmenter `kind` (one of `SEGMENTERS`): `doc` (u32), `tok`."""
-    if kind in ("en", "plain", "elision"):
+    if kind in PROFILES:
         return tokenize(texts, kind)
     if kind not in _CUTTERS:
         raise ValueError(f"unknown word segmenter {kind!r}; known: {', '.join(SEGMENTERS)}")

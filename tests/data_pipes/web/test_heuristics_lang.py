@@ -98,6 +98,12 @@ def test_segmenters_give_words_of_unspaced_scripts() -> None:
     assert {"ระบบ", "และ", "ที่", "ของ"} <= set(th) and "" not in th
     fr = segment(pl.Series(["l'eau d'un système"]), "elision")["tok"].to_list()
     assert fr == ["l'", "eau", "d'", "un", "système"]
+    # German keeps hyphenated compounds whole, as spaCy's German tokenizer does; Russian splits them
+    assert segment(pl.Series(["die E-Mail-Adresse"]), "compound")["tok"].to_list() == [
+        "die",
+        "E-Mail-Adresse",
+    ]
+    assert segment(pl.Series(["E-Mail"]), "plain")["tok"].to_list() == ["E", "-", "Mail"]
     # German "im" is a word (and a stop word), not English "I'm" spelt without its apostrophe
     assert segment(pl.Series(["im Haus"]), "plain")["tok"].to_list() == ["im", "Haus"]
     assert segment(pl.Series(["im Haus"]), "en")["tok"].to_list() == ["i", "m", "Haus"]
