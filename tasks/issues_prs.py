@@ -1,7 +1,7 @@
 """`issues_prs`: issue and pull-request threads from JSONL files (GitHub-export-like schema) as documents.
 
 Schema and rendered text: docs/CODE_SAMPLES.md and data_pipes/code/issues_render.py. Files are listed when
-the run starts (sorted) and grouped into shards of about ``shard_mb``; the fingerprint covers every file's
+the run starts (in the order the patterns are listed, each glob sorted) and grouped into shards of about ``shard_mb``; the fingerprint covers every file's
 path, size and modification time. Malformed lines are quarantined with their error; a thread seen twice in a
 shard (same repo, number and type) is dropped after the first as ``issues_prs_duplicate``. ``meta.format``
 is ``issue`` or ``pull_request`` and ``meta.repo`` the repository, so ``repo_samples`` can be told apart

@@ -1,8 +1,8 @@
 """`warc`: WARC files (plain or ``.warc.gz``) into document shards, one per HTML/text response record.
 
-Files are listed (globs and directories, sorted) when the run starts and grouped into shards of about
-``shard_mb`` of input, as the ``files`` kind does; the fingerprint covers every file's path, size and
-modification time. The reading and the drop / quarantine rules live in ``data_pipes.io.warc_reader``: non-HTML
+Files are listed when the run starts, in the order the patterns are listed (each glob or directory sorted),
+and grouped into shards of about ``shard_mb`` of input, as the ``files`` kind does; the fingerprint covers
+every file's path, size and modification time. The reading and the drop / quarantine rules live in ``data_pipes.io.warc_reader``: non-HTML
 payloads are dropped (``warc_non_html``), a truncated file keeps the records read so far plus one
 ``warc_truncated`` quarantined row. Records that are not responses (warcinfo, request, metadata) are not
 documents; their counts go into the shard's ``extra`` in the manifest.

@@ -10,8 +10,8 @@ records ``{"id", "source", "url", "error"}``. Every input document comes out as 
 
 - **Empty documents** (an empty file, an empty text value) are *good* records with empty text: they are not
   broken input, and the filter that drops them records a reason for it.
-- **Encodings**: see ``decoding``; UTF-8, then BOM / declared charset, then ``charset_normalizer`` when
-  installed, else a cp1252/latin-1 fallback. Whenever the bytes were not plain UTF-8, ``meta`` says
+- **Encodings**: see ``decoding``; UTF-8, then BOM / declared charset (mapped as browsers map labels), then
+  detection on a sample (uchardet, then ``charset_normalizer``), else a cp1252/latin-1 fallback. Whenever the bytes were not plain UTF-8, ``meta`` says
   ``encoding`` and ``encoding_source`` (``fallback`` marks a guess that may be wrong).
 - **Ids** hash the source, the path *as given* and the record number; pass paths relative to the source root
   for ids that do not depend on where the data sits. With ``id_field`` the id is ``"<source>:<value>"``.
