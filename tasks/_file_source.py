@@ -12,6 +12,7 @@ The kinds' params need ``paths`` (files, folders or globs), ``shard_mb`` and ``s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
@@ -63,13 +64,38 @@ def static_root(pattern: str) -> str:
     return head if isdir(head) else os.path.dirname(head)
 
 
+def _common_root(roots: list[str]) -> str:
+    """The longest folder prefix shared by ``roots`` (by path segments, so ``s3://bucket/a`` and
+    ``s3://bucket/b`` share ``s3://bucket``); "" when they share nothing but the filesystem's root or a scheme."""
+    parts = [r.rstrip("/").split("/") for r in roots]
+    shared = []
+    for segments in zip(*parts, strict=False):
+        if len(set(segments)) != 1:
+            break
+        shared.append(segments[0])
+    common = "/".join(shared)
+    return "" if common.strip("/") == "" or common.endswith(":/") or common.endswith(":") else common
+
+
+@functools.lru_cache(maxsize=64)
+def _naming(patterns: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """Each pattern's folder, and the folder files are named relative to when the patterns have several."""
+    roots = tuple(static_root(p) for p in patterns)
+    distinct = list(dict.fromkeys(roots))
+    return roots, (distinct[0] if len(distinct) == 1 else _common_root(distinct))
+
+
 def relative_to_patterns(path: str, patterns: list[str]) -> str:
-    """``path`` relative to the first pattern's folder holding it (its file name otherwise): how output rows
-    name an input file, so they are the same wherever the data (or the checkout holding it) lies."""
-    for pattern in patterns:
-        root = static_root(pattern)
+    """How output rows name an input file, so they are the same wherever the data (or the checkout holding it)
+    lies: relative to its pattern's folder when all patterns share one folder; with several folders, relative to
+    their common folder, so ``a/x.txt`` and ``b/x.txt`` stay apart (with no common folder: the pattern folder's
+    name, then the path inside it). A path under no pattern's folder is named by its file name."""
+    roots, base = _naming(tuple(patterns))
+    for root in roots:
         if path.startswith(root.rstrip(os.sep) + os.sep):
-            return os.path.relpath(path, root)
+            if base and path.startswith(base.rstrip(os.sep) + os.sep):
+                return os.path.relpath(path, base)
+            return os.path.join(os.path.basename(root.rstrip(os.sep)), os.path.relpath(path, root))
     return os.path.basename(path)
 
 

@@ -1,7 +1,8 @@
 """`files`: local files (text, HTML, JSONL, Parquet; plain or gzipped) into document shards.
 
-Document ids hash the source name and each file's path relative to the non-glob root of its pattern (plus the
-record number), so they do not change when the data moves.
+Document ids hash the source name and each file's path relative to the non-glob root of its pattern (to the
+roots' common folder when the patterns have several roots, so ``a/x.txt`` and ``b/x.txt`` differ), plus the
+record number, so they do not change when the data moves.
 
 Files are listed when the run starts, in the order the patterns are listed (each glob or directory sorted by path;
 a file two patterns name is read once, at its first place): that order decides which copy a "keep the first" dedup
@@ -41,7 +42,7 @@ class FilesParams(KindParams):
     max_doc_mb: float = Field(50.0, gt=0, description="larger documents are quarantined")
 
 
-_id_path = relative_to_patterns  # ids, urls and meta name files relative to their pattern's folder
+_id_path = relative_to_patterns  # ids, urls and meta name files relative to their patterns' folder
 
 
 @register

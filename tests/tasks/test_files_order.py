@@ -11,7 +11,7 @@ import yaml
 
 from flows.engine import Engine
 from flows.validate import load_pipeline
-from tasks._file_source import file_listing
+from tasks._file_source import file_listing, relative_to_patterns
 
 SHARED = "The same paragraph, published by two mirrors of one site, word for word.\n"
 
@@ -58,11 +58,25 @@ def test_dedup_keeps_the_copy_listed_first(tmp_path: Path) -> None:
     kept = pl.read_parquet(out / "part-00000.parquet")
     dropped = pl.read_parquet(out / "excluded" / "part-00000.parquet")
     paths = [json.loads(m)["path"] for m in kept["meta"]]
-    assert paths == ["a.txt", "b.txt", "c.txt"]  # named relative to their pattern's folder
+    # named relative to the patterns' common folder, so same-named files of two folders stay apart
+    assert paths == ["z_preferred/a.txt", "z_preferred/b.txt", "a_mirror/c.txt"]
     [copy] = dropped.rows(named=True)
     # the copy kept is z_preferred's (listed first), though "a_mirror" sorts before it
-    assert copy["reason"] == "exact_duplicate" and json.loads(copy["meta"])["path"] == "d.txt"
+    assert copy["reason"] == "exact_duplicate" and json.loads(copy["meta"])["path"] == "a_mirror/d.txt"
     assert copy["duplicate_of"] == kept.filter(pl.col("text") == SHARED)["id"].item()
     docs_dir = tmp_path / "store" / "outputs" / manifests["docs"]["fingerprint"]
     docs = pl.read_parquet(docs_dir / "part-00000.parquet")
-    assert [json.loads(m)["path"] for m in docs["meta"]] == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    names = [json.loads(m)["path"] for m in docs["meta"]]
+    assert names == ["z_preferred/a.txt", "z_preferred/b.txt", "a_mirror/c.txt", "a_mirror/d.txt"]
+
+
+def test_same_file_name_in_two_pattern_folders_gets_two_names(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "x.txt").write_text(folder)
+    two = [str(tmp_path / "data" / "a" / "*.txt"), str(tmp_path / "data" / "b" / "*.txt")]
+    names = [relative_to_patterns(e.path, two) for e in file_listing(two)]
+    assert names == ["a/x.txt", "b/x.txt"]
+    one = [str(tmp_path / "data" / "a" / "*.txt")]  # one folder: named inside it, as before
+    assert [relative_to_patterns(e.path, one) for e in file_listing(one)] == ["x.txt"]
+    assert relative_to_patterns(str(tmp_path / "elsewhere.txt"), two) == "elsewhere.txt"
