@@ -26,7 +26,7 @@ from data_pipes.web.fineweb import FineWebParams
 from data_pipes.web.gopher_quality import GopherQualityParams
 from data_pipes.web.gopher_repetition import GopherRepetitionParams
 from data_pipes.web.heuristic_chain import heuristic_chain, heuristic_chain_by_language
-from data_pipes.web.lang.rules import LanguageOverride, Sections, UnknownLang, normalise_lang
+from data_pipes.web.lang.rules import LanguageOverride, Sections, UnknownLang, normalise_lang_column
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
@@ -107,11 +107,9 @@ class HeuristicFilters(DocumentMapKind):
         # dropped rows keep their original text, so the exclusion shards show what was judged
         dropped = frame.with_columns(reasons.alias("reason")).filter(pl.col("reason").is_not_null())
         by_lang: dict[str, dict] = {}
-        codes = langs.cast(pl.String).fill_null("").to_list()
+        codes = normalise_lang_column(langs).to_list()
         for code, reason in zip(codes, reasons.to_list(), strict=True):
-            entry = by_lang.setdefault(
-                normalise_lang(code) or "(none)", {"docs": 0, "kept": 0, "reasons": {}}
-            )
+            entry = by_lang.setdefault(code or "(none)", {"docs": 0, "kept": 0, "reasons": {}})
             entry["docs"] += 1
             if reason is None:
                 entry["kept"] += 1

@@ -19,12 +19,13 @@ from data_pipes.web.lang.rules import (
     LanguageOverride,
     Sections,
     UnknownLang,
-    group_key,
     normalise_lang,
+    normalise_lang_column,
     resolve,
 )
 from data_pipes.web.lang.scripts import dominant_script
 from data_pipes.web.lang.segmenters import segment
+from data_pipes.web.lang.table import LANGS
 
 
 def _fill(reasons: pl.Series, alive: pl.Series, stage: pl.Series) -> pl.Series:
@@ -79,14 +80,18 @@ def heuristic_chain_by_language(
     each row's result depends only on its own text and group."""
     overrides = {normalise_lang(k): v for k, v in (overrides or {}).items()}
     texts = texts.cast(pl.String).fill_null("")
-    codes = langs.cast(pl.String).map_elements(normalise_lang, return_dtype=pl.String, skip_nulls=False)
-    codes = codes.fill_null("")
-    scripts = dominant_script(texts)
-    keys = pl.Series(
-        "rules",
-        [group_key(c, s, unknown_lang, overrides) for c, s in zip(codes, scripts, strict=True)],
-        dtype=pl.String,
-    )
+    codes = normalise_lang_column(langs)
+    known = codes.is_in([*LANGS, *overrides, "en"])
+    if unknown_lang == "script":
+        # the script is needed only for the documents whose language has no rules
+        unknown = (~known).arg_true()
+        scripts = pl.Series([""] * len(texts), dtype=pl.String)
+        if len(unknown):
+            scripts = scripts.scatter(unknown, dominant_script(texts.gather(unknown)))
+        fallback = "script:" + scripts.replace("", "none")
+    else:
+        fallback = pl.Series(["en" if unknown_lang == "english" else "drop"] * len(texts), dtype=pl.String)
+    keys = pl.select(pl.when(known).then(codes).otherwise(fallback)).to_series().rename("rules")
     out_texts = texts.clone()
     reasons = pl.Series("reason", [None] * len(texts), dtype=pl.String)
     for key in sorted(set(keys.to_list())):

