@@ -525,16 +525,30 @@ def deploy(
     create_pool: Annotated[
         bool, typer.Option("--create-pool/--no-create-pool", help="create the work pool if it does not exist")
     ] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster", help="infra/cluster.yaml: one deployment per work pool, routed by resources"
+        ),
+    ] = None,
 ) -> None:
     """Create Prefect deployments from pipeline.yaml's `schedules:` (one per schedule, plus `<name>-adhoc` for
-    single-node reruns) on a process work pool, without editing infra/prefect.yaml."""
+    single-node reruns) on a process work pool, without editing infra/prefect.yaml. With `--cluster`, the
+    deployments of a multi-host cluster instead: one per work pool, nodes routed by their `resources:`, and
+    `<name>-placed` running the stages in order (flows/placement.py)."""
     p = _load(file, None)
     _need_api("arcflow deploy")
-    from flows.deploy import DeployError, deploy_schedules
+    from flows.deploy import DeployError, deploy_placed, deploy_schedules
+    from flows.placement import ClusterSpecError, load_cluster
 
     try:
-        deployed = deploy_schedules(p, pool, create_pool)
-    except DeployError as exc:
+        if cluster is not None:
+            spec = load_cluster(cluster)
+            deployed = deploy_placed(p, spec, create_pool)
+            pool = ", ".join(sorted({v.name for v in spec.pools.values()}))
+        else:
+            deployed = deploy_schedules(p, pool, create_pool)
+    except (DeployError, ClusterSpecError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     table = Table(title=f"deployments of {p.spec.name} on work pool {pool}")

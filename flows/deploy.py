@@ -124,3 +124,66 @@ def deploy_schedules(pipeline: Pipeline, pool: str, create_pool: bool) -> list[D
             ) from exc
         out.append(Deployed(f"arcflow/{name}", shown, params))
     return out
+
+
+@dataclass(frozen=True)
+class PlannedDeployment:
+    name: str  # deployment name (without the flow's)
+    flow: str  # arcflow (one pool's nodes) or arcflow-placed (the coordinator)
+    work_pool: str
+    parameters: dict[str, Any]
+
+
+def placed_plan(pipeline: Pipeline, cluster: Any) -> list[PlannedDeployment]:
+    """The deployments of a multi-pool cluster (flows/placement.py): one per work pool that runs nodes, each
+    running the arcflow flow on its pool with the cluster's scheduler, and ``<pipeline>-placed``, the coordinator,
+    on the pool of the last (catch-all) route, whose ``stages`` say which pool runs which nodes, in order."""
+    from flows.placement import deployment_name, placement_stages
+
+    base = _slug(pipeline.spec.name)
+    overrides = [f"executor.address={cluster.scheduler}"]
+    common = {"pipeline": os.path.abspath(pipeline.file), "store": pipeline.workdir, "overrides": overrides}
+    stages = placement_stages(pipeline, cluster)
+    out = [
+        PlannedDeployment(deployment_name(base, key), "arcflow", cluster.pools[key].name, dict(common))
+        for key in cluster.pools
+        if any(s.pool == key for s in stages)
+    ]
+    staged = [
+        {"pool": s.pool, "deployment": deployment_name(base, s.pool), "nodes": list(s.nodes)} for s in stages
+    ]
+    home = cluster.pools[cluster.routes[-1].pool].name
+    out.append(PlannedDeployment(f"{base}-placed", "arcflow-placed", home, {**common, "stages": staged}))
+    return out
+
+
+def deploy_placed(pipeline: Pipeline, cluster: Any, create_pool: bool) -> list[Deployed]:
+    """Create or update the deployments of :func:`placed_plan` (pools created when missing)."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.runner.storage import LocalStorage
+
+    from flows.placed_flow import arcflow_placed
+    from flows.prefect_flow import arcflow_pipeline
+
+    flows = {"arcflow": arcflow_pipeline, "arcflow-placed": arcflow_placed}
+    job_variables = {"working_dir": pipeline.base_dir, "env": dict(WORKER_ENV)}
+    out = []
+    for plan in placed_plan(pipeline, cluster):
+        _ensure_pool(plan.work_pool, create_pool)
+        deployment = flows[plan.flow].to_deployment(
+            name=plan.name,
+            parameters=plan.parameters,
+            job_variables=job_variables,
+            tags=["arcflow", "placed"],
+            description=f"{pipeline.spec.name}: {plan.flow} on work pool {plan.work_pool}",
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        deployment.storage = LocalStorage(pipeline.base_dir)
+        try:
+            deployment.apply(work_pool_name=plan.work_pool)
+        except Exception as exc:  # the API refused it: say which deployment and why
+            raise DeployError(
+                f"could not create deployment {plan.flow}/{plan.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        out.append(Deployed(f"{plan.flow}/{plan.name}", "none", plan.parameters))
+    return out

@@ -1,0 +1,561 @@
+"""Cost growth of the web branch through the real engine, and Dask strong scaling against an external scheduler.
+
+Cost growth (default mode):
+
+    nice -n 5 python benchmarks/scale.py --sizes 10000,30000,100000[,300000]
+
+For each size it writes a pipeline.yaml (files -> extract_html -> langid -> heuristic_filters -> dedup_exact ->
+dedup_minhash -> quality_score (math_density) -> quality_buckets), runs `arcflow run` on it with the embedded
+Dask LocalCluster (a fresh store per size, `inline_s: 0` so every shard goes to the workers) and prints seconds
+per 1k documents (wall, node walls from the manifests, and CPU seconds of all processes), with the peak RSS of
+the driver and of the largest worker.
+
+How memory is measured: a thread polls the process tree of `arcflow run` with psutil every 0.2 s. The driver is
+the `arcflow` process itself; workers are its descendants except Prefect's ephemeral API server (recognised by
+`prefect` and `server` in the command line, reported apart). Peak RSS is the largest sample seen (a spike shorter
+than 0.2 s can be missed). CPU seconds are each process's last-seen user + system time, summed.
+
+The corpus: the 10,562 pages of the five shared web corpora (../shared/corpora/web_*.parquet) come first,
+unchanged; every later document is generated from them with seeded edits inside the HTML's text nodes
+(`variant`: sentences shuffled and 20% of the words swapped for other words of the same text node, so neither
+exact nor MinHash dedup matches it to its base page), except that 5% are exact copies of an earlier document
+(`exact`, a new id and url) and 10% near-duplicates of one (`near`: 3% of the words swapped; 5-gram Jaccard about
+0.8, above MinHash's 0.72 threshold). Document i depends only on (seed, i), so a corpus of N is the first N
+documents of a larger one. Parquet files of 1,000 documents each (one shard each) are cached under --cache.
+
+Strong scaling (a host with 16 cores; the GPU host, not this machine):
+
+    dask scheduler --port 8786 &              # or any external scheduler
+    python benchmarks/scale.py --strong --scheduler tcp://127.0.0.1:8786 --size 300000 --workers 1,2,4,8,16
+
+For each worker count it starts `dask worker SCHEDULER --nworkers K --nthreads 1` (one single-threaded worker
+process per core), waits for the K workers, runs the same pipeline with `executor.address` on a fresh store, stops
+the workers and prints wall time, speed-up and parallel efficiency (T1 / (K x TK)) with each node's wall, so the
+node that stops scaling is named. `--start-scheduler` starts (and stops) a local `dask scheduler` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA_DIR = ROOT.parent / "shared" / "corpora"
+CORPORA = (
+    "web_python_docs",
+    "web_postgresql_docs",
+    "web_debian_handbook",
+    "web_libreoffice_help_en_us",
+    "web_javadoc_boilerplate",
+)
+DOCS_PER_FILE = 1000
+EXACT_RATE, NEAR_RATE = 0.05, 0.10
+VARIANT_SWAP, NEAR_SWAP = 0.20, 0.03
+TEXT_NODE = re.compile(r"(?<=>)([^<]{40,})(?=<)")
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+ARCFLOW = ROOT / ".venv" / "bin" / "arcflow"
+DASK = ROOT / ".venv" / "bin" / "dask"
+
+# ----------------------------------------------------------------------------------------------- the corpus
+
+_BASE: list[tuple[str, str, str, str]] | None = None  # (id, url, html, lang_hint) of the real pages
+
+
+def _base() -> list[tuple[str, str, str, str]]:
+    global _BASE
+    if _BASE is None:
+        rows = []
+        for name in CORPORA:
+            t = pq.read_table(CORPORA_DIR / f"{name}.parquet", columns=["id", "url", "html", "lang_hint"])
+            rows += list(
+                zip(*(t.column(c).to_pylist() for c in ("id", "url", "html", "lang_hint")), strict=True)
+            )
+        _BASE = rows
+    return _BASE
+
+
+def _kind(seed: int, i: int, n_base: int) -> str:
+    if i < n_base:
+        return "original"
+    r = random.Random(f"{seed}:{i}:kind").random()
+    return "exact" if r < EXACT_RATE else "near" if r < EXACT_RATE + NEAR_RATE else "variant"
+
+
+def _swap_words(html: str, rng: random.Random, rate: float, shuffle: bool) -> str:
+    """Edit every text node of ``html``: optionally shuffle its sentences, swap ``rate`` of its words for other
+    words of the same node (so the language and the word statistics stay the page's)."""
+
+    def edit(m: re.Match[str]) -> str:
+        node = m.group(1)
+        if shuffle:
+            sents = SENTENCE.split(node)
+            if len(sents) > 1:
+                rng.shuffle(sents)
+                node = " ".join(sents)
+        words = node.split(" ")
+        if len(words) > 3:
+            for k in range(len(words)):
+                if rng.random() < rate:
+                    words[k] = words[rng.randrange(len(words))]
+        return " ".join(words)
+
+    return TEXT_NODE.sub(edit, html)
+
+
+def _source_doc(seed: int, i: int, n_base: int) -> int:
+    """An earlier document that is not itself a copy, for copy ``i`` to copy."""
+    rng = random.Random(f"{seed}:{i}:src")
+    while True:
+        j = rng.randrange(i)
+        if _kind(seed, j, n_base) in ("original", "variant"):
+            return j
+
+
+def _html(seed: int, i: int) -> tuple[str, str, str]:
+    """(html, lang_hint, kind) of document ``i``."""
+    base = _base()
+    kind = _kind(seed, i, len(base))
+    if kind == "original":
+        return base[i][2], base[i][3], kind
+    if kind == "variant":
+        b = random.Random(f"{seed}:{i}:base").randrange(len(base))
+        return (
+            _swap_words(base[b][2], random.Random(f"{seed}:{i}:edit"), VARIANT_SWAP, True),
+            base[b][3],
+            kind,
+        )
+    html, hint, _ = _html(seed, _source_doc(seed, i, len(base)))
+    if kind == "near":
+        html = _swap_words(html, random.Random(f"{seed}:{i}:near"), NEAR_SWAP, False)
+    return html, hint, kind
+
+
+def _write_file(args: tuple[int, int, Path]) -> Path:
+    seed, k, path = args
+    if path.exists():
+        return path
+    ids, urls, htmls, hints, kinds = [], [], [], [], []
+    for i in range(k * DOCS_PER_FILE, (k + 1) * DOCS_PER_FILE):
+        html, hint, kind = _html(seed, i)
+        ids.append(f"scale-{seed}-{i:08d}")
+        urls.append(f"https://scale.example/{seed}/{i:08d}.html")
+        htmls.append(html)
+        hints.append(hint)
+        kinds.append(kind)
+    table = pa.table({"id": ids, "url": urls, "html": htmls, "lang_hint": hints, "gen_kind": kinds})
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.rename(path)
+    return path
+
+
+def corpus_files(n: int, cache: Path, seed: int, procs: int) -> list[Path]:
+    """Parquet files holding the first ``n`` documents (a multiple of 1,000), generating the missing ones."""
+    if n % DOCS_PER_FILE:
+        raise SystemExit(f"--sizes: {n} is not a multiple of {DOCS_PER_FILE}")
+    folder = cache / f"corpus-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, k, folder / f"part-{k:05d}.parquet") for k in range(n // DOCS_PER_FILE)]
+    missing = [j for j in jobs if not j[2].exists()]
+    if missing:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(procs) as pool:
+            list(pool.map(_write_file, missing))
+        print(
+            f"  generated {len(missing) * DOCS_PER_FILE:,} documents in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    return [j[2] for j in jobs]
+
+
+# ---------------------------------------------------------------------------------------------- the pipeline
+
+
+def pipeline_yaml(files: list[Path], workdir: Path, executor: dict[str, object], minhash: bool = True) -> str:
+    """The web branch over ``files``; ``executor`` is the pipeline's executor section."""
+    spec = {
+        "name": "scale-web",
+        "workdir": str(workdir),
+        "seed": 1234,
+        "executor": executor,
+        "nodes": {
+            "pages": {
+                "uses": "files",
+                "params": {
+                    "paths": [str(p) for p in files],
+                    "format": "parquet",
+                    "text_field": "html",
+                    "id_field": "id",
+                    "url_field": "url",
+                    "shard_mb": 0.001,  # one file (1,000 documents) per shard
+                },
+            },
+            "text": {"uses": "extract_html", "inputs": ["pages"], "params": {"engine": "resiliparse"}},
+            "lang": {
+                "uses": "langid",
+                "inputs": ["text"],
+                "params": {
+                    "mode": "filter",
+                    "languages": {"en": 0.5},
+                    "keep_other": True,
+                    "default_threshold": 0.3,
+                },
+            },
+            "clean": {
+                "uses": "heuristic_filters",
+                "inputs": ["lang"],
+                "params": {
+                    "gopher_quality": {
+                        "min_doc_words": 30,
+                        "min_alpha_words_ratio": 0.5,
+                        "max_avg_word_length": 14,
+                    },
+                    "c4": {
+                        "filter_no_terminal_punct": False,
+                        "min_num_sentences": 2,
+                        "filter_curly_bracket": False,
+                    },
+                },
+            },
+            "exact": {"uses": "dedup_exact", "inputs": ["clean"]},
+            "minhash": {"uses": "dedup_minhash", "inputs": ["exact"]},
+            "scored": {"uses": "quality_score", "inputs": ["minhash"], "params": {"scorer": "math_density"}},
+            "buckets": {
+                "uses": "quality_buckets",
+                "inputs": ["scored"],
+                "params": {
+                    "method": "percentile",
+                    "buckets": [
+                        {"name": "top", "min_percentile": 80, "epochs": 3.2},
+                        {"name": "high", "min_percentile": 40, "epochs": 1.0},
+                        {"name": "mid", "min_percentile": 10, "epochs": 0.5},
+                        {"name": "low", "drop": True},
+                    ],
+                },
+            },
+        },
+    }
+    if not minhash:  # the anchor comparison has no exact dedup nor buckets
+        raise ValueError("use benchmarks/web_e2e.py for the anchor comparison")
+    return json.dumps(spec, indent=1)  # JSON is YAML
+
+
+# --------------------------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Usage:
+    wall_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds (user + system)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # role -> largest RSS of one process
+    processes: dict[str, int] = field(default_factory=dict)  # role -> processes seen
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+def _role(proc: psutil.Process, root: int, extra_roots: set[int]) -> str:
+    if proc.pid == root:
+        return "driver"
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "worker"
+    if "prefect" in cmd and "server" in cmd:
+        return "prefect_server"
+    if proc.pid in extra_roots and "dask" in cmd:
+        return "worker_launcher"
+    return "worker"
+
+
+class Poller:
+    """Samples RSS and CPU time of a process tree (plus extra trees, e.g. external dask workers)."""
+
+    def __init__(self, root: int, extra: list[int] | None = None, every_s: float = 0.2) -> None:
+        self.root, self.extra, self.every_s = root, list(extra or []), every_s
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _tree(self) -> list[psutil.Process]:
+        out = []
+        for pid in [self.root, *self.extra]:
+            try:
+                top = psutil.Process(pid)
+                out += [top, *top.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return out
+
+    def _sample(self) -> None:
+        for p in self._tree():
+            proc = self._procs.setdefault(p.pid, p)  # keep one object per pid: its cmdline cached
+            try:
+                with proc.oneshot():
+                    role = _role(proc, self.root, set(self.extra))
+                    rss = proc.memory_info().rss / 2**20
+                    t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            self.cpu[proc.pid] = (role, t.user + t.system)
+            self.peak[role] = max(self.peak.get(role, 0.0), rss)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every_s)
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+
+    def usage(self) -> tuple[dict[str, float], dict[str, int]]:
+        cpu: dict[str, float] = {}
+        count: dict[str, int] = {}
+        for role, s in self.cpu.values():
+            cpu[role] = cpu.get(role, 0.0) + s
+            count[role] = count.get(role, 0) + 1
+        return cpu, count
+
+
+def run_pipeline(yaml_path: Path, log: Path, extra_pids: list[int] | None = None, nice: int = 0) -> Usage:
+    """`arcflow run -f yaml_path` under the poller; fails loudly with the log's tail when the run fails."""
+    # Prefect's ephemeral API in a private home: no other user's server or database on the measured path
+    home = yaml_path.parent / "prefect-home"
+    env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(ARCFLOW), "run", "-f", str(yaml_path)]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
+    usage = Usage(load_before=os.getloadavg())
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=yaml_path.parent)
+        poller = Poller(proc.pid, extra_pids).start()  # `nice` execs the command: the same pid
+        rc = proc.wait()
+        poller.stop()
+    usage.wall_s = time.perf_counter() - start
+    usage.load_after = os.getloadavg()
+    usage.cpu_s, usage.processes = poller.usage()
+    usage.peak_rss_mb = dict(poller.peak)
+    if rc != 0:
+        tail = log.read_text()[-3000:]
+        raise SystemExit(f"arcflow run failed (exit {rc}); log {log}:\n{tail}")
+    return usage
+
+
+def node_report(workdir: Path) -> dict[str, dict[str, object]]:
+    """Per node: wall seconds, summed shard seconds and counts, from the manifests of the store."""
+    out = {}
+    for m in sorted((workdir / "outputs").glob("*/manifest.json")):
+        data = json.loads(m.read_text())
+        out[data["node"]] = {
+            "wall_s": data["timings"].get("wall_s", 0.0),
+            "shard_s": data["timings"].get("shard_s_total", 0.0),
+            "counts": data["counts"],
+            "drops": data.get("drop_reasons", {}),
+        }
+    return out
+
+
+ORDER = ("pages", "text", "lang", "clean", "exact", "minhash", "scored", "buckets")
+
+
+def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]]) -> None:
+    node_wall = sum(float(v["wall_s"]) for v in nodes.values())  # type: ignore[arg-type]
+    cpu_total = sum(u.cpu_s.values())
+    print(
+        f"  {n:,} docs: wall {u.wall_s:.0f} s ({1000 * u.wall_s / n:.2f} s/1k), node walls {node_wall:.0f} s "
+        f"({1000 * node_wall / n:.2f} s/1k), CPU {cpu_total:.0f} s ({1000 * cpu_total / n:.2f} CPU-s/1k: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(u.cpu_s.items()))
+        + f"); peak RSS driver {u.peak_rss_mb.get('driver', 0):.0f} MB, largest worker "
+        f"{u.peak_rss_mb.get('worker', 0):.0f} MB; load {u.load_before[0]:.1f} -> {u.load_after[0]:.1f}",
+        flush=True,
+    )
+    for name in ORDER:
+        if name in nodes:
+            v = nodes[name]
+            c = v["counts"]
+            print(
+                f"    {name:8s} wall {float(v['wall_s']):7.1f} s  shards {float(v['shard_s']):7.1f} s  "  # type: ignore[arg-type]
+                f"in {c.get('in', 0):>7,} kept {c.get('kept', 0):>7,}",  # type: ignore[union-attr]
+                flush=True,
+            )
+
+
+def cost_growth(args: argparse.Namespace) -> None:
+    results = []
+    for n in args.sizes:
+        print(f"size {n:,}", flush=True)
+        files = corpus_files(n, args.cache, args.seed, args.gen_procs)
+        work = args.cache / f"run-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        executor = {"n_workers": args.n_workers, "inline_s": 0}
+        yml = work / "pipeline.yaml"
+        yml.write_text(pipeline_yaml(files, work / "store", executor))
+        usage = run_pipeline(yml, work / "run.log", nice=args.nice)
+        nodes = node_report(work / "store")
+        _print_size(n, usage, nodes)
+        results.append({"docs": n, "usage": asdict(usage), "nodes": nodes})
+        (args.cache / "scale_results.json").write_text(json.dumps(results, indent=1))
+    if len(results) > 1:
+        first = results[0]
+        print("growth against the smallest size:")
+        for r in results:
+            n0, n = first["docs"], r["docs"]
+            u0, u = first["usage"], r["usage"]
+            w0 = sum(v["wall_s"] for v in first["nodes"].values()) / n0
+            w = sum(v["wall_s"] for v in r["nodes"].values()) / n
+            c0, c = sum(u0["cpu_s"].values()) / n0, sum(u["cpu_s"].values()) / n
+            print(
+                f"  {n:>7,}: node-wall/doc x{w / w0:.2f}, CPU/doc x{c / c0:.2f}, "
+                f"driver peak RSS x{u['peak_rss_mb']['driver'] / u0['peak_rss_mb']['driver']:.2f}"
+            )
+
+
+# ------------------------------------------------------------------------------------------- strong scaling
+
+
+def _start_workers(scheduler: str, k: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [str(DASK), "worker", scheduler, "--nworkers", str(k), "--nthreads", "1", "--no-dashboard"]
+    cmd += ["--memory-limit", "auto", "--resources", "CPU=1"]  # arcflow asks each shard task for CPU=cpus
+    cmd += ["--local-directory", str(log.parent / "dask-worker-space")]
+    out = open(log, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_workers(scheduler: str, k: int, timeout_s: float = 300) -> None:
+    from distributed import Client
+
+    with Client(scheduler, timeout=60) as client:
+        client.wait_for_workers(k, timeout=timeout_s)
+        n = len(client.scheduler_info(n_workers=-1)["workers"])
+    if n != k:
+        raise SystemExit(f"scheduler has {n} workers, expected {k}: stop other workers of {scheduler} first")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own session: the launcher and its worker processes
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def strong(args: argparse.Namespace) -> None:
+    files = corpus_files(args.size, args.cache, args.seed, args.gen_procs)
+    sched_proc = None
+    scheduler = args.scheduler
+    if args.start_scheduler:
+        port = 8786 if scheduler is None else int(scheduler.rsplit(":", 1)[1])
+        scheduler = f"tcp://127.0.0.1:{port}"
+        log = args.cache / "scheduler.log"
+        sched_proc = subprocess.Popen(
+            [str(DASK), "scheduler", "--port", str(port), "--no-dashboard"],
+            stdout=open(log, "w"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if scheduler is None:
+        raise SystemExit("--strong needs --scheduler tcp://HOST:PORT (or --start-scheduler)")
+    results = []
+    try:
+        for k in args.workers:
+            work = args.cache / f"strong-{args.size}-{k}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            workers = _start_workers(scheduler, k, work / "workers.log")
+            try:
+                _wait_workers(scheduler, k)
+                yml = work / "pipeline.yaml"
+                yml.write_text(pipeline_yaml(files, work / "store", {"address": scheduler}))
+                usage = run_pipeline(yml, work / "run.log", extra_pids=[workers.pid], nice=args.nice)
+            finally:
+                _stop(workers)
+            nodes = node_report(work / "store")
+            results.append({"workers": k, "usage": asdict(usage), "nodes": nodes})
+            (args.cache / f"strong_results_{args.size}.json").write_text(json.dumps(results, indent=1))
+            _print_strong(args.size, results)
+    finally:
+        if sched_proc is not None:
+            _stop(sched_proc)
+
+
+def _print_strong(n: int, results: list[dict[str, object]]) -> None:
+    base = results[0]
+    k0 = int(base["workers"])  # type: ignore[arg-type]
+    t0 = float(base["usage"]["wall_s"]) * k0  # type: ignore[index]
+    n0 = {k: float(v["wall_s"]) * k0 for k, v in base["nodes"].items()}  # type: ignore[union-attr]
+    print(f"strong scaling, {n:,} documents (efficiency against {k0} worker(s), scaled to one)")
+    for r in results:
+        k = int(r["workers"])  # type: ignore[arg-type]
+        u = r["usage"]
+        wall = float(u["wall_s"])  # type: ignore[index]
+        per_node = ", ".join(
+            f"{name} {float(r['nodes'][name]['wall_s']):.0f}s/{n0[name] / (k * float(r['nodes'][name]['wall_s'])):.0%}"  # type: ignore[index]
+            for name in ORDER
+            if name in r["nodes"] and float(r["nodes"][name]["wall_s"]) > 0  # type: ignore[index, operator]
+        )
+        print(
+            f"  {k:>2} workers: wall {wall:.0f} s, speed-up {t0 / k0 / wall * k0:.2f}, efficiency "
+            f"{t0 / (k * wall):.0%}; load {u['load_before'][0]:.1f} -> {u['load_after'][0]:.1f}; "  # type: ignore[index]
+            f"per node (wall/efficiency): {per_node}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,30000,100000", help="documents per run, multiples of 1,000")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "arcflow_scale")
+    ap.add_argument("--n-workers", type=int, default=2, help="LocalCluster workers (cost growth)")
+    ap.add_argument("--gen-procs", type=int, default=2, help="processes generating the corpus")
+    ap.add_argument("--nice", type=int, default=0, help="run arcflow under nice -n N")
+    ap.add_argument("--strong", action="store_true", help="strong scaling against an external scheduler")
+    ap.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a running `dask scheduler`")
+    ap.add_argument("--start-scheduler", action="store_true", help="start a local `dask scheduler` too")
+    ap.add_argument("--size", type=int, default=300000, help="documents (strong scaling)")
+    ap.add_argument("--workers", default="1,2,4,8,16", help="worker counts (strong scaling)")
+    ap.add_argument("--generate-only", action="store_true", help="only write the corpus files")
+    args = ap.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.workers = [int(s) for s in args.workers.split(",")]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.generate_only:
+        corpus_files(
+            max([*args.sizes, args.size if args.strong else 0]), args.cache, args.seed, args.gen_procs
+        )
+    elif args.strong:
+        strong(args)
+    else:
+        cost_growth(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Where a pipeline's work runs on a multi-host cluster: the cluster spec of ``infra/cluster.yaml`` and node routing.
+
+The spec says three things, none of which is in pipeline.yaml (so a pipeline goes from a laptop to a cluster by
+changing ``infra/`` only):
+
+- ``scheduler``: the Dask scheduler every flow run's shard work goes to (sent to each deployment as the override
+  ``executor.address=...``);
+- ``workers``: groups of hosts with the ``dask worker`` processes each runs and the Dask resources they offer
+  (``CPU``, ``GPU``, ``MEMORY_GB``: what a node's ``resources:`` ask for, see flows/engine.py); ``worker_commands``
+  renders the command line per host;
+- ``pools`` and ``routes``: Prefect work pools, and which nodes run on which (first matching route wins: ``min_gpus``,
+  ``min_memory_gb``, ``kinds``). A node's task runs in the flow run of its pool, so a training stage with
+  ``resources: {gpus: 8}`` runs its launcher on a GPU host while data nodes run on CPU hosts.
+
+``placement_stages`` cuts the DAG, in topological order, into consecutive stages of one pool each (all of a stage's
+inputs are made by earlier stages); the coordinator flow (flows/placed_flow.py) runs each stage as a flow run of its
+pool's deployment, one after the other, each taking the store's lock for itself. The store must be one every host
+sees (an object store, ``workdir: s3://...``, or a shared filesystem).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flows.schema import SCHEDULER_SCHEMES
+from flows.validate import Pipeline
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PoolSpec(_Strict):
+    name: str = Field(
+        description="the Prefect work pool (type process; `arcflow deploy --cluster` creates it)"
+    )
+    description: str = ""
+
+
+class RouteSpec(_Strict):
+    pool: str = Field(description="a key of `pools:`")
+    min_gpus: int | None = Field(None, ge=1, description="nodes whose resources.gpus is at least this")
+    min_memory_gb: float | None = Field(
+        None, gt=0, description="nodes whose resources.memory_gb is at least this"
+    )
+    kinds: list[str] = Field(default_factory=list, description="nodes of these kinds (`uses:`)")
+
+    def matches(self, uses: str, resources: dict[str, Any]) -> bool:
+        if self.min_gpus is not None and int(resources.get("gpus") or 0) < self.min_gpus:
+            return False
+        if self.min_memory_gb is not None and float(resources.get("memory_gb") or 0) < self.min_memory_gb:
+            return False
+        return not self.kinds or uses in self.kinds
+
+    @property
+    def unconditional(self) -> bool:
+        return self.min_gpus is None and self.min_memory_gb is None and not self.kinds
+
+
+class WorkerGroup(_Strict):
+    name: str
+    hosts: list[str] = Field(min_length=1)
+    nworkers: int = Field(1, ge=1, description="worker processes per host")
+    nthreads: int = Field(1, ge=1, description="threads per worker process")
+    memory_limit: str = Field("auto", description="per worker process")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Dask resources each worker offers: CPU, GPU, MEMORY_GB"
+    )
+
+    @model_validator(mode="after")
+    def _cpu(self) -> WorkerGroup:
+        # shard tasks ask for CPU (flows/engine.py): a worker that does not offer it would never get one
+        self.resources.setdefault("CPU", float(self.nthreads))
+        return self
+
+
+class ClusterSpec(_Strict):
+    scheduler: str = Field(description="tcp://HOST:PORT of the `dask scheduler`")
+    pools: dict[str, PoolSpec] = Field(min_length=1)
+    routes: list[RouteSpec] = Field(
+        min_length=1, description="first match wins; the last must match every node"
+    )
+    workers: list[WorkerGroup] = Field(default_factory=list)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(SCHEDULER_SCHEMES):
+            raise ValueError(f"scheduler {v!r} has no scheme; write tcp://{v}")
+        return v
+
+    @model_validator(mode="after")
+    def _routes(self) -> ClusterSpec:
+        for i, r in enumerate(self.routes):
+            if r.pool not in self.pools:
+                raise ValueError(f"routes[{i}].pool {r.pool!r} is not one of pools: {', '.join(self.pools)}")
+        if not self.routes[-1].unconditional:
+            raise ValueError("the last of routes must have no condition (the pool of every other node)")
+        return self
+
+
+class ClusterSpecError(ValueError):
+    """infra/cluster.yaml is missing or invalid; the message names the file and the field."""
+
+
+def load_cluster(path: str | Path) -> ClusterSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSpecError(f"cluster spec {path} not found (see infra/cluster.yaml for an example)")
+    try:
+        return ClusterSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise ClusterSpecError(f"{path}: " + "; ".join(lines)) from None
+
+
+def pool_of(pipeline: Pipeline, node_id: str, cluster: ClusterSpec) -> str:
+    """The key in ``cluster.pools`` of the pool that runs ``node_id``."""
+    node = pipeline.nodes[node_id]
+    return next(r.pool for r in cluster.routes if r.matches(node.uses, node.resources))
+
+
+@dataclass(frozen=True)
+class Stage:
+    pool: str  # key of cluster.pools
+    work_pool: str  # the Prefect work pool's name
+    nodes: tuple[str, ...]
+
+
+def placement_stages(pipeline: Pipeline, cluster: ClusterSpec) -> list[Stage]:
+    """Consecutive stages of one pool each, in an order that respects the DAG, with as few pool changes as the
+    greedy rule finds: a stage takes every remaining node of its pool whose inputs are done or in the stage."""
+    pools = {n: pool_of(pipeline, n, cluster) for n in pipeline.order}
+    done: set[str] = set()
+    stages = []
+    remaining = list(pipeline.order)
+    while remaining:
+        ready = [n for n in remaining if all(d in done for d in pipeline.deps[n])]
+        pool = pools[ready[0]]
+        taken: list[str] = []
+        for n in remaining:  # topological order: a node's inputs come before it
+            if pools[n] == pool and all(d in done or d in taken for d in pipeline.deps[n]):
+                taken.append(n)
+        done.update(taken)
+        remaining = [n for n in remaining if n not in done]
+        stages.append(Stage(pool, cluster.pools[pool].name, tuple(taken)))
+    return stages
+
+
+def worker_commands(cluster: ClusterSpec) -> dict[str, str]:
+    """host -> the `dask worker` command line it runs (start one per host, e.g. from systemd or ssh)."""
+    out = {}
+    for group in cluster.workers:
+        res = ",".join(f"{k}={v:g}" for k, v in sorted(group.resources.items()))
+        for host in group.hosts:
+            out[host] = (
+                f"dask worker {cluster.scheduler} --name {group.name}-{host} --nworkers {group.nworkers} "
+                f'--nthreads {group.nthreads} --memory-limit {group.memory_limit} --resources "{res}"'
+            )
+    return out
+
+
+def deployment_name(pipeline_name: str, pool: str) -> str:
+    return f"{pipeline_name}-{pool}"
+
+
+if __name__ == "__main__":  # python -m flows.placement infra/cluster.yaml: the worker command of each host
+    import sys
+
+    for host, cmd in worker_commands(
+        load_cluster(sys.argv[1] if len(sys.argv) > 1 else "infra/cluster.yaml")
+    ).items():
+        print(f"{host}: {cmd}")

@@ -1,0 +1,189 @@
+"""Work-pool placement (flows/placement.py, flows/deploy.py's placed deployments, flows/placed_flow.py): nodes are
+routed to work pools by their `resources:`, the DAG becomes ordered single-pool stages, and the deployments carry
+the cluster's scheduler. The deployments are created on a real (temporary) Prefect server; the flow runs of the
+pools' workers cannot run here (no second host, no GPU pool), so the coordinator is tested with a recording
+launcher in place of `run_deployment`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from _pipeline_util import load, write_corpus, write_pipeline
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.deploy import deploy_placed, placed_plan
+from flows.placed_flow import StageFailedError, run_stages
+from flows.placement import ClusterSpecError, load_cluster, placement_stages, pool_of, worker_commands
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = {
+    "scheduler": "tcp://sched.example:8786",
+    "pools": {"cpu": {"name": "t-cpu"}, "gpu": {"name": "t-gpu"}, "big": {"name": "t-bigmem"}},
+    "routes": [{"pool": "gpu", "min_gpus": 1}, {"pool": "big", "min_memory_gb": 64}, {"pool": "cpu"}],
+    "workers": [
+        {"name": "c", "hosts": ["h1", "h2"], "nworkers": 4, "resources": {"MEMORY_GB": 8}},
+        {"name": "g", "hosts": ["g1"], "nthreads": 2, "resources": {"GPU": 1}},
+    ],
+}
+
+
+def _pipeline(tmp_path: Path) -> Path:
+    """raw -> clean -> embed (1 GPU) -> after; clean -> side; clean -> huge (96 GB) -> late (after + huge)."""
+    write_corpus(tmp_path, n_files=2)
+    return write_pipeline(
+        tmp_path,
+        {
+            "raw": {"uses": "files", "params": {"paths": ["data"]}},
+            "clean": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 1"}},
+            "side": {"uses": "filter", "inputs": ["clean"], "params": {"expr": "length(text) > 2"}},
+            "embed": {
+                "uses": "filter",
+                "inputs": ["clean"],
+                "params": {"expr": "length(text) > 3"},
+                "resources": {"gpus": 1},
+            },
+            "after": {"uses": "filter", "inputs": ["embed"], "params": {"expr": "length(text) > 4"}},
+            "huge": {
+                "uses": "filter",
+                "inputs": ["clean"],
+                "params": {"expr": "length(text) > 5"},
+                "resources": {"memory_gb": 96},
+            },
+            "late": {"uses": "union", "inputs": ["after", "huge"]},
+        },
+        name="Placed.Pipe",
+    )
+
+
+def _cluster(tmp_path: Path, spec: dict | None = None) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(spec or CLUSTER))
+    return path
+
+
+def test_nodes_route_by_resources_into_ordered_stages(tmp_path: Path) -> None:
+    pipeline = load(_pipeline(tmp_path))
+    cluster = load_cluster(_cluster(tmp_path))
+    assert {n: pool_of(pipeline, n, cluster) for n in pipeline.order} == {
+        "raw": "cpu",
+        "clean": "cpu",
+        "side": "cpu",
+        "embed": "gpu",
+        "after": "cpu",
+        "huge": "big",
+        "late": "cpu",
+    }
+    stages = placement_stages(pipeline, cluster)
+    assert [(s.work_pool, set(s.nodes)) for s in stages] == [
+        ("t-cpu", {"raw", "clean", "side"}),
+        ("t-gpu", {"embed"}),
+        ("t-cpu", {"after"}),
+        ("t-bigmem", {"huge"}),
+        ("t-cpu", {"late"}),
+    ]
+    # every node once, each after all of its inputs
+    seen: list[str] = []
+    for s in stages:
+        for n in s.nodes:
+            assert all(d in seen or d in s.nodes for d in pipeline.deps[n]), n
+        seen += s.nodes
+    assert sorted(seen) == sorted(pipeline.order)
+
+
+def test_placed_deployments_are_on_their_pools_with_the_scheduler(tmp_path: Path) -> None:
+    pipeline = load(_pipeline(tmp_path))
+    cluster = load_cluster(_cluster(tmp_path))
+    plan = {p.name: p for p in placed_plan(pipeline, cluster)}
+    assert {n: (p.flow, p.work_pool) for n, p in plan.items()} == {
+        "placed-pipe-cpu": ("arcflow", "t-cpu"),
+        "placed-pipe-gpu": ("arcflow", "t-gpu"),
+        "placed-pipe-big": ("arcflow", "t-bigmem"),
+        "placed-pipe-placed": ("arcflow-placed", "t-cpu"),
+    }
+    stages = plan["placed-pipe-placed"].parameters["stages"]
+    assert [(s["deployment"], s["pool"]) for s in stages][:2] == [
+        ("placed-pipe-cpu", "cpu"),
+        ("placed-pipe-gpu", "gpu"),
+    ]
+    assert stages[1]["nodes"] == ["embed"]
+    with prefect_test_harness(server_startup_timeout=180):  # a loaded shared machine starts it slowly
+        deployed = deploy_placed(pipeline, cluster, create_pool=True)
+        assert {d.name for d in deployed} == {
+            "arcflow/placed-pipe-cpu",
+            "arcflow/placed-pipe-gpu",
+            "arcflow/placed-pipe-big",
+            "arcflow-placed/placed-pipe-placed",
+        }
+        with get_client(sync_client=True) as client:
+            gpu = client.read_deployment_by_name("arcflow/placed-pipe-gpu")
+            placed = client.read_deployment_by_name("arcflow-placed/placed-pipe-placed")
+            pools = {p.name: p.type for p in client.read_work_pools()}
+    assert gpu.work_pool_name == "t-gpu"
+    assert placed.work_pool_name == "t-cpu"
+    assert gpu.parameters["overrides"] == ["executor.address=tcp://sched.example:8786"]
+    assert gpu.parameters["pipeline"] == str(tmp_path / "pipeline.yaml")
+    assert placed.parameters["stages"] == stages
+    assert placed.entrypoint == "flows.placed_flow.arcflow_placed"
+    assert {pools[n] for n in ("t-cpu", "t-gpu", "t-bigmem")} == {"process"}
+
+
+def test_coordinator_runs_stages_in_order_and_stops_at_a_failure(tmp_path: Path) -> None:
+    pipeline = load(_pipeline(tmp_path))
+    plan = placed_plan(pipeline, load_cluster(_cluster(tmp_path)))
+    placed = plan[-1].parameters
+    calls: list[tuple[str, dict]] = []
+
+    def launch(deployment: str, params: dict) -> str:  # stands in for the pools' workers
+        calls.append((deployment, params))
+        return "Completed"
+
+    run_stages(placed["pipeline"], placed["store"], placed["stages"], placed["overrides"], launch)
+    assert [c[0] for c in calls] == [s["deployment"] for s in placed["stages"]]
+    assert calls[1][1]["to_node"] == "embed"
+    assert calls[1][1]["overrides"] == ["executor.address=tcp://sched.example:8786"]
+
+    calls.clear()
+
+    def fail_gpu(deployment: str, params: dict) -> str:
+        calls.append((deployment, params))
+        return "Failed" if deployment.endswith("-gpu") else "Completed"
+
+    with pytest.raises(StageFailedError, match="pool gpu \\(embed\\) ended Failed"):
+        run_stages(placed["pipeline"], placed["store"], placed["stages"], [], fail_gpu)
+    assert [c[0] for c in calls] == ["placed-pipe-cpu", "placed-pipe-gpu"]
+
+
+def test_cluster_spec_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    bad_pool = {**CLUSTER, "routes": [{"pool": "tpu", "min_gpus": 1}, {"pool": "cpu"}]}
+    with pytest.raises(
+        ClusterSpecError, match=r"cluster.yaml: spec: routes\[0\]\.pool 'tpu' is not one of pools"
+    ):
+        load_cluster(_cluster(tmp_path, bad_pool))
+    no_default = {**CLUSTER, "routes": [{"pool": "gpu", "min_gpus": 1}]}
+    with pytest.raises(ClusterSpecError, match="last of routes must have no condition"):
+        load_cluster(_cluster(tmp_path, no_default))
+    with pytest.raises(ClusterSpecError, match="scheduler: .*write tcp://sched:1"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "scheduler": "sched:1"}))
+    with pytest.raises(ClusterSpecError, match="workers.0.extra"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [{**CLUSTER["workers"][0], "extra": 1}]}))
+    with pytest.raises(ClusterSpecError, match="not found"):
+        load_cluster(tmp_path / "missing.yaml")
+
+
+def test_worker_commands_offer_cpu_and_the_declared_resources(tmp_path: Path) -> None:
+    cmds = worker_commands(load_cluster(_cluster(tmp_path)))
+    assert set(cmds) == {"h1", "h2", "g1"}
+    assert '--resources "CPU=1,MEMORY_GB=8"' in cmds["h1"]  # CPU defaults to nthreads: shard tasks ask for it
+    assert '--nthreads 2 --memory-limit auto --resources "CPU=2,GPU=1"' in cmds["g1"]
+    assert cmds["h2"].startswith("dask worker tcp://sched.example:8786 ")
+
+
+def test_shipped_cluster_spec_routes_gpu_nodes_to_the_gpu_pool(tmp_path: Path) -> None:
+    pipeline = load(_pipeline(tmp_path))
+    cluster = load_cluster(REPO / "infra" / "cluster.yaml")
+    assert pool_of(pipeline, "embed", cluster) == "gpu"
+    assert cluster.pools[pool_of(pipeline, "huge", cluster)].name == "arcflow-cpu"
+    assert all("CPU=" in c for c in worker_commands(cluster).values())
