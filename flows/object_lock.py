@@ -214,7 +214,15 @@ class ObjectLock:
         try:
             if self._s3:
                 bucket, key = self._bucket_key()
-                self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=self.etag)
+                try:
+                    self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=self.etag)
+                    return
+                except Exception as exc:  # noqa: BLE001 - a server without conditional deletes
+                    if _precondition_failed(exc):
+                        return  # no longer ours
+                seen = self._read()
+                if seen is not None and seen[0].get("token") == self.token:
+                    self.fs.rm_file(self.path)
             else:
                 seen = self._read()
                 if seen is not None and seen[0].get("token") == self.token:
