@@ -14,6 +14,13 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   step at a time: grouped GEMM experts, varlen (flash) attention, the fused head + loss, ``torch.compile`` of the
   layers, a larger micro-batch.
 * **profile**: ``torch.profiler`` of a few steps of the eager and the compiled model, GPU time by kernel kind.
+* **speed**: the second round, each against the headline: DeepSpeed's bf16 ``immediate_grad_update``, micro-batch
+  16, 16 micro-batches per step (a pre-training accumulation) for both models, FlashAttention-3 and the
+  ``max-autotune-no-cudagraphs`` compile mode where they exist and time is left (``--time-limit``); one profiled
+  DeepSpeed step (``profile_step.txt``).
+* **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
+  on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
+  one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
 
 MFU: model FLOPs (model/config.py ``flops_per_token``: 6 x active matmul parameters, head included (twice with
 MTP), plus causal attention; for packed rows the attention term is summed per document) over time, against the
@@ -23,8 +30,9 @@ after ``--warmup`` steps (compilation happens in the warm-up).
 CPU (``--device cpu``): the ``debug`` flavour, forward + backward tokens per CPU-second, ours against HF's expert
 implementations (benchmarks/model_cpu.py does the timing; one thread).
 
-Run: ``python benchmarks/train.py --device cuda [--out DIR]`` (about 6 minutes on an H200, DeepSpeed optional: without
-it the headline runs on plain torch AdamW and says so); ``python benchmarks/train.py --device cpu``.
+Run: ``python benchmarks/train.py --device cuda [--out DIR] [--sections ...]`` (the default sections take about 2
+minutes on an H200, ``ranks`` about 4 more on two GPUs; DeepSpeed optional: without it the headline runs on plain
+torch AdamW and says so); ``python benchmarks/train.py --device cpu``.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from model.glm import GLMForCausalLM  # noqa: E402
 
 PEAK_BF16 = 989e12  # H100 / H200 SXM dense bf16, datasheet
 SEQ_LEN = 4096
+START = time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class Variant:
     micro_batch: int = 4
     packed: bool = False
     mtp: bool = False
+    compile_mode: str | None = None  # torch.compile mode of the layer regions (None: its default)
 
 
 def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
@@ -136,7 +146,7 @@ class Bench:
         model.to(torch.bfloat16)
         for router in model.routers():
             router.float()
-        model.compile_layers(v.compile)
+        model.compile_layers(v.compile, v.compile_mode)
         return model.train()
 
     def hf(self, cfg: ModelConfig, key: str, experts: str) -> torch.nn.Module:
@@ -234,17 +244,20 @@ class Bench:
 
     def full_step(
         self, section: str, name: str, cfg: ModelConfig, build: Callable[[], torch.nn.Module], batch: int,
-        packed: bool, mtp: bool, ours: bool,
+        packed: bool, mtp: bool, ours: bool, gas: int | None = None, bf16: dict[str, Any] | None = None,
+        profile: bool = False,
     ) -> dict | None:  # fmt: skip
-        """A full training step: ``--gas`` micro-batches of ``batch`` rows, backward, AdamW, under DeepSpeed ZeRO-1
-        (bf16, fp32 master weights) when it imports, else torch AdamW on bf16 parameters."""
+        """A full training step: ``gas`` (default ``--gas``) micro-batches of ``batch`` rows, backward, AdamW, under
+        DeepSpeed ZeRO-1 (bf16, fp32 master weights; ``bf16``: more keys of DeepSpeed's ``bf16`` section, default
+        ``--ds-bf16``) when it imports, else torch AdamW on bf16 parameters."""
         try:
             _free()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
             model = build()
             ids, doc_lens = self.inputs(cfg, batch, packed)
-            gas = self.args.gas
+            gas = gas or self.args.gas
+            bf16 = json.loads(self.args.ds_bf16) if bf16 is None else bf16
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
             if self.args.deepspeed:
                 import deepspeed
@@ -254,7 +267,7 @@ class Bench:
                     "train_micro_batch_size_per_gpu": batch,
                     "gradient_accumulation_steps": gas,
                     "zero_optimization": {"stage": 1},
-                    "bf16": {"enabled": True},
+                    "bf16": {"enabled": True, **bf16},
                     "gradient_clipping": 1.0,
                     "steps_per_print": 1 << 30,
                     "zero_allow_untested_optimizer": True,
@@ -294,10 +307,12 @@ class Bench:
 
             sec = _sync_time(step, max(1, self.args.warmup // 2), max(2, self.args.iters // 3))
             peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+            if profile:
+                _profile_one(step, Path(self.args.out) / "profile_step.txt", name)
             flops = step_flops(cfg, batch, doc_lens, mtp) * gas
             engine = model = opt = None  # noqa: F841 - drop the references before the next variant
-            how = "DeepSpeed ZeRO-1" if self.args.deepspeed else "torch AdamW (no DeepSpeed)"
-            return self.record(section, name, sec, batch * SEQ_LEN * gas, flops, peak, step=how)
+            how = f"DeepSpeed ZeRO-1 bf16 {bf16}" if self.args.deepspeed else "torch AdamW (no DeepSpeed)"
+            return self.record(section, name, sec, batch * SEQ_LEN * gas, flops, peak, step=how, gas=gas)
         except Exception:  # noqa: BLE001
             print(f"[{section}] {name} FAILED:\n{traceback.format_exc()}", flush=True)
             return None
@@ -327,12 +342,13 @@ class Bench:
         section = f"{flavour_key} step"
         moe = cfg.first_k_dense_replace < cfg.num_hidden_layers
         best = (None, 0.0)
-        for experts in ("eager", "batched_mm", "grouped_mm") if moe else ("eager",):
+        for experts in self.args.hf_experts.split(",") if moe else ("eager",):
             row = self.hf_fwd_bwd(
                 f"{flavour_key} HF fwd+bwd", cfg, flavour_key, experts, self.args.micro_batch
             )
             if row and row["tok_s"] > best[1]:
                 best = (experts, row["tok_s"])
+        self.best_hf = best[0]
         ours_mb = Variant("ours fwd+bwd", micro_batch=self.args.micro_batch)
         self.fwd_bwd(f"{flavour_key} HF fwd+bwd", cfg, flavour_key, ours_mb)
         mb = self.args.micro_batch
@@ -351,6 +367,63 @@ class Bench:
                 section, "ours as trained (packed rows, MTP)", cfg, lambda: self.ours(cfg, flavour_key, v), mb,
                 packed=True, mtp=True, ours=True,
             )  # fmt: skip
+
+    def speed(self) -> None:
+        """The steps after the first version of this benchmark, in the same run as the headline: a larger
+        micro-batch, DeepSpeed's bf16 gradient accumulation inside backward, a realistic gradient accumulation
+        (pre-training batches are millions of tokens: the optimizer step is then a small share), compile modes."""
+        cfg, key = model_config("small"), "small"
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        v = Variant("ours")
+        ours = lambda: self.ours(cfg, key, v)  # noqa: E731
+        best_hf = getattr(self, "best_hf", None) or "grouped_mm"
+        hf = lambda: self.hf(cfg, key, best_hf)  # noqa: E731
+        immediate = {"immediate_grad_update": True}
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("ours mb 8 x gas 4, bf16 immediate_grad_update", lambda: self.full_step(
+                "speed step", "ours mb 8 x gas 4, immediate_grad_update", cfg, ours, 8, packed=False, mtp=False,
+                ours=True, gas=4, bf16=immediate, profile=True)),
+            ("ours mb 16 x gas 2", lambda: self.full_step(
+                "speed step", "ours mb 16 x gas 2, immediate_grad_update", cfg, ours, 16, packed=False, mtp=False,
+                ours=True, gas=2, bf16=immediate)),
+            ("ours fwd+bwd mb 16", lambda: self.fwd_bwd(
+                "speed fwd+bwd", cfg, key, Variant("ours fwd+bwd, micro-batch 16", micro_batch=16))),
+            ("HF gas 16", lambda: self.full_step(
+                "speed step gas 16", f"HF sdpa, experts={best_hf}, mb 8 x gas 16", cfg, hf, 8, packed=False,
+                mtp=False, ours=False, gas=16, bf16={})),
+            ("ours gas 16", lambda: self.full_step(
+                "speed step gas 16", "ours mb 8 x gas 16", cfg, ours, 8, packed=False, mtp=False, ours=True,
+                gas=16, bf16={})),
+            ("ours gas 16 immediate", lambda: self.full_step(
+                "speed step gas 16", "ours mb 8 x gas 16, immediate_grad_update", cfg, ours, 8, packed=False,
+                mtp=False, ours=True, gas=16, bf16=immediate)),
+            ("ours fwd+bwd FlashAttention-3", lambda: self._fa3(cfg, key)),
+            ("ours fwd+bwd max-autotune", lambda: self.fwd_bwd(
+                "speed fwd+bwd", cfg, key, Variant("ours fwd+bwd, mb 8, max-autotune-no-cudagraphs", micro_batch=8,
+                compile_mode="max-autotune-no-cudagraphs"))),
+        ]  # fmt: skip
+        for name, run in steps:
+            need = 150 if "max-autotune" in name else 30  # seconds a step may take (autotuning compiles long)
+            if left() < need:
+                print(f"[speed] {name}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                continue
+            run()
+
+    def _fa3(self, cfg: ModelConfig, key: str) -> None:
+        """Forward + backward with torch's FlashAttention-3 implementation activated, when this torch has it."""
+        try:
+            from torch.nn.attention import activate_flash_attention_impl, restore_flash_attention_impl
+
+            activate_flash_attention_impl("FA3")
+        except Exception as exc:  # noqa: BLE001 - not in this build: say so, keep the other rows
+            print(f"[speed] FlashAttention-3 unavailable ({type(exc).__name__}: {exc})", flush=True)
+            return
+        try:
+            self.fwd_bwd(
+                "speed fwd+bwd", cfg, key, Variant("ours fwd+bwd, mb 8, FlashAttention-3", micro_batch=8)
+            )
+        finally:
+            restore_flash_attention_impl()
 
     def profile(self) -> None:
         from torch.profiler import ProfilerActivity, profile
@@ -405,6 +478,161 @@ class Bench:
             )  # fmt: skip
             print(table[:6000])
             model = step = None
+
+
+def write_random_shard(folder: Path, rows: int, seq_len: int, vocab: int, seed: int) -> Path:
+    """A packed_tokens shard (docs/PACKED_TOKENS.md) of seeded random tokens, its rows packed with documents of
+    :func:`packed_doc_lens` (no padding): what the entry point reads, without a tokenizer or a corpus."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (rows, seq_len), generator=gen, dtype=torch.int32)
+    doc_lens = packed_doc_lens(rows, seq_len, seed)
+    table = pa.table(
+        {
+            "input_ids": pa.array(ids.tolist(), type=pa.list_(pa.int32())),
+            "doc_lens": pa.array(doc_lens, type=pa.list_(pa.int32())),
+            "n_pad": pa.array([0] * rows, type=pa.int32()),
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "part-00000.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def ranks(
+    work: Path, log_path: Path, *, flavour: str = "small", seq_len: int = SEQ_LEN, global_batch: int = 32,
+    micro_batch: int = 8, steps: int = 4, device: str = "cuda", world: int = 2, timeout: float = 240.0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The real entry point (``python -m model.train.main spec.json``) on 1 rank and, through the DeepSpeed launcher,
+    on ``world`` ranks, for AdamW at ZeRO 1 and Muon at ZeRO 0, on the same shard and global batch: per-step losses
+    (which must agree) and tokens/s per GPU. The two one-rank runs go side by side (one GPU each on CUDA)."""
+    import subprocess
+
+    from model.config import model_config as _cfg
+    from model.train.launch import launch_command
+
+    cfg = _cfg(flavour)
+    shard = write_random_shard(work / "shards", global_batch * (steps + 1), seq_len, cfg.vocab_size, 3)
+    bf16 = device == "cuda"
+    runs = {}
+    for optim, zero in (("adamw", 1), ("muon", 0)):
+        for n in (1, world):
+            name = f"{optim}_zero{zero}_{n}rank"
+            spec = {
+                "model": {"flavour": flavour},
+                "data": {"shards": [str(shard.parent)], "seed": 0},
+                "batch": {"global_batch": global_batch, "micro_batch": micro_batch},
+                "optim": {"name": optim, "lr": 2.5e-4},
+                "schedule": {"warmup_steps": 0},
+                "steps": 100,
+                "stop_after": steps,  # leave before the end: no checkpoint of 0.8B parameters to write
+                "zero_stage": zero,
+                "precision": "bf16" if bf16 else "fp32",
+                "checkpoint": {"dir": str(work / name / "ckpt")},
+                "metrics": str(work / name / "metrics.parquet"),
+                "seed": 0,
+            }
+            (work / name).mkdir(parents=True, exist_ok=True)
+            (work / name / "spec.json").write_text(json.dumps(spec))
+            runs[name] = (n, work / name)
+    rank_vars = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in rank_vars}  # each run sets up its own ranks
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env.setdefault("NCCL_NVLS_ENABLE", "0")
+    env.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
+    env.setdefault("NVSHMEM_DISABLE_NVLS", "1")
+    if device == "cpu":
+        env.update(DS_ACCELERATOR="cpu", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+
+    def start(name: str) -> subprocess.Popen:
+        n, folder = runs[name]
+        spec_path = str(folder / "spec.json")
+        run_env = dict(env)
+        if n == 1:  # one rank: the entry point alone (no launcher), on its own GPU
+            argv = [sys.executable, "-m", "model.train.main", spec_path]
+            if device == "cuda":
+                run_env["CUDA_VISIBLE_DEVICES"] = "0" if name.startswith("adamw") else "1"
+        else:
+            plan = launch_command(spec_path, n, device=device, env=run_env)  # type: ignore[arg-type]
+            argv, run_env = plan.argv, plan.env
+        log = open(folder / "log.txt", "w")  # noqa: SIM115 - closed after the process ends
+        return subprocess.Popen(argv, env=run_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    phases = [
+        ["adamw_zero1_1rank", "muon_zero0_1rank"],
+        [f"adamw_zero1_{world}rank"],
+        [f"muon_zero0_{world}rank"],
+    ]
+    results: list[dict[str, Any]] = []
+    with open(log_path, "w") as log:
+        for phase in phases:
+            t0 = time.perf_counter()
+            procs = {name: start(name) for name in phase}
+            for name, proc in procs.items():
+                try:
+                    rc = proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - t0)))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rc = "timeout"
+                folder = runs[name][1]
+                text = (folder / "log.txt").read_text(errors="replace")
+                log.write(f"===== {name}: rc {rc}, {time.perf_counter() - t0:.0f} s\n{text[-6000:]}\n")
+                log.flush()
+                rows = []
+                jsonl = folder / "metrics.jsonl"
+                if jsonl.exists():
+                    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+                n = runs[name][0]
+                timed = [r["tok_s"] for r in rows[2:]] or [
+                    r["tok_s"] for r in rows
+                ]  # step 1-2 hold compilation
+                results.append(
+                    {"section": "ranks", "name": name, "rc": rc, "world": n, "losses": [r["loss"] for r in rows],
+                     "grad_norms": [r["grad_norm"] for r in rows],
+                     "tok_s_per_gpu": statistics.mean(timed) / n if timed else None}
+                )  # fmt: skip
+                print(f"[ranks] {name}: rc {rc}, losses {results[-1]['losses']}, tok/s per GPU "
+                      f"{results[-1]['tok_s_per_gpu']}", flush=True)  # fmt: skip
+    by = {r["name"]: r for r in results}
+    for optim, zero in (("adamw", 1), ("muon", 0)):
+        one, many = by.get(f"{optim}_zero{zero}_1rank"), by.get(f"{optim}_zero{zero}_{world}rank")
+        if one and many and one["losses"] and len(one["losses"]) == len(many["losses"]):
+            rel = [abs(a - b) / abs(a) for a, b in zip(one["losses"], many["losses"], strict=True)]
+            print(
+                f"[ranks] {optim} ZeRO {zero}: 1 vs {world} ranks, loss rel. diff per step {rel}", flush=True
+            )
+            results.append({"section": "ranks", "name": f"{optim} agreement", "loss_rel_diff": rel})
+    return results
+
+
+def _profile_one(step: Callable[[], None], path: Path, name: str) -> None:
+    """One more call of ``step`` under ``torch.profiler``: the host-side ops by their own CPU time and the kernels by
+    GPU time go to ``path``; kernel time against wall time is printed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    kernels = sum(
+        getattr(e, "self_device_time_total", 0.0)
+        for e in events
+        if e.device_type == torch.autograd.DeviceType.CUDA
+    )
+    cpu = events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=80)
+    gpu = events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=80)
+    path.write_text(f"{name}\nwall {wall * 1e3:.1f} ms, kernels {kernels / 1e3:.1f} ms\n\n{cpu}\n\n{gpu}\n")
+    print(
+        f"[profile step] {name}: wall {wall * 1e3:.1f} ms (profiler on), kernels {kernels / 1e3:.1f} ms",
+        flush=True,
+    )
+    print(cpu[:4000], flush=True)
 
 
 def _kernel_kind(name: str) -> str:
@@ -462,6 +690,7 @@ def gpu(args: argparse.Namespace) -> None:
         f"{torch.cuda.get_device_name()}; seq_len {SEQ_LEN}, bf16; MFU against {PEAK_BF16 / 1e12:.0f} TFLOP/s",
         flush=True,
     )
+    sections = args.sections.split(",")
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     sec = _sync_time(lambda: torch.mm(a, b), 3, 20)
@@ -470,6 +699,14 @@ def gpu(args: argparse.Namespace) -> None:
         flush=True,
     )
     a = b = None
+    if "ranks" in sections:  # subprocesses on both GPUs, before this process holds any model
+        bench_rows = ranks(
+            Path(args.work),
+            out / "ranks.log",
+            world=min(2, torch.cuda.device_count()),
+            timeout=args.ranks_timeout,
+        )
+        (out / "ranks.json").write_text(json.dumps(bench_rows, indent=1))
     if args.deepspeed:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -484,11 +721,12 @@ def gpu(args: argparse.Namespace) -> None:
 
     dynamo_config.cache_size_limit = 64
     bench = Bench(args)
-    sections = args.sections.split(",")
     t0 = time.perf_counter()
     try:
         if "headline" in sections:
             bench.headline("small", model_config("small"))
+        if "speed" in sections:
+            bench.speed()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:
@@ -553,6 +791,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--no-deepspeed", dest="deepspeed", action="store_false")
+    parser.add_argument(
+        "--ds-bf16",
+        default="{}",
+        help='more keys of DeepSpeed\'s bf16 section (JSON), e.g. {"immediate_grad_update": true}',
+    )
+    parser.add_argument(
+        "--hf-experts", default="eager,batched_mm,grouped_mm", help="HF expert implementations timed"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=1e9,
+        help="seconds from the start after which speed steps are skipped",
+    )
+    parser.add_argument(
+        "--ranks-timeout", type=float, default=240.0, help="seconds per phase of the ranks section"
+    )
+    parser.add_argument("--work", default="/tmp/train_bench_work", help="scratch folder (ranks section)")
     parser.add_argument("--rounds", type=int, default=5, help="CPU: timed rounds")
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads")
     args = parser.parse_args()

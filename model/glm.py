@@ -332,6 +332,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.compiled = False  # set by GLMForCausalLM.compile_layers
+        self.compile_mode: str | None = None  # torch.compile mode of the regions (None: its default)
 
     def forward(
         self,
@@ -346,7 +347,7 @@ class DecoderLayer(nn.Module):
         (output projection, residuals, norm, MLP or MoE). The two outer parts run through ``torch.compile`` after
         :meth:`GLMForCausalLM.compile_layers`; the kernel between them stays eager, so the packed layout's Python
         lists never reach a compiled graph (no recompiles as documents change)."""
-        pre, post = _compiled_regions() if self.compiled else (layer_pre, layer_post)
+        pre, post = _compiled_regions(self.compile_mode) if self.compiled else (layer_pre, layer_post)
         q, k, v = pre(self, x, *rope)
         attn = self.self_attn.attend(q, k, v, layout)
         return post(self, x, attn, None if not layout.packed else layout.valid, aux_weight)
@@ -372,17 +373,19 @@ def layer_post(
     return x + h, aux
 
 
-_REGIONS: dict[str, object] = {}
+_REGIONS: dict[str | None, tuple[object, object]] = {}
 
 
-def _compiled_regions() -> tuple[object, object]:
-    """``torch.compile`` of :func:`layer_pre` and :func:`layer_post`, made once per process and shared by every
-    layer (the modules' parameters are graph inputs, so dense and MoE layers make one graph each, not one per
-    layer)."""
-    if not _REGIONS:
-        _REGIONS["pre"] = torch.compile(layer_pre, dynamic=False)
-        _REGIONS["post"] = torch.compile(layer_post, dynamic=False)
-    return _REGIONS["pre"], _REGIONS["post"]
+def _compiled_regions(mode: str | None = None) -> tuple[object, object]:
+    """``torch.compile`` of :func:`layer_pre` and :func:`layer_post` (in ``mode``), made once per process and shared
+    by every layer (the modules' parameters are graph inputs, so dense and MoE layers make one graph each, not one
+    per layer)."""
+    if mode not in _REGIONS:
+        _REGIONS[mode] = (
+            torch.compile(layer_pre, dynamic=False, mode=mode),
+            torch.compile(layer_post, dynamic=False, mode=mode),
+        )
+    return _REGIONS[mode]
 
 
 class SharedHead(nn.Module):
@@ -511,13 +514,15 @@ class GLMForCausalLM(nn.Module):
             self.model.layers[self.config.num_hidden_layers] if self.config.num_nextn_predict_layers else None
         )
 
-    def compile_layers(self, enabled: bool = True) -> GLMForCausalLM:
+    def compile_layers(self, enabled: bool = True, mode: str | None = None) -> GLMForCausalLM:
         """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
         kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
         default: on GPU it is the largest single gain (docs/TRAIN_SPEED.md); on CPU the compile time outweighs it
-        for the small models trained there. Numbers stay those of the eager model up to rounding."""
+        for the small models trained there. Numbers stay those of the eager model up to rounding. ``mode``: the
+        layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``)."""
         for layer in self.model.layers:
             layer.compiled = enabled
+            layer.compile_mode = mode
         self.ce_compiled = enabled
         return self
 

@@ -204,11 +204,33 @@ def _spec_digest(spec: TrainSpec) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _all_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL reduces CUDA tensors only
+def _all_sum(values: list[float] | torch.Tensor, device: torch.device) -> list[float]:
+    """Sum over ranks of ``values`` (floats, or a float64 tensor already on ``device``), read back as floats."""
+    t = (
+        values
+        if isinstance(values, torch.Tensor)
+        else torch.tensor(values, dtype=torch.float64, device=device)
+    )
     if dist.get_world_size() > 1:
-        dist.all_reduce(t)
+        dist.all_reduce(t)  # NCCL reduces CUDA tensors only: ``device`` is the rank's GPU there
     return t.tolist()
+
+
+def _loss_parts(out: Any) -> torch.Tensor:
+    """[lm, mtp, aux] losses of one forward as a float64 tensor on their device (absent parts are 0), no host wait."""
+    lm = out.lm_loss.detach()
+    parts = [
+        p.detach() if p is not None else torch.zeros((), device=lm.device)
+        for p in (out.mtp_loss, out.aux_loss)
+    ]
+    return torch.stack([lm.double(), *(p.double() for p in parts)])
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A loader tensor onto the rank's device; on CUDA from pinned memory without making the host wait."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def run(spec: TrainSpec) -> list[dict]:
@@ -316,21 +338,21 @@ def run(spec: TrainSpec) -> list[dict]:
         micro = loader.next_batch(rows)
         local = [float(sum(mb.n_targets for mb in micro)), float(sum(mb.n_real for mb in micro))]
         n_targets, n_real = _all_sum(local, device)
-        sums = [0.0, 0.0, 0.0]
+        # the step's loss parts, summed on the device and read once per step (a float() per micro-batch would make
+        # the host wait for the GPU before launching the next micro-batch)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
         try:
             for j, mb in enumerate(micro):
                 out = engine(
-                    mb.input_ids.to(device),
+                    _to_device(mb.input_ids, device),
                     doc_lens=mb.doc_lens,
-                    labels=mb.labels.to(device),
+                    labels=_to_device(mb.labels, device),
                     mtp_weight=mtp_w,
                     aux_weight=sched.aux_weight,
                 )
                 share = mb.n_targets / max(n_targets, 1.0)
                 engine.backward(out.loss * (share * world), scale_wrt_gas=False)
-                sums[0] += float(out.lm_loss.detach()) * share
-                sums[1] += float(out.mtp_loss.detach()) * share if out.mtp_loss is not None else 0.0
-                sums[2] += float(out.aux_loss.detach()) * share if out.aux_loss is not None else 0.0
+                sums += _loss_parts(out) * share
                 if j == len(micro) - 1:  # DeepSpeed has reduced its gradients now
                     if spec.zero_stage == 0:  # all of them, all-reduced: clip them raw
                         grad_norm = _clip(params, spec.optim.clip)
@@ -344,7 +366,7 @@ def run(spec: TrainSpec) -> list[dict]:
                 grad_norm = float(engine.get_global_grad_norm() or 0.0)
         except torch.cuda.OutOfMemoryError as exc:
             raise _out_of_memory(exc, step + 1, spec, seq_len, rank) from exc
-        loss, mtp_loss, aux_loss = _all_sum(sums, device)
+        loss, mtp_loss, aux_loss = _all_sum(sums, device)  # the step's one wait for the GPU's losses
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
             raise FloatingPointError(
                 f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; stopping. The last "
