@@ -165,11 +165,20 @@ _ELISION = regex.compile(
 )
 
 
+_ARABIC_LETTER = regex.compile(r"\p{Arabic}")
+
+
 @lru_cache(maxsize=1 << 20)
-def split_chunk_plain(chunk: str, elision: bool = False, compound: bool = False) -> tuple[str, ...]:
+def split_chunk_plain(
+    chunk: str, elision: bool = False, compound: bool = False, arabic: bool = False
+) -> tuple[str, ...]:
     """`split_chunk` without English's special cases (contractions, "dont", "im" -> "i" "m"), for the other
     space-delimited languages; with `elision`, an elided article or pronoun is split off its word; with
-    `compound`, a hyphen between letters does not split ("E-Mail")."""
+    `compound`, a hyphen between letters does not split ("E-Mail"); with `arabic`, a final full stop splits off
+    only after an Arabic-script letter (spaCy's Arabic and Persian tokenizers keep "paket." whole)."""
+    if arabic and len(chunk) > 1 and chunk.endswith(".") and not _ARABIC_LETTER.match(chunk[-2]):
+        head = split_chunk_plain(chunk[:-1], elision, compound, arabic)
+        return (*head[:-1], head[-1] + ".") if head else (chunk,)
     infix = _INFIX_COMPOUND if compound else _INFIX
     parts = _fast_split(chunk, english=False) or _split_affixes(chunk, _special_plain, infix)
     if not elision:
@@ -246,7 +255,7 @@ _CHUNK = r"[^\s\x1c-\x1f]+"
 _PLAIN = r"^(?:\p{L}+|[0-9]+)$"
 
 
-PROFILES = ("en", "plain", "compound", "elision")
+PROFILES = ("en", "plain", "compound", "elision", "arabic")
 
 
 def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
@@ -254,7 +263,8 @@ def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
 
     `profile`: "en" (spaCy English, datatrove's), "plain" (the same affix rules without English's special
     cases), "compound" ("plain" keeping hyphenated words whole) or "elision" ("compound" plus French /
-    Italian / Catalan elision)."""
+    Italian / Catalan elision), "arabic" ("plain" where a final full stop splits off only after Arabic
+    letters)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown tokenizer profile {profile!r}: use one of {', '.join(PROFILES)}")
     plain = pl.col("chunk").str.contains(_PLAIN)
@@ -271,8 +281,12 @@ def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
     if profile == "en":
         split = split_chunk
     else:
-        elision, compound = profile == "elision", profile in ("compound", "elision")
-        split = lambda c: split_chunk_plain(c, elision, compound)  # noqa: E731
+        elision, compound, arabic = (
+            profile == "elision",
+            profile in ("compound", "elision"),
+            profile == "arabic",
+        )
+        split = lambda c: split_chunk_plain(c, elision, compound, arabic)  # noqa: E731
     # chunks never contain whitespace, so a space-joined string carries a chunk's tokens cheaply
     mapping = pl.DataFrame({"chunk": distinct, "toks": [" ".join(split(c)) for c in distinct]})
     return (

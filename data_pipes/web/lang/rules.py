@@ -39,10 +39,10 @@ class LanguageOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    segmenter: Literal["en", "plain", "compound", "elision", "zh", "ja", "th"] | None = Field(
+    segmenter: Literal["en", "plain", "compound", "elision", "arabic", "zh", "ja", "th"] | None = Field(
         None,
         description="word tokeniser: en (spaCy English), plain, compound (hyphenated words whole), elision "
-        "(fr/it/ca), zh, ja, th",
+        "(fr/it/ca), arabic (ar/fa), zh, ja, th",
     )
     gopher_quality: dict[str, Any] = Field(default_factory=dict)
     gopher_repetition: dict[str, Any] = Field(default_factory=dict)

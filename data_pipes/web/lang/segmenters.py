@@ -3,7 +3,8 @@
 - space-delimited scripts: `word_tokenizer.tokenize` (spaCy-style affix splitting on whitespace chunks);
   English keeps datatrove's exact emulation, other languages the profile without English's special cases,
   keeping hyphenated words whole ("compound") where spaCy's tokenizer for the language does (German,
-  Spanish, Dutch, Nordic ...), splitting French / Italian / Catalan elisions ("elision");
+  Spanish, Dutch, Nordic ...), splitting French / Italian / Catalan elisions ("elision"), and leaving a
+  final full stop on a non-Arabic word in Arabic and Persian ("arabic");
 - Chinese: `rjieba` (jieba-rs: jieba's dictionary and algorithm in Rust, wheels on PyPI), ASCII tokens re-cut
   at punctuation as jieba does;
 - Japanese: `sudachipy` with `sudachidict_core`, split mode A (what spaCy's Japanese tokenizer, and so
@@ -23,7 +24,7 @@ import polars as pl
 
 from data_pipes.web.word_tokenizer import PROFILES, tokenize
 
-SEGMENTERS = ("en", "plain", "compound", "elision", "zh", "ja", "th")
+SEGMENTERS = (*PROFILES, "zh", "ja", "th")
 UNSPACED = ("zh", "ja", "th")  # segmenters of scripts written without spaces between words
 _PACKAGES = {"zh": "rjieba", "ja": "sudachipy and sudachidict-core", "th": "pythainlp"}
 _SUDACHI_MAX_BYTES = 40_000  # Sudachi refuses inputs over 49,149 bytes

@@ -39,6 +39,7 @@ class LangFigures:
 _SEGMENTER = {
     "zh": "zh", "ja": "ja", "th": "th", "fr": "elision", "it": "elision", "ca": "elision",
     **dict.fromkeys(("de", "da", "el", "es", "fi", "hu", "nb", "nl", "pt", "ro", "sv"), "compound"),
+    "ar": "arabic", "fa": "arabic",
 }  # fmt: skip
 
 

@@ -104,6 +104,14 @@ def test_segmenters_give_words_of_unspaced_scripts() -> None:
         "E-Mail-Adresse",
     ]
     assert segment(pl.Series(["E-Mail"]), "plain")["tok"].to_list() == ["E", "-", "Mail"]
+    # Arabic and Persian: a full stop splits off an Arabic word, not a Latin one (as spaCy's tokenizers do)
+    assert segment(pl.Series(["هذا نص. ثبّت paket."]), "arabic")["tok"].to_list() == [
+        "هذا",
+        "نص",
+        ".",
+        "ثبّت",
+        "paket.",
+    ]
     # German "im" is a word (and a stop word), not English "I'm" spelt without its apostrophe
     assert segment(pl.Series(["im Haus"]), "plain")["tok"].to_list() == ["im", "Haus"]
     assert segment(pl.Series(["im Haus"]), "en")["tok"].to_list() == ["i", "m", "Haus"]
