@@ -158,6 +158,15 @@ def test_full_run_on_s3_matches_a_local_store_then_reuses_resumes_and_collects(s
         assert remote[node]["fingerprint"] == manifest["fingerprint"], node
         assert remote[node]["content_hash"] == manifest["content_hash"], node
         assert remote[node]["counts"] == manifest["counts"], node
+    reports = [
+        (m["fingerprint"], path)
+        for m in remote.values()
+        for entry in m.get("reports", [])
+        for key, path in entry.items()
+        if key != "title"
+    ]
+    assert reports  # the reports are in the bucket with the shards
+    assert all(fs.exists(f"{bucket}/store/outputs/{fp}/{path}") for fp, path in reports)
     fp = remote["unique"]["fingerprint"]
     files = json.loads(fs.cat_file(f"{bucket}/store/outputs/{fp}/files.json"))
     assert files and all(fs.exists(f"{bucket}/store/outputs/{fp}/{rel}") for rel in files)
