@@ -19,6 +19,19 @@ detected language, as `heuristic_filters` sees them after `langid` (many transla
    unidic-lite or ipadic, which are sdists; spacy-pkuseg downloads its model at run time; Kiwi's model
    (Korean) is an sdist: all three left out. Thai: no Thai page in the corpora, so Thai is measured on the
    tests' paragraph only (pythainlp newmm is also datatrove's Thai tokenizer).
+
+Measured (3,302 pages; 24 detected languages; keep rates before -> after, English 58.6% both):
+- Chinese 7.9% -> 70.8%, Japanese 17.3% -> 71.4%, German 41.4% -> 74.8%, French 57.1% -> 67.3%, Russian
+  40.2% -> 86.2%, Norwegian 24.2% -> 66.7%, Arabic 48.5% -> 76.8%; within 15 points of English: no, ca, pt, es,
+  id, it, fr, ja, zh, sv, nl, cs (and el, ro with <= 5 pages); above English by more: de +16.2, ar +18.2, fa
+  +17.7, vi +17.1, ru +27.6, tr +27.6, pl +30.3 (FineWeb-2's alphabetic-word minimum for them, 0.71-0.78, is
+  below datatrove's English 0.8, the top drop reason on these symbol-heavy pages); ko (7 pages) 100%.
+- Agreement with datatrove's per-language filters: keep/drop 100% for ar, cs, es, fa, ja, nl, pt, ru, sv, tr;
+  97-99% for fr, id, it, zh (97.8%), ca 96.4%, de 95.5%, pl 94.4%; vi not measured (datatrove's Vietnamese
+  tokenizer needs pyvi). Our chain is 3x (ja) to 35x (id) less CPU than datatrove's per language.
+- Segmenters (docs/s per CPU second, boundary F1 against datatrove's tokenizer): spaced languages 320-670 docs/s
+  (datatrove's spaCy tokenizers 30-78), F1 0.96-1.00; Chinese rjieba 631 docs/s, F1 0.981 (jieba 114 docs/s,
+  F1 1.0 by definition but no wheel); Japanese Sudachi A 79 docs/s, F1 1.000 (mode C 0.836; spaCy-ja 21).
 """
 
 from __future__ import annotations
