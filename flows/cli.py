@@ -729,11 +729,43 @@ def show(
     for report in manifest.get("reports", []):
         files = ", ".join(report[k] for k in ("table", "markdown", "png") if k in report)
         console.print(f"report: {report['title']}: {files}")
+        _print_small_report(engine.store.output_dir(fp), report)
     if manifest["drop_reasons"] or manifest["quarantine_errors"]:
         console.print("drop reasons: " + json.dumps(manifest["drop_reasons"]))
         console.print("quarantine errors: " + json.dumps(manifest["quarantine_errors"]))
     if lineage:
         render_lineage(lineage, console)
+
+
+# a report table this small is printed by `show` (e.g. grpo's validation pass rate before and after)
+SHOW_REPORT_ROWS, SHOW_REPORT_COLUMNS = 8, 8
+
+
+def _print_small_report(out_dir: str, report: dict[str, Any]) -> None:
+    """A report's table inline when it has at most SHOW_REPORT_ROWS rows and SHOW_REPORT_COLUMNS columns of
+    scalars; larger ones stay files (the Prefect UI shows them all)."""
+    if "table" not in report:
+        return
+    try:
+        with open(os.path.join(out_dir, report["table"]), encoding="utf-8") as fh:
+            rows = json.load(fh)
+    except (OSError, ValueError):
+        return
+    if not isinstance(rows, list) or not rows or len(rows) > SHOW_REPORT_ROWS:
+        return
+    if not all(isinstance(r, dict) for r in rows):
+        return
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    if len(columns) > SHOW_REPORT_COLUMNS:
+        return
+    if any(isinstance(r.get(c), dict | list) for r in rows for c in columns):
+        return
+    table = Table()
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r[c]) for c in columns))
+    console.print(table)
 
 
 def _show_notes(p: Pipeline, node: str, plan: Any, manifest: dict[str, Any]) -> list[str]:

@@ -119,6 +119,16 @@ def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> 
     assert titles == {"rl RL metrics"} and res["rl"]["live"][-1][2].startswith(b"\x89PNG")
     reports = {r["title"] for r in manifest.get("reports", [])}
     assert {"Validation pass rate", "RL metrics"} <= reports
+    # `arcflow show rl` prints the small report tables: the validation pass rate before and after
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    shown = CliRunner().invoke(app, ["show", "rl", "-f", str(path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "pass_rate_before" in shown.output and "pass_rate_after" in shown.output, shown.output
+    line = next(x for x in shown.output.splitlines() if x.startswith("│") and "│ 4 " in x)
+    assert str(ev["val_pass_rate_before"]) in line and str(ev["val_pass_rate_after"]) in line, line
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
@@ -228,3 +238,17 @@ def test_curriculum_and_temperature_are_typed_and_a_typo_names_its_line(tmp_path
     path.write_text(path.read_text().replace("val_problems: 0", "val_problems: 4"))
     node = load_pipeline(str(path)).nodes["rl"]
     assert node.params.curriculum.k_small == 4 and node.params.temperature.max_temperature == 1.4
+
+
+def test_the_expert_iteration_example_validates() -> None:
+    """examples/rl.yaml (run end to end by hand: docs/RL.md gives its time) is a valid DAG with the seed's edges."""
+    from flows.validate import load_pipeline
+
+    p = load_pipeline(str(ROOT / "examples" / "rl.yaml"))
+    nodes = p.nodes
+    assert nodes["rl_reasoning"].kind.name == nodes["rl_agent"].kind.name == "grpo"
+    assert "sft" in nodes["rl_reasoning"].inputs and "sft" in nodes["rl_agent"].inputs
+    assert nodes["distill_reasoning"].params.teacher.checkpoint == "rl_reasoning"
+    assert nodes["distill_agent"].params.teacher.checkpoint == "rl_agent"
+    assert {"distill_reasoning", "distill_agent"} <= set(nodes["sft_unified"].inputs)
+    assert nodes["rl_agent"].params.rewards.reward == "function_call"
