@@ -8,6 +8,9 @@ lines (javascript notices, policy lines, lines without terminal punctuation), so
 Per language (`per_language`, default on): each document's `lang` (from `langid`) picks its word segmenter,
 stop words and thresholds (data_pipes/web/lang: FineWeb-2's per-language figures); English runs the sections as
 given (datatrove's defaults); a language without figures, or no language, falls back as `unknown_lang` says.
+For a tuned language, the fields FineWeb-2 tuned (stop words, word-length bounds, alphabetic share, duplicate
+lines, n-gram shares, FineWeb's punctuation and newline ratios) come from its figures whatever the sections say;
+`languages: {de: {...}}` overrides them.
 The node reports each language's documents, keep rate and top drop reason ("keep rate by language").
 """
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from data_pipes.web.c4 import C4Params
 from data_pipes.web.fineweb import FineWebParams
@@ -53,7 +53,11 @@ class LanguageOverride(BaseModel):
     def _fields_exist(self) -> LanguageOverride:
         # validate against each section's model now, so a typo fails before any shard runs
         for name, model in _SECTIONS.items():
-            model.model_validate({**model().model_dump(), **getattr(self, name)})
+            try:
+                model.model_validate({**model().model_dump(), **getattr(self, name)})
+            except ValidationError as exc:
+                where = "; ".join(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise ValueError(f"{where} (see `arcflow schema --kind heuristic_filters`)") from None
         return self
 
 

@@ -249,3 +249,8 @@ def test_language_codes_and_scripts() -> None:
     assert dominant_script(pl.Series([ZH, JA, TH, DE, "", "12 34"])).to_list() == [
         "Hani", "Kana", "Thai", "Latn", "", ""
     ]  # fmt: skip
+
+
+def test_override_typo_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"gopher_quality\.min_stop_word: Extra inputs are not permitted"):
+        LanguageOverride(gopher_quality={"min_stop_word": 3})
