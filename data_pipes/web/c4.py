@@ -11,7 +11,11 @@ sentences in its kept lines is dropped; otherwise its text becomes the kept line
 spaces for sentences). The bad-words list of C4 is not applied (datatrove keeps it in a separate filter).
 Departure: in line mode sentences are counted by `sentences.count_sentences` (a spaCy sentencizer emulation),
 only for documents with fewer kept lines than `min_num_sentences` (each kept line holds at least one
-sentence). Sentence mode splits in Python, document by document: slower than line mode."""
+sentence). Sentence mode splits in Python, document by document: slower than line mode.
+Per language (`lang/rules.py`): `end_punct="unicode"` accepts any sentence terminal (。 ؟ । ...) at a line's end,
+and for scripts without spaces (Chinese, Japanese, Thai) a line's words are its segmenter's words, not
+whitespace-separated chunks (datatrove's C4 counts `str.split()` words in every language, so it drops every
+CJK line); sentences are counted on the segmenter's tokens."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Gopher quality rules (Rae et al. 2021, arXiv 2112.11446, appendix A1.1), column-wise over a shard.
 
 Check order, thresholds and word definition follow datatrove's `GopherQualityFilter` so the first failing
-reason per document matches it. Words come from `word_tokenizer.tokenize` (a spaCy-English emulation). As
+reason per document matches it. Words come from `word_tokenizer.tokenize` (a spaCy-English emulation), or
+the language's segmenter when the chain runs per language (`lang/`). As
 in datatrove, the word count and average word length use only words that contain a non-punctuation
 character, while the hash / ellipsis / alphabetic ratios divide by all words. A threshold of `None` (or 0)
 disables its check."""
