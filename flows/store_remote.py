@@ -14,8 +14,9 @@ Kinds stay as they are: they read and write local files. Each machine keeps a **
 * **a node that starts** first copies down what the object store already has of its output (the markers and files
   of the shards a killed run finished), so those shards are skipped exactly as locally.
 * **a node that ends** uploads whatever else its folder holds (reports, files written by the kind's driver side),
-  then ``files.json``, ``shards.json`` and the manifest last. The content hash is computed from the staged bytes, so
-  a local and a remote store give the same fingerprints and content hashes.
+  then ``files.json``, ``shards.json`` and the manifest last. The content hash covers the same bytes as locally
+  (staged files hashed here, shards written on other machines by the sha256 their worker recorded in
+  ``_hashes/``), so a local and a remote store give the same fingerprints and content hashes.
 * **an input** is read through the staging folder: its files are downloaded once (whole objects, checked against
   the object store's sizes) and reused by every later node on this machine.
 
@@ -49,7 +50,18 @@ from data_pipes.io.remote import (
 from data_pipes.io.shards import MARKERS, ShardResult, marker_path
 from flows.errors import StoreLockedError
 from flows.object_lock import ObjectLock
-from flows.store import _HELD, _HELD_GUARD, BOOKKEEPING, FILES, MANIFEST, SHARDS, Store
+from flows.store import (
+    _HELD,
+    _HELD_GUARD,
+    BOOKKEEPING,
+    FILES,
+    MANIFEST,
+    SHARDS,
+    Store,
+    content_hash_of,
+    file_sha256,
+    hash_files,
+)
 
 STORE_FORMAT = 1  # the layout version this arcflow writes; a store of a higher one is refused
 STORE_INFO = "store.json"
@@ -165,13 +177,26 @@ class ObjectStore(Store):
         return functools.partial(_run_and_upload, fn, self.url, out_dir, fingerprint, tuple(inputs or ()))
 
     def hash_output(self, fingerprint: str) -> str:
-        """The content hash, computed on the staged copy (completed from the object store first, for shards that
-        other machines or a killed run wrote), so it is the same as on a local store; then every output file that
-        the object store lacks is uploaded."""
-        self._pull(fingerprint, skip_scratch=False)
-        content_hash = super().hash_output(fingerprint)
+        """The content hash, the same as on a local store: the staged files are hashed here; the files only the
+        object store holds (shards written on other machines) are taken by the sha256 their worker recorded
+        (``_hashes/part-<index>.json``), and downloaded only where none was recorded. Then every output file the
+        object store lacks is uploaded."""
+        local = self.output_dir(fingerprint)
+        files = hash_files(local)
+        remote = listing(self.fs, self._remote_output(fingerprint))
+        missing = [rel for rel in sorted(remote) if _is_output(rel) and rel not in files]
+        recorded: dict[str, str] = {}
+        if missing:
+            for rel in sorted(remote):
+                if rel.startswith(f"{HASHES}/"):
+                    recorded.update(self._get_json(self._remote_output(fingerprint, rel)) or {})
+        for rel in missing:
+            if rel not in recorded:
+                get_file(self.fs, self._remote_output(fingerprint, rel), os.path.join(local, rel))
+            files[rel] = recorded.get(rel) or file_sha256(os.path.join(local, rel))
+        atomic_write_bytes(os.path.join(local, FILES), json.dumps(files, indent=0, sort_keys=True).encode())
         self._push(fingerprint)
-        return content_hash
+        return content_hash_of(files)
 
     def _push(self, fingerprint: str) -> None:
         """Upload the staged files of an output the object store lacks (or holds at another size), bookkeeping
@@ -182,7 +207,7 @@ class ObjectStore(Store):
             for name in sorted(names):
                 path = os.path.join(root, name)
                 rel = os.path.relpath(path, local).replace(os.sep, "/")
-                if TMP_MARK in name or rel in BOOKKEEPING or rel.split("/", 1)[0].startswith("_"):
+                if not _is_output(rel):
                     continue
                 if remote.get(rel) != os.path.getsize(path):
                     put_file(self.fs, path, self._remote_output(fingerprint, rel))
@@ -349,6 +374,12 @@ class ObjectStore(Store):
 
 
 _LIVE_LOCKS: dict[str, ObjectLock] = {}  # store URL -> the lock this process holds on it
+HASHES = "_hashes"  # per shard: {relative path: sha256} of the files its worker uploaded
+
+
+def _is_output(rel: str) -> bool:
+    """Whether a path of an output folder is covered by its content hash (as ``flows.store.output_files``)."""
+    return TMP_MARK not in rel and rel not in BOOKKEEPING and not rel.split("/", 1)[0].startswith("_")
 
 
 def _version() -> str:
@@ -377,8 +408,13 @@ class _Upload:
             if root == self.out_dir:
                 dirs[:] = [d for d in dirs if not d.startswith("_")]
             files += [os.path.join(root, n) for n in names if n.startswith(tag) and TMP_MARK not in n]
+        digests = {}
         for path in sorted(files):
-            put_file(fs, path, f"{remote}/{os.path.relpath(path, self.out_dir).replace(os.sep, '/')}")
+            rel = os.path.relpath(path, self.out_dir).replace(os.sep, "/")
+            put_file(fs, path, f"{remote}/{rel}")
+            digests[rel] = file_sha256(path)
+        # the files' sha256, so the driver computes the content hash without downloading them
+        put_bytes(fs, f"{remote}/{HASHES}/{tag}.json", json.dumps(digests, sort_keys=True).encode())
         marker = marker_path(self.out_dir, result.index)
         put_file(fs, marker, f"{remote}/{MARKERS}/{os.path.basename(marker)}")
 

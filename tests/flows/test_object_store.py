@@ -556,3 +556,55 @@ def test_missing_bucket_unreachable_endpoint_and_newer_store_are_clear_errors(
     with pytest.raises(StoreUnreachableError, match=r"cannot be reached: .*AWS_ENDPOINT_URL"):
         with Store(f"s3://{bucket}/store").lock():
             pass
+
+
+def test_shards_written_on_another_machine_are_hashed_from_their_recorded_digests(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker on another machine: its shard files are in the bucket but not in the driver's staging folder (here
+    the upload removes them locally, which is what the driver sees of such a worker). The content hash comes from
+    the digests the worker recorded, without downloading the shards; a consumer then reads them from the bucket."""
+    fs, bucket = s3
+    nodes = {
+        "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.01}},
+        "long": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 200"}},
+    }
+    reference = _local_reference(tmp_path, nodes, n_files=10)
+    root = tmp_path / "remote"
+    write_corpus(root, n_files=10)
+    url = f"s3://{bucket}/store"
+    pipeline = load(write_pipeline(root, nodes, extra={"workdir": url}))
+    from flows import store_remote
+    from flows.store import Store
+
+    upload = store_remote._Upload.__call__
+    elsewhere: list[str] = []
+
+    def upload_from_elsewhere(self, result) -> None:  # noqa: ANN001 - the patched method's own signature
+        upload(self, result)
+        if "part-" in result.path and reference["raw"]["fingerprint"] in self.out_dir:
+            for sub in ("", "excluded", "quarantine", "_markers"):
+                for path in Path(self.out_dir, sub).glob(f"part-{result.index:05d}.*"):
+                    path.unlink()
+                    elsewhere.append(str(path))
+
+    monkeypatch.setattr(store_remote._Upload, "__call__", upload_from_elsewhere)
+    with Store(url).lock():
+        assert run_all(pipeline, node="raw") == {"raw": False}
+    staged = Path(Store(url).output_dir(reference["raw"]["fingerprint"]))
+    assert elsewhere and not any(Path(p).exists() for p in elsewhere)  # never downloaded to be hashed
+    remote = _remote_manifests(fs, f"{bucket}/store")
+    assert remote["raw"]["content_hash"] == reference["raw"]["content_hash"]
+    assert json.loads(fs.cat_file(f"{bucket}/store/outputs/{remote['raw']['fingerprint']}/files.json")) == (
+        json.loads(
+            (
+                tmp_path / "local" / ".arcflow" / "outputs" / remote["raw"]["fingerprint"] / "files.json"
+            ).read_text()
+        )
+    )
+    with Store(url).lock():
+        assert run_all(pipeline) == {"raw": True, "long": False}
+    assert (
+        _remote_manifests(fs, f"{bucket}/store")["long"]["content_hash"] == reference["long"]["content_hash"]
+    )
+    assert list(staged.glob("part-*.parquet"))  # the consumer's read brought them here
