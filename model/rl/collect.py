@@ -29,7 +29,7 @@ from model.rl.rollout import Policy, SamplingParams, generate
 
 ROW_FIELDS = (
     "round", "group", "problem", "sample", "problem_id", "prompt_ids", "tokens", "text", "truncated",
-    "reward", "passed", "error", "kept",
+    "reward", "passed", "error", "kept", "components",
 )  # fmt: skip
 SCHEMA = pa.schema(
     [
@@ -46,6 +46,7 @@ SCHEMA = pa.schema(
         ("passed", pa.bool_()),
         ("error", pa.string()),
         ("kept", pa.bool_()),
+        ("components", pa.string()),  # JSON {reward name: value} of the task reward and each weighted one
     ]
 )
 
@@ -205,6 +206,7 @@ def collect_step(
                     "problem_id": str(problems[p].get("id", p)), "prompt_ids": list(prompts[p]),
                     "tokens": c.tokens, "text": text, "truncated": c.truncated, "reward": reward,
                     "passed": bool(res.passed), "error": res.error or "", "kept": False,
+                    "components": json.dumps(dict(getattr(res, "components", None) or {}), sort_keys=True),
                 }
             )  # fmt: skip
         every = [r for part in (gather(local) if gather else [local]) for r in part]

@@ -538,8 +538,9 @@ def _export(policy: Any, module: torch.nn.Module, out: str, precision: str) -> N
 
 
 def _write_summary(spec: RLSpec, summary: dict[str, Any], scorer: Any, train: list[dict[str, Any]]) -> None:
-    """rl_summary.json beside the checkpoints: validation before/after and reward counts over every persisted
-    rollout (so a resumed run reports the same figures as an uninterrupted one)."""
+    """rl_summary.json beside the checkpoints: validation before/after and, per reward (each row's task reward and
+    every weighted one), rows scored, passed (task), penalised, errors and mean value over every persisted rollout
+    (so a resumed run reports the same figures as an uninterrupted one)."""
     import pyarrow.parquet as pq
 
     from model.rl.collect import rollout_path
@@ -549,19 +550,29 @@ def _write_summary(spec: RLSpec, summary: dict[str, Any], scorer: Any, train: li
         path = rollout_path(spec.rollouts_dir, s)
         if not os.path.isfile(path):
             continue
-        for r in pq.read_table(path, columns=["problem", "reward", "passed", "error"]).to_pylist():
-            name = scorer.reward_name(train[r["problem"]])
-            e = per_reward.setdefault(name, {"scored": 0, "passed": 0, "errors": 0, "reward_sum": 0.0})
-            e["scored"] += 1
-            e["passed"] += int(r["passed"])
-            e["errors"] += int(bool(r["error"]))
-            e["reward_sum"] += r["reward"]
+        for r in pq.read_table(
+            path, columns=["problem", "reward", "passed", "error", "components"]
+        ).to_pylist():
+            task = scorer.reward_name(train[r["problem"]])
+            error = r["error"] or ""
+            for name, value in (json.loads(r["components"] or "{}") or {task: r["reward"]}).items():
+                e = per_reward.setdefault(
+                    name, {"role": "task" if name == task else "weighted", "scored": 0, "passed": 0,
+                           "penalised": 0, "errors": 0, "reward_sum": 0.0},
+                )  # fmt: skip
+                e["scored"] += 1
+                e["passed"] += int(r["passed"]) if name == task else 0  # pass/fail: the task reward's
+                e["penalised"] += int(value < 0)  # a penalty fired (language mixing, repetition, format)
+                # the scorer's error text is "name: message; other: message", one part per reward that raised
+                e["errors"] += int(error.startswith(f"{name}: ") or f"; {name}: " in error)
+                e["reward_sum"] += value
     summary = {
         **summary,
         "rewards": [
-            {"reward": k, "scored": v["scored"], "passed": v["passed"], "errors": v["errors"],
-             "mean_reward": round(v["reward_sum"] / max(v["scored"], 1), 6)}
-            for k, v in sorted(per_reward.items())
+            {"reward": k, "role": v["role"], "scored": v["scored"],
+             "passed": v["passed"] if v["role"] == "task" else None, "penalised": v["penalised"],
+             "errors": v["errors"], "mean_reward": round(v["reward_sum"] / max(v["scored"], 1), 6)}
+            for k, v in sorted(per_reward.items(), key=lambda kv: (kv[1]["role"] != "task", kv[0]))
         ],
     }  # fmt: skip
     if hasattr(scorer, "close"):

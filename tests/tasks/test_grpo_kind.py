@@ -61,6 +61,7 @@ def write(root: Path, ckpt: Path, every: int = 0, name: str = "pipeline.yaml") -
                     "truncated": "keep",
                 },
                 "grpo": {"micro_batch": 16},
+                "rewards": {"weights": {"repetition": 0.5}},  # a weighted penalty beside the task reward
                 "optim": {"name": "adamw", "lr": 0.02, "weight_decay": 0.0},
                 "checkpoint_every": every,
             },
@@ -99,7 +100,13 @@ def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> 
     ev = json.loads((out / "eval.json").read_text())
     assert ev["val_problems"] == 4 and ev["train_problems"] == 16 and ev["steps"] == STEPS
     assert ev["val_pass_rate_before"] is not None and ev["val_pass_rate_after"] is not None
-    assert ev["rewards"][0]["reward"] == "instruction" and ev["rewards"][0]["errors"] == 0
+    task, weighted = ev[
+        "rewards"
+    ]  # the task reward first, then each weighted one, counted over every rollout
+    assert (task["reward"], task["role"], task["errors"]) == ("instruction", "task", 0)
+    assert (weighted["reward"], weighted["role"], weighted["passed"]) == ("repetition", "weighted", None)
+    scored = sum(r["groups"] * 4 for r in pq.read_table(_out(path, manifest) / "metrics.parquet").to_pylist())
+    assert task["scored"] == weighted["scored"] == scored and 0 <= weighted["penalised"] <= scored
     rows = pq.read_table(out / "metrics.parquet").to_pylist()
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     assert "rollout_s" not in rows[0]  # timings stay out of the output (same bytes on every run)
