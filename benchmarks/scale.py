@@ -293,6 +293,7 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._procs: dict[int, psutil.Process] = {}
+        self.roles: dict[int, str] = {}
 
     def _tree(self) -> list[psutil.Process]:
         out = []
@@ -309,7 +310,8 @@ class Poller:
             proc = self._procs.setdefault(p.pid, p)  # keep one object per pid: its cmdline cached
             try:
                 with proc.oneshot():
-                    role = _role(proc, self.root, set(self.extra))
+                    # classified once, while its command line is readable (not when it is exiting)
+                    role = self.roles.setdefault(proc.pid, _role(proc, self.root, set(self.extra)))
                     rss = proc.memory_info().rss / 2**20
                     t = proc.cpu_times()
             except psutil.Error:

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scale import Poller, corpus_files, node_report, run_pipeline  # noqa: E402
+from benchmarks.scale import Poller, Usage, corpus_files, node_report, run_pipeline  # noqa: E402
 
 PER_WARC = 500
 
@@ -224,6 +225,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "arcflow_scale")
     ap.add_argument("--nice", type=int, default=0)
+    ap.add_argument(
+        "--reuse-ours", action="store_true", help="keep arcflow's side of an earlier run of this size"
+    )
     ap.add_argument("--datatrove-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--warcs", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--texts", default=None, help=argparse.SUPPRESS)
@@ -238,11 +242,16 @@ def main() -> None:
     n = args.docs
     warcs = warc_files(n, args.cache, args.seed)
     work = args.cache / f"e2e-{n}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    yml = work / "pipeline.yaml"
-    yml.write_text(ours_yaml(warcs, work / "store"))
-    ours = run_pipeline(yml, work / "run.log")
+    saved = work / "ours_usage.json"
+    if args.reuse_ours and saved.exists():  # arcflow's side of an earlier run of this size, as measured then
+        ours = Usage(**json.loads(saved.read_text()))
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        yml = work / "pipeline.yaml"
+        yml.write_text(ours_yaml(warcs, work / "store"))
+        ours = run_pipeline(yml, work / "run.log")
+        saved.write_text(json.dumps(asdict(ours)))
     ours_cpu = sum(ours.cpu_s.values())
     nodes = node_report(work / "store")
     dt_usage, dt = run_datatrove(warcs, None, work / "datatrove")
