@@ -19,6 +19,7 @@ from data_pipes.reasoning.gym_problems import check_gym_spec, gym_rows
 from data_pipes.reasoning.humaneval_problems import humaneval_rows
 from data_pipes.reasoning.jsonl_problems import jsonl_rows
 from data_pipes.reasoning.problem_table import problems_frame, quarantine_frame
+from tasks._file_source import relative_to_patterns
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
 from tasks.registry import register
 
@@ -86,7 +87,9 @@ class Problems(Kind):
         if params.human_eval is not None:
             n = params.human_eval.limit or 164
             items += [{"kind": "humaneval", "start": s, "stop": min(n, s + step)} for s in range(0, n, step)]
-        items += [{"kind": "jsonl", "path": p} for p in params.jsonl]
+        items += [
+            {"kind": "jsonl", "path": p, "name": relative_to_patterns(p, params.jsonl)} for p in params.jsonl
+        ]
         return [ShardTask(i, item, label=_label(item)) for i, item in enumerate(items)]
 
     def run_shard(self, params: ProblemsParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
@@ -100,7 +103,7 @@ class Problems(Kind):
         elif item["kind"] == "humaneval":
             rows = humaneval_rows(item["stop"])[item["start"] :]
         else:
-            rows = jsonl_rows(item["path"])
+            rows = jsonl_rows(item["path"], item.get("name"))
         good = [r for r in rows if "error" not in r]
         bad = [r for r in rows if "error" in r]
         return write_shard(

@@ -2,8 +2,9 @@
 reason.
 
 Each line is an object with ``prompt`` (required), ``answer`` or ``tests`` (at least one), and optional
-``id``, ``domain``, ``difficulty``, ``entry_point`` and ``meta``. Without an ``id`` the id is a stable hash of
-the file path and line number. Errors: ``problems_bad_json``, ``problems_not_object``,
+``id``, ``domain``, ``difficulty``, ``entry_point`` and ``meta``. Rows name the file by the ``name`` the caller
+gives (a path relative to the declared files' folder), never by where it lies on this machine, so the output is
+the same in any folder. Without an ``id`` the id is a stable hash of that name and the line number. Errors: ``problems_bad_json``, ``problems_not_object``,
 ``problems_missing_prompt``, ``problems_no_answer_or_tests``, ``problems_bad_field``,
 ``problems_unreadable_file``.
 """
@@ -20,6 +21,7 @@ TEXT_FIELDS = ("prompt", "answer", "tests", "entry_point", "domain", "difficulty
 
 
 def _bad(path: str, n: int, error: str) -> dict[str, str]:
+    """A quarantined line; ``path`` is the file's name in the rows."""
     return {
         "id": make_id("problems_jsonl", path, n),
         "source": f"jsonl:{os.path.basename(path)}",
@@ -29,6 +31,7 @@ def _bad(path: str, n: int, error: str) -> dict[str, str]:
 
 
 def _row(path: str, n: int, obj: object) -> dict[str, str]:
+    """One line's row; ``path`` is the file's name in the rows."""
     if not isinstance(obj, dict):
         return _bad(path, n, f"problems_not_object: line is {type(obj).__name__}, expected an object")
     for key in TEXT_FIELDS:
@@ -63,13 +66,16 @@ def _row(path: str, n: int, obj: object) -> dict[str, str]:
     )
 
 
-def jsonl_rows(path: str) -> list[dict[str, str]]:
-    """Rows of one file, in line order; a quarantined line is a dict with an ``error`` key."""
+def jsonl_rows(path: str, name: str | None = None) -> list[dict[str, str]]:
+    """Rows of the file at ``path``, in line order, naming it ``name`` (default: its file name); a quarantined
+    line is a dict with an ``error`` key."""
+    where = path
+    path = name or os.path.basename(where)
     try:
-        with open(path, "rb") as fh:
+        with open(where, "rb") as fh:
             lines = fh.read().splitlines()
     except OSError as exc:
-        return [_bad(path, 0, f"problems_unreadable_file: {exc}")]
+        return [_bad(path, 0, f"problems_unreadable_file: {str(exc).replace(where, path)}")]
     out = []
     for n, raw in enumerate(lines, start=1):
         if not raw.strip():

@@ -54,6 +54,20 @@ def test_gym_verifier_rejects_a_wrong_answer_and_math_verify_checks_user_sets(tm
     assert not verify_response(user, "Answer: 0.75").ok
 
 
+def test_jsonl_rows_name_the_file_as_given_never_by_its_location(tmp_path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "Half of one?", "answer": "1/2"}) + "\n")
+    (row,) = jsonl_rows(str(path), "sets/p.jsonl")
+    assert row["url"] == "sets/p.jsonl#1" and json.loads(row["meta"])["path"] == "sets/p.jsonl"
+    assert str(tmp_path) not in json.dumps(row)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "p.jsonl").write_bytes(path.read_bytes())
+    assert jsonl_rows(str(moved / "p.jsonl"), "sets/p.jsonl") == [row]  # same bytes in any folder
+    (missing,) = jsonl_rows(str(tmp_path / "gone.jsonl"), "gone.jsonl")
+    assert missing["error"].startswith("problems_unreadable_file") and str(tmp_path) not in missing["error"]
+
+
 def test_humaneval_canonical_solution_passes_and_a_wrong_one_fails() -> None:
     row = humaneval_rows(limit=1)[0]
     meta = json.loads(row["meta"])
