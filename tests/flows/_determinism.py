@@ -110,15 +110,26 @@ def run_cli(
     prefect_home: str | Path,
     timeout_s: float = 900,
 ) -> subprocess.CompletedProcess[str]:
-    """``arcflow run -f PIPELINE --set ...`` from ``cwd``, to the end."""
-    return subprocess.run(
-        cli_command(pipeline_file, overrides),
+    """``arcflow run -f PIPELINE --set ...`` from ``cwd``, to the end. Past ``timeout_s`` its whole process group
+    (the CLI, its Dask workers, the training launcher, Prefect's server) is killed and ``TimeoutExpired`` raised."""
+    cmd = cli_command(pipeline_file, overrides)
+    with subprocess.Popen(
+        cmd,
         cwd=cwd,
         env=cli_env(prefect_home),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
-    )
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            _reap_group(proc.pid)
+            raise subprocess.TimeoutExpired(cmd, timeout_s, output=stdout, stderr=stderr) from exc
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def run_cli_until(
