@@ -10,7 +10,8 @@ Phase 1 reads only the score column of every shard (``ctx.map``) and returns a t
 them (``data_pipes.web.quantiles``). With ``percentiles: exact`` (the default) a second pass returns only the
 (score, id hash) pairs near each cut-off, so the cut-offs are exact while the driver holds a small share of the
 documents; ``percentiles: sketch`` takes the digest's quantiles directly (constant memory, rank error stated in
-that module). Phase 3 writes the shards, each also counting its scores into the histogram's global bins. Reports: the mixture table (documents, estimated tokens,
+that module). With ``group_by`` (e.g. ``lang``) the percentiles are taken within each value of that column, so
+every language gets its own cut-offs and a "Buckets per <column>" report. Phase 3 writes the shards, each also counting its scores into the histogram's global bins. Reports: the mixture table (documents, estimated tokens,
 epochs, effective tokens and shares per bucket; the token proxy is named in its header) and a score histogram
 with the boundaries.
 """
@@ -57,6 +58,11 @@ class QualityBucketsParams(KindParams):
         description="percentile method: exact cut-offs (t-digest brackets, then the pairs near each cut-off) or "
         "the digest's quantiles alone (one pass, constant driver memory, about 0.1 point of rank error)",
     )
+    group_by: str | None = Field(
+        None,
+        description="percentiles within each value of this column (e.g. `lang`: every language gets its own "
+        "cut-offs, so one language's score scale does not starve another); a null value is its own group",
+    )
     token_estimate: qb.TokenEstimate = Field("bytes_div_4", description="token proxy: bytes_div_4 or words")
     seed: int = Field(0, description="seed of the id hash that breaks score ties")
 
@@ -64,77 +70,101 @@ class QualityBucketsParams(KindParams):
         return [b.bucket(self.method) for b in self.buckets]
 
 
-def _read_scores(path: str, column: str, seed: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(scores, id hashes) of a shard's scored rows; no hashes (nor id column read) when ``seed`` is None."""
+def _read_scores(
+    path: str, column: str, seed: int | None, group_by: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(scores, id hashes, groups) of a shard's scored rows; no hashes (nor id column read) when ``seed`` is
+    None; groups are the ``group_by`` column's values as strings ("" for null, all "" without ``group_by``)."""
     names = list(pl.read_parquet_schema(path))
-    if column not in names:
-        raise ValueError(
-            f"{path}: no column {column!r} (columns: {names}); put a quality_score node "
-            "before this one or set `score_column`"
-        )
-    frame = pl.read_parquet(path, columns=[column] if seed is None else ["id", column]).filter(
+    for needed in [column] + ([group_by] if group_by else []):
+        if needed not in names:
+            hint = "put a quality_score node before this one or set `score_column`"
+            if needed == group_by:
+                hint = "put a langid node before this one or set `group_by`"
+            raise ValueError(f"{path}: no column {needed!r} (columns: {names}); {hint}")
+    columns = ([] if seed is None else ["id"]) + [column] + ([group_by] if group_by else [])
+    frame = pl.read_parquet(path, columns=columns).filter(
         pl.col(column).cast(pl.Float64).is_not_nan().fill_null(False)
     )
     hashes = None if seed is None else qb.id_hashes(frame["id"], seed)
-    return frame[column].cast(pl.Float64).to_numpy(), hashes
+    groups = (
+        frame[group_by].cast(pl.String).fill_null("").to_numpy().astype(str)
+        if group_by
+        else np.full(frame.height, "", dtype="<U1")
+    )
+    return frame[column].cast(pl.Float64).to_numpy(), hashes, groups
 
 
 class _Summarise:
-    """Phase 1: a shard's score digest."""
+    """Phase 1: a shard's score digest per group."""
 
-    def __init__(self, column: str) -> None:
-        self.column = column
+    def __init__(self, column: str, group_by: str | None) -> None:
+        self.column, self.group_by = column, group_by
 
-    def __call__(self, path: str) -> quantiles.ShardSummary:
-        return quantiles.summarise(_read_scores(path, self.column, None)[0])
+    def __call__(self, path: str) -> dict[str, quantiles.ShardSummary]:
+        scores, _, groups = _read_scores(path, self.column, None, self.group_by)
+        return {str(g): quantiles.summarise(scores[groups == g]) for g in np.unique(groups)}
 
 
 class _Brackets:
-    """Phase 2 (exact percentiles): a shard's counts above, and pairs inside, each bracket."""
+    """Phase 2 (exact percentiles): per group, a shard's counts above, and pairs inside, each bracket."""
 
-    def __init__(self, column: str, seed: int, wanted: list[quantiles.Bracket]) -> None:
-        self.column, self.seed, self.wanted = column, seed, wanted
+    def __init__(
+        self, column: str, seed: int, group_by: str | None, wanted: dict[str, list[quantiles.Bracket]]
+    ) -> None:
+        self.column, self.seed, self.group_by, self.wanted = column, seed, group_by, wanted
 
-    def __call__(self, path: str) -> list[quantiles.BracketPart]:
-        scores, hashes = _read_scores(path, self.column, self.seed)
+    def __call__(self, path: str) -> dict[str, list[quantiles.BracketPart]]:
+        scores, hashes, groups = _read_scores(path, self.column, self.seed, self.group_by)
         assert hashes is not None
-        return quantiles.bracket_parts(scores, hashes, self.wanted)
+        out = {}
+        for g, wanted in self.wanted.items():
+            mask = groups == g
+            out[g] = quantiles.bracket_parts(scores[mask], hashes[mask], wanted)
+        return out
 
 
 def _exact_cutoffs(
     ctx: RunContext,
     paths: list[str],
     params: QualityBucketsParams,
-    digest: Any,
-    n: int,
+    digests: dict[str, Any],
+    sizes: dict[str, int],
     percents: list[float],
-) -> tuple[list[Any], int]:
-    """Exact (score, hash) cut-offs through digest brackets; also the most pairs held for one cut-off."""
-    ranks = [quantiles.rank(p, n) for p in percents]
-    cutoffs: list[Any] = [None] * len(percents)
-    pending = [i for i, k in enumerate(ranks) if k < n]
+) -> tuple[dict[str, list[Any]], int]:
+    """Exact (score, hash) cut-offs per group through digest brackets; also the most pairs held for one
+    cut-off."""
+    ranks = {g: [quantiles.rank(p, sizes[g]) for p in percents] for g in digests}
+    cutoffs: dict[str, list[Any]] = {g: [None] * len(percents) for g in digests}
+    pending = {g: [i for i, k in enumerate(ranks[g]) if k < sizes[g]] for g in digests}
     delta, held = quantiles.DELTA, 0
-    while pending:
-        wanted = quantiles.brackets(digest, n, [ranks[i] for i in pending], delta)
-        per_shard = ctx.map(
-            _Brackets(params.score_column, ctx.seed + params.seed, wanted), paths, phase="cutoffs"
-        )
-        missed = []
-        for j, i in enumerate(pending):
-            parts = [shard[j] for shard in per_shard]
-            held = max(held, quantiles.bracket_memory(parts))
-            cut = quantiles.resolve(n, wanted[j], parts)
-            if cut is None:
-                if delta >= 1:  # the whole range was in the bracket: cannot miss
-                    raise RuntimeError(f"percentile cut-off at rank {ranks[i]} of {n} not found")
-                missed.append(i)
-            else:
-                cutoffs[i] = cut
+    while any(pending.values()):
+        wanted = {
+            g: quantiles.brackets(digests[g], sizes[g], [ranks[g][i] for i in todo], delta)
+            for g, todo in pending.items()
+            if todo
+        }
+        task = _Brackets(params.score_column, ctx.seed + params.seed, params.group_by, wanted)
+        per_shard = ctx.map(task, paths, phase="cutoffs")
+        missed: dict[str, list[int]] = {}
+        for g, todo in pending.items():
+            for j, i in enumerate(todo):
+                parts = [shard[g][j] for shard in per_shard]
+                held = max(held, quantiles.bracket_memory(parts))
+                cut = quantiles.resolve(sizes[g], wanted[g][j], parts)
+                if cut is None:
+                    if delta >= 1:  # the whole range was in the bracket: cannot miss
+                        raise RuntimeError(
+                            f"percentile cut-off at rank {ranks[g][i]} of {sizes[g]} not found"
+                        )
+                    missed.setdefault(g, []).append(i)
+                else:
+                    cutoffs[g][i] = cut
         pending, delta = missed, delta * 4
     return cutoffs, held
 
 
-def _edges(summaries: list[quantiles.ShardSummary]) -> list[float]:
+def _edges(summaries: list[quantiles.ShardSummary]) -> list[float]:  # all groups' summaries
     """The histogram's global bins: the score range ([0, 1] when the scores fit in it)."""
     lo = min((s.lo for s in summaries if s.n), default=0.0)
     hi = max((s.hi for s in summaries if s.n), default=1.0)
@@ -173,26 +203,31 @@ class QualityBuckets(DocumentMapKind):
         params: QualityBucketsParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
         paths = [t.payload["path"] for t in tasks]
-        summaries = ctx.map(_Summarise(params.score_column), paths, phase="scores")
-        n = sum(s.n for s in summaries)
-        digest = quantiles.merge(summaries)
+        per_shard = ctx.map(_Summarise(params.score_column, params.group_by), paths, phase="scores")
+        groups = sorted({g for shard in per_shard for g in shard})
+        digests = {g: quantiles.merge([s[g] for s in per_shard if g in s]) for g in groups}
+        sizes = {g: sum(s[g].n for s in per_shard if g in s) for g in groups}
+        summaries = [summary for shard in per_shard for summary in shard.values()]
+        n = sum(sizes.values())
         buckets = params.resolved()
         percents = [b.bound or 0 for b in buckets[:-1]]
         if params.method == "threshold":
-            cutoffs: list[Any] = [b.bound for b in buckets[:-1]]
+            cutoffs: dict[str, list[Any]] = {g: [b.bound for b in buckets[:-1]] for g in groups}
         elif params.percentiles == "sketch":
-            cutoffs = quantiles.sketch_cutoffs(digest, n, percents)
+            cutoffs = {g: quantiles.sketch_cutoffs(digests[g], sizes[g], percents) for g in groups}
             ctx.extra["cutoff_note"] = (
                 f"Percentile cut-offs from a merged t-digest ({quantiles.CENTROIDS} centroids; rank error "
                 f"about {quantiles.SKETCH_RANK_ERROR:.1%} of the documents, plus documents tied at a cut-off)."
             )
         else:
-            cutoffs, held = _exact_cutoffs(ctx, paths, params, digest, n, percents)
+            cutoffs, held = _exact_cutoffs(ctx, paths, params, digests, sizes, percents)
             ctx.extra["cutoff_note"] = (
                 f"Percentile cut-offs are exact: t-digest brackets, then the (score, id hash) pairs near each "
                 f"cut-off; the driver held at most {held:,} pairs for one cut-off ({held / max(n, 1):.2%} of "
                 f"{n:,} scored documents)."
             )
+        if params.group_by:
+            ctx.extra["group_sizes"] = sizes
         ctx.extra["cutoffs"], ctx.extra["n_scored"] = cutoffs, n
         edges = _edges(summaries)
         ctx.extra["edges"] = edges
@@ -218,9 +253,18 @@ class QualityBuckets(DocumentMapKind):
         frame = frame.filter(~missing)
         buckets = params.resolved()
         scores = frame[col].cast(pl.Float64).to_numpy()
-        index = qb.assign(
-            scores, qb.id_hashes(frame["id"], seed + params.seed), buckets, task.payload["cutoffs"]
+        hashes = qb.id_hashes(frame["id"], seed + params.seed)
+        groups = (
+            frame[params.group_by].cast(pl.String).fill_null("").to_numpy().astype(str)
+            if params.group_by
+            else np.full(frame.height, "", dtype="<U1")
         )
+        index = np.zeros(frame.height, dtype=np.int64)
+        by_group: dict[str, dict[str, int]] = {}
+        for g in np.unique(groups):
+            mask = groups == g
+            index[mask] = qb.assign(scores[mask], hashes[mask], buckets, task.payload["cutoffs"][str(g)])
+            by_group[str(g)] = {b.name: int((index[mask] == i).sum()) for i, b in enumerate(buckets)}
         names = np.array([b.name for b in buckets], dtype=object)[index]
         epochs = np.array([b.epochs for b in buckets], dtype=np.float64)[index]
         dropped_mask = np.array([b.drop for b in buckets], dtype=bool)[index]
@@ -243,7 +287,11 @@ class QualityBuckets(DocumentMapKind):
             dropped=dropped,
             quarantined=bad,
             started=started,
-            extra={"buckets": per_bucket, "histogram": _counts(scores, task.payload.get("edges"))},
+            extra={
+                "buckets": per_bucket,
+                "histogram": _counts(scores, task.payload.get("edges")),
+                **({"groups": by_group} if params.group_by else {}),
+            },
         )
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
@@ -251,13 +299,17 @@ class QualityBuckets(DocumentMapKind):
         buckets = params.resolved()
         docs = [sum(r.extra.get("buckets", {}).get(b.name, [0, 0])[0] for r in results) for b in buckets]
         tokens = [sum(r.extra.get("buckets", {}).get(b.name, [0, 0])[1] for r in results) for b in buckets]
-        cutoffs = ctx.extra.get("cutoffs", [])
+        by_group = ctx.extra.get("cutoffs", {})
+        cutoffs = next(iter(by_group.values()), []) if len(by_group) == 1 else []
         seen = [c[0] if isinstance(c, tuple) else c for c in cutoffs] + [None]
+        seen += [None] * (len(buckets) - len(seen))
         rows = qb.mixture_table(buckets, docs, tokens, seen)
         md = qb.mixture_markdown(rows, params.method, params.token_estimate, params.score_column)
         if ctx.extra.get("cutoff_note"):
             md += "\n" + ctx.extra["cutoff_note"] + "\n"
         ctx.add_report("Mixture", markdown=md, table=rows)
+        if params.group_by:
+            self._group_report(ctx, params, buckets, results, by_group)
         edges = ctx.extra.get("edges") or plots.histogram(np.zeros(0))[1]
         counts = np.zeros(len(edges) - 1, dtype=np.int64)
         for r in results:
@@ -272,3 +324,39 @@ class QualityBuckets(DocumentMapKind):
             lines=lines,
         )
         ctx.add_report("Score histogram", png=png)
+
+    @staticmethod
+    def _group_report(
+        ctx: RunContext,
+        params: QualityBucketsParams,
+        buckets: list[qb.Bucket],
+        results: list[ShardResult],
+        cutoffs: dict[str, list[Any]],
+    ) -> None:
+        """Documents per bucket and the score bounds within each group (e.g. each language)."""
+        rows = []
+        for g in sorted(cutoffs):
+            docs = {
+                b.name: sum(r.extra.get("groups", {}).get(g, {}).get(b.name, 0) for r in results)
+                for b in buckets
+            }
+            bounds = [c[0] if isinstance(c, tuple) else c for c in cutoffs[g]]
+            row: dict[str, Any] = {params.group_by or "group": g or "(none)", "documents": sum(docs.values())}
+            for i, b in enumerate(buckets):
+                row[b.name] = docs[b.name]
+                if i < len(bounds):
+                    row[f"{b.name}_min_score"] = None if bounds[i] is None else round(float(bounds[i]), 6)
+            rows.append(row)
+        lines = [
+            f"Buckets by {params.method} within each `{params.group_by}` value (each has its own cut-offs).",
+            "",
+            f"| {params.group_by} | documents | " + " | ".join(b.name for b in buckets) + " |",
+            "|---|---:|" + "---:|" * len(buckets),
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r[params.group_by or 'group']} | {r['documents']:,} | "
+                + " | ".join(f"{r[b.name]:,}" for b in buckets)
+                + " |"
+            )
+        ctx.add_report(f"Buckets per {params.group_by}", markdown="\n".join(lines) + "\n", table=rows)

@@ -185,6 +185,11 @@ def nodes() -> dict[str, dict]:
             "inputs": ["ml_good_lang", "ml_bad_lang", "ml_clf"],
             "params": {"per_language": True},
         },
+        "ml_buckets": {
+            "uses": "quality_buckets",
+            "inputs": ["ml_scored"],
+            "params": {"buckets": BUCKETS, "group_by": "lang"},
+        },
     }
 
 
@@ -339,6 +344,24 @@ def test_per_language_models(run) -> None:
     good = german.filter(pl.col("source") == "ml_good")["quality_score"].mean()
     bad = german.filter(pl.col("source") == "ml_bad")["quality_score"].mean()
     assert good > bad + 0.3
+
+
+def test_buckets_per_language(run) -> None:
+    """`group_by: lang`: every language gets its own exact cut-offs, so each holds its own top 10%."""
+    scored = rows(run, "ml_scored")
+    kept, dropped = rows(run, "ml_buckets"), rows(run, "ml_buckets", "excluded")
+    both = pl.concat([kept, dropped.drop("reason")], how="diagonal")
+    assert both.height == scored.height
+    langs = scored["lang"].unique().to_list()
+    assert len(langs) > 1
+    for lang in langs:
+        n = scored.filter(pl.col("lang") == lang).height
+        got = dict(both.filter(pl.col("lang") == lang).group_by("bucket").len().iter_rows())
+        assert got.get("top", 0) == n - math.ceil(0.9 * n), lang
+        assert got.get("high", 0) == math.ceil(0.9 * n) - math.ceil(0.6 * n), lang
+    table = json.loads((out_dir(run, "ml_buckets") / "reports" / "buckets-per-lang.json").read_text())
+    assert sorted(r["lang"] for r in table) == sorted(langs)
+    assert sum(r["documents"] for r in table) == scored.height
 
 
 def test_bucket_spec_errors(tmp_path: Path) -> None:
