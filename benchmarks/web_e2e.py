@@ -111,6 +111,7 @@ def _node_urls(store: Path) -> dict[str, list[str]]:
 
 def datatrove_child(warcs: str | None, texts: str | None, work: Path, out: Path) -> None:
     """datatrove's pipeline; records the URLs that survive each step into ``out`` (JSON)."""
+    import datatrove.utils.lid as datatrove_lid
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
@@ -131,7 +132,6 @@ def datatrove_child(warcs: str | None, texts: str | None, work: Path, out: Path)
     from datatrove.pipeline.readers import JsonlReader, WarcReader
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
-    from fasttext.FastText import _FastText
     from loguru import logger
 
     from benchmarks.minhash import _datatrove_hash_fc
@@ -149,8 +149,9 @@ def datatrove_child(warcs: str | None, texts: str | None, work: Path, out: Path)
 
         return step
 
+    # the local lid.176.ftz instead of datatrove's download (the model loads lazily, in the executor's copy)
+    datatrove_lid.cached_asset_path_or_download = lambda *_a, **_k: _lid_path()
     lang = LanguageFilter(languages=["en"], language_threshold=0.65)
-    lang.model._model = _FastText(_lid_path())  # the local lid.176.ftz: no download
     if texts is not None:
         table = pq.read_table(texts, columns=["url", "text"]).to_pylist()
         first: list = [Document(text=r["text"], id=r["url"], metadata={"url": r["url"]}) for r in table]
