@@ -7,6 +7,11 @@ hashes, at most ``max_per_label`` of them. The driver merges those into one glob
 ``max_per_label``-th smallest hash), so the kept sample is the same however the inputs are sharded. Phase 2
 reads the sample files, applies the caps, holds out a seeded ``heldout_fraction`` for metrics and trains.
 
+Evaluation inputs (``eval_inputs``): their documents never enter training; every one is scored by the model
+``quality_score`` would use for it (its language's model, else the fallback) and ``evaluate`` gives accuracy,
+precision, recall, F1 and ROC AUC per language and over all. This is the figure to trust for data from elsewhere;
+the default held-out split is drawn from the same inputs as training (in-distribution), so it overstates it.
+
 Per-language models (``per_language``): the ``lang`` column (from the ``langid`` kind) groups documents. A
 language gets its own model when every label has at least ``min_docs_per_language`` training documents in it
 (and, if ``languages`` is given, it is listed); the fallback model is trained on all languages together and
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,3 +169,79 @@ def model_file(lang: str) -> str:
 
 def sample_path(out_dir: str, index: int) -> str:
     return os.path.join(out_dir, "_samples", f"part-{index:05d}.parquet")
+
+
+def eval_path(out_dir: str, index: int) -> str:
+    return os.path.join(out_dir, "_samples", f"eval-{index:05d}.parquet")
+
+
+def load_eval(paths: Sequence[str]) -> pl.DataFrame:
+    """Every evaluation row (no cap, no split), one per (id, label), in seeded-hash order."""
+    frame = pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
+    return frame.unique(subset=["id", "label"], keep="first", maintain_order=True).sort(["h_sample", "id"])
+
+
+def roc_auc(truth: Sequence[str], probs: Sequence[float], positive: str) -> float | None:
+    """ROC AUC of P(positive) (Mann-Whitney, ties count one half); None when one class is absent."""
+    scores = np.asarray(probs, dtype=np.float64)
+    is_pos = np.asarray([t == positive for t in truth], dtype=bool)
+    n_pos, n_neg = int(is_pos.sum()), int((~is_pos).sum())
+    if not n_pos or not n_neg:
+        return None
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    start = 0
+    while start < len(scores):  # average ranks over tie blocks
+        end = start
+        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    u = ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2
+    return round(float(u / (n_pos * n_neg)), 4)
+
+
+def evaluate(
+    frame: pl.DataFrame,
+    score: Callable[[str, list[str]], list[float]],
+    has_model: Callable[[str], bool],
+    positive: str,
+    metrics: Callable[[Sequence[str], Sequence[float], str], dict],
+) -> list[dict]:
+    """Rows of metrics per language (the language's model, else the fallback's) and one ``all`` row.
+
+    ``score(model_lang, lines)`` gives P(positive) with the model of ``model_lang`` (``""``: fallback)."""
+    truth_all: list[str] = []
+    probs_all: list[float] = []
+    rows = []
+    for (lang,), part in sorted(frame.group_by(["lang"]), key=lambda kv: str(kv[0][0])):
+        lang = str(lang or "")
+        model = lang if lang and has_model(lang) else FALLBACK
+        truth = part["label"].to_list()
+        probs = score(model, part["line"].to_list())
+        truth_all += truth
+        probs_all += probs
+        rows.append(_eval_row(lang or "(none)", model, truth, probs, positive, metrics))
+    if len(rows) != 1 or rows[0]["lang"] != "(none)":
+        rows.append(_eval_row("all", "(per language)", truth_all, probs_all, positive, metrics))
+    return rows
+
+
+def _eval_row(
+    lang: str,
+    model: str,
+    truth: list[str],
+    probs: list[float],
+    positive: str,
+    metrics: Callable[[Sequence[str], Sequence[float], str], dict],
+) -> dict:
+    scores = metrics(truth, probs, positive)
+    return {
+        "lang": lang,
+        "model": model or "fallback",
+        "docs": scores.pop("heldout_docs"),
+        "positives": sum(t == positive for t in truth),
+        **scores,
+        "auc": roc_auc(truth, probs, positive),
+    }

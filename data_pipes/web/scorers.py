@@ -6,7 +6,9 @@ A scorer maps a batch of texts (and, optionally, their ``lang`` codes) to one fl
   (options: ``models`` {lang: path, "": fallback} or ``model_path``, ``positive_label``, ``text_chars``,
   ``lowercase``);
 * ``math_density``: the math/science heuristic of ``data_pipes.web.quality_math`` (options: ``scale``,
-  ``max_chars``).
+  ``max_chars``);
+* ``edu_rubric``: a rule-based educational-value rubric, 0..5 points, for any language
+  (``data_pipes.web.edu_rubric``; options: ``min_words``, ``full_words``). It is not an LLM grader.
 
 Anything else is a dotted path to a function of the user's own importable module, ``package.module:function``
 (or ``package.module.function``), called as ``function(texts, **options)`` and returning one number per text.
@@ -24,6 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from data_pipes.web import edu_rubric
 from data_pipes.web import quality_fasttext as ft
 from data_pipes.web.quality_math import score_texts as math_scores
 
@@ -109,6 +112,21 @@ class _MathDensity:
 @register_scorer("math_density")
 def _math_density(scale: float = 8.0, max_chars: int = 20_000) -> Scorer:
     return _MathDensity(scale, max_chars)
+
+
+class _EduRubric:
+    def __init__(self, min_words: int, full_words: int) -> None:
+        if not 0 < min_words < full_words:
+            raise ValueError(f"edu_rubric: need 0 < min_words < full_words; got {min_words}, {full_words}")
+        self.min_words, self.full_words = min_words, full_words
+
+    def __call__(self, texts: Sequence[str | None], langs: Sequence[str] | None = None) -> list[float]:
+        return edu_rubric.score_texts(texts, self.min_words, self.full_words)
+
+
+@register_scorer("edu_rubric")
+def _edu_rubric(min_words: int = 40, full_words: int = 250) -> Scorer:
+    return _EduRubric(min_words, full_words)
 
 
 class _CallableScorer:

@@ -3,7 +3,8 @@
 "Good" documents are standard-library docstrings; "bad" ones are other modules' docstrings with their words
 shuffled, plus navigation boilerplate. The math/science student is distilled from the math_density teacher
 over docstrings of the math modules (statistics, fractions, decimal, math, cmath) and of others. The
-multilingual classifier adds a few German paragraphs, routed by langid.
+multilingual classifier adds a few German paragraphs, routed by langid. The educational-value student is
+distilled from the edu_rubric teacher over those, and evaluated on held-out inputs (other modules, fresh German).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ OTHER_MODULES = (
     "textwrap",
     "zipfile",
 )
+EVAL_MODULES = ("collections", "functools", "datetime", "calendar")
 SALAD_MODULES = ("email.message", "http.client", "urllib.parse", "tarfile", "configparser", "heapq", "string")
 NAV = "Home Products Pricing About Contact Login Register Cart Blog Careers Support Sitemap Terms".split()
 GERMAN = [
@@ -104,6 +106,14 @@ def build_data(root: Path) -> None:
     de_bad = [salad(t, rnd) for t in german_docs(rnd, 40)]
     write_jsonl(root / "ml_good.jsonl", good[:80] + [(f"de:{i}", t) for i, t in enumerate(de_good)])
     write_jsonl(root / "ml_bad.jsonl", bad[:80] + [(f"debad:{i}", t) for i, t in enumerate(de_bad)])
+    ev_rnd = random.Random(11)  # eval inputs: modules and German paragraphs that no training input holds
+    ev_en = docstrings(EVAL_MODULES)[:30]
+    ev_good = ev_en + [(f"evde:{i}", t) for i, t in enumerate(german_docs(ev_rnd, 20))]
+    ev_bad = [(f"evsalad:{q}", salad(t, ev_rnd)) for q, t in ev_en[:20]]
+    ev_bad += [(f"evnav:{i}", boilerplate(ev_rnd)) for i in range(10)]
+    ev_bad += [(f"evdebad:{i}", salad(t, ev_rnd)) for i, t in enumerate(german_docs(ev_rnd, 20))]
+    write_jsonl(root / "ev_good.jsonl", ev_good)
+    write_jsonl(root / "ev_bad.jsonl", ev_bad)
 
 
 SMALL = {"epoch": 25, "lr": 0.5, "dim": 16, "bucket": 20000, "seed": 3, "heldout_fraction": 0.25}
@@ -189,6 +199,38 @@ def nodes() -> dict[str, dict]:
             "uses": "quality_buckets",
             "inputs": ["ml_scored"],
             "params": {"buckets": BUCKETS, "group_by": "lang"},
+        },
+        # educational value: rubric teacher -> labels -> per-language student, judged on eval inputs
+        "ev_good": {"uses": "files", "params": {"paths": ["ev_good.jsonl"], **files}},
+        "ev_bad": {"uses": "files", "params": {"paths": ["ev_bad.jsonl"], **files}},
+        "ev_good_lang": {"uses": "langid", "inputs": ["ev_good"], "params": {"mode": "route"}},
+        "ev_bad_lang": {"uses": "langid", "inputs": ["ev_bad"], "params": {"mode": "route"}},
+        "edu_labels": {
+            "uses": "distill_labels",
+            "inputs": ["ml_good_lang", "ml_bad_lang"],
+            "params": {"teacher": "edu_rubric", "positive_fraction": 0.4, "negative_fraction": 0.4},
+        },
+        "edu_clf": {
+            "uses": "quality_train",
+            "inputs": ["edu_labels", "ev_good_lang", "ev_bad_lang"],
+            "params": {
+                "label_column": "label",
+                "labels": {"ev_good_lang": "hq", "ev_bad_lang": "lq"},
+                "eval_inputs": ["ev_good_lang", "ev_bad_lang"],
+                "per_language": True,
+                "min_docs_per_language": 10,
+                **SMALL,
+            },
+        },
+        "edu_scored": {
+            "uses": "quality_score",
+            "inputs": ["ml_good_lang", "ml_bad_lang", "edu_clf"],
+            "params": {"per_language": True, "score_column": "edu_score"},
+        },
+        "edu_buckets": {
+            "uses": "quality_buckets",
+            "inputs": ["edu_scored"],
+            "params": {"buckets": BUCKETS, "group_by": "lang", "score_column": "edu_score"},
         },
     }
 
@@ -385,3 +427,60 @@ def test_bucket_spec_errors(tmp_path: Path) -> None:
     assert "used twice" in text and "must be >= 0" in text and "must be below" in text
     assert "its epochs must be 0" in text and "cover the rest" in text
     assert "nodes.b.params.buckets[1].min_percentile" in text
+
+
+def test_edu_rubric_student_with_eval_inputs(run) -> None:
+    """edu_rubric labels -> per-language student; eval inputs are never trained on and are reported per
+    language; the default split is named as in-distribution."""
+    labelled = rows(run, "edu_labels")
+    hq = labelled.filter(pl.col("label") == "hq")
+    assert hq["source"].eq("ml_good").mean() >= 0.8  # the rubric puts real prose on top
+    models = rows(run, "edu_clf")
+    assert "fallback" in models["model"].to_list() and "de" in models["model"].to_list()
+    n_eval = run[0]["ev_good"]["counts"]["kept"] + run[0]["ev_bad"]["counts"]["kept"]
+    fallback = models.filter(pl.col("model") == "fallback").row(0, named=True)
+    assert fallback["train_docs"] + fallback["heldout_docs"] == run[0]["edu_labels"]["counts"]["kept"]
+    assert models["eval_docs"].sum() == n_eval
+    folder = out_dir(run, "edu_clf") / "reports"
+    table = json.loads((folder / "evaluation-on-eval-inputs.json").read_text())
+    by_lang = {r["lang"]: r for r in table}
+    assert {"de", "en", "all"} <= set(by_lang) and by_lang["all"]["docs"] == n_eval
+    assert by_lang["de"]["model"] == "de" and 0 <= by_lang["de"]["auc"] <= 1
+    assert by_lang["all"]["auc"] > 0.7 and by_lang["all"]["accuracy"] > 0.6
+    assert models["eval_auc_all"][0] == by_lang["all"]["auc"]
+    assert "in-distribution" in (folder / "held-out-metrics.md").read_text()
+    assert "in-distribution" in (out_dir(run, "clf") / "reports" / "held-out-metrics.md").read_text()
+    scored, kept = rows(run, "edu_scored"), rows(run, "edu_buckets")
+    assert kept.height + rows(run, "edu_buckets", "excluded").height == scored.height
+
+
+def test_roc_auc_ties_and_one_class() -> None:
+    from data_pipes.web.quality_training import roc_auc
+
+    assert roc_auc(["hq", "lq", "hq", "lq"], [0.9, 0.1, 0.8, 0.2], "hq") == 1.0
+    assert roc_auc(["hq", "lq"], [0.5, 0.5], "hq") == 0.5
+    assert roc_auc(["hq", "lq", "lq"], [0.2, 0.9, 0.1], "hq") == 0.5
+    assert roc_auc(["hq", "hq"], [0.2, 0.9], "hq") is None
+
+
+def test_edu_rubric_any_script() -> None:
+    from data_pipes.web.edu_rubric import score_texts
+
+    prose = "这是一个测试。我们正在检查这个句子是否正确。中文文本没有空格，但是句子有结尾。" * 6
+    good, nav = score_texts([prose, "首页 | 产品 | 关于 | 联系 | 登录 | 注册 | 首页 | 产品 | 关于"])
+    assert good > 3.5 and nav < 2 and 0 <= nav <= good <= 5
+
+
+def test_eval_inputs_must_be_inputs(tmp_path: Path) -> None:
+    bad = {
+        "docs": {"uses": "files", "params": {"paths": ["x.jsonl"]}},
+        "clf": {
+            "uses": "quality_train",
+            "inputs": ["docs"],
+            "params": {"labels": {"docs": "hq"}, "eval_inputs": ["docs", "other"]},
+        },
+    }
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(str(write_pipeline(tmp_path, bad)))
+    text = str(caught.value)
+    assert "'other' is not an input" in text and "leave at least one to train on" in text
