@@ -1,6 +1,7 @@
 """`distill_labels`: label documents with a stronger "teacher" scorer, for a fastText student to learn from.
 
-The teacher (default ``math_density``; any registered or dotted-path scorer, see ``data_pipes.web.scorers``)
+The teacher (default ``math_density``; ``edu_rubric`` for educational value in any language; any registered or
+dotted-path scorer, see ``data_pipes.web.scorers``)
 scores every document once (phase 1, the scores kept beside the output so a resumed run does not score again).
 The top ``positive_fraction`` by global rank gets ``positive_label`` and the bottom ``negative_fraction`` gets
 ``negative_label`` in ``label_column``; ranks are exact, ties broken by a seeded id hash. The rest is dropped

@@ -204,7 +204,9 @@ class QualityTrain(Kind):
         ):
             models[m.lang], row = self._train_one(m, out_dir, config, params, labels)
             rows.append(row)
-        evaluation = self._evaluate(task.payload.get("eval", []), models, params.positive_label)
+        evaluation, overlap = self._evaluate(
+            task.payload.get("eval", []), models, params.positive_label, samples
+        )
         overall = evaluation[-1] if evaluation else {}
         for row in rows:  # the model's own figures on the eval inputs, and the node's overall ones
             own = [e for e in evaluation if e["model"] == row["model"] and e["lang"] not in ("all",)]
@@ -224,24 +226,29 @@ class QualityTrain(Kind):
             "documents": samples.height,
             "heldout": int(samples["heldout"].sum()),
             "evaluation": evaluation,
+            "eval_overlap": overlap,
         }
         return write_shard(out_dir, 0, table, rows_in=table.height, started=started, extra=extra)
 
     @staticmethod
-    def _evaluate(paths: list[str], models: dict, positive: str) -> list[dict]:
-        """Metrics on the eval inputs, per language and over all; [] without eval inputs."""
+    def _evaluate(
+        paths: list[str], models: dict, positive: str, samples: pl.DataFrame
+    ) -> tuple[list[dict], int]:
+        """Metrics on the eval inputs, per language and over all ([] without eval inputs), and how many eval
+        documents have the same preprocessed text as a training document (a leak the report names)."""
         if not paths:
-            return []
+            return [], 0
         frame = qt.load_eval(paths)
         if frame.height == 0:
             raise ValueError("eval_inputs hold no labelled document with text; check their labels")
+        overlap = int(frame["line"].is_in(samples["line"].implode()).sum())
         return qt.evaluate(
             frame,
             lambda lang, lines: ft.probabilities(models[lang], lines, positive),
             lambda lang: lang in models,
             positive,
             ft.metrics,
-        )
+        ), overlap
 
     @staticmethod
     def _train_one(
@@ -315,7 +322,14 @@ class QualityTrain(Kind):
                     f"Inputs {params.eval_inputs}, never trained on. Each document is scored by its "
                     "language's model (else the fallback), as `quality_score` would; metrics are for "
                     f"P({params.positive_label}) >= 0.5, AUC over P({params.positive_label}) (none when a "
-                    "language has one label only). Row `all` pools every language."
+                    "language has one label only). Row `all` pools every language. "
+                    f"Eval documents with the same text as a sampled training document: "
+                    f"{results[0].extra.get('eval_overlap', 0)}"
+                    + (
+                        " (remove them from the eval inputs for a clean figure)."
+                        if results[0].extra.get("eval_overlap")
+                        else "."
+                    )
                 ),
                 table=evaluation,
             )

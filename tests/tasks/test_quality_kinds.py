@@ -449,6 +449,10 @@ def test_edu_rubric_student_with_eval_inputs(run) -> None:
     assert by_lang["all"]["auc"] > 0.7 and by_lang["all"]["accuracy"] > 0.6
     assert models["eval_auc_all"][0] == by_lang["all"]["auc"]
     assert "in-distribution" in (folder / "held-out-metrics.md").read_text()
+    assert (
+        "same text as a sampled training document: 0."
+        in (folder / "evaluation-on-eval-inputs.md").read_text()
+    )
     assert "in-distribution" in (out_dir(run, "clf") / "reports" / "held-out-metrics.md").read_text()
     scored, kept = rows(run, "edu_scored"), rows(run, "edu_buckets")
     assert kept.height + rows(run, "edu_buckets", "excluded").height == scored.height
