@@ -8,7 +8,8 @@ Inputs: exactly one tokenizer node and one or more document nodes. Three phases:
 2. ``ctx.map`` per plan group: best-fit-decreasing packing of the group's items (documents longer than
    ``seq_len`` cut into chunks first) and a seeded shuffle of its rows; then per output shard, the plan cut
    from the groups' rows. A node up to ``plan_group_tokens`` tokens is one group: one global packing
-   (``data_pipes.tokens.plan``).
+   (``data_pipes.tokens.plan``). ``method: concat_chunk`` packs the other way, for comparison: the copies end to
+   end in a seeded order, cut every ``seq_len`` tokens (``data_pipes.tokens.concat_chunk``).
 3. ``ctx.run_shards``: each shard writes a contiguous slice of the shuffled rows (docs/PACKED_TOKENS.md), with
    context-level FIM per row when asked.
 
@@ -51,6 +52,11 @@ class FimParams(KindParams):
 class PackParams(KindParams):
     seq_len: int = Field(
         4096, ge=64, description="tokens per row: 4096 pre-training, 32768 / 131072 mid-training"
+    )
+    method: Literal["bfd", "concat_chunk"] = Field(
+        "bfd",
+        description="bfd: best-fit decreasing, only documents longer than seq_len are cut; concat_chunk: the "
+        "documents end to end in a seeded order, cut every seq_len tokens (the baseline BFD is measured against)",
     )
     weights: dict[str, float] = Field(
         default_factory=dict, description="input node -> appearance multiplier (default 1.0)"
@@ -136,6 +142,7 @@ class Pack(Kind):
             tokens=[d["tokens"] for d in done],
             group_tokens=params.plan_group_tokens,
             mapper=lambda fn, items: ctx.map(fn, items, phase="plan", unit="tasks"),
+            method=params.method,
         )
         plan_s = time.perf_counter() - started
         tasks = [
@@ -221,7 +228,11 @@ class Pack(Kind):
             f"documents ({plan.dropped} dropped), {plan.bfd.docs} document copies"
             + (f", packed in {plan.groups} plan groups." if plan.groups > 1 else "."),
             f"- BFD fill {plan.bfd.fill:.4%}, padding {plan.bfd.pad} tokens, {plan.bfd.docs_split} copies "
-            "longer than seq_len split into chunks, none shorter.",
+            "longer than seq_len split into chunks, none shorter."
+            if params.method == "bfd"
+            else f"- concat_chunk (this node's method): fill {plan.bfd.fill:.4%}, padding {plan.bfd.pad} "
+            f"tokens, {plan.bfd.docs_split} copies split ({plan.bfd.short_docs_split} of them no longer than "
+            "seq_len).",
             f"- concat-and-chunk on the same copies: fill {plan.baseline.fill:.4%}, "
             f"{plan.baseline.docs_split} copies split ({plan.baseline.short_docs_split} of them no longer "
             "than seq_len).",

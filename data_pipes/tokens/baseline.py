@@ -53,9 +53,12 @@ def concat_chunk_stats(copy_len: np.ndarray, seq_len: int) -> FillStats:
     )
 
 
-def bfd_stats(items: Items, item_order: np.ndarray, row_offsets: np.ndarray, seq_len: int) -> FillStats:
-    """Fill and splits of a packing, measured on where its items landed: the items of row ``r`` are
-    ``item_order[row_offsets[r]:row_offsets[r + 1]]`` (what ``pack_plan`` returns).
+def bfd_stats(
+    items: Items, item_order: np.ndarray, row_offsets: np.ndarray, seq_len: int, method: str = "bfd"
+) -> FillStats:
+    """Fill and splits of a packing (labelled ``method``), measured on where its items landed: the items of row
+    ``r`` are ``item_order[row_offsets[r]:row_offsets[r + 1]]`` (what ``pack_plan`` and ``concat_chunk_plan``
+    return).
 
     A document copy is the run of consecutive items from one ``start == 0`` item up to the next (``split_items``
     keeps a copy's chunks adjacent, the first at offset 0). A copy is split when its items lie in more than one
@@ -72,7 +75,7 @@ def bfd_stats(items: Items, item_order: np.ndarray, row_offsets: np.ndarray, seq
         )
     total = int(length.sum())
     if len(length) == 0:
-        return FillStats("bfd", seq_len, rows, 0, rows * seq_len, 1.0 if not rows else 0.0, 0, 0, 0)
+        return FillStats(method, seq_len, rows, 0, rows * seq_len, 1.0 if not rows else 0.0, 0, 0, 0)
     item_row = np.empty(len(length), dtype=np.int64)
     item_row[item_order] = np.repeat(np.arange(rows, dtype=np.int64), np.diff(row_offsets))
     first = np.flatnonzero(np.asarray(items.start) == 0)
@@ -81,7 +84,7 @@ def bfd_stats(items: Items, item_order: np.ndarray, row_offsets: np.ndarray, seq
     copy_len = np.add.reduceat(length, first)
     split = np.minimum.reduceat(item_row, first) != np.maximum.reduceat(item_row, first)
     return FillStats(
-        "bfd",
+        method,
         seq_len,
         rows,
         total,

@@ -30,6 +30,7 @@ import polars as pl
 from data_pipes.io.shards import write_parquet_atomic
 from data_pipes.tokens.baseline import FillStats, bfd_stats, concat_chunk_stats
 from data_pipes.tokens.bfd import pack_plan, split_items
+from data_pipes.tokens.concat_chunk import concat_chunk_plan
 from data_pipes.tokens.tokenize import save_npy_atomic
 from data_pipes.tokens.work import DROP_EMPTY, WORK_DIR, work_paths
 
@@ -185,11 +186,18 @@ def group_seed(seed: int, group: int, n_groups: int) -> int | list[int]:
 
 
 def pack_group(
-    out_dir: str, files: list[int], group: int, n_groups: int, seq_len: int, seed: int
+    out_dir: str,
+    files: list[int],
+    group: int,
+    n_groups: int,
+    seq_len: int,
+    seed: int,
+    method: str = "bfd",
 ) -> GroupResult:
-    """Pack one group's work files: BFD, a seeded shuffle of its rows; writes ``group-g.parquet`` (segments in
-    row order, rows numbered from 0 within the group), ``group-g.homes.npy`` (the sorted first row of each packed
-    document) and ``dropped-g.parquet``."""
+    """Pack one group's work files: BFD, a seeded shuffle of its rows (``method`` ``concat_chunk``: the copies
+    in a seeded order cut every ``seq_len`` tokens, ``data_pipes.tokens.concat_chunk``); writes
+    ``group-g.parquet`` (segments in row order, rows numbered from 0 within the group), ``group-g.homes.npy``
+    (the sorted first row of each packed document) and ``dropped-g.parquet``."""
     docs = read_metas(out_dir, files)
     if docs.width == 0:
         raise ValueError(f"{out_dir}: the document inputs have no shards; nothing to pack")
@@ -201,8 +209,13 @@ def pack_group(
     )
     n_tokens = docs.get_column("n_tokens").to_numpy()
     repeats = docs.get_column("repeats").to_numpy()
-    items = split_items(n_tokens, repeats, seq_len)
-    item_order, row_offsets = pack_plan(items, seq_len, group_seed(seed, group, n_groups))
+    if method == "concat_chunk":
+        items, item_order, row_offsets = concat_chunk_plan(
+            n_tokens, repeats, seq_len, group_seed(seed, group, n_groups)
+        )
+    else:
+        items = split_items(n_tokens, repeats, seq_len)
+        item_order, row_offsets = pack_plan(items, seq_len, group_seed(seed, group, n_groups))
     rows = len(row_offsets) - 1
     seg_doc = items.doc[item_order]
     seg_start = items.start[item_order]
@@ -225,7 +238,7 @@ def pack_group(
         docs_in=docs.height,
         docs_packed=int((repeats > 0).sum()),
         dropped=int(docs.get_column("reason").is_not_null().sum()),
-        bfd=bfd_stats(items, item_order, row_offsets, seq_len),
+        bfd=bfd_stats(items, item_order, row_offsets, seq_len, method=method),
         baseline=concat_chunk_stats(copy_len, seq_len),
         mix=_mix_parts(docs),
     )
@@ -281,12 +294,13 @@ def build_plan(
     tokens: list[int] | None = None,
     group_tokens: int = 1 << 62,
     mapper: object = None,
+    method: str = "bfd",
 ) -> PlanResult:
     """Pack the work files ``indices`` (with ``tokens`` each, for the grouping) and write the shard plans; see
     the module docstring. ``mapper(fn, items)`` runs the group and cut tasks (default: in this process)."""
     run = mapper or (lambda fn, items: [fn(i) for i in items])
     groups = plan_groups(indices, tokens or [0] * len(indices), group_tokens)
-    results = run(_GroupTask(out_dir, len(groups), seq_len, seed), list(enumerate(groups)))
+    results = run(_GroupTask(out_dir, len(groups), seq_len, seed, method), list(enumerate(groups)))
     rows = sum(r.rows for r in results)
     n_shards = max(1, -(-rows // rows_per_shard))
     docs = run(_CutTask(out_dir, rows_per_shard, [r.rows for r in results]), list(range(n_shards)))
@@ -294,11 +308,12 @@ def build_plan(
 
 
 class _GroupTask:
-    def __init__(self, out_dir: str, n_groups: int, seq_len: int, seed: int) -> None:
+    def __init__(self, out_dir: str, n_groups: int, seq_len: int, seed: int, method: str = "bfd") -> None:
         self.out_dir, self.n_groups, self.seq_len, self.seed = out_dir, n_groups, seq_len, seed
+        self.method = method
 
     def __call__(self, item: tuple[int, list[int]]) -> GroupResult:
-        return pack_group(self.out_dir, item[1], item[0], self.n_groups, self.seq_len, self.seed)
+        return pack_group(self.out_dir, item[1], item[0], self.n_groups, self.seq_len, self.seed, self.method)
 
 
 class _CutTask:
