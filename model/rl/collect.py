@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,11 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.rl.grpo import fill_groups
-from model.rl.rollout import Policy, SamplingParams, generate
+from model.rl.rollout import Policy, SamplingParams
+from model.rl.strategies import RolloutStrategy, SingleTurnRollout, completion_text
 
 ROW_FIELDS = (
     "round", "group", "problem", "sample", "problem_id", "prompt_ids", "tokens", "text", "truncated",
-    "reward", "passed", "error", "kept", "components",
+    "reward", "passed", "error", "kept", "components", "loss_mask",
 )  # fmt: skip
 SCHEMA = pa.schema(
     [
@@ -47,6 +47,8 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("kept", pa.bool_()),
         ("components", pa.string()),  # JSON {reward name: value} of the task reward and each weighted one
+        # per token of `tokens`: 1 the policy's own, 0 an observation (agentic episodes); empty: every token is 1
+        ("loss_mask", pa.list_(pa.int8())),
     ]
 )
 
@@ -163,14 +165,17 @@ def collect_step(
     rank: int = 0,
     world: int = 1,
     gather: Callable[[Any], list[Any]] | None = None,
+    strategy: RolloutStrategy | None = None,
 ) -> StepRollouts:
-    """Sample, score and fill one step's batch (see the module docstring). ``score(problems, texts)`` returns
-    objects with ``value``, ``passed`` and ``error``; ``gather`` exchanges a picklable value between ranks."""
+    """Sample, score and fill one step's batch (see the module docstring). ``strategy`` makes and scores the
+    samples (model/rl/strategies.py; default: single-turn completions scored by ``score(problems, texts)``, which
+    returns objects with ``value``, ``passed`` and ``error``); ``gather`` exchanges a picklable value between
+    ranks."""
     rows: list[dict[str, Any]] = []
     kept: list[int] = []
     n_groups = filtered = rounds = 0
     timings = {"rollout_s": 0.0, "reward_s": 0.0, "gen_tokens": 0.0}
-    pad = policy.tokenizer.pad_token_id or 0
+    strategy = strategy or SingleTurnRollout(_ScoreOnly(score))
     for rnd in range(max_rounds):
         missing = need - len(kept)
         if missing <= 0:
@@ -178,35 +183,25 @@ def collect_step(
         rounds += 1
         cands = sampler.draw(max(1, math.ceil(missing * oversample)))
         mine = [(n_groups + c, p) for c, p in enumerate(cands) if (n_groups + c) % world == rank]
-        started = time.perf_counter()
-        comps = []
-        per_call = max(1, batch_rows // group_size)
-        for s in range(0, len(mine), per_call):
-            part = mine[s : s + per_call]
-            comps += generate(
-                policy, [prompts[p] for _, p in part], sampling, n_samples=group_size, pad_id=pad,
-                seeds=[completion_seed(seed, step, rnd, g) for g, _ in part],
-            )  # fmt: skip
-        timings["rollout_s"] += time.perf_counter() - started
-        started = time.perf_counter()
-        texts = [_text(policy, c.tokens, sampling.stop_ids) for c in comps]
-        flat_problems = [problems[mine[i // group_size][1]] for i in range(len(comps))]
-        results = score(flat_problems, texts) if comps else []
-        timings["reward_s"] += time.perf_counter() - started
+        samples = strategy.run(
+            policy, [problems[p] for _, p in mine], [prompts[p] for _, p in mine], sampling, group_size,
+            [completion_seed(seed, step, rnd, g) for g, _ in mine], batch_rows, timings,
+        )  # fmt: skip
         local = []
-        for i, (c, text, res) in enumerate(zip(comps, texts, results, strict=True)):
-            g, p = mine[i // group_size]
+        for smp in samples:
+            g, p = mine[smp.prompt_index]
+            res = smp.result
             reward = float(res.value)
-            if c.truncated and truncated == "penalise":
+            if smp.truncated and truncated == "penalise":
                 reward = truncated_reward
-            timings["gen_tokens"] += len(c.tokens)
             local.append(
                 {
-                    "round": rnd, "group": g, "problem": p, "sample": c.sample_index,
+                    "round": rnd, "group": g, "problem": p, "sample": smp.sample_index,
                     "problem_id": str(problems[p].get("id", p)), "prompt_ids": list(prompts[p]),
-                    "tokens": c.tokens, "text": text, "truncated": c.truncated, "reward": reward,
+                    "tokens": smp.tokens, "text": smp.text, "truncated": smp.truncated, "reward": reward,
                     "passed": bool(res.passed), "error": res.error or "", "kept": False,
                     "components": json.dumps(dict(getattr(res, "components", None) or {}), sort_keys=True),
+                    "loss_mask": list(smp.loss_mask) if smp.loss_mask is not None else [],
                 }
             )  # fmt: skip
         every = [r for part in (gather(local) if gather else [local]) for r in part]
@@ -228,7 +223,12 @@ def collect_step(
 
 def _text(policy: Policy, tokens: Sequence[int], stop_ids: Sequence[int]) -> str:
     """The completion's text without its final stop token (special tokens such as <think> kept)."""
-    ids = list(tokens)
-    if ids and ids[-1] in stop_ids:
-        ids = ids[:-1]
-    return policy.tokenizer.decode(ids, skip_special_tokens=False)
+    return completion_text(policy, tokens, stop_ids)
+
+
+class _ScoreOnly:
+    """A bare ``score(problems, texts)`` function in the scorer's place (the single-turn strategy needs only
+    ``score_batch``)."""
+
+    def __init__(self, score: Callable[[list[dict[str, Any]], list[str]], list[Any]]) -> None:
+        self.score_batch = score

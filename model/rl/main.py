@@ -40,7 +40,17 @@ SUMMARY = "rl_summary.json"
 def _spec_digest(spec: RLSpec) -> str:
     keep = spec.model_dump(
         mode="json",
-        include={"policy", "data", "rollout", "grpo", "rewards", "curriculum", "temperature", "seed"},
+        include={
+            "policy",
+            "data",
+            "rollout",
+            "agent",
+            "grpo",
+            "rewards",
+            "curriculum",
+            "temperature",
+            "seed",
+        },
     )
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -135,13 +145,22 @@ def _batch_rows(rows: list[dict[str, Any]], pad: int, device: torch.device) -> t
 
 
 def _loss_mask(rows: list[dict[str, Any]], width: int, truncated: str) -> torch.Tensor:
-    """[B, width-1] 1 where the target (token t+1) is a completion token that carries loss."""
+    """[B, width-1] 1 where the target (token t+1) is a completion token that carries loss: every completion
+    token, or those the row's ``loss_mask`` marks (an agentic episode's own turns, never its observations)."""
     mask = torch.zeros(len(rows), width - 1)
     for i, r in enumerate(rows):
         if r["truncated"] and truncated == "mask":
             continue
         p, n = len(r["prompt_ids"]), len(r["tokens"])
-        mask[i, p - 1 : p - 1 + n] = 1.0
+        own = r.get("loss_mask")
+        if own is not None and len(own):
+            if len(own) != n:
+                raise ValueError(
+                    f"row {r.get('problem_id')!r}: loss_mask has {len(own)} entries for {n} tokens"
+                )
+            mask[i, p - 1 : p - 1 + n] = torch.tensor(list(own), dtype=mask.dtype)
+        else:
+            mask[i, p - 1 : p - 1 + n] = 1.0
     return mask
 
 
@@ -161,7 +180,8 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     from data_pipes.reasoning.rewards import RewardsConfig, Scorer
     from model.rl import collect as col
     from model.rl.grpo import group_advantages, policy_loss, token_logprobs, token_weights
-    from model.rl.rollout import SamplingParams, generate, load_policy, render_prompt
+    from model.rl.rollout import SamplingParams, load_policy
+    from model.rl.strategies import make_strategy
     from model.train import checkpoint
 
     if cuda:
@@ -188,9 +208,11 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     pad = tok.pad_token_id or 0
     train = _read_problems(spec.data.train)
     val = _read_problems(spec.data.val)[: spec.val.limit]
-    prompts = [render_prompt(tok, str(p["prompt"]), spec.rollout.thinking) for p in train]
-    val_prompts = [render_prompt(tok, str(p["prompt"]), spec.rollout.thinking) for p in val]
     scorer = Scorer(RewardsConfig(**spec.rewards))
+    # how a sample is made and scored: one completion (single_turn) or an episode through the tools (agentic)
+    strategy = make_strategy(spec.rollout.strategy, scorer, spec.agent, spec.rollout.thinking)
+    prompts = [strategy.prompt(tok, p) for p in train]
+    val_prompts = [strategy.prompt(tok, p) for p in val]
     stops = policy.stop_ids(spec.rollout.stop)
 
     optimizer = _optimizer(spec, model, policy.is_glm)
@@ -240,15 +262,13 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
         """Correct samples per row (k each at ``temperature``; greedy at 0), rows split over the ranks."""
         sp = SamplingParams(max_new, temperature, spec.rollout.top_p if temperature > 0 else 1.0, stops)
         mine = list(range(rank, len(rows), world))
-        per_call = max(1, spec.rollout.batch // k)
-        comps = []
-        for s in range(0, len(mine), per_call):
-            part = mine[s : s + per_call]
-            comps += generate(policy, [row_prompts[i] for i in part], sp, n_samples=k, pad_id=pad,
-                              seeds=[seed_of(i) for i in part])  # fmt: skip
-        texts = [col._text(policy, c.tokens, stops) for c in comps]
-        results = scorer.score_batch([rows[mine[j // k]] for j in range(len(comps))], texts) if comps else []
-        local = {mine[j]: sum(int(r.passed) for r in results[j * k : (j + 1) * k]) for j in range(len(mine))}
+        samples = strategy.run(
+            policy, [rows[i] for i in mine], [row_prompts[i] for i in mine], sp, k, [seed_of(i) for i in mine],
+            spec.rollout.batch,
+        )  # fmt: skip
+        local = {i: 0 for i in mine}
+        for smp in samples:
+            local[mine[smp.prompt_index]] += int(smp.result.passed)
         merged: dict[int, int] = {}
         for part in _gather(local):
             merged.update(part)
@@ -317,7 +337,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 need=spec.rollout.prompts_per_step, oversample=spec.rollout.oversample,
                 max_rounds=spec.rollout.max_rounds, batch_rows=spec.rollout.batch, seed=spec.seed,
                 truncated=spec.rollout.truncated, truncated_reward=spec.rollout.truncated_reward,
-                rank=rank, world=world, gather=_gather,
+                rank=rank, world=world, gather=_gather, strategy=strategy,
             )  # fmt: skip
             if rank == 0:
                 col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict())
@@ -382,7 +402,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
         if rank == 0:
             if spec.checkpoint.export:
                 _export(policy, module, spec.checkpoint.export, spec.precision)
-            _write_summary(spec, summary, scorer, train)
+            _write_summary(spec, summary, scorer, train, strategy)
         log.save()
     dist.barrier()
     return log.rows if rank == 0 else []
@@ -537,7 +557,9 @@ def _export(policy: Any, module: torch.nn.Module, out: str, precision: str) -> N
     policy.tokenizer.save_pretrained(out)
 
 
-def _write_summary(spec: RLSpec, summary: dict[str, Any], scorer: Any, train: list[dict[str, Any]]) -> None:
+def _write_summary(
+    spec: RLSpec, summary: dict[str, Any], scorer: Any, train: list[dict[str, Any]], strategy: Any
+) -> None:
     """rl_summary.json beside the checkpoints: validation before/after and, per reward (each row's task reward and
     every weighted one), rows scored, passed (task), penalised, errors and mean value over every persisted rollout
     (so a resumed run reports the same figures as an uninterrupted one)."""
@@ -553,7 +575,7 @@ def _write_summary(spec: RLSpec, summary: dict[str, Any], scorer: Any, train: li
         for r in pq.read_table(
             path, columns=["problem", "reward", "passed", "error", "components"]
         ).to_pylist():
-            task = scorer.reward_name(train[r["problem"]])
+            task = strategy.task_reward(train[r["problem"]])
             error = r["error"] or ""
             for name, value in (json.loads(r["components"] or "{}") or {task: r["reward"]}).items():
                 e = per_reward.setdefault(
@@ -577,6 +599,7 @@ def _write_summary(spec: RLSpec, summary: dict[str, Any], scorer: Any, train: li
     }  # fmt: skip
     if hasattr(scorer, "close"):
         scorer.close()
+    strategy.close()
     from data_pipes.io.atomic import atomic_write_text
 
     atomic_write_text(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.rl.agentic_config import AgentSpec
 from model.rl.curriculum import CurriculumConfig
 from model.rl.grpo import Aggregation
 from model.rl.temperature import TemperatureConfig
@@ -45,6 +46,11 @@ class DataSpec(_Spec):
 
 
 class RolloutSpec(_Spec):
+    strategy: Literal["single_turn", "agentic"] = Field(
+        "single_turn",
+        description="how a sample is made (model/rl/strategies.py): one completion scored by the reward "
+        "registry, or a multi-turn episode through the agent loop's tools judged for task completion (agent:)",
+    )
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt")
     prompts_per_step: int = Field(8, ge=1, description="informative groups per step (the batch)")
     oversample: float = Field(2.0, ge=1.0, description="prompts drawn per round = prompts_per_step * this")
@@ -98,6 +104,9 @@ class RLSpec(_Spec):
     val: ValSpec = Field(default_factory=ValSpec)
     rewards: dict[str, Any] = Field(
         default_factory=dict, description="RewardsConfig (data_pipes/reasoning/rewards)"
+    )
+    agent: AgentSpec | None = Field(
+        None, description="agentic rollouts' tools, turn and token limits, judge (rollout.strategy agentic)"
     )
     curriculum: CurriculumConfig | None = Field(
         None, description="two-stage difficulty curriculum (model/rl/curriculum.py); none: every problem"
