@@ -1,0 +1,93 @@
+"""`datatrove`: any datatrove filter, extractor or formatter (or your own per-document step) as a node.
+
+```yaml
+  gopher_de:
+    uses: datatrove
+    inputs: [text]
+    params:
+      step: datatrove.pipeline.filters.GopherQualityFilter     # or mypkg.steps:MyFilter, mypkg.steps.MyFilter
+      args: {language: deu, min_doc_words: 50, stop_words: [der, die, und, in, den, von, zu, das]}
+```
+
+One output shard per input shard. Rows become datatrove Documents and back (``data_pipes.datatrove_bridge``): the
+``meta`` JSON and the other columns are the document's metadata, and what the step adds comes back in ``meta``;
+datatrove's drop reasons (``gopher_short_doc``) are the node's drop reasons; a row the step raises on is
+quarantined with the error. The step is checked when the pipeline is validated: its import path, that it is a
+per-document datatrove step, and its ``args`` (the step is constructed once). The fingerprint holds the params,
+datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
+a step that is not datatrove's own, the source of its module (and of the modules of its package it imports).
+Install datatrove with the `datatrove` extra. See docs/DATATROVE.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, ClassVar
+
+import polars as pl
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from data_pipes.datatrove_bridge import StepRunner
+from data_pipes.datatrove_resolve import check_step, step_signature
+from data_pipes.io.shards import ShardResult, write_shard
+from tasks.base import KindParams, RunContext, ShardTask
+from tasks.doc_map import DocumentMapKind
+from tasks.registry import register
+
+
+class DatatroveParams(KindParams):
+    step: str = Field(
+        description="import path of the step class: `datatrove.pipeline.filters.GopherQualityFilter`, or your "
+        "own `mypkg.steps:MyFilter` (importable: installed or on PYTHONPATH)"
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the step's constructor (plain YAML values)"
+    )
+    text_column: str = Field("text", description="column that becomes the Document's text")
+    id_column: str = Field("id", description="column that becomes the Document's id")
+
+
+@register
+class DatatroveStep(DocumentMapKind):
+    name: ClassVar[str] = "datatrove"
+    Params = DatatroveParams
+    packages = ("datatrove",)
+    description = "any datatrove filter, extractor or formatter (or your own per-document step), row by row"
+
+    def check_params(self, params: DatatroveParams) -> list[tuple[tuple[str | int, ...], str]]:  # type: ignore[override]
+        return check_step(params.step, params.args)
+
+    def signature(self, params: DatatroveParams) -> str:  # type: ignore[override]
+        return json.dumps(step_signature(params.step), sort_keys=True)
+
+    def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
+        params: DatatroveParams = ctx.params  # type: ignore[assignment]
+        for inp in ctx.inputs:
+            if not inp.shards:
+                continue
+            have = pq.read_schema(inp.shards[0]).names
+            for what, column in (("text_column", params.text_column), ("id_column", params.id_column)):
+                if column not in have:
+                    raise ValueError(
+                        f"node {ctx.node_id!r}: input {inp.name!r} has no column {column!r} for the step's "
+                        f"documents; its columns are {sorted(have)}; name the right one in `{what}`"
+                    )
+        return super().plan_shards(ctx)
+
+    def run_shard(self, params: DatatroveParams, task: ShardTask, out_dir: str, seed: int) -> ShardResult:  # type: ignore[override]
+        started = time.perf_counter()
+        frame = pl.read_parquet(task.payload["path"])
+        runner = StepRunner(params.step, params.args, params.text_column, params.id_column)
+        kept, dropped, quarantined = runner.run(frame)
+        return write_shard(
+            out_dir,
+            task.index,
+            kept,
+            rows_in=frame.height,
+            dropped=dropped,
+            quarantined=quarantined,
+            started=started,
+            extra={"step": f"{runner.cls.__module__}:{runner.cls.__qualname__}", "role": runner.role},
+        )

@@ -1,0 +1,302 @@
+"""The `datatrove` kind: datatrove's own multilingual filters and user-written steps as nodes.
+
+Decisions are checked against datatrove running the same step itself (its ``run``, whose stats count each drop
+reason), so the bridge is held to datatrove's behaviour, not to a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+pytest.importorskip("datatrove")
+
+from data_pipes.datatrove_bridge import StepRunner  # noqa: E402
+from data_pipes.datatrove_resolve import step_signature  # noqa: E402
+from flows.engine import Engine  # noqa: E402
+from flows.errors import SpecError  # noqa: E402
+from flows.store import Store  # noqa: E402
+from flows.validate import load_pipeline  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "tests.tasks._datatrove_user_steps"
+
+DE_STOP = [
+    "der",
+    "die",
+    "und",
+    "in",
+    "den",
+    "von",
+    "zu",
+    "das",
+    "mit",
+    "sich",
+    "des",
+    "auf",
+    "für",
+    "ist",
+    "im",
+]
+PARAGRAPHS = {  # small real paragraphs; a few are kept by each filter, the others dropped for different reasons
+    "de_good": "Die Stadt liegt am Ufer des Flusses und ist seit dem Mittelalter ein wichtiger Handelsplatz.\n"
+    "Im Frühjahr steigt das Wasser mit der Schneeschmelze, und die Kinder des Dorfes kommen zum Ufer.\n"
+    "Die meisten Häuser wurden aus dem Stein der Hügel gebaut, was den Straßen eine warme Farbe gibt.\n"
+    "Das Museum bewahrt die Berichte über die Hochwasser, die Ernten und die Familien, die hier lebten.",
+    "de_menu": "Startseite\nÜber uns\nKontakt\nImpressum\nDatenschutz\nNewsletter abonnieren\nSuche\nAnmelden",
+    "de_short": "Willkommen auf unserer Seite.",
+    "fr_good": "La ville se trouve au bord du fleuve et reste depuis le Moyen Âge une place de commerce.\n"
+    "Au printemps, l'eau monte avec la fonte des neiges, et les enfants du village viennent la regarder.\n"
+    "La plupart des maisons ont été construites avec la pierre des collines, ce qui donne aux rues une "
+    "couleur chaude.\nLe musée conserve les récits des crues, des récoltes et des familles qui ont vécu ici.",
+    "fr_menu": "Accueil\nQui sommes-nous\nContact\nMentions légales\nPlan du site\nRechercher\nConnexion",
+    "zh_good": "这座城市位于河岸，自中世纪以来一直是重要的贸易中心。\n春天，河水随着积雪融化而上涨，村里的孩子们会到岸边观看。"
+    "\n大多数房屋是用山上的石头建造的，这让街道呈现出温暖的颜色。\n博物馆保存着洪水、收成和在这里生活过的家庭的记录。",
+    "zh_short": "欢迎访问我们的网站。",
+}
+
+
+def _frame(texts: dict[str, str | None], lang: str = "") -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(texts),
+            "text": list(texts.values()),
+            "source": ["test"] * len(texts),
+            "url": [f"https://example.org/{k}" for k in texts],
+            "lang": [lang or k.split("_")[0] for k in texts],
+            "meta": [json.dumps({"lang_hint": k.split("_")[0], "path": f"{k}.txt"}) for k in texts],
+            "quality_score": [float(i) / 10 for i in range(len(texts))],
+        },
+        schema_overrides={"text": pl.String},
+    )
+
+
+def _datatrove_itself(path: str, args: dict, frame: pl.DataFrame) -> tuple[set[str], Counter[str]]:
+    """Kept ids and drop-reason counts when datatrove runs the step on the same documents."""
+    from datatrove.data import Document
+
+    from data_pipes.datatrove_resolve import resolve_step
+
+    step = resolve_step(path)(**args)
+    docs = [Document(text=t, id=i, metadata={}) for i, t in zip(frame["id"], frame["text"], strict=True)]
+    kept = {d.id for d in step.run(iter(docs))}
+    stats = step.stats.to_dict()["stats"]  # {"total": 3, "dropped": 2, "dropped_gopher_short_doc": 2, ...}
+    reasons = Counter(
+        {
+            k.removeprefix("dropped_"): int(v if isinstance(v, int | float) else v["total"])
+            for k, v in stats.items()
+            if k.startswith("dropped_")
+        }
+    )
+    return kept, reasons
+
+
+@pytest.mark.parametrize(
+    ("path", "args", "langs"),
+    [
+        ("datatrove.pipeline.filters.GopherQualityFilter", {"language": "deu", "min_doc_words": 20, "stop_words": DE_STOP}, ("de",)),
+        ("datatrove.pipeline.filters.FineWebQualityFilter", {"language": "fra"}, ("fr",)),
+        ("datatrove.pipeline.filters.GopherQualityFilter", {"language": "zho_Hani", "min_doc_words": 20, "min_avg_word_length": 1, "min_stop_words": None}, ("zh",)),
+    ],
+)  # fmt: skip
+def test_multilingual_filters_decide_as_datatrove(path: str, args: dict, langs: tuple[str, ...]) -> None:
+    frame = _frame({k: v for k, v in PARAGRAPHS.items() if k.split("_")[0] in langs})
+    kept, dropped, quarantined = StepRunner(path, args).run(frame)
+    want_kept, want_reasons = _datatrove_itself(path, args, frame)
+    assert set(kept["id"]) == want_kept and kept.height >= 1 and dropped.height >= 1
+    assert Counter(dropped["reason"]) == want_reasons
+    assert quarantined.height == 0 and kept.height + dropped.height == frame.height
+    assert kept.columns == frame.columns and kept.schema == frame.schema  # every column comes back as it was
+    assert kept.equals(frame.filter(pl.col("id").is_in(list(want_kept))))  # filters change nothing else
+
+
+def test_user_filter_formatter_and_step_keep_metadata() -> None:
+    texts = {
+        "de_good": PARAGRAPHS["de_good"].replace(" ", "   "),
+        "de_short": "zu  kurz",
+        "zh_good": PARAGRAPHS["zh_good"],
+    }
+    frame = _frame(texts)
+    kept, dropped, _ = StepRunner(f"{USER}:MinWordsFilter", {"min_words": 3}).run(frame)
+    assert list(kept["id"]) == ["de_good", "zh_good"] and list(dropped["reason"]) == ["too_few_words"]
+    meta = json.loads(kept["meta"][0])
+    n_words = len(texts["de_good"].split())
+    assert meta == {
+        "lang_hint": "de",
+        "path": "de_good.txt",
+        "n_words": n_words,
+    }  # the meta, plus what it added
+    assert json.loads(dropped["meta"][0])["n_words"] == 2 and dropped["text"][0] == "zu  kurz"
+    assert kept.drop("meta").equals(frame.drop("meta").filter(pl.col("id") != "de_short"))
+
+    formatted, _, _ = StepRunner(f"{USER}.CollapseSpaces", {}).run(kept)
+    assert formatted["text"][0] == PARAGRAPHS["de_good"] and formatted["meta"].equals(kept["meta"])
+
+    tagged, untagged, _ = StepRunner(f"{USER}:TagLang", {}).run(
+        _frame({"zh_good": PARAGRAPHS["zh_good"], "x_n": "1 2"})
+    )
+    assert json.loads(tagged["meta"][0])["script"] == "Hani" and list(untagged["reason"]) == [
+        "tag_lang_dropped"
+    ]
+
+    pii, _, _ = StepRunner(
+        "datatrove.pipeline.formatters.PIIFormatter", {"email_replacement": "<email>"}
+    ).run(_frame({"en_mail": "Write to anna.schmidt@example.de about the flood records."}))
+    assert pii["text"][0] == "Write to <email> about the flood records."
+
+
+def test_raising_step_quarantines_only_its_rows() -> None:
+    texts = {f"de_{i}": f"Absatz {i} über den Fluss." for i in range(5)}
+    texts["de_2"] += " BOOM"
+    texts["de_4"] = None
+    frame = _frame(texts).with_columns(
+        pl.when(pl.col("id") == "de_3").then(pl.lit("[1, 2]")).otherwise(pl.col("meta")).alias("meta")
+    )
+    kept, dropped, bad = StepRunner(f"{USER}:FussyFilter", {"batch_size": 2}).run(frame)
+    assert list(kept["id"]) == ["de_0", "de_1"] and dropped.height == 0
+    errors = dict(zip(bad["id"], bad["error"], strict=True))
+    assert errors["de_2"].startswith(
+        "value_error: cannot judge a document containing 'BOOM' (in tests.tasks."
+    )
+    assert errors["de_3"].startswith("meta_not_json") and errors["de_4"].startswith("missing_text")
+    assert bad.drop("error").equals(
+        frame.filter(pl.col("id").is_in(["de_2", "de_3", "de_4"]))
+    )  # the input, whole
+
+
+BAD_NODES = {
+    "typo": ({"step": "datatrove.pipeline.filters.GopherQualityFiltr"}, "did you mean 'GopherQualityFilter'"),
+    "nomod": ({"step": "mypkg.steps:MyFilter"}, "add its folder to PYTHONPATH"),
+    "notstep": ({"step": "json:dumps"}, "not a datatrove step"),
+    "reader": ({"step": "datatrove.pipeline.readers.JsonlReader", "args": {"data_folder": "x"}}, "is a reader"),
+    "badarg": ({"step": "datatrove.pipeline.filters.GopherQualityFilter", "args": {"min_words": 3}}, "did you mean 'min_doc_words'"),
+    "rejected": ({"step": "datatrove.pipeline.filters.RegexFilter", "args": {"regex_exp": "(unclosed"}}, "RegexFilter(**args) raised error"),
+    "userarg": ({"step": f"{USER}:MinWordsFilter", "args": {"min_words": 0}}, "min_words must be at least 1"),
+}  # fmt: skip
+
+
+def test_bad_steps_fail_validation_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text(PARAGRAPHS["de_good"])
+    nodes = {"docs": {"uses": "files", "params": {"paths": ["docs"]}}}
+    for name, (params, _) in BAD_NODES.items():
+        nodes[name] = {"uses": "datatrove", "inputs": ["docs"], "params": params}
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(yaml.safe_dump({"name": "bad", "nodes": nodes}, sort_keys=False))
+    lines = file.read_text().splitlines()
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    problems = {p.path.split(".")[1]: p for p in info.value.problems}
+    assert set(problems) == set(BAD_NODES)
+    for name, (_, expected) in BAD_NODES.items():
+        problem = problems[name]
+        assert expected in problem.message, (name, problem.message)
+        key = "args:" if name in ("rejected", "userarg") else ("min_words:" if name == "badarg" else "step:")
+        assert key in lines[problem.line - 1], (name, problem.line, lines[problem.line - 1])
+
+
+def test_user_step_source_enters_the_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "mysteps"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("LIMIT = 3\n")
+    (pkg / "steps.py").write_text(
+        "from datatrove.pipeline.filters.base_filter import BaseFilter\nfrom mysteps.helpers import LIMIT\n\n\n"
+        "class Short(BaseFilter):\n    def filter(self, doc):\n        return len(doc.text) > LIMIT\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = step_signature("mysteps.steps:Short")
+    assert first["class"] == "mysteps.steps:Short" and set(first["source"]) == {
+        "mysteps",
+        "mysteps.helpers",
+        "mysteps.steps",
+    }
+    (pkg / "helpers.py").write_text("LIMIT = 4\n")  # an edit to a helper the step imports recomputes the node
+    assert step_signature("mysteps.steps:Short")["source"] != first["source"]
+    own = step_signature("datatrove.pipeline.filters.GopherQualityFilter")
+    assert (
+        own["versions"]["datatrove"] and "source" not in own
+    )  # datatrove's own steps: its version covers them
+
+
+def _write_pipeline(root: Path, workdir: str, workers: int) -> Path:
+    docs = root / "docs"
+    docs.mkdir(exist_ok=True)
+    with open(docs / "pages.jsonl", "w", encoding="utf-8") as fh:
+        for key, text in PARAGRAPHS.items():
+            if key.startswith("de"):
+                fh.write(
+                    json.dumps(
+                        {"id": key, "text": text.replace(", ", ",   "), "topic": "river"}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
+    fh = open(docs / "pages.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    fh.write(json.dumps({"id": "de_boom", "text": "Ein Absatz BOOM über den Fluss und die Stadt."}) + "\n")
+    fh.close()
+    spec = {
+        "name": "dt",
+        "workdir": workdir,
+        "executor": {"n_workers": workers, "processes": False, "inline_s": 0 if workers > 1 else 3},
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["docs"], "id_field": "id"}},
+            "fussy": {"uses": "datatrove", "inputs": ["docs"], "params": {"step": f"{USER}:FussyFilter"}},
+            "gopher_de": {
+                "uses": "datatrove",
+                "inputs": ["fussy"],
+                "params": {"step": "datatrove.pipeline.filters.GopherQualityFilter",
+                           "args": {"language": "deu", "min_doc_words": 20, "stop_words": DE_STOP}},
+            },
+            "tidy": {"uses": "datatrove", "inputs": ["gopher_de"], "params": {"step": f"{USER}:CollapseSpaces"}},
+        },
+    }  # fmt: skip
+    file = root / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return file
+
+
+def test_pipeline_through_the_cli_same_bytes_with_two_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = _write_pipeline(tmp_path, str(tmp_path / "store"), workers=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(ROOT)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "-f", str(file)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = Store(str(tmp_path / "store"))
+    refs = store.read_refs("dt")
+    counts = {n: store.manifest(refs[n]["fingerprint"])["counts"] for n in ("fussy", "gopher_de", "tidy")}
+    for c in counts.values():
+        assert c["in"] == c["kept"] + c["dropped"] + c["quarantined"]
+    assert (counts["fussy"]["in"], counts["fussy"]["quarantined"]) == (4, 1)
+    assert (counts["gopher_de"]["kept"], counts["gopher_de"]["dropped"]) == (1, 2)
+    out = tmp_path / "store" / "outputs" / refs["tidy"]["fingerprint"]
+    row = pl.read_parquet(out / "part-00000.parquet").row(0, named=True)
+    assert row["text"] == PARAGRAPHS["de_good"] and json.loads(row["meta"])["topic"] == "river"
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    again = tmp_path / "again"
+    again.mkdir()
+    two = _write_pipeline(again, str(tmp_path / "store2"), workers=2)
+    pipeline = load_pipeline(str(two))
+    engine = Engine(pipeline)
+    try:
+        results = {node: engine.run_node(node)[1] for node in pipeline.order}
+    finally:
+        engine.close()
+    for node in ("fussy", "gopher_de", "tidy"):
+        assert results[node]["content_hash"] == store.manifest(refs[node]["fingerprint"])["content_hash"], (
+            node
+        )
