@@ -10,6 +10,14 @@ Dask LocalCluster (a fresh store per size, `inline_s: 0` so every shard goes to 
 per 1k documents (wall, node walls from the manifests, and CPU seconds of all processes), with the peak RSS of
 the driver and of the largest worker.
 
+CPU per step: the poller keeps a series of each role's CPU seconds; the nodes of this chain run one after
+another, so each node's CPU is the series' difference between its start and the next node's (the manifests'
+`started_at`), with `startup` (imports, the Prefect API and the cluster starting, the fingerprints) before the
+first node and `finish` after the last (`step_cpu`). Results go to --cache/scale_results.json, one entry per
+size (sizes run in separate invocations accumulate); `--table` prints docs/SCALE.md's table from it. `--code
+DIR` runs the pipeline from a copy of the tree (`git archive HEAD | tar -x -C DIR`), so that other edits of the
+checkout during a run of hours do not change what is measured.
+
 How memory is measured: a thread polls the process tree of `arcflow run` with psutil every 0.2 s. The driver is
 the `arcflow` process itself; workers are its descendants except Prefect's ephemeral API server (recognised by
 `prefect` and `server` in the command line, reported apart). Peak RSS is the largest sample seen (a spike shorter
@@ -37,6 +45,8 @@ node that stops scaling is named. `--start-scheduler` starts (and stops) a local
 from __future__ import annotations
 
 import argparse
+import bisect
+import calendar
 import json
 import os
 import random
@@ -267,6 +277,7 @@ class Usage:
     processes: dict[str, int] = field(default_factory=dict)  # role -> processes seen
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_mean: float = 0.0  # mean of the 1-minute load average, sampled every 10 s during the run
 
 
 def _role(proc: psutil.Process, root: int, extra_roots: set[int]) -> str:
@@ -294,6 +305,7 @@ class Poller:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._procs: dict[int, psutil.Process] = {}
         self.roles: dict[int, str] = {}
+        self.series: list[tuple[float, dict[str, float]]] = []  # (time.time(), role -> CPU-s so far)
 
     def _tree(self) -> list[psutil.Process]:
         out = []
@@ -318,6 +330,7 @@ class Poller:
                 continue
             self.cpu[proc.pid] = (role, t.user + t.system)
             self.peak[role] = max(self.peak.get(role, 0.0), rss)
+        self.series.append((time.time(), self.usage()[0]))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -342,12 +355,22 @@ class Poller:
         return cpu, count
 
 
-def run_pipeline(yaml_path: Path, log: Path, extra_pids: list[int] | None = None, nice: int = 0) -> Usage:
-    """`arcflow run -f yaml_path` under the poller; fails loudly with the log's tail when the run fails."""
+def run_pipeline(
+    yaml_path: Path,
+    log: Path,
+    extra_pids: list[int] | None = None,
+    nice: int = 0,
+    code: Path | None = None,
+) -> tuple[Usage, list[tuple[float, dict[str, float]]]]:
+    """`arcflow run -f yaml_path` under the poller: its usage and the poller's CPU series. ``code``: a copy of
+    the project's tree whose packages the run imports (first on PYTHONPATH, ahead of the editable install), so
+    edits in the checkout during a long run do not change it. Fails loudly with the log's tail."""
     # Prefect's ephemeral API in a private home: no other user's server or database on the measured path
     home = yaml_path.parent / "prefect-home"
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     cmd = [str(ARCFLOW), "run", "-f", str(yaml_path)]
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
@@ -356,8 +379,15 @@ def run_pipeline(yaml_path: Path, log: Path, extra_pids: list[int] | None = None
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=yaml_path.parent)
         poller = Poller(proc.pid, extra_pids).start()  # `nice` execs the command: the same pid
-        rc = proc.wait()
+        loads = []
+        while True:
+            try:
+                rc = proc.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                loads.append(os.getloadavg()[0])
         poller.stop()
+    usage.load_mean = sum(loads) / len(loads) if loads else os.getloadavg()[0]
     usage.wall_s = time.perf_counter() - start
     usage.load_after = os.getloadavg()
     usage.cpu_s, usage.processes = poller.usage()
@@ -365,17 +395,20 @@ def run_pipeline(yaml_path: Path, log: Path, extra_pids: list[int] | None = None
     if rc != 0:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"arcflow run failed (exit {rc}); log {log}:\n{tail}")
-    return usage
+    return usage, poller.series
 
 
 def node_report(workdir: Path) -> dict[str, dict[str, object]]:
-    """Per node: wall seconds, summed shard seconds and counts, from the manifests of the store."""
+    """Per node: wall seconds, summed shard seconds, start (epoch seconds) and counts, from the store's
+    manifests."""
     out = {}
     for m in sorted((workdir / "outputs").glob("*/manifest.json")):
         data = json.loads(m.read_text())
+        started = data["timings"].get("started_at")
         out[data["node"]] = {
             "wall_s": data["timings"].get("wall_s", 0.0),
             "shard_s": data["timings"].get("shard_s_total", 0.0),
+            "started": calendar.timegm(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ")) if started else None,
             "counts": data["counts"],
             "drops": data.get("drop_reasons", {}),
         }
@@ -383,9 +416,43 @@ def node_report(workdir: Path) -> dict[str, dict[str, object]]:
 
 
 ORDER = ("pages", "text", "lang", "clean", "exact", "minhash", "scored", "buckets")
+STEP_ROWS = ("startup", *ORDER, "finish")
 
 
-def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]]) -> None:
+def step_cpu(
+    series: list[tuple[float, dict[str, float]]], nodes: dict[str, dict[str, object]]
+) -> dict[str, dict[str, float]]:
+    """CPU seconds of each role (driver, worker, Prefect API) spent during each node, from the poller's series.
+
+    The engine runs the nodes of this chain one after another (a node starts when its input is complete), so
+    node k owns the time from its start to the next node's start (its summary and manifest included); the
+    last node ends at start + wall. ``startup`` is everything before the first node (imports, the Prefect API
+    and the Dask cluster starting, the DAG and its fingerprints), ``finish`` everything after the last.
+    The manifests' starts have one-second resolution: a node's figure can be off by about one second of
+    CPU per core, which matters only for the sub-second nodes."""
+    timed = sorted(
+        ((float(v["started"]), k) for k, v in nodes.items() if v.get("started") is not None),  # type: ignore[arg-type]
+    )
+    if not series or not timed:
+        return {}
+    times = [t for t, _ in series]
+
+    def at(t: float) -> dict[str, float]:
+        i = bisect.bisect_right(times, t) - 1
+        return series[i][1] if i >= 0 else {}
+
+    last_start, last = timed[-1]
+    bounds = [("startup", series[0][0] - 1.0)] + [(name, t) for t, name in timed]
+    bounds.append(("finish", last_start + float(nodes[last]["wall_s"])))  # type: ignore[arg-type]
+    bounds.append(("", series[-1][0] + 1.0))
+    out: dict[str, dict[str, float]] = {}
+    for (name, t0), (_, t1) in zip(bounds, bounds[1:], strict=False):
+        a, b = at(t0), at(max(t0, t1))
+        out[name] = {role: round(b.get(role, 0.0) - a.get(role, 0.0), 2) for role in b}
+    return out
+
+
+def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: dict[str, dict]) -> None:
     node_wall = sum(float(v["wall_s"]) for v in nodes.values())  # type: ignore[arg-type]
     cpu_total = sum(u.cpu_s.values())
     print(
@@ -393,22 +460,56 @@ def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]]) -> None:
         f"({1000 * node_wall / n:.2f} s/1k), CPU {cpu_total:.0f} s ({1000 * cpu_total / n:.2f} CPU-s/1k: "
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(u.cpu_s.items()))
         + f"); peak RSS driver {u.peak_rss_mb.get('driver', 0):.0f} MB, largest worker "
-        f"{u.peak_rss_mb.get('worker', 0):.0f} MB; load {u.load_before[0]:.1f} -> {u.load_after[0]:.1f}",
+        f"{u.peak_rss_mb.get('worker', 0):.0f} MB; load {u.load_before[0]:.1f} -> {u.load_after[0]:.1f} "
+        f"(mean {u.load_mean:.1f})",
         flush=True,
     )
-    for name in ORDER:
-        if name in nodes:
-            v = nodes[name]
-            c = v["counts"]
-            print(
-                f"    {name:8s} wall {float(v['wall_s']):7.1f} s  shards {float(v['shard_s']):7.1f} s  "  # type: ignore[arg-type]
-                f"in {c.get('in', 0):>7,} kept {c.get('kept', 0):>7,}",  # type: ignore[union-attr]
-                flush=True,
-            )
+    for name in STEP_ROWS:
+        cpu = steps.get(name, {})
+        v = nodes.get(name, {})
+        c = v.get("counts", {})
+        counts = f"  in {c.get('in', 0):>7,} kept {c.get('kept', 0):>7,}" if c else ""  # type: ignore[union-attr]
+        walls = (
+            f"wall {float(v['wall_s']):7.1f} s  shards {float(v['shard_s']):7.1f} s"  # type: ignore[arg-type]
+            if v
+            else " " * 35
+        )
+        print(
+            f"    {name:8s} {walls}  CPU {sum(cpu.values()):7.1f} s ({1000 * sum(cpu.values()) / n:6.2f}/1k; "
+            f"worker {cpu.get('worker', 0.0):7.1f}){counts}",
+            flush=True,
+        )
+
+
+def _load_results(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The cost-growth table of docs/SCALE.md from the results file: CPU-s per 1k documents per step (all
+    processes), total, driver and worker peak RSS, load."""
+    cols = ["startup", "pages", "text", "lang", "clean", "exact", "minhash", "scored", "buckets", "finish"]
+    head = ["documents", "CPU-s/1k total", *cols, "worker / driver / API CPU-s/1k", "driver peak RSS"]
+    head += ["worker peak RSS", "wall", "load (start, mean, end)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(results, key=lambda r: r["docs"]):
+        n, u, steps = r["docs"], r["usage"], r.get("steps", {})
+        per = [f"{1000 * sum(steps.get(c, {}).values()) / n:.2f}" for c in cols]
+        roles = " / ".join(
+            f"{1000 * u['cpu_s'].get(k, 0.0) / n:.1f}" for k in ("worker", "driver", "prefect_server")
+        )
+        lb, la = u["load_before"][0], u["load_after"][0]
+        lines.append(
+            f"| {n:,} | **{1000 * sum(u['cpu_s'].values()) / n:.2f}** | "
+            + " | ".join(per)
+            + f" | {roles} | {u['peak_rss_mb'].get('driver', 0):,.0f} MB | {u['peak_rss_mb'].get('worker', 0):,.0f} MB"
+            f" | {u['wall_s']:,.0f} s | {lb:.1f}, {u.get('load_mean', 0.0):.1f}, {la:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def cost_growth(args: argparse.Namespace) -> None:
-    results = []
+    path = args.cache / "scale_results.json"
     for n in args.sizes:
         print(f"size {n:,}", flush=True)
         files = corpus_files(n, args.cache, args.seed, args.gen_procs)
@@ -418,14 +519,20 @@ def cost_growth(args: argparse.Namespace) -> None:
         executor = {"n_workers": args.n_workers, "inline_s": 0}
         yml = work / "pipeline.yaml"
         yml.write_text(pipeline_yaml(files, work / "store", executor))
-        usage = run_pipeline(yml, work / "run.log", nice=args.nice)
+        usage, series = run_pipeline(yml, work / "run.log", nice=args.nice, code=args.code)
         nodes = node_report(work / "store")
-        _print_size(n, usage, nodes)
-        results.append({"docs": n, "usage": asdict(usage), "nodes": nodes})
-        (args.cache / "scale_results.json").write_text(json.dumps(results, indent=1))
+        (work / "cpu_series.json").write_text(json.dumps(series))  # to recompute the steps' CPU later
+        steps = step_cpu(series, nodes)
+        _print_size(n, usage, nodes, steps)
+        entry = {"docs": n, "usage": asdict(usage), "steps": steps, "nodes": nodes}
+        entry["code"] = str(args.code) if args.code else str(ROOT)
+        # one entry per size, kept across invocations (the sizes are run one at a time)
+        results = [r for r in _load_results(path) if r["docs"] != n] + [entry]
+        path.write_text(json.dumps(sorted(results, key=lambda r: r["docs"]), indent=1))
+    results = _load_results(path)
     if len(results) > 1:
         first = results[0]
-        print("growth against the smallest size:")
+        print(f"growth against the smallest size ({path}):")
         for r in results:
             n0, n = first["docs"], r["docs"]
             u0, u = first["usage"], r["usage"]
@@ -436,6 +543,7 @@ def cost_growth(args: argparse.Namespace) -> None:
                 f"  {n:>7,}: node-wall/doc x{w / w0:.2f}, CPU/doc x{c / c0:.2f}, "
                 f"driver peak RSS x{u['peak_rss_mb']['driver'] / u0['peak_rss_mb']['driver']:.2f}"
             )
+        print(markdown_table(results))
 
 
 # ------------------------------------------------------------------------------------------- strong scaling
@@ -496,7 +604,9 @@ def strong(args: argparse.Namespace) -> None:
                 _wait_workers(scheduler, k)
                 yml = work / "pipeline.yaml"
                 yml.write_text(pipeline_yaml(files, work / "store", {"address": scheduler}))
-                usage = run_pipeline(yml, work / "run.log", extra_pids=[workers.pid], nice=args.nice)
+                usage, _ = run_pipeline(
+                    yml, work / "run.log", extra_pids=[workers.pid], nice=args.nice, code=args.code
+                )
             finally:
                 _stop(workers)
             nodes = node_report(work / "store")
@@ -545,11 +655,21 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=300000, help="documents (strong scaling)")
     ap.add_argument("--workers", default="1,2,4,8,16", help="worker counts (strong scaling)")
     ap.add_argument("--generate-only", action="store_true", help="only write the corpus files")
+    ap.add_argument(
+        "--code",
+        type=Path,
+        default=None,
+        help="a copy of the project's tree the runs import (e.g. `git archive HEAD | tar -x -C DIR`), so that "
+        "edits in the checkout during a long run do not change it",
+    )
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --cache's results")
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.workers = [int(s) for s in args.workers.split(",")]
     args.cache.mkdir(parents=True, exist_ok=True)
-    if args.generate_only:
+    if args.table:
+        print(markdown_table(_load_results(args.cache / "scale_results.json")))
+    elif args.generate_only:
         corpus_files(
             max([*args.sizes, args.size if args.strong else 0]), args.cache, args.seed, args.gen_procs
         )
