@@ -125,8 +125,9 @@ def keep_rates(df: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(gap_to_en_pp=((pl.col("keep_after") - en) * 100).round(1))
 
 
-def datatrove_agreement(df: pl.DataFrame, min_docs: int = 20) -> pl.DataFrame:
-    """Keep/drop and reason agreement with datatrove's per-language filters (C4 off), per tuned language."""
+def datatrove_agreement(df: pl.DataFrame, min_docs: int = 20, thresholds: str = "fineweb2") -> pl.DataFrame:
+    """Keep/drop and reason agreement with datatrove's per-language filters (C4 off), per tuned language, with
+    the `thresholds` table's figures given to both."""
     from datatrove.data import Document
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
@@ -141,7 +142,7 @@ def datatrove_agreement(df: pl.DataFrame, min_docs: int = 20) -> pl.DataFrame:
     rows = []
     counts = df["lang"].value_counts()
     for lang in sorted(c for c, n in counts.iter_rows() if c in LANGS and n >= min_docs):
-        rules = resolve(lang, _base(), {})
+        rules = resolve(lang, _base(), {}, thresholds)  # type: ignore[arg-type]
         assert rules is not None  # internal: a tuned language always has rules
         s, code = rules.sections, LANGS[lang].source.split()[-1]
         texts = df.filter(pl.col("lang") == lang)["text"]

@@ -6,7 +6,9 @@ first failing check, with that check's reason (e.g. `gopher_quality_min_words`, 
 lines (javascript notices, policy lines, lines without terminal punctuation), so kept documents carry C4's text.
 
 Per language (`per_language`, default on): each document's `lang` (from `langid`) picks its word segmenter,
-stop words and thresholds (data_pipes/web/lang: FineWeb-2's per-language figures); English runs the sections as
+stop words and thresholds (data_pipes/web/lang: FineWeb-2's per-language figures, with `thresholds: calibrated`
+(default) the thresholds matched to English's on parallel text where measurable, docs/MULTILINGUAL.md);
+English runs the sections as
 given (datatrove's defaults); a language without figures, or no language, falls back as `unknown_lang` says.
 For a tuned language, the fields FineWeb-2 tuned (stop words, word-length bounds, alphabetic share, duplicate
 lines, n-gram shares, FineWeb's punctuation and newline ratios) come from its figures whatever the sections say;
@@ -30,6 +32,7 @@ from data_pipes.web.gopher_quality import GopherQualityParams
 from data_pipes.web.gopher_repetition import GopherRepetitionParams
 from data_pipes.web.heuristic_chain import heuristic_chain, heuristic_chain_by_language
 from data_pipes.web.lang.rules import LanguageOverride, Sections, UnknownLang, normalise_lang_column
+from data_pipes.web.lang.table import Thresholds
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
@@ -59,6 +62,11 @@ class HeuristicParams(KindParams):
         description="a language without tuned figures, or none: `script` (word segmenter and word-length bounds "
         "of the text's dominant script, no stop-word rule), `english` (the sections as given), `drop` "
         "(reason heuristic_unknown_language)",
+    )
+    thresholds: Thresholds = Field(
+        "calibrated",
+        description="tuned languages' thresholds: `calibrated` (FineWeb-2's figures with the thresholds matched "
+        "to English's on parallel text where measurable: docs/MULTILINGUAL.md) or `fineweb2` (as published)",
     )
     languages: dict[str, LanguageOverride] = Field(
         default_factory=dict,
@@ -98,7 +106,12 @@ class HeuristicFilters(DocumentMapKind):
                 )
             langs = frame.get_column(params.lang_column)
             texts, reasons, _ = heuristic_chain_by_language(
-                frame.get_column("text"), langs, Sections(*sections), params.unknown_lang, params.languages
+                frame.get_column("text"),
+                langs,
+                Sections(*sections),
+                params.unknown_lang,
+                params.languages,
+                params.thresholds,
             )
         else:
             langs = pl.Series([""] * frame.height, dtype=pl.String)

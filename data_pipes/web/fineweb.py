@@ -35,18 +35,16 @@ class FineWebParams(BaseModel):
     new_line_ratio: float = Field(0.3, ge=0)
 
 
-def fineweb_reasons(
-    texts: pl.Series, params: FineWebParams, tokens: pl.DataFrame | None = None, segmenter: str = "en"
-) -> pl.Series:
-    """Per row, the first failing FineWeb check (`fineweb_*`), or null when the row is kept; words (for the
-    newline ratio) come from `tokens`, else from the word segmenter `segmenter`."""
-    p, n_docs = params, len(texts)
-    stop = (
-        f"[{TERMINAL_CLASS}]$"
-        if p.stop_chars is None
-        else f"(?:{'|'.join(map(regex.escape, p.stop_chars))})$"
-    )
-    lines = (
+def line_end_pattern(p: FineWebParams) -> str:
+    """Regex of a line that ends in one of the params' stop characters (terminal punctuation by default)."""
+    if p.stop_chars is None:
+        return f"[{TERMINAL_CLASS}]$"
+    return f"(?:{'|'.join(map(regex.escape, p.stop_chars))})$"
+
+
+def nonblank_lines(texts: pl.Series) -> pl.DataFrame:
+    """(doc, part): each text split on "\\n", lines holding only whitespace removed (not stripped)."""
+    return (
         pl.DataFrame({"text": texts})
         .with_row_index("doc")
         .select("doc", part=pl.col("text").str.split("\n"))
@@ -54,6 +52,16 @@ def fineweb_reasons(
         .drop_nulls("part")
         .filter(pl.col("part").str.contains(f"[^{PY_SPACE}]"))
     )
+
+
+def fineweb_reasons(
+    texts: pl.Series, params: FineWebParams, tokens: pl.DataFrame | None = None, segmenter: str = "en"
+) -> pl.Series:
+    """Per row, the first failing FineWeb check (`fineweb_*`), or null when the row is kept; words (for the
+    newline ratio) come from `tokens`, else from the word segmenter `segmenter`."""
+    p, n_docs = params, len(texts)
+    stop = line_end_pattern(p)
+    lines = nonblank_lines(texts)
     line_stats = per_doc(
         lines.group_by("doc").agg(
             n=pl.len(),

@@ -25,7 +25,7 @@ from data_pipes.web.lang.rules import (
 )
 from data_pipes.web.lang.scripts import dominant_script
 from data_pipes.web.lang.segmenters import segment
-from data_pipes.web.lang.table import LANGS
+from data_pipes.web.lang.table import LANGS, Thresholds
 
 
 def _fill(reasons: pl.Series, alive: pl.Series, stage: pl.Series) -> pl.Series:
@@ -74,9 +74,11 @@ def heuristic_chain_by_language(
     base: Sections,
     unknown_lang: UnknownLang = "script",
     overrides: dict[str, LanguageOverride] | None = None,
+    thresholds: Thresholds = "calibrated",
 ) -> tuple[pl.Series, pl.Series, pl.Series]:
     """`heuristic_chain` with each document's language's rules (`lang.rules`): (texts after C4, reasons, the
-    rule group of each row: its language, `script:<name>` for a fallback, `drop`). Groups run in sorted order;
+    rule group of each row: its language, `script:<name>` for a fallback, `drop`); `thresholds` picks the
+    tuned languages' table (`lang.table.figures`). Groups run in sorted order;
     each row's result depends only on its own text and group."""
     overrides = {normalise_lang(k): v for k, v in (overrides or {}).items()}
     texts = texts.cast(pl.String).fill_null("")
@@ -96,7 +98,7 @@ def heuristic_chain_by_language(
     reasons = pl.Series("reason", [None] * len(texts), dtype=pl.String)
     for key in sorted(set(keys.to_list())):
         rows = (keys == key).arg_true()
-        rules = resolve(key, base, overrides)
+        rules = resolve(key, base, overrides, thresholds)
         if rules is None:
             reasons = reasons.scatter(rows, UNKNOWN_DROP_REASON)
             continue

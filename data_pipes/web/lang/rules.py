@@ -2,7 +2,9 @@
 language's tuned figures (`table.py`) and the user's per-language overrides laid over them.
 
 - `en`: the sections as given, datatrove's spaCy-English words: English keeps 100% agreement with datatrove.
-- a language of the table: its FineWeb-2 figures replace the fields FineWeb-2 tuned (stop words, word-length
+- a language of the table: its figures (`thresholds`: `calibrated`, the default, FineWeb-2's with the
+  thresholds matched to English's on parallel text where that is measurable; `fineweb2`, FineWeb-2's as
+  published) replace the fields FineWeb-2 tuned (stop words, word-length
   bounds, share of alphabetic words, duplicate-line share, top / duplicated n-gram shares, FineWeb's line
   punctuation and newline ratios) and its segmenter gives the words; C4 accepts any sentence terminal or closing
   quote at a line's end (Thai, written without sentence punctuation, skips that check). Every other field
@@ -28,7 +30,7 @@ from data_pipes.web.fineweb import FineWebParams
 from data_pipes.web.gopher_quality import GopherQualityParams
 from data_pipes.web.gopher_repetition import GopherRepetitionParams
 from data_pipes.web.lang.scripts import fallback_for
-from data_pipes.web.lang.table import ALIASES, LANGS, LangFigures
+from data_pipes.web.lang.table import ALIASES, LANGS, LangFigures, Thresholds, figures
 
 UnknownLang = Literal["script", "english", "drop"]
 UNKNOWN_DROP_REASON = "heuristic_unknown_language"
@@ -171,8 +173,14 @@ def _override(rules: Rules, o: LanguageOverride | None) -> Rules:
     )
 
 
-def resolve(key: str, base: Sections, overrides: dict[str, LanguageOverride]) -> Rules | None:
-    """The rules of a group key: a language code, `script:<script>` (a fallback) or `drop` (None)."""
+def resolve(
+    key: str,
+    base: Sections,
+    overrides: dict[str, LanguageOverride],
+    thresholds: Thresholds = "calibrated",
+) -> Rules | None:
+    """The rules of a group key: a language code, `script:<script>` (a fallback) or `drop` (None);
+    `thresholds` picks a tuned language's table (`table.figures`)."""
     if key == "drop":
         return None
     if key.startswith("script:"):
@@ -181,7 +189,7 @@ def resolve(key: str, base: Sections, overrides: dict[str, LanguageOverride]) ->
     if key == "en":
         rules = Rules("en", "en", base)
     elif key in LANGS:
-        rules = Rules(key, LANGS[key].segmenter, _tuned(base, LANGS[key]))
+        rules = Rules(key, LANGS[key].segmenter, _tuned(base, figures(key, thresholds)))
     else:  # a language known only through its override: the script-less fallback, then the override
         segmenter, sections = _script_fallback(base, "")
         rules = Rules(key, segmenter, sections)

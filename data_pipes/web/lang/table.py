@@ -14,7 +14,10 @@ falls back as the node's `unknown_lang` param says (see `scripts.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from data_pipes.web.lang.calibrated import CALIBRATED
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,22 @@ LANGS["ko"] = LangFigures(
         ),
     }
 )
+
+Thresholds = Literal["calibrated", "fineweb2"]
+
+
+def figures(lang: str, thresholds: Thresholds = "calibrated") -> LangFigures:
+    """A tuned language's figures: FineWeb-2's (`fineweb2`), or those with the thresholds matched on parallel
+    text laid over them (`calibrated`, `calibrated.py`, made by `calibrate.py`'s method)."""
+    base = LANGS[lang]
+    if thresholds == "fineweb2" or lang not in CALIBRATED:
+        return base
+    fields: dict[str, object] = {}
+    for name, value in CALIBRATED[lang].items():
+        attr, _, n = name.partition(":")
+        if n:  # an n-gram share: replace the pair of that n
+            pairs = fields.get(attr, getattr(base, attr))
+            fields[attr] = tuple((k, value if k == int(n) else v) for k, v in pairs)  # type: ignore[union-attr]
+        else:
+            fields[attr] = value
+    return replace(base, source=f"{base.source}, thresholds calibrated (arcflow)", **fields)  # type: ignore[arg-type]

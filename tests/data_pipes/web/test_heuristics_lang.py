@@ -187,11 +187,10 @@ def test_repetition_c4_and_fineweb_per_language(base: Sections) -> None:
             "Entwickler antworten meistens schnell.",
             "Ian Murdock gründete Debian.",
         ]
-    )  # one newline per five words: over German's 0.152, under English's 0.3
-    assert run([listy], ["de"], base)[0] == ["fineweb_list_ratio"]
-    assert run([listy], ["de"], base, overrides={"de": LanguageOverride(fineweb={"new_line_ratio": 0.3})})[
-        0
-    ] == [None]
+    )  # one newline per five words: over German's 0.152, under English's 0.3 (FineWeb-2's figures)
+    assert run([listy], ["de"], base, thresholds="fineweb2")[0] == ["fineweb_list_ratio"]
+    relaxed = {"de": LanguageOverride(fineweb={"new_line_ratio": 0.3})}
+    assert run([listy], ["de"], base, overrides=relaxed, thresholds="fineweb2")[0] == [None]
 
 
 def test_unknown_language_falls_back_as_declared(base: Sections) -> None:
