@@ -6,7 +6,10 @@ A dedup kind's ``run`` finds the dropped documents over all input shards and wri
 task per shard that holds a root, reading only the ``id`` column) and one assignment table written under
 ``_work/`` (one task); ``ctx.run_shards`` then writes one output shard per input shard: its kept rows unchanged,
 its dropped rows with ``reason``, ``duplicate_of`` (the kept id) and, where the kind has clusters,
-``cluster_id``. The driver only passes file paths, so its memory does not grow with the corpus.
+``cluster_id``. Every kept row gets ``dup_cluster_size``: how many input documents it stands for (1 for a
+singleton; summed over the cluster's members when the input already has the column), the figure a
+``quality_buckets`` node with ``rehydrate`` up-samples by. The driver only passes file paths, so its memory does
+not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from data_pipes.dedup.phases import assemble_assignments, root_ids_phase, root_lists, shard_assignments
+from data_pipes.dedup.phases import (
+    SIZE_COLUMN,
+    assemble_assignments,
+    root_ids_phase,
+    root_lists,
+    shard_assignments,
+    shard_sizes,
+    weights_phase,
+)
 from data_pipes.io.shards import ShardResult
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
@@ -44,8 +55,13 @@ def _root_ids(item: tuple[str, int, str]) -> str:
     return root_ids_phase(*item)
 
 
-def _assemble(item: tuple[list[str], list[str], str, dict[str, str]]) -> str:
+def _assemble(item: tuple[list[str], list[str], str, dict[str, str], list[str], str]) -> str:
     return assemble_assignments(*item)
+
+
+def incoming_sizes(in_path: str, shard: int, work: str) -> str | None:
+    """The shard's documents that arrive with a cluster size other than 1 (see ``weights_phase``), or None."""
+    return weights_phase(in_path, shard, os.path.join(work, "weights", f"part-{shard:05d}.parquet"))
 
 
 class DedupKind(DocumentMapKind):
@@ -67,19 +83,25 @@ class DedupKind(DocumentMapKind):
     ) -> list[ShardResult]:
         """Write the assignments (unless a previous attempt did), run the output shards, drop ``_work/``.
 
-        ``find()`` returns ``(paths of the duplicates' files, figures for the report)``; it is only called
-        when the assignments are missing.
+        ``find()`` returns ``(paths of the duplicates' files, figures for the report, paths of the incoming
+        cluster sizes' files)``; it is only called when the assignments are missing.
         """
         assign = self.work(ctx, "assignments.parquet")
+        sizes = self.work(ctx, "kept_sizes.parquet")
         if not os.path.exists(assign):
-            dup_paths, figures = find()
+            dup_paths, figures, weight_paths = find()
             roots = self.work(ctx, "roots")
             [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
             items = [(tasks[s].payload["path"], s, roots) for s in shards]
             id_paths = ctx.map(_root_ids, items, phase="assign", unit="shards")
             meta = {k: str(v) for k, v in figures.items()}
-            ctx.map(_assemble, [(dup_paths, id_paths, assign, meta)], phase="assign", unit="tasks")
-        shard_tasks = [ShardTask(t.index, {**t.payload, "assign": assign}, t.label) for t in tasks]
+            weights = [w for w in weight_paths if w is not None]
+            ctx.map(
+                _assemble, [(dup_paths, id_paths, assign, meta, weights, sizes)], phase="assign", unit="tasks"
+            )
+        shard_tasks = [
+            ShardTask(t.index, {**t.payload, "assign": assign, "sizes": sizes}, t.label) for t in tasks
+        ]
         results = ctx.run_shards(shard_tasks)
         self.report(ctx, results, pq.read_metadata(assign).num_rows, pq.read_schema(assign).metadata)
         params: DedupParams = ctx.params  # type: ignore[assignment]
@@ -88,10 +110,11 @@ class DedupKind(DocumentMapKind):
         return results
 
     def report(self, ctx: RunContext, results: list[ShardResult], removed: int, meta: dict | None) -> None:
-        """Clusters, a cluster-size histogram and documents removed (from the assignments' metadata, so a
-        resumed run reports the same)."""
+        """Clusters, a cluster-size histogram, documents removed and the kept documents by ``dup_cluster_size``
+        (from the assignments' metadata, so a resumed run reports the same)."""
         meta = dict(meta or {})
         counts = json.loads(meta.pop(b"size_histogram", b"{}"))
+        kept_counts = {int(k): v for k, v in json.loads(meta.pop(b"kept_size_histogram", b"{}")).items()}
         n_clusters = sum(counts.values())
         rows_in = sum(r.rows_in for r in results)
         lines = [
@@ -103,6 +126,19 @@ class DedupKind(DocumentMapKind):
             lines.append(f"- {key.decode()}: {value.decode()}")
         table = size_histogram({int(k): v for k, v in counts.items()})
         ctx.add_report(f"{self.name} summary", markdown="\n".join(lines) + "\n", table=table)
+        kept = rows_in - removed
+        kept_counts[1] = kept - sum(kept_counts.values())
+        rows = kept_size_histogram(kept_counts)
+        md = [
+            f"Kept documents by `{SIZE_COLUMN}`: the input documents each one stands for (itself and the copies "
+            "removed in its favour, here and in earlier dedup nodes). A `quality_buckets` node with `rehydrate` "
+            "up-samples by it.",
+            "",
+            f"| {SIZE_COLUMN} | kept documents | input documents they stand for |",
+            "|---|---:|---:|",
+            *(f"| {r[SIZE_COLUMN]} | {r['kept']:,} | {r['represented']:,} |" for r in rows),
+        ]
+        ctx.add_report(f"{self.name} cluster sizes", markdown="\n".join(md) + "\n", table=rows)
 
     def process(  # type: ignore[override]
         self, frame: pl.DataFrame, params: DedupParams, seed: int, task: ShardTask
@@ -112,13 +148,39 @@ class DedupKind(DocumentMapKind):
         rows = (table["doc"].to_numpy() & ((1 << 32) - 1)).astype(np.int64)
         drop = np.zeros(frame.height, dtype=bool)
         drop[rows] = True
-        kept = frame.filter(pl.Series(~drop))
+        size = (
+            frame[SIZE_COLUMN].cast(pl.Int64).fill_null(1).to_numpy().copy()
+            if SIZE_COLUMN in frame.columns
+            else np.ones(frame.height, dtype=np.int64)
+        )
+        roots, root_sizes = shard_sizes(task.payload["sizes"], task.index)
+        size[roots] = root_sizes
+        kept = frame.with_columns(pl.Series(SIZE_COLUMN, size, dtype=pl.Int64)).filter(pl.Series(~drop))
         extra = [pl.Series("duplicate_of", table["duplicate_of"].to_pylist(), dtype=pl.String)]
         if "cluster" in table.column_names:
             extra.append(pl.Series("cluster_id", table["cluster"].to_numpy(), dtype=pl.Int64))
         # the table is sorted by doc key, i.e. by row, so its columns line up with the filtered rows
         dropped = frame.filter(pl.Series(drop)).with_columns(pl.lit(self.reason).alias("reason"), *extra)
         return kept, dropped
+
+
+def _bins(counts: dict[int, int]) -> list[tuple[str, dict[int, int]]]:
+    """``counts`` ({size: n}) split into labelled bins: exact sizes up to 5, then decades."""
+    bins = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 100), (101, 1000), (1001, 1 << 62)]
+    out = []
+    for lo, hi in bins:
+        chosen = {size: n for size, n in counts.items() if lo <= size <= hi and n}
+        if chosen:
+            out.append((str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 1 << 62 else f">{lo - 1}"), chosen))
+    return out
+
+
+def kept_size_histogram(counts: dict[int, int]) -> list[dict[str, Any]]:
+    """Kept documents by ``dup_cluster_size``, from ``{size: kept documents}``."""
+    return [
+        {SIZE_COLUMN: label, "kept": sum(c.values()), "represented": sum(s * n for s, n in c.items())}
+        for label, c in _bins(counts)
+    ]
 
 
 def size_histogram(counts: dict[int, int]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ Phases, all on the cluster: (1) one task per input shard writes the 128-bit xxh3
 texts to ``_work/hashes/``, split into row groups by hash partition; (2) one task per hash partition finds
 the documents whose hash an earlier document (by input shard, then row) already has; (3) the kept documents'
 ids are looked up and ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged,
-dropped rows with reason ``exact_duplicate`` and ``duplicate_of`` (the kept id).
+dropped rows with reason ``exact_duplicate`` and ``duplicate_of`` (the kept id); kept rows get
+``dup_cluster_size``, the copies each one stands for (see ``tasks._dedup``).
 
 Every phase reuses its files when a killed run left them, and the result depends only on the input order,
 never on the number of workers or partitions. Departure from datatrove's ``ExactDedup`` (sha1 of the raw
@@ -23,7 +24,7 @@ from pydantic import Field
 from data_pipes.dedup.params import ExactDedupParams
 from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase
 from data_pipes.io.shards import ShardResult
-from tasks._dedup import DedupKind, DedupParams
+from tasks._dedup import DedupKind, DedupParams, incoming_sizes
 from tasks.base import RunContext
 from tasks.registry import register
 
@@ -34,9 +35,9 @@ class DedupExactParams(DedupParams, ExactDedupParams):
     partitions: int = Field(16, ge=1, le=4096, description="hash partitions reduced in parallel (phase 2)")
 
 
-def _hash_task(params: DedupExactParams, work: str, item: tuple[str, int]) -> str:
+def _hash_task(params: DedupExactParams, work: str, item: tuple[str, int]) -> tuple[str, str | None]:
     in_path, shard = item
-    return exact_hash_phase(
+    hashes = exact_hash_phase(
         in_path,
         shard,
         f"{work}/hashes/part-{shard:05d}.parquet",
@@ -44,6 +45,7 @@ def _hash_task(params: DedupExactParams, work: str, item: tuple[str, int]) -> st
         params.partitions,
         column=params.text_column,
     )
+    return hashes, incoming_sizes(in_path, shard, work)
 
 
 def _partition_task(hash_paths: list[str], work: str, part: int) -> str:
@@ -69,13 +71,14 @@ class DedupExact(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            hash_paths = ctx.map(functools.partial(_hash_task, params, work), items, phase="hash")
+            hashed = ctx.map(functools.partial(_hash_task, params, work), items, phase="hash")
+            hash_paths = [h for h, _ in hashed]
             parts = ctx.map(
                 functools.partial(_partition_task, hash_paths, work),
                 list(range(params.partitions)),
                 phase="partitions",
                 unit="partitions",
             )
-            return parts, {}
+            return parts, {}, [w for _, w in hashed]
 
         return self.finish(ctx, tasks, find)

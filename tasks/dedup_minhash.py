@@ -7,8 +7,10 @@ so bucketing runs in parallel over bands; (3) connected components as a merge tr
 its pairs into star edges (document -> its component's smallest key), then tasks merge groups of star files
 level by level until one is left, so no task holds every band's pairs and the driver holds none; (4) on
 workers, the kept documents' ids are looked up and one assignment table written; ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged, dropped rows with reason
-``minhash_duplicate``, ``cluster_id`` and ``duplicate_of`` (the kept id). In each cluster the document with
-the smallest (input shard, row) is kept, so the result does not depend on the number of workers.
+``minhash_duplicate``, ``cluster_id`` and ``duplicate_of`` (the kept id); kept rows get ``dup_cluster_size``
+(FineWeb-2's ``minhash_cluster_size``, summed over earlier dedup nodes' sizes: see ``tasks._dedup``). In each
+cluster the document with the smallest (input shard, row) is kept, so the result does not depend on the number of
+workers.
 
 Params are ``data_pipes.dedup.params.MinHashParams`` (datatrove's defaults: word 5-grams, 14 bands x 8
 hashes, threshold ~0.72). Departures from datatrove are documented in ``data_pipes.dedup`` (32-bit
@@ -24,7 +26,7 @@ from typing import ClassVar
 from data_pipes.dedup.params import MinHashParams
 from data_pipes.dedup.phases import bucket_phase, number_clusters, signature_phase, star_phase
 from data_pipes.io.shards import ShardResult
-from tasks._dedup import DedupKind, DedupParams
+from tasks._dedup import DedupKind, DedupParams, incoming_sizes
 from tasks.base import RunContext
 from tasks.registry import register
 
@@ -36,10 +38,11 @@ class DedupMinHashParams(DedupParams, MinHashParams):
         return MinHashParams(**self.model_dump(include=set(MinHashParams.model_fields)))
 
 
-def _signature_task(params: DedupMinHashParams, work: str, item: tuple[str, int]) -> str:
+def _signature_task(params: DedupMinHashParams, work: str, item: tuple[str, int]) -> tuple[str, str | None]:
     in_path, shard = item
     out = f"{work}/bands/part-{shard:05d}.parquet"
-    return signature_phase(in_path, shard, out, params.minhash(), column=params.text_column)
+    bands = signature_phase(in_path, shard, out, params.minhash(), column=params.text_column)
+    return bands, incoming_sizes(in_path, shard, work)
 
 
 def _bucket_task(band_paths: list[str], work: str, band: int) -> tuple[str, int]:
@@ -100,7 +103,8 @@ class DedupMinHash(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            band_paths = ctx.map(functools.partial(_signature_task, params, work), items, phase="signatures")
+            signed = ctx.map(functools.partial(_signature_task, params, work), items, phase="signatures")
+            band_paths = [b for b, _ in signed]
             bands = ctx.map(
                 functools.partial(_bucket_task, band_paths, work),
                 list(range(params.num_bands)),
@@ -114,6 +118,6 @@ class DedupMinHash(DedupKind):
                 "shingles": f"word {mh.n_grams}-grams",
                 "bands x rows": f"{mh.num_bands} x {mh.rows_per_band} (threshold {mh.threshold:.2f})",
             }
-            return [clustered], figures
+            return [clustered], figures, [w for _, w in signed]
 
         return self.finish(ctx, tasks, find)

@@ -13,7 +13,9 @@ documents; ``percentiles: sketch`` takes the digest's quantiles directly (consta
 that module). With ``group_by`` (e.g. ``lang``) the percentiles are taken within each value of that column, so
 every language gets its own cut-offs and a "Buckets per <column>" report. Phase 3 writes the shards, each also counting its scores into the histogram's global bins. Reports: the mixture table (documents, estimated tokens,
 epochs, effective tokens and shares per bucket; the token proxy is named in its header) and a score histogram
-with the boundaries.
+with the boundaries. With ``rehydrate`` (FineWeb-2's rehydration, ``data_pipes.dedup.rehydrate``) each document's
+epochs are multiplied by the weight of its duplicate-cluster size (``dup_cluster_size``, written by the dedup
+kinds), and a "Rehydration" report shows documents and tokens per size range.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from data_pipes.dedup import rehydrate as rh
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_buckets as qb
 from data_pipes.web import quality_plots as plots
@@ -65,6 +68,11 @@ class QualityBucketsParams(KindParams):
     )
     token_estimate: qb.TokenEstimate = Field("bytes_div_4", description="token proxy: bytes_div_4 or words")
     seed: int = Field(0, description="seed of the id hash that breaks score ties")
+    rehydrate: rh.RehydrateParams | None = Field(
+        None,
+        description="up-sample by duplicate-cluster size (FineWeb-2 rehydration): epochs x the weight of the "
+        "document's `dup_cluster_size` range; `{}` or `{weights: fineweb2}` for FineWeb-2's weights",
+    )
 
     def resolved(self) -> list[qb.Bucket]:
         return [b.bucket(self.method) for b in self.buckets]
@@ -178,6 +186,27 @@ def _counts(scores: np.ndarray, edges: list[float] | None) -> list[int]:
     return np.histogram(np.clip(scores, edges[0], edges[-1]), bins=np.asarray(edges))[0].tolist()
 
 
+def _rehydrate(frame: pl.DataFrame, params: rh.RehydrateParams, path: str) -> tuple[np.ndarray, Any]:
+    """Each row's repeat weight from its cluster size, and a function giving the shard's ``{range: [documents,
+    tokens]}`` of the rows kept (for the Rehydration report)."""
+    if params.column not in frame.columns:
+        raise ValueError(
+            f"{path}: no column {params.column!r} for `rehydrate` (columns: {frame.columns}); put a dedup_minhash "
+            "or dedup_exact node before this one, or set `rehydrate.column`"
+        )
+    sizes = frame[params.column].cast(pl.Int64).fill_null(1).to_numpy()
+    weights = params.weight_map()
+    index = rh.range_index(sizes, weights)
+
+    def counts(tokens: np.ndarray, dropped: np.ndarray) -> dict[str, list[float]]:
+        return {
+            label: [int(((index == i) & ~dropped).sum()), float(tokens[(index == i) & ~dropped].sum())]
+            for i, (label, _, _) in enumerate(params.ranges())
+        }
+
+    return rh.weights_for(sizes, weights), counts
+
+
 @register
 class QualityBuckets(DocumentMapKind):
     name: ClassVar[str] = "quality_buckets"
@@ -267,6 +296,10 @@ class QualityBuckets(DocumentMapKind):
             by_group[str(g)] = {b.name: int((index[mask] == i).sum()) for i, b in enumerate(buckets)}
         names = np.array([b.name for b in buckets], dtype=object)[index]
         epochs = np.array([b.epochs for b in buckets], dtype=np.float64)[index]
+        weight = np.ones(frame.height)
+        if params.rehydrate is not None:
+            weight, rehydration = _rehydrate(frame, params.rehydrate, task.payload["path"])
+            epochs = epochs * weight
         dropped_mask = np.array([b.drop for b in buckets], dtype=bool)[index]
         out = frame.with_columns(
             pl.Series("bucket", names.tolist(), dtype=pl.String),
@@ -274,7 +307,12 @@ class QualityBuckets(DocumentMapKind):
         )
         tokens = qb.token_estimate(out["text"], params.token_estimate)
         per_bucket = {
-            b.name: [int((index == i).sum()), float(tokens[index == i].sum())] for i, b in enumerate(buckets)
+            b.name: [
+                int((index == i).sum()),
+                float(tokens[index == i].sum()),
+                float((tokens * weight)[index == i].sum()),
+            ]
+            for i, b in enumerate(buckets)
         }
         keep = pl.Series(~dropped_mask)
         kept = out.filter(keep)
@@ -291,6 +329,7 @@ class QualityBuckets(DocumentMapKind):
                 "buckets": per_bucket,
                 "histogram": _counts(scores, task.payload.get("edges")),
                 **({"groups": by_group} if params.group_by else {}),
+                **({"rehydration": rehydration(tokens, dropped_mask)} if params.rehydrate else {}),
             },
         )
 
@@ -304,7 +343,21 @@ class QualityBuckets(DocumentMapKind):
         seen = [c[0] if isinstance(c, tuple) else c for c in cutoffs] + [None]
         seen += [None] * (len(buckets) - len(seen))
         rows = qb.mixture_table(buckets, docs, tokens, seen)
+        if params.rehydrate is not None:  # effective tokens: tokens x each document's weight x epochs
+            weighted = [
+                sum(r.extra.get("buckets", {}).get(b.name, [0, 0, 0])[2] for r in results) for b in buckets
+            ]
+            effective = [w * row["epochs"] for w, row in zip(weighted, rows, strict=True)]
+            for row, e in zip(rows, effective, strict=True):
+                row["effective_tokens"] = int(round(e))
+                row["mixture_share"] = round(e / (sum(effective) or 1.0), 4)
         md = qb.mixture_markdown(rows, params.method, params.token_estimate, params.score_column)
+        if params.rehydrate is not None:
+            md += (
+                f"\nRehydrated: epochs and effective tokens include the weight of each document's "
+                f"`{params.rehydrate.column}` range (see the Rehydration report).\n"
+            )
+            self._rehydration_report(ctx, params.rehydrate, results)
         if ctx.extra.get("cutoff_note"):
             md += "\n" + ctx.extra["cutoff_note"] + "\n"
         ctx.add_report("Mixture", markdown=md, table=rows)
@@ -324,6 +377,32 @@ class QualityBuckets(DocumentMapKind):
             lines=lines,
         )
         ctx.add_report("Score histogram", png=png)
+
+    @staticmethod
+    def _rehydration_report(ctx: RunContext, params: rh.RehydrateParams, results: list[ShardResult]) -> None:
+        """Documents, tokens and effective tokens (x the weight; before bucket epochs) per cluster-size range."""
+        rows = []
+        for label, _, w in params.ranges():
+            docs, tokens = (
+                sum(r.extra.get("rehydration", {}).get(label, [0, 0.0])[k] for r in results) for k in (0, 1)
+            )
+            rows.append(
+                {"cluster_size": label, "weight": w, "documents": int(docs), "tokens": int(round(tokens)),
+                 "weighted_tokens": int(round(tokens * w))}
+            )  # fmt: skip
+        lines = [
+            f"Kept documents by `{params.column}` range and their repeat weight (multiplied into `epochs`; "
+            "dropped buckets not counted). Weighted tokens = tokens x weight, before the bucket's epochs.",
+            "",
+            "| cluster size | weight | documents | tokens | weighted tokens |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| {r['cluster_size']} | {r['weight']:g} | {r['documents']:,} | {r['tokens']:,} | "
+                f"{r['weighted_tokens']:,} |"
+                for r in rows
+            ),
+        ]
+        ctx.add_report("Rehydration", markdown="\n".join(lines) + "\n", table=rows)
 
     @staticmethod
     def _group_report(

@@ -13,6 +13,13 @@ shard (:func:`root_lists`), the roots' ids (:func:`root_ids_phase`, per shard) a
 documents (:func:`assemble_assignments`: doc key, the kept document's id, cluster number) that the final
 per-shard step reads with :func:`shard_assignments`. The driver passes paths only: it holds no per-document
 state.
+
+Cluster sizes (rehydration, as FineWeb-2's ``minhash_cluster_size``): every kept document leaves with
+``dup_cluster_size``, the number of input documents it stands for. When the input already has that column (an
+earlier dedup node), a cluster's size is the sum of its members' sizes, so exact then MinHash dedup gives the
+number of original documents: :func:`weights_phase` (per shard, beside the hash or signature phase) lists the
+documents whose incoming size is not 1, :func:`assemble_assignments` adds them up per cluster and writes the
+kept roots' sizes (:func:`shard_sizes` reads one shard's).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from data_pipes.dedup.buckets import band_pairs_from_parquet
 from data_pipes.dedup.clusters import connected_components
 from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.params import ExactDedupParams, MinHashParams
+from data_pipes.dedup.rehydrate import SIZE_COLUMN
 from data_pipes.dedup.signatures import minhash_signatures
 from data_pipes.io.atomic import atomic_path
 
@@ -45,6 +53,25 @@ def write_atomic(table: pa.Table, path: str, row_group_size: int | None = None) 
 
 def _texts(in_path: str, column: str) -> list[str]:
     return [t or "" for t in pq.read_table(in_path, columns=[column]).column(column).to_pylist()]
+
+
+def weights_phase(in_path: str, shard: int, out_path: str, column: str = SIZE_COLUMN) -> str | None:
+    """The documents of one shard whose incoming cluster size (``column``, from an earlier dedup node) is not 1:
+    ``doc`` (key), ``size``. None (and no file) when the shard has no such column. A null size counts as 1."""
+    if column not in pq.read_schema(in_path).names:
+        return None
+    if not os.path.exists(out_path):
+        sizes = pq.read_table(in_path, columns=[column]).column(column).to_numpy(zero_copy_only=False)
+        sizes = np.nan_to_num(np.asarray(sizes, dtype=np.float64), nan=1.0).astype(np.int64)
+        if (sizes < 1).any():
+            row = int(np.flatnonzero(sizes < 1)[0])
+            raise ValueError(
+                f"{in_path}: row {row} has {column} = {int(sizes[row])}; a cluster size counts documents, so it "
+                f"must be at least 1 (rename the column if it means something else)"
+            )
+        rows = np.flatnonzero(sizes != 1)
+        write_atomic(pa.table({"doc": doc_keys(shard, rows), "size": sizes[rows]}), out_path)
+    return out_path
 
 
 # ---- MinHash -----------------------------------------------------------------------------------------------
@@ -192,12 +219,51 @@ def root_ids_phase(in_path: str, shard: int, roots_dir: str) -> str:
     return out
 
 
+def _weights(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(doc keys sorted, sizes) of every :func:`weights_phase` file."""
+    tables = [pq.read_table(p) for p in paths]
+    doc = np.concatenate([t["doc"].to_numpy() for t in tables] or [np.empty(0, np.int64)])
+    size = np.concatenate([t["size"].to_numpy() for t in tables] or [np.empty(0, np.int64)])
+    order = np.argsort(doc, kind="stable")
+    return doc[order], size[order]
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default: int) -> np.ndarray:
+    """``values`` of ``wanted`` keys in sorted ``keys``, ``default`` where absent."""
+    pos = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+    found = (keys[pos] == wanted) if keys.size else np.zeros(wanted.size, dtype=bool)
+    return np.where(found, values[pos] if keys.size else default, default).astype(np.int64)
+
+
+def cluster_sizes(
+    doc: np.ndarray, root: np.ndarray, weight_paths: Sequence[str] = ()
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The kept roots (sorted), their cluster sizes (each member's incoming size, 1 by default, summed, the root
+    included) and a histogram ``{size: kept documents}`` of every kept document whose size is not 1: the roots,
+    and the unclustered documents that arrived with a size of their own."""
+    wdoc, wsize = _weights(weight_paths)
+    roots, inverse = np.unique(root, return_inverse=True)
+    sizes = _lookup(wdoc, wsize, roots, 1)
+    np.add.at(sizes, inverse.reshape(-1), _lookup(wdoc, wsize, doc, 1))
+    clustered = np.concatenate([doc, roots])
+    alone = wsize[~np.isin(wdoc, clustered)]  # kept as they are, with the size they came with
+    return roots, sizes, size_counts(np.concatenate([sizes, alone]))
+
+
 def assemble_assignments(
-    dup_paths: Sequence[str], id_paths: Sequence[str], out_path: str, metadata: dict[str, str] | None = None
+    dup_paths: Sequence[str],
+    id_paths: Sequence[str],
+    out_path: str,
+    metadata: dict[str, str] | None = None,
+    weight_paths: Sequence[str] = (),
+    sizes_path: str | None = None,
 ) -> str:
     """One table of the dropped documents, sorted by ``doc``: ``duplicate_of`` (the kept document's id) and,
     when the duplicate files have it, ``cluster``. The schema metadata holds ``metadata`` (phase figures for the
-    report) and the cluster-size histogram (``size_histogram``, JSON), so the report reads no rows."""
+    report), the cluster-size histogram (``size_histogram``: clusters of this node by their size here) and the
+    kept documents by ``dup_cluster_size`` (``kept_size_histogram``, sizes other than 1), JSON, so the report reads
+    no rows. ``sizes_path`` (written first; the assignments file is the phase's completion mark) gets the kept
+    roots' cluster sizes: ``doc``, ``size``, sorted by doc."""
     if not os.path.exists(out_path):
         dups = pa.concat_tables([pq.read_table(p) for p in dup_paths]) if dup_paths else None
         ids = pa.concat_tables([pq.read_table(p) for p in id_paths]) if id_paths else None
@@ -209,7 +275,16 @@ def assemble_assignments(
         where = order[np.searchsorted(root_keys[order], root)] if root.size else np.empty(0, np.int64)
         id_column = ids["id"].take(pa.array(where)) if ids is not None else pa.array([], pa.string())
         _, sizes = np.unique(root, return_counts=True)
-        meta = {**(metadata or {}), "size_histogram": json.dumps(size_counts(sizes + 1))}
+        roots, kept_sizes, kept_histogram = cluster_sizes(doc, root, weight_paths)
+        if sizes_path is not None:
+            write_atomic(
+                pa.table({"doc": roots, "size": kept_sizes}), sizes_path, row_group_size=ASSIGN_ROW_GROUP
+            )
+        meta = {
+            **(metadata or {}),
+            "size_histogram": json.dumps(size_counts(sizes + 1)),
+            "kept_size_histogram": json.dumps(kept_histogram),
+        }
         write_assignments(out_path, doc, id_column, cluster, meta)
     return out_path
 
@@ -244,3 +319,9 @@ def shard_assignments(path: str, shard: int) -> pa.Table:
     """The assignment rows of one shard (row-group statistics on the sorted ``doc`` column skip the rest)."""
     lo, hi = int(doc_keys(shard, 0)), int(doc_keys(shard + 1, 0))
     return pq.read_table(path, filters=[("doc", ">=", lo), ("doc", "<", hi)])
+
+
+def shard_sizes(path: str, shard: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cluster sizes) of one shard's kept roots, from the ``sizes_path`` of :func:`assemble_assignments`."""
+    table = shard_assignments(path, shard)
+    return table["doc"].to_numpy() & ((1 << ROW_BITS) - 1), table["size"].to_numpy()

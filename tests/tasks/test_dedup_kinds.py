@@ -1,6 +1,8 @@
 """The dedup kinds through the engine on tiny real texts: stdlib module docstrings, exact and edited copies.
 
-files -> dedup_exact, dedup_minhash -> dedup_report; both dedup kinds are global over several input shards.
+files -> dedup_exact, dedup_minhash -> dedup_report; both dedup kinds are global over several input shards. Then
+rehydration: files -> dedup_exact -> dedup_minhash -> quality_score -> quality_buckets with `rehydrate`, on a set
+whose clusters are known (cluster sizes summed across the two dedup nodes, FineWeb-2's weights, repeats).
 """
 
 from __future__ import annotations
@@ -111,7 +113,11 @@ def test_exact_drops_normalised_copies(setup: tuple[Path, dict[str, str]], run: 
     assert dict(zip(dropped["id"], dropped["duplicate_of"], strict=True)) == expected
     assert set(dropped["reason"]) == {"exact_duplicate"}
     kept = rows(out_dir(root, 1, run["exact"]))
-    assert set(kept.columns) == set(rows(out_dir(root, 1, run["docs"])).columns)  # kept rows unchanged
+    docs = rows(out_dir(root, 1, run["docs"]))
+    assert set(kept.columns) == set(docs.columns) | {"dup_cluster_size"}  # kept rows unchanged, plus the size
+    assert kept.drop("dup_cluster_size").equals(docs.filter(~pl.col("id").is_in(list(expected))))
+    sizes = dict(zip(kept["id"], kept["dup_cluster_size"], strict=True))
+    assert {i: n for i, n in sizes.items() if n != 1} == {ids["a_json.txt"]: 2, ids["a_csv.txt"]: 2}
     assert not (root / ".arcflow-1" / "outputs" / run["exact"]["fingerprint"] / "_work").exists()
 
 
@@ -128,9 +134,19 @@ def test_minhash_drops_exact_and_edited_copies(
     assert dropped["cluster_id"].n_unique() == 4 and dropped["cluster_id"].min() >= 0
     assert ids["c_short.txt"] in set(rows(out_dir(root, 1, run["minhash"]))["id"])
     titles = [r["title"] for r in run["minhash"]["reports"]]
-    assert titles == ["dedup_minhash summary"]
+    assert titles == ["dedup_minhash summary", "dedup_minhash cluster sizes"]
     hist = json.loads((out_dir(root, 1, run["minhash"]) / run["minhash"]["reports"][0]["table"]).read_text())
     assert hist == [{"cluster_size": "2", "clusters": 4, "documents": 8, "removed": 4}]
+    kept = rows(out_dir(root, 1, run["minhash"]))
+    originals = {ids[o] for o in copies.values()}
+    assert dict(zip(kept["id"], kept["dup_cluster_size"], strict=True)) == {
+        i: 2 if i in originals else 1 for i in kept["id"]
+    }
+    sizes = json.loads((out_dir(root, 1, run["minhash"]) / run["minhash"]["reports"][1]["table"]).read_text())
+    assert sizes == [
+        {"dup_cluster_size": "1", "kept": kept.height - 4, "represented": kept.height - 4},
+        {"dup_cluster_size": "2", "kept": 4, "represented": 8},
+    ]
 
 
 def test_report_overlap(setup: tuple[Path, dict[str, str]], run: dict[str, dict]) -> None:
@@ -205,3 +221,101 @@ def test_shingles_ignore_whitespace_runs() -> None:
     b = normalise_text("alpha  beta -- gamma\n\ndelta epsilon\u00a0 zeta", collapse=False)
     hashes, doc = hash_shingles([a, "", b], 5)
     assert doc.tolist() == [0, 0, 2, 2] and np.array_equal(hashes[:2], hashes[2:])
+
+
+# ---- rehydration: cluster sizes through exact then MinHash dedup, and the up-sampling they drive ---------------
+
+
+def write_cluster_texts(folder: Path) -> dict[str, int]:
+    """Known clusters, and the number of input documents each kept one stands for after exact + MinHash dedup.
+
+    json: the original, an exact copy, a near copy and an exact copy of the near copy (exact dedup leaves the
+    original and the near copy, each of size 2; MinHash joins them: 4). csv: the original and an exact copy (2).
+    argparse: the original and a near copy (2). The other modules and a short text are singletons (1).
+    """
+    folder.mkdir()
+    for m in MODULES:
+        (folder / f"a_{m}.txt").write_text(_doc(m))
+    edited_json = _doc("json").replace("the", "a", 3)
+    copies = {
+        "b_exact_json.txt": _doc("json").upper().replace(" ", "  "),
+        "b_edit_json.txt": edited_json,
+        "b_exact_edit_json.txt": edited_json.lower(),
+        "b_exact_csv.txt": _doc("csv") + "  ",
+        "b_edit_argparse.txt": _doc("argparse").replace("the", "a", 3),
+    }
+    for name, text in copies.items():
+        (folder / name).write_text(text)
+    (folder / "c_short.txt").write_text("Too short to shingle.")
+    sizes = {f"a_{m}.txt": 1 for m in MODULES} | {"c_short.txt": 1}
+    return sizes | {"a_json.txt": 4, "a_csv.txt": 2, "a_argparse.txt": 2}
+
+
+def test_rehydration_after_exact_and_minhash(tmp_path: Path) -> None:
+    from data_pipes.dedup.rehydrate import FINEWEB2_WEIGHTS, weights_for
+    from data_pipes.tokens.mix import repeat_counts
+
+    expected = write_cluster_texts(tmp_path / "texts")
+    nodes = {
+        "docs": {"uses": "files", "params": {"paths": ["texts"], "shard_mb": 0.004}},
+        "exact": {"uses": "dedup_exact", "inputs": ["docs"], "params": {"partitions": 2}},
+        "minhash": {"uses": "dedup_minhash", "inputs": ["exact"]},
+        "scored": {"uses": "quality_score", "inputs": ["minhash"], "params": {"scorer": "math_density"}},
+        "buckets": {
+            "uses": "quality_buckets",
+            "inputs": ["scored"],
+            "params": {
+                "method": "threshold",
+                "buckets": [
+                    {"name": "top", "min_score": 1e9, "epochs": 2.0},
+                    {"name": "rest", "epochs": 1.0},
+                ],
+                "rehydrate": {},
+            },
+        },
+    }
+    spec = {"name": "rehydrate", "workdir": str(tmp_path / ".arcflow"), "nodes": nodes,
+            "executor": {"n_workers": 1, "processes": False}}  # fmt: skip
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    pipeline = load_pipeline(str(tmp_path / "pipeline.yaml"))
+    engine = Engine(pipeline)
+    try:
+        run = {node: engine.run_node(node)[1] for node in pipeline.order}
+    finally:
+        engine.close()
+    folder = tmp_path / ".arcflow" / "outputs"
+    assert run["docs"]["shards"] >= 4 and run["exact"]["drop_reasons"] == {"exact_duplicate": 3}
+    assert run["minhash"]["drop_reasons"] == {"minhash_duplicate": 2}
+
+    # the size on each kept document: summed over both dedup nodes
+    kept = rows(folder / run["minhash"]["fingerprint"])
+    by_file = {Path(u).name: n for u, n in zip(kept["url"], kept["dup_cluster_size"], strict=True)}
+    assert by_file == expected
+    # every input document is accounted for by exactly one kept document
+    assert kept["dup_cluster_size"].sum() == run["docs"]["counts"]["kept"]
+    reports = {r["title"]: r for r in run["minhash"]["reports"]}
+    hist = json.loads(
+        (folder / run["minhash"]["fingerprint"] / reports["dedup_minhash cluster sizes"]["table"]).read_text()
+    )
+    assert hist == [
+        {"dup_cluster_size": "1", "kept": 6, "represented": 6},
+        {"dup_cluster_size": "2", "kept": 2, "represented": 4},
+        {"dup_cluster_size": "4", "kept": 1, "represented": 4},
+    ]
+
+    # up-sampling: epochs = bucket epochs (1) x FineWeb-2's weight of the size (1 -> 1, 2 -> 2, 4 -> 3)
+    out = rows(folder / run["buckets"]["fingerprint"])
+    epochs = {Path(u).name: e for u, e in zip(out["url"], out["epochs"], strict=True)}
+    assert epochs == {f: float(weights_for([n], FINEWEB2_WEIGHTS)[0]) for f, n in expected.items()}
+    assert epochs["a_json.txt"] == 3.0 and epochs["a_csv.txt"] == 2.0 and epochs["a_heapq.txt"] == 1.0
+    # the packer repeats each row exactly that often (whole epochs: no random draw), the same in any process
+    repeats = repeat_counts(out["id"].to_list(), out["epochs"].to_numpy(), 1.0, "buckets", 0)
+    assert repeats.tolist() == [int(e) for e in out["epochs"]]
+    breport = {r["title"]: r for r in run["buckets"]["reports"]}
+    table = json.loads((folder / run["buckets"]["fingerprint"] / breport["Rehydration"]["table"]).read_text())
+    assert [(r["cluster_size"], r["weight"], r["documents"]) for r in table] == [
+        ("1", 1.0, 6), ("2", 2.0, 2), ("3-4", 3.0, 1), ("5-99", 5.0, 0), ("100-999", 8.0, 0), (">=1000", 1.0, 0)
+    ]  # fmt: skip
+    mixture = json.loads((folder / run["buckets"]["fingerprint"] / breport["Mixture"]["table"]).read_text())
+    rest = next(r for r in mixture if r["bucket"] == "rest")
+    assert abs(rest["effective_tokens"] - sum(r["weighted_tokens"] for r in table)) <= len(table)  # rounding
