@@ -155,7 +155,7 @@ class StepRunner:
                 self._collect(row, out, meta, frame, columns, values, metas[row.index])
             except _Unstorable as exc:
                 row.reason, row.error = None, f"unstorable_metadata: {exc}"
-        return self._frames(frame, rows)
+        return self._frames(frame, rows, {"text": texts, "id": ids, "meta": metas})
 
     # ---- the step -----------------------------------------------------------------------------------------
     def _apply(self, step: Any, docs: list[Any]) -> list[tuple[str, Any]]:
@@ -188,11 +188,11 @@ class StepRunner:
             except Exception as exc:
                 out.append(("error", error_text(exc)))
                 continue
-            if not isinstance(doc.text, str):
-                out.append(("error", f"bad_text: the step left text as a {type(doc.text).__name__}"))
-            elif self.role == "extractor" and not doc.text:
+            if self.role == "extractor" and not doc.text:  # empty or None: datatrove drops it too
                 doc.text = original  # a dropped row keeps its input
                 out.append((f"{self.name}_empty", doc))
+            elif not isinstance(doc.text, str):
+                out.append(("error", f"bad_text: the step left text as a {type(doc.text).__name__}"))
             else:
                 out.append(("kept", doc))
         return out
@@ -268,8 +268,10 @@ class StepRunner:
         row.id = str(doc.id) if doc.id is not None else None
 
     def _frames(
-        self, frame: pl.DataFrame, rows: list[_Row]
+        self, frame: pl.DataFrame, rows: list[_Row], originals: dict[str, list[Any]]
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The three frames; ``originals`` holds the input's text, id and meta values (``text``, ``id``,
+        ``meta``), so unchanged columns are reused."""
         keep = [r.index for r in rows if r.error is None and r.reason is None]
         drop = [r.index for r in rows if r.error is None and r.reason is not None]
         bad = [r.index for r in rows if r.error is not None]
@@ -277,19 +279,24 @@ class StepRunner:
 
         def rebuilt(indices: list[int]) -> pl.DataFrame:
             part = frame[indices] if indices else frame.clear()
-            updates = [
-                pl.Series(self.text_column, [by_index[i].text for i in indices], dtype=pl.String),
-                pl.Series(self.id_column, [by_index[i].id for i in indices], dtype=pl.String).cast(
-                    frame.schema[self.id_column], strict=False
-                ),
-                pl.Series(META, [by_index[i].meta for i in indices], dtype=pl.String),
-            ]
+            updates = []
+            for column, attr in ((self.text_column, "text"), (self.id_column, "id"), (META, "meta")):
+                new = [getattr(by_index[i], attr) for i in indices]
+                old = originals[attr]
+                if column in frame.columns and all(
+                    n is old[i] or n == old[i] for n, i in zip(new, indices, strict=True)
+                ):
+                    continue  # unchanged (a filter's text): the input column is reused, not rebuilt
+                series = pl.Series(column, new, dtype=pl.String)
+                if column in frame.columns and frame.schema[column] != pl.String:
+                    series = series.cast(frame.schema[column], strict=False)
+                updates.append(series)
             changed = sorted({c for i in indices for c in by_index[i].columns})
             for c in changed:
                 current = part.get_column(c).to_list()
                 new = [by_index[i].columns.get(c, old) for i, old in zip(indices, current, strict=True)]
                 updates.append(pl.Series(c, new, dtype=frame.schema[c], strict=True))
-            return part.with_columns(updates)  # a frame without `meta` gains it (what the step added)
+            return part.with_columns(updates) if updates else part  # without `meta`, it gains one
 
         kept = rebuilt(keep)
         dropped = rebuilt(drop).with_columns(

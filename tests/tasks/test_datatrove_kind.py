@@ -152,6 +152,16 @@ def test_user_filter_formatter_and_step_keep_metadata() -> None:
     ).run(_frame({"en_mail": "Write to anna.schmidt@example.de about the flood records."}))
     assert pii["text"][0] == "Write to <email> about the flood records."
 
+    page = f"<html><body><nav>Startseite | Kontakt</nav><article><p>{PARAGRAPHS['de_good']}</p></article></body></html>"
+    extracted, empty, _ = StepRunner(
+        "datatrove.pipeline.extractors.Trafilatura", {"favour_precision": True}
+    ).run(_frame({"de_page": page, "de_empty": "<html><body></body></html>"}))
+    assert (
+        extracted["text"][0].startswith("Die Stadt liegt am Ufer")
+        and "Startseite" not in extracted["text"][0]
+    )
+    assert list(empty["reason"]) == ["trafilatura_empty"] and empty["text"][0] == "<html><body></body></html>"
+
 
 def test_raising_step_quarantines_only_its_rows() -> None:
     texts = {f"de_{i}": f"Absatz {i} über den Fluss." for i in range(5)}
