@@ -1,8 +1,10 @@
 """The one registry that maps ``uses:`` names to node kinds.
 
-Kinds register themselves with ``@register``. Every module of the ``tasks`` package is imported on first lookup
+Kinds register themselves with ``@register``. Every module of the ``tasks`` package is imported on first listing
 (a new kind is a new file, with no list to edit), and third-party packages can add kinds through the
-``arcflow.kinds`` entry-point group, so a new kind never needs a change to the core.
+``arcflow.kinds`` entry-point group, so a new kind never needs a change to the core. Looking one kind up imports
+only its own module ``tasks/<name>.py`` when that registers it (so a process that runs a few kinds, a Dask worker
+or a small pipeline, skips the others' heavy dependencies), else everything.
 """
 
 from __future__ import annotations
@@ -69,8 +71,20 @@ def kind_names() -> list[str]:
     return sorted(_KINDS)
 
 
+def _load_for(name: str) -> None:
+    """Import what ``name`` needs: its own module ``tasks/<name>.py`` when that registers it (a Dask worker then
+    imports only the kinds it runs, not every kind's dependencies), else every kind module."""
+    if name in _KINDS or _loaded:
+        return
+    module = f"tasks.{name}"
+    if module in _kind_modules():
+        importlib.import_module(module)
+    if name not in _KINDS:
+        _load()
+
+
 def get_kind(name: str) -> Kind:
-    _load()
+    _load_for(name)
     try:
         return _KINDS[name]()
     except KeyError:
@@ -78,7 +92,7 @@ def get_kind(name: str) -> Kind:
 
 
 def get_kind_class(name: str) -> type[Kind]:
-    _load()
+    _load_for(name)
     try:
         return _KINDS[name]
     except KeyError:

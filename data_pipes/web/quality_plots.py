@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from data_pipes.plots import new_figure, png_bytes, text_width_in
 
@@ -21,6 +20,8 @@ def histogram_figure(
 ) -> Any:
     """A bar histogram from precomputed ``counts`` over ``edges`` (len(counts) + 1), with labelled vertical
     ``lines`` (e.g. bucket boundaries). The line labels sit in a band above the bars, so bars never hide them."""
+    from matplotlib.ticker import MaxNLocator  # here: importing the module must not load matplotlib
+
     fig = new_figure(max(7.0, text_width_in([title], 12) + 1.0), 3.6)
     ax = fig.add_subplot()
     edges_arr = np.asarray(edges, dtype=float)

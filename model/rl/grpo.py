@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Aggregation = Literal["token_mean", "seq_mean", "seq_mean_token_sum"]
+from model.rl.spec import Aggregation  # noqa: F401 (the loss aggregations; spec.py loads without torch)
+
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean", "seq_mean_token_sum")
 
 

@@ -22,9 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.rl.agentic_config import AgentSpec
 from model.rl.curriculum import CurriculumConfig
-from model.rl.grpo import Aggregation
 from model.rl.temperature import TemperatureConfig
 from model.train.spec import CheckpointSpec, OptimSpec
+
+# defined here, not in model.rl.grpo, so that loading the spec (every `arcflow` command loads the grpo kind's
+# params) does not import torch
+Aggregation = Literal["token_mean", "seq_mean", "seq_mean_token_sum"]
 
 
 class _Spec(BaseModel):

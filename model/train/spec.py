@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.muon import OptimConfig
+from model.optim_config import OptimConfig
 
 
 class _Spec(BaseModel):
