@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from data_pipes.web import langid
 from data_pipes.web.langid import (
     LanguageIdentifier,
     default_model_path,
@@ -79,6 +82,35 @@ def test_second_language_of_a_mixed_page(ident: LanguageIdentifier) -> None:
 def test_chunks_join_short_lines(ident: LanguageIdentifier) -> None:
     assert ident.chunks("a\n\nshort line\n" + "x" * 50 + "\ntail") == [f"a short line {'x' * 50} tail"]
     assert ident.chunks("") == []
+
+
+def test_repeated_lines_go_to_fasttext_once_with_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    footer = "Copyright 2024 the Example project. All rights reserved. Licensed under the Apache License."
+    english = json.__doc__ or ""
+    texts = [f"{english}\n{footer}", f"{GERMAN}\n{footer}", f"{english}\n{footer}", f"{footer}\n{GERMAN}"]
+    calls: list[str] = []
+
+    class Counting:
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def predict(self, line: str, *args: Any) -> Any:
+            calls.append(line)
+            return self.f.predict(line, *args)
+
+    ident = LanguageIdentifier()
+    ident.model = SimpleNamespace(f=Counting(ident.model.f))
+    langs, scores = ident.predict(texts)
+    seconds = ident.second_languages(texts, langs)
+    assert langs == ["en", "de", "en", "de"]
+    # the copied page, the footer and the paragraphs seen before were not sent again
+    assert len(calls) == len(set(calls)) and len(calls) < len(texts) + sum(
+        len(ident.chunks(t)) for t in texts
+    )
+    monkeypatch.setattr(langid, "MEMO_LINES", 0)  # nothing remembered: every line goes to fastText
+    plain = LanguageIdentifier()
+    assert plain.predict(texts) == (langs, scores)
+    assert plain.second_languages(texts, langs) == seconds and plain._memo == {}
 
 
 def test_hint_agreement_table() -> None:
