@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import calendar
+import contextlib
 import json
 import os
 import random
@@ -278,6 +279,7 @@ class Usage:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_mean: float = 0.0  # mean of the 1-minute load average, sampled every 10 s during the run
+    stopped: bool = False  # stopped at --stop-at before it finished: only the finished nodes count
 
 
 def _role(proc: psutil.Process, root: int, extra_roots: set[int]) -> str:
@@ -342,6 +344,8 @@ class Poller:
         return self
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._sample()
         self._stop.set()
         self._thread.join()
@@ -361,10 +365,13 @@ def run_pipeline(
     extra_pids: list[int] | None = None,
     nice: int = 0,
     code: Path | None = None,
+    stop_at: float | None = None,
 ) -> tuple[Usage, list[tuple[float, dict[str, float]]]]:
     """`arcflow run -f yaml_path` under the poller: its usage and the poller's CPU series. ``code``: a copy of
     the project's tree whose packages the run imports (first on PYTHONPATH, ahead of the editable install), so
-    edits in the checkout during a long run do not change it. Fails loudly with the log's tail."""
+    edits in the checkout during a long run do not change it. ``stop_at`` (epoch seconds): a run still going
+    then is stopped (``Usage.stopped``), and the nodes it finished are still reported. Fails loudly with the
+    log's tail."""
     # Prefect's ephemeral API in a private home: no other user's server or database on the measured path
     home = yaml_path.parent / "prefect-home"
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
@@ -386,16 +393,38 @@ def run_pipeline(
                 break
             except subprocess.TimeoutExpired:
                 loads.append(os.getloadavg()[0])
+                if stop_at is not None and time.time() > stop_at:
+                    usage.stopped = True
+                    poller.stop()  # the figures up to now; then the run's own process tree goes
+                    _stop_tree(proc.pid)
+                    rc = proc.wait()
+                    break
         poller.stop()
     usage.load_mean = sum(loads) / len(loads) if loads else os.getloadavg()[0]
     usage.wall_s = time.perf_counter() - start
     usage.load_after = os.getloadavg()
     usage.cpu_s, usage.processes = poller.usage()
     usage.peak_rss_mb = dict(poller.peak)
-    if rc != 0:
+    if rc != 0 and not usage.stopped:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"arcflow run failed (exit {rc}); log {log}:\n{tail}")
     return usage, poller.series
+
+
+def _stop_tree(pid: int, timeout_s: float = 30) -> None:
+    """SIGTERM ``pid`` and its descendants (the run's Dask workers and Prefect API), SIGKILL what outlives it."""
+    try:
+        top = psutil.Process(pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 def node_report(workdir: Path) -> dict[str, dict[str, object]]:
@@ -464,6 +493,10 @@ def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: di
         f"(mean {u.load_mean:.1f})",
         flush=True,
     )
+    if u.stopped:
+        print(
+            "    STOPPED at --stop-at: only the finished nodes below count; 'finish' is the unfinished node"
+        )
     for name in STEP_ROWS:
         cpu = steps.get(name, {})
         v = nodes.get(name, {})
@@ -494,13 +527,20 @@ def markdown_table(results: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(results, key=lambda r: r["docs"]):
         n, u, steps = r["docs"], r["usage"], r.get("steps", {})
-        per = [f"{1000 * sum(steps.get(c, {}).values()) / n:.2f}" for c in cols]
+        stopped = u.get("stopped", False)  # only its finished nodes count; "finish" is the unfinished one
+        per = [
+            f"{1000 * sum(steps[c].values()) / n:.2f}"
+            if c in steps and not (stopped and c == "finish")
+            else "–"
+            for c in cols
+        ]
         roles = " / ".join(
             f"{1000 * u['cpu_s'].get(k, 0.0) / n:.1f}" for k in ("worker", "driver", "prefect_server")
         )
         lb, la = u["load_before"][0], u["load_after"][0]
+        total = "stopped" if stopped else f"**{1000 * sum(u['cpu_s'].values()) / n:.2f}**"
         lines.append(
-            f"| {n:,} | **{1000 * sum(u['cpu_s'].values()) / n:.2f}** | "
+            f"| {n:,} | {total} | "
             + " | ".join(per)
             + f" | {roles} | {u['peak_rss_mb'].get('driver', 0):,.0f} MB | {u['peak_rss_mb'].get('worker', 0):,.0f} MB"
             f" | {u['wall_s']:,.0f} s | {lb:.1f}, {u.get('load_mean', 0.0):.1f}, {la:.1f} |"
@@ -519,7 +559,9 @@ def cost_growth(args: argparse.Namespace) -> None:
         executor = {"n_workers": args.n_workers, "inline_s": 0}
         yml = work / "pipeline.yaml"
         yml.write_text(pipeline_yaml(files, work / "store", executor))
-        usage, series = run_pipeline(yml, work / "run.log", nice=args.nice, code=args.code)
+        usage, series = run_pipeline(
+            yml, work / "run.log", nice=args.nice, code=args.code, stop_at=args.stop_at
+        )
         nodes = node_report(work / "store")
         (work / "cpu_series.json").write_text(json.dumps(series))  # to recompute the steps' CPU later
         steps = step_cpu(series, nodes)
@@ -663,9 +705,18 @@ def main() -> None:
         "edits in the checkout during a long run do not change it",
     )
     ap.add_argument("--table", action="store_true", help="print the markdown table of --cache's results")
+    ap.add_argument(
+        "--stop-at",
+        default=None,
+        help="HH:MM (UTC, today): stop a run still going then; the nodes it finished are reported",
+    )
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.workers = [int(s) for s in args.workers.split(",")]
+    if args.stop_at:
+        hh, mm = (int(x) for x in args.stop_at.split(":"))
+        day = time.gmtime()
+        args.stop_at = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, hh, mm, 0, 0, 0, 0))
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.table:
         print(markdown_table(_load_results(args.cache / "scale_results.json")))
