@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from data_pipes.reasoning.rewards import RewardsConfig
+from model.rl.agentic_config import AgentParams
 from model.rl.curriculum import CurriculumConfig
 from model.rl.spec import GrpoSpec, RolloutSpec, ValSpec, check_temperature
 from model.rl.temperature import TemperatureConfig
@@ -30,6 +31,11 @@ class GrpoParams(KindParams):
         None, ge=1, description="training problems used (first N after the split)"
     )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    agent: AgentParams | None = Field(
+        None,
+        description="agentic rollouts (rollout.strategy: agentic; model/rl/agentic.py): tools, max_turns, "
+        "max_episode_tokens, judge, sandbox limits, generated tool tasks; none: the defaults",
+    )
     grpo: GrpoSpec = Field(default_factory=GrpoSpec)
     val: ValSpec = Field(default_factory=ValSpec)
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
@@ -64,6 +70,14 @@ class GrpoParams(KindParams):
         if self.gguf_file and not self.model_path:
             raise ValueError("gguf_file needs model_path (the folder or package that holds it)")
         check_temperature(self.rollout, self.temperature)
+        if self.agent is not None and self.rollout.strategy != "agentic":
+            raise ValueError(
+                "agent: is read by agentic rollouts only; set rollout.strategy: agentic or drop agent"
+            )
+        if self.agent is not None:
+            from data_pipes.reasoning.agent_judge import load_judge
+
+            load_judge(self.agent.judge)  # an unknown judge fails validate, naming the registered ones
         if self.temperature is not None and self.val_problems == 0:
             raise ValueError(
                 "temperature (dynamic) keeps a raise only when the validation pass rate allows it, and "

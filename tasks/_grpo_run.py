@@ -51,29 +51,32 @@ def _id_rank(problem_id: str) -> str:
 
 
 def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
-    """Read every problem input, quarantine the rows no reward can check, hold out ``val_problems`` by id hash;
-    writes ``problems/{train,val}.parquet`` and returns the counts and the quarantined rows."""
+    """Read every problem input (and the problems the rollout strategy adds: agentic tool tasks), quarantine the
+    rows the strategy cannot score, hold out ``val_problems`` by id hash; writes ``problems/{train,val}.parquet``
+    and returns the counts, the quarantined rows and the spec's ``agent`` block."""
     from data_pipes.reasoning.rewards import Scorer
+    from model.rl.strategies import make_strategy
 
     p: Any = ctx.params
     scorer = Scorer(p.rewards)
+    strategy = make_strategy(p.rollout.strategy, scorer, p.agent.model_dump() if p.agent else None)
+    generated, agent = strategy.setup(os.path.join(work, "agent"), ctx.seed + p.seed)
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     total = 0
-    for inp in ctx.inputs:
-        if inp.data_type != DataType.DOCUMENTS:
-            continue
-        for shard in inp.shards:
-            for row in pq.read_table(shard).to_pylist():
-                total += 1
-                reason = None if str(row.get("prompt") or "").strip() else "grpo_no_prompt"
-                reason = reason or scorer.check(row)
-                if reason:
-                    bad.append(
-                        {"id": str(row.get("id", "")), "source": str(row.get("source", "")), "error": reason}
-                    )
-                else:
-                    rows.append(row)
+    shards = [s for inp in ctx.inputs if inp.data_type == DataType.DOCUMENTS for s in inp.shards]
+    for table in [*(pq.read_table(s).to_pylist() for s in shards), generated]:
+        for row in table:
+            total += 1
+            reason = None if str(row.get("prompt") or "").strip() else "grpo_no_prompt"
+            reason = reason or strategy.check(row)
+            if reason:
+                bad.append(
+                    {"id": str(row.get("id", "")), "source": str(row.get("source", "")), "error": reason}
+                )
+            else:
+                rows.append(row)
+    strategy.close()
     scorer.close()
     if not rows:
         raise StageInputError(
@@ -103,7 +106,7 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
         pq.write_table(pa.Table.from_pylist(val), os.path.join(folder, "val.parquet"))
     return {
         "total": total, "train": len(train), "val": len(val), "unused": len(unused), "dropped": unused,
-        "quarantined": bad,
+        "quarantined": bad, "agent": agent,
     }  # fmt: skip
 
 
@@ -144,6 +147,7 @@ def build_spec(ctx: RunContext, work: str, split: dict[str, Any]) -> dict[str, A
             "val": os.path.join(folder, "val.parquet") if split["val"] else None,
         },
         "rollout": p.rollout.model_dump(mode="json"),
+        "agent": split.get("agent"),
         "grpo": p.grpo.model_dump(mode="json"),
         "val": p.val.model_dump(mode="json"),
         "rewards": p.rewards.model_dump(mode="json"),

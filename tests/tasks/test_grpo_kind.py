@@ -254,8 +254,12 @@ def test_the_expert_iteration_example_validates() -> None:
     p = load_pipeline(str(ROOT / "examples" / "rl.yaml"))
     nodes = p.nodes
     assert nodes["rl_reasoning"].kind.name == nodes["rl_agent"].kind.name == "grpo"
-    assert "sft" in nodes["rl_reasoning"].inputs and "sft" in nodes["rl_agent"].inputs
+    assert "sft" in nodes["rl_reasoning"].inputs and "sft" in nodes["rl_tool_calls"].inputs
+    # the agent expert: tool-call steps, then whole episodes
+    assert "rl_tool_calls" in nodes["rl_agent"].inputs
     assert nodes["distill_reasoning"].params.teacher.checkpoint == "rl_reasoning"
     assert nodes["distill_agent"].params.teacher.checkpoint == "rl_agent"
     assert {"distill_reasoning", "distill_agent"} <= set(nodes["sft_unified"].inputs)
-    assert nodes["rl_agent"].params.rewards.reward == "function_call"
+    assert nodes["rl_tool_calls"].params.rewards.reward == "function_call"
+    agent = nodes["rl_agent"].params
+    assert agent.rollout.strategy == "agentic" and agent.agent.max_turns == 2

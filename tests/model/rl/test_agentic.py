@@ -238,3 +238,13 @@ def test_strategy_registry() -> None:
         ValueError, match=r"unknown rollout strategy 'multi'; use one of \['agentic', 'single_turn'\]"
     ):
         make_strategy("multi", Scorer({}))
+
+
+def test_check_quarantines_tasks_no_judge_can_score() -> None:
+    st = _strategy()
+    task = _task()
+    assert st.check(task) is None
+    assert st.check({**task, "answer": ""}) == "agent_task_no_answer"
+    # a problem-table row: the judge runs its verifier, so the registry's check applies
+    assert st.check({"id": "p", "prompt": "Compute 2 + 2.", "answer": ""}) == "reward_math_no_answer"
+    assert st.task_reward(task) == TASK_REWARD
