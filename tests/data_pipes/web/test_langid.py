@@ -107,7 +107,7 @@ def test_repeated_lines_go_to_fasttext_once_with_the_same_answers(monkeypatch: p
     assert len(calls) == len(set(calls)) and len(calls) < len(texts) + sum(
         len(ident.chunks(t)) for t in texts
     )
-    monkeypatch.setattr(langid, "MEMO_LINES", 0)  # nothing remembered: every line goes to fastText
+    monkeypatch.setattr(langid, "MEMO_CHARS", 0)  # nothing remembered: every line goes to fastText
     plain = LanguageIdentifier()
     assert plain.predict(texts) == (langs, scores)
     assert plain.second_languages(texts, langs) == seconds and plain._memo == {}
