@@ -91,3 +91,26 @@ class DatatroveStep(DocumentMapKind):
             started=started,
             extra={"step": f"{runner.cls.__module__}:{runner.cls.__qualname__}", "role": runner.role},
         )
+
+    def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        """A short markdown: the step, its role, the counts, and a warning when every row was quarantined with
+        the same error (a setup problem, such as a model the step downloads at run time, not bad rows)."""
+        params: DatatroveParams = ctx.params  # type: ignore[assignment]
+        rows_in = sum(r.rows_in for r in results)
+        kept, dropped, bad = (sum(getattr(r, k) for r in results) for k in ("kept", "dropped", "quarantined"))
+        errors: dict[str, int] = {}
+        for r in results:
+            for k, v in r.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        role = next((r.extra.get("role") for r in results if r.extra.get("role")), "")
+        lines = [
+            f"`{params.step}` ({role}), datatrove {step_signature(params.step)['versions']['datatrove']}: "
+            f"{rows_in} rows in, {kept} kept, {dropped} dropped, {bad} quarantined."
+        ]
+        if rows_in and bad == rows_in and len(errors) == 1:
+            lines.append(
+                f"\n**Every row was quarantined with `{next(iter(errors))}`**: this is likely a setup problem (a "
+                "missing package or a model the step downloads at run time; arcflow runs offline), not bad rows; "
+                "see quarantine/part-*.parquet for the message."
+            )
+        ctx.add_report("datatrove step", markdown="\n".join(lines))

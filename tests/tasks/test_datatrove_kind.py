@@ -292,6 +292,9 @@ def test_pipeline_through_the_cli_same_bytes_with_two_workers(
         assert c["in"] == c["kept"] + c["dropped"] + c["quarantined"]
     assert (counts["fussy"]["in"], counts["fussy"]["quarantined"]) == (4, 1)
     assert (counts["gopher_de"]["kept"], counts["gopher_de"]["dropped"]) == (1, 2)
+    report = store.manifest(refs["gopher_de"]["fingerprint"])["reports"][0]
+    fp_dir = tmp_path / "store" / "outputs" / refs["gopher_de"]["fingerprint"]
+    assert "(filter), datatrove 0." in (fp_dir / report["markdown"]).read_text()
     out = tmp_path / "store" / "outputs" / refs["tidy"]["fingerprint"]
     row = pl.read_parquet(out / "part-00000.parquet").row(0, named=True)
     assert row["text"] == PARAGRAPHS["de_good"] and json.loads(row["meta"])["topic"] == "river"
@@ -310,3 +313,22 @@ def test_pipeline_through_the_cli_same_bytes_with_two_workers(
         assert results[node]["content_hash"] == store.manifest(refs[node]["fingerprint"])["content_hash"], (
             node
         )
+
+
+def test_missing_text_column_is_named_before_any_shard(tmp_path: Path) -> None:
+    from tasks.base import DataType, InputRef, RunContext
+    from tasks.datatrove_step import DatatroveParams, DatatroveStep
+
+    shard = tmp_path / "part-00000.parquet"
+    _frame({"de_short": PARAGRAPHS["de_short"]}).rename({"text": "body"}).write_parquet(shard)
+    ref = InputRef("pages", DataType.DOCUMENTS, str(tmp_path), (str(shard),), (1,), "")
+    params = DatatroveParams(step=f"{USER}.CollapseSpaces")
+    ctx = RunContext("tidy", params, [ref], str(tmp_path / "out"), 0, map=None, run_shards=None)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"input 'pages' has no column 'text'.*name the right one in `text_column`"
+    ):
+        DatatroveStep().plan_shards(ctx)
+    tasks = DatatroveStep().plan_shards(
+        RunContext("tidy", params.model_copy(update={"text_column": "body"}), [ref], "", 0, None, None)
+    )  # type: ignore[arg-type]
+    assert len(tasks) == 1
