@@ -45,7 +45,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scale import Poller, Usage, corpus_files, node_report, run_pipeline  # noqa: E402
+import psutil  # noqa: E402
+
+from benchmarks.scale import ARCFLOW, Poller, Usage, corpus_files, node_report, run_pipeline  # noqa: E402
 
 PER_WARC = 500
 
@@ -132,6 +134,165 @@ def _node_urls(store: Path) -> dict[str, list[str]]:
             urls += pq.read_table(part, columns=["url"]).column("url").to_pylist()
         out[node] = urls
     return out
+
+
+def snapshot_code(work: Path) -> Path:
+    """A copy of the project's packages, put first on PYTHONPATH for every measured process, so that edits in
+    the checkout during a long run (a shared checkout) neither change the code measured nor make the warm runner
+    restart itself."""
+    code = work / "code"
+    shutil.rmtree(code, ignore_errors=True)
+    for package in ("flows", "tasks", "data_pipes", "model"):
+        shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return code
+
+
+def prefect_home(cache: Path) -> Path:
+    """One Prefect home for every measured run, its database created once (by a first run), as a user's
+    ``~/.prefect`` is after their first run: a fresh home per run would measure the database's creation and
+    migrations (about 5 CPU-s of the ephemeral API) on every run."""
+    return cache / "e2e-prefect-home"
+
+
+def _warm_prefect_home(home: Path, cache: Path) -> None:
+    if (home / "prefect.db").exists():
+        return
+    warm = cache / "e2e-warm"
+    shutil.rmtree(warm, ignore_errors=True)
+    warm.mkdir(parents=True)
+    (warm / "pipeline.yaml").write_text(ours_yaml(warc_files(20, cache, 0, 10), warm / "store"))
+    env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run(
+        [str(ARCFLOW), "run", "-f", "pipeline.yaml"], cwd=warm, env=env, check=True, capture_output=True
+    )
+
+
+def _usage(result: object) -> Usage:
+    """``run_pipeline`` returns a Usage, or (Usage, CPU series) in newer versions of benchmarks/scale.py."""
+    return result[0] if isinstance(result, tuple) else result  # type: ignore[return-value,index]
+
+
+def run_ephemeral(yaml_path: Path, log: Path, home: Path, nice: int) -> Usage:
+    """`arcflow run` with Prefect's ephemeral API (started by the run, stopped at its end), in ``home``."""
+    link = yaml_path.parent / "prefect-home"  # where run_pipeline points PREFECT_HOME
+    if link.is_symlink() or link.exists():
+        link.unlink() if link.is_symlink() else shutil.rmtree(link)
+    link.symlink_to(home)
+    return _usage(run_pipeline(yaml_path, log, nice=nice))
+
+
+class _ServerPoller(Poller):
+    """The run's processes under a running `arcflow server`: the `arcflow run` client, the warm runner's fork
+    that runs the command (``driver``) and its Dask workers, plus the Prefect server and the warm runner, whose
+    CPU is counted from the run's start (a baseline is taken first)."""
+
+    def __init__(self, client: int, server: int, runner: int, baseline: dict[int, float]) -> None:
+        super().__init__(client, [server, runner])
+        self.server, self.runner, self.baseline = server, runner, baseline
+
+    @staticmethod
+    def cpu_now(pids: list[int]) -> dict[int, float]:
+        """CPU seconds so far of ``pids`` and their descendants (the baseline, taken before the run starts)."""
+        out = {}
+        for pid in pids:
+            try:
+                top = psutil.Process(pid)
+                for p in [top, *top.children(recursive=True)]:
+                    t = p.cpu_times()
+                    out[p.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        return out
+
+    def _tree(self) -> list[psutil.Process]:
+        procs = super()._tree()
+        server_tree = set()
+        try:
+            server_tree = {
+                self.server,
+                *(c.pid for c in psutil.Process(self.server).children(recursive=True)),
+            }
+        except psutil.Error:
+            pass
+        for p in procs:
+            if p.pid in self.roles:
+                continue
+            try:
+                parent = p.ppid()
+            except psutil.Error:
+                continue
+            if p.pid == self.root:
+                self.roles[p.pid] = "client"
+            elif p.pid in server_tree:
+                self.roles[p.pid] = "prefect_server"
+            elif p.pid == self.runner:
+                self.roles[p.pid] = "runner"
+            elif parent == self.runner:
+                self.roles[p.pid] = "driver"
+            else:
+                self.roles[p.pid] = "worker"
+        return procs
+
+    def usage(self) -> tuple[dict[str, float], dict[str, int]]:
+        cpu: dict[str, float] = {}
+        count: dict[str, int] = {}
+        for pid, (role, s) in self.cpu.items():
+            cpu[role] = cpu.get(role, 0.0) + s - self.baseline.get(pid, 0.0)
+            count[role] = count.get(role, 0) + 1
+        return cpu, count
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_server_mode(yaml_path: Path, log: Path, home: Path, nice: int) -> Usage:
+    """`arcflow run` handed to a running `arcflow server` (the documented way to run repeatedly: its Prefect API
+    and the warm runner, with Prefect and the kinds imported, are already up). The server is started before and
+    stopped after the measured run; its start is not counted (it is paid once per session, not per run)."""
+    env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run(
+        [str(ARCFLOW), "server", "start", "--port", str(_free_port())],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        state = json.loads((home / "server.json").read_text())
+        deadline = time.monotonic() + 900
+        while not (home / "runner.sock").exists():  # the warm runner listens once its imports are done
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the warm runner did not start; see {home / 'runner.log'}")
+            time.sleep(1)
+        time.sleep(5)  # let the server's start-up services settle before the baseline
+        cmd = [str(ARCFLOW), "run", "-f", str(yaml_path)]
+        if nice:
+            cmd = ["nice", "-n", str(nice), *cmd]
+        usage = Usage(load_before=os.getloadavg())
+        baseline = _ServerPoller.cpu_now([state["pid"], state["runner_pid"]])
+        start = time.perf_counter()
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=yaml_path.parent)
+            poller = _ServerPoller(proc.pid, state["pid"], state["runner_pid"], baseline).start()
+            rc = proc.wait()
+            poller.stop()
+        usage.wall_s = time.perf_counter() - start
+        usage.load_after = os.getloadavg()
+        usage.cpu_s, usage.processes = poller.usage()
+        usage.peak_rss_mb = dict(poller.peak)
+        if rc != 0 or "driver" not in usage.cpu_s:
+            raise SystemExit(
+                f"arcflow run under the server failed (exit {rc}); log {log}:\n{log.read_text()[-3000:]}"
+            )
+        return usage
+    finally:
+        subprocess.run([str(ARCFLOW), "server", "stop"], env=env, capture_output=True)
 
 
 # ------------------------------------------------------------------------------------- datatrove (child process)
@@ -254,6 +415,114 @@ def _agreement(n_in: list[str], ours: set[str], theirs: set[str]) -> str:
     )
 
 
+def _print_side(name: str, n: int, cpu_s: dict[str, float], wall_s: float, load: float) -> None:
+    total = sum(cpu_s.values())
+    print(
+        f"  {name}: {n / total:6.1f} docs/CPU-s ({total:.0f} CPU-s: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu_s.items()))
+        + f"); wall {wall_s:.0f} s; load {load:.1f}"
+    )
+
+
+def _jaccard5(a: str, b: str) -> float:
+    """Word 5-gram Jaccard of two texts after MinHash's normalisation (the similarity LSH estimates)."""
+    from data_pipes.dedup.normalise import normalise_text
+    from data_pipes.dedup.params import MinHashParams
+
+    def grams(t: str) -> set[str]:
+        w = normalise_text(t, MinHashParams().norm).split()
+        return {" ".join(w[i : i + 5]) for i in range(len(w) - 4)}
+
+    x, y = grams(a), grams(b)
+    return len(x & y) / max(1, len(x | y))
+
+
+def explain_minhash(work: Path) -> None:
+    """Why MinHash decisions differ on the same texts: arcflow's clusters (recomputed with the same code on the
+    `clean` node's shards, checked against the node's output) against datatrove's (its candidate pairs from the
+    `.dups` files, joined by union-find). A differing document is either in the same cluster on both sides with
+    another member kept, or in a cluster that differs: a pair one side's hash functions linked and the other's
+    did not (their 5-gram Jaccard shows how near the 0.72 threshold they are)."""
+    import gzip
+    import struct
+
+    from data_pipes.dedup.bands import split_keys
+    from data_pipes.dedup.minhash import minhash_dedup
+
+    dirs = {
+        json.loads(m.read_text())["node"]: m.parent
+        for m in (work / "store" / "outputs").glob("*/manifest.json")
+    }
+    shards = [
+        pq.read_table(p, columns=["url", "text"]).to_pylist()
+        for p in sorted(dirs["clean"].glob("part-*.parquet"))
+    ]
+    ours_kept = {
+        u for p in sorted(dirs["minhash"].glob("part-*.parquet")) for u in pq.read_table(p)["url"].to_pylist()
+    }
+    same = work / "datatrove-same"
+    dt_in = [
+        json.loads(line)["id"]
+        for f in sorted((same / "kept").glob("*.jsonl.gz"))
+        for line in gzip.open(f, "rt")
+    ]
+    dt_kept = set(json.loads((same / "result.json").read_text())["steps"]["minhash"])
+    text = {r["url"]: r["text"] for s in shards for r in s}
+    result = minhash_dedup([[r["text"] for r in s] for s in shards])
+    kept = [
+        r["url"]
+        for s, keep in zip(shards, result.keep, strict=True)
+        for r, k in zip(s, keep, strict=True)
+        if k
+    ]
+    if set(kept) != ours_kept:
+        print("  (MinHash explanation skipped: recomputed clusters differ from the node's output)")
+        return
+    members: dict[str, dict[object, set[str]]] = {"arcflow": {}, "datatrove": {}}
+    shard, row = split_keys(result.clusters.doc)
+    for s, r, c in zip(shard.tolist(), row.tolist(), result.clusters.cluster.tolist(), strict=True):
+        members["arcflow"].setdefault(c, set()).add(shards[s][r]["url"])
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for f in sorted((same / "buckets").glob("*.dups")):
+        data = f.read_bytes()
+        for i in range(0, len(data), 16):
+            _, d1, _, d2 = struct.unpack("<4I", data[i : i + 16])
+            a, b = root(dt_in[d1]), root(dt_in[d2])
+            if a != b:
+                parent[b] = a
+    for u in {*parent, *parent.values()}:
+        members["datatrove"].setdefault(root(u), set()).add(u)
+    of = {side: {u: frozenset(m) for m in ms.values() for u in m} for side, ms in members.items()}
+    both_in = set(dt_in) & set(text)
+    differ = sorted(u for u in both_in if (u in ours_kept) != (u in dt_kept))
+    same_cluster = [
+        u for u in differ if of["arcflow"].get(u) and of["arcflow"].get(u) == of["datatrove"].get(u)
+    ]
+    extra_in = set(text) - set(dt_in)
+    print(
+        f"  MinHash on the same texts: {len(differ)} decisions differ ({len(text):,} documents in for arcflow, "
+        f"{len(dt_in):,} for datatrove; {len(extra_in)} only arcflow's langid kept); "
+        f"{len(members['arcflow'])} vs {len(members['datatrove'])} clusters, "
+        f"{len(set(of['arcflow'].values()) & set(of['datatrove'].values()))} with the same members"
+    )
+    print(f"    same cluster, another member kept: {len(same_cluster)} documents")
+    for u in sorted(set(differ) - set(same_cluster)):
+        mine, theirs = of["arcflow"].get(u, frozenset({u})), of["datatrove"].get(u, frozenset({u}))
+        best = max((_jaccard5(text[u], text[v]) for v in (mine | theirs) - {u} if v in text), default=0.0)
+        who = "arcflow" if u in ours_kept else "datatrove"
+        print(
+            f"    cluster differs: {u} kept by {who} (arcflow cluster of {len(mine)}, datatrove {len(theirs)}; "
+            f"its highest 5-gram Jaccard to a member of either cluster: {best:.3f})"
+            + ("; the cluster holds a document only arcflow's input had" if mine & extra_in else "")
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=2000)
@@ -264,8 +533,19 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "arcflow_scale")
     ap.add_argument("--nice", type=int, default=0)
     ap.add_argument(
+        "--mode",
+        choices=("ephemeral", "server", "both"),
+        default="ephemeral",
+        help="arcflow with Prefect's ephemeral API (started per run), under a running `arcflow server`, or both",
+    )
+    ap.add_argument(
         "--reuse-ours", action="store_true", help="keep arcflow's side of an earlier run of this size"
     )
+    ap.add_argument(
+        "--reuse-datatrove", action="store_true", help="keep datatrove's side of an earlier run of this size"
+    )
+    ap.add_argument("--datatrove-only", action="store_true", help="run (and save) datatrove's side only")
+    ap.add_argument("--arcflow-only", action="store_true", help="run (and save) arcflow's side only")
     ap.add_argument("--datatrove-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--warcs", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--texts", default=None, help=argparse.SUPPRESS)
@@ -280,36 +560,56 @@ def main() -> None:
     n = args.docs
     warcs = warc_files(n, args.cache, args.seed, args.stride)
     work = args.cache / f"e2e-{n}-stride{args.stride}"
-    saved = work / "ours_usage.json"
-    if args.reuse_ours and saved.exists():  # arcflow's side of an earlier run of this size, as measured then
-        ours = Usage(**json.loads(saved.read_text()))
+    work.mkdir(parents=True, exist_ok=True)
+    # datatrove's side on the WARC files (saved, so a later run can measure arcflow again against it)
+    dt_saved = work / "datatrove_usage.json"
+    if args.arcflow_only:
+        dt_usage, dt = {}, {}
+    elif args.reuse_datatrove and dt_saved.exists():
+        dt_usage, dt = json.loads(dt_saved.read_text())
     else:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        dt_usage, dt = run_datatrove(warcs, None, work / "datatrove")
+        dt_saved.write_text(json.dumps([dt_usage, dt]))
+    if args.datatrove_only:
+        _print_side("datatrove", n, dt_usage["cpu_s"], dt_usage["wall_s"], dt_usage["load"][0])
+        return
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(snapshot_code(work)), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    home = prefect_home(args.cache)
+    _warm_prefect_home(home, args.cache)
+    modes = ("ephemeral", "server") if args.mode == "both" else (args.mode,)
+    results: dict[str, Usage] = {}
+    for mode in modes:
+        saved = work / f"ours_usage_{mode}.json"
+        if (
+            args.reuse_ours and saved.exists()
+        ):  # arcflow's side of an earlier run of this size, as measured then
+            results[mode] = Usage(**json.loads(saved.read_text()))
+            continue
+        shutil.rmtree(work / "store", ignore_errors=True)
         yml = work / "pipeline.yaml"
         yml.write_text(ours_yaml(warcs, work / "store"))
-        ours = run_pipeline(yml, work / "run.log")
-        saved.write_text(json.dumps(asdict(ours)))
-    ours_cpu = sum(ours.cpu_s.values())
-    nodes = node_report(work / "store")
-    dt_usage, dt = run_datatrove(warcs, None, work / "datatrove")
-    dt_cpu = sum(dt_usage["cpu_s"].values())
+        run = run_ephemeral if mode == "ephemeral" else run_server_mode
+        results[mode] = run(yml, work / f"run-{mode}.log", home, args.nice)
+        saved.write_text(json.dumps(asdict(results[mode])))
     print(f"web branch end to end, {n:,} documents in {len(list(warcs.glob('*.warc.gz')))} WARC files")
-    print(
-        f"  arcflow:   {n / ours_cpu:6.1f} docs/CPU-s ({ours_cpu:.0f} CPU-s: "
-        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(ours.cpu_s.items()))
-        + f"); wall {ours.wall_s:.0f} s; load {ours.load_before[0]:.1f}"
-    )
-    print(
-        f"  datatrove: {n / dt_cpu:6.1f} docs/CPU-s ({dt_cpu:.0f} CPU-s: "
-        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(dt_usage["cpu_s"].items()))
-        + f"); wall {dt_usage['wall_s']:.0f} s; load {dt_usage['load'][0]:.1f}"
-    )
-    shard_cpu = ours.cpu_s.get("worker", 0.0)
-    print(
-        f"  ratio: {dt_cpu / ours_cpu:.1f}x per core (target >= 5x); shard work alone (the Dask worker's CPU): "
-        f"{dt_cpu / max(shard_cpu, 1e-9):.1f}x"
-    )
+    for mode, ours in results.items():
+        _print_side(f"arcflow ({mode})", n, ours.cpu_s, ours.wall_s, ours.load_before[0])
+    if args.arcflow_only:
+        return
+    dt_cpu = sum(dt_usage["cpu_s"].values())
+    _print_side("datatrove", n, dt_usage["cpu_s"], dt_usage["wall_s"], dt_usage["load"][0])
+    for mode, ours in results.items():
+        ours_cpu = sum(ours.cpu_s.values())
+        shard_cpu = ours.cpu_s.get("worker", 0.0)
+        print(
+            f"  ratio ({mode}): {dt_cpu / ours_cpu:.2f}x per core (target >= 5x); shard work alone (the Dask "
+            f"workers' CPU): {dt_cpu / max(shard_cpu, 1e-9):.2f}x"
+        )
+    if not (work / "store").exists():  # every side reused: no store to compare decisions with
+        return
+    nodes = node_report(work / "store")
     print("  arcflow node walls: " + ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in nodes.items()))
     urls = _node_urls(work / "store")
     steps = dt["steps"]
@@ -329,6 +629,7 @@ def main() -> None:
     ]
     pq.write_table(pa.concat_tables(tables), texts)
     _, same = run_datatrove(None, texts, work / "datatrove-same")
+    (work / "same_steps.json").write_text(json.dumps(same))
     s = same["steps"]
     print("  same steps on the same (arcflow-extracted) texts, keep/drop agreement per step:")
     prev = urls["text"]
@@ -336,8 +637,17 @@ def main() -> None:
         inputs = prev
         print(f"    {ours_node:8s} {_agreement(inputs, set(urls[ours_node]), set(s.get(ours_node, [])))}")
         prev = [u for u in inputs if u in set(urls[ours_node]) and u in set(s.get(ours_node, []))]
+    explain_minhash(work)
     (work / "e2e_results.json").write_text(
-        json.dumps({"docs": n, "ours": ours.__dict__, "datatrove": dt_usage, "nodes": nodes}, default=str)
+        json.dumps(
+            {
+                "docs": n,
+                "ours": {m: asdict(u) for m, u in results.items()},
+                "datatrove": dt_usage,
+                "nodes": nodes,
+            },
+            default=str,
+        )
     )
 
 
