@@ -17,7 +17,7 @@ For each step, three runs, each in a fresh process (so each loads its word token
 Steps: GopherQualityFilter (language=deu, German stop words) and FineWebQualityFilter (language=fra) on the
 German and French documents, PIIFormatter on all, and the Trafilatura extractor on a fifth of the documents as
 HTML. Printed: docs/s per CPU second for each, and arcflow / datatrove as a ratio of CPU seconds (below 1: arcflow
-spends less). Run: `nice -n 5 .venv/bin/python benchmarks/datatrove_kind.py --docs 2000` (figures in
+spends less). Run: `nice -n 5 .venv/bin/python benchmarks/datatrove_kind.py --docs 1000` (figures in
 docs/DATATROVE.md).
 """
 

@@ -44,6 +44,7 @@ import polars as pl
 from data_pipes.datatrove_resolve import Role, build_step, resolve_step, step_role
 
 META = "meta"
+Fate = tuple[str, str, Any]  # (kept | dropped | error, the drop reason or the error, the document)
 
 
 def snake(name: str) -> str:
@@ -133,6 +134,9 @@ class StepRunner:
             if not isinstance(texts[i], str):
                 row.error = f"missing_text: column {self.text_column!r} holds no text in this row"
                 continue
+            if ids[i] is None:
+                row.error = f"missing_id: column {self.id_column!r} is null in this row"
+                continue
             try:
                 meta = json.loads(metas[i]) if metas[i] else {}
             except json.JSONDecodeError as exc:
@@ -141,16 +145,16 @@ class StepRunner:
             if not isinstance(meta, dict):
                 row.error = f"meta_not_json: meta is a JSON {type(meta).__name__}, not an object"
                 continue
-            metadata = dict(meta)
+            metadata = json.loads(metas[i]) if metas[i] else {}  # its own copy: a step may edit nested values
             metadata.update((c, values[c][i]) for c in columns)
-            docs.append((row, Document(text=texts[i], id=ids[i] or "", metadata=metadata), meta))
+            docs.append((row, Document(text=texts[i], id=ids[i], metadata=metadata), meta))
         fates = self._apply(step, [d for _, d, _ in docs])
-        for (row, _, meta), (fate, out) in zip(docs, fates, strict=True):
-            if fate == "error":
-                row.error = out
+        for (row, _, meta), (status, detail, out) in zip(docs, fates, strict=True):
+            if status == "error":
+                row.error = detail
                 continue
-            if fate != "kept":
-                row.reason = fate
+            if status == "dropped":
+                row.reason = detail
             try:
                 self._collect(row, out, meta, frame, columns, values, metas[row.index])
             except _Unstorable as exc:
@@ -158,11 +162,12 @@ class StepRunner:
         return self._frames(frame, rows, {"text": texts, "id": ids, "meta": metas})
 
     # ---- the step -----------------------------------------------------------------------------------------
-    def _apply(self, step: Any, docs: list[Any]) -> list[tuple[str, Any]]:
-        """One ``(fate, document or error text)`` per document: fate is ``kept``, a drop reason or ``error``."""
+    def _apply(self, step: Any, docs: list[Any]) -> list[Fate]:
+        """One ``(status, detail, document)`` per document: ``kept``; ``dropped`` with the reason; ``error``
+        with the error text."""
         if self.role == "filter":
             return self._filter(step, docs)
-        out: list[tuple[str, Any]] = []
+        out: list[Fate] = []
         for doc in docs:
             original = doc.text
             try:
@@ -178,31 +183,32 @@ class StepRunner:
                                 "error",
                                 f"step_yielded_many: {self.cls.__name__} yielded {len(yielded)} documents for "
                                 "one input; the `datatrove` kind maps each row to at most one",
+                                None,
                             )
                         )
                         continue
                     if not yielded:
-                        out.append((f"{self.name}_dropped", doc))
+                        out.append(("dropped", f"{self.name}_dropped", doc))
                         continue
                     doc = yielded[0]
             except Exception as exc:
-                out.append(("error", error_text(exc)))
+                out.append(("error", error_text(exc), None))
                 continue
             if self.role == "extractor" and not doc.text:  # empty or None: datatrove drops it too
                 doc.text = original  # a dropped row keeps its input
-                out.append((f"{self.name}_empty", doc))
+                out.append(("dropped", f"{self.name}_empty", doc))
             elif not isinstance(doc.text, str):
-                out.append(("error", f"bad_text: the step left text as a {type(doc.text).__name__}"))
+                out.append(("error", f"bad_text: the step left text as a {type(doc.text).__name__}", None))
             else:
-                out.append(("kept", doc))
+                out.append(("kept", "", doc))
         return out
 
-    def _filter(self, step: Any, docs: list[Any]) -> list[tuple[str, Any]]:
+    def _filter(self, step: Any, docs: list[Any]) -> list[Fate]:
         from datatrove.pipeline.filters.base_filter import get_filter_result
 
         size = max(1, int(getattr(step, "batch_size", 1) or 1))
         originals = [d.text for d in docs]
-        out: list[tuple[str, Any]] = []
+        out: list[Fate] = []
         for start in range(0, len(docs), size):
             batch = docs[start : start + size]
             try:
@@ -221,14 +227,14 @@ class StepRunner:
                         outcomes.append(("error", error_text(exc)))
             for offset, (doc, (status, result)) in enumerate(zip(batch, outcomes, strict=True)):
                 if status == "error":
-                    out.append(("error", result))
+                    out.append(("error", result, None))
                     continue
                 keep, reason = get_filter_result(result)
                 if keep:
-                    out.append(("kept", doc))
+                    out.append(("kept", "", doc))
                 else:
                     doc.text = originals[start + offset]  # C4 edits lines before it drops: keep the input
-                    out.append((str(reason) if reason else self.name, doc))
+                    out.append(("dropped", str(reason) if reason else self.name, doc))
         return out
 
     # ---- back to rows -------------------------------------------------------------------------------------
