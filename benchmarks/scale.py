@@ -10,6 +10,11 @@ Dask LocalCluster (a fresh store per size, `inline_s: 0` so every shard goes to 
 per 1k documents (wall, node walls from the manifests, and CPU seconds of all processes), with the peak RSS of
 the driver and of the largest worker.
 
+`--global-steps`: only the steps that see the whole corpus (files -> dedup_exact -> dedup_minhash ->
+quality_score -> quality_buckets), on the same corpus in extracted form (the real pages' resiliparse text,
+extracted once, with the same seeded edits applied to its lines of 40+ characters): about a fifth of the full
+branch's CPU per document, so larger sizes fit in a session; results in scale_results_global.json.
+
 CPU per step: the poller keeps a series of each role's CPU seconds; the nodes of this chain run one after
 another, so each node's CPU is the series' difference between its start and the next node's (the manifests'
 `started_at`), with `startup` (imports, the Prefect API and the cluster starting, the fingerprints) before the
@@ -80,6 +85,7 @@ EXACT_RATE, NEAR_RATE = 0.05, 0.10
 VARIANT_SWAP, NEAR_SWAP = 0.20, 0.03
 TEXT_NODE = re.compile(r"(?<=>)([^<]{40,})(?=<)")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
+TEXT_LINE = re.compile(r"^([^\n]{40,})$", re.MULTILINE)  # the text form's "text nodes": its long lines
 ARCFLOW = ROOT / ".venv" / "bin" / "arcflow"
 DASK = ROOT / ".venv" / "bin" / "dask"
 
@@ -108,9 +114,12 @@ def _kind(seed: int, i: int, n_base: int) -> str:
     return "exact" if r < EXACT_RATE else "near" if r < EXACT_RATE + NEAR_RATE else "variant"
 
 
-def _swap_words(html: str, rng: random.Random, rate: float, shuffle: bool) -> str:
-    """Edit every text node of ``html``: optionally shuffle its sentences, swap ``rate`` of its words for other
-    words of the same node (so the language and the word statistics stay the page's)."""
+def _swap_words(
+    html: str, rng: random.Random, rate: float, shuffle: bool, pattern: re.Pattern[str] = TEXT_NODE
+) -> str:
+    """Edit every text node of ``html`` (``pattern``: every line of 40+ characters of a text): optionally
+    shuffle its sentences, swap ``rate`` of its words for other words of the same node (so the language and
+    the word statistics stay the page's)."""
 
     def edit(m: re.Match[str]) -> str:
         node = m.group(1)
@@ -126,7 +135,7 @@ def _swap_words(html: str, rng: random.Random, rate: float, shuffle: bool) -> st
                     words[k] = words[rng.randrange(len(words))]
         return " ".join(words)
 
-    return TEXT_NODE.sub(edit, html)
+    return pattern.sub(edit, html)
 
 
 def _source_doc(seed: int, i: int, n_base: int) -> int:
@@ -138,51 +147,88 @@ def _source_doc(seed: int, i: int, n_base: int) -> int:
             return j
 
 
-def _html(seed: int, i: int) -> tuple[str, str, str]:
-    """(html, lang_hint, kind) of document ``i``."""
-    base = _base()
+_BASE_TEXT: list[tuple[str, str, str, str]] | None = None  # (id, url, extracted text, lang_hint)
+
+
+def _base_text(cache: Path) -> list[tuple[str, str, str, str]]:
+    """The real pages' main text (resiliparse, as the branch's `extract_html`), extracted once into --cache."""
+    global _BASE_TEXT
+    if _BASE_TEXT is None:
+        path = cache / "base-text.parquet"
+        if not path.exists():
+            from data_pipes.web.extract import ExtractionError, TooLarge, extract
+
+            texts = []
+            for _id, url, html, _hint in _base():
+                try:
+                    texts.append(extract(html, engine="resiliparse", url=url).text)
+                except (ExtractionError, TooLarge):
+                    texts.append("")
+            cols = list(zip(*_base(), strict=True))
+            table = pa.table({"id": cols[0], "url": cols[1], "text": texts, "lang_hint": cols[3]})
+            pq.write_table(table, path.with_suffix(".tmp"), compression="zstd")
+            path.with_suffix(".tmp").rename(path)
+        t = pq.read_table(path)
+        _BASE_TEXT = list(
+            zip(*(t.column(c).to_pylist() for c in ("id", "url", "text", "lang_hint")), strict=True)
+        )
+    return _BASE_TEXT
+
+
+def _html(seed: int, i: int, cache: Path | None = None) -> tuple[str, str, str]:
+    """(html, lang_hint, kind) of document ``i``; with ``cache``, its extracted text instead (the same edits
+    on the lines of the real pages' text, for --global-steps)."""
+    base = _base() if cache is None else _base_text(cache)
+    pattern = TEXT_NODE if cache is None else TEXT_LINE
     kind = _kind(seed, i, len(base))
     if kind == "original":
         return base[i][2], base[i][3], kind
     if kind == "variant":
         b = random.Random(f"{seed}:{i}:base").randrange(len(base))
         return (
-            _swap_words(base[b][2], random.Random(f"{seed}:{i}:edit"), VARIANT_SWAP, True),
+            _swap_words(base[b][2], random.Random(f"{seed}:{i}:edit"), VARIANT_SWAP, True, pattern),
             base[b][3],
             kind,
         )
-    html, hint, _ = _html(seed, _source_doc(seed, i, len(base)))
+    html, hint, _ = _html(seed, _source_doc(seed, i, len(base)), cache)
     if kind == "near":
-        html = _swap_words(html, random.Random(f"{seed}:{i}:near"), NEAR_SWAP, False)
+        html = _swap_words(html, random.Random(f"{seed}:{i}:near"), NEAR_SWAP, False, pattern)
     return html, hint, kind
 
 
-def _write_file(args: tuple[int, int, Path]) -> Path:
-    seed, k, path = args
+def _write_file(args: tuple[int, int, Path, Path | None]) -> Path:
+    seed, k, path, text_cache = args
     if path.exists():
         return path
     ids, urls, htmls, hints, kinds = [], [], [], [], []
     for i in range(k * DOCS_PER_FILE, (k + 1) * DOCS_PER_FILE):
-        html, hint, kind = _html(seed, i)
+        html, hint, kind = _html(seed, i, text_cache)
         ids.append(f"scale-{seed}-{i:08d}")
         urls.append(f"https://scale.example/{seed}/{i:08d}.html")
         htmls.append(html)
         hints.append(hint)
         kinds.append(kind)
-    table = pa.table({"id": ids, "url": urls, "html": htmls, "lang_hint": hints, "gen_kind": kinds})
+    column = "html" if text_cache is None else "text"
+    table = pa.table({"id": ids, "url": urls, column: htmls, "lang_hint": hints, "gen_kind": kinds})
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.rename(path)
     return path
 
 
-def corpus_files(n: int, cache: Path, seed: int, procs: int) -> list[Path]:
-    """Parquet files holding the first ``n`` documents (a multiple of 1,000), generating the missing ones."""
+def corpus_files(n: int, cache: Path, seed: int, procs: int, text: bool = False) -> list[Path]:
+    """Parquet files holding the first ``n`` documents (a multiple of 1,000), generating the missing ones;
+    ``text``: extracted text instead of HTML (--global-steps)."""
     if n % DOCS_PER_FILE:
         raise SystemExit(f"--sizes: {n} is not a multiple of {DOCS_PER_FILE}")
-    folder = cache / f"corpus-seed{seed}"
+    folder = cache / (f"corpus-text-seed{seed}" if text else f"corpus-seed{seed}")
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, k, folder / f"part-{k:05d}.parquet") for k in range(n // DOCS_PER_FILE)]
+    if text:
+        _base_text(cache)  # extracted once, before the pool's processes read it
+    jobs = [
+        (seed, k, folder / f"part-{k:05d}.parquet", cache if text else None)
+        for k in range(n // DOCS_PER_FILE)
+    ]
     missing = [j for j in jobs if not j[2].exists()]
     if missing:
         t0 = time.perf_counter()
@@ -198,8 +244,16 @@ def corpus_files(n: int, cache: Path, seed: int, procs: int) -> list[Path]:
 # ---------------------------------------------------------------------------------------------- the pipeline
 
 
-def pipeline_yaml(files: list[Path], workdir: Path, executor: dict[str, object], minhash: bool = True) -> str:
-    """The web branch over ``files``; ``executor`` is the pipeline's executor section."""
+def pipeline_yaml(
+    files: list[Path],
+    workdir: Path,
+    executor: dict[str, object],
+    minhash: bool = True,
+    global_steps: bool = False,
+) -> str:
+    """The web branch over ``files``; ``executor`` is the pipeline's executor section. ``global_steps``: the
+    files hold extracted text, and only the steps that see the whole corpus run on it (exact and MinHash
+    dedup, the buckets' percentiles, with the shard-local quality score they need)."""
     spec = {
         "name": "scale-web",
         "workdir": str(workdir),
@@ -264,6 +318,13 @@ def pipeline_yaml(files: list[Path], workdir: Path, executor: dict[str, object],
     }
     if not minhash:  # the anchor comparison has no exact dedup nor buckets
         raise ValueError("use benchmarks/web_e2e.py for the anchor comparison")
+    if global_steps:
+        nodes = spec["nodes"]
+        assert isinstance(nodes, dict)
+        for name in ("text", "lang", "clean"):
+            del nodes[name]
+        nodes["pages"]["params"]["text_field"] = "text"
+        nodes["exact"]["inputs"] = ["pages"]
     return json.dumps(spec, indent=1)  # JSON is YAML
 
 
@@ -548,17 +609,21 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _results_path(args: argparse.Namespace) -> Path:
+    return args.cache / ("scale_results_global.json" if args.global_steps else "scale_results.json")
+
+
 def cost_growth(args: argparse.Namespace) -> None:
-    path = args.cache / "scale_results.json"
+    path = _results_path(args)
     for n in args.sizes:
         print(f"size {n:,}", flush=True)
-        files = corpus_files(n, args.cache, args.seed, args.gen_procs)
-        work = args.cache / f"run-{n}"
+        files = corpus_files(n, args.cache, args.seed, args.gen_procs, text=args.global_steps)
+        work = args.cache / (f"run-global-{n}" if args.global_steps else f"run-{n}")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         executor = {"n_workers": args.n_workers, "inline_s": 0}
         yml = work / "pipeline.yaml"
-        yml.write_text(pipeline_yaml(files, work / "store", executor))
+        yml.write_text(pipeline_yaml(files, work / "store", executor, global_steps=args.global_steps))
         usage, series = run_pipeline(
             yml, work / "run.log", nice=args.nice, code=args.code, stop_at=args.stop_at
         )
@@ -704,6 +769,11 @@ def main() -> None:
         help="a copy of the project's tree the runs import (e.g. `git archive HEAD | tar -x -C DIR`), so that "
         "edits in the checkout during a long run do not change it",
     )
+    ap.add_argument(
+        "--global-steps",
+        action="store_true",
+        help="only the steps that see the whole corpus (exact and MinHash dedup, buckets), on extracted text",
+    )
     ap.add_argument("--table", action="store_true", help="print the markdown table of --cache's results")
     ap.add_argument(
         "--stop-at",
@@ -719,10 +789,14 @@ def main() -> None:
         args.stop_at = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, hh, mm, 0, 0, 0, 0))
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.table:
-        print(markdown_table(_load_results(args.cache / "scale_results.json")))
+        print(markdown_table(_load_results(_results_path(args))))
     elif args.generate_only:
         corpus_files(
-            max([*args.sizes, args.size if args.strong else 0]), args.cache, args.seed, args.gen_procs
+            max([*args.sizes, args.size if args.strong else 0]),
+            args.cache,
+            args.seed,
+            args.gen_procs,
+            text=args.global_steps,
         )
     elif args.strong:
         strong(args)
