@@ -11,7 +11,8 @@ computes are those of exactly the context each turn was sampled from:
 3. the agent loop (:mod:`data_pipes.reasoning.agent_loop`) reads the turn: tool calls in the GLM XML template run
    against the real tools (calculator, the bubblewrap python sandbox, the read-only workspace files), each result
    an ``observation`` turn; a turn without a call or an answer gets the simulated user's reply; an ``Answer:``
-   ends the episode; a malformed call ends it too;
+   ends the episode; a malformed call ends it too (its one-turn step ``_advance`` is reused as is, so RL episodes
+   and ``agent_trajectories`` follow the same rules);
 4. the chat template's text between that turn and the next one (the observation or user turn and the next
    generation prompt, found by rendering the conversation around a sentinel assistant turn, so any template works)
    is tokenised and appended with mask 0: tool outputs and role tokens carry no loss; when the turn's own stop
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,20 +72,22 @@ class Episode:
         return self.prompt + self.tokens
 
 
+def _files(agent: AgentSpec) -> list[Tool]:
+    if agent.workspace is None:
+        raise ValueError("agent.tools has 'files' but no agent.workspace folder; the grpo kind builds one")
+    return file_tools(agent.workspace)
+
+
+TOOLS: dict[str, Callable[[AgentSpec], list[Tool]]] = {
+    "calculator": lambda agent: [calculator_tool()],
+    "python": lambda agent: [python_tool(agent.sandbox_timeout_s, agent.sandbox_memory_mb)],
+    "files": _files,  # list_files and read_file over the read-only workspace
+}
+
+
 def build_tools(agent: AgentSpec) -> dict[str, Tool]:
     """The agent loop's tools named in ``agent.tools``, each guarded so that only ``ToolError`` leaves it."""
-    tools: list[Tool] = []
-    for name in agent.tools:
-        if name == "calculator":
-            tools.append(calculator_tool())
-        elif name == "python":
-            tools.append(python_tool(agent.sandbox_timeout_s, agent.sandbox_memory_mb))
-        elif agent.workspace is None:
-            raise ValueError(
-                "agent.tools has 'files' but no agent.workspace folder; the grpo kind builds one"
-            )
-        else:
-            tools += file_tools(agent.workspace)
+    tools = [tool for name in agent.tools for tool in TOOLS[name](agent)]
     return {t.name: guarded(t) for t in tools}
 
 
