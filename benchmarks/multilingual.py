@@ -213,6 +213,42 @@ def parity(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def alpha_profile(df: pl.DataFrame) -> pl.DataFrame:
+    """The alphabetic-word rule per language (the top drop reason): what the non-alphabetic words are
+    (punctuation-only, numerals, other) and the share of documents each table's threshold drops alone."""
+    from data_pipes.web.lang.segmenters import segment
+    from data_pipes.web.lang.table import LANGS, figures
+    from data_pipes.web.text_stats import SYMBOL_ONLY
+
+    rows = []
+    for lang in ["en", *sorted(set(df["lang"].to_list()) & set(LANGS))]:
+        texts = df.filter(pl.col("lang") == lang)["text"]
+        if len(texts) < MIN_PARITY_DOCS:
+            continue
+        tok = segment(texts, "en" if lang == "en" else LANGS[lang].segmenter)
+        tok = tok.with_columns(
+            alpha=pl.col("tok").str.contains(r"\p{L}"),
+            punct=pl.col("tok").str.contains(SYMBOL_ONLY),
+            numeral=pl.col("tok").str.contains(r"^[\p{N}.,:/%+\-]+$"),
+        )
+        per_doc = tok.group_by("doc").agg(ratio=pl.col("alpha").mean())["ratio"]
+        fw2 = 0.8 if lang == "en" else LANGS[lang].min_alpha_words_ratio
+        cal = 0.8 if lang == "en" else figures(lang, "calibrated").min_alpha_words_ratio
+        n = tok.height
+        rows.append(
+            {
+                "lang": lang, "docs": len(texts), "words_per_doc": round(n / len(texts)),
+                "punct_only_%": 100 * tok["punct"].sum() / n,
+                "numeral_%": 100 * (tok["numeral"] & ~tok["punct"]).sum() / n,
+                "other_non_alpha_%": 100 * (~tok["alpha"] & ~tok["punct"] & ~tok["numeral"]).sum() / n,
+                "median_alpha_share": per_doc.median(),
+                "fineweb2_min": fw2, "dropped_alone_fineweb2": (per_doc < fw2).mean(),
+                "calibrated_min": cal, "dropped_alone_calibrated": (per_doc < cal).mean(),
+            }
+        )  # fmt: skip
+    return pl.DataFrame(rows)
+
+
 def parity_summary(table: pl.DataFrame) -> None:
     tuned = table.filter((pl.col("config") == "tuned") & (pl.col("docs") >= MIN_PARITY_DOCS))
     small = table.filter((pl.col("config") == "tuned") & (pl.col("docs") < MIN_PARITY_DOCS))["lang"].to_list()
@@ -298,6 +334,10 @@ def main() -> None:
             table = parity(df)
             print(table)
             parity_summary(table)
+            print(
+                "\n## 1b. The alphabetic-word rule per language (share of tokens; documents dropped by it alone)"
+            )
+            print(alpha_profile(df))
         if "english" in wanted:
             print("\n## 2. English against datatrove (all shared web corpora)")
             english()
