@@ -62,8 +62,8 @@ def _load(name: str, folder: str, device: str, dtype: torch.dtype) -> tuple[Any,
     return ours, hf, True
 
 
-def _time(fn: Any, repeat: int, device: str) -> float:
-    fn()  # warm-up
+def _time(fn: Any, warm: Any, repeat: int, device: str) -> float:
+    warm()  # warm-up: a short run of the same shapes (kernels, cuBLAS handles, the allocator)
     best = float("inf")
     for _ in range(repeat):
         if device == "cuda":
@@ -76,9 +76,43 @@ def _time(fn: Any, repeat: int, device: str) -> float:
     return best
 
 
+def _checks(ours: Any, ps: list[list[int]], new: int) -> dict:
+    """Greedy agreement on the first 32 prompts: the static engine with and without CUDA graphs (same kernels: must
+    be identical), and the static engine against the dynamic loop (other kernels: in bf16 rows may part ways)."""
+    from model.rl import static_decode
+    from model.rl.rollout import SamplingParams, generate
+
+    sp = SamplingParams(max_new_tokens=min(new, 64), temperature=0.0)
+    few = ps[:32]
+    graphs = [c.tokens for c in generate(ours, few, sp, engine="static")]
+    static_decode.CUDA_GRAPHS = False
+    try:
+        eager = [c.tokens for c in generate(ours, few, sp, engine="static")]
+    finally:
+        static_decode.CUDA_GRAPHS = True
+    dynamic = [c.tokens for c in generate(ours, few, sp, engine="dynamic")]
+    same_prefix = [
+        next((i for i, (a, b) in enumerate(zip(x, y, strict=True)) if a != b), len(x))
+        for x, y in zip(graphs, dynamic, strict=True)
+    ]
+    return {
+        "greedy_graphs_eq_eager": graphs == eager,
+        "greedy_rows_eq_dynamic": sum(x == y for x, y in zip(graphs, dynamic, strict=True)) / len(few),
+        "greedy_mean_common_prefix_vs_dynamic": round(sum(same_prefix) / len(few), 1),
+    }
+
+
 def bench(
-    name: str, prompts: int, samples: int, new: int, device: str, dtype: torch.dtype, repeat: int
+    name: str,
+    prompts: int,
+    samples: int,
+    new: int,
+    device: str,
+    dtype: torch.dtype,
+    repeat: int,
+    ablate: bool,
 ) -> dict:
+    from model.rl import static_decode
     from model.rl.rollout import SamplingParams, generate
 
     with tempfile.TemporaryDirectory() as folder:
@@ -86,10 +120,11 @@ def bench(
         vocab = int(hf.config.vocab_size)
         ps = _prompts(prompts, vocab, seed=0)
         sp = SamplingParams(max_new_tokens=new, temperature=1.0, top_p=1.0, stop_ids=())
+        warm_sp = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0, stop_ids=())
 
-        def run_ours() -> None:
-            out = generate(ours, ps, sp, n_samples=samples, seeds=list(range(len(ps))))
-            assert all(len(c.tokens) == new for c in out)
+        def run_ours(engine: str = "auto", params: SamplingParams = sp) -> None:
+            out = generate(ours, ps, params, n_samples=samples, seeds=list(range(len(ps))), engine=engine)
+            assert all(len(c.tokens) == params.max_new_tokens for c in out)
 
         width = max(len(p) for p in ps)
         ids = torch.zeros(len(ps), width, dtype=torch.long)
@@ -99,23 +134,38 @@ def bench(
             mask[i, width - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
 
-        def run_hf() -> None:
+        def run_hf(n: int = new) -> None:
             torch.manual_seed(0)
             with torch.no_grad():
                 out = hf.generate(
                     input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                    max_new_tokens=new, min_new_tokens=new, num_return_sequences=samples, pad_token_id=0,
+                    max_new_tokens=n, min_new_tokens=n, num_return_sequences=samples, pad_token_id=0,
                 )  # fmt: skip
-            assert out.shape == (len(ps) * samples, width + new)
+            assert out.shape == (len(ps) * samples, width + n)
 
         tokens = len(ps) * samples * new
-        t_ours = _time(run_ours, repeat, device)
-        t_hf = _time(run_hf, repeat, device)
+        t_ours = _time(run_ours, lambda: run_ours(params=warm_sp), repeat, device)
+        t_hf = _time(run_hf, lambda: run_hf(8), repeat, device)
+        extra: dict = {}
+        if (
+            ablate
+        ):  # the static loop without CUDA graphs, and the dynamic loop (DynamicCache, a sync per token)
+            static_decode.CUDA_GRAPHS = False
+            try:
+                t = _time(run_ours, lambda: run_ours(params=warm_sp), 1, device)
+            finally:
+                static_decode.CUDA_GRAPHS = True
+            extra["static_no_graphs_tok_s"] = round(tokens / t, 1)
+            t = _time(lambda: run_ours("dynamic"), lambda: run_ours("dynamic", warm_sp), 1, device)
+            extra["dynamic_loop_tok_s"] = round(tokens / t, 1)
+        if device == "cuda":
+            extra["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        extra.update(_checks(ours, ps, new))
     return {
         "model": name, "device": device, "dtype": str(dtype).removeprefix("torch."), "prompts": prompts,
         "samples": samples, "new_tokens": new, "threads": torch.get_num_threads(),
         "engine_tok_s": round(tokens / t_ours, 1), "hf_generate_tok_s": round(tokens / t_hf, 1),
-        "ratio": round(t_hf / t_ours, 2),
+        "ratio": round(t_hf / t_ours, 2), "engine_s": round(t_ours, 2), "hf_s": round(t_hf, 2), **extra,
     }  # fmt: skip
 
 
@@ -129,13 +179,16 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--ablate", action="store_true", help="also time the static loop without graphs, the dynamic loop"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     rows = []
     for name in args.model or ["debug"]:
-        row = bench(name, args.prompts, args.samples, args.new, args.device, dtype, args.repeat)
+        row = bench(name, args.prompts, args.samples, args.new, args.device, dtype, args.repeat, args.ablate)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print("\n| model | device | prompts x samples x new | engine tok/s | HF generate tok/s | ratio |")
