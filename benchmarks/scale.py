@@ -559,7 +559,9 @@ def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: di
             "    STOPPED at --stop-at: only the finished nodes below count; 'finish' is the unfinished node"
         )
     for name in STEP_ROWS:
-        cpu = steps.get(name, {})
+        if name not in steps:  # a node this mode does not run (--global-steps)
+            continue
+        cpu = steps[name]
         v = nodes.get(name, {})
         c = v.get("counts", {})
         counts = f"  in {c.get('in', 0):>7,} kept {c.get('kept', 0):>7,}" if c else ""  # type: ignore[union-attr]
@@ -582,7 +584,7 @@ def _load_results(path: Path) -> list[dict]:
 def markdown_table(results: list[dict]) -> str:
     """The cost-growth table of docs/SCALE.md from the results file: CPU-s per 1k documents per step (all
     processes), total, driver and worker peak RSS, load."""
-    cols = ["startup", "pages", "text", "lang", "clean", "exact", "minhash", "scored", "buckets", "finish"]
+    cols = [c for c in STEP_ROWS if any(c in r.get("steps", {}) for r in results)]  # the nodes that ran
     head = ["documents", "CPU-s/1k total", *cols, "worker / driver / API CPU-s/1k", "driver peak RSS"]
     head += ["worker peak RSS", "wall", "load (start, mean, end)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
