@@ -361,7 +361,8 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 )
         train_s = time.perf_counter() - trained
         rewards = [r["reward"] for r in ro.rows]
-        lens = [len(r["tokens"]) for r in ro.rows]
+        # the policy's own tokens (an agentic episode's observations are not its response)
+        lens = [sum(r["loss_mask"]) if r.get("loss_mask") else len(r["tokens"]) for r in ro.rows]
         reward_mean = sum(rewards) / max(len(rewards), 1)
         temp_before = ro.temperature
         stage = getattr(sampler, "stage", None)

@@ -95,6 +95,9 @@ def test_grpo_step_on_agentic_groups(done: tuple[Path, dict]) -> None:
         for r in pq.read_table(work / "rollouts" / f"step-{s:08d}.parquet").to_pylist()
     ]
     assert all(len(r["loss_mask"]) == len(r["tokens"]) and r["loss_mask"][0] == 1 for r in rows)
+    for m in metrics:  # the response length counts the policy's own tokens, not the observations
+        step = pq.read_table(work / "rollouts" / f"step-{m['step']:08d}.parquet").to_pylist()
+        assert m["response_len"] == pytest.approx(sum(sum(r["loss_mask"]) for r in step) / len(step))
     multi = [r for r in rows if 0 in r["loss_mask"]]
     assert multi, "no episode reached a second turn"
     from transformers import AutoTokenizer
