@@ -15,6 +15,8 @@ What makes a decode loop slow on a GPU, and what this one does instead:
 - Finished rows: when at most half of the rows still run, the batch is compacted (the cache, positions, masks and
   draws of the running rows are gathered; graphs for the new size are captured as needed). Rows that finished
   between checks run on harmlessly until then: their tokens after the stop are cut on the host.
+- A step that cannot be captured runs eagerly for the rest of its batch, with a RuntimeWarning (seen on an H200:
+  the ``debug`` GLM model in fp32, whose capture met a host-to-device copy; in bf16 it captures).
 - Sampling stays on the device with the engine's own :func:`model.rl.rollout.sample_next` and the same per-row
   uniform draws, so a row's tokens do not depend on the batch, exactly as in the dynamic loop.
 
