@@ -60,11 +60,13 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
     p: Any = ctx.params
     scorer = Scorer(p.rewards)
     strategy = make_strategy(p.rollout.strategy, scorer, p.agent.model_dump() if p.agent else None)
-    generated, agent = strategy.setup(os.path.join(work, "agent"), ctx.seed + p.seed)
+    shards = [s for inp in ctx.inputs if inp.data_type == DataType.DOCUMENTS for s in inp.shards]
+    documents = [s for s in shards if strategy.uses_documents and "prompt" not in pq.read_schema(s).names]
+    shards = [s for s in shards if s not in documents]  # the agent's search index, not problems
+    generated, agent = strategy.setup(os.path.join(work, "agent"), ctx.seed + p.seed, documents)
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     total = 0
-    shards = [s for inp in ctx.inputs if inp.data_type == DataType.DOCUMENTS for s in inp.shards]
     for table in [*(pq.read_table(s).to_pylist() for s in shards), generated]:
         for row in table:
             total += 1

@@ -35,6 +35,7 @@ seed is a function of the sample's seed, its index and the turn, so an episode d
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,8 @@ from typing import Any
 from data_pipes.reasoning.agent_judge import AgentVerdict, load_judge
 from data_pipes.reasoning.agent_loop import Trajectory, _advance, system_prompt
 from data_pipes.reasoning.rewards.base import RewardResult, problem_meta
-from data_pipes.reasoning.tools import Tool, ToolError, calculator_tool, file_tools, python_tool
+from data_pipes.reasoning.tools import Tool, ToolError, calculator_tool, file_tools, python_tool, search_tool
+from data_pipes.reasoning.tools_search import BM25Index
 from model.rl.agentic_config import AgentSpec
 from model.rl.rollout import Policy, SamplingParams, generate
 from model.rl.strategies import Rollout, RolloutStrategy, _add, completion_text, register_strategy
@@ -78,10 +80,33 @@ def _files(agent: AgentSpec) -> list[Tool]:
     return file_tools(agent.workspace)
 
 
+@functools.lru_cache(maxsize=4)
+def search_index(paths: tuple[str, ...]) -> BM25Index:
+    """BM25 over the ``text`` of the document shards (id, url and text columns), in shard order."""
+    import pyarrow.parquet as pq
+
+    docs = []
+    for path in paths:
+        cols = [c for c in ("id", "url", "text") if c in pq.read_schema(path).names]
+        for row in pq.read_table(path, columns=cols).to_pylist():
+            docs.append((str(row.get("id", "")), str(row.get("url") or ""), str(row.get("text") or "")))
+    return BM25Index(docs)
+
+
+def _search(agent: AgentSpec) -> list[Tool]:
+    if not agent.search_docs:
+        raise ValueError(
+            "agent.tools has 'search' but the node has no documents input to index (an input whose shards have "
+            "no prompt column); add one to inputs or drop search"
+        )
+    return [search_tool(search_index(tuple(agent.search_docs)), agent.search_k)]
+
+
 TOOLS: dict[str, Callable[[AgentSpec], list[Tool]]] = {
     "calculator": lambda agent: [calculator_tool()],
     "python": lambda agent: [python_tool(agent.sandbox_timeout_s, agent.sandbox_memory_mb)],
     "files": _files,  # list_files and read_file over the read-only workspace
+    "search": _search,  # BM25 over the node's document inputs
 }
 
 
@@ -266,6 +291,7 @@ class AgenticRollout(RolloutStrategy):
     """Multi-turn episodes through the agent loop's tools, judged for task completion (module docstring)."""
 
     name = "agentic"
+    uses_documents = True
 
     def __init__(self, scorer: Any, agent: Any = None, thinking: bool | None = None) -> None:
         agent = agent if isinstance(agent, AgentSpec) else AgentSpec(**dict(agent or {}))
@@ -280,20 +306,30 @@ class AgenticRollout(RolloutStrategy):
             self._tools = build_tools(self.agent)
         return self._tools
 
-    def setup(self, folder: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """The workspace the file tools read and the generated tool tasks (agent_tasks, same ``seed``), as
-        ``agent_trajectories`` makes them."""
+    def setup(
+        self, folder: str, seed: int, documents: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The workspace the file tools read, the search index's shards, and the generated tool tasks
+        (agent_tasks, same ``seed``), as ``agent_trajectories`` makes them."""
         from data_pipes.reasoning import agent_tasks as gen
 
         agent: AgentSpec = self.agent
         workspace = os.path.join(folder, "workspace")
         gen.build_workspace(workspace, seed)
+        self.agent = agent.model_copy(update={"workspace": workspace, "search_docs": list(documents)})
+        self._tools = None
         counts = agent.generate
         tasks = [gen.calculator_task(i, seed, agent.clarify_share) for i in range(counts.calculator)]
         tasks += [gen.python_task(i, seed) for i in range(counts.python)]
         tasks += [gen.files_task(i, seed) for i in range(counts.files)]
-        self.agent = agent.model_copy(update={"workspace": workspace})
-        self._tools = None
+        if counts.search:
+            if not documents:
+                raise ValueError(
+                    f"agent.generate.search={counts.search} needs a documents input for the search index; add "
+                    "one to inputs or set agent.generate.search: 0"
+                )
+            index = search_index(tuple(documents))
+            tasks += [t for i in range(counts.search) if (t := gen.search_task(i, seed, index)) is not None]
         return tasks, self.agent.model_dump(mode="json")
 
     def renderer(self, tokenizer: Any) -> TurnRenderer:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ToolName = Literal["calculator", "python", "files"]
+ToolName = Literal["calculator", "python", "files", "search"]
 
 
 class _Config(BaseModel):
@@ -26,13 +26,16 @@ class AgentTaskCounts(_Config):
         0, ge=0, description="'what does function F of module M return' (workspace + sandbox)"
     )
     files: int = Field(0, ge=0, description="'how many lines does data/notes_N.txt have' (workspace)")
+    search: int = Field(0, ge=0, description="'which page mentions W' (needs a documents input)")
 
 
 class AgentParams(_Config):
     tools: list[ToolName] = Field(
         default_factory=lambda: ["calculator", "python", "files"],
-        description="the agent loop's real tools offered to the policy (files = list_files and read_file)",
+        description="the agent loop's real tools offered to the policy (files = list_files and read_file; "
+        "search = BM25 over the node's document inputs, those without a prompt column)",
     )
+    search_k: int = Field(3, ge=1, description="results per search")
     max_turns: int = Field(4, ge=1, description="policy turns per episode before it counts as unfinished")
     max_episode_tokens: int = Field(
         1024, ge=8, description="tokens after the prompt (policy and observations) before the episode is cut"
@@ -48,3 +51,6 @@ class AgentParams(_Config):
 
 class AgentSpec(AgentParams):
     workspace: str | None = Field(None, description="folder the file tools read (the kind builds it)")
+    search_docs: list[str] = Field(
+        default_factory=list, description="document shards (Parquet, a text column) the search tool indexes"
+    )

@@ -38,6 +38,9 @@ class RolloutStrategy:
     """Base class: ``prompt`` renders a problem, ``run`` samples and scores ``n_samples`` per prompt."""
 
     name: ClassVar[str]
+    # True: inputs without a ``prompt`` column are documents for the strategy (the agent's search index), not
+    # problem rows (which the kind would quarantine, ``grpo_no_prompt``)
+    uses_documents: ClassVar[bool] = False
 
     def __init__(self, scorer: Any, agent: Any = None, thinking: bool | None = None) -> None:
         self.scorer, self.agent, self.thinking = scorer, agent, thinking
@@ -53,9 +56,12 @@ class RolloutStrategy:
         """The name of the reward that decides ``passed`` for ``problem`` (the reports' task reward)."""
         return str(self.scorer.reward_name(problem))
 
-    def setup(self, folder: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    def setup(
+        self, folder: str, seed: int, documents: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """On the kind's driver, before the split: (problems this strategy adds to the inputs', the spec's
-        ``agent`` block for the launcher). ``folder`` is the strategy's scratch folder in the node's work dir."""
+        ``agent`` block for the launcher). ``folder`` is the strategy's scratch folder in the node's work dir;
+        ``documents`` the document shards (with ``uses_documents``)."""
         return [], None
 
     def run(

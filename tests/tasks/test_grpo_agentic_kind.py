@@ -2,7 +2,8 @@
 launcher on CPU: the `debug` checkpoint plays the agent in multi-turn episodes (the agent loop, the real calculator,
 the simulated user), the rules judge scores task completion, and a weighted ``format`` penalty (which a random
 policy sometimes breaks) keeps some groups informative, so the update runs on agentic groups. Tasks: a `problems`
-node (arithmetic rows; one no judge can check is quarantined) plus calculator tasks the kind generates."""
+node (arithmetic rows; one no judge can check is quarantined) plus calculator and search tasks the kind generates;
+a `files` node of pages (no prompt column) is the search tool's index."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.model.rl._ckpt import make_debug_checkpoint
 from tests.tasks.test_train_kinds import run
 
 STEPS = 2
+PAGES = ["the harbor lights glimmer over quartz", "maple leaves and falcons", "orbit of the prism lantern"]
 
 
 def write(root: Path, ckpt: Path) -> Path:
@@ -29,11 +31,14 @@ def write(root: Path, ckpt: Path) -> Path:
     # no check the judge could run (an instruction row without instructions): quarantined by the grpo kind
     rows.append({"id": "nochecks", "prompt": "Anything.", "answer": "-", "meta": {"reward": "instruction"}})
     (root / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pages = [{"text": t, "url": f"https://example.org/{i}"} for i, t in enumerate(PAGES)]
+    (root / "pages.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pages))
     nodes = {
         "problems": {"uses": "problems", "params": {"jsonl": ["sums.jsonl"]}},
+        "pages": {"uses": "files", "params": {"paths": ["pages.jsonl"], "url_field": "url"}},
         "rl_agent": {
             "uses": "grpo",
-            "inputs": ["problems"],
+            "inputs": ["problems", "pages"],  # pages: no prompt column, so the search index
             "params": {
                 "model_path": "policy",
                 "val_problems": 2,
@@ -47,10 +52,10 @@ def write(root: Path, ckpt: Path) -> Path:
                     "truncated": "keep",
                 },
                 "agent": {
-                    "tools": ["calculator"],
+                    "tools": ["calculator", "search"],
                     "max_turns": 2,
                     "max_episode_tokens": 40,
-                    "generate": {"calculator": 4},
+                    "generate": {"calculator": 4, "search": 2},
                 },
                 "grpo": {"micro_batch": 16},
                 "rewards": {"weights": {"format": 0.5}},
@@ -74,8 +79,9 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_grpo_step_on_agentic_groups(done: tuple[Path, dict]) -> None:
     path, res = done
     manifest = res["rl_agent"]["manifest"]
-    # 7 problem rows + 4 generated calculator tasks; the row without checks cannot be judged
-    assert manifest["counts"] == {"in": 11, "kept": 10, "dropped": 0, "quarantined": 1, "out": 1}
+    # 7 problem rows + 4 generated calculator and 2 search tasks (the pages are the index, not problems); the row
+    # without checks cannot be judged
+    assert manifest["counts"] == {"in": 13, "kept": 12, "dropped": 0, "quarantined": 1, "out": 1}
     assert list(manifest["quarantine_errors"]) == ["reward_instruction_no_checks"]
     out = path.parent / "store" / "outputs" / manifest["fingerprint"]
     ev = json.loads((out / "eval.json").read_text())
@@ -109,7 +115,12 @@ def test_grpo_step_on_agentic_groups(done: tuple[Path, dict]) -> None:
         # token, e.g. <|user|>, opened it and stays the policy's)
         assert env.endswith("<|assistant|>\n") and ("final answer" in env or "<tool_response>" in env), env
     # the episodes ran the problems node's rows and the generated calculator tasks, nothing else
-    assert all(r["problem_id"].startswith(("agent-calculator-", "jsonl:sums.jsonl:sum")) for r in rows)
+    assert all(r["problem_id"].startswith(("agent-", "jsonl:sums.jsonl:sum")) for r in rows)
+    spec = json.loads((work / "spec.json").read_text())
+    assert spec["agent"]["tools"] == ["calculator", "search"] and len(spec["agent"]["search_docs"]) == 1
+    train = pq.read_table(work / "problems" / "train.parquet").to_pylist()
+    val = pq.read_table(work / "problems" / "val.parquet").to_pylist()
+    assert sum(r["source"] == "agent:search" for r in train + val) == 2
 
 
 def test_agent_params_are_validated() -> None:

@@ -248,3 +248,42 @@ def test_check_quarantines_tasks_no_judge_can_score() -> None:
     # a problem-table row: the judge runs its verifier, so the registry's check applies
     assert st.check({"id": "p", "prompt": "Compute 2 + 2.", "answer": ""}) == "reward_math_no_answer"
     assert st.task_reward(task) == TASK_REWARD
+
+
+def _docs(tmp_path: Path) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [
+        "the harbor lights glimmer over quartz",
+        "maple leaves and falcons",
+        "orbit of the prism lantern",
+    ]
+    rows = [{"id": f"d{i}", "url": f"https://example.org/{i}", "text": t} for i, t in enumerate(texts)]
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+def test_search_tool_over_document_inputs(policy: Any, tmp_path: Path) -> None:
+    docs = _docs(tmp_path)
+    st = AgenticRollout(Scorer({}), {"tools": ["search"], "generate": {"search": 2, "calculator": 1}})
+    tasks, agent = st.setup(str(tmp_path / "agent"), 0, [docs])
+    assert agent is not None and agent["search_docs"] == [docs] and Path(agent["workspace"]).is_dir()
+    search = [t for t in tasks if t["source"] == "agent:search"]
+    assert len(tasks) == 3 and len(search) == 2
+    task = search[0]
+    term = json.loads(task["meta"])["agent"]["term"]
+    call = format_tool_call("search", {"query": term})
+    final = f"<think>\nThe first hit.\n</think>\n\nAnswer: {task['answer']}"
+    script = Script(policy.tokenizer, {task["prompt"]: [(call, "<|observation|>"), (final, "<|endoftext|>")]})
+    (ro,) = _run(policy, st, [task], script)
+    assert ro.result.value == 1.0, ro.result.detail
+    env = policy.tokenizer.decode([t for t, m in zip(ro.tokens, ro.loss_mask, strict=True) if m == 0])
+    assert f"url={task['answer']}" in env  # the real BM25 index answered
+    with pytest.raises(ValueError, match="needs a documents input"):
+        AgenticRollout(Scorer({}), {"tools": ["search"], "generate": {"search": 1}}).setup(
+            str(tmp_path / "b"), 0
+        )
+    with pytest.raises(ValueError, match="no documents input to index"):
+        _ = AgenticRollout(Scorer({}), {"tools": ["search"]}).tools
