@@ -250,6 +250,13 @@ def alpha_profile(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def parity_summary(table: pl.DataFrame) -> None:
+    from data_pipes.web.lang.table import LANGS
+
+    print(
+        f"tuned configs: {' '.join(sorted(LANGS))} (and en: datatrove's); any other language, or none, falls back "
+        "to `unknown_lang` (default `script`: the dominant script's segmenter and word-length bounds, English's "
+        "other thresholds, no stop-word rule); column `fallback`: the keep rate a language would get that way"
+    )
     tuned = table.filter((pl.col("config") == "tuned") & (pl.col("docs") >= MIN_PARITY_DOCS))
     small = table.filter((pl.col("config") == "tuned") & (pl.col("docs") < MIN_PARITY_DOCS))["lang"].to_list()
     print(
@@ -344,7 +351,7 @@ def main() -> None:
         if "datatrove" in wanted:
             from benchmarks.web_heuristics_lang import datatrove_agreement
 
-            df = handbook()
+            df = pages()  # `lang` normalised (lid.176's "no" is nb)
             for thresholds in ("fineweb2", "calibrated"):
                 print(f"\n## 2b. Agreement with datatrove's per-language filters, `{thresholds}` thresholds")
                 print(datatrove_agreement(df, thresholds=thresholds))
@@ -352,7 +359,7 @@ def main() -> None:
             from benchmarks.web_heuristics_lang import segmenters
 
             print("\n## 3. Word tokenizers: docs/s (CPU) and boundary F1 against datatrove's")
-            print(segmenters(handbook(), THAI))
+            print(segmenters(pages(), THAI))
         if "extraction" in wanted:
             print("\n## 4. Extraction: empty pages without / with the fallback, and its cost")
             extraction(args.refresh)

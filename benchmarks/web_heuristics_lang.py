@@ -1,5 +1,6 @@
 """Per-language section of benchmarks/web_heuristics.py (`--per-language`): keep rates before/after, agreement
-with datatrove's per-language filters, and the word segmenters' speed and agreement.
+with datatrove's per-language filters, and the word segmenters' speed and agreement. Issue 13's benchmark,
+benchmarks/multilingual.py, reuses these pieces and measures both threshold tables (docs/MULTILINGUAL.md).
 
 Corpus: the Debian Administrator's Handbook in 26 languages (../shared/corpora/web_debian_handbook.parquet),
 extracted as the pipeline does (`data_pipes.web.extract.extract`: resiliparse, with its fallbacks) and labelled
@@ -20,7 +21,8 @@ detected language, as `heuristic_filters` sees them after `langid` (many transla
    (Korean) is an sdist: all three left out. Thai: no Thai page in the corpora, so Thai is measured on the
    tests' paragraph only (pythainlp newmm is also datatrove's Thai tokenizer).
 
-Measured (3,302 pages; 24 detected languages; keep rates before -> after, English 58.6% both):
+Measured with the `fineweb2` thresholds (3,302 pages; 24 detected languages; keep rates before -> after,
+English 58.6% both):
 - Chinese 7.9% -> 70.8%, Japanese 17.3% -> 71.4%, German 41.4% -> 74.8%, French 57.1% -> 67.3%, Russian
   40.2% -> 86.2%, Norwegian 24.2% -> 66.7%, Arabic 48.5% -> 76.8%; within 15 points of English: no, ca, pt, es,
   id, it, fr, ja, zh, sv, nl, cs (and el, ro with <= 5 pages); above English by more: de +16.2, ar +18.2, fa
@@ -92,7 +94,7 @@ def _base():
     return Sections(GopherQualityParams(), GopherRepetitionParams(), C4Params(), FineWebParams())
 
 
-def keep_rates(df: pl.DataFrame) -> pl.DataFrame:
+def keep_rates(df: pl.DataFrame, thresholds: str = "fineweb2") -> pl.DataFrame:
     from data_pipes.web.heuristic_chain import heuristic_chain, heuristic_chain_by_language
 
     b = _base()
@@ -100,7 +102,7 @@ def keep_rates(df: pl.DataFrame) -> pl.DataFrame:
     _, before = heuristic_chain(df["text"], b.gopher_quality, b.gopher_repetition, b.c4, b.fineweb)
     cpu_before = time.process_time() - cpu
     cpu = time.process_time()
-    _, after, _ = heuristic_chain_by_language(df["text"], df["lang"], b)
+    _, after, _ = heuristic_chain_by_language(df["text"], df["lang"], b, thresholds=thresholds)  # type: ignore[arg-type]
     cpu_after = time.process_time() - cpu
     print(
         f"CPU: English rules for all {cpu_before:.1f} s, per-language rules {cpu_after:.1f} s ({df.height} docs)"
