@@ -53,6 +53,7 @@ def test_default_training_stages_fit_the_tokenizer_and_the_rows() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.default_runs("A")
 @pytest.mark.timeout(2400)
 def test_default_pipeline_runs_then_is_cached(tmp_path_factory: pytest.TempPathFactory) -> None:
     from tests.flows._determinism import default_run, run_cli

@@ -11,36 +11,26 @@ from a deployment worker.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.flows._prefect_stack import REPO, Stack, environment, free_port, start_server
+from tests.flows._prefect_stack import artifact as _artifact
+from tests.flows._prefect_stack import artifacts as _artifacts
+from tests.flows._prefect_stack import start_run as _start_run
+from tests.flows._prefect_stack import task_runs as _task_runs
+from tests.flows._prefect_stack import wait_final as _wait_final
+
 PREFECT_YAML = REPO / "infra" / "prefect.yaml"
-FLOW_RUN_ID = re.compile(r"\(([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\)")
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_tiny_pipeline(root: Path, name: str, extra: dict[str, Any] | None = None) -> Path:
@@ -69,166 +59,33 @@ def write_tiny_pipeline(root: Path, name: str, extra: dict[str, Any] | None = No
     return path
 
 
-@dataclass
-class Stack:
-    """The server and worker processes of one test, their logs, and the environment the CLIs run in."""
-
-    root: Path
-    env: dict[str, str]
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: dict[str, IO[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
-        log = open(self.root / f"{name}.log", "wb")
-        self.logs[name] = log
-        # a session of its own, so stopping it also stops the flow-run and Dask processes it started
-        proc = subprocess.Popen(
-            args, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.procs[name] = proc
-        return proc
-
-    def log_tail(self, name: str, n: int = 60) -> str:
-        path = self.root / f"{name}.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        return f"--- last lines of {name}.log ---\n" + "\n".join(lines[-n:])
-
-    def cli(self, args: list[str], cwd: Path, timeout: float = 120, code: int = 0) -> str:
-        done = subprocess.run(args, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
-        out = done.stdout + done.stderr
-        assert done.returncode == code, f"{' '.join(args)} exited {done.returncode}, not {code}:\n{out}"
-        return out
-
-    def arcflow(self, args: list[str], timeout: float = 300, code: int = 0) -> str:
-        return self.cli([sys.executable, "-m", "flows.cli", *args], cwd=REPO, timeout=timeout, code=code)
-
-    def stop(self) -> None:
-        # the worker first (SIGINT is what makes it exit promptly), then the server
-        for name in sorted(self.procs, key=lambda n: n != "worker"):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGINT)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait(timeout=10)
-            _signal_group(proc, signal.SIGKILL)  # leftovers of its session (flow runs, Dask workers)
-        for log in self.logs.values():
-            log.close()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _environment(home: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",  # nothing to look at in CI; the API is what the UI reads
-        PREFECT_CLI_PROMPT="false",
-        PREFECT_WORKER_QUERY_SECONDS="1",
-        PREFECT_LOGGING_LEVEL="INFO",
-        DO_NOT_TRACK="1",
-        # the process worker starts flow runs with `python -m prefect.engine`: make `python` this interpreter
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        # infra/prefect.yaml pins the flow's working directory to `{{ $PWD }}` of `prefect deploy`
-        PWD=str(REPO),
-    )
-    return env
-
-
-def _wait_healthy(stack: Stack, port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{port}/api/health"
-    while time.monotonic() < deadline:
-        server = stack.procs["server"]
-        assert server.poll() is None, f"prefect server exited {server.returncode}\n{stack.log_tail('server')}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"prefect server not healthy after {timeout}s\n{stack.log_tail('server')}")
-
-
-def _start_run(stack: Stack, args: list[str]) -> str:
-    out = stack.cli([sys.executable, "-m", "flows.cli", "run", *args], cwd=stack.root)
-    match = FLOW_RUN_ID.search(out)
-    assert match, f"no flow run id in the output of arcflow run:\n{out}"
-    return match.group(1)
-
-
-def _wait_final(client: Any, stack: Stack, flow_run_id: str, timeout: float = 150) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(uuid.UUID(flow_run_id))
-        if run.state is not None and run.state.type.value in FINAL:
-            return run
-        worker = stack.procs["worker"]
-        assert worker.poll() is None, f"the worker exited {worker.returncode}\n{stack.log_tail('worker')}"
-        time.sleep(1)
-    raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s\n{stack.log_tail('worker')}")
-
-
-def _task_runs(client: Any, flow_run_id: str, timeout: float = 120) -> list[tuple[str, str]]:
-    """(name, state) of the flow run's task runs, once the server has recorded them all. The server records task
-    runs from the events the flow run sends, after it: a loaded server may still show some as Pending (under a
-    provisional name) when the flow run is already Completed, so wait until every one is final."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
-        )
-        settled = all(r.state is not None and r.state.type.value in FINAL for r in runs)
-        if settled or time.monotonic() > deadline:
-            return sorted((r.name, r.state.name if r.state else "?") for r in runs)
-        time.sleep(1)
-
-
-def _artifacts(client: Any, flow_run_id: str) -> dict[str, str]:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    found = client.read_artifacts(
-        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]))
-    )
-    return {a.key: a.type for a in found if a.key}
-
-
-def _artifact(arts: dict[str, str], pipeline: str, node: str, what: str) -> str | None:
-    """The type of a node's artifact: keys are `<pipeline>-<store/--set label>-<node>-<what>`."""
-    found = [t for k, t in arts.items() if k.startswith(f"{pipeline}-") and k.endswith(f"-{node}-{what}")]
-    assert len(found) <= 1, arts
-    return found[0] if found else None
-
-
-@pytest.fixture()
-def stack(tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One Prefect server for this module's tests (each deploys under its own names and pools)."""
+    root = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
-    home = tmp_path / "prefect-home"
+    home = root / "prefect-home"
     home.mkdir()
-    s = Stack(tmp_path, _environment(home, port))
+    s = Stack(root, environment(home, port))
     try:
-        s.start(
-            "server",
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-        )
-        _wait_healthy(s, port)
+        start_server(s, port)
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture()
+def stack(server: Stack) -> Iterator[Stack]:
+    """The module's server; the worker a test starts is stopped (with its flow runs) when the test ends."""
+    env = dict(server.env)
+    try:
+        yield server
+    finally:
+        worker, log = server.procs.pop("worker", None), server.logs.pop("worker", None)
+        if worker is not None:
+            Stack(server.root, env, procs={"worker": worker}, logs={"worker": log} if log else {}).stop()
+        server.env.clear()
+        server.env.update(env)
 
 
 def test_deployments_run_on_a_worker_and_rerun_one_node(stack: Stack, tmp_path: Path) -> None:
@@ -356,63 +213,55 @@ def test_arcflow_deploy_keeps_the_timezone_and_shares_the_cache(stack: Stack, tm
         assert _task_runs(client, str(bad.id)) == []
 
 
+@pytest.mark.default_runs("A", "W")
 @pytest.mark.timeout(2400)
 def test_default_pipeline_gives_the_same_hashes_from_the_cli_and_a_deployment_worker(
-    stack: Stack, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The CLI computes the default pipeline; a deployment run reuses every node; a forced deployment run
-    recomputes every node on the worker (the training stages included), with the same fingerprints and content
-    hashes; a CLI run then reuses everything and status is clean. Both sides run one clone of this repository at
-    HEAD (its code on PYTHONPATH, its git history for `project_history`), so a commit made meanwhile changes
-    nothing. The CLI's computation is the session's shared default run (``default_run``, shrunk by
-    ``SMALL_DEFAULT``), whose store is copied here first so that the worker's forced run rewrites only the copy."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    """The default pipeline computed by a deployment's flow run on a process worker (run ``W`` of the session:
+    `arcflow deploy` of another clone of this repository at HEAD, `arcflow run --deployment`, 2 Dask workers)
+    has one Completed task run per node and the same fingerprints and content hashes as the CLI's run (run
+    ``A``); a CLI run on a copy of the worker's store then reuses every node and status is clean. Both sides
+    run a clone's code (its git history for `project_history`), so a commit made meanwhile changes nothing.
+    Both runs are the session's shared runs (``tests/flows/_determinism.py``: ``default_runs``, shrunk by
+    ``SMALL_DEFAULT``); the determinism test reads the same two."""
+    from tests.flows._determinism import cli_env, default_runs, differences, run_cli, store_hashes
 
-    from tests.flows._determinism import default_run, differences, executor_overrides, store_hashes
-    from tests.flows._pipeline_util import SMALL_DEFAULT
-
-    computed = default_run(tmp_path_factory)
-    assert not computed.failure, computed.failure
-    assert ", 0 reused," in computed.output, computed.output
-    checkout, pipeline = computed.folder, computed.pipeline
-    store = tmp_path / "store"
-    shutil.copytree(computed.workdir, store)
-    by_cli = store_hashes(store)
-    assert differences(store_hashes(computed.workdir), by_cli) == []
+    runs = default_runs(tmp_path_factory, "A", "W")
+    by_cli_run, by_worker_run = runs["A"], runs["W"]
+    assert not by_cli_run.failure, by_cli_run.failure
+    assert not by_worker_run.failure, by_worker_run.failure
+    by_cli = store_hashes(by_cli_run.workdir)
+    by_worker = store_hashes(by_worker_run.workdir)
     n = len(by_cli)
-    sets = [
-        a
-        for o in [*SMALL_DEFAULT, f"workdir={store}", *executor_overrides(computed.workers)]
-        for a in ("--set", o)
-    ]
-    # the CLI (run from the clone) and the worker's flow runs (PYTHONSAFEPATH) import the clone's code
-    stack.env["PYTHONPATH"] = str(checkout)
+    # what the UI shows of the worker's flow run: one task run per node, named by its id, each computed there
+    assert [node for node, _state in by_worker_run.states] == sorted(by_cli), by_worker_run.states
+    assert [state for _node, state in by_worker_run.states] == ["Completed"] * n, by_worker_run.states
+    assert differences(by_cli, by_worker, by_cli_run.workdir, by_worker_run.workdir) == []
 
-    def arcflow(args: list[str]) -> str:
-        return stack.cli([sys.executable, "-m", "flows.cli", *args], cwd=checkout, timeout=1200)
-
-    arcflow(["deploy", "-f", str(pipeline), "--pool", "det-pool"])
-    stack.start(
-        "worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "det-pool"], cwd=tmp_path
+    # the CLI, from the worker's checkout, on a copy of the worker's store (elsewhere): everything reused
+    store = tmp_path / "store"
+    shutil.copytree(by_worker_run.workdir, store)
+    overrides = [o for o in by_worker_run.overrides if not o.startswith("workdir=")] + [f"workdir={store}"]
+    out = run_cli(
+        by_worker_run.pipeline,
+        overrides,
+        cwd=by_worker_run.folder,
+        prefect_home=tmp_path / "prefect",
+        timeout_s=900,
     )
-    with (
-        temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"]}),
-        get_client(sync_client=True) as client,
-    ):
-        for extra, state in (([], "Cached"), (["--force"], "Completed")):
-            run_id = _start_run(
-                stack, ["--deployment", "arcflow-demo-adhoc", "-f", str(pipeline), *sets, *extra]
-            )
-            run = _wait_final(client, stack, run_id, timeout=1200)
-            assert run.state.type.value == "COMPLETED", f"{run.state}\n{stack.log_tail('worker')}"
-            states = _task_runs(client, run_id)
-            assert [s for _node, s in states] == [state] * n, states
-            by_worker = store_hashes(store)
-            assert differences(by_cli, by_worker, store, store) == []
-
-    out = arcflow(["run", "-f", str(pipeline), *sets])
-    assert f"{n} reused, 0 computed" in out, out
-    out = arcflow(["status", "-f", str(pipeline), *sets])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"{n} reused, 0 computed" in " ".join(out.stdout.split()), out.stdout[-3000:]
+    assert differences(by_worker, store_hashes(store)) == []
+    sets = [a for o in overrides for a in ("--set", o)]
+    status = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "status", "-f", str(by_worker_run.pipeline), *sets],
+        cwd=by_worker_run.folder,
+        env=cli_env(tmp_path / "prefect"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
     for word in ("stale", "missing", "partial"):
-        assert word not in out, out
+        assert word not in status.stdout, status.stdout
