@@ -50,6 +50,13 @@ _INFIX_TEMPLATE = (
 _INFIX = regex.compile(_INFIX_TEMPLATE.replace("HYPHENS", "---|--|——|-|–|—|~"))
 # spaCy's German, Spanish, Dutch, Nordic ... tokenizers keep hyphenated compounds whole ("E-Mail", "apt-get")
 _INFIX_COMPOUND = regex.compile(_INFIX_TEMPLATE.replace("HYPHENS", "---|--|——|–|—|~"))
+# spaCy's Polish tokenizer has infixes of its own: any hyphen, and a full stop between a digit or letter and a
+# digit or capital, so section numbers and versions split ("6.2.7" -> 6 . 2 . 7, "UTF-8" -> UTF - 8); FineWeb-2
+# tuned Polish's alphabetic-word share on those tokens
+_INFIX_POLISH = regex.compile(
+    r"\.\.+|…|\p{So}|-|–|—|--|---|——|~|(?<=[0-9\p{L}])\.(?=[0-9\p{Lu}])|(?<=\p{L})[,!?](?=\p{L})"
+    r"|(?<=\p{L})[:<>=/](?=\p{L})|(?<=\p{L})[\"”“`‘´’‚„»«)\](\[](?=[\-\p{L}])"
+)
 _URL = regex.compile(
     # like spaCy, a host-name label may hold any non-ASCII character (so "x）。y.gz" counts as a host name) but
     # neither starts nor ends with "_" or "-"; the top-level domain is lower-case or uncased letters
@@ -170,16 +177,17 @@ _ARABIC_LETTER = regex.compile(r"\p{Arabic}")
 
 @lru_cache(maxsize=1 << 20)
 def split_chunk_plain(
-    chunk: str, elision: bool = False, compound: bool = False, arabic: bool = False
+    chunk: str, elision: bool = False, compound: bool = False, arabic: bool = False, polish: bool = False
 ) -> tuple[str, ...]:
     """`split_chunk` without English's special cases (contractions, "dont", "im" -> "i" "m"), for the other
     space-delimited languages; with `elision`, an elided article or pronoun is split off its word; with
     `compound`, a hyphen between letters does not split ("E-Mail"); with `arabic`, a final full stop splits off
-    only after an Arabic-script letter (spaCy's Arabic and Persian tokenizers keep "paket." whole)."""
+    only after an Arabic-script letter (spaCy's Arabic and Persian tokenizers keep "paket." whole); with
+    `polish`, spaCy-Polish's infixes (`_INFIX_POLISH`)."""
     if arabic and len(chunk) > 1 and chunk.endswith(".") and not _ARABIC_LETTER.match(chunk[-2]):
         head = split_chunk_plain(chunk[:-1], elision, compound, arabic)
         return (*head[:-1], head[-1] + ".") if head else (chunk,)
-    infix = _INFIX_COMPOUND if compound else _INFIX
+    infix = _INFIX_POLISH if polish else _INFIX_COMPOUND if compound else _INFIX
     parts = _fast_split(chunk, english=False) or _split_affixes(chunk, _special_plain, infix)
     if not elision:
         return parts
@@ -255,7 +263,7 @@ _CHUNK = r"[^\s\x1c-\x1f]+"
 _PLAIN = r"^(?:\p{L}+|[0-9]+)$"
 
 
-PROFILES = ("en", "plain", "compound", "elision", "arabic")
+PROFILES = ("en", "plain", "compound", "elision", "arabic", "polish")
 
 
 def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
@@ -264,7 +272,7 @@ def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
     `profile`: "en" (spaCy English, datatrove's), "plain" (the same affix rules without English's special
     cases), "compound" ("plain" keeping hyphenated words whole) or "elision" ("compound" plus French /
     Italian / Catalan elision), "arabic" ("plain" where a final full stop splits off only after Arabic
-    letters)."""
+    letters), "polish" ("plain" with spaCy-Polish's infixes: dotted numbers and every hyphen split)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown tokenizer profile {profile!r}: use one of {', '.join(PROFILES)}")
     plain = pl.col("chunk").str.contains(_PLAIN)
@@ -286,7 +294,8 @@ def tokenize(texts: pl.Series, profile: str = "en") -> pl.DataFrame:
             profile in ("compound", "elision"),
             profile == "arabic",
         )
-        split = lambda c: split_chunk_plain(c, elision, compound, arabic)  # noqa: E731
+        polish = profile == "polish"
+        split = lambda c: split_chunk_plain(c, elision, compound, arabic, polish)  # noqa: E731
     # chunks never contain whitespace, so a space-joined string carries a chunk's tokens cheaply
     mapping = pl.DataFrame({"chunk": distinct, "toks": [" ".join(split(c)) for c in distinct]})
     return (

@@ -38,7 +38,7 @@ CALIBRATED: dict[str, dict[str, float]] = {
     "ja": {"min_alpha_words_ratio": 0.766},
     "nb": {"min_alpha_words_ratio": 0.806},
     "nl": {"min_alpha_words_ratio": 0.839},
-    "pl": {"min_alpha_words_ratio": 0.821},
+    "pl": {"min_alpha_words_ratio": 0.768},
     "pt": {"min_alpha_words_ratio": 0.808},
     "ru": {"min_alpha_words_ratio": 0.761},
     "sv": {"min_alpha_words_ratio": 0.804},

@@ -41,10 +41,12 @@ class LanguageOverride(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    segmenter: Literal["en", "plain", "compound", "elision", "arabic", "zh", "ja", "th"] | None = Field(
-        None,
-        description="word tokeniser: en (spaCy English), plain, compound (hyphenated words whole), elision "
-        "(fr/it/ca), arabic (ar/fa), zh, ja, th",
+    segmenter: Literal["en", "plain", "compound", "elision", "arabic", "polish", "zh", "ja", "th"] | None = (
+        Field(
+            None,
+            description="word tokeniser: en (spaCy English), plain, compound (hyphenated words whole), elision "
+            "(fr/it/ca), arabic (ar/fa), polish (pl: dotted numbers split), zh, ja, th",
+        )
     )
     gopher_quality: dict[str, Any] = Field(default_factory=dict)
     gopher_repetition: dict[str, Any] = Field(default_factory=dict)

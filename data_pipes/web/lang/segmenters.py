@@ -4,7 +4,8 @@
   English keeps datatrove's exact emulation, other languages the profile without English's special cases,
   keeping hyphenated words whole ("compound") where spaCy's tokenizer for the language does (German,
   Spanish, Dutch, Nordic ...), splitting French / Italian / Catalan elisions ("elision"), and leaving a
-  final full stop on a non-Arabic word in Arabic and Persian ("arabic");
+  final full stop on a non-Arabic word in Arabic and Persian ("arabic"), splitting dotted numbers and every
+  hyphen in Polish ("polish");
 - Chinese: `rjieba` (jieba-rs: jieba's dictionary and algorithm in Rust, wheels on PyPI), ASCII tokens re-cut
   at punctuation as jieba does;
 - Japanese: `sudachipy` with `sudachidict_core`, split mode A (what spaCy's Japanese tokenizer, and so

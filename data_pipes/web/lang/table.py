@@ -38,11 +38,13 @@ class LangFigures:
 
 
 # word segmenter per language: as datatrove's tokenizer for it splits (measured with spaCy's blank tokenizers:
-# which keep "E-Mail" whole, which split elisions); "plain" splits hyphens (Slavic, Turkish, Arabic, ...)
+# which keep "E-Mail" whole, which split elisions); "plain" splits hyphens (Slavic, Turkish, Arabic, ...);
+# "polish" splits dotted numbers as spaCy's Polish tokenizer does (section numbers moved the alphabetic share
+# of numbered Polish pages by up to 0.21 against datatrove's words)
 _SEGMENTER = {
     "zh": "zh", "ja": "ja", "th": "th", "fr": "elision", "it": "elision", "ca": "elision",
     **dict.fromkeys(("de", "da", "el", "es", "fi", "hu", "nb", "nl", "pt", "ro", "sv"), "compound"),
-    "ar": "arabic", "fa": "arabic",
+    "ar": "arabic", "fa": "arabic", "pl": "polish",
 }  # fmt: skip
 
 

@@ -104,6 +104,10 @@ def test_segmenters_give_words_of_unspaced_scripts() -> None:
         "E-Mail-Adresse",
     ]
     assert segment(pl.Series(["E-Mail"]), "plain")["tok"].to_list() == ["E", "-", "Mail"]
+    # Polish splits section numbers and every hyphen, as spaCy's Polish tokenizer (datatrove's) does
+    assert segment(pl.Series(["Rozdział 6.2.7: UTF-8"]), "polish")["tok"].to_list() == (
+        ["Rozdział", "6", ".", "2", ".", "7", ":", "UTF", "-", "8"]
+    )
     # Arabic and Persian: a full stop splits off an Arabic word, not a Latin one (as spaCy's tokenizers do)
     assert segment(pl.Series(["هذا نص. ثبّت paket."]), "arabic")["tok"].to_list() == [
         "هذا",
