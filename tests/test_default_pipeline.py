@@ -28,6 +28,7 @@ def test_default_pipeline_validates() -> None:
     uses = {name: node.uses for name, node in p.nodes.items()}
     assert [uses[n] for n in ("pretrain", "midtrain", "sft")] == ["pretrain", "midtrain", "sft"]
     assert (uses["sft_chats"], uses["agent"]) == ("generate_sft", "agent_trajectories")
+    assert (uses["rl"], uses["rl_problems"]) == ("grpo", "problems")
 
 
 def test_default_training_stages_fit_the_tokenizer_and_the_rows() -> None:
@@ -50,6 +51,10 @@ def test_default_training_stages_fit_the_tokenizer_and_the_rows() -> None:
     assert set(nodes["sft"].inputs) == {"sft_chats", "agent", "tokenizer", "midtrain"}
     assert nodes["sft"].params.init_from == "midtrain"
     assert nodes["sft"].params.seq_len <= tiny.max_position_embeddings
+    # the tiny GRPO stage starts from the SFT checkpoint on procedural arithmetic, with held-out problems
+    assert nodes["rl"].inputs == ["sft", "rl_problems"]
+    assert nodes["rl"].params.val_problems > 0
+    assert "rl" in nodes["eval"].inputs and "rl" in nodes["eval"].params.problems.checkpoints
 
 
 @pytest.mark.slow
@@ -89,11 +94,27 @@ def test_default_pipeline_runs_then_is_cached(tmp_path_factory: pytest.TempPathF
         assert (lineage["parent"] or {}).get("node") == parent, (stage, lineage["parent"])
         if parent is not None:
             assert lineage["parent"]["content_hash"] == manifests[parent]["content_hash"], stage
-    # the eval compares the three checkpoints on held-out loss, and the chat checkpoint on held-out problems
+    # the GRPO stage continues the SFT checkpoint: a reward per step, the validation pass rate before and after
     import pyarrow.parquet as pq
 
+    rl = store / "outputs" / refs["rl"]["fingerprint"]
+    assert manifests["rl"]["output_type"] == "checkpoint" and (rl / "model.safetensors").is_file()
+    assert json.loads((rl / "lineage.json").read_text())["policy"] == {
+        "node": "sft", "content_hash": manifests["sft"]["content_hash"],
+    }  # fmt: skip
+    steps = pq.read_table(rl / "metrics.parquet").to_pylist()
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 1
+    assert all(0.0 <= r["reward"] <= 1.0 for r in steps)
+    evaluation = json.loads((rl / "eval.json").read_text())
+    assert evaluation["val_problems"] > 0
+    for key in ("val_pass_rate_before", "val_pass_rate_after"):
+        assert 0.0 <= evaluation[key] <= 1.0, evaluation
+    reports = {p.stem for p in (rl / "reports").glob("*.json")}
+    assert {"validation-pass-rate", "rl-metrics", "rewards"} <= reports, reports
+    # the eval compares the four checkpoints on held-out loss, and the chat checkpoints on held-out problems
     rows = pq.read_table(store / "outputs" / refs["eval"]["fingerprint"] / "part-00000.parquet").to_pylist()
     scored = {(r["task"], r["checkpoint"]) for r in rows if r["source"] == "all"}
-    assert scored == {("loss", "pretrain"), ("loss", "midtrain"), ("loss", "sft"), ("problems", "sft")}, (
-        scored
-    )
+    assert scored == {
+        ("loss", "pretrain"), ("loss", "midtrain"), ("loss", "sft"), ("loss", "rl"), ("problems", "sft"),
+        ("problems", "rl"),
+    }, scored  # fmt: skip

@@ -42,6 +42,9 @@ SMALL_DEFAULT = [
     "nodes.sft.params.flavour=debug",
     "nodes.sft.params.seq_len=1024",
     "nodes.sft.params.steps=2",
+    "nodes.rl_problems.params.reasoning_gym.0.size=24",
+    "nodes.rl.params.val_problems=8",
+    "nodes.rl.params.steps=2",
 ]
 
 
