@@ -1,8 +1,9 @@
 """Training stages as pipeline nodes (tasks/train.py), on CPU with the `debug` flavour and a few steps: a cut-down
 examples/train.yaml (demo corpus -> tokenizer -> pack -> pretrain -> midtrain -> sft) through the engine and the
-real DeepSpeed launcher; the result loads in transformers and generates; kill -9 mid-stage, then a rerun resumes
-and ends with the same bytes as an uninterrupted run (in another store folder); a changed learning rate makes only
-that stage and what follows it stale; bad inputs stop the node before training, naming node, file and fix."""
+real DeepSpeed launcher, with its pretrain stage killed with kill -9 mid-stage and rerun (the rerun resumes and
+ends with the same bytes as an uninterrupted run); the result loads in transformers and generates; a changed
+learning rate makes only that stage and what follows it stale; a param that changes no weight retrains the stage
+and leaves what follows it cached; bad inputs stop the node before training, naming node, file and fix."""
 
 from __future__ import annotations
 
@@ -119,10 +120,57 @@ def out_dir(path: Path, manifest: dict) -> Path:
     return path.parent / "store" / "outputs" / manifest["fingerprint"]
 
 
+def _kill_pretrain_after_a_state(path: Path) -> tuple[str, list[int], str]:
+    """`pretrain` (not forced) in another process, killed with SIGKILL once a DeepSpeed state of step 5 or later is
+    saved; its launcher and ranks live on, orphaned, and are frozen (as if slow), so the rerun must stop them
+    itself. Returns (when it was killed, the orphans, the killed run's spec path)."""
+    script = (
+        "import sys; from flows.validate import load_pipeline; from flows.engine import Engine\n"
+        "e = Engine(load_pipeline(sys.argv[1], [])); e.run_node('pretrain')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
+    outputs = path.parent / "store" / "outputs"
+    deadline, killed_at = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        latest = list(outputs.glob("*/_train/ckpt/latest"))
+        if latest and latest[0].read_text().strip() >= "step00000005":
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at = f"{latest[0].read_text().strip()} at {time.strftime('%H:%M:%S')}"
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed_at is not None, "the stage ended before it could be killed; raise STEPS"
+    spec = str(next(outputs.glob("*/_train/spec.json")))
+    orphans = launcher_processes(spec)
+    assert orphans, "the launcher and ranks should outlive the killed run"
+    for pid in orphans:
+        os.kill(pid, signal.SIGSTOP)
+    return killed_at, orphans, spec
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """The cut-down pipeline, built the way a crash goes: pretrain is killed with kill -9 after a DeepSpeed state
+    (its orphaned launcher and ranks frozen), then the whole pipeline runs: pretrain resumes, midtrain and SFT
+    follow. ``done["pretrain"]["killed"]`` holds what the kill left (checked by the kill -9 test)."""
     path = write(tmp_path_factory.mktemp("a"), nodes())
-    return path, run(path)
+    run(path, to_node="pack_4k")
+    killed_at, orphans, spec = _kill_pretrain_after_a_state(path)
+    try:
+        # the same command again (a forced `--node` run resumes too: tests/flows/test_trace.py)
+        done = run(path)
+    finally:
+        kill_launch(spec, timeout_s=5)  # the rerun stopped them already; a failed rerun must not leave them
+    done["pretrain"]["killed"] = {"at": killed_at, "orphans": orphans, "spec": spec}
+    return path, done
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(trained: tuple[Path, dict[str, dict]]) -> dict[str, dict]:
+    """The same pipeline with a param that changes no weight (the DeepSpeed state cadence): pretrain trains again,
+    uninterrupted, from scratch; what follows it is asked for too."""
+    path, _done = trained
+    return run(path, ["nodes.pretrain.params.checkpoint_every=20"], to_node="chat_model")
 
 
 @pytest.mark.slow
@@ -170,43 +218,26 @@ def test_stages_train_export_and_load(trained: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.slow
-def test_kill9_then_resume_gives_the_same_bytes(trained: tuple[Path, dict], tmp_path: Path) -> None:
-    path_a, done = trained
-    path = write(tmp_path / "b", nodes())
-    run(path, to_node="pack_4k")
-    script = (
-        "import sys; from flows.validate import load_pipeline; from flows.engine import Engine\n"
-        "e = Engine(load_pipeline(sys.argv[1], [])); e.run_node('pretrain')\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
-    outputs = path.parent / "store" / "outputs"
-    deadline, killed_at = time.monotonic() + 300, None
-    while time.monotonic() < deadline and proc.poll() is None:
-        latest = list(outputs.glob("*/_train/ckpt/latest"))
-        if latest and latest[0].read_text().strip() >= "step00000005":
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_at = f"{latest[0].read_text().strip()} at {time.strftime('%H:%M:%S')}"
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert killed_at is not None, "the stage ended before it could be killed; raise STEPS"
-    # its launcher and ranks live on, orphaned: freeze them (as if slow), so the rerun must stop them itself
-    spec = str(next(outputs.glob("*/_train/spec.json")))
-    orphans = launcher_processes(spec)
-    assert orphans, "the launcher and ranks should outlive the killed run"
-    for pid in orphans:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        # the same command again (a forced `--node` run resumes too: tests/flows/test_trace.py)
-        again = run(path, to_node="pretrain")["pretrain"]["manifest"]
-    finally:
-        kill_launch(spec, timeout_s=5)  # the rerun stopped them already; a failed rerun must not leave them
-    assert not set(orphans) & set(launcher_processes(spec))
+def test_kill9_then_resume_gives_the_same_bytes(
+    trained: tuple[Path, dict], uninterrupted: dict[str, dict]
+) -> None:
+    """The trained pipeline's pretrain was killed with kill -9 after a DeepSpeed state and rerun (``trained``): the
+    rerun stopped the orphaned launcher and ranks, resumed from that state in the same output folder, and ended
+    with the same bytes as an uninterrupted run."""
+    path, done = trained
+    again = done["pretrain"]["manifest"]
+    killed = done["pretrain"]["killed"]
+    assert not set(killed["orphans"]) & set(launcher_processes(killed["spec"]))
+    assert Path(killed["spec"]).parents[1].name == again["fingerprint"]  # resumed where it was killed
     log = (out_dir(path, again) / "_train" / "launch.log").read_text()
     resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "resumed at step" in line]
-    assert resumed and 5 <= resumed[-1] < STEPS, f"killed after {killed_at}\n{log[-3000:]}"
-    assert again["content_hash"] == done["pretrain"]["manifest"]["content_hash"]
-    assert again["fingerprint"] == done["pretrain"]["manifest"]["fingerprint"]
+    assert resumed and 5 <= resumed[-1] < STEPS, f"killed after {killed['at']}\n{log[-3000:]}"
+    fresh = uninterrupted["pretrain"]
+    assert (
+        not fresh["reused"]
+        and "resumed at step" not in (out_dir(path, fresh["manifest"]) / "_train" / "launch.log").read_text()
+    )
+    assert again["content_hash"] == fresh["manifest"]["content_hash"]
 
 
 @pytest.mark.slow
@@ -317,11 +348,11 @@ def test_chat_record_without_an_assistant_turn(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_same_weights_cut_off_downstream(trained: tuple[Path, dict]) -> None:
+def test_same_weights_cut_off_downstream(trained: tuple[Path, dict], uninterrupted: dict[str, dict]) -> None:
     """A param that changes no weight (the DeepSpeed state cadence) retrains the stage, which ends with the same
     bytes: what follows it is reused (early cut-off)."""
-    path, done = trained
-    again = run(path, ["nodes.pretrain.params.checkpoint_every=20"], to_node="chat_model")
+    _path, done = trained
+    again = uninterrupted
     assert not again["pretrain"]["reused"]
     assert again["pretrain"]["manifest"]["content_hash"] == done["pretrain"]["manifest"]["content_hash"]
     assert again["midtrain"]["reused"] and again["chat_model"]["reused"]
