@@ -341,6 +341,7 @@ class Usage:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_mean: float = 0.0  # mean of the 1-minute load average, sampled every 10 s during the run
     stopped: bool = False  # stopped at --stop-at before it finished: only the finished nodes count
+    rss_series: list = field(default_factory=list, repr=False)  # the poller's RSS samples (not saved)
 
 
 def _role(proc: psutil.Process, root: int, extra_roots: set[int]) -> str:
@@ -369,6 +370,7 @@ class Poller:
         self._procs: dict[int, psutil.Process] = {}
         self.roles: dict[int, str] = {}
         self.series: list[tuple[float, dict[str, float]]] = []  # (time.time(), role -> CPU-s so far)
+        self.rss_series: list[tuple[float, dict[str, float]]] = []  # (time.time(), role -> largest RSS, MB)
 
     def _tree(self) -> list[psutil.Process]:
         out = []
@@ -381,6 +383,7 @@ class Poller:
         return out
 
     def _sample(self) -> None:
+        rss_now: dict[str, float] = {}
         for p in self._tree():
             proc = self._procs.setdefault(p.pid, p)  # keep one object per pid: its cmdline cached
             try:
@@ -393,7 +396,10 @@ class Poller:
                 continue
             self.cpu[proc.pid] = (role, t.user + t.system)
             self.peak[role] = max(self.peak.get(role, 0.0), rss)
-        self.series.append((time.time(), self.usage()[0]))
+            rss_now[role] = max(rss_now.get(role, 0.0), round(rss, 1))
+        now = time.time()
+        self.series.append((now, self.usage()[0]))
+        self.rss_series.append((now, rss_now))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -469,6 +475,7 @@ def run_pipeline(
     if rc != 0 and not usage.stopped:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"arcflow run failed (exit {rc}); log {log}:\n{tail}")
+    usage.rss_series = poller.rss_series
     return usage, poller.series
 
 
@@ -520,10 +527,8 @@ def step_cpu(
     and the Dask cluster starting, the DAG and its fingerprints), ``finish`` everything after the last.
     The manifests' starts have one-second resolution: a node's figure can be off by about one second of
     CPU per core, which matters only for the sub-second nodes."""
-    timed = sorted(
-        ((float(v["started"]), k) for k, v in nodes.items() if v.get("started") is not None),  # type: ignore[arg-type]
-    )
-    if not series or not timed:
+    bounds = _step_bounds(series, nodes)
+    if not bounds:
         return {}
     times = [t for t, _ in series]
 
@@ -531,10 +536,6 @@ def step_cpu(
         i = bisect.bisect_right(times, t) - 1
         return series[i][1] if i >= 0 else {}
 
-    last_start, last = timed[-1]
-    bounds = [("startup", series[0][0] - 1.0)] + [(name, t) for t, name in timed]
-    bounds.append(("finish", last_start + float(nodes[last]["wall_s"])))  # type: ignore[arg-type]
-    bounds.append(("", series[-1][0] + 1.0))
     out: dict[str, dict[str, float]] = {}
     for (name, t0), (_, t1) in zip(bounds, bounds[1:], strict=False):
         a, b = at(t0), at(max(t0, t1))
@@ -542,7 +543,41 @@ def step_cpu(
     return out
 
 
-def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: dict[str, dict]) -> None:
+def _step_bounds(
+    series: list[tuple[float, dict[str, float]]], nodes: dict[str, dict[str, object]]
+) -> list[tuple[str, float]]:
+    """(step, start time) of startup, each node in order, finish, then ("", end): see ``step_cpu``."""
+    timed = sorted(
+        ((float(v["started"]), k) for k, v in nodes.items() if v.get("started") is not None),  # type: ignore[arg-type]
+    )
+    if not series or not timed:
+        return []
+    last_start, last = timed[-1]
+    bounds = [("startup", series[0][0] - 1.0)] + [(name, t) for t, name in timed]
+    bounds.append(("finish", last_start + float(nodes[last]["wall_s"])))  # type: ignore[arg-type]
+    bounds.append(("", series[-1][0] + 1.0))
+    return bounds
+
+
+def step_rss(
+    rss_series: list[tuple[float, dict[str, float]]], nodes: dict[str, dict[str, object]]
+) -> dict[str, dict[str, float]]:
+    """The largest RSS (MB) of one process of each role during each step (the steps of ``step_cpu``)."""
+    bounds = _step_bounds(rss_series, nodes)
+    out: dict[str, dict[str, float]] = {}
+    for (name, t0), (_, t1) in zip(bounds, bounds[1:], strict=False):
+        peak: dict[str, float] = {}
+        for t, sample in rss_series:
+            if t0 <= t < t1:
+                for role, mb in sample.items():
+                    peak[role] = max(peak.get(role, 0.0), mb)
+        out[name] = peak
+    return out
+
+
+def _print_size(
+    n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: dict[str, dict], rss: dict[str, dict]
+) -> None:
     node_wall = sum(float(v["wall_s"]) for v in nodes.values())  # type: ignore[arg-type]
     cpu_total = sum(u.cpu_s.values())
     print(
@@ -572,7 +607,8 @@ def _print_size(n: int, u: Usage, nodes: dict[str, dict[str, object]], steps: di
         )
         print(
             f"    {name:8s} {walls}  CPU {sum(cpu.values()):7.1f} s ({1000 * sum(cpu.values()) / n:6.2f}/1k; "
-            f"worker {cpu.get('worker', 0.0):7.1f}){counts}",
+            f"worker {cpu.get('worker', 0.0):7.1f}; peak RSS worker {rss.get(name, {}).get('worker', 0):5.0f} MB, "
+            f"driver {rss.get(name, {}).get('driver', 0):4.0f} MB){counts}",
             flush=True,
         )
 
@@ -632,8 +668,10 @@ def cost_growth(args: argparse.Namespace) -> None:
         nodes = node_report(work / "store")
         (work / "cpu_series.json").write_text(json.dumps(series))  # to recompute the steps' CPU later
         steps = step_cpu(series, nodes)
-        _print_size(n, usage, nodes, steps)
-        entry = {"docs": n, "usage": asdict(usage), "steps": steps, "nodes": nodes}
+        steps_rss = step_rss(usage.rss_series, nodes)
+        usage.rss_series = []
+        _print_size(n, usage, nodes, steps, steps_rss)
+        entry = {"docs": n, "usage": asdict(usage), "steps": steps, "steps_rss_mb": steps_rss, "nodes": nodes}
         entry["code"] = str(args.code) if args.code else str(ROOT)
         # one entry per size, kept across invocations (the sizes are run one at a time)
         results = [r for r in _load_results(path) if r["docs"] != n] + [entry]
@@ -719,6 +757,7 @@ def strong(args: argparse.Namespace) -> None:
             finally:
                 _stop(workers)
             nodes = node_report(work / "store")
+            usage.rss_series = []
             results.append({"workers": k, "usage": asdict(usage), "nodes": nodes})
             (args.cache / f"strong_results_{args.size}.json").write_text(json.dumps(results, indent=1))
             _print_strong(args.size, results)
