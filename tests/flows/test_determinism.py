@@ -22,32 +22,28 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flows._determinism import KILL_POINTS, Checkout, default_runs, differences, store_hashes
+from tests.flows._determinism import KILL_POINTS, default_runs, differences, store_hashes
 
-pytestmark = [pytest.mark.slow, pytest.mark.default_runs("A", "W", "C"), pytest.mark.timeout(2400)]
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Checkout]:
-    """Runs A (1 worker, CLI), W (2 workers, deployment worker) and C (3 workers, killed and resumed) of the same
-    commit: the session's shared runs."""
-    return default_runs(tmp_path_factory, "A", "W", "C")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="session")
-def reference(runs: dict[str, Checkout]) -> dict[str, tuple[str, str]]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """Every node's (fingerprint, content hash) in run A, the clean CLI run."""
     from flows.validate import load_pipeline
 
-    a = runs["A"]
+    a = default_runs(tmp_path_factory, "A")["A"]
     assert not a.failure, a.failure
     hashes = store_hashes(a.workdir)
     assert set(hashes) == set(load_pipeline(str(a.pipeline)).nodes)  # every node of the default pipeline
     return hashes
 
 
+@pytest.mark.default_runs("A", "W")
 def test_other_folder_and_other_worker_count_give_the_same_fingerprints_and_bytes(
-    runs: dict[str, Checkout], reference: dict[str, tuple[str, str]]
+    tmp_path_factory: pytest.TempPathFactory, reference: dict[str, tuple[str, str]]
 ) -> None:
+    runs = default_runs(tmp_path_factory, "A", "W")
     a, w = runs["A"], runs["W"]
     assert not w.failure, w.failure
     assert (w.folder != a.folder, w.workers, a.workers) == (True, 2, 1)
@@ -56,9 +52,11 @@ def test_other_folder_and_other_worker_count_give_the_same_fingerprints_and_byte
     assert len(got) == len(reference) >= 30
 
 
+@pytest.mark.default_runs("A", "C")
 def test_kill_9_and_resume_gives_the_clean_runs_bytes(
-    runs: dict[str, Checkout], reference: dict[str, tuple[str, str]]
+    tmp_path_factory: pytest.TempPathFactory, reference: dict[str, tuple[str, str]]
 ) -> None:
+    runs = default_runs(tmp_path_factory, "A", "C")
     a, c = runs["A"], runs["C"]
     assert not c.failure, c.failure
     assert len(c.killed) >= 2, f"only {c.killed} of {[p[0] for p in KILL_POINTS]} were caught"
