@@ -8,11 +8,17 @@ order. Rounds repeat until the batch is full or ``max_rounds`` is spent. A compl
 (run seed, step, round, candidate), so samples do not depend on the number of ranks.
 
 ``rollouts/step-00000012.parquet`` (written by rank 0, atomically, before any update of that step) holds every
-scored row of the step (kept or filtered) and, in its metadata, the sampler state after the step's draws.
+scored row of the step (kept or filtered) and, in its metadata, the sampler state after the step's draws and the
+batch's key: the digest of what determines it (:func:`rollout_digest`: the run's settings that change rollouts,
+the starting policy's and the problems' content) and ``policy_step``, the number of updates the sampling policy
+had taken (the weights of step N are the starting policy after N - 1 updates under the same settings, CPU runs
+being bit-identical). A resumed run reuses a batch only when its key equals the run's own; any other batch is
+:class:`RolloutMismatchError`, naming the folder (never discarded: it may be another run's only copy).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -113,27 +119,121 @@ def rollout_path(folder: str, step: int) -> str:
     return os.path.join(folder, f"step-{step:08d}.parquet")
 
 
-def save_rollouts(folder: str, step: int, ro: StepRollouts, sampler_state: dict[str, Any]) -> None:
+class RolloutMismatchError(ValueError):
+    """A persisted rollout batch was made by a run with other settings, policy or problems."""
+
+
+# spec fields that never change what a step samples or scores: where things are written, how often the run
+# checkpoints, how many steps it runs (a longer run's first steps are the shorter run's), its CPU threads, and the
+# OpenAI engine's transport settings (where the server is, retries, timeouts, concurrency, the key's variable
+# name, where the weights are written for it: the server samples the weights arcflow hands it)
+ROLLOUT_NEUTRAL = ("checkpoint", "rollouts_dir", "metrics", "threads", "stop_after", "steps")
+TRANSPORT_NEUTRAL = (
+    "api_key_env", "concurrency", "timeout_s", "retries", "base_url", "reload_url", "weights_dir"
+)  # fmt: skip
+
+
+def _sha256_file(path: str, h: Any) -> None:
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def policy_identity(path: str, gguf_file: str | None = None) -> str:
+    """The starting policy's content digest (its path is not enough: a benchmark may rewrite one folder). A store
+    output folder gives its manifest's content hash; any other folder the bytes of its files (hidden and ``_``
+    scratch folders aside), or of ``gguf_file`` alone."""
+    from data_pipes.reasoning.teachers.hf import resolve_model_path
+
+    folder = resolve_model_path(path)
+    h = hashlib.sha256()
+    if gguf_file:
+        h.update(b"gguf\0")
+        _sha256_file(os.path.join(folder, gguf_file), h)
+        return h.hexdigest()[:32]
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as fh:
+            content = json.load(fh).get("content_hash")
+        if content:
+            return f"store:{content}"
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if name.startswith(".") or name == "manifest.json":
+                continue
+            full = os.path.join(root, name)
+            h.update(os.path.relpath(full, folder).encode() + b"\0")
+            _sha256_file(full, h)
+    return h.hexdigest()[:32]
+
+
+def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
+    """The content digest of problem rows (not of the Parquet file's path or writer)."""
+    body = json.dumps(list(rows), sort_keys=True, default=repr, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def rollout_digest(
+    settings: dict[str, Any], policy: str, train: Sequence[dict[str, Any]], val: Sequence[dict[str, Any]]
+) -> str:
+    """What determines a run's rollouts: ``settings`` (the spec as JSON, without ``policy`` and ``data``; the
+    neutral fields are dropped here), the starting policy's identity and the problems' content."""
+    keep = {k: v for k, v in settings.items() if k not in ROLLOUT_NEUTRAL and k not in ("policy", "data")}
+    engine = dict(keep.get("rollout", {}).get("engine") or {})
+    if engine:
+        keep["rollout"] = {
+            **keep["rollout"], "engine": {k: v for k, v in engine.items() if k not in TRANSPORT_NEUTRAL}
+        }  # fmt: skip
+    keep["policy"] = policy
+    keep["problems"] = {"train": rows_digest(train), "val": rows_digest(val)}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def batch_key(digest: str, step: int) -> dict[str, Any]:
+    """The key a step's batch carries: the run's rollout digest and the sampling policy's update count."""
+    return {"digest": digest, "policy_step": step - 1}
+
+
+def save_rollouts(
+    folder: str, step: int, ro: StepRollouts, sampler_state: dict[str, Any], key: dict[str, Any] | None = None
+) -> None:
     from data_pipes.io.atomic import atomic_path
 
     os.makedirs(folder, exist_ok=True)
     table = pa.Table.from_pylist([{k: r[k] for k in ROW_FIELDS} for r in ro.rows], schema=SCHEMA)
     meta = {
         "kept_groups": ro.kept_groups, "n_groups": ro.n_groups, "filtered_groups": ro.filtered_groups,
-        "rounds": ro.rounds, "temperature": ro.temperature, "sampler": sampler_state,
+        "rounds": ro.rounds, "temperature": ro.temperature, "sampler": sampler_state, "key": key,
     }  # fmt: skip
     table = table.replace_schema_metadata({"arcflow_rl": json.dumps(meta, sort_keys=True)})
     with atomic_path(rollout_path(folder, step)) as tmp:
         pq.write_table(table, tmp)
 
 
-def load_rollouts(folder: str, step: int) -> tuple[StepRollouts, dict[str, Any]] | None:
-    """The persisted rollouts of ``step`` and the sampler state after them, or None when not saved."""
+def load_rollouts(
+    folder: str, step: int, expected: dict[str, Any] | None = None
+) -> tuple[StepRollouts, dict[str, Any]] | None:
+    """The persisted rollouts of ``step`` and the sampler state after them, or None when not saved. With
+    ``expected`` (:func:`batch_key`), a batch with another key is :class:`RolloutMismatchError`."""
     path = rollout_path(folder, step)
     if not os.path.isfile(path):
         return None
     table = pq.read_table(path)
     meta = json.loads(table.schema.metadata[b"arcflow_rl"])
+    if expected is not None and meta.get("key") != expected:
+        found = meta.get("key")
+        why = (
+            "it carries no key (written by an older arcflow)"
+            if found is None
+            else f"it was made by another run (key {found}, this run's {expected}: other policy weights, "
+            "problems or rollout/GRPO/reward/optimizer/seed settings)"
+        )
+        raise RolloutMismatchError(
+            f"{path}: cannot reuse the scored rollouts of step {step}: {why}. The rollouts folder "
+            f"{folder} belongs to another run; use a fresh rollouts_dir (and checkpoint.dir) for this run, "
+            "or rerun with the settings that made it"
+        )
     ro = StepRollouts(
         table.to_pylist(), list(meta["kept_groups"]), int(meta["n_groups"]), int(meta["filtered_groups"]),
         int(meta["rounds"]), float(meta["temperature"]), reused=True,

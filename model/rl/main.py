@@ -7,7 +7,9 @@ Muon, ZeRO stage, gloo on CPU), resume from the latest RL checkpoint, measure th
 then run the steps:
 
 1. rollouts (:mod:`model.rl.collect`): reused from ``rollouts/step-N.parquet`` when that step was scored before
-   a crash, else sampled, scored with the reward registry (``data_pipes/reasoning/rewards``) and saved;
+   a crash by a run with the same rollout digest (settings, starting weights and problems by content; another
+   run's batch is an error naming the folder), else sampled, scored with the reward registry
+   (``data_pipes/reasoning/rewards``) and saved;
 2. advantages per kept group (:func:`model.rl.grpo.group_advantages`), split into ``grpo.updates`` mini-batches;
    each is one optimizer step whose loss is the clipped policy gradient, aggregated over the whole mini-batch on
    every rank (:func:`model.rl.grpo.token_weights`); the MTP loss and the balance loss are off, the routers count
@@ -208,6 +210,10 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     pad = tok.pad_token_id or 0
     train = _read_problems(spec.data.train)
     val = _read_problems(spec.data.val)[: spec.val.limit]
+    # what this run's rollouts are made from: a persisted batch with another key is never reused
+    rollout_digest = col.rollout_digest(
+        spec.model_dump(mode="json"), col.policy_identity(spec.policy.path, spec.policy.gguf_file), train, val
+    )
     scorer = Scorer(RewardsConfig(**spec.rewards))
     # how a sample is made and scored: one completion (single_turn) or an episode through the tools (agentic)
     strategy = make_strategy(spec.rollout.strategy, scorer, spec.agent, spec.rollout.thinking)
@@ -245,6 +251,11 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
             raise ValueError(
                 f"{ckpt_dir}/{tag} was written by a run with other policy/data/rollout/grpo/reward settings; use a "
                 "fresh checkpoint.dir, or restore the spec it was written with"
+            )
+        if client.get("rollouts", rollout_digest) != rollout_digest:
+            raise ValueError(
+                f"{ckpt_dir}/{tag} was written by a run from other starting weights or problems (rollout digest "
+                f"{client['rollouts']}, this run's {rollout_digest}); use a fresh checkpoint.dir and rollouts_dir"
             )
         step, streak, summary = int(client["step"]), int(client["streak"]), dict(client["summary"])
         with open(os.path.join(ckpt_dir, tag, "metrics.json"), encoding="utf-8") as fh:
@@ -307,7 +318,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     def save(at: int) -> None:
         client = {
             "step": at, "streak": streak, "summary": summary, "sampler": sampler.state_dict(),
-            "temperature": temp.state_dict(), "spec": _spec_digest(spec),
+            "temperature": temp.state_dict(), "spec": _spec_digest(spec), "rollouts": rollout_digest,
         }  # fmt: skip
         tag = checkpoint.save(engine, ckpt_dir, at, client)
         dist.barrier()
@@ -325,7 +336,8 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     while step < last:
         step_no = step + 1
         started = time.perf_counter()
-        loaded = col.load_rollouts(spec.rollouts_dir, step_no)
+        key = col.batch_key(rollout_digest, step_no)
+        loaded = col.load_rollouts(spec.rollouts_dir, step_no, key)
         if loaded is not None:
             ro, sampler_state = loaded
             sampler.load_state_dict(sampler_state)
@@ -340,7 +352,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 rank=rank, world=world, gather=_gather, strategy=strategy,
             )  # fmt: skip
             if rank == 0:
-                col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict())
+                col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict(), key)
             dist.barrier()
         trained = time.perf_counter()
         stats = {"loss": 0.0, "kl_to_start": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
