@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from data_pipes.reasoning.rewards import RewardsConfig
 from model.rl.agentic_config import AgentParams
 from model.rl.curriculum import CurriculumConfig
-from model.rl.spec import GrpoSpec, RolloutSpec, ValSpec, check_temperature
+from model.rl.spec import GrpoSpec, RolloutSpec, ValSpec, check_engine, check_temperature
 from model.rl.temperature import TemperatureConfig
 from model.train.spec import OptimSpec
 from tasks.base import KindParams
@@ -70,6 +70,7 @@ class GrpoParams(KindParams):
         if self.gguf_file and not self.model_path:
             raise ValueError("gguf_file needs model_path (the folder or package that holds it)")
         check_temperature(self.rollout, self.temperature)
+        check_engine(self.rollout)
         if self.agent is not None and self.rollout.strategy != "agentic":
             raise ValueError(
                 "agent: is read by agentic rollouts only; set rollout.strategy: agentic or drop agent"

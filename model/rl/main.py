@@ -217,6 +217,11 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
     scorer = Scorer(RewardsConfig(**spec.rewards))
     # how a sample is made and scored: one completion (single_turn) or an episode through the tools (agentic)
     strategy = make_strategy(spec.rollout.strategy, scorer, spec.agent, spec.rollout.thinking)
+    served = spec.rollout.engine if spec.rollout.engine.name == "openai" else None
+    if served is not None:  # samples from the user's vLLM/SGLang server (model/rl/openai_engine.py)
+        from model.rl.openai_engine import OpenAIEngine, OpenAISingleTurnRollout
+
+        strategy = OpenAISingleTurnRollout(scorer, OpenAIEngine.from_spec(served), spec.rollout.thinking)
     prompts = [strategy.prompt(tok, p) for p in train]
     val_prompts = [strategy.prompt(tok, p) for p in val]
     stops = policy.stop_ids(spec.rollout.stop)
@@ -305,6 +310,19 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
         sampler.load_state_dict(client["sampler"])
         temp.load_state_dict(client["temperature"])
 
+    def serve(at: int) -> None:
+        """The OpenAI engine: the current policy to the server's folder (and its reload endpoint)."""
+        if served is None:
+            return
+        if rank == 0:
+            from model.rl.openai_engine import publish_weights
+
+            folder = served.weights_dir or os.path.join(ckpt_dir, "served")
+            export = lambda out: _export(policy, module, out, spec.precision)  # noqa: E731
+            publish_weights(export, folder, at, served.reload_url, served.timeout_s)
+        dist.barrier()
+
+    serve(step)
     if "val_before" not in summary:
         summary["val_before"] = validate()
     if rank == 0:
@@ -372,6 +390,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                     "rollout.group_size or rollout.max_rounds, or use the curriculum"
                 )
         train_s = time.perf_counter() - trained
+        serve(step_no)
         rewards = [r["reward"] for r in ro.rows]
         # the policy's own tokens (an agentic episode's observations are not its response)
         lens = [sum(r["loss_mask"]) if r.get("loss_mask") else len(r["tokens"]) for r in ro.rows]

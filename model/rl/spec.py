@@ -48,7 +48,48 @@ class DataSpec(_Spec):
     val: str | None = Field(None, description="Parquet of the held-out validation problems")
 
 
+class EngineSpec(_Spec):
+    """Where single-turn rollouts are sampled: the local KV-cache engine (model/rl/rollout.py), or an
+    OpenAI-compatible completions server (vLLM, SGLang) the user runs (model/rl/openai_engine.py)."""
+
+    name: Literal["local", "openai"] = "local"
+    base_url: str | None = Field(
+        None, description="openai: the server's API root, e.g. http://127.0.0.1:8000/v1"
+    )
+    model: str | None = Field(None, description="openai: the model name the server serves")
+    api_key_env: str | None = Field(
+        None, description="openai: the environment variable holding the API key (sent as a Bearer token)"
+    )
+    concurrency: int = Field(32, ge=1, description="openai: requests in flight at once")
+    timeout_s: float = Field(120.0, gt=0, description="openai: seconds per request before it is retried")
+    retries: int = Field(
+        3, ge=0, description="openai: retries of a request after a 5xx/429, timeout or garbage"
+    )
+    weights_dir: str | None = Field(
+        None,
+        description="openai: where the stage writes the policy as an HF folder after each step's update "
+        "(default <checkpoint.dir>/served), for the server to load",
+    )
+    reload_url: str | None = Field(
+        None,
+        description="openai: after writing the weights, POST {'model_path': <folder>} here and wait for a 2xx "
+        "(e.g. SGLang's /update_weights_from_disk); none: arcflow reloads nothing",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineSpec:
+        if self.name == "openai" and not (self.base_url and self.model):
+            raise ValueError(
+                "rollout.engine name 'openai' needs base_url and model (the server's API and name)"
+            )
+        return self
+
+
 class RolloutSpec(_Spec):
+    engine: EngineSpec = Field(
+        default_factory=EngineSpec,
+        description="local (default) or openai: a vLLM/SGLang completions server (single_turn rollouts only)",
+    )
     strategy: Literal["single_turn", "agentic"] = Field(
         "single_turn",
         description="how a sample is made (model/rl/strategies.py): one completion scored by the reward "
@@ -134,7 +175,17 @@ class RLSpec(_Spec):
         if self.optim.name == "muon" and self.zero_stage > 0:
             raise ValueError("optim.name 'muon' needs zero_stage 0; use zero_stage 0 or optim.name 'adamw'")
         check_temperature(self.rollout, self.temperature)
+        check_engine(self.rollout)
         return self
+
+
+def check_engine(rollout: RolloutSpec) -> None:
+    """The OpenAI engine samples single-turn completions only (a ValueError otherwise)."""
+    if rollout.engine.name == "openai" and rollout.strategy != "single_turn":
+        raise ValueError(
+            f"rollout.engine 'openai' samples single_turn rollouts only, not {rollout.strategy!r}; use the local "
+            "engine for agentic rollouts"
+        )
 
 
 def check_temperature(rollout: RolloutSpec, temperature: TemperatureConfig | None) -> None:
