@@ -4,7 +4,8 @@ All trajectories of a shard advance in lock-step, one assistant turn each per ro
 one batched ``generate`` call per round. After each assistant turn:
 
 * tool calls (GLM-4.5 XML template) run against the real tools; each result is an ``observation`` message
-  wrapped in ``<tool_response>``; a failing tool answers ``error: ...``;
+  wrapped in ``<tool_response>``; a failing tool answers ``error: ...`` (a teacher that knows only user and
+  assistant turns reads observations as user turns; the ``checkpoint`` teacher reads them as observations);
 * no tool call and a final ``Answer:`` line: the trajectory is terminal;
 * otherwise it is a question to the user: the simulated user answers from the task's scripted reply, then
   asks for the final answer; it also ends the dialogue when the agent is done.
@@ -60,11 +61,21 @@ def system_prompt(tools: dict[str, Tool]) -> str:
     return SYSTEM.format(tools="\n".join(json.dumps(t.schema(), sort_keys=True) for t in tools.values()))
 
 
-def _for_teacher(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def for_teacher(messages: list[dict[str, str]], teacher: Any = None) -> list[dict[str, str]]:
+    """The conversation as ``teacher`` reads it. A teacher that knows the ``observation`` role of
+    docs/CHAT_CONTRACT.md (its ``observation_role`` is True: the ``checkpoint`` teacher, our own model, trained on
+    records with that role and prompted through the same chat template) sees tool results as observation turns, as
+    SFT records and agentic RL have them; any other (HTTP APIs, HF models, the scripted agent know only system,
+    user and assistant) sees them as user turns."""
+    if getattr(teacher, "observation_role", False):
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
     return [
         {"role": "user" if m["role"] == "observation" else m["role"], "content": m["content"]}
         for m in messages
     ]
+
+
+_for_teacher = for_teacher  # the old private name
 
 
 def _user_reply(traj: Trajectory) -> str:
@@ -89,7 +100,10 @@ def _run_tool(traj: Trajectory, tools: dict[str, Tool], name: str, args: dict[st
     return out
 
 
-def _advance(traj: Trajectory, text: str, tools: dict[str, Tool], schemas: dict[str, dict]) -> None:
+def advance_turn(traj: Trajectory, text: str, tools: dict[str, Tool], schemas: dict[str, dict]) -> None:
+    """One assistant turn ``text`` into ``traj``: its tool calls run (an observation each), or its answer ends
+    the trajectory, or the simulated user replies; a malformed call sets ``bad_call`` (the loop's rules, shared
+    by ``agent_trajectories`` and agentic RL)."""
     traj.turns += 1
     traj.messages.append({"role": "assistant", "content": text})
     try:
@@ -107,6 +121,9 @@ def _advance(traj: Trajectory, text: str, tools: dict[str, Tool], schemas: dict[
         traj.terminal, traj.final = True, answer
         return
     traj.messages.append({"role": "user", "content": _user_reply(traj)})
+
+
+_advance = advance_turn  # the old private name
 
 
 def run_agent(
@@ -129,7 +146,7 @@ def run_agent(
         requests = [
             GenRequest(
                 (tr.task["id"], turn),
-                _for_teacher(tr.messages),
+                for_teacher(tr.messages, teacher),
                 temperature,
                 max_tokens,
                 seed + turn,
@@ -143,5 +160,5 @@ def run_agent(
             elif resp.finish_reason == "length":
                 tr.teacher_error = "truncated response"
             else:
-                _advance(tr, resp.text, tools, schemas)
+                advance_turn(tr, resp.text, tools, schemas)
     return trajs

@@ -11,7 +11,7 @@ computes are those of exactly the context each turn was sampled from:
 3. the agent loop (:mod:`data_pipes.reasoning.agent_loop`) reads the turn: tool calls in the GLM XML template run
    against the real tools (calculator, the bubblewrap python sandbox, the read-only workspace files), each result
    an ``observation`` turn; a turn without a call or an answer gets the simulated user's reply; an ``Answer:``
-   ends the episode; a malformed call ends it too (its one-turn step ``_advance`` is reused as is, so RL episodes
+   ends the episode; a malformed call ends it too (its one-turn step ``advance_turn`` is reused as is, so RL episodes
    and ``agent_trajectories`` follow the same rules);
 4. the chat template's text between that turn and the next one (the observation or user turn and the next
    generation prompt, found by rendering the conversation around a sentinel assistant turn, so any template works)
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_pipes.reasoning.agent_judge import AgentVerdict, load_judge
-from data_pipes.reasoning.agent_loop import Trajectory, _advance, system_prompt
+from data_pipes.reasoning.agent_loop import Trajectory, advance_turn, system_prompt
 from data_pipes.reasoning.rewards.base import RewardResult, problem_meta
 from data_pipes.reasoning.tools import Tool, ToolError, calculator_tool, file_tools, python_tool, search_tool
 from data_pipes.reasoning.tools_search import BM25Index
@@ -255,7 +255,7 @@ def _take_turn(
         ep.truncated = True
         return
     history = list(traj.messages)
-    _advance(traj, text, tools, schemas)
+    advance_turn(traj, text, tools, schemas)
     if not traj.active or traj.turns >= max_turns:
         return  # finished, malformed, or out of turns: nothing more is sampled, so no observation is appended
     env = renderer.between(history, traj.messages[len(history) + 1 :])

@@ -72,7 +72,31 @@ def load_checkpoint_policy(folder: str) -> Any:
     return _POLICIES[folder]
 
 
+def _chat_template(folder: str) -> str:
+    """The folder's chat template text (chat_template.jinja, else tokenizer_config.json's), or ''."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "chat_template.jinja"), encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as fh:
+            return str(json.load(fh).get("chat_template") or "")
+    except (OSError, ValueError):
+        return ""
+
+
 class CheckpointTeacher:
+    @property
+    def observation_role(self) -> bool:
+        """Whether the agent loop hands this model tool results as ``observation`` turns (docs/CHAT_CONTRACT.md)
+        rather than user turns: yes when its chat template names that role, as ours does (sft trains our model on
+        tool results in that role, and agentic RL prompts it so); a transformers model's own template (an RL
+        export of SmolLM2) that does not know it reads them as user turns."""
+        return "observation" in _chat_template(self.folder)
+
     def __init__(self, folder: str, node: str, batch_size: int = 8, threads: int | None = None) -> None:
         self.folder, self.batch_size, self.threads = folder, batch_size, threads
         self.name = f"checkpoint:{node}"
