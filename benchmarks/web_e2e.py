@@ -18,6 +18,11 @@ corpora's real pages, so all five are in), as gzipped response records with Comm
 Speed is documents in per CPU-second of every process of each side (psutil over the process tree: driver, Dask
 worker and Prefect's API server for arcflow; the executor and datatrove's extractor sandbox process for
 datatrove), i.e. docs/s per core; wall times are printed too (2 shared cores: walls depend on the load).
+arcflow runs with Prefect's ephemeral API (`--mode ephemeral`, the default) and/or under a running `arcflow
+server` (`--mode server`: the client, the warm runner's fork and its Dask workers, plus the server's and the
+runner's CPU from the run's start), with one Prefect home whose database is created once, and a snapshot of the
+project's code on PYTHONPATH. Each side is saved, so `--arcflow-only` / `--datatrove-only` and `--reuse-ours` /
+`--reuse-datatrove` measure them at different times.
 
 Decisions: the two extractors differ, so the full pipelines' survivors are compared as they are (agreement after
 each step, by URL); and, where the steps are the same, datatrove's LanguageFilter, its four filters and its MinHash
@@ -546,6 +551,11 @@ def main() -> None:
     )
     ap.add_argument("--datatrove-only", action="store_true", help="run (and save) datatrove's side only")
     ap.add_argument("--arcflow-only", action="store_true", help="run (and save) arcflow's side only")
+    ap.add_argument(
+        "--no-same-steps",
+        action="store_true",
+        help="skip datatrove's steps on arcflow's extracted texts (the per-step agreement and the MinHash breakdown)",
+    )
     ap.add_argument("--datatrove-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--warcs", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--texts", default=None, help=argparse.SUPPRESS)
@@ -617,6 +627,8 @@ def main() -> None:
     prev = urls["pages"]
     for ours_node, dt_step in (("lang", "lang"), ("clean", "clean"), ("minhash", "minhash")):
         print(f"    {ours_node:8s} {_agreement(prev, set(urls[ours_node]), set(steps.get(dt_step, [])))}")
+    if args.no_same_steps:
+        return
     # same steps on the same texts: datatrove's langid, filters and MinHash on arcflow's extracted texts
     texts = work / "texts.parquet"
     import pyarrow as pa
