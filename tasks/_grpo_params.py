@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from data_pipes.reasoning.rewards import RewardsConfig
 from model.rl.agentic_config import AgentParams
@@ -60,6 +60,14 @@ class GrpoParams(KindParams):
     launcher: Literal["deepspeed", "torchrun"] = "deepspeed"
     threads: int = Field(1, ge=1, description="torch CPU threads per rank")
     seed: int = Field(0, description="added to the node seed (sampling, problem order)")
+
+    @field_validator("model_path")
+    @classmethod
+    def _package_path(cls, value: str | None) -> str | None:
+        """``package:<module>`` stays as given: validate makes path params absolute (``/dir/package:x``)."""
+        if value and "package:" in value:
+            return "package:" + value.rsplit("package:", 1)[1]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> GrpoParams:

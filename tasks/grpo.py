@@ -58,6 +58,27 @@ class Grpo(Kind):
     resume_when_forced: ClassVar[bool] = True
     description = "GRPO with verifiable rewards from a checkpoint: validation pass rate before and after"
 
+    def check_params(self, params: KindParams) -> list[tuple[tuple[str | int, ...], str]]:
+        """A ``model_path`` that does not exist (or a package that is not installed) fails validate, not the run."""
+        p: Any = params
+        if not p.model_path:
+            return []
+        from data_pipes.reasoning.teachers.hf import resolve_model_path
+
+        try:
+            folder = resolve_model_path(p.model_path)
+        except FileNotFoundError as exc:
+            return [(("model_path",), f"{exc} (relative paths start at pipeline.yaml)")]
+        if p.gguf_file and not os.path.exists(os.path.join(folder, p.gguf_file)):
+            return [
+                (
+                    ("gguf_file",),
+                    f"gguf_file {p.gguf_file!r} is not in model_path {folder!r}; give the name of a .gguf "
+                    "file inside that folder",
+                )
+            ]
+        return []
+
     def signature(self, params: KindParams) -> str:
         """An external starting policy (``model_path``) enters the fingerprint by its files' names and sizes."""
         p: Any = params

