@@ -82,8 +82,8 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
     scorer.close()
     if not rows:
         raise StageInputError(
-            f"node {ctx.node_id!r}: none of the {total} problems can be scored ({_top(bad)}); give a problems "
-            "node with checkable answers (answer, tests, a reasoning-gym entry, or meta.instructions)"
+            f"node {ctx.node_id!r}: none of the {total} problems can be scored ({_top(bad)}); "
+            + _no_problems_hint(bad)
         )
     by_hash = sorted(range(len(rows)), key=lambda i: _id_rank(str(rows[i].get("id", i))))
     n_val = min(p.val_problems, max(0, len(rows) - 1))
@@ -110,6 +110,22 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
         "total": total, "train": len(train), "val": len(val), "unused": len(unused), "dropped": unused,
         "quarantined": bad, "agent": agent,
     }  # fmt: skip
+
+
+def _no_problems_hint(bad: list[dict[str, Any]]) -> str:
+    """What to do when no input row is a problem: rows without a ``prompt`` column come from a documents source
+    (``files`` puts its text in ``text``), which grpo cannot read as problems."""
+    if any(b["error"] == "grpo_no_prompt" for b in bad):
+        return (
+            "the input rows have no `prompt` (a `files` or other documents node, whose text is in `text`); "
+            "read the file with a problems node instead: `{uses: problems, params: {jsonl: [your.jsonl]}}`, "
+            "one object per line with `prompt` and `answer` and/or `tests` (docs/REASONING.md, User JSONL "
+            "schema), and give that node as the grpo input"
+        )
+    return (
+        "give a problems node with checkable answers (answer, tests, a reasoning-gym entry, or "
+        "meta.instructions)"
+    )
 
 
 def _top(bad: list[dict[str, Any]]) -> str:

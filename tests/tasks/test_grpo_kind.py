@@ -298,3 +298,29 @@ def test_the_expert_iteration_example_validates() -> None:
     assert nodes["rl_tool_calls"].params.rewards.reward == "function_call"
     agent = nodes["rl_agent"].params
     assert agent.rollout.strategy == "agentic" and agent.agent.max_turns == 2
+
+
+def test_a_documents_input_says_to_use_a_problems_node(tmp_path: Path) -> None:
+    """A `files` node (text in `text`, no `prompt`) as the problems: the error says to use `problems` with `jsonl:`."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from tasks._grpo_params import GrpoParams
+    from tasks._grpo_run import split_problems
+    from tasks._train_run import StageInputError
+    from tasks.base import DataType
+
+    shard = tmp_path / "part-00000.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([{"id": f"d{i}", "text": f"What is {i}+1?"} for i in range(3)]), shard
+    )
+    ctx = SimpleNamespace(
+        params=GrpoParams(), seed=0, node_id="rl",
+        inputs=[SimpleNamespace(data_type=DataType.DOCUMENTS, shards=[str(shard)])],
+    )  # fmt: skip
+    with pytest.raises(StageInputError) as caught:
+        split_problems(ctx, str(tmp_path / "work"))  # type: ignore[arg-type]
+    text = str(caught.value)
+    assert "none of the 3 problems can be scored (grpo_no_prompt: 3)" in text
+    assert "{uses: problems, params: {jsonl: [your.jsonl]}}" in text and "User JSONL schema" in text
