@@ -17,6 +17,7 @@ steps) and reuses the scored rollouts of every step it had finished sampling.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ from tasks._grpo_run import WORK, build_spec, launch, metrics_table, split_probl
 from tasks._train_run import LIVE_EVERY_S
 from tasks.base import DataType, Kind, KindParams, RunContext
 from tasks.registry import register
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -144,6 +147,10 @@ class Grpo(Kind):
         ctx.add_report("Validation pass rate", table=[_eval_row(summary)])
         ctx.add_report("RL metrics", table=metrics_table(rows, last=len(rows)), png=_png(rows, ctx.node_id))
         ctx.add_report("Rewards", table=evaluation["rewards"])
+        unused = _unusable_weights(evaluation["rewards"])
+        if unused:
+            log.warning("node %s: %s", ctx.node_id, unused)
+            ctx.add_report("Reward warnings", markdown=unused)
         ctx.add_report("Temperature changes", table=evaluation["temperature_events"])
         if evaluation.get("curriculum"):
             cur = evaluation["curriculum"]
@@ -159,6 +166,18 @@ class Grpo(Kind):
         )  # fmt: skip
         ctx.progress("export", 1, 1, "steps")
         return [result]
+
+
+def _unusable_weights(rewards: list[dict[str, Any]]) -> str:
+    """One line per weighted reward some rows could not use (scored 0 there, with the reward's reason)."""
+    lines = [
+        f"- weighted reward {r['reward']!r} did not apply to {r['not_applicable']} of "
+        f"{r['not_applicable'] + r['scored']} rollouts ({r.get('not_applicable_reason') or 'no reason given'}): "
+        "it added nothing there; drop it from rewards.weights or give rows it can score"
+        for r in rewards
+        if r.get("role") == "weighted" and r.get("not_applicable")
+    ]
+    return "\n".join(lines)
 
 
 def _eval_row(summary: dict[str, Any]) -> dict[str, Any]:

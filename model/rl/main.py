@@ -589,17 +589,25 @@ def _export(policy: Any, module: torch.nn.Module, out: str, precision: str) -> N
     policy.tokenizer.save_pretrained(out)
 
 
+def _reward_entry(role: str) -> dict[str, Any]:
+    return {"role": role, "scored": 0, "passed": 0, "penalised": 0, "errors": 0, "reward_sum": 0.0,
+            "not_applicable": 0, "reason": ""}  # fmt: skip
+
+
 def _write_summary(
     spec: RLSpec, summary: dict[str, Any], scorer: Any, train: list[dict[str, Any]], strategy: Any
 ) -> None:
     """rl_summary.json beside the checkpoints: validation before/after and, per reward (each row's task reward and
     every weighted one), rows scored, passed (task), penalised, errors and mean value over every persisted rollout
-    (so a resumed run reports the same figures as an uninterrupted one)."""
+    (so a resumed run reports the same figures as an uninterrupted one); a weighted reward that does not apply to a
+    row (its ``check`` reason, e.g. ``code`` without tests) counts as ``not_applicable`` with that reason."""
     import pyarrow.parquet as pq
 
     from model.rl.collect import rollout_path
 
-    per_reward: dict[str, dict[str, float]] = {}
+    per_reward: dict[str, dict[str, Any]] = {}
+    weighted = list(getattr(getattr(scorer, "config", None), "weights", None) or {})
+    check = getattr(scorer, "weighted_check", None)
     for s in range(1, int(summary.get("steps", 0)) + 1):
         path = rollout_path(spec.rollouts_dir, s)
         if not os.path.isfile(path):
@@ -609,11 +617,14 @@ def _write_summary(
         ).to_pylist():
             task = strategy.task_reward(train[r["problem"]])
             error = r["error"] or ""
-            for name, value in (json.loads(r["components"] or "{}") or {task: r["reward"]}).items():
-                e = per_reward.setdefault(
-                    name, {"role": "task" if name == task else "weighted", "scored": 0, "passed": 0,
-                           "penalised": 0, "errors": 0, "reward_sum": 0.0},
-                )  # fmt: skip
+            components = json.loads(r["components"] or "{}") or {task: r["reward"]}
+            for name in weighted:
+                if name not in components and name != task:  # the row lacks what this reward reads
+                    e = per_reward.setdefault(name, _reward_entry("weighted"))
+                    e["not_applicable"] += 1
+                    e["reason"] = (check(name, train[r["problem"]]) if check else None) or e["reason"]
+            for name, value in components.items():
+                e = per_reward.setdefault(name, _reward_entry("task" if name == task else "weighted"))
                 e["scored"] += 1
                 e["passed"] += int(r["passed"]) if name == task else 0  # pass/fail: the task reward's
                 e["penalised"] += int(value < 0)  # a penalty fired (language mixing, repetition, format)
@@ -625,7 +636,8 @@ def _write_summary(
         "rewards": [
             {"reward": k, "role": v["role"], "scored": v["scored"],
              "passed": v["passed"] if v["role"] == "task" else None, "penalised": v["penalised"],
-             "errors": v["errors"], "mean_reward": round(v["reward_sum"] / max(v["scored"], 1), 6)}
+             "errors": v["errors"], "mean_reward": round(v["reward_sum"] / max(v["scored"], 1), 6),
+             "not_applicable": v["not_applicable"], "not_applicable_reason": v["reason"]}
             for k, v in sorted(per_reward.items(), key=lambda kv: (kv[1]["role"] != "task", kv[0]))
         ],
     }  # fmt: skip

@@ -324,3 +324,38 @@ def test_a_documents_input_says_to_use_a_problems_node(tmp_path: Path) -> None:
     text = str(caught.value)
     assert "none of the 3 problems can be scored (grpo_no_prompt: 3)" in text
     assert "{uses: problems, params: {jsonl: [your.jsonl]}}" in text and "User JSONL schema" in text
+
+
+def test_a_weight_the_rows_cannot_use_is_reported_not_applicable(tmp_path: Path) -> None:
+    """rewards.weights {code: 0.5} on math rows without tests: the Rewards table counts `code` as not applicable
+    with the reward's reason (not a silent 0), and the node's warning names it."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from data_pipes.reasoning.rewards import RewardsConfig, Scorer
+    from model.rl.collect import rollout_path
+    from model.rl.main import SUMMARY, _write_summary
+    from model.rl.strategies import make_strategy
+    from tasks.grpo import _unusable_weights
+
+    scorer = Scorer(RewardsConfig(weights={"code": 0.5}))
+    train = [{"id": "m", "prompt": "1+1?", "answer": "2", "domain": "math"}]
+    results = scorer.score_batch(train * 2, ["Answer: 2", "Answer: 3"])
+    rows = [
+        {"problem": 0, "reward": r.value, "passed": r.passed, "error": r.error,
+         "components": json.dumps(dict(r.components), sort_keys=True)}
+        for r in results
+    ]  # fmt: skip
+    spec = SimpleNamespace(
+        rollouts_dir=str(tmp_path / "rollouts"), checkpoint=SimpleNamespace(dir=str(tmp_path))
+    )
+    os.makedirs(spec.rollouts_dir)
+    pq.write_table(pa.Table.from_pylist(rows), rollout_path(spec.rollouts_dir, 1))
+    _write_summary(spec, {"steps": 1}, scorer, train, make_strategy("single_turn", scorer))  # type: ignore[arg-type]
+    rewards = {r["reward"]: r for r in json.loads((tmp_path / SUMMARY).read_text())["rewards"]}
+    assert rewards["math"]["scored"] == 2 and rewards["math"]["passed"] == 1
+    assert (rewards["code"]["scored"], rewards["code"]["not_applicable"]) == (0, 2)
+    assert rewards["code"]["not_applicable_reason"] == "reward_code_no_tests"
+    warning = _unusable_weights(list(rewards.values()))
+    assert "'code' did not apply to 2 of 2 rollouts (reward_code_no_tests)" in warning

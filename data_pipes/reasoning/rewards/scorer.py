@@ -1,6 +1,8 @@
 """`Scorer`: the one object an RL stage holds to score completions: it picks each row's reward, adds the
 weighted extras, batches per reward, and turns a reward that raises into that reward's counted error (value 0)
-instead of a failed stage.
+instead of a failed stage. A weighted reward a row cannot be scored by (``code`` on a row without tests: its
+``check`` gives a reason) is not run on that row: the row's ``components`` leave it out, its note says "not
+applicable (<reason>)", and ``not_applicable`` counts it per reward with the last reason.
 
     scorer = Scorer(RewardsConfig(weights={"format": 0.5}))
     reason = scorer.check(problem)            # None, or why the row cannot be scored (quarantine it)
@@ -35,6 +37,8 @@ class Scorer:
         self.errors: Counter[str] = Counter()
         self.value_sum: Counter[str] = Counter()
         self.last_errors: dict[str, str] = {}
+        self.not_applicable: Counter[str] = Counter()
+        self.not_applicable_reasons: dict[str, str] = {}
 
     def reward(self, name: str) -> Reward:
         if name not in self._rewards:
@@ -51,6 +55,13 @@ class Scorer:
         except UnknownRewardError:
             return "reward_unknown"
 
+    def weighted_check(self, name: str, problem: Problem) -> str | None:
+        """Why weighted reward ``name`` does not apply to ``problem`` (its ``check`` reason), or None."""
+        try:
+            return self.reward(name).check(problem)
+        except Exception:  # noqa: BLE001 - bad options: scoring reports it as that reward's error
+            return None
+
     def score(self, problem: Problem, completion: str) -> RewardResult:
         return self.score_batch([problem], [completion])[0]
 
@@ -59,10 +70,21 @@ class Scorer:
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
         task_names = [self.reward_name(p) for p in problems]
         task = self._by_reward(task_names, problems, completions)
-        extras = {
-            name: self._by_reward([name] * len(problems), problems, completions)
-            for name in self.config.weights
-        }
+        extras: dict[str, list[RewardResult | str]] = {}
+        for name in self.config.weights:
+            reasons = [self.weighted_check(name, p) for p in problems]
+            rows = [i for i, r in enumerate(reasons) if r is None]
+            scored = self._by_reward(
+                [name] * len(rows), [problems[i] for i in rows], [completions[i] for i in rows]
+            )
+            merged: list[RewardResult | str] = [r or "" for r in reasons]
+            for i, res in zip(rows, scored, strict=True):
+                merged[i] = res
+            for r in reasons:
+                if r is not None:
+                    self.not_applicable[name] += 1
+                    self.not_applicable_reasons[name] = r
+            extras[name] = merged
         out = []
         for i, name in enumerate(task_names):
             base = task[i]
@@ -71,6 +93,9 @@ class Scorer:
             notes, errors = [base.detail], [f"{name}: {base.error}"] if base.error else []
             for extra, results in extras.items():
                 r = results[i]
+                if isinstance(r, str):  # the row lacks what this reward reads: no component, a reason
+                    notes.append(f"{extra}: not applicable ({r})")
+                    continue
                 value += self.config.weights[extra] * r.value
                 components[extra] = r.value
                 if not r.passed:
@@ -132,8 +157,10 @@ class Scorer:
                 if self.scored[name]
                 else None,
                 "last_error": self.last_errors.get(name, ""),
+                "not_applicable": self.not_applicable[name],
+                "not_applicable_reason": self.not_applicable_reasons.get(name, ""),
             }
-            for name in sorted(self.scored)
+            for name in sorted(set(self.scored) | set(self.not_applicable))
         ]
 
     def close(self) -> None:

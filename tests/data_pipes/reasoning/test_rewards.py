@@ -290,6 +290,19 @@ def test_weights_row_column_and_raising_reward_counted_as_error() -> None:
     assert Scorer({"by_source": {"jsonl:x": "multiple_choice"}}).reward_name(math_row) == "multiple_choice"
 
 
+def test_a_weighted_reward_the_row_cannot_use_is_not_applicable_with_its_reason() -> None:
+    """``code`` weighted on a math row without tests is not run there: no component, a note, a counted reason."""
+    math_row = problem_row(id="m", prompt="1+1?", answer="2", source="jsonl:x", domain="math", difficulty="d")
+    scorer = Scorer(RewardsConfig(weights={"code": 0.5, "repetition": 0.5}))
+    (res,) = scorer.score_batch([math_row], ["Answer: 2"])
+    assert res.value == 1.0 and res.components == {"math": 1.0, "repetition": 0.0} and res.error is None
+    assert "code: not applicable (reward_code_no_tests)" in res.detail
+    stats = {s["reward"]: s for s in scorer.stats()}
+    assert stats["code"]["not_applicable"] == 1 and stats["code"]["scored"] == 0
+    assert stats["code"]["not_applicable_reason"] == "reward_code_no_tests"
+    assert stats["math"]["not_applicable"] == 0
+
+
 def test_config_errors_name_the_reward_and_the_fix() -> None:
     with pytest.raises(ValueError, match="did you mean format"):
         RewardsConfig(weights={"formt": 1.0})
