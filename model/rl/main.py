@@ -373,7 +373,7 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict(), key)
             dist.barrier()
         trained = time.perf_counter()
-        stats = {"loss": 0.0, "kl_to_start": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        stats = no_update_stats()
         if ro.kept_groups:
             streak = 0
             stats = _train_on(
@@ -587,6 +587,12 @@ def _export(policy: Any, module: torch.nn.Module, out: str, precision: str) -> N
     else:
         module.save_pretrained(out)
     policy.tokenizer.save_pretrained(out)
+
+
+def no_update_stats() -> dict[str, float | None]:
+    """The training metrics of a step whose groups were all filtered (no update): nothing was optimised (loss,
+    clip share and gradient norm 0) and the KL to the start was not measured (None, not 0: the policy has moved)."""
+    return {"loss": 0.0, "kl_to_start": None, "clip_frac": 0.0, "grad_norm": 0.0}
 
 
 def _reward_entry(role: str) -> dict[str, Any]:

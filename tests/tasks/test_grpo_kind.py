@@ -113,11 +113,13 @@ def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> 
     assert "rollout_s" not in rows[0]  # timings stay out of the output (same bytes on every run)
     for r in rows:
         assert 0 <= r["filtered_share"] <= 1 and r["kept_groups"] <= 4 and r["groups"] >= 8
-        assert r["kl_to_start"] >= 0 and r["temperature"] == 1.0
+        assert (r["kl_to_start"] is None) == (r["kept_groups"] == 0)  # no update: KL not measured
+        assert (r["kl_to_start"] is None or r["kl_to_start"] >= 0) and r["temperature"] == 1.0
     first = sum(r["reward"] for r in rows[:3]) / 3
     last = sum(r["reward"] for r in rows[-3:]) / 3
     assert last > first + 0.05, [round(r["reward"], 3) for r in rows]
-    assert rows[0]["kl_to_start"] < rows[-1]["kl_to_start"]  # the policy moved away from its start
+    kl = [r["kl_to_start"] for r in rows if r["kl_to_start"] is not None]
+    assert kl[0] < kl[-1]  # the policy moved away from its start
     # every step's scored rollouts are in the work folder: rows = groups * G
     for r in rows:
         ro = pq.read_table(out / "_grpo" / "rollouts" / f"step-{r['step']:08d}.parquet")
@@ -359,3 +361,23 @@ def test_a_weight_the_rows_cannot_use_is_reported_not_applicable(tmp_path: Path)
     assert rewards["code"]["not_applicable_reason"] == "reward_code_no_tests"
     warning = _unusable_weights(list(rewards.values()))
     assert "'code' did not apply to 2 of 2 rollouts (reward_code_no_tests)" in warning
+
+
+def test_a_step_without_an_update_logs_kl_as_not_measured() -> None:
+    """Every group filtered: kl_to_start is None (not 0.0), the table keeps None and the plot skips the step."""
+    from model.rl.main import no_update_stats
+    from tasks._grpo_plot import rl_figure
+    from tasks._grpo_run import metrics_table
+
+    stats = no_update_stats()
+    assert stats["kl_to_start"] is None and stats["grad_norm"] == 0.0
+    base = {"reward": 0.5, "pass_rate": 0.5, "temperature": 1.0, "filtered_share": 0.0, "response_len": 9.0}
+    rows = [
+        {"step": 1, **base, "kl_to_start": 0.001},
+        {"step": 2, **base, "filtered_share": 1.0, **stats},
+        {"step": 3, **base, "kl_to_start": 0.003},
+    ]
+    assert [r["kl_to_start"] for r in metrics_table(rows)] == [0.001, None, 0.003]
+    fig = rl_figure(rows, "t")
+    kl_axis = fig.axes[5]
+    assert list(kl_axis.lines[0].get_xdata()) == [1, 3]
