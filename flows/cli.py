@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flows.errors import SpecError, StoreLockedError
+from flows.errors import NodeFailedError, SpecError, StoreLockedError
 from flows.validate import Pipeline, load_pipeline
 
 app = typer.Typer(
@@ -359,6 +359,10 @@ def _run_here(
             results = state.result()
         except StoreLockedError as exc:
             err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except NodeFailedError as exc:  # each failed node's YAML line and error; tracebacks: Prefect's logs
+            err.print(Text(f"run failed: {exc}", style="red"), soft_wrap=True)
+            _print_ui_link(state)
             raise typer.Exit(1) from None
         except Exception as exc:  # the flow failed: the node's error is in Prefect's logs and here
             err.print(f"[red]run failed: {type(exc).__name__}: {exc}[/]")

@@ -23,6 +23,7 @@ from flows.engine import Engine, select
 from flows.errors import NodeFailedError
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.validate import load_pipeline
+from flows.yaml_source import YamlSyntaxError, parse_yaml
 
 _ENGINES: dict[str, Engine] = {}
 _ARTIFACTS: dict[str, RunArtifacts] = {}
@@ -162,13 +163,66 @@ def run_with_engine(
                     failed.append(node_id)
             engine.record_run_end(run_dir, results)
             if failed:
-                raise NodeFailedError(f"node(s) failed: {', '.join(failed)}")
+                raise NodeFailedError(_failure_summary(engine, {n: futures[n].state for n in failed}))
     finally:
         _ENGINES.pop(run_key, None)
         for error in _ARTIFACTS.pop(run_key).close():
             print(f"warning: an artifact could not be written: {error}")
         engine.close()
     return results
+
+
+def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
+    """One line per node that did not complete: a node that failed with its YAML line, error type and message
+    (its first lines, trimmed); a node that never ran because a node it depends on failed, as skipped. Prefect
+    logs each node's full traceback; this is the short account the run ends with."""
+    lines = _node_lines(engine.pipeline.file)
+    failed, skipped = [], []
+    for node_id, st in states.items():
+        where = f" ({engine.pipeline.file}:{lines[node_id]})" if node_id in lines else ""
+        exc = _exception(st) if st.is_failed() or st.is_crashed() else None
+        if isinstance(exc, BaseException):
+            failed.append(f"  {node_id}{where}: {type(exc).__name__}: {_short(str(exc), node_id)}")
+        elif st.is_failed() or st.is_crashed():
+            failed.append(f"  {node_id}{where}: {st.name}: {_short(st.message or 'no message', node_id)}")
+        else:  # Prefect's NotReady / Pending: an upstream node did not complete
+            ups = [d for d in engine.pipeline.deps[node_id] if d in states]
+            skipped.append(f"  {node_id}{where}: skipped, upstream failed: {', '.join(ups) or '?'}")
+    text = f"{len(failed)} node(s) failed:\n" + "\n".join(failed)
+    if skipped:
+        text += f"\n{len(skipped)} node(s) skipped:\n" + "\n".join(skipped)
+    return text
+
+
+def _exception(state: Any) -> BaseException | None:
+    """The exception a failed task run raised, when Prefect still holds it."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - the state's message is used instead
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
+def _short(message: str, node_id: str, limit: int = 300) -> str:
+    """The first two non-empty lines of ``message`` on one line, without a leading ``node '<id>': ``."""
+    text = " ".join([ln.strip() for ln in message.strip().splitlines() if ln.strip()][:2])
+    for prefix in (f"node '{node_id}': ", f"node {node_id!r}: ", f"node {node_id}: "):
+        text = text.removeprefix(prefix)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _node_lines(file: str) -> dict[str, int]:
+    """The line of each node (and source) in the pipeline file; empty when it cannot be read again."""
+    try:
+        with open(file, encoding="utf-8") as fh:
+            doc = parse_yaml(fh.read(), file)
+    except (OSError, UnicodeDecodeError, YamlSyntaxError):
+        return {}
+    return {
+        str(path[1]): line
+        for path, line in doc.lines.items()
+        if isinstance(path, tuple) and len(path) == 2 and path[0] in ("nodes", "sources")
+    }
 
 
 def _run_overrides() -> list[str]:

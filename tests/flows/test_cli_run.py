@@ -76,3 +76,33 @@ def test_busy_store_fails_before_prefect_or_queues_with_wait(tmp_path: Path) -> 
     assert cached.returncode == 0, out + errs
     assert f"{len(NODES)} reused, 0 computed" in out, out
     assert not any(n in out + errs for n in NOISE), out + errs
+
+
+@pytest.mark.timeout(400)
+def test_failed_run_names_each_failed_node_with_its_line_and_error(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=2)
+    pipeline = write_pipeline(
+        tmp_path,
+        {
+            "raw": {"uses": "files", "params": {"paths": ["data"]}},
+            "bad": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(no_such_column) > 1"}},
+            "after_bad": {"uses": "filter", "inputs": ["bad"], "params": {"expr": "length(text) > 1"}},
+        },
+    )
+    lines = pipeline.read_text().splitlines()
+    bad_line, after_line = lines.index("  bad:") + 1, lines.index("  after_bad:") + 1
+
+    run = _arcflow(["run", "-f", str(pipeline)], tmp_path)
+    out, errs = run.communicate(timeout=300)
+
+    assert run.returncode == 1, out + errs
+    summary = errs[errs.index("run failed: ") :].splitlines()
+    assert summary[0] == "run failed: 1 node(s) failed:", errs
+    assert summary[1].startswith(f"  bad ({pipeline}:{bad_line}): ValueError: filter expression "), errs
+    assert "'no_such_column'" in summary[1] and "does not have" in summary[1], errs
+    # the node downstream of the failure did not fail on its own: it is listed as skipped, without a reason of its own
+    assert summary[2:] == [
+        "1 node(s) skipped:",
+        f"  after_bad ({pipeline}:{after_line}): skipped, upstream failed: bad",
+    ]
+    assert "Traceback" not in errs[errs.index("run failed: ") :]
