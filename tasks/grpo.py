@@ -146,7 +146,8 @@ class Grpo(Kind):
         rows = pq.read_table(os.path.join(ctx.out_dir, "metrics.parquet")).to_pylist()
         ctx.add_report("Validation pass rate", table=[_eval_row(summary)])
         ctx.add_report("RL metrics", table=metrics_table(rows, last=len(rows)), png=_png(rows, ctx.node_id))
-        ctx.add_report("Rewards", table=evaluation["rewards"])
+        ctx.add_report("RL steps", table=steps_table(rows))
+        ctx.add_report("Rewards", table=[_reward_row(r) for r in evaluation["rewards"]])
         unused = _unusable_weights(evaluation["rewards"])
         if unused:
             log.warning("node %s: %s", ctx.node_id, unused)
@@ -166,6 +167,35 @@ class Grpo(Kind):
         )  # fmt: skip
         ctx.progress("export", 1, 1, "steps")
         return [result]
+
+
+# `arcflow show` prints a report table of at most 8 rows and 8 columns: the first and last steps, 8 columns
+# under short names (an 80-column terminal): metric column -> report column
+STEP_COLUMNS = {
+    "step": "step", "reward": "reward", "pass_rate": "pass", "temperature": "temp", "filtered_share": "filtered",
+    "response_len": "resp_len", "kl_to_start": "kl_to_start", "grad_norm": "grad_norm",
+}  # fmt: skip
+
+
+def steps_table(rows: list[dict[str, Any]], head: int = 3, tail: int = 3) -> list[dict[str, Any]]:
+    """The first ``head`` and last ``tail`` steps' main metrics, rounded (``kl_to_start`` None: not measured, the
+    step made no update); compact enough for `arcflow show` to print inline."""
+    picked = rows if len(rows) <= head + tail else [*rows[:head], *rows[-tail:]]
+    return [
+        {
+            name: round(r[k], 4) if isinstance(r.get(k), float) else r.get(k)
+            for k, name in STEP_COLUMNS.items()
+        }
+        for r in picked
+    ]
+
+
+def _reward_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A Rewards report row: the not-applicable count and its reason in one column (8 columns: `show` prints it)."""
+    row = {k: v for k, v in r.items() if k != "not_applicable_reason"}
+    if r.get("not_applicable"):
+        row["not_applicable"] = f"{r['not_applicable']} ({r.get('not_applicable_reason') or 'no reason'})"
+    return row
 
 
 def _unusable_weights(rewards: list[dict[str, Any]]) -> str:

@@ -339,7 +339,7 @@ def test_a_weight_the_rows_cannot_use_is_reported_not_applicable(tmp_path: Path)
     from model.rl.collect import rollout_path
     from model.rl.main import SUMMARY, _write_summary
     from model.rl.strategies import make_strategy
-    from tasks.grpo import _unusable_weights
+    from tasks.grpo import _reward_row, _unusable_weights
 
     scorer = Scorer(RewardsConfig(weights={"code": 0.5}))
     train = [{"id": "m", "prompt": "1+1?", "answer": "2", "domain": "math"}]
@@ -361,6 +361,8 @@ def test_a_weight_the_rows_cannot_use_is_reported_not_applicable(tmp_path: Path)
     assert rewards["code"]["not_applicable_reason"] == "reward_code_no_tests"
     warning = _unusable_weights(list(rewards.values()))
     assert "'code' did not apply to 2 of 2 rollouts (reward_code_no_tests)" in warning
+    row = _reward_row(rewards["code"])  # the Rewards report: 8 columns, so `arcflow show` prints it
+    assert len(row) == 8 and row["not_applicable"] == "2 (reward_code_no_tests)"
 
 
 def test_a_step_without_an_update_logs_kl_as_not_measured() -> None:
@@ -381,3 +383,23 @@ def test_a_step_without_an_update_logs_kl_as_not_measured() -> None:
     fig = rl_figure(rows, "t")
     kl_axis = fig.axes[5]
     assert list(kl_axis.lines[0].get_xdata()) == [1, 3]
+
+
+def test_show_prints_the_first_and_last_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The "RL steps" report fits `arcflow show`'s inline tables (<= 8 rows and columns): steps 1-3 and 8-10."""
+    from flows.cli import _print_small_report
+    from tasks.grpo import STEP_COLUMNS, steps_table
+
+    rows = [
+        {"step": s, "reward": s / 10, "pass_rate": 0.5, "temperature": 1.0, "filtered_share": 0.25,
+         "response_len": 12.0, "kl_to_start": None if s == 2 else s * 1e-3, "grad_norm": 0.123456, "loss": 0.0}
+        for s in range(1, 11)
+    ]  # fmt: skip
+    table = steps_table(rows)
+    assert [r["step"] for r in table] == [1, 2, 3, 8, 9, 10] and list(table[0]) == list(STEP_COLUMNS.values())
+    assert table[1]["kl_to_start"] is None and table[0]["grad_norm"] == 0.1235 and table[0]["pass"] == 0.5
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "rl-steps.json").write_text(json.dumps(table))
+    _print_small_report(str(tmp_path), {"title": "RL steps", "table": "reports/rl-steps.json"})
+    out = capsys.readouterr().out
+    assert "kl_to_start" in out and "0.1235" in out and "0.01" in out  # step 10's KL
