@@ -18,6 +18,10 @@ Each row ends in one of three places (``run_step`` returns the three frames):
   has no text, its ``meta`` is not a JSON object, or the step left a value that cannot be stored (a column set to
   the wrong type, an object in the metadata). The input row is kept whole beside the error.
 
+A step that asks datatrove to download a model or data file (``LanguageFilter``'s fastText model) is not a row
+error: downloads are impossible while the step runs (``datatrove_resolve.no_downloads``), and the first such
+request raises ``AssetNotCached`` naming the asset and the cache folder to pre-fill; the node fails with it.
+
 How each role runs (the role comes from the class, ``data_pipes.datatrove_resolve.step_role``): a filter through
 ``filter_batch`` in batches of its ``batch_size`` (a batch that raises is redone document by document, so only the
 bad row is quarantined); a formatter through ``format``; an extractor through ``extract``, in this process; any
@@ -41,7 +45,14 @@ from typing import Any
 
 import polars as pl
 
-from data_pipes.datatrove_resolve import Role, build_step, resolve_step, step_role
+from data_pipes.datatrove_resolve import (
+    AssetNotCached,
+    Role,
+    build_step,
+    no_downloads,
+    resolve_step,
+    step_role,
+)
 
 META = "meta"
 Fate = tuple[str, str, Any]  # (kept | dropped | error, the drop reason or the error, the document)
@@ -148,7 +159,11 @@ class StepRunner:
             metadata = json.loads(metas[i]) if metas[i] else {}  # its own copy: a step may edit nested values
             metadata.update((c, values[c][i]) for c in columns)
             docs.append((row, Document(text=texts[i], id=ids[i], metadata=metadata), meta))
-        fates = self._apply(step, [d for _, d, _ in docs])
+        try:
+            with no_downloads():
+                fates = self._apply(step, [d for _, d, _ in docs])
+        except AssetNotCached as exc:  # a setup error, not a row error: fail the node with it once
+            raise AssetNotCached(f"step {self.path!r}: {exc}") from None
         for (row, _, meta), (status, detail, out) in zip(docs, fates, strict=True):
             if status == "error":
                 row.error = detail
@@ -191,6 +206,8 @@ class StepRunner:
                         out.append(("dropped", f"{self.name}_dropped", doc))
                         continue
                     doc = yielded[0]
+            except AssetNotCached:
+                raise
             except Exception as exc:
                 out.append(("error", error_text(exc), None))
                 continue
@@ -218,11 +235,15 @@ class StepRunner:
                         f"filter_batch returned {len(results)} results for {len(batch)} documents"
                     )
                 outcomes: list[Any] = [("ok", r) for r in results]
+            except AssetNotCached:
+                raise
             except Exception:
                 outcomes = []
                 for doc in batch:  # find the row that raised
                     try:
                         outcomes.append(("ok", step.filter(doc)))
+                    except AssetNotCached:
+                        raise
                     except Exception as exc:
                         outcomes.append(("error", error_text(exc)))
             for offset, (doc, (status, result)) in enumerate(zip(batch, outcomes, strict=True)):

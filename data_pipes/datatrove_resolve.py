@@ -20,8 +20,11 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
@@ -48,6 +51,70 @@ NOT_PER_DOCUMENT = {
 
 class StepError(ValueError):
     """A step that cannot be used; the message says what to do."""
+
+
+class AssetNotCached(StepError):
+    """The step asked datatrove to download a model or data file that is not in its asset cache. A setup error,
+    not a row error: the node fails with it (arcflow never downloads at run time)."""
+
+
+_GUARD_LOCK = threading.RLock()
+_guard_depth = 0
+_saved: dict[str, Any] = {}
+
+
+def _refuse_download(remote_path: str, local_path: str, progress: bool = True) -> None:
+    folder = os.path.dirname(local_path)
+    raise AssetNotCached(
+        f"the step needs {remote_path!r}, which is not in datatrove's asset cache; arcflow never downloads at run "
+        f"time: on a machine with network, fetch it into {folder} as {os.path.basename(local_path)} and create "
+        f"{os.path.basename(local_path)}.completed beside it (running the step once in datatrove does both), or "
+        f"copy that folder here (its root follows HF_ASSETS_CACHE / HF_HOME)"
+    )
+
+
+@contextmanager
+def no_downloads() -> Iterator[None]:
+    """While inside: datatrove's downloader (``datatrove.io.download_file``, which its
+    ``cached_asset_path_or_download`` calls for an asset not yet cached) raises ``AssetNotCached`` instead of
+    touching the network, and the Hugging Face hub is offline (``HF_HUB_OFFLINE=1``). A cached asset is read as
+    usual. Re-entrant and thread-safe; everything is restored on the way out."""
+    global _guard_depth
+    try:
+        import datatrove.io as dt_io
+    except ImportError:  # no datatrove: nothing can download through it
+        yield
+        return
+    with _GUARD_LOCK:
+        if _guard_depth == 0:
+            _saved["download_file"] = dt_io.download_file
+            _saved["env"] = os.environ.get("HF_HUB_OFFLINE")
+            dt_io.download_file = _refuse_download
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            try:  # huggingface_hub reads the variable once, at import
+                from huggingface_hub import constants
+
+                _saved["hf_offline"] = constants.HF_HUB_OFFLINE
+                constants.HF_HUB_OFFLINE = True
+            except (ImportError, AttributeError):
+                _saved.pop("hf_offline", None)
+        _guard_depth += 1
+    try:
+        yield
+    finally:
+        with _GUARD_LOCK:
+            _guard_depth -= 1
+            if _guard_depth == 0:
+                dt_io.download_file = _saved.pop("download_file")
+                env = _saved.pop("env")
+                if env is None:
+                    os.environ.pop("HF_HUB_OFFLINE", None)
+                else:
+                    os.environ["HF_HUB_OFFLINE"] = env
+                if "hf_offline" in _saved:
+                    from huggingface_hub import constants
+
+                    constants.HF_HUB_OFFLINE = _saved.pop("hf_offline")
 
 
 def datatrove_version() -> str:
@@ -185,7 +252,10 @@ def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
 def build_step(cls: type, args: Mapping[str, Any], path: str) -> Any:
     """``cls(**args)``, with a StepError naming the argument and the fix when the constructor rejects them."""
     try:
-        return cls(**dict(args))
+        with no_downloads():  # a step that downloads in its constructor fails here, naming the asset
+            return cls(**dict(args))
+    except AssetNotCached as exc:
+        raise AssetNotCached(f"step {path!r}: {exc}") from None
     except (
         ImportError
     ) as exc:  # datatrove's own dependency check: "Please install `x` to use Y (`pip install x`)"
@@ -260,6 +330,8 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
         return problems
     try:
         build_step(cls, args, path)
+    except AssetNotCached as exc:
+        return [(("step",), str(exc))]
     except StepError as exc:
         return [(("args",), str(exc))]
     return []

@@ -12,9 +12,10 @@
 One output shard per input shard. Rows become datatrove Documents and back (``data_pipes.datatrove_bridge``): the
 ``meta`` JSON and the other columns are the document's metadata, and what the step adds comes back in ``meta``;
 datatrove's drop reasons (``gopher_short_doc``) are the node's drop reasons; a row the step raises on is
-quarantined with the error. The step is checked when the pipeline is validated: its import path, that it is a
-per-document datatrove step, and its ``args`` (the step is constructed once). The fingerprint holds the params,
-datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
+quarantined with the error; a step that asks datatrove to download a model fails the node with one error naming
+the asset and datatrove's cache folder to pre-fill (arcflow never downloads at run time). The step is checked when
+the pipeline is validated: its import path, that it is a per-document datatrove step, and its ``args`` (the step
+is constructed once). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
 a step that is not datatrove's own, the source of its module (and of the modules of its package it imports).
 Install datatrove with the `datatrove` extra. See docs/DATATROVE.md.
 """
@@ -94,7 +95,8 @@ class DatatroveStep(DocumentMapKind):
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
         """A short markdown: the step, its role, the counts, and a warning when every row was quarantined with
-        the same error (a setup problem, such as a model the step downloads at run time, not bad rows)."""
+        the same error (a setup problem, such as a missing package, not bad rows; a model the step would download
+        fails the node outright, see ``data_pipes.datatrove_resolve.no_downloads``)."""
         params: DatatroveParams = ctx.params  # type: ignore[assignment]
         rows_in = sum(r.rows_in for r in results)
         kept, dropped, bad = (sum(getattr(r, k) for r in results) for k in ("kept", "dropped", "quarantined"))
@@ -110,7 +112,7 @@ class DatatroveStep(DocumentMapKind):
         if rows_in and bad == rows_in and len(errors) == 1:
             lines.append(
                 f"\n**Every row was quarantined with `{next(iter(errors))}`**: this is likely a setup problem (a "
-                "missing package or a model the step downloads at run time; arcflow runs offline), not bad rows; "
+                "missing package), not bad rows; "
                 "see quarantine/part-*.parquet for the message."
             )
         ctx.add_report("datatrove step", markdown="\n".join(lines))

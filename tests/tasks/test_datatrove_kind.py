@@ -332,3 +332,89 @@ def test_missing_text_column_is_named_before_any_shard(tmp_path: Path) -> None:
         RunContext("tidy", params.model_copy(update={"text_column": "body"}), [ref], "", 0, None, None)
     )  # type: ignore[arg-type]
     assert len(tasks) == 1
+
+
+class _NoNetwork:
+    """Makes every socket connection fail and records the attempt (tests must never touch the network)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import socket
+
+        self.attempts: list[object] = []
+
+        def refuse(address: object, *args: object, **kwargs: object) -> None:
+            self.attempts.append(address)
+            raise OSError(f"network used in a test: {address}")
+
+        def refuse_connect(sock: object, address: object) -> None:
+            refuse(address)
+
+        monkeypatch.setattr(socket, "create_connection", refuse)
+        monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(host))
+
+
+def _empty_asset_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from huggingface_hub.utils import _cache_assets
+
+    cache = tmp_path / "assets"
+    monkeypatch.setattr(_cache_assets, "HF_ASSETS_CACHE", str(cache))
+    return cache
+
+
+class DownloadingFilter:
+    """Resolved by import path in a test below: a filter that fetches its asset in its constructor."""
+
+
+def _downloading_filter() -> type:
+    from datatrove.io import cached_asset_path_or_download
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    class Fetches(BaseFilter):
+        name = "fetches"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.path = cached_asset_path_or_download("https://example.invalid/words.txt", namespace="test")
+
+        def filter(self, doc: object) -> bool:
+            return True
+
+    return Fetches
+
+
+def test_step_needing_a_model_fails_once_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datatrove.io as dt_io
+
+    from data_pipes.datatrove_resolve import AssetNotCached
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    original = dt_io.download_file
+    runner = StepRunner("datatrove.pipeline.filters.LanguageFilter", {"languages": ["de"]})
+    with pytest.raises(AssetNotCached) as info:
+        runner.run(_frame({k: PARAGRAPHS[k] for k in list(PARAGRAPHS)[:3]}))
+    message = str(info.value)
+    assert "LanguageFilter" in message and "dl.fbaipublicfiles.com/fasttext" in message
+    assert str(cache / "datatrove" / "lid") in message and "never downloads" in message
+    assert net.attempts == []  # refused before any connection, not by the network failing
+    assert dt_io.download_file is original and "HF_HUB_OFFLINE" not in os.environ  # restored afterwards
+
+
+def test_step_downloading_in_its_constructor_fails_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data_pipes.datatrove_resolve import check_step
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    monkeypatch.setattr(sys.modules[__name__], "DownloadingFilter", _downloading_filter())
+    problems = check_step(f"{__name__}:DownloadingFilter", {})
+    assert len(problems) == 1 and problems[0][0] == ("step",)
+    assert (
+        "example.invalid/words.txt" in problems[0][1] and str(cache / "datatrove" / "test") in problems[0][1]
+    )
+    assert net.attempts == []
