@@ -55,6 +55,14 @@ def _texts(in_path: str, column: str) -> list[str]:
     return [t or "" for t in pq.read_table(in_path, columns=[column]).column(column).to_pylist()]
 
 
+def _langs(in_path: str, column: str = "lang") -> list[str | None] | None:
+    """The shard's ``lang`` codes (from ``langid``), which pick the word segmenter of unspaced languages for
+    shingling; None when the shard has no such column (the script decides then)."""
+    if column not in pq.read_schema(in_path).names:
+        return None
+    return pq.read_table(in_path, columns=[column]).column(column).cast(pa.string()).to_pylist()
+
+
 def weights_phase(in_path: str, shard: int, out_path: str, column: str = SIZE_COLUMN) -> str | None:
     """The documents of one shard whose incoming cluster size (``column``, from an earlier dedup node) is not 1:
     ``doc`` (key), ``size``. None (and no file) when the shard has no such column. A null size counts as 1."""
@@ -80,7 +88,8 @@ def signature_phase(
 ) -> str:
     """Write the band table of one documents shard, one row group per band (a band task reads its own)."""
     if not os.path.exists(out_path):
-        table = band_table(minhash_signatures(_texts(in_path, column), params), shard, params)
+        langs = _langs(in_path)
+        table = band_table(minhash_signatures(_texts(in_path, column), params, langs), shard, params)
         write_atomic(table, out_path, row_group_size=max(1, table.num_rows // params.num_bands))
     return out_path
 

@@ -11,6 +11,14 @@ splitmix64 finaliser then spreads the bits, and the top 32 bits are the shingle 
 Departure: the shingle hash is not xxhash, so signatures differ from datatrove's bit for bit; the set
 semantics (distinct word 5-grams of the normalised text, documents with fewer than n words get no shingles)
 are the same.
+
+Languages written without spaces (Chinese, Japanese, Thai) would otherwise give a paragraph one "word" and no
+shingle. As datatrove's MinHash splits every document with its language's word tokenizer, :func:`word_split`
+first cuts such documents into words with the segmenters of ``data_pipes.web.lang.segmenters`` (rjieba,
+Sudachi mode A, pythainlp newmm: datatrove's tokenizers for these languages) and joins them with one space, so
+the n-grams are word 5-grams there too; datatrove uses word n-grams, not character n-grams, for every language.
+The language is the row's ``lang`` (from ``langid``); without one, the text's dominant script (Han, kana, Thai).
+Every other document, English included, is left as it is, so its shingles are unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import polars as pl
 
 _R = np.uint64(0x9E3779B97F4A7C15 | 1)  # odd multiplier of the polynomial hash
 _R_INV = np.uint64(pow(int(_R), -1, 1 << 64))
@@ -57,6 +66,58 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x *= np.uint64(0x94D049BB133111EB)
     x ^= x >> np.uint64(31)
     return x
+
+
+_SCRIPT_SEGMENTER = {"Hani": "zh", "Kana": "ja", "Thai": "th"}  # scripts written without spaces
+
+
+def unspaced_segmenter(texts: Sequence[str], langs: Sequence[str | None] | None = None) -> list[str | None]:
+    """Per document, the segmenter (``"zh"``, ``"ja"``, ``"th"``) of a language written without spaces, else None.
+
+    A non-empty ``lang`` decides (codes as ``langid`` writes them, normalised as the heuristics do); a document
+    without one goes by its dominant script, looked at only when the text has non-ASCII characters.
+    """
+    from data_pipes.web.lang.rules import normalise_lang_column
+    from data_pipes.web.lang.scripts import dominant_script
+    from data_pipes.web.lang.segmenters import UNSPACED
+
+    if langs is not None and len(langs) != len(texts):
+        raise ValueError(f"{len(langs)} languages for {len(texts)} texts; give one `lang` per document")
+    codes = (
+        normalise_lang_column(pl.Series(list(langs), dtype=pl.String)).to_list()
+        if langs is not None
+        else [""] * len(texts)
+    )
+    out: list[str | None] = [c if c in UNSPACED else None for c in codes]
+    unknown = [i for i, c in enumerate(codes) if not c and not texts[i].isascii()]
+    if unknown:
+        scripts = dominant_script(pl.Series([texts[i] for i in unknown], dtype=pl.String)).to_list()
+        for i, script in zip(unknown, scripts, strict=True):
+            out[i] = _SCRIPT_SEGMENTER.get(script)
+    return out
+
+
+def word_split(normalised: Sequence[str], langs: Sequence[str | None] | None = None) -> list[str]:
+    """``normalised`` with each document of an unspaced language cut into words joined by one space (see the
+    module docstring); other documents are returned unchanged. Segmenters load once per process."""
+    from data_pipes.web.lang.segmenters import segment
+
+    kinds = unspaced_segmenter(normalised, langs)
+    out = list(normalised)
+    for kind in sorted({k for k in kinds if k is not None}):
+        rows = [i for i, k in enumerate(kinds) if k == kind]
+        words = (
+            segment(pl.Series([normalised[i] for i in rows], dtype=pl.String), kind)
+            .group_by("doc", maintain_order=True)
+            .agg(pl.col("tok").str.join(" "))
+        )
+        for doc, joined in zip(words["doc"].to_list(), words["tok"].to_list(), strict=True):
+            out[rows[doc]] = joined
+        done = set(words["doc"].to_list())
+        for j, i in enumerate(rows):
+            if j not in done:  # no word at all
+                out[i] = ""
+    return out
 
 
 def _squeeze_spaces(data: np.ndarray, doc_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.params import MinHashParams
-from data_pipes.dedup.shingles import hash_shingles
+from data_pipes.dedup.shingles import hash_shingles, word_split
 
 EMPTY = np.uint32(np.iinfo(np.uint32).max)
 _BLOCK = 4096  # shingles per permutation block: 112 x 4096 x 4 bytes = 1.8 MB
@@ -61,15 +61,20 @@ def _min_per_doc(hashes: np.ndarray, doc: np.ndarray, a: np.ndarray, b: np.ndarr
         out[docs] = np.minimum(out[docs], mins)
 
 
-def minhash_signatures(texts: Sequence[str], params: MinHashParams | None = None) -> np.ndarray:
+def minhash_signatures(
+    texts: Sequence[str], params: MinHashParams | None = None, langs: Sequence[str | None] | None = None
+) -> np.ndarray:
     """MinHash signatures of raw ``texts``: uint32 array of shape (len(texts), num_perm).
+
+    ``langs`` (one ``lang`` code per text, or None) picks the word segmenter of unspaced languages, see
+    :func:`.shingles.word_split`; without it the script decides.
 
     Rows of documents with fewer than ``n_grams`` words are all ``EMPTY`` (see :func:`has_signature`).
     """
     params = params or MinHashParams()
     a, b = permutation_params(params)
     out = np.full((len(texts), params.num_perm), EMPTY, dtype=np.uint32)
-    normalised = [normalise_text(t, params.norm, collapse=False) for t in texts]
+    normalised = word_split([normalise_text(t, params.norm, collapse=False) for t in texts], langs)
     for start, stop in _batches(normalised, params.batch_bytes):
         hashes, doc = hash_shingles(normalised[start:stop], params.n_grams)
         if hashes.size:
