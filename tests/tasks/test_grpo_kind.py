@@ -139,6 +139,10 @@ def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> 
     assert "pass_rate_before" in shown.output and "pass_rate_after" in shown.output, shown.output
     line = next(x for x in shown.output.splitlines() if x.startswith("│") and "│ 4 " in x)
     assert str(ev["val_pass_rate_before"]) in line and str(ev["val_pass_rate_after"]) in line, line
+    # and the RL steps (first and last three) with the Rewards table
+    assert "kl_to_start" in shown.output and "grad_norm" in shown.output and "repetition" in shown.output
+    step10 = next(x for x in shown.output.splitlines() if x.startswith(f"│ {STEPS} "))
+    assert str(round(rows[-1]["reward"], 4)) in step10, step10
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
