@@ -4,6 +4,16 @@ Decoding order (the first that decodes strictly wins):
 
 1. a byte-order mark (UTF-8, UTF-16, UTF-32);
 2. plain UTF-8;
+2b. UTF-8 with replacement, when the BOM or the declared charset says UTF-8 and the bytes are UTF-8 but for a few
+   stray ones: at most ``LOSSY_UTF8_MAX_SHARE`` (20%) of the non-ASCII units (valid non-ASCII characters plus
+   invalid bytes) invalid. Each bad sequence becomes U+FFFD, as in a browser, which follows the label; flagged
+   ``encoding_source="declared_lossy"`` (or ``"bom_lossy"``) with ``decode_errors`` (how many U+FFFD were put
+   in). Why 20%: a page wholly in another encoding but labelled UTF-8 has nearly every non-ASCII byte invalid as
+   UTF-8 (measured on short pages: cp1251 and cp1252 100%, GBK 81%, Shift_JIS 83%; legacy bytes seldom form valid
+   UTF-8 sequences), while a UTF-8 page with a few pasted cp1252 bytes is near 0 on a long page but not on a
+   short one: two stray bytes among 20 umlauts are already 9%, so 1% or 5% would send such a page to detection,
+   which turns every umlaut into mojibake. 20% keeps a 4x margin below the mislabelled pages, which go on to
+   detection as before (as does a UTF-8 template around a longer body pasted in cp1252);
 3. the charset the document declares in its first 4 KiB: ``<meta charset=...>``, ``<meta http-equiv ...
    content="...; charset=...">`` or an XML declaration's ``encoding=``, mapped as browsers map labels (WHATWG:
    ``iso-8859-1`` / ``us-ascii`` -> windows-1252, ``iso-8859-9`` -> windows-1254, ``gb2312`` -> gb18030, ...;
@@ -37,6 +47,7 @@ from data_pipes.web.encoding import detect_codecs, whatwg_codec
 SNIFF_BYTES = 4096
 BINARY_SAMPLE = 8192
 CONTROL_RATIO_MAX = 0.10
+LOSSY_UTF8_MAX_SHARE = 0.20  # see the module docstring, step 2b
 # Controls that ordinary text does contain: tab, newlines, form feed, vertical tab, ESC (ISO-2022-JP).
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\x1b")
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
@@ -58,7 +69,8 @@ class Decoded(NamedTuple):
 
     text: str
     encoding: str
-    encoding_source: str  # "utf-8" | "bom" | "declared" | "preferred" | "detected" | "fallback"
+    encoding_source: str  # "utf-8" | "bom" | "declared" | "bom_lossy" | "declared_lossy" | "preferred" | ...
+    decode_errors: int = 0  # U+FFFD put in for invalid bytes (only the *_lossy sources have any)
 
 
 def _bom_encoding(data: bytes) -> str | None:
@@ -85,6 +97,20 @@ def _try(data: bytes, encoding: str | None) -> str | None:
         return data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
+
+
+def _lossy_utf8(data: bytes) -> tuple[str, int] | None:
+    """``data`` decoded as UTF-8 with U+FFFD for bad sequences, and how many were put in, when at most
+    ``LOSSY_UTF8_MAX_SHARE`` of its non-ASCII units are invalid bytes; else None."""
+    escaped = data.decode(
+        "utf-8", "surrogateescape"
+    )  # each invalid byte -> one lone surrogate U+DC80..U+DCFF
+    invalid = sum(1 for ch in escaped if "\udc80" <= ch <= "\udcff")
+    non_ascii = sum(1 for ch in escaped if ch > "\x7f")
+    if not invalid or invalid > LOSSY_UTF8_MAX_SHARE * non_ascii:
+        return None
+    text = data.decode("utf-8", "replace")
+    return text, text.count("\ufffd") - escaped.count("\ufffd")
 
 
 def binary_reason(data: bytes) -> str | None:
@@ -121,6 +147,10 @@ def decode_bytes(data: bytes, prefer: str | None = None) -> Decoded:
     if (text := _try(data, "utf-8")) is not None:
         return Decoded(text, "utf-8", "utf-8")
     declared = declared_charset(data)
+    if bom == "utf-8-sig" and (lossy := _lossy_utf8(data[len(codecs.BOM_UTF8) :])) is not None:
+        return Decoded(lossy[0], "utf-8", "bom_lossy", lossy[1])
+    if bom is None and declared == "utf-8" and (lossy := _lossy_utf8(data)) is not None:
+        return Decoded(lossy[0], "utf-8", "declared_lossy", lossy[1])
     if (text := _try(data, declared)) is not None:
         return Decoded(text, declared, "declared")
     prefer = (whatwg_codec(prefer, declared=False) or prefer) if prefer else None
@@ -151,8 +181,12 @@ def decode_document(data: bytes, prefer: str | None = None) -> Decoded:
     raise BadInput("binary_content", reason)
 
 
-def encoding_meta(decoded: Decoded) -> dict[str, str]:
-    """The ``meta`` entries for a decoded document: empty for plain UTF-8 (with or without BOM)."""
+def encoding_meta(decoded: Decoded) -> dict[str, str | int]:
+    """The ``meta`` entries for a decoded document: empty for plain UTF-8 (with or without BOM); a lossy
+    decode adds ``decode_errors``."""
     if decoded.encoding_source == "utf-8":
         return {}
-    return {"encoding": decoded.encoding, "encoding_source": decoded.encoding_source}
+    meta: dict[str, str | int] = {"encoding": decoded.encoding, "encoding_source": decoded.encoding_source}
+    if decoded.decode_errors:
+        meta["decode_errors"] = decoded.decode_errors
+    return meta

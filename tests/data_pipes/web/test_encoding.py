@@ -113,3 +113,43 @@ def test_sample_takes_head_and_tail_without_splitting_characters() -> None:
     text = sample.decode("gb18030")  # strict: no character was cut in two
     assert text.startswith(head) and text.endswith(tail)
     assert detection_sample(b"short") == b"short"
+
+
+GERMAN_UTF8 = (
+    "Grüße aus München! Die Bäume am Ufer der Isar blühen, die Straßen sind voller Füße und Räder. "
+    "Über Nacht wurde es kühl; früh am Morgen öffnen die Läden, und Bürger kaufen Brötchen und Äpfel."
+)
+
+
+def test_declared_utf8_page_with_stray_cp1252_bytes_keeps_utf8(tmp_path: Path) -> None:
+    head = '<html><head><meta charset="utf-8"><title>München</title></head><body><p>'
+    # two bytes pasted from a cp1252 editor (curly quotes), amid valid UTF-8 umlauts
+    data = head.encode() + GERMAN_UTF8.encode() + b" Er sagte \x93Hallo\x94." + b"</p></body></html>"
+    path = tmp_path / "de.html"
+    path.write_bytes(data)
+    [rec] = read_records(str(path), "html", source="t")
+    assert "Grüße aus München" in rec["text"] and "Brötchen und Äpfel" in rec["text"]
+    assert "Ã" not in rec["text"] and "Er sagte \ufffdHallo\ufffd." in rec["text"]
+    meta = json.loads(rec["meta"])
+    assert (meta["encoding"], meta["encoding_source"], meta["decode_errors"]) == (
+        "utf-8",
+        "declared_lossy",
+        2,
+    )
+    with_bom = decode_bytes(b"\xef\xbb\xbf" + GERMAN_UTF8.encode() + b" \x96 Ende")
+    assert with_bom.text == GERMAN_UTF8 + " \ufffd Ende" and with_bom.encoding_source == "bom_lossy"
+
+
+def test_page_wholly_in_cp1251_labelled_utf8_is_still_detected() -> None:
+    russian = "Привет! Это страница на русском языке, её автор ошибся в объявлении кодировки. " * 3
+    data = (
+        b'<html><head><meta charset="utf-8"></head><body><p>'
+        + russian.encode("cp1251")
+        + b"</p></body></html>"
+    )
+    decoded = decode_bytes(data)
+    assert russian in decoded.text and (decoded.encoding, decoded.encoding_source) == ("cp1251", "detected")
+    assert decoded.decode_errors == 0
+    # past the bar: a UTF-8 page where more than 20% of the non-ASCII units are bad bytes is not forced to UTF-8
+    mostly_bad = b'<meta charset="utf-8">' + "Grüße".encode() + "äöüßÄÖÜ".encode("cp1252")
+    assert decode_bytes(mostly_bad).encoding_source != "declared_lossy"
