@@ -82,6 +82,7 @@ def no_downloads() -> Iterator[None]:
     global _guard_depth
     try:
         import datatrove.io as dt_io
+        from loguru import logger
     except ImportError:  # no datatrove: nothing can download through it
         yield
         return
@@ -91,6 +92,7 @@ def no_downloads() -> Iterator[None]:
             _saved["env"] = os.environ.get("HF_HUB_OFFLINE")
             dt_io.download_file = _refuse_download
             os.environ["HF_HUB_OFFLINE"] = "1"
+            logger.disable("datatrove.io")  # its "Downloading ..." line would be false: nothing is downloaded
             try:  # huggingface_hub reads the variable once, at import
                 from huggingface_hub import constants
 
@@ -106,6 +108,7 @@ def no_downloads() -> Iterator[None]:
             _guard_depth -= 1
             if _guard_depth == 0:
                 dt_io.download_file = _saved.pop("download_file")
+                logger.enable("datatrove.io")
                 env = _saved.pop("env")
                 if env is None:
                     os.environ.pop("HF_HUB_OFFLINE", None)

@@ -418,3 +418,36 @@ def test_step_downloading_in_its_constructor_fails_validation(
         "example.invalid/words.txt" in problems[0][1] and str(cache / "datatrove" / "test") in problems[0][1]
     )
     assert net.attempts == []
+
+
+def test_node_needing_a_model_fails_with_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_pipes.datatrove_resolve import AssetNotCached
+
+    _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.jsonl").write_text(
+        "".join(json.dumps({"id": f"r{i}", "text": PARAGRAPHS["de_good"]}) + "\n" for i in range(3))
+    )
+    spec = {
+        "name": "lid",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False, "inline_s": 3},
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["docs"], "id_field": "id"}},
+            "lang": {"uses": "datatrove", "inputs": ["docs"],
+                     "params": {"step": "datatrove.pipeline.filters.LanguageFilter", "args": {"languages": ["de"]}}},
+        },
+    }  # fmt: skip
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    pipeline = load_pipeline(str(file))  # lazy download: construction does not fetch, so validate passes
+    engine = Engine(pipeline)
+    try:
+        engine.run_node("docs")
+        with pytest.raises(AssetNotCached, match="lid.176.bin"):
+            engine.run_node("lang")
+    finally:
+        engine.close()
+    assert net.attempts == []
+    assert "lang" not in Store(str(tmp_path / "store")).read_refs("lid")  # no output, no quarantined rows
