@@ -33,7 +33,8 @@ def test_schedules_become_deployments(tmp_path: Path) -> None:
         },
     )
     pipeline = load(tmp_path / "pipeline.yaml")
-    with prefect_test_harness():
+    # a loaded machine (the suite's shared default runs go on in the background) starts it slowly
+    with prefect_test_harness(server_startup_timeout=180):
         deployed = deploy_schedules(pipeline, "test-pool", create_pool=True)
         assert [d.name for d in deployed] == [
             "arcflow/demo-pipe-nightly",
