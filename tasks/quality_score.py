@@ -8,7 +8,11 @@ scored in batches of ``batch_size`` with newlines replaced by spaces and the tra
 ``langid``) when the training node made one, else to the fallback model. Other scorers: ``math_density`` or
 any dotted-path function (``data_pipes.web.scorers``).
 
-Report: a histogram of the scores (PNG) and a summary table (read back from the output's score column).
+Report: a histogram of the scores (PNG) and a summary table, from mergeable per-shard parts
+(``data_pipes.web.score_summary``): each shard task returns its count, sum, min, max and count at or above 0.5;
+then worker tasks over groups of shards count the score column into the histogram's bins and merge t-digests, so
+the driver never holds the scores. Counts, mean, min, max and the share are exact; p10, p50 and p90 come from the
+merged digest (within 0.1% of the documents in rank, plus one document).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import os
 import time
 from typing import Any, ClassVar
 
-import numpy as np
 import polars as pl
 from pydantic import Field
 
 from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_plots as plots
+from data_pipes.web import quantiles
+from data_pipes.web import score_summary as ss
 from data_pipes.web.scorers import build_scorer, check_scorer, scorer_signature
 from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
@@ -66,6 +71,7 @@ class QualityScore(DocumentMapKind):
     path_params: ClassVar[tuple[str, ...]] = ("model_path",)
     packages = ("fasttext-numpy2-wheel", "fasttext-predict", "polars", "numpy")
     description = "score documents (fastText P(positive), math_density, or your function) into a score column"
+    phases: ClassVar[tuple[str, ...]] = ("shards", "summary")
 
     def check_params(self, params: QualityScoreParams) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -146,7 +152,7 @@ class QualityScore(DocumentMapKind):
                 )
         if not tasks:
             raise ValueError(f"{ctx.node_id}: no documents input; add the node whose documents to score")
-        results = ctx.run_shards(tasks)
+        results = ctx.run_shards(tasks, phase="shards")
         self.summarize(ctx, results)
         return results
 
@@ -163,25 +169,41 @@ class QualityScore(DocumentMapKind):
             hi = lo + params.batch_size
             scores.extend(scorer(texts[lo:hi], None if langs is None else langs[lo:hi]))
         out = frame.with_columns(pl.Series(params.score_column, scores, dtype=pl.Float64))
-        return write_shard(out_dir, task.index, out, rows_in=frame.height, started=started)
+        stats = ss.shard_stats(out[params.score_column].fill_null(float("nan")).to_numpy())
+        return write_shard(
+            out_dir, task.index, out, rows_in=frame.height, started=started, extra={"score_stats": stats}
+        )
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
+        """The histogram and summary table from the shards' statistics and a worker pass over groups of shards
+        (their score column only): the driver holds a few numbers per shard and at most
+        ``score_summary.MAX_GROUPS`` digests, never a score per document."""
         params: QualityScoreParams = ctx.params  # type: ignore[assignment]
         column = params.score_column
-        parts = [pl.read_parquet(r.path, columns=[column])[column] for r in results if r.kept]
-        values = pl.concat(parts).to_numpy() if parts else np.zeros(0)
-        counts, edges = plots.histogram(values)
+        done = [r for r in results if r.kept]
+        stats = ss.merge_stats([r.extra["score_stats"] for r in done])
+        edges = ss.edges(stats)
+        parts = ctx.map(ss.GroupSummary(column, edges), ss.groups([r.path for r in done]), phase="summary")
+        counts, digest = ss.merge_groups(parts)
         png = plots.histogram_png(counts, edges, title=f"{ctx.node_id}: {column}", xlabel=column)
-        summary: dict[str, Any] = {"scorer": params.scorer, "documents": int(values.size)}
-        if values.size:
-            q = np.quantile(values, [0.1, 0.5, 0.9])
+        n = stats["n"]
+        summary: dict[str, Any] = {"scorer": params.scorer, "documents": n + stats["nan"]}
+        if stats["nan"]:
+            summary["no_score"] = stats["nan"]
+        if n:
+            p10, p50, p90 = ss.percentiles(digest, n, [0.1, 0.5, 0.9])
             summary.update(
-                mean=round(float(values.mean()), 4),
-                min=round(float(values.min()), 4),
-                p10=round(float(q[0]), 4),
-                p50=round(float(q[1]), 4),
-                p90=round(float(q[2]), 4),
-                max=round(float(values.max()), 4),
-                share_ge_0_5=round(float((values >= 0.5).mean()), 4),
+                mean=round(stats["sum"] / n, 4),
+                min=round(stats["min"], 4),
+                p10=round(p10, 4),
+                p50=round(p50, 4),
+                p90=round(p90, 4),
+                max=round(stats["max"], 4),
+                share_ge_0_5=round(stats["ge_0_5"] / n, 4),
             )
-        ctx.add_report("Score distribution", png=png, table=[summary])
+        note = (
+            f"p10, p50 and p90 from a merged t-digest ({quantiles.CENTROIDS} centroids): within "
+            f"{quantiles.SKETCH_RANK_ERROR:.1%} of the documents in rank, plus one document; the counts, "
+            "mean, min, max and share are exact."
+        )
+        ctx.add_report("Score distribution", png=png, table=[summary], markdown=note)
