@@ -14,6 +14,17 @@ depend on it, nor on the number of workers: results come back in item order.
 with ``memory_gb: M`` takes ``M`` of it, so a worker runs only as many of that node's shards at once as fit. A node
 asking more than any worker has is an error before anything is submitted (it would otherwise wait forever); on an
 external cluster, declare it on the workers (``dask worker ... --resources "CPU=8,MEMORY_GB=64"``).
+
+The embedded LocalCluster slows Dask's own periodic loops (``IDLE_DEFAULTS``): with Dask's defaults an idle cluster
+of one worker costs about 0.05 cores (event-loop health ticks every 20 ms, system-monitor samples every 500 ms, the
+worker's profiler trigger every 10 ms, memory checks every 100 ms), paid for every second a run lasts; with these,
+about 0.01. What changes for a user: Dask's dashboard samples CPU, memory and network every 2 s, its Profile page is
+empty, an event loop blocked for over ``distributed.admin.tick.limit`` is noticed within 1 s, and a worker's
+spill/pause/terminate thresholds are checked every 500 ms (and whenever data is stored, as before). Each key is
+applied only when the user has not set it: a Dask config file (``~/.config/dask/*.yaml``, ``/etc/dask``,
+``$DASK_CONFIG``), a ``DASK_*`` environment variable (e.g. ``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=20ms``) or
+``dask.config.set`` in the process before the cluster starts wins; ``ARCFLOW_DASK_DEFAULTS=0`` keeps all of Dask's
+own defaults. An external scheduler (``executor.address``) is left as its owner configured it.
 """
 
 from __future__ import annotations
@@ -29,6 +40,37 @@ from flows.schema import ExecutorSpec
 
 MEMORY = "MEMORY_GB"
 _INLINE = threading.Lock()  # one inline item at a time per process (nodes run in concurrent Prefect threads)
+
+
+# Dask's periodic loops, slowed for the embedded LocalCluster (its scheduler and nannies in this process, the workers
+# it starts): see the module's docstring. Dask's defaults in the comments.
+IDLE_DEFAULTS: dict[str, Any] = {
+    "distributed.admin.tick.interval": "1s",  # event-loop health check (20ms)
+    "distributed.admin.system-monitor.interval": "2s",  # dashboard's CPU/memory/network samples (500ms)
+    "distributed.worker.profile.enabled": False,  # statistical profiler for the dashboard's Profile page (True)
+    "distributed.worker.memory.monitor-interval": "500ms",  # spill/pause/terminate checks (100ms)
+}
+
+
+def dask_overrides() -> dict[str, Any]:
+    """The ``IDLE_DEFAULTS`` the user has not set (in a Dask config file, a ``DASK_*`` variable, or in this process:
+    a value other than Dask's default); none with ``ARCFLOW_DASK_DEFAULTS=0``."""
+    import dask.config
+    import distributed  # noqa: F401 - registers distributed's defaults with dask.config
+
+    if os.environ.get("ARCFLOW_DASK_DEFAULTS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return {}
+    unset = object()
+    users = dask.config.collect()  # the config files and DASK_* variables, as Dask read them at import
+    dask_defaults = dask.config.merge(*dask.config.defaults)
+    out = {}
+    for key, value in IDLE_DEFAULTS.items():
+        if dask.config.get(key, unset, config=users) is not unset:
+            continue
+        if dask.config.get(key, unset) != dask.config.get(key, unset, config=dask_defaults):
+            continue
+        out[key] = value
+    return out
 
 
 class ResourceUnavailableError(RuntimeError):
@@ -92,15 +134,19 @@ class DaskExecutor:
                 if self.spec.address:
                     self._client = Client(self.spec.address, timeout="30s")
                 else:
-                    self._cluster = LocalCluster(
-                        n_workers=self._n_workers(),
-                        threads_per_worker=self.spec.threads_per_worker,
-                        processes=self.spec.processes,
-                        memory_limit=self.worker_memory_bytes(),
-                        dashboard_address=os.environ.get("ARCFLOW_DASK_DASHBOARD", ":0"),
-                        silence_logs=logging.ERROR,
-                        resources=self.local_resources(),
-                    )
+                    import dask.config
+
+                    # read as the scheduler, nannies and workers start (the nannies hand it to their workers)
+                    with dask.config.set(dask_overrides()):
+                        self._cluster = LocalCluster(
+                            n_workers=self._n_workers(),
+                            threads_per_worker=self.spec.threads_per_worker,
+                            processes=self.spec.processes,
+                            memory_limit=self.worker_memory_bytes(),
+                            dashboard_address=os.environ.get("ARCFLOW_DASK_DASHBOARD", ":0"),
+                            silence_logs=logging.ERROR,
+                            resources=self.local_resources(),
+                        )
                     self._client = Client(self._cluster)
             return self._client
 

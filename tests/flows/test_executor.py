@@ -137,3 +137,39 @@ def test_cluster_start_prints_no_dask_info_lines() -> None:
     assert done.returncode == 0, done.stderr
     chatter = [line for line in done.stderr.splitlines() if "distributed." in line and "INFO" in line]
     assert chatter == [], chatter
+
+
+def _worker_config() -> dict[str, object]:
+    import dask.config
+
+    from flows.executor import IDLE_DEFAULTS
+
+    return {k: dask.config.get(k) for k in IDLE_DEFAULTS}
+
+
+def test_embedded_cluster_slows_dasks_loops_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LocalCluster's scheduler and its worker process run with the idle defaults, except a key the user set:
+    here with dask.config.set before the cluster starts; a DASK_* variable (or a config file) also wins."""
+    import dask.config
+
+    from flows.executor import IDLE_DEFAULTS, dask_overrides
+
+    tick = "distributed.admin.tick.interval"
+    monkeypatch.setenv("DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL", "750ms")
+    assert set(dask_overrides()) == set(IDLE_DEFAULTS) - {"distributed.admin.system-monitor.interval"}
+    monkeypatch.delenv("DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL")
+    monkeypatch.setenv("ARCFLOW_DASK_DEFAULTS", "0")
+    assert dask_overrides() == {}
+    monkeypatch.delenv("ARCFLOW_DASK_DEFAULTS")
+    with dask.config.set({tick: "50ms"}):
+        ex = DaskExecutor(ExecutorSpec(n_workers=1, processes=True, inline_s=0))
+        try:
+            client = ex.client()
+            (worker,) = client.run(_worker_config).values()
+            scheduler_tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval)
+            # set for the cluster's start only: this process's own config is left as it was
+            assert dask.config.get("distributed.worker.memory.monitor-interval") == "100ms"
+        finally:
+            ex.close()
+    assert worker == {**IDLE_DEFAULTS, tick: "50ms"}
+    assert scheduler_tick == 0.05
