@@ -24,6 +24,7 @@ from flows.dag import ancestors, descendants
 from flows.errors import MissingInputError, SelectionError
 from flows.executor import DaskExecutor
 from flows.fingerprint import code_hashes, node_fingerprint, portable_params, sha, versions_for
+from flows.outcome import all_quarantined, all_quarantined_error
 from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
@@ -247,6 +248,12 @@ class Engine:
             fp, content = decided
             manifest = self.store.manifest(fp)
             assert manifest is not None, f"manifest of {name} vanished"
+            if all_quarantined(manifest):  # e.g. `--node` over it: its run failed, so its rows are no input
+                raise MissingInputError(
+                    f"node {node.id!r} needs input {name!r}, whose stored output has no usable rows: "
+                    f"{all_quarantined_error(name, manifest, self.store.location, self.pipeline.file)}; fix "
+                    f"{name!r} and run `arcflow run --to {node.id}`"
+                )
             out_dir = self.store.materialize(fp)  # an object store's input: read through the staging folder
             entries = self.store.shards(fp)
             shards = tuple(os.path.join(out_dir, s["file"]) for s in entries)

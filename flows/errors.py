@@ -45,3 +45,7 @@ class MissingInputError(RuntimeError):
 
 class NodeFailedError(RuntimeError):
     pass
+
+
+class AllQuarantinedError(RuntimeError):
+    """A node read rows and quarantined every one of them: its output is unusable, so the run fails there."""

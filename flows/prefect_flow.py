@@ -20,7 +20,8 @@ from prefect.futures import wait
 from prefect.states import Completed
 
 from flows.engine import Engine, select
-from flows.errors import NodeFailedError
+from flows.errors import AllQuarantinedError, NodeFailedError
+from flows.outcome import all_quarantined, all_quarantined_error
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.validate import load_pipeline
 from flows.yaml_source import YamlSyntaxError, parse_yaml
@@ -42,6 +43,8 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
         artifacts.publish_cached(node_id, manifest)
     else:
         artifacts.publish_computed(node_id, manifest, engine.store.output_dir(manifest["fingerprint"]))
+    if all_quarantined(manifest):  # stored (its rows can be read), published, but no usable output: fail here
+        raise all_quarantined_error(node_id, manifest, engine.store.location, engine.pipeline.file)
     summary = {
         "node": node_id,
         "reused": reused,
@@ -151,6 +154,7 @@ def run_with_engine(
                     task_run_name=node_id,
                     retries=spec.retries,
                     retry_delay_seconds=spec.retry_delay_s,
+                    retry_condition_fn=_worth_retrying,
                 )
                 upstream = [futures[d] for d in engine.pipeline.deps[node_id] if d in futures]
                 futures[node_id] = t.submit(run_key, node_id, node_id in selection.forced, wait_for=upstream)
@@ -172,6 +176,11 @@ def run_with_engine(
     return results
 
 
+def _worth_retrying(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry a failed node unless it quarantined every row: its stored output would be reused and fail again."""
+    return not isinstance(state.data, AllQuarantinedError)
+
+
 def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
     """One line per node that did not complete: a node that failed with its YAML line, error type and message
     (its first lines, trimmed); a node that never ran because a node it depends on failed, as skipped. Prefect
@@ -181,7 +190,11 @@ def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
     for node_id, st in states.items():
         where = f" ({engine.pipeline.file}:{lines[node_id]})" if node_id in lines else ""
         exc = _exception(st) if st.is_failed() or st.is_crashed() else None
-        if isinstance(exc, BaseException):
+        if isinstance(
+            exc, AllQuarantinedError
+        ):  # one line of its own: the count, where the rows are, commands
+            failed.append(f"  {node_id}{where}: {type(exc).__name__}: {exc}")
+        elif isinstance(exc, BaseException):
             failed.append(f"  {node_id}{where}: {type(exc).__name__}: {_short(str(exc), node_id)}")
         elif st.is_failed() or st.is_crashed():
             failed.append(f"  {node_id}{where}: {st.name}: {_short(st.message or 'no message', node_id)}")

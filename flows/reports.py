@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flows.outcome import all_quarantined
+
 
 def counts_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of outcome, reason and count: the accounting of one node."""
@@ -35,6 +37,7 @@ def summary_markdown(manifest: dict[str, Any], reused: bool) -> str:
         f"in {c['in']:,} = kept {c['kept']:,} + dropped {c['dropped']:,} + quarantined {c['quarantined']:,}"
         + (f" · output rows {c['out']:,}" if c.get("out", c["kept"]) != c["kept"] else ""),
         "",
+        *_all_quarantined_note(manifest),
         "## Lineage",
         "",
         "| input | fingerprint | content |",
@@ -51,6 +54,17 @@ def summary_markdown(manifest: dict[str, Any], reused: bool) -> str:
         f"shard time {t.get('shard_s_total', 0)} s · started {t.get('started_at', '?')}"
     )
     return "\n".join(lines)
+
+
+def _all_quarantined_note(manifest: dict[str, Any]) -> list[str]:
+    """A bold line (and a blank one) when the node quarantined every input row: the run fails at it."""
+    if not all_quarantined(manifest):
+        return []
+    return [
+        "**Every input row was quarantined**: the output has no usable rows, so a run fails at this node and "
+        "skips the nodes downstream of it (the rows and their errors are in `quarantine/part-*.parquet`).",
+        "",
+    ]
 
 
 def _json(value: Any) -> str:
@@ -143,6 +157,7 @@ def reused_markdown(manifest: dict[str, Any], run_link: str | None, label: str) 
         f"in {c['in']:,} = kept {c['kept']:,} + dropped {c['dropped']:,} + quarantined {c['quarantined']:,}"
         + (f" · output rows {c['out']:,}" if c.get("out", c["kept"]) != c["kept"] else ""),
         "",
+        *_all_quarantined_note(manifest),
         f"fingerprint `{manifest['fingerprint'][:16]}` · content `{manifest['content_hash'][:16]}` · {label}",
     ]
     if run_link:

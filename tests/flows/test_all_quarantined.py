@@ -1,0 +1,148 @@
+"""A node that quarantines every input row fails the run (the CLI exits 1 naming it, its YAML line, the count, where
+the rows are and how to read them; the Prefect flow run, which a deployment's worker runs, fails); the nodes
+downstream are skipped. Partial quarantine and a node with no input rows complete. ``--node`` over such an output
+refuses it as an input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.engine import Engine
+from flows.errors import MissingInputError
+from flows.outcome import all_quarantined
+from flows.validate import load_pipeline
+
+GOOD = json.dumps({"id": "g1", "text": "a good line of JSON with enough text in it"})
+
+
+def _pipeline(root: Path, name: str) -> Path:
+    """``broken``: JSONL files whose every line is malformed, and ``after_broken`` over it; ``mixed``: one good line
+    and one bad; ``nothing``: a filter that keeps no row, and ``after_nothing`` reading its 0 rows."""
+    (root / "broken").mkdir()
+    (root / "broken" / "a.jsonl").write_text('{"id": "a1", "text": \n{not json}\n')
+    (root / "broken" / "b.jsonl").write_text("[1, 2]\n")
+    (root / "mixed").mkdir()
+    (root / "mixed" / "m.jsonl").write_text(GOOD + "\n{oops\n")
+    spec = {
+        "name": name,
+        "workdir": str(root / "store"),
+        "executor": {"n_workers": 1},
+        "nodes": {
+            "broken": {"uses": "files", "params": {"paths": [str(root / "broken")]}},
+            "after_broken": {"uses": "filter", "inputs": ["broken"], "params": {"expr": "length(text) > 0"}},
+            "mixed": {"uses": "files", "params": {"paths": [str(root / "mixed")]}},
+            "nothing": {"uses": "filter", "inputs": ["mixed"], "params": {"expr": "length(text) > 100000"}},
+            "after_nothing": {
+                "uses": "filter",
+                "inputs": ["nothing"],
+                "params": {"expr": "length(text) > 0"},
+            },
+        },
+    }
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[SyncPrefectClient]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
+        mp.setenv("DO_NOT_TRACK", "1")
+        mp.setenv("PREFECT_LOGGING_LEVEL", "WARNING")  # the CLI sets these with setdefault
+        with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
+            yield c
+
+
+@pytest.mark.timeout(300)
+def test_a_node_quarantining_every_row_fails_the_run_and_skips_its_consumers(
+    tmp_path: Path, client: SyncPrefectClient
+) -> None:
+    path = _pipeline(tmp_path, "allq")
+    lines = path.read_text().splitlines()
+    broken_line, after_line = lines.index("  broken:") + 1, lines.index("  after_broken:") + 1
+
+    result = CliRunner().invoke(app, ["run", "-f", str(path)])
+
+    assert result.exit_code == 1, result.output
+    out = result.output[result.output.index("run failed: ") :]
+    summary = [ln for ln in out.splitlines() if ln.strip()]
+    # the store's manifest says where the quarantined rows are; the summary names that folder
+    spec = load_pipeline(str(path), [])
+    engine = Engine(spec)
+    try:
+        ref = engine.store.read_refs("allq")["broken"]
+        manifest = engine.store.manifest(ref["fingerprint"])
+    finally:
+        engine.close()
+    assert manifest is not None and all_quarantined(manifest)
+    assert manifest["counts"] == {"in": 3, "kept": 0, "dropped": 0, "quarantined": 3, "out": 0}
+    folder = tmp_path / "store" / "outputs" / ref["fingerprint"] / "quarantine"
+    flat = " ".join(out.split())  # rich may wrap the long line
+    assert summary[0] == "run failed: 1 node(s) failed:", out
+    assert flat.startswith(
+        f"run failed: 1 node(s) failed: broken ({path}:{broken_line}): AllQuarantinedError: all 3 input row(s) "
+        "were quarantined (jsonl_decode_error: 2, jsonl_not_object: 1), so its output is not used downstream"
+    ), flat
+    assert f"{folder}/part-*.parquet" in flat and f"`arcflow show broken -f {path}`" in flat, flat
+    assert f"pl.read_parquet('{folder}/*.parquet')" in flat, flat
+    assert flat.endswith(
+        f"1 node(s) skipped: after_broken ({path}:{after_line}): skipped, upstream failed: broken"
+    ), flat
+    # the command it prints reads the quarantined rows, each with its error
+    rows = pl.read_parquet(f"{folder}/*.parquet")
+    assert rows.height == 3 and sorted(e.split(":")[0] for e in rows["error"]) == [
+        "jsonl_decode_error",
+        "jsonl_decode_error",
+        "jsonl_not_object",
+    ]
+
+    # the flow run (what a deployment's worker runs) failed; partial quarantine and 0 input rows completed
+    latest = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    assert latest.state is not None and latest.state.is_failed()
+    assert "broken (" in (latest.state.message or ""), latest.state.message
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])))
+    states = {r.name: r.state.name for r in runs if r.state is not None}
+    assert states["broken"] == "Failed" and states["mixed"] == "Completed", states
+    assert states["nothing"] == "Completed" and states["after_nothing"] == "Completed", states
+    assert "after_broken" not in states or states["after_broken"] != "Completed", states
+    assert not (tmp_path / "store" / "refs" / "allq.json").read_text().count('"after_broken"')
+
+    # a rerun reuses the stored output and fails again, at once (no retry, nothing recomputed)
+    again = CliRunner().invoke(app, ["run", "-f", str(path)])
+    assert again.exit_code == 1 and "broken (" in again.output and "AllQuarantinedError" in again.output
+
+
+def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
+    path = _pipeline(tmp_path, "allq_node")
+    spec = load_pipeline(str(path), [])
+    engine = Engine(spec)
+    try:
+        reused, manifest = engine.run_node("broken")
+        assert not reused and all_quarantined(manifest)
+        # a partial quarantine is no failure; 0 rows in is not "all quarantined"
+        assert not all_quarantined(engine.run_node("mixed")[1])
+        assert engine.run_node("nothing")[1]["counts"]["kept"] == 0
+        after = engine.run_node("after_nothing")[1]
+        assert after["counts"]["in"] == 0 and not all_quarantined(after)
+        with pytest.raises(MissingInputError) as err:
+            engine.run_node("after_broken", forced=True)
+    finally:
+        engine.close()
+    text = str(err.value)
+    assert text.startswith(
+        "node 'after_broken' needs input 'broken', whose stored output has no usable rows: "
+    )
+    assert "all 3 input row(s) were quarantined" in text and "`arcflow run --to after_broken`" in text
