@@ -9,6 +9,11 @@ as ``distill_labels_unlabelled``. A ``quality_train`` node with ``label_column``
 which scores a whole crawl at fastText speed where the teacher could not.
 
 Report: labelled counts and score cut-offs, and a histogram of the teacher's scores with the cut-offs.
+
+The driver holds no score per document: phase 1 returns each shard's t-digest and score range
+(``data_pipes.web.quantiles``), a ``cutoffs`` pass returns only the (score, id hash) pairs near each cut-off (as
+``quality_buckets``' exact percentiles: the same cut-offs as a full sort), and each output shard counts its
+scores into the histogram's bins.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from pydantic import Field, model_validator
 from data_pipes.io.shards import ShardResult, write_parquet_atomic, write_shard
 from data_pipes.web import quality_buckets as qb
 from data_pipes.web import quality_plots as plots
+from data_pipes.web import quantiles
+from data_pipes.web import score_summary as ss
 from data_pipes.web.scorers import build_scorer, check_scorer, scorer_signature
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
+from tasks.quality_buckets import exact_cutoffs
 from tasks.registry import register
 
 
@@ -62,12 +70,12 @@ def _teacher_path(out_dir: str, index: int) -> str:
 
 
 class _Teach:
-    """Phase 1: score one shard with the teacher (or reuse its stored scores); return (scores, id hashes)."""
+    """Phase 1: score one shard with the teacher (or reuse its stored scores); return their t-digest."""
 
     def __init__(self, params: DistillLabelsParams, out_dir: str, seed: int) -> None:
         self.params, self.out_dir, self.seed = params, out_dir, seed
 
-    def __call__(self, item: tuple[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, item: tuple[int, str]) -> quantiles.ShardSummary:
         index, path = item
         target = _teacher_path(self.out_dir, index)
         if not os.path.exists(target):
@@ -79,8 +87,8 @@ class _Teach:
                 pl.DataFrame({"id": frame["id"], "score": pl.Series(scores, dtype=pl.Float64)}).to_arrow(),
                 target,
             )
-        stored = pl.read_parquet(target)
-        return stored["score"].to_numpy(), qb.id_hashes(stored["id"], self.seed + self.params.seed)
+        scores = pl.read_parquet(target, columns=["score"])["score"].drop_nans().to_numpy()
+        return quantiles.summarise(scores)
 
 
 @register
@@ -89,7 +97,7 @@ class DistillLabels(DocumentMapKind):
     Params = DistillLabelsParams
     packages = ("polars", "numpy")
     description = "label the top/bottom shares by a teacher scorer, to train a fastText student on"
-    phases: ClassVar[tuple[str, ...]] = ("score", "write")
+    phases: ClassVar[tuple[str, ...]] = ("score", "cutoffs", "write")
 
     def check_params(self, params: DistillLabelsParams) -> list[tuple[tuple[str | int, ...], str]]:
         problem = check_scorer(params.teacher)
@@ -101,18 +109,27 @@ class DistillLabels(DocumentMapKind):
     def run(self, ctx: RunContext) -> list[ShardResult]:
         params: DistillLabelsParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
-        read = ctx.map(
+        summaries = ctx.map(
             _Teach(params, ctx.out_dir, ctx.seed),
             [(t.index, t.payload["path"]) for t in tasks],
             phase="score",
         )
-        scores = np.concatenate([s for s, _ in read]) if read else np.zeros(0)
-        hashes = np.concatenate([h for _, h in read]) if read else np.zeros(0, dtype=np.uint64)
+        n = sum(s.n for s in summaries)
         top = Fraction(100) - Fraction(str(params.positive_fraction)) * 100
         bottom = Fraction(str(params.negative_fraction)) * 100
-        pos_cut, neg_cut = qb.percentile_cutoffs(scores, hashes, [top, bottom])
-        ctx.extra.update(scores=scores, cutoffs=(pos_cut, neg_cut))
-        tasks = [ShardTask(t.index, {**t.payload, "cutoffs": (pos_cut, neg_cut)}, t.label) for t in tasks]
+        teacher = [_teacher_path(ctx.out_dir, t.index) for t in tasks]
+        seed = ctx.seed + params.seed
+        digest = {"": quantiles.merge(summaries)}
+        found, _ = exact_cutoffs(ctx, teacher, "score", seed, None, digest, {"": n}, [top, bottom])
+        pos_cut, neg_cut = found[""]
+        lo = min((s.lo for s in summaries if s.n), default=0.0)
+        hi = max((s.hi for s in summaries if s.n), default=1.0)
+        edges = plots.histogram(np.array([lo, hi]) if n else np.zeros(0))[1]
+        ctx.extra.update(cutoffs=(pos_cut, neg_cut), edges=edges)
+        tasks = [
+            ShardTask(t.index, {**t.payload, "cutoffs": (pos_cut, neg_cut), "edges": edges}, t.label)
+            for t in tasks
+        ]
         results = ctx.run_shards(tasks)
         self.summarize(ctx, results)
         return results
@@ -138,7 +155,11 @@ class DistillLabels(DocumentMapKind):
         keep = pl.Series(positive | negative)
         kept = out.filter(keep)
         dropped = out.filter(~keep).with_columns(pl.lit("distill_labels_unlabelled").alias("reason"))
-        extra = {"positive": int(positive.sum()), "negative": int(negative.sum())}
+        extra = {
+            "positive": int(positive.sum()),
+            "negative": int(negative.sum()),
+            "histogram": ss.bin_counts(scores[~np.isnan(scores)], task.payload["edges"]),
+        }
         return write_shard(
             out_dir, task.index, kept, rows_in=frame.height, dropped=dropped, started=started, extra=extra
         )
@@ -160,9 +181,12 @@ class DistillLabels(DocumentMapKind):
             for c, name in ((pos_cut, params.positive_label), (neg_cut, params.negative_label))
             if c is not None
         ]
-        counts, edges = plots.histogram(ctx.extra.get("scores", np.zeros(0)))
+        edges = ctx.extra.get("edges") or plots.histogram(np.zeros(0))[1]
+        counts = np.zeros(len(edges) - 1, dtype=np.int64)
+        for r in results:  # each shard counted its scores into the bins: no score reaches the driver
+            counts += np.asarray(r.extra.get("histogram") or np.zeros(len(counts)), dtype=np.int64)
         png = plots.histogram_png(
-            counts,
+            counts.tolist(),
             edges,
             title=f"{ctx.node_id}: teacher {params.teacher}",
             xlabel=params.score_column,

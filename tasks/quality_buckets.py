@@ -132,16 +132,18 @@ class _Brackets:
         return out
 
 
-def _exact_cutoffs(
+def exact_cutoffs(
     ctx: RunContext,
     paths: list[str],
-    params: QualityBucketsParams,
+    column: str,
+    seed: int,
+    group_by: str | None,
     digests: dict[str, Any],
     sizes: dict[str, int],
-    percents: list[float],
+    percents: list[Any],
 ) -> tuple[dict[str, list[Any]], int]:
-    """Exact (score, hash) cut-offs per group through digest brackets; also the most pairs held for one
-    cut-off."""
+    """Exact (score, hash) cut-offs per group through digest brackets (``column`` of the shards at ``paths``, ties
+    broken by the id hash of ``seed``); also the most pairs held for one cut-off. ``distill_labels`` uses it too."""
     ranks = {g: [quantiles.rank(p, sizes[g]) for p in percents] for g in digests}
     cutoffs: dict[str, list[Any]] = {g: [None] * len(percents) for g in digests}
     pending = {g: [i for i, k in enumerate(ranks[g]) if k < sizes[g]] for g in digests}
@@ -152,7 +154,7 @@ def _exact_cutoffs(
             for g, todo in pending.items()
             if todo
         }
-        task = _Brackets(params.score_column, ctx.seed + params.seed, params.group_by, wanted)
+        task = _Brackets(column, seed, group_by, wanted)
         per_shard = ctx.map(task, paths, phase="cutoffs")
         missed: dict[str, list[int]] = {}
         for g, todo in pending.items():
@@ -249,7 +251,16 @@ class QualityBuckets(DocumentMapKind):
                 f"about {quantiles.SKETCH_RANK_ERROR:.1%} of the documents, plus documents tied at a cut-off)."
             )
         else:
-            cutoffs, held = _exact_cutoffs(ctx, paths, params, digests, sizes, percents)
+            cutoffs, held = exact_cutoffs(
+                ctx,
+                paths,
+                params.score_column,
+                ctx.seed + params.seed,
+                params.group_by,
+                digests,
+                sizes,
+                percents,
+            )
             ctx.extra["cutoff_note"] = (
                 f"Percentile cut-offs are exact: t-digest brackets, then the (score, id hash) pairs near each "
                 f"cut-off; the driver held at most {held:,} pairs for one cut-off ({held / max(n, 1):.2%} of "

@@ -11,7 +11,9 @@ to the trainer in hash order, which makes the result byte-identical across runs 
 Output: the Hugging Face folder ``tokenizer/`` (``AutoTokenizer.from_pretrained`` loads it) beside a one-row
 shard describing it (``tokenizer_dir``, ``sha256`` of tokenizer.json, vocabulary size, sample size, held-out
 bytes per token); the row's hash is the node's content hash, so consumers are invalidated exactly when the
-tokenizer changes. Accounting: ``in = kept`` = the documents of the training sample (what the node consumed;
+tokenizer changes. The sample's pass returns only the documents whose hash falls under a bound chosen from the
+corpus's size (``key_bound``), so the driver holds about ``sample_docs + heldout_docs`` candidate rows whatever
+the corpus, and picks the same documents as a sort of every key would. Accounting: ``in = kept`` = the documents of the training sample (what the node consumed;
 the documents outside the sample are not read, so they are not counted), ``out = 1`` (the artifact row).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from typing import ClassVar
@@ -55,10 +58,11 @@ class TokenizerTrainParams(KindParams):
 
 
 class _Keys:
-    """Picklable pass 1: per input shard, the (hash key, row, chars) of its lowest-keyed documents."""
+    """Picklable pass 1: per input shard, the (hash key, row, chars) of its lowest-keyed documents, only those
+    keyed below ``bound``."""
 
-    def __init__(self, seed: int, k: int) -> None:
-        self.seed, self.k = seed, k
+    def __init__(self, seed: int, k: int, bound: float = 1.0) -> None:
+        self.seed, self.k, self.bound = seed, k, bound
 
     def __call__(self, path: str) -> pl.DataFrame:
         frame = pl.read_parquet(path, columns=["id", "text"])
@@ -69,10 +73,31 @@ class _Keys:
                 pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
                 pl.col("text").str.len_chars().cast(pl.Int64).alias("chars"),
             )
+            .filter(pl.col("key") < self.bound)
             .sort("key", "id")
             .head(self.k)
             .with_columns(pl.lit(path).alias("path"))
         )
+
+
+def key_bound(documents: int, k: int) -> float:
+    """A hash-key bound that about ``k + 6 sqrt(k) + 16`` of ``documents`` uniform keys fall under (1.0 when the
+    corpus is no larger than that), so the driver gathers a few more than ``k`` candidate rows, not one per
+    document; fewer than ``k`` under it happens with negligible probability, and then the bound doubles."""
+    wanted = k + 6.0 * math.sqrt(k) + 16.0
+    return 1.0 if documents <= wanted else wanted / documents
+
+
+def lowest_keys(ctx: RunContext, paths: list[str], documents: int, seed: int, k: int) -> pl.DataFrame | None:
+    """Every input row among the ``k`` lowest (key, id) of the corpus, plus a few more, from a pass over the
+    shards: the same ``k`` rows as sorting all the keys, while the driver holds about ``k`` rows."""
+    bound = key_bound(documents, k)
+    while True:
+        parts = ctx.map(_Keys(seed, k, bound), paths, phase="sample")
+        keys = pl.concat(parts, how="vertical_relaxed") if parts else None
+        if bound >= 1.0 or (keys is not None and keys.height >= k):
+            return keys
+        bound = min(1.0, 2.0 * bound)
 
 
 def tokenizer_json(inp: InputRef) -> str:
@@ -99,11 +124,8 @@ class TokenizerTrain(Kind):
         seed = ctx.seed + params.seed
         paths = [p for inp in ctx.inputs for p in inp.shards]
         k = params.sample_docs + params.heldout_docs
-        keys = (
-            pl.concat(ctx.map(_Keys(seed, k), paths, phase="sample"), how="vertical_relaxed")
-            if paths
-            else None
-        )
+        documents = sum(sum(inp.rows) for inp in ctx.inputs)
+        keys = lowest_keys(ctx, paths, documents, seed, k) if paths else None
         if keys is None or keys.height == 0:
             raise ValueError(f"node {ctx.node_id!r}: its inputs hold no documents to train a tokenizer on")
         keys = keys.sort("key", "id").with_columns(pl.col("chars").clip(upper_bound=params.max_doc_chars))

@@ -76,6 +76,14 @@ def groups(paths: Sequence[str], max_groups: int = MAX_GROUPS) -> list[list[str]
     return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
 
 
+def bin_counts(scores: np.ndarray, edges: Sequence[float]) -> list[int]:
+    """``scores`` counted into the bins ``edges`` (clipped to their range, as the plot shows them): the counts
+    ``quality_plots.histogram`` gives for those bins."""
+    lo, hi = float(edges[0]), float(edges[-1])
+    clipped = np.clip(np.asarray(scores, dtype=np.float64), lo, hi)
+    return np.histogram(clipped, bins=len(edges) - 1, range=(lo, hi))[0].tolist()
+
+
 @dataclass(frozen=True)
 class GroupPart:
     """A group of shards' histogram counts and merged digest."""
@@ -91,13 +99,12 @@ class GroupSummary:
         self.column, self.edges = column, [float(e) for e in edges]
 
     def __call__(self, paths: Sequence[str]) -> GroupPart:
-        lo, hi, bins = self.edges[0], self.edges[-1], len(self.edges) - 1
-        counts = np.zeros(bins, dtype=np.int64)
+        counts = np.zeros(len(self.edges) - 1, dtype=np.int64)
         parts = []
         for path in paths:
             column = pl.read_parquet(path, columns=[self.column])[self.column].cast(pl.Float64)
             scores = column.drop_nulls().drop_nans().to_numpy()
-            counts += np.histogram(np.clip(scores, lo, hi), bins=bins, range=(lo, hi))[0]
+            counts += np.asarray(bin_counts(scores, self.edges), dtype=np.int64)
             parts.append(quantiles.summarise(scores))
         merged = quantiles.merge(parts)
         n = sum(p.n for p in parts)
