@@ -13,7 +13,10 @@ given (datatrove's defaults); a language without figures, or no language, falls 
 For a tuned language, the fields FineWeb-2 tuned (stop words, word-length bounds, alphabetic share, duplicate
 lines, n-gram shares, FineWeb's punctuation and newline ratios) come from its figures whatever the sections say;
 `languages: {de: {...}}` overrides them.
-The node reports each language's documents, keep rate and top drop reason ("keep rate by language").
+The node reports each language's documents, keep rate and top drop reason ("keep rate by language"), and each
+drop reason with its count and datatrove's name for the same check ("drop reasons"). The reasons keep the
+project's `<stage>_<check>` names rather than datatrove's strings (`gopher_quality_stop_words`, datatrove's
+`gopher_enough_stop_words`): why, and every pair, in data_pipes/web/reason_names.py and docs/DATATROVE.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from data_pipes.web.gopher_repetition import GopherRepetitionParams
 from data_pipes.web.heuristic_chain import heuristic_chain, heuristic_chain_by_language
 from data_pipes.web.lang.rules import LanguageOverride, Sections, UnknownLang, normalise_lang_column
 from data_pipes.web.lang.table import Thresholds
+from data_pipes.web.reason_names import datatrove_name
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
@@ -137,6 +141,7 @@ class HeuristicFilters(DocumentMapKind):
         ctx.add_report(
             "keep rate by language", table=language_table([r.extra.get("by_language", {}) for r in results])
         )
+        ctx.add_report("drop reasons", table=reason_table([r.drop_reasons for r in results]))
 
 
 def language_table(parts: list[dict[str, dict]]) -> list[dict]:
@@ -165,3 +170,15 @@ def language_table(parts: list[dict[str, dict]]) -> list[dict]:
             }
         )
     return rows
+
+
+def reason_table(parts: list[dict[str, int]]) -> list[dict]:
+    """One row per drop reason (most rows first, ties by name): its rows, and datatrove's filter and reason for
+    the same check (`reason_names`), so counts compare with a `uses: datatrove` node's."""
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part)
+    return [
+        {"reason": reason, "rows": n, "datatrove": datatrove_name(reason) or "(no datatrove counterpart)"}
+        for reason, n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
