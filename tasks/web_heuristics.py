@@ -13,7 +13,9 @@ given (datatrove's defaults); a language without figures, or no language, falls 
 For a tuned language, the fields FineWeb-2 tuned (stop words, word-length bounds, alphabetic share, duplicate
 lines, n-gram shares, FineWeb's punctuation and newline ratios) come from its figures whatever the sections say;
 `languages: {de: {...}}` overrides them.
-The node reports each language's documents, keep rate and top drop reason ("keep rate by language"), and each
+The node reports each language's documents, keep rate and top drop reason ("keep rate by language"), the
+languages that ran on a fallback instead of tuned figures with their documents and the fallback each got
+("fallback thresholds", `lang/fallbacks.py`; per_language only), and each
 drop reason with its count and datatrove's name for the same check ("drop reasons"). The reasons keep the
 project's `<stage>_<check>` names rather than datatrove's strings (`gopher_quality_stop_words`, datatrove's
 `gopher_enough_stop_words`): why, and every pair, in data_pipes/web/reason_names.py and docs/DATATROVE.md.
@@ -34,6 +36,7 @@ from data_pipes.web.fineweb import FineWebParams
 from data_pipes.web.gopher_quality import GopherQualityParams
 from data_pipes.web.gopher_repetition import GopherRepetitionParams
 from data_pipes.web.heuristic_chain import heuristic_chain, heuristic_chain_by_language
+from data_pipes.web.lang.fallbacks import NO_LANG, fallback_markdown, fallback_rows, fallback_used
 from data_pipes.web.lang.rules import LanguageOverride, Sections, UnknownLang, normalise_lang_column
 from data_pipes.web.lang.table import Thresholds
 from data_pipes.web.reason_names import datatrove_name
@@ -109,7 +112,7 @@ class HeuristicFilters(DocumentMapKind):
                     "node, name the language column in `lang_column`, or set `per_language: false`"
                 )
             langs = frame.get_column(params.lang_column)
-            texts, reasons, _ = heuristic_chain_by_language(
+            texts, reasons, groups = heuristic_chain_by_language(
                 frame.get_column("text"),
                 langs,
                 Sections(*sections),
@@ -122,19 +125,26 @@ class HeuristicFilters(DocumentMapKind):
             if params.lang_column in frame.columns:
                 langs = frame.get_column(params.lang_column)
             texts, reasons = heuristic_chain(frame.get_column("text"), *sections)
+            groups = None  # every document runs the sections as given: no fallback to report
         out = frame.with_columns(texts.alias("text"), reasons.alias("reason"))
         kept = out.filter(pl.col("reason").is_null()).drop("reason")
         # dropped rows keep their original text, so the exclusion shards show what was judged
         dropped = frame.with_columns(reasons.alias("reason")).filter(pl.col("reason").is_not_null())
         by_lang: dict[str, dict] = {}
         codes = normalise_lang_column(langs).to_list()
-        for code, reason in zip(codes, reasons.to_list(), strict=True):
-            entry = by_lang.setdefault(code or "(none)", {"docs": 0, "kept": 0, "reasons": {}})
+        keys = groups.to_list() if groups is not None else [None] * len(codes)
+        for code, reason, key in zip(codes, reasons.to_list(), keys, strict=True):
+            entry = by_lang.setdefault(code or NO_LANG, {"docs": 0, "kept": 0, "reasons": {}})
             entry["docs"] += 1
             if reason is None:
                 entry["kept"] += 1
             else:
                 entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
+            fallback = fallback_used(code, key) if key is not None else ""
+            if fallback:  # the language had no tuned figures: which rules it ran on instead
+                fb = entry.setdefault("fallback", {}).setdefault(fallback, {"docs": 0, "kept": 0})
+                fb["docs"] += 1
+                fb["kept"] += reason is None
         return kept, dropped, by_lang
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:
@@ -142,6 +152,11 @@ class HeuristicFilters(DocumentMapKind):
             "keep rate by language", table=language_table([r.extra.get("by_language", {}) for r in results])
         )
         ctx.add_report("drop reasons", table=reason_table([r.drop_reasons for r in results]))
+        params: HeuristicParams = ctx.params  # type: ignore[assignment]
+        if params.per_language:  # which languages had no tuned figures, and the fallback each got
+            rows = fallback_rows([r.extra.get("by_language", {}) for r in results])
+            text = fallback_markdown(rows, sum(r.rows_in for r in results))
+            ctx.add_report("fallback thresholds", markdown=text, table=rows or None)
 
 
 def language_table(parts: list[dict[str, dict]]) -> list[dict]:
