@@ -123,6 +123,30 @@ def _free() -> None:
     torch.cuda.empty_cache()
 
 
+def hf_name(experts: str, sdpa: str) -> str:
+    """Row name of an HF variant: its expert implementation and SDPA backend order."""
+    return f"HF sdpa{'' if sdpa == 'default' else f' ({sdpa} first)'}, experts={experts}"
+
+
+def hf_sdpa(sdpa: str) -> Any:
+    """A context in which SDPA (HF's attention) prefers ``sdpa``'s backend: ``default`` leaves torch's order (flash,
+    memory-efficient, math); ``cudnn`` puts cuDNN's fused attention first (torch falls back in order where it
+    cannot take the inputs)."""
+    import contextlib
+
+    if sdpa == "default":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    first = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[sdpa]
+    order = [first] + [
+        b
+        for b in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+        if b is not first
+    ]
+    return sdpa_kernel(order, set_priority=True)
+
+
 class Bench:
     """Shared state of one GPU run: the small weights (built once), the results table."""
 
@@ -182,6 +206,8 @@ class Bench:
             **extra,
         }
         self.rows.append(row)
+        # every row on disk at once: a call cut off by its time limit keeps what it measured
+        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1))
         print(
             f"[{section}] {name:44s} {row['tok_s']:10.0f} tok/s  MFU {row['mfu'] * 100:5.1f}%  "
             f"{row['ms']:8.1f} ms/step  peak {peak:6.1f} GiB",
@@ -221,26 +247,36 @@ class Bench:
             print(f"[{section}] {v.name} FAILED:\n{traceback.format_exc()}", flush=True)
             return None
 
-    def hf_fwd_bwd(self, section: str, cfg: ModelConfig, key: str, experts: str, batch: int) -> dict | None:
+    def hf_fwd_bwd(
+        self, section: str, cfg: ModelConfig, key: str, experts: str, batch: int, sdpa: str = "default"
+    ) -> dict | None:
         try:
-            _free()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            model = self.hf(cfg, key, experts)
-            ids, _ = self.inputs(cfg, batch, False)
-
-            def step() -> None:
-                model.zero_grad(set_to_none=True)
-                model(input_ids=ids, labels=ids).loss.backward()
-
-            sec = _sync_time(step, self.args.warmup, self.args.iters)
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**30
-            model = None
-            flops = step_flops(cfg, batch, None, False)
-            return self.record(section, f"HF sdpa, experts={experts}", sec, batch * SEQ_LEN, flops, peak)
+            with hf_sdpa(sdpa):
+                return self._hf_fwd_bwd(section, cfg, key, experts, batch, sdpa)
         except Exception:  # noqa: BLE001
-            print(f"[{section}] HF experts={experts} FAILED:\n{traceback.format_exc()}", flush=True)
+            print(
+                f"[{section}] HF experts={experts} sdpa={sdpa} FAILED:\n{traceback.format_exc()}", flush=True
+            )
             return None
+
+    def _hf_fwd_bwd(
+        self, section: str, cfg: ModelConfig, key: str, experts: str, batch: int, sdpa: str
+    ) -> dict | None:
+        _free()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        model = self.hf(cfg, key, experts)
+        ids, _ = self.inputs(cfg, batch, False)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            model(input_ids=ids, labels=ids).loss.backward()
+
+        sec = _sync_time(step, self.args.warmup, self.args.iters)
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+        model = None
+        flops = step_flops(cfg, batch, None, False)
+        return self.record(section, hf_name(experts, sdpa), sec, batch * SEQ_LEN, flops, peak, sdpa=sdpa)
 
     def full_step(
         self, section: str, name: str, cfg: ModelConfig, build: Callable[[], torch.nn.Module], batch: int,
@@ -341,22 +377,24 @@ class Bench:
     def headline(self, flavour_key: str, cfg: ModelConfig) -> None:
         section = f"{flavour_key} step"
         moe = cfg.first_k_dense_replace < cfg.num_hidden_layers
-        best = (None, 0.0)
-        for experts in self.args.hf_experts.split(",") if moe else ("eager",):
-            row = self.hf_fwd_bwd(
-                f"{flavour_key} HF fwd+bwd", cfg, flavour_key, experts, self.args.micro_batch
-            )
-            if row and row["tok_s"] > best[1]:
-                best = (experts, row["tok_s"])
-        self.best_hf = best[0]
+        best = (None, 0.0, "default")
+        for sdpa in self.args.hf_sdpa.split(","):
+            for experts in self.args.hf_experts.split(",") if moe else ("eager",):
+                row = self.hf_fwd_bwd(
+                    f"{flavour_key} HF fwd+bwd", cfg, flavour_key, experts, self.args.micro_batch, sdpa
+                )
+                if row and row["tok_s"] > best[1]:
+                    best = (experts, row["tok_s"], sdpa)
+        self.best_hf, self.best_hf_sdpa = best[0], best[2]
         ours_mb = Variant("ours fwd+bwd", micro_batch=self.args.micro_batch)
         self.fwd_bwd(f"{flavour_key} HF fwd+bwd", cfg, flavour_key, ours_mb)
         mb = self.args.micro_batch
         if best[0] is not None:
-            self.full_step(
-                section, f"HF sdpa, experts={best[0]}", cfg, lambda: self.hf(cfg, flavour_key, best[0]), mb,
-                packed=False, mtp=False, ours=False,
-            )  # fmt: skip
+            with hf_sdpa(best[2]):
+                self.full_step(
+                    section, hf_name(best[0], best[2]), cfg, lambda: self.hf(cfg, flavour_key, best[0]), mb,
+                    packed=False, mtp=False, ours=False,
+                )  # fmt: skip
         v = Variant("ours")
         self.full_step(
             section, "ours (same work as HF)", cfg, lambda: self.ours(cfg, flavour_key, v), mb,
@@ -406,6 +444,153 @@ class Bench:
             need = 150 if "max-autotune" in name else 30  # seconds a step may take (autotuning compiles long)
             if left() < need:
                 print(f"[speed] {name}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                continue
+            run()
+
+    def attention(self) -> None:
+        """The attention kernels alone at both ``small`` shapes (old: 12 heads x 64, 4 KV heads; new: 12 x 128, 2 KV
+        heads), 8 x 4096 tokens, causal, bf16: varlen FlashAttention-2, SDPA's flash backend, cuDNN (GQA as the
+        kernel takes it). TFLOP/s by the MFU convention (forward 2 x 2 x S^2/2 x heads x D per row, backward 2x
+        that). Also the largest relative difference of cuDNN's output and q-gradient from varlen's."""
+        for heads, kv, dim in ((12, 4, 64), (12, 2, 128)):
+            self._attention_shape(heads, kv, dim)
+            _free()
+
+    def _attention_shape(self, heads: int, kv: int, dim: int) -> None:
+        import model.glm as glm
+
+        b, s = 8, SEQ_LEN
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(b, s, heads, dim, device="cuda", dtype=torch.bfloat16, generator=gen)
+        k = torch.randn(b, s, kv, dim, device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn(b, s, kv, dim, device="cuda", dtype=torch.bfloat16, generator=gen)
+        grad = torch.randn(b, s, heads, dim, device="cuda", dtype=torch.bfloat16, generator=gen)
+        cu = torch.arange(0, (b + 1) * s, s, device="cuda", dtype=torch.int32)
+        fwd_flops = 4 * b * s * s / 2 * heads * dim
+
+        def varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            shape = (b * s, -1, dim)
+            return glm._varlen_causal(q.view(shape), k.view(shape), v.view(shape), cu, s).view(
+                b, s, heads, dim
+            )
+
+        def flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                out = torch.nn.functional.scaled_dot_product_attention(
+                    q.transpose(1, 2),
+                    k.transpose(1, 2),
+                    v.transpose(1, 2),
+                    is_causal=True,
+                    enable_gqa=True,
+                )
+            return out.transpose(1, 2)
+
+        outs = {}
+        for name, fn in (("varlen FA2", varlen), ("SDPA flash", flash), ("cuDNN", glm._cudnn_causal)):
+            try:
+                qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+                out = fn(qg, kg, vg)
+                out.backward(grad)
+                outs[name] = (out.detach().float(), qg.grad.float())
+
+                def fwd(fn: Callable[..., torch.Tensor] = fn) -> None:
+                    with torch.no_grad():
+                        fn(q, k, v)
+
+                def fwd_bwd(fn: Callable[..., torch.Tensor] = fn) -> None:
+                    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+                    fn(qg, kg, vg).backward(grad)
+
+                t_f = _sync_time(fwd, 3, 20)
+                t_fb = _sync_time(fwd_bwd, 3, 20)
+                row = {
+                    "section": "attention", "name": f"{name}, {heads}x{dim}, kv {kv}", "fwd_ms": t_f * 1e3,
+                    "fwd_tflops": fwd_flops / t_f / 1e12, "fwd_bwd_ms": t_fb * 1e3,
+                    "fwd_bwd_tflops": 3 * fwd_flops / t_fb / 1e12,
+                }  # fmt: skip
+                if name == "cuDNN":
+                    row["cudnn_took_gqa"] = glm._CUDNN_GQA[:1]
+                    ref_out, ref_grad = outs["varlen FA2"]
+                    row["rel_diff_out"] = float((out.detach().float() - ref_out).norm() / ref_out.norm())
+                    row["rel_diff_dq"] = float((qg.grad.float() - ref_grad).norm() / ref_grad.norm())
+                self.rows.append(row)
+                print(f"[attention] {row}", flush=True)
+            except Exception:  # noqa: BLE001 - one kernel missing must not lose the others' figures
+                print(f"[attention] {name} {heads}x{dim} FAILED:\n{traceback.format_exc()}", flush=True)
+        outs.clear()
+
+    def round3(self) -> None:
+        """The third round, on the new ``small`` (head_dim 128), each row against the headline of the same run:
+        FlashAttention-2 (varlen) instead of cuDNN, the headline step again under the profiler (and as a repeat),
+        16 micro-batches per step for both models, DeepSpeed's immediate_grad_update, the old shape (head_dim 64)
+        with cuDNN, and the max-autotune-no-cudagraphs compile mode, while ``--time-limit`` leaves time."""
+        cfg, key = model_config("small"), "small"
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        mb = self.args.micro_batch
+        ours = lambda: self.ours(cfg, key, Variant("ours"))  # noqa: E731
+        best_hf = getattr(self, "best_hf", None) or "grouped_mm"
+        best_sdpa = getattr(self, "best_hf_sdpa", "default")
+        hf = lambda: self.hf(cfg, key, best_hf)  # noqa: E731
+        old = model_config("small", head_dim=64, num_key_value_heads=4)
+
+        def hf_gas16() -> None:
+            with hf_sdpa(best_sdpa):
+                self.full_step(
+                    "round3 step gas 16", f"{hf_name(best_hf, best_sdpa)}, mb {mb} x gas 16", cfg, hf, mb,
+                    packed=False, mtp=False, ours=False, gas=16, bf16={},
+                )  # fmt: skip
+
+        steps: list[tuple[str, int, Callable[[], object]]] = [
+            ("varlen", 30, lambda: self.fwd_bwd("round3 fwd+bwd", cfg, key, Variant(
+                "ours fwd+bwd, varlen FlashAttention-2", attn_impl="varlen", micro_batch=mb))),
+            ("profiled", 30, lambda: self.full_step(
+                "round3 step", f"ours mb {mb} x gas 4 (headline again, profiled)", cfg, ours, mb, packed=False,
+                mtp=False, ours=True, gas=4, bf16={}, profile=True)),
+            ("ours gas 16", 30, lambda: self.full_step(
+                "round3 step gas 16", f"ours mb {mb} x gas 16", cfg, ours, mb, packed=False, mtp=False, ours=True,
+                gas=16, bf16={})),
+            ("HF gas 16", 40, hf_gas16),
+            ("immediate", 30, lambda: self.full_step(
+                "round3 step", f"ours mb {mb} x gas 4, immediate_grad_update", cfg, ours, mb, packed=False,
+                mtp=False, ours=True, gas=4, bf16={"immediate_grad_update": True})),
+            ("old shape", 90, lambda: self.full_step(
+                "round3 old shape", f"ours, old small (head_dim 64, 4 KV heads), cuDNN, mb {mb} x gas 4", old,
+                lambda: self.ours(old, "small_hd64", Variant("ours")), mb, packed=False, mtp=False, ours=True,
+                gas=4, bf16={})),
+            ("max-autotune", 250, lambda: self.fwd_bwd("round3 fwd+bwd", cfg, key, Variant(
+                "ours fwd+bwd, max-autotune-no-cudagraphs", micro_batch=mb,
+                compile_mode="max-autotune-no-cudagraphs"))),
+        ]  # fmt: skip
+        for name, need, run in steps:
+            if left() < need:
+                print(f"[round3] {name}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                continue
+            run()
+
+    def round4(self) -> None:
+        """Micro-batch 16 on the new ``small`` (the same tokens per step as the headline and the gas-16 rows), and
+        the headline step profiled once more with its kernels summed by kind (``profile_step.txt``)."""
+        cfg, key = model_config("small"), "small"
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        ours = lambda: self.ours(cfg, key, Variant("ours"))  # noqa: E731
+        steps: list[tuple[str, int, Callable[[], object]]] = [
+            ("profiled", 30, lambda: self.full_step(
+                "round4 step", "ours mb 8 x gas 4 (headline again, profiled)", cfg, ours, 8, packed=False,
+                mtp=False, ours=True, gas=4, bf16={}, profile=True)),
+            ("fwd+bwd mb 16", 60, lambda: self.fwd_bwd(
+                "round4 fwd+bwd", cfg, key, Variant("ours fwd+bwd, micro-batch 16", micro_batch=16))),
+            ("mb 16 x gas 2", 30, lambda: self.full_step(
+                "round4 step", "ours mb 16 x gas 2", cfg, ours, 16, packed=False, mtp=False, ours=True, gas=2,
+                bf16={})),
+            ("mb 16 x gas 8", 40, lambda: self.full_step(
+                "round4 step gas 16", "ours mb 16 x gas 8", cfg, ours, 16, packed=False, mtp=False, ours=True,
+                gas=8, bf16={})),
+        ]  # fmt: skip
+        for name, need, run in steps:
+            if left() < need:
+                print(f"[round4] {name}: skipped ({left():.0f} s of --time-limit left)", flush=True)
                 continue
             run()
 
@@ -626,8 +811,21 @@ def _profile_one(step: Callable[[], None], path: Path, name: str) -> None:
         if e.device_type == torch.autograd.DeviceType.CUDA
     )
     cpu = events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=80)
-    gpu = events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=80)
-    path.write_text(f"{name}\nwall {wall * 1e3:.1f} ms, kernels {kernels / 1e3:.1f} ms\n\n{cpu}\n\n{gpu}\n")
+    gpu = events.table(sort_by="self_cuda_time_total", row_limit=60, max_name_column_width=80)
+    kinds: dict[str, float] = {}
+    for e in events:  # kernels only, summed by kind
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            kind = _kernel_kind(e.key)
+            kinds[kind] = kinds.get(kind, 0.0) + getattr(e, "self_device_time_total", 0.0)
+    by_kind = "\n".join(
+        f"  {k:48s} {t / 1e3:8.1f} ms  {t / max(kernels, 1e-9) * 100:5.1f}%"
+        for k, t in sorted(kinds.items(), key=lambda kv: -kv[1])
+    )
+    path.write_text(
+        f"{name}\nwall {wall * 1e3:.1f} ms, kernels {kernels / 1e3:.1f} ms\n\nkernels by kind:\n{by_kind}\n\n"
+        f"{cpu}\n\n{gpu}\n"
+    )
+    print(f"[profile step] kernels by kind:\n{by_kind}", flush=True)
     print(
         f"[profile step] {name}: wall {wall * 1e3:.1f} ms (profiler on), kernels {kernels / 1e3:.1f} ms",
         flush=True,
@@ -725,13 +923,21 @@ def gpu(args: argparse.Namespace) -> None:
     try:
         if "headline" in sections:
             bench.headline("small", model_config("small"))
+        if "attention" in sections:
+            bench.attention()
         if "speed" in sections:
             bench.speed()
+        if "round3" in sections:
+            bench.round3()
+        if "round4" in sections:
+            bench.round4()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:
             bench.profile()
-        if "dense" in sections:
+        if "dense" in sections and args.time_limit - (time.perf_counter() - START) < 120:
+            print("[dense] skipped (less than 120 s of --time-limit left)", flush=True)
+        elif "dense" in sections:
             dense = model_config("small", first_k_dense_replace=12, num_nextn_predict_layers=0)
             bench.headline("dense", dense)
     finally:
@@ -798,6 +1004,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--hf-experts", default="eager,batched_mm,grouped_mm", help="HF expert implementations timed"
+    )
+    parser.add_argument(
+        "--hf-sdpa",
+        default="default,cudnn",
+        help="SDPA backend orders timed for HF: default (torch's), cudnn (cuDNN first)",
     )
     parser.add_argument(
         "--time-limit",

@@ -10,8 +10,10 @@ Flavours:
 - ``debug``: 0.3M parameters with every feature on (1 dense + 2 MoE layers, 8 experts, MTP, QK-norm, qkv
   bias), runs forward and backward in milliseconds on CPU; the tests use it.
 - ``tiny``: the default pipeline's model (vocab 8192, the demo tokenizer's size), trains on 2 CPU cores.
-- ``small``: 0.82B total / 0.18B active parameters (0.13B without the embedding table), the single-GPU
-  benchmark shape.
+- ``small``: 0.84B total / 0.20B active parameters (0.15B without the embedding table), the single-GPU
+  benchmark shape. Attention as GLM-4.5's: head_dim 128, q-heads x head_dim twice the hidden size (GLM-4.5 2.4x,
+  Air 3x), GQA 6:1 (Air 12:1); until 2026-11-30 it had head_dim 64 and 4 KV heads (0.82B / 0.18B), which made
+  the flash-attention tiles run at a third of the matmul rate (docs/TRAIN_SPEED.md).
 - ``air``: GLM-4.5-Air's published shape (106B total / 12B active), for configs and FLOP counts only.
 
 :func:`param_counts` and :func:`flops_per_token` count what the MFU figures need (active parameters, attention and
@@ -157,8 +159,8 @@ FLAVOURS: dict[str, dict[str, Any]] = {
         "moe_intermediate_size": 384,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
-        "num_key_value_heads": 4,
-        "head_dim": 64,
+        "num_key_value_heads": 2,
+        "head_dim": 128,
         "first_k_dense_replace": 1,
         "n_routed_experts": 64,
         "num_experts_per_tok": 4,

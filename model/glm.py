@@ -17,10 +17,12 @@ shared with the main model (model/export.py writes copies, as the published chec
 
 Packed rows: ``doc_lens`` [B][n_b] gives each row's document segments (``sum <= S``, the rest is padding). Positions
 restart at 0 in each segment, attention stays inside a segment (the padding tail is one more segment), and no loss
-falls on a target outside its segment or on padding. Kernels (``attn_impl``): on CUDA in bf16/fp16
-``torch.nn.attention.varlen.varlen_attn`` (flash attention over the flattened rows, packed or not) when torch has it
-(``varlen``; asked for by name it also runs an fp32 model: q/k/v cast to bf16 for the kernel, the output back to
-fp32, while ``auto`` keeps fp32 on exact SDPA); else without ``doc_lens`` plain causal SDPA, and with them either
+falls on a target outside its segment or on padding. Kernels (``attn_impl``): on CUDA in bf16/fp16, rows without
+``doc_lens`` (one document each) go to cuDNN's fused causal attention through SDPA (``cudnn``; ``auto`` picks it
+where it runs: compute capability >= 8.0), packed rows to ``torch.nn.attention.varlen.varlen_attn`` (flash attention
+over the flattened rows) when torch has it (``varlen``, which also takes unpacked rows; asked for by name it also runs
+an fp32 model: q/k/v cast to bf16 for the kernel, the output back to fp32, while ``auto`` keeps fp32 on exact SDPA);
+else without ``doc_lens`` plain causal SDPA, and with them either
 one causal SDPA call per document
 (``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S] (``sdpa``); ``auto`` picks by a
 measured cost model (per document unless the rows hold many tiny documents, and
@@ -55,7 +57,7 @@ from model.config import ModelConfig
 from model.loss import linear_cross_entropy
 from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
-AttnImpl = Literal["auto", "sdpa", "segments", "varlen"]
+AttnImpl = Literal["auto", "sdpa", "segments", "varlen", "cudnn"]
 
 # CPU cost model for packed rows (benchmarked with one thread, forward + backward): one SDPA call per document costs
 # about as much as 5000 entries of a masked [S, S] score matrix. Below that the per-document loop wins (it skips the
@@ -69,6 +71,48 @@ try:  # torch >= 2.10 on CUDA: flash-attention over packed sequences
     _VARLEN_ARGS = set(inspect.signature(_varlen_attn).parameters)
 except ImportError:  # pragma: no cover - depends on the torch build
     _varlen_attn, _VARLEN_ARGS = None, set()
+
+
+try:  # SDPA backend choice (torch >= 2.3); cuDNN's fused attention runs Hopper's own matrix instructions
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    _CUDNN_BACKEND = [SDPBackend.CUDNN_ATTENTION]
+except ImportError:  # pragma: no cover - depends on the torch build
+    sdpa_kernel, _CUDNN_BACKEND = None, []
+_CUDNN_GQA: list[bool] = []  # whether cuDNN took enable_gqa (probed at the first GQA call)
+
+
+def cudnn_attention_available(device: torch.device) -> bool:
+    """cuDNN fused attention can run on ``device``: CUDA, compute capability >= 8.0, cuDNN's SDPA backend on."""
+    if device.type != "cuda" or sdpa_kernel is None or not torch.backends.cudnn.is_available():
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0) and torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def _cudnn_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention over whole rows through cuDNN's fused kernel: q [B, S, nh, D], k/v [B, S, nkv, D] ->
+    [B, S, nh, D]. GQA goes to the kernel as is where this cuDNN build takes it (probed once), else k/v are
+    repeated per q-head group first (a copy, and autograd sums the group's gradients back)."""
+    # [B, n, S, D] views of dense [B, S, n, D] tensors (v arrives as a slice of the fused q/k/v output: made dense,
+    # a small copy at few kv heads, so cuDNN sees one of the layouts it takes)
+    q, k, v = (t.contiguous().transpose(1, 2) for t in (q, k, v))
+    gqa = k.shape[1] != q.shape[1]
+    if gqa and _CUDNN_GQA != [False]:
+        try:
+            with sdpa_kernel(_CUDNN_BACKEND):
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            _CUDNN_GQA[:] = [True]
+            return out.transpose(1, 2)
+        except RuntimeError:  # "No available kernel": this cuDNN path has no GQA; never asked again
+            if _CUDNN_GQA == [True]:
+                raise
+            _CUDNN_GQA[:] = [False]
+    if gqa:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    with sdpa_kernel(_CUDNN_BACKEND):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return out.transpose(1, 2)
 
 
 def _varlen_causal(
@@ -269,6 +313,8 @@ class Attention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: DocLayout) -> torch.Tensor:
         """Causal attention inside each document: q [B, S, nh, D], k/v [B, S, nkv, D] -> [B, S, nh * D]."""
         b, s = q.shape[:2]
+        if self._use_cudnn(q, layout):  # whole rows (one document each): cuDNN's fused causal kernel
+            return _cudnn_causal(q, k, v).reshape(b, s, self.n_heads * self.head_dim)
         if self._use_varlen(q):  # packed or not: one flash call over the flattened rows
             cu, max_len = layout.cu_seqlens()
             out = _varlen_causal(
@@ -307,11 +353,25 @@ class Attention(nn.Module):
             return self.attn_impl == "segments"
         return layout.per_document_is_cheaper()
 
+    def _use_cudnn(self, q: torch.Tensor, layout: DocLayout) -> bool:
+        """cuDNN for rows without document packing: asked for by name (``cudnn``; packed rows then go to varlen),
+        or by ``auto`` in half precision where cuDNN attention runs (faster than FlashAttention-2 at head_dim 128
+        on an H200: docs/TRAIN_SPEED.md)."""
+        if layout.packed or self.attn_impl not in ("auto", "cudnn"):
+            return False
+        available = q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)
+        if self.attn_impl == "cudnn" and not available:
+            raise RuntimeError(
+                "attn_impl='cudnn' needs a CUDA GPU of compute capability >= 8.0 with cuDNN attention and a bf16 or "
+                "fp16 model; use 'auto'"
+            )
+        return available
+
     def _use_varlen(self, q: torch.Tensor) -> bool:
         if self.attn_impl in ("sdpa", "segments"):
             return False
         available = _varlen_attn is not None and q.device.type == "cuda"
-        if self.attn_impl == "varlen":  # asked for by name: fp32 too (bf16 in the kernel, _varlen_causal)
+        if self.attn_impl in ("varlen", "cudnn"):  # by name: fp32 too (bf16 in the kernel, _varlen_causal)
             if not available:
                 raise RuntimeError("attn_impl='varlen' needs CUDA and torch.nn.attention.varlen; use 'auto'")
             return True

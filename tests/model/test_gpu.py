@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import model.glm as glm
 from model.config import model_config
 from model.glm import GLMForCausalLM, _varlen_attn
 
@@ -44,6 +45,37 @@ def test_varlen_packed_logits_equal_each_document_alone() -> None:
         grads.append([attn.k_proj.weight.grad.float(), attn.v_proj.weight.grad.float()])
     for a, b in zip(*grads, strict=True):
         assert ((a - b).norm() / b.norm()) < 3e-2
+
+
+@pytest.mark.skipif(not glm.cudnn_attention_available(torch.device("cuda")), reason="no cuDNN attention")
+def test_cudnn_attention_on_whole_rows_matches_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows without doc_lens: ``auto`` takes cuDNN's fused kernel (GQA 2:1 here), with the logits and the k/v
+    gradients of exact SDPA; packed rows still go to varlen."""
+    cfg = model_config("debug", head_dim=64)
+    model = GLMForCausalLM(cfg).cuda().to(torch.bfloat16)
+    ids = _ids(cfg.vocab_size, 2, 256)
+    calls = []
+    real = glm._cudnn_causal
+    monkeypatch.setattr(glm, "_cudnn_causal", lambda *a: calls.append(1) or real(*a))
+    results = []
+    for impl in ("auto", "sdpa"):
+        for layer in model.model.layers:
+            layer.self_attn.attn_impl = impl
+        model.zero_grad(set_to_none=True)
+        out = model(ids, labels=ids)
+        out.loss.backward()
+        attn = model.model.layers[1].self_attn
+        results.append((out.logits.float(), attn.k_proj.weight.grad.float(), attn.v_proj.weight.grad.float()))
+    assert len(calls) == cfg.num_hidden_layers  # auto: every layer through cuDNN, sdpa: none
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=2e-2, atol=2e-2)
+    for a, b in zip(results[0][1:], results[1][1:], strict=True):
+        assert ((a - b).norm() / b.norm()) < 3e-2
+    calls.clear()
+    for layer in model.model.layers:
+        layer.self_attn.attn_impl = "auto"
+    with torch.no_grad():
+        model(ids, doc_lens=[[100, 156], [256]])
+    assert not calls  # packed rows: varlen
 
 
 def test_grouped_mm_experts_match_loop_in_bf16() -> None:
