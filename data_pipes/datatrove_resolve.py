@@ -4,7 +4,8 @@
 returns the class; ``step_role`` says how the bridge runs it (``filter``, ``extractor``, ``formatter``, or
 ``step``: a user's own per-document ``PipelineStep``); ``check_step`` returns every problem with the step and its
 constructor arguments, constructing the step once, so a bad argument fails when the pipeline is validated, not in
-a worker; ``step_signature`` is what the fingerprint needs beyond the params: the class's qualified name, the
+a worker, and an asset the step would fetch on its first document that is not in datatrove's cache fails there
+too (``datatrove_assets``); ``step_signature`` is what the fingerprint needs beyond the params: the class's qualified name, the
 versions of datatrove and of the packages the step declares it needs, and, for a step that is not datatrove's
 own, the source of its module and of the modules of its package that it imports (so editing it recomputes).
 
@@ -63,14 +64,19 @@ _guard_depth = 0
 _saved: dict[str, Any] = {}
 
 
-def _refuse_download(remote_path: str, local_path: str, progress: bool = True) -> None:
-    folder = os.path.dirname(local_path)
-    raise AssetNotCached(
-        f"the step needs {remote_path!r}, which is not in datatrove's asset cache; arcflow never downloads at run "
-        f"time: on a machine with network, fetch it into {folder} as {os.path.basename(local_path)} and create "
-        f"{os.path.basename(local_path)}.completed beside it (running the step once in datatrove does both), or "
+def not_cached_message(remote_path: str, local_path: str, lead: str = "the step needs") -> str:
+    """``<lead> <asset>, which is not in datatrove's asset cache`` and how to put it there."""
+    folder, name = os.path.dirname(local_path), os.path.basename(local_path)
+    return (
+        f"{lead} {remote_path!r}, which is not in datatrove's asset cache; arcflow never downloads at run "
+        f"time: on a machine with network, fetch it into {folder} as {name} and create "
+        f"{name}.completed beside it (running the step once in datatrove does both), or "
         f"copy that folder here (its root follows HF_ASSETS_CACHE / HF_HOME)"
     )
+
+
+def _refuse_download(remote_path: str, local_path: str, progress: bool = True) -> None:
+    raise AssetNotCached(not_cached_message(remote_path, local_path))
 
 
 @contextmanager
@@ -325,18 +331,24 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
     step resolves, is a per-document datatrove step and its constructor accepts ``args``."""
     try:
         cls = resolve_step(path)
-        step_role(cls, path)
+        role = step_role(cls, path)
     except StepError as exc:
         return [(("step",), str(exc))]
     problems = check_args(cls, args)
     if problems:
         return problems
     try:
-        build_step(cls, args, path)
+        step = build_step(cls, args, path)
     except AssetNotCached as exc:
         return [(("step",), str(exc))]
     except StepError as exc:
         return [(("args",), str(exc))]
+    from data_pipes.datatrove_assets import missing_asset
+
+    asset = missing_asset(step, role)  # one fetched lazily, on the first document (LanguageFilter's model)
+    if asset is not None:
+        lead = f"step {path!r}: {cls.__name__} reads, on its first document,"
+        return [(("step",), not_cached_message(asset.remote, asset.local_path, lead))]
     return []
 
 

@@ -14,8 +14,9 @@ One output shard per input shard. Rows become datatrove Documents and back (``da
 datatrove's drop reasons (``gopher_short_doc``) are the node's drop reasons; a row the step raises on is
 quarantined with the error; a step that asks datatrove to download a model fails the node with one error naming
 the asset and datatrove's cache folder to pre-fill (arcflow never downloads at run time). The step is checked when
-the pipeline is validated: its import path, that it is a per-document datatrove step, and its ``args`` (the step
-is constructed once). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
+the pipeline is validated: its import path, that it is a per-document datatrove step, its ``args`` (the step
+is constructed once), and that a model it would fetch on its first document is in datatrove's cache
+(``data_pipes.datatrove_assets``). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
 a step that is not datatrove's own, the source of its module (and of the modules of its package it imports).
 Install datatrove with the `datatrove` extra. See docs/DATATROVE.md.
 """

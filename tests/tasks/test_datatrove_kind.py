@@ -420,11 +420,8 @@ def test_step_downloading_in_its_constructor_fails_validation(
     assert net.attempts == []
 
 
-def test_node_needing_a_model_fails_with_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from data_pipes.datatrove_resolve import AssetNotCached
-
-    _empty_asset_cache(tmp_path, monkeypatch)
-    net = _NoNetwork(monkeypatch)
+def _lid_pipeline(tmp_path: Path) -> Path:
+    """A `files` node and a `LanguageFilter` node (which reads fastText's lid.176 on its first document)."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.jsonl").write_text(
         "".join(json.dumps({"id": f"r{i}", "text": PARAGRAPHS["de_good"]}) + "\n" for i in range(3))
@@ -441,7 +438,81 @@ def test_node_needing_a_model_fails_with_one_error(tmp_path: Path, monkeypatch: 
     }  # fmt: skip
     file = tmp_path / "pipeline.yaml"
     file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    pipeline = load_pipeline(str(file))  # lazy download: construction does not fetch, so validate passes
+    return file
+
+
+def _fake_cached_lid(cache: Path) -> Path:
+    """lid.176's place in datatrove's asset cache, filled with a stand-in file and its `.completed` marker."""
+    folder = cache / "datatrove" / "lid" / "ft176"
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "https:__dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
+    model.write_bytes(b"not a model: validation must not read it")
+    (folder / (model.name + ".completed")).touch()
+    return model
+
+
+def test_lazy_model_missing_from_the_cache_fails_validate_and_run_before_any_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    file = _lid_pipeline(tmp_path)
+    line = file.read_text().splitlines().index("      step: datatrove.pipeline.filters.LanguageFilter") + 1
+    want = (
+        f"{file}:{line}: nodes.lang.params.step: step 'datatrove.pipeline.filters.LanguageFilter': LanguageFilter "
+        "reads, on its first document, 'https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin', "
+        "which is not in datatrove's asset cache; arcflow never downloads at run time: on a machine with network, "
+        f"fetch it into {cache}/datatrove/lid/ft176 as "
+        "https:__dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin and create "
+        "https:__dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin.completed beside it"
+    )
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    (problem,) = info.value.problems
+    assert problem.render().startswith(want), problem.render()
+    for command in ("validate", "run"):  # `arcflow run` stops there too, before Prefect or any node starts
+        result = CliRunner().invoke(app, [command, "-f", str(file)])
+        assert result.exit_code == 2, result.output
+        assert "nodes.lang.params.step" in result.output and "lid.176.bin.completed" in result.output
+    assert not (tmp_path / "store").exists()
+    assert net.attempts == [] and not list(cache.rglob("*.bin"))  # nothing fetched
+
+
+def test_lazy_model_in_the_cache_passes_validate_without_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fasttext.FastText
+
+    from data_pipes.datatrove_assets import may_fetch_assets
+    from data_pipes.datatrove_resolve import resolve_step
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    _fake_cached_lid(cache)
+    loads: list[object] = []
+    monkeypatch.setattr(fasttext.FastText, "_FastText", lambda *a, **k: loads.append(a))
+    pipeline = load_pipeline(str(_lid_pipeline(tmp_path)))
+    assert pipeline.nodes["lang"].kind.name == "datatrove"
+    assert loads == [] and net.attempts == []  # the probe stopped at the cache lookup, before the model
+    # a step whose code never asks for an asset is not run at validate at all
+    gopher = resolve_step("datatrove.pipeline.filters.GopherQualityFilter")()
+    assert not may_fetch_assets(gopher)
+
+
+def test_node_needing_a_model_fails_with_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_pipes.datatrove_resolve import AssetNotCached
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    file = _lid_pipeline(tmp_path)
+    model = _fake_cached_lid(cache)
+    pipeline = load_pipeline(str(file))  # validates with the model in the cache
+    for path in model.parent.iterdir():  # then it is gone when the node runs: the run fails, once, naming it
+        path.unlink()
     engine = Engine(pipeline)
     try:
         engine.run_node("docs")
