@@ -18,6 +18,12 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   16, 16 micro-batches per step (a pre-training accumulation) for both models, FlashAttention-3 and the
   ``max-autotune-no-cudagraphs`` compile mode where they exist and time is left (``--time-limit``); one profiled
   DeepSpeed step (``profile_step.txt``).
+* **attention**: the attention kernels alone at the old and the new ``small`` head shapes (varlen FlashAttention-2,
+  SDPA flash, cuDNN): TFLOP/s and cuDNN's difference from varlen.
+* **round3** / **round4**: the third round on the new ``small`` (head_dim 128): FlashAttention-2 against cuDNN, the
+  headline step again under the profiler (kernels by kind), 16 micro-batches per step for both models, DeepSpeed's
+  immediate_grad_update, the old shape with cuDNN, micro-batch 16, the max-autotune-no-cudagraphs compile mode (within
+  ``--time-limit``). HF is timed with torch's SDPA backend order and with cuDNN first (``--hf-sdpa``).
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
@@ -70,7 +76,7 @@ class Variant:
 
     name: str
     expert_impl: str = "grouped_mm"
-    attn_impl: str = "auto"  # auto = varlen (flash) on CUDA in bf16
+    attn_impl: str = "auto"  # auto on CUDA in bf16: cuDNN for whole rows, varlen (flash) for packed rows
     compile: bool = True
     fused_ce: bool = True
     micro_batch: int = 4
