@@ -83,6 +83,7 @@ class Variant:
     packed: bool = False
     mtp: bool = False
     compile_mode: str | None = None  # torch.compile mode of the layer regions (None: its default)
+    whole_rows_graph: bool = False  # rows without packing: each layer one graph with cuDNN attention inside
 
 
 def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
@@ -176,7 +177,7 @@ class Bench:
         model.to(torch.bfloat16)
         for router in model.routers():
             router.float()
-        model.compile_layers(v.compile, v.compile_mode)
+        model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph)
         return model.train()
 
     def hf(self, cfg: ModelConfig, key: str, experts: str) -> torch.nn.Module:
@@ -600,6 +601,24 @@ class Bench:
                 continue
             run()
 
+    def round5(self) -> None:
+        """Each layer as one compiled graph with cuDNN attention inside (rows without packing), against the regions
+        around an eager attention call, in the same run: forward + backward and the headline step."""
+        cfg, key = model_config("small"), "small"
+        whole = Variant("ours, whole-layer graphs", whole_rows_graph=True)
+        self.fwd_bwd("round5 fwd+bwd", cfg, key, Variant("ours fwd+bwd (regions)", micro_batch=8))
+        self.fwd_bwd(
+            "round5 fwd+bwd", cfg, key, replace(whole, name="ours fwd+bwd, whole-layer graphs", micro_batch=8)
+        )
+        self.full_step(
+            "round5 step", "ours mb 8 x gas 4, whole-layer graphs", cfg, lambda: self.ours(cfg, key, whole), 8,
+            packed=False, mtp=False, ours=True, gas=4, bf16={}, profile=True,
+        )  # fmt: skip
+        self.full_step(
+            "round5 step", "ours mb 8 x gas 4 (regions)", cfg, lambda: self.ours(cfg, key, Variant("ours")), 8,
+            packed=False, mtp=False, ours=True, gas=4, bf16={},
+        )  # fmt: skip
+
     def _fa3(self, cfg: ModelConfig, key: str) -> None:
         """Forward + backward with torch's FlashAttention-3 implementation activated, when this torch has it."""
         try:
@@ -937,6 +956,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round3()
         if "round4" in sections:
             bench.round4()
+        if "round5" in sections:
+            bench.round5()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:

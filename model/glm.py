@@ -393,6 +393,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.compiled = False  # set by GLMForCausalLM.compile_layers
         self.compile_mode: str | None = None  # torch.compile mode of the regions (None: its default)
+        # whole rows on cuDNN: the layer as one graph, attention inside (set by compile_layers)
+        self.whole_rows_graph = False
 
     def forward(
         self,
@@ -407,6 +409,13 @@ class DecoderLayer(nn.Module):
         (output projection, residuals, norm, MLP or MoE). The two outer parts run through ``torch.compile`` after
         :meth:`GLMForCausalLM.compile_layers`; the kernel between them stays eager, so the packed layout's Python
         lists never reach a compiled graph (no recompiles as documents change)."""
+        if (
+            self.compiled
+            and self.whole_rows_graph
+            and _CUDNN_GQA != [False]
+            and self.self_attn._use_cudnn(x, layout)
+        ):
+            return _compiled_whole(self.compile_mode)(self, x, *rope, aux_weight)
         pre, post = _compiled_regions(self.compile_mode) if self.compiled else (layer_pre, layer_post)
         q, k, v = pre(self, x, *rope)
         attn = self.self_attn.attend(q, k, v, layout)
@@ -431,6 +440,29 @@ def layer_post(
     else:
         h, aux = layer.mlp(h), None
     return x + h, aux
+
+
+def layer_whole(
+    layer: DecoderLayer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, aux_weight: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A whole decoder layer over rows without packing, cuDNN attention inside (one graph: no break around the
+    kernel, which takes no Python lists here)."""
+    b, s = x.shape[:2]
+    q, k, v = layer_pre(layer, x, cos, sin)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, n, S, D]
+    with sdpa_kernel(_CUDNN_BACKEND):
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.shape[1] != q.shape[1])
+    return layer_post(layer, x, attn.transpose(1, 2).reshape(b, s, -1), None, aux_weight)
+
+
+_WHOLE: dict[str | None, object] = {}
+
+
+def _compiled_whole(mode: str | None = None) -> object:
+    """``torch.compile`` of :func:`layer_whole` (in ``mode``), made once per process and shared by every layer."""
+    if mode not in _WHOLE:
+        _WHOLE[mode] = torch.compile(layer_whole, dynamic=False, mode=mode)
+    return _WHOLE[mode]
 
 
 _REGIONS: dict[str | None, tuple[object, object]] = {}
@@ -574,15 +606,20 @@ class GLMForCausalLM(nn.Module):
             self.model.layers[self.config.num_hidden_layers] if self.config.num_nextn_predict_layers else None
         )
 
-    def compile_layers(self, enabled: bool = True, mode: str | None = None) -> GLMForCausalLM:
+    def compile_layers(
+        self, enabled: bool = True, mode: str | None = None, whole_rows_graph: bool = False
+    ) -> GLMForCausalLM:
         """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
         kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
         default: on GPU it is the largest single gain (docs/TRAIN_SPEED.md); on CPU the compile time outweighs it
         for the small models trained there. Numbers stay those of the eager model up to rounding. ``mode``: the
-        layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``)."""
+        layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``).
+        ``whole_rows_graph``: rows without packing that run on cuDNN compile each layer as one graph, attention
+        inside (packed rows keep the regions)."""
         for layer in self.model.layers:
             layer.compiled = enabled
             layer.compile_mode = mode
+            layer.whole_rows_graph = whole_rows_graph
         self.ce_compiled = enabled
         return self
 
