@@ -124,6 +124,8 @@ STATUS_STYLE = {
     "missing": "red",
     "pending": "yellow",
     "partial": "yellow",
+    "failed": "red",  # `status`: its stored output quarantined every row, so a run fails there
+    "blocked": "red",  # `status`: downstream of a failed node, so a run skips it
 }
 WIDE = 120  # from this console width, `status` also shows each node's kind and fingerprint
 WHY_LINES = 3  # a reason column cell wraps over at most this many lines; `arcflow plan` lists every reason
@@ -219,16 +221,30 @@ def _print_as_list(title: str, rows: list[tuple[str, str, str, Any]], max_lines:
 
 @app.command()
 def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
-    """Each node as up to date, stale (and why), partial (a run stopped with some shards done) or missing."""
+    """Each node as up to date, stale (and why), partial (a run stopped with some shards done) or missing;
+    failed when its stored output quarantined every row (a run fails there), blocked when downstream of one."""
+    from flows.outcome import blocked_reason, failed_status, run_outcome
+
     p = _load(file, set_)
     engine = _engine(p)
     wide = console.width >= WIDE
     rows = []
-    for x in engine.plan():
+    plans = engine.plan()
+    failed, blocked = run_outcome(plans, engine.store.manifest, p.deps)
+    for x in plans:
         label, reasons = _status_label(engine, x)
         m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
         kept = f"{m['counts']['kept']:,}" if m else ""
         style = STATUS_STYLE["partial" if label.startswith("partial") else x.status]
+        if x.node in failed:
+            label, reasons = failed_status(x.node, failed[x.node], engine.store.location, p.file)
+            style = STATUS_STYLE["failed"]
+        elif x.node in blocked:
+            label, reasons, style = (
+                "blocked",
+                [blocked_reason(blocked[x.node]), *reasons],
+                STATUS_STYLE["blocked"],
+            )
         rows.append((x.node, p.nodes[x.node].uses, label, style, reasons, kept, (x.fingerprint or "")[:12]))
     fixed = [max(len(r[0]) for r in rows), max(len(r[2]) for r in rows), max(len(r[5]) for r in rows), 4]
     if wide:
@@ -672,19 +688,25 @@ def show(
         err.print(unknown_node_message("show", node, p.order), style="red", highlight=False)
         raise typer.Exit(2)
     engine = _engine(p)
-    plan = {x.node: x for x in engine.plan()}[node]
+    from flows.outcome import blocked_reason, run_outcome
+
+    plans = engine.plan()
+    failed, blocked = run_outcome(plans, engine.store.manifest, p.deps)
+    plan = {x.node: x for x in plans}[node]
     ref = engine.store.read_refs(p.spec.name).get(node, {})
     fp = plan.fingerprint if plan.status == "up_to_date" else ref.get("fingerprint")
     manifest = engine.store.manifest(fp) if fp else None
     if manifest is None:
+        builds = blocked_reason(blocked[node]) if node in blocked else f"`arcflow run --to {node}` builds it"
         err.print(
-            f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); "
-            f"`arcflow run --to {node}` builds it",
+            f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); {builds}",
             style="yellow",
             highlight=False,
         )
         raise typer.Exit(1)
-    notes = _show_notes(p, node, plan, manifest)
+    notes = _show_notes(p, node, plan, manifest) + (
+        [blocked_reason(blocked[node])] if node in blocked else []
+    )
     from flows.trace_render import render_lineage
     from flows.trace_training import training_lineage
 
@@ -694,7 +716,7 @@ def show(
             json.dumps(
                 {
                     **manifest,
-                    "status": plan.status,
+                    "status": "all_quarantined" if node in failed else plan.status,
                     "notes": notes,
                     "shard_list": engine.store.shards(fp),
                     "output_dir": engine.store.output_dir(fp),
@@ -706,7 +728,14 @@ def show(
         return
     from flows.reports import summary_markdown
 
-    if plan.status == "up_to_date":
+    if node in failed:  # up to date, but with no usable row: a run reuses it and fails there
+        console.print(
+            f"[bold]{node}[/]: [red]failed[/]: all {manifest['counts']['in']:,} input rows were quarantined; a run "
+            "reuses this output and fails at this node, skipping the nodes downstream, until its input or params "
+            "change (the quarantine errors are below)",
+            highlight=False,
+        )
+    elif plan.status == "up_to_date":
         console.print(f"[bold]{node}[/]: its stored output is up to date", highlight=False)
     else:
         console.print(

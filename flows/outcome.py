@@ -10,11 +10,20 @@ quarantined some of its rows completes (its counts, summary and the run table sh
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flows.errors import AllQuarantinedError
 
-__all__ = ["AllQuarantinedError", "all_quarantined", "all_quarantined_error", "quarantine_folder"]
+__all__ = [
+    "AllQuarantinedError",
+    "all_quarantined",
+    "all_quarantined_error",
+    "blocked_reason",
+    "failed_status",
+    "quarantine_folder",
+    "run_outcome",
+]
 
 
 def all_quarantined(manifest: dict[str, Any]) -> bool:
@@ -47,3 +56,47 @@ def all_quarantined_error(
         f"the errors, `python -c \"import polars as pl; print(pl.read_parquet('{folder}/*.parquet'))\"` prints the "
         f"rows"
     )
+
+
+def run_outcome(
+    plans: Iterable[Any], manifest_of: Any, deps: Mapping[str, Iterable[str]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """What a run would meet, from a plan (``Engine.plan``, in topological order): the nodes it would reuse whose
+    stored output quarantined every row (node -> manifest: the run fails there), and the nodes it would skip
+    because of them (node -> the failing nodes upstream of it). ``manifest_of(fingerprint)`` reads a manifest."""
+    failed: dict[str, dict[str, Any]] = {}
+    blocked: dict[str, list[str]] = {}
+    for x in plans:
+        upstream = sorted({f for d in deps[x.node] for f in ([d] if d in failed else blocked.get(d, []))})
+        if upstream:  # a run skips it whatever its own state: it never gets there
+            blocked[x.node] = upstream
+        elif x.status == "up_to_date" and x.fingerprint:
+            manifest = manifest_of(x.fingerprint)
+            if manifest is not None and all_quarantined(manifest):
+                failed[x.node] = manifest
+    return failed, blocked
+
+
+def failed_status(
+    node_id: str, manifest: dict[str, Any], store_location: str, pipeline_file: str
+) -> tuple[str, list[str]]:
+    """(label, reasons) for `arcflow status` of a node whose stored output quarantined every row: the count, the
+    main errors, and where to read them; a run reuses that output and fails again until its input, params or code
+    change."""
+    n = int(manifest["counts"]["in"])
+    errors = manifest.get("quarantine_errors") or {}
+    top = ", ".join(f"{e}: {c:,}" for e, c in list(errors.items())[:3])
+    more = f", {len(errors) - 3} more" if len(errors) > 3 else ""
+    folder = quarantine_folder(store_location, manifest["fingerprint"])
+    file = "" if pipeline_file == "pipeline.yaml" else f" -f {pipeline_file}"
+    return f"failed (all {n:,} rows quarantined)", [
+        f"`arcflow show {node_id}{file}` lists the errors ({top}{more})",
+        f"the rows are in {folder}/part-*.parquet",
+        "a run reuses this output and fails here until its input, params or code change",
+    ]
+
+
+def blocked_reason(upstream: list[str]) -> str:
+    """Why `arcflow status` and `arcflow show` call a node blocked: the nodes upstream that fail a run."""
+    names = ", ".join(repr(u) for u in upstream)
+    return f"blocked by {names} (every row quarantined): a run fails there and skips this node"

@@ -125,6 +125,22 @@ def test_a_node_quarantining_every_row_fails_the_run_and_skips_its_consumers(
     assert again.exit_code == 1 and "broken (" in again.output and "AllQuarantinedError" in again.output
 
 
+def _table_rows(output: str) -> dict[str, str]:
+    """`arcflow status`'s table as node -> its cells, a cell wrapped over several lines joined with spaces."""
+    rows: dict[str, list[list[str]]] = {}
+    node = ""
+    for line in output.splitlines():
+        if line.count("│") < 3:
+            continue
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        node = cells[0] or node
+        rows.setdefault(node, []).append(cells)
+    return {
+        n: " │ ".join(" ".join(filter(None, col)) for col in zip(*lines, strict=True))
+        for n, lines in rows.items()
+    }
+
+
 def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
     path = _pipeline(tmp_path, "allq_node")
     spec = load_pipeline(str(path), [])
@@ -146,3 +162,29 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
         "node 'after_broken' needs input 'broken', whose stored output has no usable rows: "
     )
     assert "all 3 input row(s) were quarantined" in text and "`arcflow run --to after_broken`" in text
+
+    # `arcflow status`: the stored output is reused by a run, which fails there: failed, not up to date, with the
+    # count and where to read the rows; its consumer is blocked by it; the others are up to date
+    folder = tmp_path / "store" / "outputs" / manifest["fingerprint"] / "quarantine"
+    status = CliRunner().invoke(app, ["status", "-f", str(path)], env={"COLUMNS": "400"})
+    assert status.exit_code == 0, status.output
+    rows = _table_rows(status.output)
+    assert "failed (all 3 rows quarantined)" in rows["broken"] and "up_to_date" not in rows["broken"]
+    assert f"`arcflow show broken -f {path}` lists the errors" in rows["broken"], rows["broken"]
+    assert "(jsonl_decode_error: 2, jsonl_not_object: 1)" in rows["broken"], rows["broken"]
+    assert f"the rows are in {folder}/part-*.parquet" in rows["broken"], rows["broken"]
+    assert "blocked by 'broken' (every row quarantined): a run fails there" in rows["after_broken"]
+    for ok in ("mixed", "nothing", "after_nothing"):
+        assert "up_to_date" in rows[ok] and "failed" not in rows[ok] and "blocked" not in rows[ok], rows[ok]
+    # `arcflow show` says so too, as text and as JSON; the consumer's says what blocks it
+    shown = CliRunner().invoke(app, ["show", "broken", "-f", str(path)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0 and "broken: failed: all 3 input rows were quarantined" in shown.output
+    assert "is up to date" not in shown.output
+    as_json = CliRunner().invoke(app, ["show", "broken", "-f", str(path), "--json"])
+    assert json.loads(as_json.output)["status"] == "all_quarantined"
+    assert (
+        json.loads(CliRunner().invoke(app, ["show", "mixed", "-f", str(path), "--json"]).output)["status"]
+        == "up_to_date"
+    )
+    consumer = CliRunner().invoke(app, ["show", "after_broken", "-f", str(path)], env={"COLUMNS": "400"})
+    assert consumer.exit_code == 1 and "blocked by 'broken'" in consumer.output, consumer.output
