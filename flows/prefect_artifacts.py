@@ -27,7 +27,6 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
-    update_progress_artifact,
 )
 
 from flows.reports import counts_table, reports_markdown, reused_markdown, summary_markdown
@@ -225,6 +224,11 @@ class NodeProgress:
     Used as a context manager around the node's run, it also keeps a heartbeat: when nothing was sent for
     ``heartbeat_s`` (a long k-means seeding, one big tokenizer-training task), it sends the latest state again with
     the time spent in the phase (``... · 40 s in this phase``), so the UI never sits still for long without a word.
+
+    Updates go through one Prefect client kept for the node's run (closed on exit): Prefect's
+    ``update_progress_artifact`` builds a new client (an HTTP client with its TLS context) for every call, about
+    30 ms of the driver's CPU and 15 ms of the API's per update, against 3 ms and 10 ms with one client; a run
+    sends one every ``throttle_s`` to ``heartbeat_s`` seconds for as long as it lasts.
     """
 
     def __init__(
@@ -246,6 +250,7 @@ class NodeProgress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self._client: Any = None  # Prefect's sync client, opened at the first update
 
     def __enter__(self) -> NodeProgress:
         # the heartbeat thread sends through this thread's Prefect context (API address, client settings)
@@ -260,6 +265,13 @@ class NodeProgress:
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=30)
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - closing the progress client must never fail the node
+                pass
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.node != self.node:
@@ -291,7 +303,13 @@ class NodeProgress:
         if self.artifact_id is None:
             self.artifact_id = create_progress_artifact(progress=value, key=self.key, description=text)
         else:
-            update_progress_artifact(self.artifact_id, progress=value, description=text)
+            from prefect.client.schemas.actions import ArtifactUpdate
+
+            if self._client is None:
+                from prefect.client.orchestration import get_client
+
+                self._client = get_client(sync_client=True).__enter__()
+            self._client.update_artifact(self.artifact_id, ArtifactUpdate(data=value, description=text))
         self.phase, self.last_sent = event.phase, now
         self.updates += 1
 
