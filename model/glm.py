@@ -27,6 +27,11 @@ one causal SDPA call per document
 (``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S] (``sdpa``); ``auto`` picks by a
 measured cost model (per document unless the rows hold many tiny documents, and
 always per document when the mask would pass 256 MiB). All give the logits of each document run alone.
+Opt-in kernels for packed rows (whole rows then run as ``auto`` picks; off until measured on a GPU):
+``cudnn_packed``, cuDNN's fused causal kernel on the ragged (THD) layout through
+``aten::_cudnn_attention_forward`` with the segments' cumulative lengths (CUDA, bf16/fp16); ``flex``, FlexAttention
+with a same-document causal block mask built once per layout (compiled on CUDA; on CPU torch runs it eagerly and has
+no backward: inference and tests only).
 
 MTP (DeepSeek-V3 style, depth 1): position t combines ``enorm(embed(x[t+1]))`` and ``hnorm(h[t])`` (``h`` = main
 model's output after the final norm, the hidden state transformers' ``MtpModel`` and vLLM feed it), runs them
@@ -57,7 +62,7 @@ from model.config import ModelConfig
 from model.loss import linear_cross_entropy
 from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
-AttnImpl = Literal["auto", "sdpa", "segments", "varlen", "cudnn"]
+AttnImpl = Literal["auto", "sdpa", "segments", "varlen", "cudnn", "flex", "cudnn_packed"]
 
 # CPU cost model for packed rows (benchmarked with one thread, forward + backward): one SDPA call per document costs
 # about as much as 5000 entries of a masked [S, S] score matrix. Below that the per-document loop wins (it skips the
@@ -80,6 +85,14 @@ try:  # SDPA backend choice (torch >= 2.3); cuDNN's fused attention runs Hopper'
 except ImportError:  # pragma: no cover - depends on the torch build
     sdpa_kernel, _CUDNN_BACKEND = None, []
 _CUDNN_GQA: list[bool] = []  # whether cuDNN took enable_gqa (probed at the first GQA call)
+_CUDNN_RAGGED_GQA: list[bool] = []  # whether cuDNN's ragged (packed) call took fewer kv heads (probed once)
+
+try:  # torch >= 2.5: FlexAttention (a document block mask for packed rows; attn_impl="flex")
+    from torch.nn.attention.flex_attention import create_block_mask as _create_block_mask
+    from torch.nn.attention.flex_attention import flex_attention as _flex_attention
+except ImportError:  # pragma: no cover - depends on the torch build
+    _create_block_mask = _flex_attention = None
+_FLEX_COMPILED: list[object] = []
 
 
 def cudnn_attention_available(device: torch.device) -> bool:
@@ -135,6 +148,42 @@ def _varlen_causal(
     return _varlen_attn(q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
+def _cudnn_packed_causal(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int
+) -> torch.Tensor:
+    """Causal attention inside each packed segment through cuDNN's ragged (THD) fused kernel: q [T, nh, D], k/v
+    [T, nkv, D], ``cu`` the int32 segment starts -> [T, nh, D]. The op (``aten::_cudnn_attention_forward`` with
+    cumulative lengths, what SDPA runs for jagged nested tensors) is differentiable. GQA goes to the kernel as is
+    where this build takes it (probed once), else k/v are repeated per group."""
+    op = torch.ops.aten._cudnn_attention_forward
+    need_lse = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if k.shape[1] != q.shape[1] and _CUDNN_RAGGED_GQA != [False]:
+        try:
+            out = op(q, k, v, None, cu, cu, max_len, max_len, need_lse, 0.0, True, False)[0]
+            _CUDNN_RAGGED_GQA[:] = [True]
+            return out
+        except RuntimeError:  # this build's ragged path wants as many kv heads as q heads; never asked again
+            if _CUDNN_RAGGED_GQA == [True]:
+                raise
+            _CUDNN_RAGGED_GQA[:] = [False]
+    if k.shape[1] != q.shape[1]:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return op(q, k, v, None, cu, cu, max_len, max_len, need_lse, 0.0, True, False)[0]
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: object) -> torch.Tensor:
+    """FlexAttention over [B, n, S, D] with a block mask: compiled on CUDA (its fused kernel; made once per
+    process), eager elsewhere (torch's reference implementation, which builds the scores: for tests)."""
+    fn = _flex_attention
+    if q.device.type == "cuda":
+        if not _FLEX_COMPILED:
+            _FLEX_COMPILED.append(torch.compile(_flex_attention, dynamic=False))
+        fn = _FLEX_COMPILED[0]
+    return fn(q, k, v, block_mask=block_mask, enable_gqa=k.shape[1] != q.shape[1])  # type: ignore[misc, operator]
+
+
 class RMSNorm(nn.Module):
     """RMSNorm computed in fp32, scaled in the input dtype (as transformers' ``Glm4MoeRMSNorm``)."""
 
@@ -187,6 +236,7 @@ class DocLayout:
     row_seg_lens: list[list[int]] = field(default_factory=list)
     _mask: torch.Tensor | None = None
     _cu: tuple[torch.Tensor, int] | None = None
+    _block_mask: object | None = None
 
     @property
     def seg_lens(self) -> list[int]:
@@ -208,6 +258,21 @@ class DocLayout:
             causal = torch.ones(s, s, dtype=torch.bool, device=same.device).tril()
             self._mask = (same & causal)[:, None]
         return self._mask
+
+    def block_mask(self) -> object:
+        """FlexAttention's block mask of this layout (same segment, causal), built once per layout: blocks wholly
+        outside every document are skipped by the kernel."""
+        if self._block_mask is None:
+            seg = self.segment_ids
+            b, s = seg.shape
+
+            def doc_causal(
+                b_i: torch.Tensor, h: torch.Tensor, q_i: torch.Tensor, kv_i: torch.Tensor
+            ) -> torch.Tensor:
+                return (seg[b_i, q_i] == seg[b_i, kv_i]) & (q_i >= kv_i)
+
+            self._block_mask = _create_block_mask(doc_causal, b, None, s, s, device=seg.device)  # type: ignore[misc]
+        return self._block_mask
 
     def cu_seqlens(self) -> tuple[torch.Tensor, int]:
         """Cumulative segment starts over the flattened [B*S] tokens (int32, [n+1]) and the longest segment; built
@@ -315,6 +380,26 @@ class Attention(nn.Module):
         b, s = q.shape[:2]
         if self._use_cudnn(q, layout):  # whole rows (one document each): cuDNN's fused causal kernel
             return _cudnn_causal(q, k, v).reshape(b, s, self.n_heads * self.head_dim)
+        if layout.packed and self.attn_impl == "flex":
+            if _flex_attention is None:
+                raise RuntimeError("attn_impl='flex' needs torch.nn.attention.flex_attention (torch >= 2.5)")
+            out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout.block_mask())
+            return out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
+        if layout.packed and self.attn_impl == "cudnn_packed":
+            if not (q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)):
+                raise RuntimeError(
+                    "attn_impl='cudnn_packed' needs a CUDA GPU of compute capability >= 8.0 with cuDNN attention and "
+                    "a bf16 or fp16 model; use 'auto'"
+                )
+            cu, max_len = layout.cu_seqlens()
+            out = _cudnn_packed_causal(
+                q.reshape(b * s, self.n_heads, self.head_dim),
+                k.reshape(b * s, self.n_kv, self.head_dim),
+                v.reshape(b * s, self.n_kv, self.head_dim),
+                cu,
+                max_len,
+            )
+            return out.reshape(b, s, self.n_heads * self.head_dim)
         if self._use_varlen(q):  # packed or not: one flash call over the flattened rows
             cu, max_len = layout.cu_seqlens()
             out = _varlen_causal(
@@ -357,8 +442,10 @@ class Attention(nn.Module):
         """cuDNN for rows without document packing: asked for by name (``cudnn``; packed rows then go to varlen),
         or by ``auto`` in half precision where cuDNN attention runs (faster than FlashAttention-2 at head_dim 128
         on an H200: docs/TRAIN_SPEED.md)."""
-        if layout.packed or self.attn_impl not in ("auto", "cudnn"):
+        if layout.packed or self.attn_impl not in ("auto", "cudnn", "flex", "cudnn_packed"):
             return False
+        if self.attn_impl in ("flex", "cudnn_packed"):  # whole rows as auto picks them
+            return q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)
         available = q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)
         if self.attn_impl == "cudnn" and not available:
             raise RuntimeError(
@@ -370,6 +457,15 @@ class Attention(nn.Module):
     def _use_varlen(self, q: torch.Tensor) -> bool:
         if self.attn_impl in ("sdpa", "segments"):
             return False
+        if self.attn_impl in (
+            "flex",
+            "cudnn_packed",
+        ):  # whole rows (packed ones went to their kernel) as auto
+            return (
+                _varlen_attn is not None
+                and q.device.type == "cuda"
+                and q.dtype in (torch.bfloat16, torch.float16)
+            )
         available = _varlen_attn is not None and q.device.type == "cuda"
         if self.attn_impl in ("varlen", "cudnn"):  # by name: fp32 too (bf16 in the kernel, _varlen_causal)
             if not available:
@@ -393,6 +489,9 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.compiled = False  # set by GLMForCausalLM.compile_layers
         self.compile_mode: str | None = None  # torch.compile mode of the regions (None: its default)
+        self.compile_options: tuple[tuple[str, object], ...] | None = (
+            None  # inductor options instead of a mode
+        )
         # whole rows on cuDNN: the layer as one graph, attention inside (set by compile_layers)
         self.whole_rows_graph = False
 
@@ -416,7 +515,11 @@ class DecoderLayer(nn.Module):
             and self.self_attn._use_cudnn(x, layout)
         ):
             return _compiled_whole(self.compile_mode)(self, x, *rope, aux_weight)
-        pre, post = _compiled_regions(self.compile_mode) if self.compiled else (layer_pre, layer_post)
+        pre, post = (
+            _compiled_regions(self.compile_mode, self.compile_options)
+            if self.compiled
+            else (layer_pre, layer_post)
+        )
         q, k, v = pre(self, x, *rope)
         attn = self.self_attn.attend(q, k, v, layout)
         return post(self, x, attn, None if not layout.packed else layout.valid, aux_weight)
@@ -465,19 +568,23 @@ def _compiled_whole(mode: str | None = None) -> object:
     return _WHOLE[mode]
 
 
-_REGIONS: dict[str | None, tuple[object, object]] = {}
+_REGIONS: dict[tuple[str | None, tuple[tuple[str, object], ...] | None], tuple[object, object]] = {}
 
 
-def _compiled_regions(mode: str | None = None) -> tuple[object, object]:
-    """``torch.compile`` of :func:`layer_pre` and :func:`layer_post` (in ``mode``), made once per process and shared
-    by every layer (the modules' parameters are graph inputs, so dense and MoE layers make one graph each, not one
-    per layer)."""
-    if mode not in _REGIONS:
-        _REGIONS[mode] = (
-            torch.compile(layer_pre, dynamic=False, mode=mode),
-            torch.compile(layer_post, dynamic=False, mode=mode),
+def _compiled_regions(
+    mode: str | None = None, options: tuple[tuple[str, object], ...] | None = None
+) -> tuple[object, object]:
+    """``torch.compile`` of :func:`layer_pre` and :func:`layer_post` (in ``mode``, or with inductor ``options``),
+    made once per process and shared by every layer (the modules' parameters are graph inputs, so dense and MoE
+    layers make one graph each, not one per layer)."""
+    key = (mode, options)
+    if key not in _REGIONS:
+        how: dict[str, object] = {"mode": mode} if options is None else {"options": dict(options)}
+        _REGIONS[key] = (
+            torch.compile(layer_pre, dynamic=False, **how),  # type: ignore[arg-type]
+            torch.compile(layer_post, dynamic=False, **how),  # type: ignore[arg-type]
         )
-    return _REGIONS[mode]
+    return _REGIONS[key]
 
 
 class SharedHead(nn.Module):
@@ -607,7 +714,11 @@ class GLMForCausalLM(nn.Module):
         )
 
     def compile_layers(
-        self, enabled: bool = True, mode: str | None = None, whole_rows_graph: bool = False
+        self,
+        enabled: bool = True,
+        mode: str | None = None,
+        whole_rows_graph: bool = False,
+        options: dict[str, object] | None = None,
     ) -> GLMForCausalLM:
         """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
         kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
@@ -615,12 +726,32 @@ class GLMForCausalLM(nn.Module):
         for the small models trained there. Numbers stay those of the eager model up to rounding. ``mode``: the
         layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``).
         ``whole_rows_graph``: rows without packing that run on cuDNN compile each layer as one graph, attention
-        inside (packed rows keep the regions)."""
+        inside (packed rows keep the regions). ``options``: inductor options for the regions instead of a mode
+        (e.g. ``{"combo_kernels": True}``: independent pointwise kernels, such as q's and k's QK-norm + RoPE, share
+        one launch; opt-in until measured)."""
+        if mode is not None and options is not None:
+            raise ValueError(
+                "compile_layers takes a mode or inductor options, not both (torch.compile's rule)"
+            )
         for layer in self.model.layers:
             layer.compiled = enabled
             layer.compile_mode = mode
+            layer.compile_options = None if options is None else tuple(sorted(options.items()))
             layer.whole_rows_graph = whole_rows_graph
         self.ce_compiled = enabled
+        return self
+
+    def set_moe_path(self, dispatch: str = "index", fuse_shared: bool = False) -> GLMForCausalLM:
+        """How every MoE layer moves tokens to its experts (model/moe.py): ``index`` (the default), or ``gather``
+        (gathers both ways, gate weights folded before the down projection: model/moe_dispatch.py);
+        ``fuse_shared`` also runs the shared expert as one more group of the grouped GEMM (implies ``gather``).
+        Opt-in until measured on a GPU (docs/TRAIN_SPEED.md, "Prepared for the next round")."""
+        if dispatch not in ("index", "gather"):
+            raise ValueError(f"unknown MoE dispatch {dispatch!r}: use index or gather")
+        for layer in self.model.layers:
+            if layer.is_moe:
+                layer.mlp.dispatch = dispatch  # type: ignore[assignment]
+                layer.mlp.fuse_shared = fuse_shared
         return self
 
     def routers(self) -> list[TopkRouter]:

@@ -30,6 +30,12 @@ Expert compute (:class:`GroupedExperts`): the (token, expert) pairs are sorted b
 
 The outputs go back to token order by the inverse permutation and are summed over each token's k picks with their
 gate weights (no atomic index_add: deterministic on GPU).
+
+Opt-in (``MoE.dispatch = "gather"``, :meth:`model.glm.GLMForCausalLM.set_moe_path`; off until measured on a GPU):
+dispatch and combine as gathers whose backward is the other gather (model/moe_dispatch.py: no scatter-add, no
+atomics), one ``sort`` for the order and the sorted ids, the gate weights multiplied into the SwiGLU output before the
+down projection; with ``MoE.fuse_shared`` the shared expert (same width when ``n_shared_experts`` is 1) runs as one
+more group of the same grouped GEMM, every token visiting it once, and its sum joins the combine.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.moe_dispatch import gather_sum, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
+MoEDispatch = Literal["index", "gather"]
 
 
 class MLP(nn.Module):
@@ -169,6 +177,43 @@ class GroupedExperts(nn.Module):
         per_slot = torch.empty_like(ys).index_copy_(0, order, ys).view(t, k, -1)  # [T, k, H]
         return (per_slot * topk_weight.to(ys.dtype)[..., None]).sum(1).to(x.dtype)
 
+    def forward_gather(
+        self, x: torch.Tensor, topk_idx: torch.Tensor, topk_weight: torch.Tensor, shared: MLP | None = None
+    ) -> torch.Tensor:
+        """The ``gather`` path (module docstring): the same sum as :meth:`forward`, plus ``shared(x)`` when
+        ``shared`` is given (run as group E of the grouped GEMM). x [T, H] -> [T, H]."""
+        t, k = topk_idx.shape
+        order, src, inv, ends = sort_slots(topk_idx, self.n_experts, shared is not None)
+        xs = spread(x, src, inv, k)  # [N, H]: routed rows by expert, then (shared) every token once
+        w = topk_weight.reshape(-1).index_select(0, order)  # [T*k] gate weight of each sorted row
+        gate_up, down = self.gate_up_proj, self.down_proj  # [G, 2I, H], [G, H, I]
+        if shared is not None:
+            width = shared.gate_proj.weight.shape[0]
+            if width != self.intermediate:
+                raise ValueError(
+                    f"fuse_shared needs the shared expert as wide as a routed one (moe_intermediate_size "
+                    f"{self.intermediate}); it is {width} (n_shared_experts > 1): leave fuse_shared off"
+                )
+            w = torch.cat([w, w.new_ones(t)])
+            gate_up = torch.cat([gate_up, torch.cat([shared.gate_proj.weight, shared.up_proj.weight])[None]])
+            down = torch.cat([down, shared.down_proj.weight[None]])
+        impl = self.resolved_impl(x.device)
+        if impl == "grouped_mm":
+            hidden = self._swiglu(_grouped_mm(xs, gate_up.transpose(1, 2), offs=ends)) * w[:, None]
+            ys = _grouped_mm(hidden, down.transpose(1, 2), offs=ends)  # [N, H]
+        elif impl == "loop":
+            counts = torch.diff(ends, prepend=ends.new_zeros(1)).tolist()
+            outs = []
+            for xe, we, gu, dn in zip(
+                xs.split(counts), w.split(counts), gate_up.unbind(0), down.unbind(0), strict=True
+            ):
+                if xe.shape[0]:
+                    outs.append(F.linear(self._swiglu(F.linear(xe, gu)) * we[:, None], dn))
+            ys = torch.cat(outs)
+        else:
+            raise ValueError(f"the gather dispatch runs grouped_mm or loop experts, not {impl!r}")
+        return gather_sum(ys, src, inv, k).to(x.dtype)
+
     def _swiglu(self, gate_up: torch.Tensor) -> torch.Tensor:  # [..., 2I] -> [..., I]
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
@@ -216,6 +261,8 @@ class MoE(nn.Module):
         self.has_shared = cfg.n_shared_experts > 0
         if self.has_shared:
             self.shared_experts = MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+        self.dispatch: MoEDispatch = "index"  # "gather": model/moe_dispatch.py (module docstring)
+        self.fuse_shared = False  # the shared expert as one more group of the grouped GEMM (gather path only)
 
     def forward(
         self, x: torch.Tensor, valid: torch.Tensor | None = None, aux_weight: float = 0.0
@@ -225,9 +272,15 @@ class MoE(nn.Module):
         flat = x.reshape(b * s, h)
         flat_valid = None if valid is None else valid.reshape(-1)
         topk_idx, topk_weight, scores = self.gate(flat, flat_valid)
-        y = self.experts(flat, topk_idx, topk_weight).view(b, s, h)
-        if self.has_shared:
-            y = y + self.shared_experts(x)
+        if self.dispatch == "gather" or self.fuse_shared:
+            fused = self.shared_experts if self.has_shared and self.fuse_shared else None
+            y = self.experts.forward_gather(flat, topk_idx, topk_weight, fused).view(b, s, h)
+            if self.has_shared and fused is None:
+                y = y + self.shared_experts(x)
+        else:
+            y = self.experts(flat, topk_idx, topk_weight).view(b, s, h)
+            if self.has_shared:
+                y = y + self.shared_experts(x)
         aux = None
         if aux_weight > 0:
             aux = sequence_balance_loss(scores.view(b, s, -1), topk_idx.view(b, s, -1), valid)
