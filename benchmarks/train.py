@@ -24,6 +24,11 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   headline step again under the profiler (kernels by kind), 16 micro-batches per step for both models, DeepSpeed's
   immediate_grad_update, the old shape with cuDNN, micro-batch 16, the max-autotune-no-cudagraphs compile mode (within
   ``--time-limit``). HF is timed with torch's SDPA backend order and with cuDNN first (``--hf-sdpa``).
+* **round6**: the opt-in paths prepared for the fourth round, each on and off in one call (within
+  ``--time-limit``): a bf16 agreement check of each against the default, packed rows as trained on varlen
+  FlashAttention-2, cuDNN's ragged kernel (``attn_impl="cudnn_packed"``) and FlexAttention (``"flex"``), the headline
+  step and forward + backward with the MoE ``gather`` dispatch and the shared expert fused into the grouped GEMM
+  (``set_moe_path``), inductor's ``combo_kernels``, then the best of each together as trained, profiled.
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
@@ -84,6 +89,9 @@ class Variant:
     mtp: bool = False
     compile_mode: str | None = None  # torch.compile mode of the layer regions (None: its default)
     whole_rows_graph: bool = False  # rows without packing: each layer one graph with cuDNN attention inside
+    moe_dispatch: str = "index"  # "gather": model/moe_dispatch.py (round 6)
+    fuse_shared: bool = False  # the shared expert as one more grouped-GEMM group (round 6)
+    compile_options: tuple[tuple[str, Any], ...] | None = None  # inductor options of the regions (round 6)
 
 
 def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
@@ -177,7 +185,9 @@ class Bench:
         model.to(torch.bfloat16)
         for router in model.routers():
             router.float()
-        model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph)
+        options = dict(v.compile_options) if v.compile_options else None
+        model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph, options=options)
+        model.set_moe_path(v.moe_dispatch, v.fuse_shared)
         return model.train()
 
     def hf(self, cfg: ModelConfig, key: str, experts: str) -> torch.nn.Module:
@@ -619,6 +629,123 @@ class Bench:
             packed=False, mtp=False, ours=True, gas=4, bf16={},
         )  # fmt: skip
 
+    def round6(self) -> None:
+        """The paths prepared for the fourth GPU round (docs/TRAIN_SPEED.md, "Prepared for the next round"), each on
+        and off in this one call, most valuable first while ``--time-limit`` leaves time: a bf16 agreement check of
+        every new path against the default (``round6 check`` rows), packed rows as trained (MTP) on varlen
+        FlashAttention-2 / cuDNN's ragged kernel / FlexAttention, the headline step and forward + backward with the
+        MoE ``gather`` dispatch and the fused shared expert, inductor's combo kernels, then the best MoE path with the
+        best packed kernel as trained, profiled (``profile_step.txt``)."""
+        cfg, key = model_config("small"), "small"
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        mb = self.args.micro_batch
+        base = Variant("ours")
+        gather = replace(base, moe_dispatch="gather")
+        fused = replace(gather, fuse_shared=True)
+        attn = {"varlen": base, "cudnn_packed": replace(base, attn_impl="cudnn_packed"),
+                "flex": replace(base, attn_impl="flex")}  # fmt: skip
+        moe = {"index": base, "gather": gather, "gather + fused shared": fused}
+        got: dict[str, dict[str, Any] | None] = {}
+
+        def step(tag: str, v: Variant, packed: bool, profile: bool = False) -> Callable[[], None]:
+            what = "as trained (packed rows, MTP 0.3)" if packed else "headline (whole rows)"
+            default = " (default)" if tag in ("varlen", "index") else ""
+            name = f"ours mb {mb} x gas 4, {what}, {tag}{default}"
+            section = "round6 packed step" if packed else "round6 step"
+
+            def run() -> None:
+                got[f"{section}: {tag}"] = self.full_step(
+                    section, name, cfg, lambda: self.ours(cfg, key, v), mb, packed=packed, mtp=packed, ours=True,
+                    gas=4, bf16={}, profile=profile,
+                )  # fmt: skip
+
+            return run
+
+        def fb(tag: str, v: Variant) -> Callable[[], None]:
+            return lambda: self.fwd_bwd(
+                "round6 fwd+bwd", cfg, key, replace(v, name=f"ours fwd+bwd, {tag}", micro_batch=mb)
+            )
+
+        def best_of(table: dict[str, Variant], section: str) -> tuple[str, Variant]:
+            timed = [(got[f"{section}: {t}"]["tok_s"], t) for t in table if got.get(f"{section}: {t}")]
+            tag = max(timed)[1] if timed else next(iter(table))
+            return tag, table[tag]
+
+        def best_as_trained() -> None:
+            a_tag, a = best_of(attn, "round6 packed step")
+            m_tag, m = best_of(moe, "round6 step")
+            v = replace(a, moe_dispatch=m.moe_dispatch, fuse_shared=m.fuse_shared)
+            step(f"best: {a_tag} attention + {m_tag} MoE, profiled", v, packed=True, profile=True)()
+
+        steps: list[tuple[str, int, Callable[[], object]]] = [
+            ("check", 60, lambda: self._round6_check(cfg, key, {**{k: v for k, v in attn.items() if k != "varlen"},
+                                                                   "gather": gather, "gather + fused shared": fused})),
+            ("packed varlen", 40, step("varlen", attn["varlen"], True)),
+            ("packed cudnn", 40, step("cudnn_packed", attn["cudnn_packed"], True)),
+            ("step index", 30, step("index", moe["index"], False)),
+            ("step gather", 30, step("gather", moe["gather"], False)),
+            ("step fused", 30, step("gather + fused shared", moe["gather + fused shared"], False)),
+            ("fwd+bwd index", 25, fb("index MoE (default)", base)),
+            ("fwd+bwd gather", 25, fb("gather MoE", gather)),
+            ("fwd+bwd fused", 25, fb("gather + fused shared MoE", fused)),
+            ("packed flex", 90, step("flex", attn["flex"], True)),
+            ("fwd+bwd combo", 60, fb("inductor combo_kernels", replace(base, compile_options=(("combo_kernels", True),)))),
+            ("best as trained", 45, best_as_trained),
+        ]  # fmt: skip
+        for name, need, run in steps:
+            if left() < need:
+                print(f"[round6] {name}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                continue
+            run()
+        # the keys of got are "<section>: <tag>", the tags those of attn (packed rows) and moe (whole rows)
+        for table, section in ((attn, "round6 packed step"), (moe, "round6 step")):
+            base_row = got.get(f"{section}: {next(iter(table))}")
+            for tag in table:
+                row = got.get(f"{section}: {tag}")
+                if row and base_row:
+                    print(
+                        f"[round6] {section}: {tag}: {row['tok_s'] / base_row['tok_s']:.3f}x the default",
+                        flush=True,
+                    )
+
+    def _round6_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
+        """bf16 agreement of each new path with the default one, eager, 2 packed rows of 4096: the loss (lm + MTP)
+        and the relative difference of a few gradients (attention projections of layer 1, its experts, the shared
+        expert). Near-tied expert picks may flip in bf16, so small differences are rounding, large ones a bug."""
+        ids, doc_lens = self.inputs(cfg, 2, True)
+        names = ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+                 "model.layers.1.self_attn.v_proj.weight", "model.layers.1.mlp.experts.gate_up_proj",
+                 "model.layers.1.mlp.shared_experts.down_proj.weight")  # fmt: skip
+
+        def run(v: Variant) -> tuple[float, dict[str, torch.Tensor]]:
+            _free()
+            model = self.ours(cfg, key, replace(v, compile=False))
+            model.zero_grad(set_to_none=True)
+            loss = model(ids, doc_lens=doc_lens, labels=ids, mtp_weight=0.3, return_logits=False).loss
+            loss.backward()
+            params = dict(model.named_parameters())
+            return float(loss), {n: params[n].grad.float().clone() for n in names}
+
+        try:
+            ref_loss, ref_grads = run(Variant("ours"))
+        except Exception:  # noqa: BLE001
+            print(f"[round6] check: the default path FAILED:\n{traceback.format_exc()}", flush=True)
+            return
+        for tag, v in paths.items():
+            try:
+                loss, grads = run(v)
+                rel = {
+                    n.split("layers.1.")[1]: float((grads[n] - g).norm() / g.norm())
+                    for n, g in ref_grads.items()
+                }
+                row = {"section": "round6 check", "name": tag, "loss": loss, "loss_default": ref_loss,
+                       "loss_rel_diff": abs(loss - ref_loss) / abs(ref_loss), "grad_rel_diff": rel}  # fmt: skip
+            except Exception:  # noqa: BLE001 - a path that fails here is reported and still timed (it will fail)
+                row = {"section": "round6 check", "name": tag, "error": traceback.format_exc()[-2000:]}
+            self.rows.append(row)
+            print(f"[round6] check {row}", flush=True)
+        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1))
+
     def _fa3(self, cfg: ModelConfig, key: str) -> None:
         """Forward + backward with torch's FlashAttention-3 implementation activated, when this torch has it."""
         try:
@@ -958,6 +1085,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round4()
         if "round5" in sections:
             bench.round5()
+        if "round6" in sections:
+            bench.round6()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:

@@ -271,7 +271,16 @@ class DocLayout:
             ) -> torch.Tensor:
                 return (seg[b_i, q_i] == seg[b_i, kv_i]) & (q_i >= kv_i)
 
-            self._block_mask = _create_block_mask(doc_causal, b, None, s, s, device=seg.device)  # type: ignore[misc]
+            make = _create_block_mask
+            if (
+                seg.is_cuda
+            ):  # compiled, the mask is built block by block (eager evaluates all B x S x S pairs)
+                try:
+                    self._block_mask = make(doc_causal, b, None, s, s, device=seg.device, _compile=True)  # type: ignore[misc]
+                except Exception:  # noqa: BLE001 - a build whose compiled mask builder fails: build it eagerly
+                    self._block_mask = None
+            if self._block_mask is None:
+                self._block_mask = make(doc_causal, b, None, s, s, device=seg.device)  # type: ignore[misc]
         return self._block_mask
 
     def cu_seqlens(self) -> tuple[torch.Tensor, int]:
