@@ -34,15 +34,29 @@ PROBE_TEXT = (
 
 @dataclass(frozen=True)
 class Asset:
-    """One asset a step asked for: where datatrove fetches it from and the file it keeps it in."""
+    """One asset a step asked for: where datatrove fetches it from and the file it keeps it in; for a local
+    file (``local``: a plain path or ``file://`` URL, read in place), that file."""
 
     remote: str
     local_path: str
+    local: bool = False
 
     @property
     def cached(self) -> bool:
         # datatrove's own test (``safely_create_file``): the `.completed` marker beside the file
         return os.path.exists(self.local_path + ".completed")
+
+    @property
+    def problem(self) -> str | None:
+        """Why a local file cannot be read (``does not exist`` ...), or None."""
+        from data_pipes.datatrove_local import local_file_problem
+
+        return local_file_problem(self.local_path) if self.local else None
+
+    @property
+    def available(self) -> bool:
+        """A local file that can be read, or a remote asset in datatrove's cache."""
+        return self.problem is None if self.local else self.cached
 
 
 class _AssetRequested(Exception):  # noqa: N818 - a signal that stops the probe, not an error
@@ -88,6 +102,12 @@ def _recording_assets() -> Iterator[None]:
         subfolder: str = "default",
         desc: str = "file",
     ) -> str:
+        from data_pipes.datatrove_local import local_asset_path
+
+        # a local file is read in place (``datatrove_resolve.no_downloads``), never cached
+        local = local_asset_path(remote_path)
+        if local is not None:
+            raise _AssetRequested(Asset(remote_path, local, local=True))
         # the folder and file name exactly as datatrove's function computes them
         folder = dt_io.cached_assets_path(library_name="datatrove", namespace=namespace, subfolder=subfolder)
         local = os.path.join(str(folder), dt_io.strip_protocol(remote_path).replace("/", "_"))
@@ -138,6 +158,7 @@ def first_asset(step: Any, role: str) -> Asset | None:
 
 
 def missing_asset(step: Any, role: str) -> Asset | None:
-    """The asset the step would fetch on its first document when it is not in datatrove's cache, else None."""
+    """The asset the step would fetch on its first document when it is not in datatrove's cache (or, for a local
+    file, when that file cannot be read), else None."""
     asset = first_asset(step, role)
-    return asset if asset is not None and not asset.cached else None
+    return asset if asset is not None and not asset.available else None

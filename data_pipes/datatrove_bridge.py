@@ -20,7 +20,9 @@ Each row ends in one of three places (``run_step`` returns the three frames):
 
 A step that asks datatrove to download a model or data file (``LanguageFilter``'s fastText model) is not a row
 error: downloads are impossible while the step runs (``datatrove_resolve.no_downloads``), and the first such
-request raises ``AssetNotCached`` naming the asset and the cache folder to pre-fill; the node fails with it.
+request raises ``AssetNotCached`` naming the asset and the cache folder to pre-fill; the node fails with it. A
+local model or word list (a plain path or ``file://`` URL) is read where it is; one that cannot be read raises
+``LocalAssetMissing`` (an ``AssetNotCached``) naming it, and fails the node the same way.
 
 How each role runs (the role comes from the class, ``data_pipes.datatrove_resolve.step_role``): a filter through
 ``filter_batch`` in batches of its ``batch_size`` (a batch that raises is redone document by document, so only the
@@ -47,6 +49,7 @@ import polars as pl
 
 from data_pipes.datatrove_resolve import (
     AssetNotCached,
+    LocalAssetMissing,
     Role,
     build_step,
     no_downloads,
@@ -162,6 +165,8 @@ class StepRunner:
         try:
             with no_downloads():
                 fates = self._apply(step, [d for _, d, _ in docs])
+        except LocalAssetMissing as exc:  # a local model or word list that cannot be read: the same, once
+            raise LocalAssetMissing(f"step {self.path!r}: {exc}", exc.remote) from None
         except AssetNotCached as exc:  # a setup error, not a row error: fail the node with it once
             raise AssetNotCached(f"step {self.path!r}: {exc}") from None
         for (row, _, meta), (status, detail, out) in zip(docs, fates, strict=True):

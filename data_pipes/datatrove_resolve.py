@@ -23,6 +23,7 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -59,6 +60,17 @@ class AssetNotCached(StepError):
     not a row error: the node fails with it (arcflow never downloads at run time)."""
 
 
+class LocalAssetMissing(AssetNotCached):
+    """The step asked for a local file (a plain path or ``file://`` URL) that cannot be read: fails the node."""
+
+    def __init__(self, message: str, remote: str) -> None:
+        super().__init__(message)
+        self.remote = remote  # the path as the step was given it (an `args` value)
+
+
+ASSET_FUNCTION = "cached_asset_path_or_download"
+
+
 _GUARD_LOCK = threading.RLock()
 _guard_depth = 0
 _saved: dict[str, Any] = {}
@@ -79,12 +91,61 @@ def _refuse_download(remote_path: str, local_path: str, progress: bool = True) -
     raise AssetNotCached(not_cached_message(remote_path, local_path))
 
 
+def local_missing_message(
+    remote_path: str, local_path: str, problem: str, lead: str = "the step needs"
+) -> str:
+    """``<lead> the local file <path>, which does not exist`` and what to do."""
+    shown = repr(remote_path) + ("" if local_path == remote_path else f" ({local_path})")
+    return (
+        f"{lead} the local file {shown}, which {problem}; give the path of a readable file (a plain path, relative "
+        f"to the working directory, or a file:// URL): arcflow reads a local model or word list where it is"
+    )
+
+
+def _in_place(original: Any) -> Any:
+    """datatrove's asset function, but a local path (plain or ``file://``) is returned as is, after checking it
+    can be read, instead of being copied into the asset cache; a remote one goes to ``original`` (the cache, or
+    the refused download). Outside ``no_downloads`` it is ``original``, for a module that bound it meanwhile."""
+    from data_pipes.datatrove_local import local_asset_path, local_file_problem
+
+    def asset_path(
+        remote_path: str,
+        progress: bool = True,
+        namespace: str = "default",
+        subfolder: str = "default",
+        desc: str = "file",
+    ) -> str:
+        local = local_asset_path(remote_path) if _guard_depth else None
+        if local is None:
+            return original(
+                remote_path, progress=progress, namespace=namespace, subfolder=subfolder, desc=desc
+            )
+        problem = local_file_problem(local)
+        if problem is not None:
+            raise LocalAssetMissing(local_missing_message(remote_path, local, problem), remote_path)
+        return local
+
+    return asset_path
+
+
+def _rebind(old: Any, new: Any) -> None:
+    """Every loaded module's ``cached_asset_path_or_download`` that is ``old`` (datatrove.io's and the steps'
+    ``from datatrove.io import ...`` copies) becomes ``new``."""
+    for module in list(sys.modules.values()):
+        try:
+            if vars(module).get(ASSET_FUNCTION) is old:
+                setattr(module, ASSET_FUNCTION, new)
+        except TypeError:  # not a module with a namespace
+            continue
+
+
 @contextmanager
 def no_downloads() -> Iterator[None]:
     """While inside: datatrove's downloader (``datatrove.io.download_file``, which its
     ``cached_asset_path_or_download`` calls for an asset not yet cached) raises ``AssetNotCached`` instead of
     touching the network, and the Hugging Face hub is offline (``HF_HUB_OFFLINE=1``). A cached asset is read as
-    usual. Re-entrant and thread-safe; everything is restored on the way out."""
+    usual; a local file (plain path or ``file://`` URL) is read where it is, never copied, and one that cannot
+    be read raises ``LocalAssetMissing``. Re-entrant and thread-safe; everything is restored on the way out."""
     global _guard_depth
     try:
         import datatrove.io as dt_io
@@ -97,6 +158,9 @@ def no_downloads() -> Iterator[None]:
             _saved["download_file"] = dt_io.download_file
             _saved["env"] = os.environ.get("HF_HUB_OFFLINE")
             dt_io.download_file = _refuse_download
+            original = getattr(dt_io, ASSET_FUNCTION)
+            _saved["asset_function"] = (original, _in_place(original))
+            _rebind(*_saved["asset_function"])
             os.environ["HF_HUB_OFFLINE"] = "1"
             logger.disable("datatrove.io")  # its "Downloading ..." line would be false: nothing is downloaded
             try:  # huggingface_hub reads the variable once, at import
@@ -114,6 +178,8 @@ def no_downloads() -> Iterator[None]:
             _guard_depth -= 1
             if _guard_depth == 0:
                 dt_io.download_file = _saved.pop("download_file")
+                original, in_place = _saved.pop("asset_function")
+                _rebind(in_place, original)
                 logger.enable("datatrove.io")
                 env = _saved.pop("env")
                 if env is None:
@@ -263,6 +329,8 @@ def build_step(cls: type, args: Mapping[str, Any], path: str) -> Any:
     try:
         with no_downloads():  # a step that downloads in its constructor fails here, naming the asset
             return cls(**dict(args))
+    except LocalAssetMissing as exc:
+        raise LocalAssetMissing(f"step {path!r}: {exc}", exc.remote) from None
     except AssetNotCached as exc:
         raise AssetNotCached(f"step {path!r}: {exc}") from None
     except (
@@ -339,6 +407,8 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
         return problems
     try:
         step = build_step(cls, args, path)
+    except LocalAssetMissing as exc:  # a local file it reads in its constructor
+        return [(_arg_naming(args, exc.remote), str(exc))]
     except AssetNotCached as exc:
         return [(("step",), str(exc))]
     except StepError as exc:
@@ -348,8 +418,31 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
     asset = missing_asset(step, role)  # one fetched lazily, on the first document (LanguageFilter's model)
     if asset is not None:
         lead = f"step {path!r}: {cls.__name__} reads, on its first document,"
+        if asset.local:
+            problem = asset.problem or "cannot be read"
+            message = local_missing_message(asset.remote, asset.local_path, problem, lead)
+            return [(_arg_naming(args, asset.remote), message)]
         return [(("step",), not_cached_message(asset.remote, asset.local_path, lead))]
     return []
+
+
+def _arg_naming(args: Mapping[str, Any], value: str) -> tuple[str | int, ...]:
+    """Where in the params ``value`` is given (``("args", "model_url")``, into lists and mappings too), so the
+    problem names that YAML line; ``("step",)`` when no argument holds it (the step's own default)."""
+
+    def find(node: Any, at: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+        if node == value and isinstance(node, str):
+            return at
+        items = (
+            node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+        )
+        for key, child in items:
+            found = find(child, (*at, key))
+            if found is not None:
+                return found
+        return None
+
+    return find(dict(args), ("args",)) or ("step",)
 
 
 def _source_modules(cls: type) -> dict[str, str]:

@@ -16,7 +16,8 @@ quarantined with the error; a step that asks datatrove to download a model fails
 the asset and datatrove's cache folder to pre-fill (arcflow never downloads at run time). The step is checked when
 the pipeline is validated: its import path, that it is a per-document datatrove step, its ``args`` (the step
 is constructed once), and that a model it would fetch on its first document is in datatrove's cache
-(``data_pipes.datatrove_assets``). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, and for
+(``data_pipes.datatrove_assets``); a local model (a plain path or file:// URL in ``args``) is read where it is, and
+one that does not exist fails there naming its ``args`` line (``data_pipes.datatrove_local``). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, the sha256 of every local file ``args`` names, and for
 a step that is not datatrove's own, the source of its module (and of the modules of its package it imports).
 Install datatrove with the `datatrove` extra. See docs/DATATROVE.md.
 """
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from data_pipes.datatrove_bridge import StepRunner
+from data_pipes.datatrove_local import local_file_digests
 from data_pipes.datatrove_resolve import check_step, step_signature
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import KindParams, RunContext, ShardTask
@@ -62,7 +64,9 @@ class DatatroveStep(DocumentMapKind):
         return check_step(params.step, params.args)
 
     def signature(self, params: DatatroveParams) -> str:  # type: ignore[override]
-        return json.dumps(step_signature(params.step), sort_keys=True)
+        signature = step_signature(params.step)
+        files = local_file_digests(params.args)  # a local model or word list is data: its bytes count
+        return json.dumps({**signature, "local_files": files} if files else signature, sort_keys=True)
 
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params: DatatroveParams = ctx.params  # type: ignore[assignment]

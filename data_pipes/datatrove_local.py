@@ -1,0 +1,86 @@
+"""Local files named as a datatrove step's assets: used in place, checked, and their bytes fingerprinted.
+
+A datatrove step that fetches a model or a word list (``FastTextClassifierFilter``'s ``model_url``, say) takes a
+URL or a local path. datatrove would copy a local file into its asset cache (and keep using that copy after the
+file changes); the ``datatrove`` kind instead reads a local file where it is, and never copies or downloads
+(``datatrove_resolve.no_downloads``). Local means what datatrove's file system layer (fsspec) reads from this
+machine: a plain path (relative ones from the working directory, ``~`` expanded) or a ``file://`` URL. Anything
+else (``https://``, ``hf://``, ``s3://``, chained URLs) is remote and must be in datatrove's asset cache.
+
+``local_asset_path`` says whether a path is local and where it points, ``local_file_problem`` why it cannot be
+read, and ``local_file_digests`` the sha256 of every file the step's arguments name, for the node's fingerprint
+(a retrained model at the same path recomputes the node).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+LOCAL_PROTOCOLS = (None, "file", "local")
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: plan reads each file once
+
+
+def local_asset_path(remote_path: str) -> str | None:
+    """The absolute path of the local file a plain path or ``file://`` URL names, as fsspec (which datatrove reads
+    through) resolves it; None for anything remote."""
+    from fsspec.core import split_protocol
+    from fsspec.implementations.local import LocalFileSystem
+
+    if not isinstance(remote_path, str) or not remote_path:
+        return None
+    protocol, _ = split_protocol(remote_path)
+    if protocol not in LOCAL_PROTOCOLS:
+        return None
+    return str(LocalFileSystem._strip_protocol(remote_path))
+
+
+def local_file_problem(path: str) -> str | None:
+    """Why the local file ``path`` cannot be read (it does not exist, is a folder, is not readable), or None."""
+    if not os.path.exists(path):
+        return "does not exist"
+    if not os.path.isfile(path):
+        return "is not a file"
+    if not os.access(path, os.R_OK):
+        return "is not readable"
+    return None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _looks_like_a_path(value: str) -> bool:
+    return value.startswith(("file:", "local:", "~")) or "/" in value or os.sep in value
+
+
+def local_file_digests(args: Mapping[str, Any]) -> dict[str, str]:
+    """``{value: sha256}`` for every string in ``args`` (nested too) that is a path or ``file://`` URL of an
+    existing local file: a model or word list the step reads. Keyed by the value as written, so the fingerprint
+    holds no other path than the params do."""
+    out: dict[str, str] = {}
+    for value in _strings(args):
+        if value in out or not _looks_like_a_path(value):
+            continue
+        path = local_asset_path(value)
+        if path is None or local_file_problem(path) is not None:
+            continue
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in _digests:
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            _digests[key] = digest.hexdigest()
+        out[value] = _digests[key]
+    return out
