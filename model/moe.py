@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.moe_dispatch import gather_sum, sort_slots, spread
+from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
 MoEDispatch = Literal["index", "gather"]
@@ -185,7 +185,7 @@ class GroupedExperts(nn.Module):
         t, k = topk_idx.shape
         order, src, inv, ends = sort_slots(topk_idx, self.n_experts, shared is not None)
         xs = spread(x, src, inv, k)  # [N, H]: routed rows by expert, then (shared) every token once
-        w = topk_weight.reshape(-1).index_select(0, order)  # [T*k] gate weight of each sorted row
+        w = permute(topk_weight.reshape(-1), order, inv)  # [T*k] gate weight of each sorted row
         gate_up, down = self.gate_up_proj, self.down_proj  # [G, 2I, H], [G, H, I]
         if shared is not None:
             width = shared.gate_proj.weight.shape[0]

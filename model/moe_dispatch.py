@@ -78,6 +78,28 @@ class _GatherSum(torch.autograd.Function):
         return _Spread.apply(grad.contiguous(), *ctx.saved_tensors, ctx.k), None, None, None
 
 
+class _Permute(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, v: torch.Tensor, order: torch.Tensor, inv: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(inv)
+        return v.index_select(0, order)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None]:
+        (inv,) = ctx.saved_tensors
+        return grad.index_select(0, inv), None, None
+
+
+def permute(v: torch.Tensor, order: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """``v[order]`` for a permutation ``order`` with inverse ``inv``; backward is the gather ``grad[inv]`` (autograd's
+    own backward of an index would be an index_add: a zero-filled buffer and atomics)."""
+    return _Permute.apply(v, order, inv)
+
+
 def spread(x: torch.Tensor, src: torch.Tensor, inv: torch.Tensor, k: int) -> torch.Tensor:
     """The grouped GEMM's input rows ``x[src]`` (x [T, H]); backward is :func:`gather_sum` (see the module
     docstring)."""

@@ -13,7 +13,7 @@ import torch
 import model.glm as glm
 from model.config import ModelConfig, model_config
 from model.glm import GLMForCausalLM, layer_post
-from model.moe_dispatch import gather_sum, sort_slots, spread
+from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 DOC_LENS = [[5, 11, 3], [19]]  # row 0: three documents then 5 pads; row 1: one document, 5 pads
 SEQ = 24
@@ -85,6 +85,8 @@ def test_spread_and_gather_sum_are_adjoint_gathers() -> None:
         torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
         assert torch.autograd.gradcheck(lambda x, src=src, inv=inv: spread(x, src, inv, k), (x,))
         assert torch.autograd.gradcheck(lambda g, src=src, inv=inv: gather_sum(g, src, inv, k), (g,))
+        w = torch.randn(t * k, dtype=torch.float64, generator=gen, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda w, order=order, inv=inv: permute(w, order, inv), (w,))
 
 
 def test_fuse_shared_needs_one_shared_expert_of_expert_width() -> None:
