@@ -88,10 +88,9 @@ _CUDNN_GQA: list[bool] = []  # whether cuDNN took enable_gqa (probed at the firs
 _CUDNN_RAGGED_GQA: list[bool] = []  # whether cuDNN's ragged (packed) call took fewer kv heads (probed once)
 
 try:  # torch >= 2.5: FlexAttention (a document block mask for packed rows; attn_impl="flex")
-    from torch.nn.attention.flex_attention import create_block_mask as _create_block_mask
     from torch.nn.attention.flex_attention import flex_attention as _flex_attention
 except ImportError:  # pragma: no cover - depends on the torch build
-    _create_block_mask = _flex_attention = None
+    _flex_attention = None
 _FLEX_COMPILED: list[object] = []
 
 
@@ -260,27 +259,11 @@ class DocLayout:
         return self._mask
 
     def block_mask(self) -> object:
-        """FlexAttention's block mask of this layout (same segment, causal), built once per layout: blocks wholly
-        outside every document are skipped by the kernel."""
+        """FlexAttention's block mask of this layout (same segment, causal), built once per layout from the
+        segments' block ranges (:func:`doc_block_mask`): blocks wholly outside every document are skipped by the
+        kernel, blocks wholly inside one document run without the mask function."""
         if self._block_mask is None:
-            seg = self.segment_ids
-            b, s = seg.shape
-
-            def doc_causal(
-                b_i: torch.Tensor, h: torch.Tensor, q_i: torch.Tensor, kv_i: torch.Tensor
-            ) -> torch.Tensor:
-                return (seg[b_i, q_i] == seg[b_i, kv_i]) & (q_i >= kv_i)
-
-            make = _create_block_mask
-            if (
-                seg.is_cuda
-            ):  # compiled, the mask is built block by block (eager evaluates all B x S x S pairs)
-                try:
-                    self._block_mask = make(doc_causal, b, None, s, s, device=seg.device, _compile=True)  # type: ignore[misc]
-                except Exception:  # noqa: BLE001 - a build whose compiled mask builder fails: build it eagerly
-                    self._block_mask = None
-            if self._block_mask is None:
-                self._block_mask = make(doc_causal, b, None, s, s, device=seg.device)  # type: ignore[misc]
+            self._block_mask = doc_block_mask(self.segment_ids)
         return self._block_mask
 
     def cu_seqlens(self) -> tuple[torch.Tensor, int]:
@@ -291,6 +274,47 @@ class DocLayout:
             cu = _to_device(torch.cumsum(lens, 0, dtype=torch.int32), self.position_ids.device)
             self._cu = (cu, max(self.seg_lens))
         return self._cu
+
+
+def doc_block_mask(segment_ids: torch.Tensor, block: int = 128) -> object:
+    """FlexAttention ``BlockMask`` of causal attention inside segments, segment_ids [B, S] non-decreasing along each
+    row. Built at block granularity from each block's lowest and highest segment id (a few [B, S/block, S/block]
+    tensors; ``create_block_mask`` evaluates the mask function on all B x S x S pairs instead, the same result):
+    kv block j < q block i holds attended pairs iff its last segment is the q block's first; it is full (no mask
+    function needed) iff both blocks lie in that one segment; the diagonal block is always partial."""
+    b, s = segment_ids.shape
+    n = -(-s // block)
+    seg = segment_ids
+    if (
+        n * block > s
+    ):  # pad with the last id (out-of-range positions are masked by the kernel; blocks touching
+        seg = torch.cat([seg, seg[:, -1:].expand(b, n * block - s)], dim=1)  # them are kept partial below)
+    lo, hi = seg.view(b, n, block).amin(-1), seg.view(b, n, block).amax(-1)  # [B, n]
+    idx = torch.arange(n, device=seg.device)
+    lower = idx[None, :] < idx[:, None]  # [n(q), n(kv)]: kv block strictly before q block
+    touches = hi[:, None, :] == lo[:, :, None]  # [B, q, kv]: kv block's last segment is the q block's first
+    one = (lo == hi)[:, :, None] & (lo == hi)[:, None, :]
+    full = lower & touches & one
+    if n * block > s:
+        full[:, -1, :] = False
+        full[:, :, -1] = False
+    partial = ((lower & touches) | torch.eye(n, dtype=torch.bool, device=seg.device)) & ~full
+
+    def ordered(
+        dense: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # [B, n, n] -> [B, 1, n], [B, 1, n, n]
+        num = dense.sum(-1, dtype=torch.int32)[:, None]
+        order = torch.argsort(dense.to(torch.int32), dim=-1, descending=True, stable=True).to(torch.int32)
+        return num, order[:, None]
+
+    def doc_causal(b_i: torch.Tensor, h: torch.Tensor, q_i: torch.Tensor, kv_i: torch.Tensor) -> torch.Tensor:
+        return (segment_ids[b_i, q_i] == segment_ids[b_i, kv_i]) & (q_i >= kv_i)
+
+    from torch.nn.attention.flex_attention import BlockMask
+
+    return BlockMask.from_kv_blocks(
+        *ordered(partial), *ordered(full), BLOCK_SIZE=block, mask_mod=doc_causal, seq_lengths=(s, s)
+    )
 
 
 def doc_layout(

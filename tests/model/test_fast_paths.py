@@ -151,6 +151,48 @@ def test_flex_packed_logits_equal_each_document_alone(debug_cfg: ModelConfig) ->
                 start += n
 
 
+def _dense_blocks(num: torch.Tensor, idx: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, 1, n, n] bool of the kv blocks a BlockMask lists for each q block."""
+    out = torch.zeros(idx.shape[0], 1, n, n, dtype=torch.bool)
+    for b in range(idx.shape[0]):
+        for i in range(n):
+            out[b, 0, i, idx[b, 0, i, : num[b, 0, i]].long()] = True
+    return out
+
+
+@pytest.mark.skipif(glm._flex_attention is None, reason="torch has no FlexAttention")
+def test_doc_block_mask_equals_create_block_mask() -> None:
+    """The block mask built from block segment ranges lists the same partial and full blocks as FlexAttention's
+    create_block_mask evaluating every pair, for seeded random layouts (lengths not multiples of the block, rows
+    ending in padding, documents spanning blocks)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(8):
+        s = int(torch.randint(1, 600, (1,), generator=gen))
+        rows = []
+        for _ in range(3):
+            lens, left = [], s
+            while left > 0:
+                lens.append(min(left, int(torch.randint(1, 300, (1,), generator=gen))))
+                left -= lens[-1]
+            rows.append(lens[:-1] if len(lens) > 1 and trial % 2 else lens)
+        seg = glm.doc_layout(rows, 3, s, "cpu").segment_ids
+
+        def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+            return (seg[b, q] == seg[b, kv]) & (q >= kv)  # noqa: B023 - used inside this iteration only
+
+        ref, got, n = (
+            create_block_mask(mask_mod, 3, None, s, s, device="cpu"),
+            glm.doc_block_mask(seg),
+            -(-s // 128),
+        )
+        for num, idx in (("kv_num_blocks", "kv_indices"), ("full_kv_num_blocks", "full_kv_indices")):
+            assert torch.equal(getattr(got, num), getattr(ref, num)), (s, rows)
+            dense_got = _dense_blocks(getattr(got, num), getattr(got, idx), n)
+            assert torch.equal(dense_got, _dense_blocks(getattr(ref, num), getattr(ref, idx), n)), (s, rows)
+
+
 def test_cudnn_packed_refuses_cpu(debug_cfg: ModelConfig) -> None:
     model = GLMForCausalLM(debug_cfg, attn_impl="cudnn_packed").eval()
     ids = _ids(debug_cfg, 2, SEQ)
