@@ -678,8 +678,9 @@ class Bench:
             step(f"best: {a_tag} attention + {m_tag} MoE, profiled", v, packed=True, profile=True)()
 
         steps: list[tuple[str, int, Callable[[], object]]] = [
-            ("check", 60, lambda: self._round6_check(cfg, key, {**{k: v for k, v in attn.items() if k != "varlen"},
-                                                                   "gather": gather, "gather + fused shared": fused})),
+            ("check", 60, lambda: self._round6_check(cfg, key, {
+                "sdpa with a mask (bf16 rounding floor)": replace(base, attn_impl="sdpa"),
+                **{k: v for k, v in attn.items() if k != "varlen"}, "gather": gather, "gather + fused shared": fused})),
             ("packed varlen", 40, step("varlen", attn["varlen"], True)),
             ("packed cudnn", 40, step("cudnn_packed", attn["cudnn_packed"], True)),
             ("step index", 30, step("index", moe["index"], False)),
@@ -711,7 +712,8 @@ class Bench:
     def _round6_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
         """bf16 agreement of each new path with the default one, eager, 2 packed rows of 4096: the loss (lm + MTP)
         and the relative difference of a few gradients (attention projections of layer 1, its experts, the shared
-        expert). Near-tied expert picks may flip in bf16, so small differences are rounding, large ones a bug."""
+        expert). Near-tied expert picks may flip in bf16, so small differences are rounding, large ones a bug; the
+        masked SDPA path (another correct attention kernel) shows the size of bf16 rounding."""
         ids, doc_lens = self.inputs(cfg, 2, True)
         names = ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
                  "model.layers.1.self_attn.v_proj.weight", "model.layers.1.mlp.experts.gate_up_proj",
