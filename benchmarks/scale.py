@@ -44,7 +44,12 @@ Strong scaling (a host with 16 cores; the GPU host, not this machine):
 For each worker count it starts `dask worker SCHEDULER --nworkers K --nthreads 1` (one single-threaded worker
 process per core), waits for the K workers, runs the same pipeline with `executor.address` on a fresh store, stops
 the workers and prints wall time, speed-up and parallel efficiency (T1 / (K x TK)) with each node's wall, so the
-node that stops scaling is named. `--start-scheduler` starts (and stops) a local `dask scheduler` itself.
+node that stops scaling is named. `--start-scheduler` starts (and stops) a local `dask scheduler` itself. Per run
+it also reports the time outside the nodes (start-up, finish), the workers' busy share (their CPU over K x wall,
+per node too) and the scheduler's CPU (`--scheduler-pid` for an external one). `--baseline` compares a run on a
+larger corpus with the one-worker time of a smaller one (node walls scaled by the documents entering each node),
+for corpora one worker cannot finish in time; `--budget-s` skips or stops the runs that would not fit.
+`benchmarks/scale_device.sh` runs the series on the lent GPU host (wheels and corpora carried, see there).
 """
 
 from __future__ import annotations
@@ -696,9 +701,9 @@ def cost_growth(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- strong scaling
 
 
-def _start_workers(scheduler: str, k: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_workers(scheduler: str, k: int, log: Path, memory: str = "auto") -> subprocess.Popen[bytes]:
     cmd = [str(DASK), "worker", scheduler, "--nworkers", str(k), "--nthreads", "1", "--no-dashboard"]
-    cmd += ["--memory-limit", "auto", "--resources", "CPU=1"]  # arcflow asks each shard task for CPU=cpus
+    cmd += ["--memory-limit", memory, "--resources", "CPU=1"]  # arcflow asks each shard task for CPU=cpus
     cmd += ["--local-directory", str(log.parent / "dask-worker-space")]
     out = open(log, "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -724,7 +729,55 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
             proc.wait()
 
 
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds so far of ``pid`` and its descendants (0 when it is gone)."""
+    try:
+        top = psutil.Process(pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _phase_timings(workdir: Path) -> dict[str, dict[str, float]]:
+    """Per node, the phase timings its kind recorded in the manifest (the global steps' passes)."""
+    out = {}
+    for m in sorted((workdir / "outputs").glob("*/manifest.json")):
+        data = json.loads(m.read_text())
+        out[data["node"]] = data["timings"].get("phases", {})
+    return out
+
+
+def _migrate_prefect_home(home: Path) -> None:
+    """Create (migrate) Prefect's database in ``home`` once, before the timed runs, so no run pays for it: every
+    run of the series then starts its ephemeral API on an existing database, as on any machine after its first
+    run (docs/SCALE.md, end to end)."""
+    import sys
+
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"migrating Prefect's database in {home} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    print(f"  Prefect database in {home} ready in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
 def strong(args: argparse.Namespace) -> None:
+    """The series of ``args.workers`` counts on one corpus of ``args.size`` documents, each against the external
+    scheduler on a fresh store; results accumulate (one entry per worker count) in
+    --cache/strong_results_<size>.json, copied to --out after each run. ``--budget-s``: a run predicted (from the
+    runs done, at perfect scaling) to end past the budget is skipped, and a run still going then is stopped."""
+    deadline = time.time() + args.budget_s if args.budget_s else None
     files = corpus_files(args.size, args.cache, args.seed, args.gen_procs)
     sched_proc = None
     scheduler = args.scheduler
@@ -740,56 +793,190 @@ def strong(args: argparse.Namespace) -> None:
         )
     if scheduler is None:
         raise SystemExit("--strong needs --scheduler tcp://HOST:PORT (or --start-scheduler)")
-    results = []
+    sched_pid = sched_proc.pid if sched_proc is not None else args.scheduler_pid
+    path = args.cache / f"strong_results_{args.size}.json"
+    results = _load_results(path)
+    home = args.cache / "prefect-home"  # one Prefect database for the series, migrated before the first run
+    _migrate_prefect_home(home)
+    baseline = _baseline(args)
     try:
         for k in args.workers:
+            done = [r for r in results if not r["usage"].get("stopped")]
+            predicted = None  # at perfect scaling from the runs done, else from --baseline
+            if done:
+                predicted = min(float(r["usage"]["wall_s"]) * int(r["workers"]) / k for r in done)
+            elif baseline is not None:
+                predicted = _one_worker_wall(baseline, args.size)[0] / k
+            if deadline is not None and predicted is not None:
+                if time.time() + predicted > deadline:
+                    print(
+                        f"  {k} workers: skipped, about {predicted:.0f} s would pass --budget-s", flush=True
+                    )
+                    continue
             work = args.cache / f"strong-{args.size}-{k}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            workers = _start_workers(scheduler, k, work / "workers.log")
+            (work / "prefect-home").symlink_to(home, target_is_directory=True)  # run_pipeline's Prefect home
+            workers = _start_workers(scheduler, k, work / "workers.log", args.worker_memory)
             try:
                 _wait_workers(scheduler, k)
                 yml = work / "pipeline.yaml"
                 yml.write_text(pipeline_yaml(files, work / "store", {"address": scheduler}))
-                usage, _ = run_pipeline(
-                    yml, work / "run.log", extra_pids=[workers.pid], nice=args.nice, code=args.code
+                sched_cpu0 = _tree_cpu(sched_pid) if sched_pid else 0.0
+                usage, series = run_pipeline(
+                    yml,
+                    work / "run.log",
+                    extra_pids=[workers.pid],
+                    nice=args.nice,
+                    code=args.code,
+                    stop_at=deadline,
                 )
+                sched_cpu = _tree_cpu(sched_pid) - sched_cpu0 if sched_pid else None
             finally:
                 _stop(workers)
             nodes = node_report(work / "store")
             usage.rss_series = []
-            results.append({"workers": k, "usage": asdict(usage), "nodes": nodes})
-            (args.cache / f"strong_results_{args.size}.json").write_text(json.dumps(results, indent=1))
-            _print_strong(args.size, results)
+            entry = {
+                "workers": k,
+                "docs": args.size,
+                "shards": len(files),
+                "cpu_count": os.cpu_count(),
+                "usage": asdict(usage),
+                "nodes": nodes,
+                "steps": step_cpu(series, nodes),  # each node's CPU by role (workers: busy time of the node)
+                "phases": _phase_timings(work / "store"),
+                "scheduler_cpu_s": sched_cpu,
+            }
+            results = sorted([r for r in results if r["workers"] != k] + [entry], key=lambda r: r["workers"])
+            path.write_text(json.dumps(results, indent=1))
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, args.out / path.name)
+            _print_strong(results, baseline)
     finally:
         if sched_proc is not None:
             _stop(sched_proc)
+    if results:
+        print(strong_markdown(results, baseline))
 
 
-def _print_strong(n: int, results: list[dict[str, object]]) -> None:
-    base = results[0]
-    k0 = int(base["workers"])  # type: ignore[arg-type]
-    t0 = float(base["usage"]["wall_s"]) * k0  # type: ignore[index]
-    n0 = {k: float(v["wall_s"]) * k0 for k, v in base["nodes"].items()}  # type: ignore[union-attr]
-    print(f"strong scaling, {n:,} documents (efficiency against {k0} worker(s), scaled to one)")
+def _baseline(args: argparse.Namespace) -> dict | None:
+    """The fewest-worker run of --baseline's results (a smaller corpus), for runs whose own series has none."""
+    if args.baseline is None:
+        return None
+    runs = [r for r in _load_results(args.baseline) if not r["usage"].get("stopped")]
+    return min(runs, key=lambda r: r["workers"]) if runs else None
+
+
+def _node_walls(r: dict) -> dict[str, float]:
+    return {k: float(v["wall_s"]) for k, v in r["nodes"].items()}
+
+
+def _one_worker_wall(
+    base: dict, docs: int, nodes: dict[str, dict] | None = None
+) -> tuple[float, dict[str, float]]:
+    """The single-worker wall time of a run on ``docs`` documents, from ``base`` (k0 workers on n0 documents): each
+    node's wall times k0, scaled by the documents entering the node (``nodes``: the run's node report; else by
+    docs / n0), and the time outside the nodes (start-up, finish) taken as fixed. With ``base`` on the same corpus
+    this is k0 x its wall (the measured wall when k0 = 1)."""
+    k0, n0 = int(base["workers"]), int(base["docs"])
+    walls = _node_walls(base)
+    outside = float(base["usage"]["wall_s"]) - sum(walls.values())
+    if docs == n0:
+        return k0 * float(base["usage"]["wall_s"]), {k: v * k0 for k, v in walls.items()}
+    est = {}
+    for name, wall in walls.items():
+        n_in = int(base["nodes"][name].get("counts", {}).get("in", 0))
+        run_in = int((nodes or {}).get(name, {}).get("counts", {}).get("in", 0))
+        est[name] = wall * k0 * (run_in / n_in if n_in and run_in else docs / n0)
+    return outside + sum(est.values()), est
+
+
+def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
+    """Per run: wall, speed-up and efficiency against the one-worker wall (T1 / (K x TK)), the time outside the
+    nodes, the workers' busy share (their CPU over K x wall), and per node wall, efficiency and busy share."""
+    done = [r for r in results if not r["usage"].get("stopped")]
+    own = min(done, key=lambda r: r["workers"]) if done else None
+    rows = []
     for r in results:
-        k = int(r["workers"])  # type: ignore[arg-type]
-        u = r["usage"]
-        wall = float(u["wall_s"])  # type: ignore[index]
-        per_node = ", ".join(
-            f"{name} {float(r['nodes'][name]['wall_s']):.0f}s/{n0[name] / (k * float(r['nodes'][name]['wall_s'])):.0%}"  # type: ignore[index]
-            for name in ORDER
-            if name in r["nodes"] and float(r["nodes"][name]["wall_s"]) > 0  # type: ignore[index, operator]
-        )
+        k, n, u = int(r["workers"]), int(r["docs"]), r["usage"]
+        base = baseline if baseline is not None else own
+        wall = float(u["wall_s"])
+        row: dict = {"workers": k, "docs": n, "wall": wall, "stopped": bool(u.get("stopped"))}
+        walls = _node_walls(r)
+        row["outside"] = wall - sum(walls.values())
+        worker_cpu = float(u["cpu_s"].get("worker", 0.0))
+        row["busy"] = worker_cpu / (k * wall)
+        row["cpu"] = {role: float(v) for role, v in u["cpu_s"].items()}
+        row["scheduler_cpu"] = r.get("scheduler_cpu_s")
+        row["estimated"] = base is not None and int(base["docs"]) != n
+        if base is not None:
+            t1, t1_nodes = _one_worker_wall(base, n, r["nodes"])
+            row["t1"], row["speedup"], row["eff"] = t1, t1 / wall, t1 / (k * wall)
+        else:
+            t1_nodes = {}
+        row["nodes"] = {}
+        for name in ORDER:
+            if name not in walls or walls[name] <= 0:
+                continue
+            busy = sum(v for role, v in r.get("steps", {}).get(name, {}).items() if role == "worker")
+            eff = t1_nodes[name] / (k * walls[name]) if name in t1_nodes else None
+            row["nodes"][name] = {"wall": walls[name], "eff": eff, "busy": busy / (k * walls[name])}
+        rows.append(row)
+    return rows
+
+
+def _print_strong(results: list[dict], baseline: dict | None = None) -> None:
+    for row in _strong_rows(results, baseline):
+        k = row["workers"]
+        head = f"  {k:>2} workers, {row['docs']:,} docs: wall {row['wall']:.0f} s"
+        if row["stopped"]:
+            head += " (STOPPED at --budget-s: only its finished nodes count)"
+        elif "eff" in row:
+            est = " (one-worker time estimated from --baseline)" if row["estimated"] else ""
+            head += f", speed-up {row['speedup']:.2f}, efficiency {row['eff']:.0%}{est}"
+        cpu = ", ".join(f"{role} {v:.0f}" for role, v in sorted(row["cpu"].items()))
+        sched = row["scheduler_cpu"]
         print(
-            f"  {k:>2} workers: wall {wall:.0f} s, speed-up {t0 / k0 / wall * k0:.2f}, efficiency "
-            f"{t0 / (k * wall):.0%}; load {u['load_before'][0]:.1f} -> {u['load_after'][0]:.1f}; "  # type: ignore[index]
-            f"per node (wall/efficiency): {per_node}",
+            head + f"; outside the nodes {row['outside']:.0f} s; workers busy {row['busy']:.0%} of K x wall; "
+            f"CPU-s {cpu}" + (f", scheduler {sched:.1f}" if sched is not None else ""),
             flush=True,
         )
+        for name, v in row["nodes"].items():
+            eff = f"{v['eff']:.0%}" if v["eff"] is not None else "-"
+            print(
+                f"      {name:8s} wall {v['wall']:7.1f} s  efficiency {eff:>5}  workers busy {v['busy']:.0%}"
+            )
+
+
+def strong_markdown(results: list[dict], baseline: dict | None = None) -> str:
+    """docs/SCALE.md's strong-scaling table: per run, wall, speed-up, efficiency, the time outside the nodes, the
+    workers' busy share, and each node's wall with its efficiency."""
+    rows = _strong_rows(results, baseline)
+    cols = [c for c in ORDER if any(c in r["nodes"] for r in rows)]
+    head = ["workers", "documents", "wall", "speed-up", "efficiency", "outside nodes", "workers busy"]
+    head += [f"{c} s (eff.)" for c in cols] + ["scheduler CPU-s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        est = " (est.)" if r.get("estimated") else ""
+        cells = [
+            str(r["workers"]),
+            f"{r['docs']:,}",
+            f"{r['wall']:,.0f} s" + (" stopped" if r["stopped"] else ""),
+        ]
+        cells += [f"{r['speedup']:.2f}{est}", f"**{r['eff']:.0%}**{est}"] if "eff" in r else ["-", "-"]
+        cells += [f"{r['outside']:.0f} s", f"{r['busy']:.0%}"]
+        for c in cols:
+            v = r["nodes"].get(c)
+            eff = f" ({v['eff']:.0%})" if v and v["eff"] is not None else ""
+            cells.append(f"{v['wall']:.1f}{eff}" if v else "-")
+        cells.append(f"{r['scheduler_cpu']:.1f}" if r["scheduler_cpu"] is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
+    global CORPORA_DIR, DOCS_PER_FILE, _BASE  # --corpora, --docs-per-file, --skip-langs
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,30000,100000", help="documents per run, multiples of 1,000")
     ap.add_argument("--seed", type=int, default=0)
@@ -803,6 +990,36 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=300000, help="documents (strong scaling)")
     ap.add_argument("--workers", default="1,2,4,8,16", help="worker counts (strong scaling)")
     ap.add_argument("--generate-only", action="store_true", help="only write the corpus files")
+    ap.add_argument(
+        "--corpora", type=Path, default=CORPORA_DIR, help="folder of the shared web_*.parquet corpora"
+    )
+    ap.add_argument(
+        "--docs-per-file",
+        type=int,
+        default=DOCS_PER_FILE,
+        help="documents per corpus file (= per shard); another value than 1,000 uses --cache/docs-per-file-N",
+    )
+    ap.add_argument(
+        "--skip-langs",
+        default="",
+        help="leave the real pages of these languages (lang_hint prefixes, e.g. ja,zh) out of the corpus: for a "
+        "host that lacks their word segmenters' dictionaries; another value than none uses --cache/skip-LANGS",
+    )
+    ap.add_argument("--worker-memory", default="auto", help="`dask worker --memory-limit` (strong scaling)")
+    ap.add_argument(
+        "--budget-s", type=float, default=None, help="strong scaling: seconds the series may take"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="strong scaling: copy the results file here too")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="strong scaling: a strong_results_<size>.json of a smaller corpus whose fewest-worker run gives the "
+        "per-document one-worker time (for a large corpus that one worker cannot run in time)",
+    )
+    ap.add_argument(
+        "--scheduler-pid", type=int, default=None, help="the external scheduler's pid, for its CPU"
+    )
     ap.add_argument(
         "--code",
         type=Path,
@@ -828,12 +1045,24 @@ def main() -> None:
         hh, mm = (int(x) for x in args.stop_at.split(":"))
         day = time.gmtime()
         args.stop_at = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, hh, mm, 0, 0, 0, 0))
+    CORPORA_DIR = args.corpora
+    if args.docs_per_file != DOCS_PER_FILE:  # the same documents in other files: a corpus folder of its own
+        DOCS_PER_FILE = args.docs_per_file
+        args.cache = args.cache / f"docs-per-file-{DOCS_PER_FILE}"
+    skip = [x.strip().lower() for x in args.skip_langs.split(",") if x.strip()]
+    if skip:  # fewer real pages: every generated document differs, so a corpus folder of its own
+        _BASE = [r for r in _base() if r[3].split("-")[0].lower() not in skip]
+        args.cache = args.cache / f"skip-{'-'.join(sorted(skip))}"
     args.cache.mkdir(parents=True, exist_ok=True)
-    if args.table:
+    if args.table and args.strong:
+        print(
+            strong_markdown(_load_results(args.cache / f"strong_results_{args.size}.json"), _baseline(args))
+        )
+    elif args.table:
         print(markdown_table(_load_results(_results_path(args))))
     elif args.generate_only:
         corpus_files(
-            max([*args.sizes, args.size if args.strong else 0]),
+            args.size if args.strong else max(args.sizes),
             args.cache,
             args.seed,
             args.gen_procs,

