@@ -913,6 +913,7 @@ def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
         if base is not None:
             t1, t1_nodes = _one_worker_wall(base, n, r["nodes"])
             row["t1"], row["speedup"], row["eff"] = t1, t1 / wall, t1 / (k * wall)
+            row["nodes_eff"] = sum(t1_nodes.values()) / (k * sum(walls.values())) if walls else None
         else:
             t1_nodes = {}
         row["nodes"] = {}
@@ -935,6 +936,7 @@ def _print_strong(results: list[dict], baseline: dict | None = None) -> None:
         elif "eff" in row:
             est = " (one-worker time estimated from --baseline)" if row["estimated"] else ""
             head += f", speed-up {row['speedup']:.2f}, efficiency {row['eff']:.0%}{est}"
+            head += f" (nodes only {row['nodes_eff']:.0%})" if row.get("nodes_eff") is not None else ""
         cpu = ", ".join(f"{role} {v:.0f}" for role, v in sorted(row["cpu"].items()))
         sched = row["scheduler_cpu"]
         print(
@@ -954,7 +956,8 @@ def strong_markdown(results: list[dict], baseline: dict | None = None) -> str:
     workers' busy share, and each node's wall with its efficiency."""
     rows = _strong_rows(results, baseline)
     cols = [c for c in ORDER if any(c in r["nodes"] for r in rows)]
-    head = ["workers", "documents", "wall", "speed-up", "efficiency", "outside nodes", "workers busy"]
+    head = ["workers", "documents", "wall", "speed-up", "efficiency", "nodes only", "outside nodes"]
+    head += ["workers busy"]
     head += [f"{c} s (eff.)" for c in cols] + ["scheduler CPU-s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -965,6 +968,7 @@ def strong_markdown(results: list[dict], baseline: dict | None = None) -> str:
             f"{r['wall']:,.0f} s" + (" stopped" if r["stopped"] else ""),
         ]
         cells += [f"{r['speedup']:.2f}{est}", f"**{r['eff']:.0%}**{est}"] if "eff" in r else ["-", "-"]
+        cells += [f"{r['nodes_eff']:.0%}" if r.get("nodes_eff") is not None else "-"]
         cells += [f"{r['outside']:.0f} s", f"{r['busy']:.0%}"]
         for c in cols:
             v = r["nodes"].get(c)
