@@ -606,6 +606,11 @@ def main() -> None:
     print(f"web branch end to end, {n:,} documents in {len(list(warcs.glob('*.warc.gz')))} WARC files")
     for mode, ours in results.items():
         _print_side(f"arcflow ({mode})", n, ours.cpu_s, ours.wall_s, ours.load_before[0])
+        # the per-second-of-wall cost: what each process used per second the run lasted (cores)
+        print(
+            "    mean cores over the run: "
+            + ", ".join(f"{k} {v / max(ours.wall_s, 1e-9):.4f}" for k, v in sorted(ours.cpu_s.items()))
+        )
     if args.arcflow_only:
         return
     dt_cpu = sum(dt_usage["cpu_s"].values())
