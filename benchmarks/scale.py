@@ -776,7 +776,8 @@ def strong(args: argparse.Namespace) -> None:
     """The series of ``args.workers`` counts on one corpus of ``args.size`` documents, each against the external
     scheduler on a fresh store; results accumulate (one entry per worker count) in
     --cache/strong_results_<size>.json, copied to --out after each run. ``--budget-s``: a run predicted (from the
-    runs done, at perfect scaling) to end past the budget is skipped, and a run still going then is stopped."""
+    runs done or --baseline, at 75% efficiency) to end past the budget is skipped, and a run still going then is
+    stopped."""
     deadline = time.time() + args.budget_s if args.budget_s else None
     files = corpus_files(args.size, args.cache, args.seed, args.gen_procs)
     sched_proc = None
@@ -808,6 +809,7 @@ def strong(args: argparse.Namespace) -> None:
             elif baseline is not None:
                 predicted = _one_worker_wall(baseline, args.size)[0] / k
             if deadline is not None and predicted is not None:
+                predicted /= 0.75  # a stopped run gives nothing: skip unless it fits at 75% efficiency
                 if time.time() + predicted > deadline:
                     print(
                         f"  {k} workers: skipped, about {predicted:.0f} s would pass --budget-s", flush=True
