@@ -16,15 +16,16 @@ asking more than any worker has is an error before anything is submitted (it wou
 external cluster, declare it on the workers (``dask worker ... --resources "CPU=8,MEMORY_GB=64"``).
 
 The embedded LocalCluster slows Dask's own periodic loops (``IDLE_DEFAULTS``): with Dask's defaults an idle cluster
-of one worker costs about 0.05 cores (event-loop health ticks every 20 ms, system-monitor samples every 500 ms, the
+of one worker costs about 0.06 cores (event-loop health ticks every 20 ms, system-monitor samples every 500 ms, the
 worker's profiler trigger every 10 ms, memory checks every 100 ms), paid for every second a run lasts; with these,
 about 0.01. What changes for a user: Dask's dashboard samples CPU, memory and network every 2 s, its Profile page is
-empty, an event loop blocked for over ``distributed.admin.tick.limit`` is noticed within 1 s, and a worker's
-spill/pause/terminate thresholds are checked every 500 ms (and whenever data is stored, as before). Each key is
-applied only when the user has not set it: a Dask config file (``~/.config/dask/*.yaml``, ``/etc/dask``,
-``$DASK_CONFIG``), a ``DASK_*`` environment variable (e.g. ``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=20ms``) or
-``dask.config.set`` in the process before the cluster starts wins; ``ARCFLOW_DASK_DEFAULTS=0`` keeps all of Dask's
-own defaults. An external scheduler (``executor.address``) is left as its owner configured it.
+empty, the warning about a blocked event loop measures the block to within 1 s (one just over
+``distributed.admin.tick.limit``, 3 s, may go unreported), and a worker's spill/pause/terminate thresholds are
+checked every 500 ms (and whenever data is stored, as before). Each key is applied only when the user has not set
+it: a Dask config file (``~/.config/dask/*.yaml``, ``/etc/dask``, ``$DASK_CONFIG``), a ``DASK_*`` environment
+variable (e.g. ``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=20ms``) or ``dask.config.set`` in the process before the
+cluster starts wins; ``ARCFLOW_DASK_DEFAULTS=0`` keeps all of Dask's own defaults. An external scheduler
+(``executor.address``) is left as its owner configured it.
 """
 
 from __future__ import annotations
