@@ -27,7 +27,8 @@ from tasks.base import DataType, InputRef, RunContext
 from tasks.registry import get_kind
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 60  # pretrain: long enough to be killed between its checkpoints (every 5 steps)
+# pretrain: long enough to be killed between its checkpoints (every 5 steps), and for the loss to fall
+STEPS = 20
 
 
 def nodes(extra: dict | None = None) -> dict:
