@@ -15,10 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,101 +25,18 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.store import Store
 from flows.trace import find_documents
-from tasks._train_run import kill_launch, launcher_processes
-from tests.tasks.test_train_kinds import run, write
+from tests._background import build_result
+from tests.flows._trace_build import GLOBAL_BATCH, PRETRAIN_STEPS, ROWS_PER_SHARD
 
-ROOT = Path(__file__).resolve().parents[2]
-PRETRAIN_STEPS = 24
-GLOBAL_BATCH = 4
-ROWS_PER_SHARD = 6
-
-NODES = {
-    "demo": {"uses": "demo_corpus", "params": {"parts": ["licenses"], "max_items_per_part": 30}},
-    # a few short licences (MIT, BSD, ...), so the rows are few whatever is installed: pretrain sees them twice
-    "short": {"uses": "filter", "inputs": ["demo"], "params": {"expr": "length(text) BETWEEN 500 AND 3000"}},
-    "docs": {"uses": "sample", "inputs": ["short"], "params": {"limit": 6}},
-    "tokenizer": {
-        "uses": "tokenizer_train",
-        "inputs": ["docs"],
-        "params": {"vocab_size": 512, "sample_docs": 8, "heldout_docs": 0},
-    },
-    "pack": {
-        "uses": "pack",
-        "inputs": ["tokenizer", "docs"],
-        "params": {"seq_len": 128, "rows_per_shard": ROWS_PER_SHARD},
-    },
-    "pack_unbuilt": {"uses": "pack", "inputs": ["tokenizer", "docs"], "params": {"seq_len": 96}},
-    "pretrain": {
-        "uses": "pretrain",
-        "inputs": ["pack"],
-        "params": {
-            "steps": PRETRAIN_STEPS,
-            "batch": {"global_batch": GLOBAL_BATCH, "micro_batch": 2},
-            "optim": {"name": "muon", "lr": 0.01},
-            "checkpoint_every": 3,
-        },
-    },
-    "problems": {
-        "uses": "problems",
-        "params": {"reasoning_gym": [{"name": "basic_arithmetic", "size": 4, "seed": 1}]},
-    },
-    "chats": {"uses": "generate_sft", "inputs": ["problems"], "params": {"teacher": {"kind": "procedural"}}},
-    "chat_model": {
-        "uses": "sft",
-        "inputs": ["chats", "tokenizer", "pretrain"],
-        "params": {"init_from": "pretrain", "seq_len": 256, "steps": 2, "batch": {"global_batch": 2}},
-    },
-}
-
-
-def _kill_during_forced_run(path: Path) -> str:
-    """`--node pretrain` in another process, killed with SIGKILL once a DeepSpeed state is saved; its orphaned
-    launcher and ranks are frozen, so the next run must stop them itself. Returns the killed run's spec path."""
-    script = (
-        "import sys; from flows.validate import load_pipeline; from flows.engine import Engine\n"
-        "e = Engine(load_pipeline(sys.argv[1], [])); e.run_node('pretrain', forced=True)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
-    outputs = path.parent / "store" / "outputs"
-    deadline, killed = time.monotonic() + 300, False
-    while time.monotonic() < deadline and proc.poll() is None:
-        latest = list(outputs.glob("*/_train/ckpt/latest"))
-        if latest and latest[0].read_text().strip() >= "step00000003":
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert killed, "pretrain ended before it could be killed; raise PRETRAIN_STEPS"
-    spec = str(next(outputs.glob("*/_train/spec.json")))
-    for pid in launcher_processes(spec):
-        os.kill(pid, signal.SIGSTOP)
-    return spec
+pytestmark = pytest.mark.background_build("trace")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    path = write(tmp_path_factory.mktemp("trace"), NODES)
-    run(path, to_node="pack")
-    spec = _kill_during_forced_run(path)
-    try:
-        resumed = run(path, node="pretrain")["pretrain"]["manifest"]  # forced again: resumes
-    finally:
-        kill_launch(spec, timeout_s=5)
-    outputs = path.parent / "store" / "outputs"
-    resumed_log = (outputs / resumed["fingerprint"] / "_train" / "launch.log").read_text()
-    fresh = run(path, node="pretrain")["pretrain"]["manifest"]  # a finished output, forced: from scratch
-    fresh_log = (outputs / fresh["fingerprint"] / "_train" / "launch.log").read_text()
-    done = run(path, to_node="chat_model")
-    return {
-        "path": path,
-        "store": Store(str(path.parent / "store")),
-        "resumed": resumed,
-        "resumed_log": resumed_log,
-        "fresh": fresh,
-        "fresh_log": fresh_log,
-        "manifests": {n: d["manifest"] for n, d in done.items()},
-    }
+    """The store of tests/flows/_trace_build.py (kill -9 of a forced pretrain run, the forced resume, a forced
+    fresh run, then the run to chat_model), built in its own process from the session's start."""
+    got = build_result(tmp_path_factory, "trace")
+    return {**got, "store": Store(str(got["path"].parent / "store"))}
 
 
 def cli(built: dict, *args: str) -> tuple[int, str]:

@@ -25,6 +25,7 @@ from flows.validate import load_pipeline
 from tasks._train_run import StageInputError, kill_launch, launcher_processes
 from tasks.base import DataType, InputRef, RunContext
 from tasks.registry import get_kind
+from tests._background import build_result
 
 ROOT = Path(__file__).resolve().parents[2]
 # pretrain: long enough to be killed between its checkpoints (every 5 steps), and for the loss to fall
@@ -149,12 +150,11 @@ def _kill_pretrain_after_a_state(path: Path) -> tuple[str, list[int], str]:
     return killed_at, orphans, spec
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+def build_trained(folder: Path) -> tuple[Path, dict[str, dict]]:
     """The cut-down pipeline, built the way a crash goes: pretrain is killed with kill -9 after a DeepSpeed state
     (its orphaned launcher and ranks frozen), then the whole pipeline runs: pretrain resumes, midtrain and SFT
     follow. ``done["pretrain"]["killed"]`` holds what the kill left (checked by the kill -9 test)."""
-    path = write(tmp_path_factory.mktemp("a"), nodes())
+    path = write(folder, nodes())
     run(path, to_node="pack_4k")
     killed_at, orphans, spec = _kill_pretrain_after_a_state(path)
     try:
@@ -166,15 +166,27 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, d
     return path, done
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(trained: tuple[Path, dict[str, dict]]) -> dict[str, dict]:
+def build_uninterrupted(path: Path) -> dict[str, dict]:
     """The same pipeline with a param that changes no weight (the DeepSpeed state cadence): pretrain trains again,
     uninterrupted, from scratch; what follows it is asked for too."""
-    path, _done = trained
     return run(path, ["nodes.pretrain.params.checkpoint_every=20"], to_node="chat_model")
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
+    """``build_trained``'s store, built in its own process from the session's start (tests/tasks/_train_build.py,
+    with ``build_uninterrupted`` after it)."""
+    got = build_result(tmp_path_factory, "train_kinds")
+    return got["path"], got["done"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    return build_result(tmp_path_factory, "train_kinds")["uninterrupted"]
+
+
 @pytest.mark.slow
+@pytest.mark.background_build("train_kinds")
 def test_stages_train_export_and_load(trained: tuple[Path, dict]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -219,6 +231,7 @@ def test_stages_train_export_and_load(trained: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.background_build("train_kinds")
 def test_kill9_then_resume_gives_the_same_bytes(
     trained: tuple[Path, dict], uninterrupted: dict[str, dict]
 ) -> None:
@@ -242,6 +255,7 @@ def test_kill9_then_resume_gives_the_same_bytes(
 
 
 @pytest.mark.slow
+@pytest.mark.background_build("train_kinds")
 def test_changed_lr_replans_that_stage_and_what_follows(trained: tuple[Path, dict]) -> None:
     path, _done = trained
     plan = {
@@ -349,6 +363,7 @@ def test_chat_record_without_an_assistant_turn(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.background_build("train_kinds")
 def test_same_weights_cut_off_downstream(trained: tuple[Path, dict], uninterrupted: dict[str, dict]) -> None:
     """A param that changes no weight (the DeepSpeed state cadence) retrains the stage, which ends with the same
     bytes: what follows it is reused (early cut-off)."""
