@@ -729,10 +729,13 @@ def show(
     from flows.reports import summary_markdown
 
     if node in failed:  # up to date, but with no usable row: a run reuses it and fails there
+        from flows.outcome import outside_fingerprint_hint, rows_phrase
+
+        n_in = int(manifest["counts"]["in"])
         console.print(
-            f"[bold]{node}[/]: [red]failed[/]: all {manifest['counts']['in']:,} input rows were quarantined; a run "
-            "reuses this output and fails at this node, skipping the nodes downstream, until its input or params "
-            "change (the quarantine errors are below)",
+            f"[bold]{node}[/]: [red]failed[/]: all {rows_phrase(n_in)} {'was' if n_in == 1 else 'were'} "
+            "quarantined; a run reuses this output and fails at this node, skipping the nodes downstream, until its "
+            f"input or params change (the quarantine errors are below); {outside_fingerprint_hint(node, p.file)}",
             highlight=False,
         )
     elif plan.status == "up_to_date":

@@ -250,9 +250,9 @@ class Engine:
             assert manifest is not None, f"manifest of {name} vanished"
             if all_quarantined(manifest):  # e.g. `--node` over it: its run failed, so its rows are no input
                 raise MissingInputError(
-                    f"node {node.id!r} needs input {name!r}, whose stored output has no usable rows: "
-                    f"{all_quarantined_error(name, manifest, self.store.location, self.pipeline.file)}; fix "
-                    f"{name!r} and run `arcflow run --to {node.id}`"
+                    f"node {node.id!r} needs input {name!r}, whose stored output has no usable rows; fix "
+                    f"{name!r} and run `arcflow run --to {node.id}`: "
+                    f"{all_quarantined_error(name, manifest, self.store.location, self.pipeline.file)}"
                 )
             out_dir = self.store.materialize(fp)  # an object store's input: read through the staging folder
             entries = self.store.shards(fp)

@@ -10,6 +10,7 @@ quarantined some of its rows completes (its counts, summary and the run table sh
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from flows.errors import AllQuarantinedError
 
 __all__ = [
     "AllQuarantinedError",
+    "outside_fingerprint_hint",
+    "rows_phrase",
     "all_quarantined",
     "all_quarantined_error",
     "blocked_reason",
@@ -40,21 +43,85 @@ def quarantine_folder(store_location: str, fingerprint: str) -> str:
     return os.path.join(store_location, "outputs", fingerprint, "quarantine")
 
 
+#: error types a reader gives one quarantined record for a whole file (or the rest of one): such a file counts as
+#: one input row in a node's counts
+FILE_ERRORS = (
+    "parquet_unreadable",
+    "parquet_corrupt",
+    "warc_unreadable",
+    "warc_truncated",
+    "unreadable_directory",
+)
+
+
+def rows_phrase(n: int) -> str:
+    """``1 input row`` / ``3 input rows``."""
+    return f"{n:,} input row{'' if n == 1 else 's'}"
+
+
+def file_note(errors: Mapping[str, int], first: str | None) -> str:
+    """A note when some quarantined records stand for whole files (a file that cannot be read, or a Parquet file
+    without the text column): each counts as one input row, whatever rows the file holds."""
+    whole_file = any(e in FILE_ERRORS for e in errors) or (first or "").startswith("no column ")
+    return (
+        " (a file that cannot be read, or lacks the text column, counts as one input row)"
+        if whole_file
+        else ""
+    )
+
+
+def outside_fingerprint_hint(node_id: str, pipeline_file: str) -> str:
+    """The way out when the cause was outside the fingerprint: a rerun would reuse the stored output otherwise."""
+    file = "" if pipeline_file == "pipeline.yaml" else f" -f {pipeline_file}"
+    return (
+        "if you fixed something arcflow cannot see (a file it does not fingerprint, a package, an environment "
+        f"variable), recompute it with `arcflow run --from {node_id}{file}`"
+    )
+
+
+def first_error(folder: str, error_type: str, limit: int = 200) -> str | None:
+    """The message of the first quarantined row with ``error_type`` (without its ``type: `` prefix), cut to
+    ``limit`` characters; None when the rows cannot be read here (an object store, a file gone)."""
+    if "://" in folder:
+        return None
+    try:
+        import polars as pl
+
+        hit = (
+            pl.scan_parquet(os.path.join(folder, "*.parquet"))
+            .select("error")
+            .filter(pl.col("error").str.starts_with(f"{error_type}:"))
+            .head(1)
+            .collect()
+        )
+    except Exception:  # noqa: BLE001 - the counts are said without it
+        return None
+    if hit.height == 0:
+        return None
+    text = " ".join(str(hit["error"][0]).split())[len(error_type) + 1 :].strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def all_quarantined_error(
     node_id: str, manifest: dict[str, Any], store_location: str, pipeline_file: str
 ) -> AllQuarantinedError:
-    """The error a run ends with for ``node_id``: the count, the main errors, where the rows are and the commands
-    that show them. One line, so the run's failure summary keeps it whole."""
+    """The error a run ends with for ``node_id``: the count, the main errors with the first message of the most
+    common one, where the rows are, the commands that show them and how to recompute it. One line, so the run's
+    failure summary keeps it whole."""
     n = int(manifest["counts"]["in"])
     errors = manifest.get("quarantine_errors") or {}
     top = ", ".join(f"{e}: {c:,}" for e, c in list(errors.items())[:3])
     more = f", {len(errors) - 3} more error type(s)" if len(errors) > 3 else ""
     folder = quarantine_folder(store_location, manifest["fingerprint"])
+    first = first_error(folder, next(iter(errors))) if errors else None
+    example = f"; the first {next(iter(errors))}: {first}" if first else ""
+    were = "was" if n == 1 else "were"
     return AllQuarantinedError(
-        f"all {n:,} input row(s) were quarantined ({top}{more}), so its output is not used downstream; the rows "
-        f"with their `error` are in {folder}/part-*.parquet: `arcflow show {node_id} -f {pipeline_file}` lists "
-        f"the errors, `python -c \"import polars as pl; print(pl.read_parquet('{folder}/*.parquet'))\"` prints the "
-        f"rows"
+        f"all {rows_phrase(n)} {were} quarantined ({top}{more}{example}){file_note(errors, first)}, so its output "
+        f"is not used downstream; the rows with their `error` are in {folder}/part-*.parquet: `arcflow show "
+        f'{node_id} -f {pipeline_file}` lists the errors, `{sys.executable} -c "import polars as pl; '
+        f"print(pl.read_parquet('{folder}/*.parquet'))\"` prints the rows; "
+        f"{outside_fingerprint_hint(node_id, pipeline_file)}"
     )
 
 
@@ -89,10 +156,11 @@ def failed_status(
     more = f", {len(errors) - 3} more" if len(errors) > 3 else ""
     folder = quarantine_folder(store_location, manifest["fingerprint"])
     file = "" if pipeline_file == "pipeline.yaml" else f" -f {pipeline_file}"
-    return f"failed (all {n:,} rows quarantined)", [
+    return f"failed (all {n:,} row{'' if n == 1 else 's'} quarantined)", [
         f"`arcflow show {node_id}{file}` lists the errors ({top}{more})",
         f"the rows are in {folder}/part-*.parquet",
-        "a run reuses this output and fails here until its input, params or code change",
+        "a run reuses this output and fails here until its input, params or code change; "
+        + outside_fingerprint_hint(node_id, pipeline_file),
     ]
 
 

@@ -20,7 +20,7 @@ from prefect.futures import wait
 from prefect.states import Completed
 
 from flows.engine import Engine, select
-from flows.errors import AllQuarantinedError, NodeFailedError
+from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError
 from flows.outcome import all_quarantined, all_quarantined_error
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.validate import load_pipeline
@@ -190,9 +190,8 @@ def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
     for node_id, st in states.items():
         where = f" ({engine.pipeline.file}:{lines[node_id]})" if node_id in lines else ""
         exc = _exception(st) if st.is_failed() or st.is_crashed() else None
-        if isinstance(
-            exc, AllQuarantinedError
-        ):  # one line of its own: the count, where the rows are, commands
+        if isinstance(exc, AllQuarantinedError | MissingInputError) and "\n" not in str(exc):
+            # one line of its own, kept whole: the count, where the rows are, commands, the advice at its end
             failed.append(f"  {node_id}{where}: {type(exc).__name__}: {exc}")
         elif isinstance(exc, BaseException):
             failed.append(f"  {node_id}{where}: {type(exc).__name__}: {_short(str(exc), node_id)}")
@@ -200,7 +199,11 @@ def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
             failed.append(f"  {node_id}{where}: {st.name}: {_short(st.message or 'no message', node_id)}")
         else:  # Prefect's NotReady / Pending: an upstream node did not complete
             ups = [d for d in engine.pipeline.deps[node_id] if d in states]
-            skipped.append(f"  {node_id}{where}: skipped, upstream failed: {', '.join(ups) or '?'}")
+            bad = [d for d in ups if states[d].is_failed() or states[d].is_crashed()]
+            why = (
+                f"upstream failed: {', '.join(bad)}" if bad else f"upstream skipped: {', '.join(ups) or '?'}"
+            )
+            skipped.append(f"  {node_id}{where}: skipped, {why}")
     text = f"{len(failed)} node(s) failed:\n" + "\n".join(failed)
     if skipped:
         text += f"\n{len(skipped)} node(s) skipped:\n" + "\n".join(skipped)

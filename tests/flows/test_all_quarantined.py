@@ -6,6 +6,7 @@ refuses it as an input."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +22,16 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.engine import Engine
 from flows.errors import MissingInputError
-from flows.outcome import all_quarantined
+from flows.outcome import all_quarantined, all_quarantined_error, failed_status
 from flows.validate import load_pipeline
 
 GOOD = json.dumps({"id": "g1", "text": "a good line of JSON with enough text in it"})
 
 
 def _pipeline(root: Path, name: str) -> Path:
-    """``broken``: JSONL files whose every line is malformed, and ``after_broken`` over it; ``mixed``: one good line
-    and one bad; ``nothing``: a filter that keeps no row, and ``after_nothing`` reading its 0 rows."""
+    """``broken``: JSONL files whose every line is malformed, ``after_broken`` over it and ``grandchild`` over that;
+    ``mixed``: one good line and one bad; ``nothing``: a filter that keeps no row, and ``after_nothing`` reading its
+    0 rows."""
     (root / "broken").mkdir()
     (root / "broken" / "a.jsonl").write_text('{"id": "a1", "text": \n{not json}\n')
     (root / "broken" / "b.jsonl").write_text("[1, 2]\n")
@@ -42,6 +44,11 @@ def _pipeline(root: Path, name: str) -> Path:
         "nodes": {
             "broken": {"uses": "files", "params": {"paths": [str(root / "broken")]}},
             "after_broken": {"uses": "filter", "inputs": ["broken"], "params": {"expr": "length(text) > 0"}},
+            "grandchild": {
+                "uses": "filter",
+                "inputs": ["after_broken"],
+                "params": {"expr": "length(text) > 0"},
+            },
             "mixed": {"uses": "files", "params": {"paths": [str(root / "mixed")]}},
             "nothing": {"uses": "filter", "inputs": ["mixed"], "params": {"expr": "length(text) > 100000"}},
             "after_nothing": {
@@ -73,6 +80,7 @@ def test_a_node_quarantining_every_row_fails_the_run_and_skips_its_consumers(
     path = _pipeline(tmp_path, "allq")
     lines = path.read_text().splitlines()
     broken_line, after_line = lines.index("  broken:") + 1, lines.index("  after_broken:") + 1
+    grand_line = lines.index("  grandchild:") + 1
 
     result = CliRunner().invoke(app, ["run", "-f", str(path)])
 
@@ -92,14 +100,21 @@ def test_a_node_quarantining_every_row_fails_the_run_and_skips_its_consumers(
     folder = tmp_path / "store" / "outputs" / ref["fingerprint"] / "quarantine"
     flat = " ".join(out.split())  # rich may wrap the long line
     assert summary[0] == "run failed: 1 node(s) failed:", out
+    # the counts, the first message of the most common error, where the rows are, the commands (the polars one
+    # with the interpreter that runs arcflow) and the way out when the cause is outside the fingerprint
     assert flat.startswith(
-        f"run failed: 1 node(s) failed: broken ({path}:{broken_line}): AllQuarantinedError: all 3 input row(s) "
-        "were quarantined (jsonl_decode_error: 2, jsonl_not_object: 1), so its output is not used downstream"
+        f"run failed: 1 node(s) failed: broken ({path}:{broken_line}): AllQuarantinedError: all 3 input rows "
+        "were quarantined (jsonl_decode_error: 2, jsonl_not_object: 1; the first jsonl_decode_error: "
     ), flat
+    assert "), so its output is not used downstream" in flat, flat
     assert f"{folder}/part-*.parquet" in flat and f"`arcflow show broken -f {path}`" in flat, flat
-    assert f"pl.read_parquet('{folder}/*.parquet')" in flat, flat
+    assert (
+        f"`{sys.executable} -c \"import polars as pl; print(pl.read_parquet('{folder}/*.parquet'))\"`" in flat
+    )
+    assert f"recompute it with `arcflow run --from broken -f {path}`" in flat, flat
     assert flat.endswith(
-        f"1 node(s) skipped: after_broken ({path}:{after_line}): skipped, upstream failed: broken"
+        f"2 node(s) skipped: after_broken ({path}:{after_line}): skipped, upstream failed: broken "
+        f"grandchild ({path}:{grand_line}): skipped, upstream skipped: after_broken"
     ), flat
     # the command it prints reads the quarantined rows, each with its error
     rows = pl.read_parquet(f"{folder}/*.parquet")
@@ -123,6 +138,17 @@ def test_a_node_quarantining_every_row_fails_the_run_and_skips_its_consumers(
     # a rerun reuses the stored output and fails again, at once (no retry, nothing recomputed)
     again = CliRunner().invoke(app, ["run", "-f", str(path)])
     assert again.exit_code == 1 and "broken (" in again.output and "AllQuarantinedError" in again.output
+
+    # `--node` over it: the run's last words keep the advice whole
+    one = CliRunner().invoke(app, ["run", "-f", str(path), "--node", "after_broken"])
+    assert one.exit_code == 1, one.output
+    last = " ".join(one.output[one.output.rindex("run failed: ") :].split())
+    assert last.startswith(
+        f"run failed: 1 node(s) failed: after_broken ({path}:{after_line}): MissingInputError: node 'after_broken' "
+        "needs input 'broken', whose stored output has no usable rows; fix 'broken' and run `arcflow run --to "
+        "after_broken`: all 3 input rows were quarantined"
+    ), last
+    assert last.endswith(f"recompute it with `arcflow run --from broken -f {path}`"), last
 
 
 def _table_rows(output: str) -> dict[str, str]:
@@ -159,9 +185,12 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
         engine.close()
     text = str(err.value)
     assert text.startswith(
-        "node 'after_broken' needs input 'broken', whose stored output has no usable rows: "
-    )
-    assert "all 3 input row(s) were quarantined" in text and "`arcflow run --to after_broken`" in text
+        "node 'after_broken' needs input 'broken', whose stored output has no usable rows; fix 'broken' and run "
+        "`arcflow run --to after_broken`: all 3 input rows were quarantined (jsonl_decode_error: 2, "
+        "jsonl_not_object: 1; the first jsonl_decode_error: "
+    ), text
+    hint = f"recompute it with `arcflow run --from broken -f {path}`"
+    assert text.endswith(hint) and f"`{sys.executable} -c " in text, text
 
     # `arcflow status`: the stored output is reused by a run, which fails there: failed, not up to date, with the
     # count and where to read the rows; its consumer is blocked by it; the others are up to date
@@ -173,12 +202,15 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
     assert f"`arcflow show broken -f {path}` lists the errors" in rows["broken"], rows["broken"]
     assert "(jsonl_decode_error: 2, jsonl_not_object: 1)" in rows["broken"], rows["broken"]
     assert f"the rows are in {folder}/part-*.parquet" in rows["broken"], rows["broken"]
+    assert hint in rows["broken"], rows["broken"]
     assert "blocked by 'broken' (every row quarantined): a run fails there" in rows["after_broken"]
+    assert "blocked by 'broken'" in rows["grandchild"], rows["grandchild"]
     for ok in ("mixed", "nothing", "after_nothing"):
         assert "up_to_date" in rows[ok] and "failed" not in rows[ok] and "blocked" not in rows[ok], rows[ok]
     # `arcflow show` says so too, as text and as JSON; the consumer's says what blocks it
     shown = CliRunner().invoke(app, ["show", "broken", "-f", str(path)], env={"COLUMNS": "400"})
     assert shown.exit_code == 0 and "broken: failed: all 3 input rows were quarantined" in shown.output
+    assert hint in " ".join(shown.output.split()), shown.output
     assert "is up to date" not in shown.output
     as_json = CliRunner().invoke(app, ["show", "broken", "-f", str(path), "--json"])
     assert json.loads(as_json.output)["status"] == "all_quarantined"
@@ -188,3 +220,32 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
     )
     consumer = CliRunner().invoke(app, ["show", "after_broken", "-f", str(path)], env={"COLUMNS": "400"})
     assert consumer.exit_code == 1 and "blocked by 'broken'" in consumer.output, consumer.output
+
+
+def test_a_parquet_file_without_the_text_column_is_one_input_row(tmp_path: Path) -> None:
+    """A file-level error (a Parquet file of 2 rows without a ``text`` column) is one quarantined record: the
+    message counts it as 1 input row (singular) and says a file counts as one row; the first error is quoted."""
+    (tmp_path / "pq").mkdir()
+    pl.DataFrame({"id": ["a", "b"], "body": ["x", "y"]}).write_parquet(tmp_path / "pq" / "t.parquet")
+    spec = {
+        "name": "pqonly",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1},
+        "nodes": {"pq": {"uses": "files", "params": {"paths": [str(tmp_path / "pq")]}}},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    engine = Engine(load_pipeline(str(path), []))
+    try:
+        manifest = engine.run_node("pq")[1]
+        location = engine.store.location
+    finally:
+        engine.close()
+    assert all_quarantined(manifest) and manifest["counts"]["in"] == 1, manifest["counts"]
+    text = str(all_quarantined_error("pq", manifest, location, str(path)))
+    assert text.startswith(
+        "all 1 input row was quarantined (missing_text_field: 1; the first missing_text_field: no column 'text' "
+        "(columns: id, body; set text_field)"
+    ), text
+    assert "(a file that cannot be read, or lacks the text column, counts as one input row)" in text, text
+    assert failed_status("pq", manifest, location, str(path))[0] == "failed (all 1 row quarantined)"
