@@ -3,7 +3,9 @@
 A new sentence starts at a token that is not punctuation when a sentence-final token (one of `. ! ?` and
 other sentence terminals, as a whole token) occurred since the previous such token. Counted column-wise on
 our tokens (the language's word segmenter: CJK full stops are tokens of their own). Departure: the terminal set is Unicode's `Sentence_Terminal` (spaCy lists a few fewer
-characters)."""
+characters); a word ending in a combining mark (Tamil, Devanagari ...) gives up its full stop as spaCy's
+script lists do, and so does a Georgian word (spaCy lists no Georgian letters and keeps "მოვიდა." whole, so
+datatrove counts one sentence where a reader sees several)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,12 @@ import regex
 _PUNCT = r"…,:;!?¿؟¡()\[\]{}<>_#*&。？！，、；：～·।،۔؛٪"
 _QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉⟦⟧"
 _CURRENCY = "$£€¥฿₽﷼₠-₿"
-# spaCy counts letters of uncased scripts (Arabic, Hebrew, Hangul, ...) as both lower and upper case
-_LOWER = r"\p{Ll}\p{Lo}"
-_UPPER = r"\p{Lu}\p{Lo}"
+# spaCy counts letters of uncased scripts (Arabic, Hebrew, Hangul, ...) as both lower and upper case; its
+# lists hold whole script blocks (Tamil, Devanagari, Bengali ...), vowel signs and viramas included, so a
+# combining mark (\p{M}: "ஒன்று" ends in the vowel sign U+0BC1) counts as a letter of either case: a word
+# ending in one still gives up its final full stop ("ஒன்று." -> "ஒன்று" ".")
+_LOWER = r"\p{Ll}\p{Lo}\p{M}"
+_UPPER = r"\p{Lu}\p{Lo}\p{M}"
 _UNITS = (
     "km²|km³|km|m²|m³|m/s|mm²|mm³|mm|mg|mbar|mb|mph|m|dm²|dm³|dm|cm²|cm³|cm|ha|µm|µg|nm|yd|in|ft|kg|km/h|kmh|g|t|lb|oz"
     "|hPa|Pa|MB|kb|KB|gb|GB|tb|TB|T|G|M|K|%"
@@ -142,7 +145,8 @@ def _split_infixes(core: str, infix: regex.Pattern = _INFIX) -> list[str]:
 # frequent shapes whose split is known without running the affix loop: word + one punctuation mark, "(word",
 # "word)"; the word must not be a special case itself
 _FAST = regex.compile(
-    r"^(?:(\p{L}+)([,;:!?)])|(\p{L}*[\p{Ll}\p{Lo}]|[0-9]+)(\.)|(\()(\p{L}+)|([0-9]+)([,;:]))$"
+    r"^(?:(\p{L}[\p{L}\p{M}]*)([,;:!?)])|([\p{L}\p{M}]*[\p{Ll}\p{Lo}\p{M}]|[0-9]+)(\.)|(\()(\p{L}[\p{L}\p{M}]*)"
+    r"|([0-9]+)([,;:]))$"
 )
 
 
@@ -260,7 +264,7 @@ def _merge_specials(tokens: list[str]) -> tuple[str, ...]:
 
 # Python's str.isspace() also counts separators U+001C..U+001F as whitespace; Unicode's White_Space does not
 _CHUNK = r"[^\s\x1c-\x1f]+"
-_PLAIN = r"^(?:\p{L}+|[0-9]+)$"
+_PLAIN = r"^(?:\p{L}[\p{L}\p{M}]*|[0-9]+)$"  # letters with their combining marks (Indic, Thai ...), or digits
 
 
 PROFILES = ("en", "plain", "compound", "elision", "arabic", "polish")
