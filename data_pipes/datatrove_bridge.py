@@ -168,7 +168,7 @@ class StepRunner:
         except LocalAssetMissing as exc:  # a local model or word list that cannot be read: the same, once
             raise LocalAssetMissing(f"step {self.path!r}: {exc}", exc.remote) from None
         except AssetNotCached as exc:  # a setup error, not a row error: fail the node with it once
-            raise AssetNotCached(f"step {self.path!r}: {exc}") from None
+            raise AssetNotCached(f"step {self.path!r}: {exc}", exc.remote) from None
         for (row, _, meta), (status, detail, out) in zip(docs, fates, strict=True):
             if status == "error":
                 row.error = detail

@@ -8,8 +8,9 @@ machine: a plain path (relative ones from the working directory, ``~`` expanded)
 else (``https://``, ``hf://``, ``s3://``, chained URLs) is remote and must be in datatrove's asset cache.
 
 ``local_asset_path`` says whether a path is local and where it points, ``local_file_problem`` why it cannot be
-read, and ``local_file_digests`` the sha256 of every file the step's arguments name, for the node's fingerprint
-(a retrained model at the same path recomputes the node).
+read, ``relative_hint`` where a relative one was looked for, and ``local_file_digests`` the sha256 of every
+existing file the step's arguments name (bare file names included), for the node's fingerprint (a retrained
+model at the same path recomputes the node).
 """
 
 from __future__ import annotations
@@ -59,17 +60,29 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _looks_like_a_path(value: str) -> bool:
-    return value.startswith(("file:", "local:", "~")) or "/" in value or os.sep in value
+def relative_hint(remote_path: str) -> str:
+    """For a relative path (``model.bin``, ``models/m.bin``): where it was looked for and what to write instead;
+    ``""`` for an absolute path, ``~`` or a URL."""
+    from fsspec.core import split_protocol
+
+    protocol, rest = split_protocol(remote_path)
+    if protocol not in LOCAL_PROTOCOLS or os.path.isabs(rest) or rest.startswith("~"):
+        return ""
+    return (
+        f" (a relative path is taken from the working directory {os.getcwd()}, as datatrove does, not from "
+        "pipeline.yaml's folder; give an absolute path)"
+    )
 
 
 def local_file_digests(args: Mapping[str, Any]) -> dict[str, str]:
-    """``{value: sha256}`` for every string in ``args`` (nested too) that is a path or ``file://`` URL of an
-    existing local file: a model or word list the step reads. Keyed by the value as written, so the fingerprint
-    holds no other path than the params do."""
+    """``{value: sha256}`` for every string in ``args`` (nested too) that names an existing regular file as
+    datatrove would read it (``local_asset_path``: a bare name such as ``model.bin`` or a relative path from the
+    working directory, an absolute path, ``~``, a ``file://`` URL): a model or word list the step may read. A
+    string that happens to name a file the step does not read only makes the fingerprint stricter. Keyed by the
+    value as written, so the fingerprint holds no other path than the params do."""
     out: dict[str, str] = {}
     for value in _strings(args):
-        if value in out or not _looks_like_a_path(value):
+        if value in out:
             continue
         path = local_asset_path(value)
         if path is None or local_file_problem(path) is not None:

@@ -59,13 +59,16 @@ class AssetNotCached(StepError):
     """The step asked datatrove to download a model or data file that is not in its asset cache. A setup error,
     not a row error: the node fails with it (arcflow never downloads at run time)."""
 
+    def __init__(self, message: str, remote: str | None = None) -> None:
+        super().__init__(message)
+        self.remote = remote  # the asset as the step was given it (an `args` value, or the step's default)
+
 
 class LocalAssetMissing(AssetNotCached):
     """The step asked for a local file (a plain path or ``file://`` URL) that cannot be read: fails the node."""
 
     def __init__(self, message: str, remote: str) -> None:
-        super().__init__(message)
-        self.remote = remote  # the path as the step was given it (an `args` value)
+        super().__init__(message, remote)  # remote: the path as the step was given it (an `args` value)
 
 
 ASSET_FUNCTION = "cached_asset_path_or_download"
@@ -88,17 +91,21 @@ def not_cached_message(remote_path: str, local_path: str, lead: str = "the step 
 
 
 def _refuse_download(remote_path: str, local_path: str, progress: bool = True) -> None:
-    raise AssetNotCached(not_cached_message(remote_path, local_path))
+    raise AssetNotCached(not_cached_message(remote_path, local_path), remote_path)
 
 
 def local_missing_message(
     remote_path: str, local_path: str, problem: str, lead: str = "the step needs"
 ) -> str:
-    """``<lead> the local file <path>, which does not exist`` and what to do."""
+    """``<lead> the local file <path>, which does not exist`` and what to do; for a relative path, that it was
+    looked for from the working directory, not pipeline.yaml's folder."""
+    from data_pipes.datatrove_local import relative_hint
+
     shown = repr(remote_path) + ("" if local_path == remote_path else f" ({local_path})")
     return (
-        f"{lead} the local file {shown}, which {problem}; give the path of a readable file (a plain path, relative "
-        f"to the working directory, or a file:// URL): arcflow reads a local model or word list where it is"
+        f"{lead} the local file {shown}, which {problem}{relative_hint(remote_path)}; give the path of a "
+        "readable file (a plain path, relative to the working directory, or a file:// URL): arcflow reads a "
+        "local model or word list where it is"
     )
 
 
@@ -332,7 +339,7 @@ def build_step(cls: type, args: Mapping[str, Any], path: str) -> Any:
     except LocalAssetMissing as exc:
         raise LocalAssetMissing(f"step {path!r}: {exc}", exc.remote) from None
     except AssetNotCached as exc:
-        raise AssetNotCached(f"step {path!r}: {exc}") from None
+        raise AssetNotCached(f"step {path!r}: {exc}", exc.remote) from None
     except (
         ImportError
     ) as exc:  # datatrove's own dependency check: "Please install `x` to use Y (`pip install x`)"
@@ -409,8 +416,8 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
         step = build_step(cls, args, path)
     except LocalAssetMissing as exc:  # a local file it reads in its constructor
         return [(_arg_naming(args, exc.remote), str(exc))]
-    except AssetNotCached as exc:
-        return [(("step",), str(exc))]
+    except AssetNotCached as exc:  # a remote asset it fetches in its constructor
+        return [(_arg_naming(args, exc.remote) if exc.remote else ("step",), str(exc))]
     except StepError as exc:
         return [(("args",), str(exc))]
     from data_pipes.datatrove_assets import missing_asset
@@ -422,7 +429,7 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
             problem = asset.problem or "cannot be read"
             message = local_missing_message(asset.remote, asset.local_path, problem, lead)
             return [(_arg_naming(args, asset.remote), message)]
-        return [(("step",), not_cached_message(asset.remote, asset.local_path, lead))]
+        return [(_arg_naming(args, asset.remote), not_cached_message(asset.remote, asset.local_path, lead))]
     return []
 
 

@@ -17,7 +17,7 @@ the asset and datatrove's cache folder to pre-fill (arcflow never downloads at r
 the pipeline is validated: its import path, that it is a per-document datatrove step, its ``args`` (the step
 is constructed once), and that a model it would fetch on its first document is in datatrove's cache
 (``data_pipes.datatrove_assets``); a local model (a plain path or file:// URL in ``args``) is read where it is, and
-one that does not exist fails there naming its ``args`` line (``data_pipes.datatrove_local``). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, the sha256 of every local file ``args`` names, and for
+one that does not exist fails there naming its ``args`` line (``data_pipes.datatrove_local``). The fingerprint holds the params, datatrove's version and the versions of the packages the step declares, the step's qualified class name, the sha256 of every existing local file a string of ``args`` names (bare file names included), and for
 a step that is not datatrove's own, the source of its module (and of the modules of its package it imports).
 Install datatrove with the `datatrove` extra. See docs/DATATROVE.md.
 """

@@ -61,12 +61,15 @@ def test_local_model_is_read_in_place_and_fingerprinted(
     cache = _empty_asset_cache(tmp_path, monkeypatch)
     net = _NoNetwork(monkeypatch)
     model = _model(tmp_path / "model.bin")
-    file = _pipeline(tmp_path, {"plain": str(model), "as_url": model.as_uri()})
+    monkeypatch.chdir(
+        tmp_path
+    )  # `bare`: a bare file name, read (by datatrove too) from the working directory
+    file = _pipeline(tmp_path, {"plain": str(model), "as_url": model.as_uri(), "bare": "model.bin"})
     engine = Engine(load_pipeline(str(file)))  # validates: the probe finds the local file, nothing refused
     try:
         engine.run_node("docs")
         outputs = {}
-        for node in ("plain", "as_url"):
+        for node in ("plain", "as_url", "bare"):
             reused, manifest = engine.run_node(node)
             assert not reused and manifest["counts"] == {
                 "in": 3,
@@ -79,8 +82,8 @@ def test_local_model_is_read_in_place_and_fingerprinted(
             assert kept["id"].to_list() == ["docs:g1", "docs:g2"]
             assert all(json.loads(m)["__label__good"] > 0.5 for m in kept["meta"])  # the model's own scores
             outputs[node] = manifest["content_hash"]
-        # the same model through a path or a file:// URL: the same output; no copy, no network
-        assert outputs["plain"] == outputs["as_url"]
+        # the same model through a path, a file:// URL or a bare name: the same output; no copy, no network
+        assert outputs["plain"] == outputs["as_url"] == outputs["bare"]
         assert net.attempts == [] and not [p for p in cache.rglob("*") if p.is_file()]
         old = {x.node: x.fingerprint for x in engine.plan()}
     finally:
@@ -91,7 +94,7 @@ def test_local_model_is_read_in_place_and_fingerprinted(
     engine = Engine(load_pipeline(str(file)))
     try:
         plans = {x.node: x for x in engine.plan()}
-        for node in ("plain", "as_url"):
+        for node in ("plain", "as_url", "bare"):
             assert plans[node].status == "stale" and plans[node].fingerprint != old[node], plans[node]
             assert "its input files changed" in plans[node].reasons, plans[node].reasons
         assert plans["docs"].status == "up_to_date"
@@ -159,3 +162,30 @@ def test_remote_model_is_still_refused_and_the_asset_function_restored(
     assert net.attempts == [] and not [p for p in cache.rglob("*") if p.is_file() and not p.suffix == ".lock"]
     # outside the guard, datatrove's own function is back, in datatrove.io and in the step's module
     assert dt_io.cached_asset_path_or_download is original is ft_module.cached_asset_path_or_download
+
+
+def test_relative_and_remote_models_are_reported_on_their_args_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data_pipes.datatrove_resolve import check_step
+
+    _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    # a relative path is looked for from the working directory (as datatrove does), and the message says so
+    (problem,) = check_step(STEP, {"model_url": "models/q.bin", "keep_labels": ["good", 0.5]})
+    assert problem[0] == ("args", "model_url"), problem
+    assert (
+        f"taken from the working directory {tmp_path}, as datatrove does, not from pipeline.yaml's"
+        in problem[1]
+    )
+    assert "give an absolute path" in problem[1]
+    # an absolute one does not carry that hint
+    (problem,) = check_step(STEP, {"model_url": str(tmp_path / "q.bin"), "keep_labels": ["good", 0.5]})
+    assert "does not exist" in problem[1] and "working directory /" not in problem[1]
+    # a remote URL not in datatrove's cache: on the same args line, not on `step:`
+    (problem,) = check_step(
+        STEP, {"model_url": "https://example.invalid/q.bin", "keep_labels": ["good", 0.5]}
+    )
+    assert problem[0] == ("args", "model_url") and "not in datatrove's asset cache" in problem[1], problem
+    assert net.attempts == []
