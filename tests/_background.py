@@ -22,7 +22,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # name -> the module whose `python -m MODULE FOLDER RESULT` builds it
-BUILDS = {"trace": "tests.flows._trace_build", "train_kinds": "tests.tasks._train_build"}
+BUILDS = {
+    "trace": "tests.flows._trace_build",
+    "train_kinds": "tests.tasks._train_build",
+    "smollm2": "tests.data_pipes.reasoning._smollm2_build",
+}
 NICE = ["nice", "-n", "10"]
 TIMEOUT_S = 1800.0
 

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _real_server import smollm2_folder, transformers_serve
+from _real_server import transformers_serve
 
 from data_pipes.reasoning.teachers.base import GenRequest, build_messages
 from data_pipes.reasoning.teachers.hf import HfTeacher
 from data_pipes.reasoning.teachers.http import HttpTeacher
+from tests._background import build_result
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.background_build("smollm2")]
 PROMPTS = ["Calculate 2 + 3.", "What is the capital of France?", "Name three colours."]
 
 
@@ -33,7 +34,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     if missing and not os.environ.get("CI"):
         pytest.skip(f"not installed: {missing} (scripts/setup installs them)")
     root = tmp_path_factory.mktemp("smollm2")
-    folder = smollm2_folder(root / "model")
+    # the folder (``smollm2_folder``) is made in the background from the session's start, with test_hf_teacher's
+    # generation (tests/data_pipes/reasoning/_smollm2_build.py): the GGUF is de-quantised once
+    got = build_result(tmp_path_factory, "smollm2")
+    assert "missing" not in got, f"not installed: {got.get('missing')}"
+    folder = got["folder"]
     try:
         with transformers_serve(folder, root / "serve.log") as base:
             yield base, folder
