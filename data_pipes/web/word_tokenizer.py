@@ -22,7 +22,9 @@ from functools import lru_cache
 import polars as pl
 import regex
 
-_PUNCT = r"…,:;!?¿؟¡()\[\]{}<>_#*&。？！，、；：～·।،۔؛٪"
+# spaCy's list, plus the sentence and clause marks of scripts it lists none for (Devanagari ॥, Khmer ។ ៕,
+# Myanmar ၊ ။, Ethiopic ። ፣ ፤, Armenian ։), so they split off a word and end a sentence there too
+_PUNCT = r"…,:;!?¿؟¡()\[\]{}<>_#*&。？！，、；：～·।،۔؛٪॥។៕၊။።፣፤։"
 _QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉⟦⟧"
 _CURRENCY = "$£€¥฿₽﷼₠-₿"
 # spaCy counts letters of uncased scripts (Arabic, Hebrew, Hangul, ...) as both lower and upper case; its

@@ -34,10 +34,14 @@ def describe(fallback: str) -> str:
     if fallback.startswith("script:") or fallback == "override":
         script = fallback.removeprefix("script:") if fallback != "override" else ""
         fb = fallback_for("" if script == "none" else script)
-        rules = (
-            f"{fb.segmenter} words, average word length {fb.min_avg_word_length:g} to "
-            f"{fb.max_avg_word_length:g}, no stop-word rule, English's other thresholds"
-        )
+        if fb.unsegmented:
+            words = "whitespace-cut phrases (written without spaces, no segmenter): no word-count rule"
+        else:
+            words = (
+                f"{fb.segmenter} words, average word length {fb.min_avg_word_length:g} to "
+                f"{fb.max_avg_word_length:g}"
+            )
+        rules = f"{words}, no stop-word rule, English's other thresholds"
         if fallback == "override":
             return f"the `languages:` override over the script-less fallback ({rules})"
         return f"{script if script != 'none' else 'no'} script: {rules}"

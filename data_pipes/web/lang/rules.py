@@ -29,7 +29,7 @@ from data_pipes.web.c4 import C4Params
 from data_pipes.web.fineweb import FineWebParams
 from data_pipes.web.gopher_quality import GopherQualityParams
 from data_pipes.web.gopher_repetition import GopherRepetitionParams
-from data_pipes.web.lang.scripts import fallback_for
+from data_pipes.web.lang.scripts import NO_TERMINAL_PUNCT, fallback_for
 from data_pipes.web.lang.table import ALIASES, LANGS, LangFigures, Thresholds, figures
 
 UnknownLang = Literal["script", "english", "drop"]
@@ -141,6 +141,11 @@ def _tuned(base: Sections, f: LangFigures) -> Sections:
 
 def _script_fallback(base: Sections, script: str) -> tuple[str, Sections]:
     fb = fallback_for(script)
+    # an unsegmented script's whitespace-cut "words" are phrases: no rule counts them (0 / -1: off)
+    words_off = {"min_doc_words": 0, "min_alpha_words_ratio": 0} if fb.unsegmented else {}
+    c4_off = {"min_words_per_line": -1} if fb.unsegmented else {}
+    if script in NO_TERMINAL_PUNCT:
+        c4_off["filter_no_terminal_punct"] = False
     return fb.segmenter, Sections(
         gopher_quality=_update(
             base.gopher_quality,
@@ -148,13 +153,14 @@ def _script_fallback(base: Sections, script: str) -> tuple[str, Sections]:
                 "min_avg_word_length": fb.min_avg_word_length,
                 "max_avg_word_length": fb.max_avg_word_length,
                 "min_stop_words": 0,  # no stop-word list for an unknown language
+                **words_off,
             },
         ),
-        gopher_repetition=base.gopher_repetition,
-        c4=_update(
-            base.c4,
-            {"end_punct": "unicode", **({"filter_no_terminal_punct": False} if script == "Thai" else {})},
-        ),
+        # n-grams of phrases: one 3-gram of a short page already passes the top-n-gram share
+        gopher_repetition=_update(base.gopher_repetition, {"top_n_grams": [], "dup_n_grams": []})
+        if fb.unsegmented
+        else base.gopher_repetition,
+        c4=_update(base.c4, {"end_punct": "unicode", **c4_off}),
         fineweb=base.fineweb,
     )
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import polars as pl
 
 SAMPLE_CHARS = 4000
-# script name -> regex class of its letters; order breaks ties
+# script name (ISO 15924) -> regex class of its letters (and combining marks, so an Indic word counts whole);
+# order breaks ties
 SCRIPTS = {
     "Latn": r"\p{Latin}",
     "Cyrl": r"\p{Cyrillic}",
@@ -24,24 +25,53 @@ SCRIPTS = {
     "Grek": r"\p{Greek}",
     "Hebr": r"\p{Hebrew}",
     "Deva": r"\p{Devanagari}",
+    "Beng": r"\p{Bengali}",
+    "Guru": r"\p{Gurmukhi}",
+    "Gujr": r"\p{Gujarati}",
+    "Orya": r"\p{Oriya}",
+    "Taml": r"\p{Tamil}",
+    "Telu": r"\p{Telugu}",
+    "Knda": r"\p{Kannada}",
+    "Mlym": r"\p{Malayalam}",
+    "Sinh": r"\p{Sinhala}",
+    "Laoo": r"\p{Lao}",
+    "Khmr": r"\p{Khmer}",
+    "Mymr": r"\p{Myanmar}",
+    "Ethi": r"\p{Ethiopic}",
+    "Geor": r"\p{Georgian}",
+    "Armn": r"\p{Armenian}",
 }
 
 
 @dataclass(frozen=True)
 class ScriptFallback:
+    """A script's fallback: its word segmenter and average-word-length bounds (0: no such rule, as datatrove
+    skips a falsy threshold);
+    `unsegmented`: the script is written without spaces between words and has no segmenter here, so its
+    whitespace-cut "words" are phrases and every word-count rule (word length, words per document, share of
+    alphabetic words, words per line, top and duplicated n-grams) is off; line and paragraph repetition stay."""
+
     segmenter: str
     min_avg_word_length: float
     max_avg_word_length: float
+    unsegmented: bool = False
 
 
 # Han and kana: FineWeb-2's Chinese and Japanese bounds; other scripts: datatrove's minimum, and FineWeb-2's
-# most permissive maximum among the tuned space-delimited languages (German, Finnish: 15)
+# most permissive maximum among the tuned space-delimited languages (German, Finnish: 15). Lao, Khmer and
+# Myanmar are written without spaces between words and no segmenter of theirs is installed
+_UNSEGMENTED = ScriptFallback("plain", 0, 0, unsegmented=True)
 SCRIPT_FALLBACK = {
     "Hani": ScriptFallback("zh", 1, 5),
     "Kana": ScriptFallback("ja", 1, 6),
     "Thai": ScriptFallback("th", 2, 10),
     "Hang": ScriptFallback("plain", 1, 6),
+    "Laoo": _UNSEGMENTED,
+    "Khmr": _UNSEGMENTED,
+    "Mymr": _UNSEGMENTED,
 }
+# scripts with no sentence-final mark in common use (Thai, Lao: a space ends a sentence)
+NO_TERMINAL_PUNCT = ("Thai", "Laoo")
 OTHER_SCRIPTS = ScriptFallback("plain", 2, 15)
 
 
