@@ -40,6 +40,7 @@ class Asset:
     remote: str
     local_path: str
     local: bool = False
+    reader: str = ""  # the module of the code that asked for it (``datatrove.utils.lid``)
 
     @property
     def cached(self) -> bool:
@@ -48,10 +49,11 @@ class Asset:
 
     @property
     def problem(self) -> str | None:
-        """Why a local file cannot be read (``does not exist`` ...), or None."""
-        from data_pipes.datatrove_local import local_file_problem
+        """Why a local file cannot be read (``does not exist``, or not a fastText model for a fastText reader), or
+        None."""
+        from data_pipes.datatrove_local import local_asset_problem
 
-        return local_file_problem(self.local_path) if self.local else None
+        return local_asset_problem(self.local_path, self.reader) if self.local else None
 
     @property
     def available(self) -> bool:
@@ -107,7 +109,8 @@ def _recording_assets() -> Iterator[None]:
         # a local file is read in place (``datatrove_resolve.no_downloads``), never cached
         local = local_asset_path(remote_path)
         if local is not None:
-            raise _AssetRequested(Asset(remote_path, local, local=True))
+            reader = sys._getframe(1).f_globals.get("__name__", "")
+            raise _AssetRequested(Asset(remote_path, local, local=True, reader=reader))
         # the folder and file name exactly as datatrove's function computes them
         folder = dt_io.cached_assets_path(library_name="datatrove", namespace=namespace, subfolder=subfolder)
         local = os.path.join(str(folder), dt_io.strip_protocol(remote_path).replace("/", "_"))

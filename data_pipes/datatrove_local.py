@@ -8,7 +8,7 @@ machine: a plain path (relative ones from the working directory, ``~`` expanded)
 else (``https://``, ``hf://``, ``s3://``, chained URLs) is remote and must be in datatrove's asset cache.
 
 ``local_asset_path`` says whether a path is local and where it points, ``local_file_problem`` why it cannot be
-read, ``relative_hint`` where a relative one was looked for, and ``local_file_digests`` the sha256 of every
+read, ``local_asset_problem`` also whether a fastText reader got a file that is not a fastText model (4 bytes read), ``relative_hint`` where a relative one was looked for, and ``local_file_digests`` the sha256 of every
 existing file the step's arguments name (bare file names included), for the node's fingerprint (a retrained
 model at the same path recomputes the node).
 """
@@ -21,6 +21,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 LOCAL_PROTOCOLS = (None, "file", "local")
+# datatrove's modules that load the asset they ask for with ``fasttext.load_model`` (FastTextClassifierFilter,
+# LanguageFilter's FT176LID / GlotLID): a local file they read must be a fastText model
+FASTTEXT_READERS = frozenset({"datatrove.pipeline.filters.fasttext_filter", "datatrove.utils.lid"})
+FASTTEXT_MAGIC = (793712314).to_bytes(
+    4, "little"
+)  # fastText's file header (.bin and .ftz), before its version
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: plan reads each file once
 
 
@@ -46,6 +52,23 @@ def local_file_problem(path: str) -> str | None:
         return "is not a file"
     if not os.access(path, os.R_OK):
         return "is not readable"
+    return None
+
+
+def local_asset_problem(path: str, reader: str = "") -> str | None:
+    """Why the local file ``path`` cannot serve the code in module ``reader`` that asked for it: it cannot be
+    read, or (a fastText reader, ``FASTTEXT_READERS``) it does not start with fastText's header. Reads 4 bytes at
+    most; no model is loaded."""
+    problem = local_file_problem(path)
+    if problem is not None or reader not in FASTTEXT_READERS:
+        return problem
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != FASTTEXT_MAGIC:
+        return (
+            "is not a fastText model (it does not start with fastText's file header): name a model saved by "
+            "fastText (`save_model`, .bin or .ftz)"
+        )
     return None
 
 

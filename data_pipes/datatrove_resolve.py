@@ -113,7 +113,7 @@ def _in_place(original: Any) -> Any:
     """datatrove's asset function, but a local path (plain or ``file://``) is returned as is, after checking it
     can be read, instead of being copied into the asset cache; a remote one goes to ``original`` (the cache, or
     the refused download). Outside ``no_downloads`` it is ``original``, for a module that bound it meanwhile."""
-    from data_pipes.datatrove_local import local_asset_path, local_file_problem
+    from data_pipes.datatrove_local import local_asset_path, local_asset_problem
 
     def asset_path(
         remote_path: str,
@@ -127,7 +127,7 @@ def _in_place(original: Any) -> Any:
             return original(
                 remote_path, progress=progress, namespace=namespace, subfolder=subfolder, desc=desc
             )
-        problem = local_file_problem(local)
+        problem = local_asset_problem(local, sys._getframe(1).f_globals.get("__name__", ""))
         if problem is not None:
             raise LocalAssetMissing(local_missing_message(remote_path, local, problem), remote_path)
         return local

@@ -164,10 +164,11 @@ def test_remote_model_is_still_refused_and_the_asset_function_restored(
     assert dt_io.cached_asset_path_or_download is original is ft_module.cached_asset_path_or_download
 
 
-def test_relative_and_remote_models_are_reported_on_their_args_line(
+def test_relative_remote_and_non_fasttext_models_are_reported_on_their_args_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from data_pipes.datatrove_resolve import check_step
+    from data_pipes.datatrove_bridge import StepRunner
+    from data_pipes.datatrove_resolve import LocalAssetMissing, check_step
 
     _empty_asset_cache(tmp_path, monkeypatch)
     net = _NoNetwork(monkeypatch)
@@ -188,4 +189,12 @@ def test_relative_and_remote_models_are_reported_on_their_args_line(
         STEP, {"model_url": "https://example.invalid/q.bin", "keep_labels": ["good", 0.5]}
     )
     assert problem[0] == ("args", "model_url") and "not in datatrove's asset cache" in problem[1], problem
+    # a file that is not a fastText model (4 bytes read, nothing loaded): validate fails on its line, and a run
+    # fails the node once instead of quarantining every row
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    args = {"model_url": "notes.txt", "keep_labels": ["good", 0.5]}
+    (problem,) = check_step(STEP, args)
+    assert problem[0] == ("args", "model_url") and "is not a fastText model" in problem[1], problem
+    with pytest.raises(LocalAssetMissing, match="'notes.txt'.*is not a fastText model"):
+        StepRunner(STEP, args).run(pl.DataFrame({"id": ["g1"], "text": [GOOD]}))
     assert net.attempts == []
