@@ -6,7 +6,9 @@ label) for fastText) goes into ``score_column`` (default ``quality_score``); not
 scored in batches of ``batch_size`` with newlines replaced by spaces and the training node's preprocessing
 (``text_chars``, lowercase). ``per_language`` sends each document to the model of its ``lang`` (from
 ``langid``) when the training node made one, else to the fallback model. Other scorers: ``math_density`` or
-any dotted-path function (``data_pipes.web.scorers``).
+any dotted-path function (``data_pipes.web.scorers``). A row whose score comes back NaN or infinite is
+quarantined (``quality_score_non_finite``, naming the scorer and the value); the rest of the shard goes on, and a
+node whose every row was so quarantined fails as all-quarantined.
 
 Report: a histogram of the scores (PNG) and a summary table, from mergeable per-shard parts
 (``data_pipes.web.score_summary``): each shard task returns its count, sum, min, max and count at or above 0.5;
@@ -29,7 +31,7 @@ from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_plots as plots
 from data_pipes.web import quantiles
 from data_pipes.web import score_summary as ss
-from data_pipes.web.scorers import build_scorer, check_scorer, scorer_signature
+from data_pipes.web.scorers import NonFiniteScore, build_scorer, check_scorer, scorer_signature
 from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
@@ -165,13 +167,28 @@ class QualityScore(DocumentMapKind):
             frame["lang"].fill_null("").to_list() if params.per_language and "lang" in frame.columns else None
         )
         scores: list[float] = []
+        errors: list[str | None] = [None] * len(texts)  # a non-finite score quarantines its row
         for lo in range(0, len(texts), params.batch_size):
             hi = lo + params.batch_size
-            scores.extend(scorer(texts[lo:hi], None if langs is None else langs[lo:hi]))
+            try:
+                scores.extend(scorer(texts[lo:hi], None if langs is None else langs[lo:hi]))
+            except NonFiniteScore as exc:
+                scores.extend(exc.scores)
+                for i in exc.bad:
+                    errors[lo + i] = exc.row_error(i)
         out = frame.with_columns(pl.Series(params.score_column, scores, dtype=pl.Float64))
+        failed = pl.Series(errors, dtype=pl.String)
+        bad = out.filter(failed.is_not_null()).with_columns(error=failed.drop_nulls())
+        out = out.filter(failed.is_null())
         stats = ss.shard_stats(out[params.score_column].fill_null(float("nan")).to_numpy())
         return write_shard(
-            out_dir, task.index, out, rows_in=frame.height, started=started, extra={"score_stats": stats}
+            out_dir,
+            task.index,
+            out,
+            rows_in=frame.height,
+            quarantined=bad,
+            started=started,
+            extra={"score_stats": stats},
         )
 
     def summarize(self, ctx: RunContext, results: list[ShardResult]) -> None:

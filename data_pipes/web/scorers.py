@@ -129,6 +129,23 @@ def _edu_rubric(min_words: int = 40, full_words: int = 250) -> Scorer:
     return _EduRubric(min_words, full_words)
 
 
+class NonFiniteScore(ValueError):
+    """A scorer gave NaN or an infinity for some texts: ``scores`` holds every score of the batch, ``bad`` the
+    positions of the non-finite ones; a caller may quarantine those rows and keep the rest."""
+
+    def __init__(self, spec: str, scores: list[float], bad: list[int]) -> None:
+        self.spec, self.scores, self.bad = spec, scores, bad
+        first = scores[bad[0]]
+        super().__init__(
+            f"scorer {spec!r} returned a non-finite score {first} for {len(bad)} of {len(scores)} texts "
+            f"(first at batch position {bad[0]})"
+        )
+
+    def row_error(self, i: int) -> str:
+        """The quarantine error of batch position ``i``: the error class, then the scorer and its value."""
+        return f"quality_score_non_finite: scorer {self.spec!r} returned {self.scores[i]}"
+
+
 class _CallableScorer:
     """A user function ``fn(texts, **options) -> scores``, with its result checked."""
 
@@ -139,9 +156,9 @@ class _CallableScorer:
         scores = [float(s) for s in self.fn(list(texts), **self.options)]
         if len(scores) != len(texts):
             raise ValueError(f"scorer {self.spec!r} returned {len(scores)} scores for {len(texts)} texts")
-        bad = next((s for s in scores if not math.isfinite(s)), None)
-        if bad is not None:
-            raise ValueError(f"scorer {self.spec!r} returned a non-finite score {bad}")
+        bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+        if bad:
+            raise NonFiniteScore(self.spec, scores, bad)
         return scores
 
 
