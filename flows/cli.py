@@ -792,9 +792,18 @@ def _print_small_report(out_dir: str, report: dict[str, Any]) -> None:
     if not all(isinstance(r, dict) for r in rows):
         return
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    if len(columns) > SHOW_REPORT_COLUMNS:
-        return
     if any(isinstance(r.get(c), dict | list) for r in rows for c in columns):
+        return
+    if len(rows) == 1 and SHOW_REPORT_COLUMNS < len(columns) <= 3 * SHOW_REPORT_COLUMNS:
+        # one wide row (quality_score's score distribution): one line per field
+        table = Table()
+        table.add_column("field")
+        table.add_column("value", justify="right")
+        for c in columns:
+            table.add_row(c, "" if rows[0].get(c) is None else str(rows[0][c]))
+        console.print(table)
+        return
+    if len(columns) > SHOW_REPORT_COLUMNS:
         return
     table = Table()
     for col in columns:

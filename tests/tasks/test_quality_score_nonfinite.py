@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.engine import Engine
 from flows.outcome import all_quarantined
 from flows.validate import load_pipeline
@@ -89,6 +91,23 @@ def test_non_finite_rows_are_quarantined_and_the_rest_scored(scorer_module: Path
         "quality_score_non_finite: scorer 'nanscorer:nanny' returned inf",
     ]
     assert not all_quarantined(manifest)
+    # `arcflow show` prints the score distribution (one wide row, so one line per field), not only its path
+    shown = CliRunner().invoke(app, ["show", "scored", "-f", str(scorer_module / "pipeline.yaml")])
+    assert shown.exit_code == 0, shown.output
+    mean = round(kept["quality_score"].mean(), 4)
+    for field in (
+        "documents",
+        "mean",
+        "min",
+        "max",
+        "share_ge_0_5",
+        "p10",
+        "p50",
+        "p90",
+        "quality_score_non_finite",
+    ):
+        assert field in shown.output, field
+    assert str(mean) in shown.output
 
 
 def test_every_row_non_finite_is_all_quarantined(scorer_module: Path) -> None:
