@@ -132,7 +132,7 @@ def _kill_pretrain_after_a_state(path: Path) -> tuple[str, list[int], str]:
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=ROOT, start_new_session=True)
     outputs = path.parent / "store" / "outputs"
-    deadline, killed_at = time.monotonic() + 300, None
+    deadline, killed_at = time.monotonic() + 900, None  # a background build: nice 10 beside the shared runs
     while time.monotonic() < deadline and proc.poll() is None:
         latest = list(outputs.glob("*/_train/ckpt/latest"))
         if latest and latest[0].read_text().strip() >= "step00000005":
