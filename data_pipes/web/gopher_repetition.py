@@ -55,19 +55,16 @@ def _structure_checks(texts: pl.Series, p: GopherRepetitionParams) -> pl.DataFra
     paras = duplicate_stats(explode_parts(texts, r"\n{2,}", strip=True), n)
     lines = duplicate_stats(explode_parts(texts, r"\n+"), n)
     size = texts.str.len_chars().fill_null(0)
-    checks = [
-        ("gopher_repetition_empty", True, size == 0),
-        ("gopher_repetition_dup_para_frac", p.dup_para_frac,
-         paras["n_dup"] / paras["n_parts"] > p.dup_para_frac),
-        ("gopher_repetition_dup_para_char_frac", p.dup_para_char_frac,
-         paras["dup_chars"] / size > p.dup_para_char_frac),
-        ("gopher_repetition_dup_line_frac", p.dup_line_frac,
-         lines["n_dup"] / lines["n_parts"] > p.dup_line_frac),
-        ("gopher_repetition_dup_line_char_frac", p.dup_line_char_frac,
-         lines["dup_chars"] / size > p.dup_line_char_frac),
-    ]  # fmt: skip
-    frame = pl.DataFrame({"size": size, **{name: cond for name, _, cond in checks}})
-    return frame.select("size", reason=first_reason([(name, pl.col(name)) for name, on, _ in checks if on]))
+    ratios = [  # (reason, threshold or None = check off, numerator, denominator)
+        ("gopher_repetition_dup_para_frac", p.dup_para_frac, paras["n_dup"], paras["n_parts"]),
+        ("gopher_repetition_dup_para_char_frac", p.dup_para_char_frac, paras["dup_chars"], size),
+        ("gopher_repetition_dup_line_frac", p.dup_line_frac, lines["n_dup"], lines["n_parts"]),
+        ("gopher_repetition_dup_line_char_frac", p.dup_line_char_frac, lines["dup_chars"], size),
+    ]
+    checks = [("gopher_repetition_empty", size == 0)]
+    checks += [(name, num / den > frac) for name, frac, num, den in ratios if frac is not None]
+    frame = pl.DataFrame({"size": size, **dict(checks)})
+    return frame.select("size", reason=first_reason([(name, pl.col(name)) for name, _ in checks]))
 
 
 def gopher_repetition_reasons(

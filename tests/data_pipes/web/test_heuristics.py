@@ -106,6 +106,9 @@ def test_gopher_repetition_thresholds_are_honoured() -> None:
     loose = GopherRepetitionParams(dup_line_frac=0.9, dup_line_char_frac=0.9, dup_para_char_frac=0.9)
     assert one(gopher_repetition_reasons, text, GopherRepetitionParams()) == "gopher_repetition_dup_line_frac"
     assert one(gopher_repetition_reasons, text, loose) != "gopher_repetition_dup_line_frac"
+    # None turns a check off (the params allow it), like a loose threshold
+    off = GopherRepetitionParams(dup_line_frac=None, dup_line_char_frac=None, dup_para_char_frac=None)
+    assert one(gopher_repetition_reasons, text, off) == one(gopher_repetition_reasons, text, loose)
 
 
 def test_c4_removes_lines_and_drops_documents() -> None:
