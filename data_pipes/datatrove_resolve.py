@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
+from data_pipes.ast_parse import parse
+
 Role = Literal["filter", "extractor", "formatter", "step"]
 ProblemList = list[tuple[tuple[str | int, ...], str]]
 
@@ -475,7 +477,7 @@ def _source_modules(cls: type) -> dict[str, str]:
         parts = name.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages' __init__ run too
         package = name if spec.origin.endswith("__init__.py") else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(source, filename=spec.origin)):
+        for node in ast.walk(parse(source, filename=spec.origin)):
             if isinstance(node, ast.Import):
                 found = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):

@@ -31,6 +31,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from data_pipes.ast_parse import parse
 from data_pipes.io.atomic import atomic_write_text
 
 PROJECT_PACKAGES = ("flows", "tasks", "data_pipes", "model")
@@ -121,7 +122,7 @@ def _file_info(path: str, module: str) -> tuple[str, tuple[str, ...]]:
     digest = hashlib.sha256(source).hexdigest()
     imports: set[str] = set()
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source, filename=path)):
+    for node in ast.walk(parse(source, filename=path)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import re
 
+from data_pipes.ast_parse import parse
+
 MAX_DOTTED_PARTS = 256
 _LONG_DOTTED = re.compile(rf"(?:\w+[ \t]*\.[ \t]*){{{MAX_DOTTED_PARTS - 1}}}")
 
@@ -20,6 +22,6 @@ def parse_python(text: str) -> ast.Module | None:
     if _LONG_DOTTED.search(text):
         return None
     try:
-        return ast.parse(text)
+        return parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from data_pipes.ast_parse import parse
 from data_pipes.reasoning.tools_search import BM25Index
 
 
@@ -85,7 +86,7 @@ def calculate(expression: str) -> int | float:
     if len(expression) > 500:
         raise ToolError("calculator: expression longer than 500 characters")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
         raise ToolError(f"calculator: not an expression: {exc.msg}") from None
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from fractions import Fraction
 
+from data_pipes.ast_parse import parse
+
 OPS = {ast.Add: ("+", 1), ast.Sub: ("-", 1), ast.Mult: ("*", 2), ast.Div: ("/", 2)}
 
 
@@ -70,7 +72,7 @@ def _reduce(node: ast.AST) -> tuple[ast.AST, str | None]:
 
 def solve_expression(expression: str, max_steps: int = 200) -> tuple[list[str], Fraction]:
     """(steps, value) of an infix expression with + - * / and parentheses."""
-    node: ast.AST = ast.parse(expression.strip().rstrip("=").strip(), mode="eval").body
+    node: ast.AST = parse(expression.strip().rstrip("=").strip(), mode="eval").body
     steps = [f"Start from {show(node)}."]
     for _ in range(max_steps):
         value = _lit(node)
