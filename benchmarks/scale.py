@@ -438,12 +438,14 @@ def run_pipeline(
     nice: int = 0,
     code: Path | None = None,
     stop_at: float | None = None,
+    server: ServerProcs | None = None,
 ) -> tuple[Usage, list[tuple[float, dict[str, float]]]]:
     """`arcflow run -f yaml_path` under the poller: its usage and the poller's CPU series. ``code``: a copy of
     the project's tree whose packages the run imports (first on PYTHONPATH, ahead of the editable install), so
     edits in the checkout during a long run do not change it. ``stop_at`` (epoch seconds): a run still going
     then is stopped (``Usage.stopped``), and the nodes it finished are still reported. Fails loudly with the
-    log's tail."""
+    log's tail. ``server``: a running `arcflow server` in the same Prefect home (``--server``), which the run
+    is handed to (its warm runner forks the driver; its API holds the flow run), instead of the ephemeral API."""
     # Prefect's ephemeral API in a private home: no other user's server or database on the measured path
     home = yaml_path.parent / "prefect-home"
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
@@ -457,7 +459,10 @@ def run_pipeline(
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=yaml_path.parent)
-        poller = Poller(proc.pid, extra_pids).start()  # `nice` execs the command: the same pid
+        if server is None:
+            poller = Poller(proc.pid, extra_pids).start()  # `nice` execs the command: the same pid
+        else:
+            poller = ServerPoller(proc.pid, server, extra_pids).start()
         loads = []
         while True:
             try:
@@ -469,6 +474,10 @@ def run_pipeline(
                     usage.stopped = True
                     poller.stop()  # the figures up to now; then the run's own process tree goes
                     _stop_tree(proc.pid)
+                    if server is not None:  # the runner's fork that runs the command
+                        with contextlib.suppress(psutil.Error):
+                            for child in psutil.Process(server.runner).children():
+                                _stop_tree(child.pid)
                     rc = proc.wait()
                     break
         poller.stop()
@@ -477,11 +486,106 @@ def run_pipeline(
     usage.load_after = os.getloadavg()
     usage.cpu_s, usage.processes = poller.usage()
     usage.peak_rss_mb = dict(poller.peak)
+    if server is not None and "driver" not in usage.cpu_s and not usage.stopped:
+        print(f"  warning: the run was not handed to the warm runner (see {server.home / 'runner.log'})")
     if rc != 0 and not usage.stopped:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"arcflow run failed (exit {rc}); log {log}:\n{tail}")
     usage.rss_series = poller.rss_series
     return usage, poller.series
+
+
+@dataclass
+class ServerProcs:
+    """A running `arcflow server` (``--server``): its home and the pids of its Prefect server and warm runner."""
+
+    home: Path
+    server: int
+    runner: int
+
+
+class ServerPoller(Poller):
+    """The run's processes under a running `arcflow server`: the `arcflow run` client (``client``), the warm
+    runner's fork that runs the command (``driver``), the external workers (``extra``), and the Prefect server
+    (``prefect_server``) and the runner (``runner``), whose CPU counts from the run's start."""
+
+    def __init__(self, client: int, server: ServerProcs, extra: list[int] | None = None) -> None:
+        super().__init__(client, [server.server, server.runner, *(extra or [])])
+        self.srv = server
+        self.baseline: dict[int, float] = {}
+        for pid in (server.server, server.runner):  # their CPU so far: not this run's
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(pid)
+                for p in [top, *top.children(recursive=True)]:
+                    t = p.cpu_times()
+                    self.baseline[p.pid] = t.user + t.system
+
+    def _tree(self) -> list[psutil.Process]:
+        procs = super()._tree()
+        server_tree = {self.srv.server}
+        with contextlib.suppress(psutil.Error):
+            server_tree |= {c.pid for c in psutil.Process(self.srv.server).children(recursive=True)}
+        for p in procs:
+            if p.pid in self.roles:
+                continue
+            try:
+                parent = p.ppid()
+            except psutil.Error:
+                continue
+            if p.pid == self.root:
+                self.roles[p.pid] = "client"
+            elif p.pid in server_tree:
+                self.roles[p.pid] = "prefect_server"
+            elif p.pid == self.srv.runner:
+                self.roles[p.pid] = "runner"
+            elif parent == self.srv.runner:
+                self.roles[p.pid] = "driver"
+        return procs
+
+    def usage(self) -> tuple[dict[str, float], dict[str, int]]:
+        cpu: dict[str, float] = {}
+        count: dict[str, int] = {}
+        for pid, (role, s) in self.cpu.items():
+            cpu[role] = cpu.get(role, 0.0) + s - self.baseline.get(pid, 0.0)
+            count[role] = count.get(role, 0) + 1
+        return cpu, count
+
+
+def start_server(home: Path, timeout_s: float = 300) -> ServerProcs:
+    """`arcflow server start` on a free port with its state and database in ``home``, once for a series (as a
+    cluster's user keeps one running); returns when its warm runner listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [str(ARCFLOW), "server", "start", "--port", str(port)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"arcflow server start failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    deadline = time.monotonic() + timeout_s
+    while not (home / "runner.sock").exists():  # the warm runner listens once its imports are done
+        if time.monotonic() > deadline:
+            stop_server(home)
+            raise SystemExit(f"the warm runner did not start in {timeout_s:.0f} s; see {home / 'runner.log'}")
+        time.sleep(0.5)
+    state = json.loads((home / "server.json").read_text())
+    print(
+        f"  arcflow server (port {port}) and its warm runner up in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    time.sleep(3)  # let the server's start-up services settle
+    return ServerProcs(home, int(state["pid"]), int(state["runner_pid"]))
+
+
+def stop_server(home: Path) -> None:
+    env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run([str(ARCFLOW), "server", "stop"], env=env, capture_output=True)
 
 
 def _stop_tree(pid: int, timeout_s: float = 30) -> None:
@@ -775,7 +879,8 @@ def _migrate_prefect_home(home: Path) -> None:
 def strong(args: argparse.Namespace) -> None:
     """The series of ``args.workers`` counts on one corpus of ``args.size`` documents, each against the external
     scheduler on a fresh store; results accumulate (one entry per worker count) in
-    --cache/strong_results_<size>.json, copied to --out after each run. ``--budget-s``: a run predicted (from the
+    --cache/strong_results_<size>.json (``--server``: strong_results_<size>_server.json), copied to --out after
+    each run. ``--budget-s``: a run predicted (from the
     runs done or --baseline, at 75% efficiency) to end past the budget is skipped, and a run still going then is
     stopped."""
     deadline = time.time() + args.budget_s if args.budget_s else None
@@ -795,11 +900,15 @@ def strong(args: argparse.Namespace) -> None:
     if scheduler is None:
         raise SystemExit("--strong needs --scheduler tcp://HOST:PORT (or --start-scheduler)")
     sched_pid = sched_proc.pid if sched_proc is not None else args.scheduler_pid
-    path = args.cache / f"strong_results_{args.size}.json"
+    tag = "_server" if args.server else ""  # runs under the server are kept apart from the ephemeral API's
+    path = args.cache / f"strong_results_{args.size}{tag}.json"
     results = _load_results(path)
-    home = args.cache / "prefect-home"  # one Prefect database for the series, migrated before the first run
+    home = (
+        args.cache / f"prefect-home{tag}"
+    )  # one Prefect database for the series, migrated before the first run
     _migrate_prefect_home(home)
     baseline = _baseline(args)
+    server = start_server(home) if args.server else None
     try:
         for k in args.workers:
             done = [r for r in results if not r["usage"].get("stopped")]
@@ -815,7 +924,7 @@ def strong(args: argparse.Namespace) -> None:
                         f"  {k} workers: skipped, about {predicted:.0f} s would pass --budget-s", flush=True
                     )
                     continue
-            work = args.cache / f"strong-{args.size}-{k}"
+            work = args.cache / f"strong-{args.size}-{k}{tag}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
             (work / "prefect-home").symlink_to(home, target_is_directory=True)  # run_pipeline's Prefect home
@@ -832,6 +941,7 @@ def strong(args: argparse.Namespace) -> None:
                     nice=args.nice,
                     code=args.code,
                     stop_at=deadline,
+                    server=server,
                 )
                 sched_cpu = _tree_cpu(sched_pid) - sched_cpu0 if sched_pid else None
             finally:
@@ -848,6 +958,7 @@ def strong(args: argparse.Namespace) -> None:
                 "steps": step_cpu(series, nodes),  # each node's CPU by role (workers: busy time of the node)
                 "phases": _phase_timings(work / "store"),
                 "scheduler_cpu_s": sched_cpu,
+                "prefect_api": "server" if server is not None else "ephemeral",
             }
             results = sorted([r for r in results if r["workers"] != k] + [entry], key=lambda r: r["workers"])
             path.write_text(json.dumps(results, indent=1))
@@ -856,6 +967,8 @@ def strong(args: argparse.Namespace) -> None:
                 shutil.copy(path, args.out / path.name)
             _print_strong(results, baseline)
     finally:
+        if server is not None:
+            stop_server(home)
         if sched_proc is not None:
             _stop(sched_proc)
     if results:
@@ -1058,6 +1171,12 @@ def main() -> None:
         action="store_true",
         help="only the steps that see the whole corpus (exact and MinHash dedup, buckets), on extracted text",
     )
+    ap.add_argument(
+        "--server",
+        action="store_true",
+        help="strong scaling: start one `arcflow server` (Prefect API and warm runner) for the series and hand "
+        "every run to it, instead of each run starting Prefect's ephemeral API",
+    )
     ap.add_argument("--table", action="store_true", help="print the markdown table of --cache's results")
     ap.add_argument(
         "--stop-at",
@@ -1082,7 +1201,12 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.table and args.strong:
         print(
-            strong_markdown(_load_results(args.cache / f"strong_results_{args.size}.json"), _baseline(args))
+            strong_markdown(
+                _load_results(
+                    args.cache / f"strong_results_{args.size}{'_server' if args.server else ''}.json"
+                ),
+                _baseline(args),
+            )
         )
     elif args.table:
         print(markdown_table(_load_results(_results_path(args))))

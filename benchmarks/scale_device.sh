@@ -7,14 +7,25 @@
 #       as committed (git archive HEAD), so half-done edits in the checkout at the time of the call are not measured
 #       benchmarks/scale_device.sh prepare        # unpack polars, host facts, generate the corpus (all cores)
 #   call 2 (carry .scale-device/call2): every other wheel
-#       benchmarks/scale_device.sh install series:1,16 big series:8,4,2
-# Phases run in the order given; each of `series:K,...` and `big` stops by its own time budget (BUDGET_S, the
-# seconds left in this call, measured from the script's start) so the call returns its results under $OUT:
+#       benchmarks/scale_device.sh install contention:1,4,8,16 series:1,16 big series:8,4,2
+# Phases run in the order given; each of `series:K,...` and `big` stops by its own time budget (the seconds left
+# in this call, CALL_S less the time since the script's start) so the call returns its results under $OUT:
+#   contention:K,...  the host's own ceiling (benchmarks/contention.py): the shard-heavy nodes' work (text, lang,
+#                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
+#                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown
 #   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
-#   big           BIG documents on BIG_WORKERS workers, against the series' one-worker time per document
+#   big           BIG documents on BIG_WORKERS workers, against BASELINE's one-worker time per document (default:
+#                 this call's series on SIZE documents; results are not kept across machines, so run series:1
+#                 first on a fresh machine, or carry a strong_results_SIZE.json and name it in BASELINE)
 # Environment (defaults for the device): PY=python3, SITE=/tmp/site, CACHE=/tmp/scale-dev, OUT (the call's
-# output folder), SIZE=16000, BIG=256000, BIG_WORKERS=16, DOCS_PER_FILE=250, CALL_S=570 (the call's own limit,
-# less a margin), WORKER_MEMORY=6GiB.
+# output folder), SIZE=16000, BIG=256000 (`prepare` generates max(SIZE, BIG) documents), BIG_WORKERS=16,
+# BASELINE, DOCS_PER_FILE=250, CALL_S=570 (the call's own limit, less a margin), WORKER_MEMORY=6GiB,
+# CONTENTION_SHARDS=3 (about 8 s per process at K=1 on the 16-vCPU host), PROCS=$(nproc) (processes generating
+# the corpus), SERVER=1: the series and `big` hand every run to one `arcflow server` (Prefect API and warm runner)
+# started once per phase, as a cluster's user keeps one running, instead of each `arcflow run` starting Prefect's
+# ephemeral API. Their "outside the nodes" then holds only the run's own fixed cost (DAG, fingerprints, flow run
+# on a live API, connecting to the scheduler, the finish); without SERVER it holds the importing and the ephemeral
+# API's start too (12 s at 1 worker, 16 s at 16 on the 16-vCPU host). Results: strong_results_N_server.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,6 +36,8 @@ OUT=${OUT:-$CACHE/out}
 SIZE=${SIZE:-16000}
 BIG=${BIG:-256000}
 BIG_WORKERS=${BIG_WORKERS:-16}
+CONTENTION_SHARDS=${CONTENTION_SHARDS:-3}
+SERVER=${SERVER:-0}
 DOCS_PER_FILE=${DOCS_PER_FILE:-250}
 CALL_S=${CALL_S:-570}
 WORKER_MEMORY=${WORKER_MEMORY:-6GiB}
@@ -47,9 +60,17 @@ scale() { # benchmarks/scale.py with the device's corpus, cache and shard size
   "$PY" benchmarks/scale.py --corpora .scale-device/call1/corpora --cache "$CACHE" \
     --docs-per-file "$DOCS_PER_FILE" --skip-langs "$SKIP_LANGS" --gen-procs "$PROCS" "$@"
 }
+strong() { scale --strong "${STRONG_OPTS[@]}" "$@"; }
+
 RESULTS=$CACHE # where scale.py keeps its results for these options
 [ "$DOCS_PER_FILE" != 1000 ] && RESULTS=$RESULTS/docs-per-file-$DOCS_PER_FILE
 [ -n "$SKIP_LANGS" ] && RESULTS=$RESULTS/skip-$(echo "$SKIP_LANGS" | tr ',' '\n' | sort | paste -sd-)
+BASELINE=${BASELINE:-$RESULTS/strong_results_$SIZE.json}
+STRONG_OPTS=()
+if [ "$SERVER" = 1 ]; then # results kept apart (strong_results_N_server.json), the server's baseline by default
+  STRONG_OPTS=(--server)
+  [ "$BASELINE" = "$RESULTS/strong_results_$SIZE.json" ] && BASELINE=$RESULTS/strong_results_${SIZE}_server.json
+fi
 
 shims() { # scale.py runs .venv/bin/arcflow and .venv/bin/dask; arcflow is not installed here, only on PYTHONPATH
   mkdir -p .venv/bin
@@ -103,8 +124,9 @@ for phase in "$@"; do
     mkdir -p "$SITE"
     "$PY" -c "import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
       .scale-device/call1/polars-runtime.tar.xz "$SITE" || exit 1
-    say "polars runtime unpacked; generating $BIG documents on $PROCS processes"
-    scale --generate-only --strong --size "$BIG" || exit 1
+    GEN=$((BIG > SIZE ? BIG : SIZE))
+    say "polars runtime unpacked; generating $GEN documents on $PROCS processes"
+    scale --generate-only --strong --size "$GEN" || exit 1
     du -sh "$CACHE"
     say "prepared"
     ;;
@@ -123,7 +145,7 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
     [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
     scheduler
     say "series ${phase#series:} on $SIZE documents, $(left) s left"
-    scale --strong --size "$SIZE" --workers "${phase#series:}" --scheduler tcp://127.0.0.1:8786 \
+    strong --size "$SIZE" --workers "${phase#series:}" --scheduler tcp://127.0.0.1:8786 \
       --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
       2>&1 | tee -a "$OUT/strong.log"
     ;;
@@ -131,12 +153,23 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
     [ "$(left)" -lt 30 ] && { say "skipped big: $(left) s left"; continue; }
     scheduler
     say "big: $BIG documents on $BIG_WORKERS workers, $(left) s left"
-    scale --strong --size "$BIG" --workers "$BIG_WORKERS" --scheduler tcp://127.0.0.1:8786 \
+    [ -f "$BASELINE" ] || say "no baseline $BASELINE: big runs without one (no efficiency; run series:1 first)"
+    base=()
+    [ -f "$BASELINE" ] && base=(--baseline "$BASELINE")
+    strong --size "$BIG" --workers "$BIG_WORKERS" --scheduler tcp://127.0.0.1:8786 \
       --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
-      --baseline "$RESULTS/strong_results_$SIZE.json" 2>&1 | tee -a "$OUT/strong.log"
+      "${base[@]}" 2>&1 | tee -a "$OUT/strong.log"
+    ;;
+  contention:*)
+    [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
+    ks=${phase#contention:}
+    say "contention $ks: $CONTENTION_SHARDS shards of the first $SIZE documents per process"
+    "$PY" benchmarks/contention.py --corpus "$RESULTS/corpus-seed0" --within $((SIZE / DOCS_PER_FILE)) \
+      --shards "$CONTENTION_SHARDS" --procs "$ks" --skip-langs "$SKIP_LANGS" \
+      --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}.json" 2>&1 | tee -a "$OUT/contention.log"
     ;;
   *)
-    echo "unknown phase $phase (pack, prepare, install, series:K,..., big)" >&2
+    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., big)" >&2
     exit 2
     ;;
   esac

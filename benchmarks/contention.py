@@ -1,0 +1,322 @@
+"""The host's own ceiling on strong scaling: the shard-heavy nodes' work in K independent processes at once.
+
+No Dask, no Prefect, no scheduler: for each K in --procs, K processes (spawned) each run the web branch's three
+shard-heavy nodes (`text`: extract_html, `lang`: langid, `clean`: heuristic_filters, with the params of
+`benchmarks/scale.py --strong`'s pipeline) over their own copy of the same input shards, through the same call a
+Dask worker makes for one shard (`tasks.shard_worker.execute_shard`: the registry's kind, its `run_shard`, the
+shard's accounting checked), node after node as the pipeline runs them. Every process first imports, loads the
+models and runs the chain once on a few rows (not timed), then waits at a barrier, so the K timed parts start
+together. Per process: the wall and CPU seconds of the timed part, and per node the shard-seconds its
+ShardResults report (measured inside `run_shard`, as in the strong series' node tables).
+
+Per K: mean and max per-process wall and CPU, the slowdown against K=1 (mean wall at K over mean wall at 1) and
+the efficiency ceiling it implies for any scheduler on this host, 1 / slowdown: with K workers each shard takes
+that much longer however the work is spread. The host's CPU time split from /proc/stat during the timed part
+(user, system, idle, steal: steal is time the hypervisor ran something else on this VM's vCPUs) and the mean
+`cpu MHz` of /proc/cpuinfo (a VM may report a fixed value) go with it.
+
+The input: --corpus is a folder of `part-NNNNN.parquet` files written by `benchmarks/scale.py` (its generator's
+columns id, url, html, lang_hint, gen_kind); --shards of them, evenly spaced among the first --within files (the
+series' corpus), go through the `files` kind once (as the `pages` node does, not timed) and every process gets a
+copy of the resulting document shards.
+
+    python benchmarks/contention.py --corpus CACHE/docs-per-file-250/skip-ja-zh/corpus-seed0 --within 64 \\
+        --shards 3 --procs 1,2,4,8,16 --skip-langs ja,zh --out contention.json
+
+`benchmarks/scale_device.sh contention:1,4,8,16` runs it on the GPU host's generated corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = ("text", "lang", "clean")  # the shard-heavy nodes of scale.py's strong pipeline, in pipeline order
+SEED = 1234  # scale.py's pipeline seed
+ONE_THREAD = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def node_specs(files: list[Path], skip_langs: str) -> dict[str, dict]:
+    """{node: {"uses": kind, "params": {...}}} of scale.py's strong pipeline over ``files`` (pages, text, lang,
+    clean), so the work is the series' own."""
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))  # after PYTHONPATH: a --code copy wins
+    from benchmarks.scale import _strong_yaml
+
+    spec = json.loads(
+        _strong_yaml(files, Path(tempfile.gettempdir()) / "unused", "tcp://unused:0", skip_langs)
+    )
+    return {name: spec["nodes"][name] for name in ("pages", *NODES)}
+
+
+def _params(spec: dict) -> object:
+    from tasks.registry import get_kind_class
+
+    return get_kind_class(spec["uses"]).Params.model_validate(spec.get("params", {}))
+
+
+def _run_node(spec: dict, inputs: list[Path], out_dir: Path) -> tuple[list[Path], float, int]:
+    """One node over ``inputs`` (document shards), each shard as a Dask worker runs it: (output shards, the
+    ShardResults' seconds, documents in)."""
+    from tasks.base import ShardTask
+    from tasks.shard_worker import execute_shard
+
+    params = _params(spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outs, seconds, docs = [], 0.0, 0
+    for i, path in enumerate(inputs):
+        task = ShardTask(i, {"path": str(path), "input": "prev"}, label=str(path))
+        result = execute_shard(spec["uses"], params, task, str(out_dir), SEED)
+        outs.append(Path(result.path) if result.path else out_dir / Path(path).name)
+        seconds += result.seconds
+        docs += result.rows_in
+    return outs, seconds, docs
+
+
+def make_pages(specs: dict[str, dict], work: Path) -> list[Path]:
+    """The `files` kind over each corpus file (one shard each, as the `pages` node makes them)."""
+    from tasks.base import ShardTask
+    from tasks.shard_worker import execute_shard
+
+    spec = specs["pages"]
+    params = _params(spec)
+    out_dir = work / "pages"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for i, path in enumerate(spec["params"]["paths"]):
+        task = ShardTask(i, {"files": [path], "source": "pages"}, label=path)
+        result = execute_shard(spec["uses"], params, task, str(out_dir), SEED)
+        shards.append(Path(result.path))
+    return shards
+
+
+def _child(rank: int, specs: dict, shards: list[str], work: str, barrier: object, queue: object) -> None:
+    """One process: warm up on a few rows (imports, models), wait for the others, then the timed chain."""
+    import polars as pl
+
+    base = Path(work)
+    try:
+        warm_in = base / "warm" / "in"
+        warm_in.mkdir(parents=True)
+        pl.read_parquet(shards[0]).head(8).write_parquet(warm_in / "part-00000.parquet")
+        inputs = [warm_in / "part-00000.parquet"]
+        for node in NODES:
+            inputs, _, _ = _run_node(specs[node], inputs, base / "warm" / node)
+        barrier.wait(timeout=600)  # type: ignore[attr-defined]
+        t0, c0 = time.perf_counter(), time.process_time()
+        inputs = [Path(s) for s in shards]
+        per_node: dict[str, dict[str, float]] = {}
+        for node in NODES:
+            n0, nc0 = time.perf_counter(), time.process_time()
+            inputs, seconds, docs = _run_node(specs[node], inputs, base / node)
+            per_node[node] = {
+                "wall_s": time.perf_counter() - n0,
+                "cpu_s": time.process_time() - nc0,
+                "shard_s": seconds,
+                "docs": docs,
+            }
+        queue.put(  # type: ignore[attr-defined]
+            {
+                "rank": rank,
+                "wall_s": time.perf_counter() - t0,
+                "cpu_s": time.process_time() - c0,
+                "nodes": per_node,
+            }
+        )
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it with the rank
+        with_barrier = getattr(barrier, "abort", None)
+        if with_barrier:
+            with_barrier()
+        queue.put({"rank": rank, "error": f"{type(exc).__name__}: {exc}"})  # type: ignore[attr-defined]
+
+
+def _proc_stat() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal (jiffies)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def _mhz() -> float | None:
+    try:
+        values = [float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz")]
+    except OSError:
+        return None
+    return statistics.fmean(values) if values else None
+
+
+def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
+    """K processes at once over their own copies of ``pages``: their results and the host's CPU split."""
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(k + 1), ctx.Queue()
+    procs = []
+    for rank in range(k):
+        own = work / f"k{k}" / f"p{rank:02d}"
+        (own / "in").mkdir(parents=True)
+        shards = [shutil.copy(p, own / "in" / p.name) for p in pages]
+        procs.append(ctx.Process(target=_child, args=(rank, specs, shards, str(own), barrier, queue)))
+    t_start = time.perf_counter()
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(timeout=600)  # every child warm: the timed parts start together
+    except threading.BrokenBarrierError:
+        pass  # a child failed: its error comes through the queue
+    warm_s = time.perf_counter() - t_start
+    stat0, mhz, stop = _proc_stat(), [], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            value = _mhz()
+            if value is not None:
+                mhz.append(value)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    results = [queue.get(timeout=1800) for _ in range(k)]
+    stop.set()
+    sampler.join()
+    stat1 = _proc_stat()
+    for p in procs:
+        p.join(60)
+    errors = [r for r in results if "error" in r]
+    if errors:
+        raise SystemExit(f"K={k}: process {errors[0]['rank']} failed: {errors[0]['error']}")
+    delta = [b - a for a, b in zip(stat0, stat1, strict=True)]
+    total = sum(delta) or 1
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    walls = [r["wall_s"] for r in results]
+    cpus = [r["cpu_s"] for r in results]
+    shutil.rmtree(work / f"k{k}", ignore_errors=True)
+    return {
+        "k": k,
+        "warm_up_s": round(warm_s, 2),
+        "wall_mean_s": statistics.fmean(walls),
+        "wall_max_s": max(walls),
+        "cpu_mean_s": statistics.fmean(cpus),
+        "cpu_max_s": max(cpus),
+        "node_shard_s_mean": {n: statistics.fmean(r["nodes"][n]["shard_s"] for r in results) for n in NODES},
+        "host_cpu_share": {n: round(d / total, 4) for n, d in zip(names, delta, strict=True)},
+        "cpu_mhz_mean": round(statistics.fmean(mhz), 1) if mhz else None,
+        "processes": sorted(results, key=lambda r: r["rank"]),
+    }
+
+
+def with_slowdown(rows: list[dict]) -> list[dict]:
+    """Slowdown of each K against K=1's mean wall (and CPU), and the efficiency ceiling 1 / slowdown."""
+    base = next((r for r in rows if r["k"] == 1), None)
+    for r in rows:
+        if base is None:
+            r["slowdown"] = r["slowdown_max"] = r["cpu_slowdown"] = r["ceiling"] = None
+            continue
+        r["slowdown"] = r["wall_mean_s"] / base["wall_mean_s"]
+        r["slowdown_max"] = r["wall_max_s"] / base["wall_mean_s"]
+        r["cpu_slowdown"] = r["cpu_mean_s"] / base["cpu_mean_s"]
+        r["ceiling"] = 1 / r["slowdown"]
+        r["node_slowdown"] = {n: r["node_shard_s_mean"][n] / base["node_shard_s_mean"][n] for n in NODES}
+    return rows
+
+
+def table(rows: list[dict], docs: int) -> str:
+    head = (
+        "| K | docs/process | wall mean | wall max | CPU mean | slowdown | slowdown (max) | CPU slowdown "
+        "| ceiling | text | lang | clean | steal | idle | MHz |"
+    )
+    lines = [head, "|" + "---|" * 15]
+
+    def f(x: float | None, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    for r in rows:
+        ns = r.get("node_slowdown") or {}
+        share = r["host_cpu_share"]
+        lines.append(
+            f"| {r['k']} | {docs:,} | {r['wall_mean_s']:.2f} s | {r['wall_max_s']:.2f} s | {r['cpu_mean_s']:.2f} s "
+            f"| {f(r['slowdown'], '.3f')} | {f(r['slowdown_max'], '.3f')} | {f(r['cpu_slowdown'], '.3f')} "
+            f"| {f(r['ceiling'] and 100 * r['ceiling'], '.0f')}% "
+            f"| {f(ns.get('text'), '.2f')} | {f(ns.get('lang'), '.2f')} | {f(ns.get('clean'), '.2f')} "
+            f"| {100 * share['steal']:.1f}% | {100 * share['idle']:.1f}% | {f(r['cpu_mhz_mean'], '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def pick_files(corpus: Path, shards: int, within: int | None) -> list[Path]:
+    """``shards`` corpus files evenly spaced among the first ``within`` (all when None), in name order."""
+    files = sorted(corpus.glob("part-*.parquet"))
+    if within:
+        files = files[:within]
+    if len(files) < shards:
+        raise SystemExit(
+            f"{corpus}: {len(files)} part-*.parquet files (within the first {within}), need {shards}; "
+            "generate the corpus first (benchmarks/scale.py --generate-only)"
+        )
+    step = len(files) / shards
+    return [files[int(i * step)] for i in range(shards)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--corpus", type=Path, required=True, help="folder of scale.py's part-NNNNN.parquet files"
+    )
+    ap.add_argument("--shards", type=int, default=3, help="corpus files (one shard each) per process")
+    ap.add_argument("--within", type=int, default=None, help="pick the shards among the first N files")
+    ap.add_argument("--procs", default="1,2,4,8,16", help="process counts K, run in this order")
+    ap.add_argument("--skip-langs", default="", help="as scale.py --skip-langs (langid's languages)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    for name in ONE_THREAD:  # one thread per process, as the series' workers (the children inherit it)
+        os.environ[name] = "1"
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))  # after PYTHONPATH: a --code copy wins
+    ks = [int(x) for x in args.procs.split(",") if x.strip()]
+    files = pick_files(args.corpus, args.shards, args.within)
+    work = args.work or Path(tempfile.mkdtemp(prefix="contention-"))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    specs = node_specs(files, args.skip_langs)
+    pages = make_pages(specs, work)
+    import pyarrow.parquet as pq
+
+    docs = sum(pq.ParquetFile(p).metadata.num_rows for p in pages)
+    print(
+        f"contention: {len(files)} shards ({docs:,} documents) per process: {', '.join(f.name for f in files)}; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    rows: list[dict] = []
+    for k in ks:
+        row = run_k(k, specs, pages, work)
+        rows.append(row)
+        with_slowdown(rows)
+        print(
+            f"  K={k:>2}: warm-up {row['warm_up_s']:.1f} s, wall mean {row['wall_mean_s']:.2f} s max "
+            f"{row['wall_max_s']:.2f} s, CPU mean {row['cpu_mean_s']:.2f} s, steal "
+            f"{100 * row['host_cpu_share']['steal']:.1f}%"
+            + (
+                f", slowdown {row['slowdown']:.3f}, ceiling {100 * row['ceiling']:.0f}%"
+                if row["slowdown"]
+                else ""
+            ),
+            flush=True,
+        )
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            meta = {"files": [f.name for f in files], "docs_per_process": docs, "cpu_count": os.cpu_count()}
+            args.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    print(table(rows, docs))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
