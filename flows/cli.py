@@ -177,19 +177,42 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
     """What `run` would do: each selected node as up to date (reused) or to compute, and why (every reason,
-    with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`)."""
+    with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`); as `status` says, a node
+    whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped."""
+    from flows.outcome import blocked_reason, failed_status, run_outcome
+
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
-    plans = [x for x in _engine(p).plan(sel) if x.node in set(sel.nodes)]
+    engine = _engine(p)
+    every = engine.plan(sel)
+    failed, blocked = run_outcome(every, engine.store.manifest, p.deps)
+    plans = [x for x in every if x.node in set(sel.nodes)]
     if as_json:
-        typer.echo(json.dumps([x.__dict__ for x in plans], indent=2))
+        out = []
+        for x in plans:
+            entry = dict(x.__dict__)
+            if x.node in failed:  # as `arcflow show --json` says it
+                entry["status"] = "all_quarantined"
+                entry["reasons"] = failed_status(x.node, failed[x.node], engine.store.location, p.file)[1]
+            elif x.node in blocked:
+                entry["blocked_by"] = blocked[x.node]
+            out.append(entry)
+        typer.echo(json.dumps(out, indent=2))
         return
     actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
-    rows = [
-        (x.node, p.nodes[x.node].uses, actions.get(x.status, "compute"), STATUS_STYLE[x.status], x.reasons)
-        for x in plans
-    ]
-    fixed = [max((len(r[0]) for r in rows), default=4), max((len(r[1]) for r in rows), default=4), 24]
+    rows = []
+    for x in plans:
+        action, style, reasons = actions.get(x.status, "compute"), STATUS_STYLE[x.status], x.reasons
+        if x.node in failed:  # a run reuses its output and fails there: the same words as `status`
+            # `failed (all 3 rows quarantined)`
+            action, reasons = failed_status(x.node, failed[x.node], engine.store.location, p.file)
+            style = STATUS_STYLE["failed"]
+        elif x.node in blocked:
+            action, style = "skip (blocked)", STATUS_STYLE["blocked"]
+            reasons = [blocked_reason(blocked[x.node]), *reasons]
+        rows.append((x.node, p.nodes[x.node].uses, action, style, reasons))
+    fixed = [max((len(r[0]) for r in rows), default=4), max((len(r[1]) for r in rows), default=4)]
+    fixed.append(max([24, *(len(r[2]) for r in rows)]))
     if console.width - sum(fixed) - 3 * (len(fixed) + 1) - 1 < MIN_WHY:
         _print_as_list(f"plan: {p.spec.name}", [(n, f"({k})", f"[{st}]{a}[/]", r) for n, k, a, st, r in rows])
         return

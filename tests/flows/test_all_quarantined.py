@@ -207,6 +207,26 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
     assert "blocked by 'broken'" in rows["grandchild"], rows["grandchild"]
     for ok in ("mixed", "nothing", "after_nothing"):
         assert "up_to_date" in rows[ok] and "failed" not in rows[ok] and "blocked" not in rows[ok], rows[ok]
+    # `arcflow plan` says what the run would meet, in status's words: not "reuse" but failed, with its reasons;
+    # its consumers skipped, blocked by it; the others reused
+    planned = CliRunner().invoke(app, ["plan", "-f", str(path)], env={"COLUMNS": "400"})
+    assert planned.exit_code == 0, planned.output
+    rows = _table_rows(planned.output)
+    assert rows["broken"].split(" │ ")[2] == "failed (all 3 rows quarantined)", rows["broken"]
+    assert "(jsonl_decode_error: 2, jsonl_not_object: 1)" in rows["broken"], rows["broken"]
+    assert f"the rows are in {folder}/part-*.parquet" in rows["broken"] and hint in rows["broken"]
+    for child in ("after_broken", "grandchild"):
+        assert "skip (blocked)" in rows[child] and "blocked by 'broken'" in rows[child], rows[child]
+    for ok in ("mixed", "nothing", "after_nothing"):
+        assert rows[ok].split(" │ ")[2] == "reuse", rows[ok]
+    entries = {
+        e["node"]: e for e in json.loads(CliRunner().invoke(app, ["plan", "-f", str(path), "--json"]).output)
+    }
+    assert entries["broken"]["status"] == "all_quarantined" and hint in " ".join(entries["broken"]["reasons"])
+    assert entries["grandchild"]["blocked_by"] == ["broken"] and entries["mixed"]["status"] == "up_to_date"
+    # `--from broken` recomputes it (forced): no longer a failure foretold
+    forced = CliRunner().invoke(app, ["plan", "-f", str(path), "--from", "broken"], env={"COLUMNS": "400"})
+    assert "failed" not in _table_rows(forced.output)["broken"], forced.output
     # `arcflow show` says so too, as text and as JSON; the consumer's says what blocks it
     shown = CliRunner().invoke(app, ["show", "broken", "-f", str(path)], env={"COLUMNS": "400"})
     assert shown.exit_code == 0 and "broken: failed: all 3 input rows were quarantined" in shown.output
