@@ -106,8 +106,8 @@ for phase in "$@"; do
     cp ../shared/corpora/web_*.parquet .scale-device/call1/corpora/
     git archive HEAD flows tasks data_pipes model | tar -x -C .scale-device/call1/code
     "$PY" -m pip install -q --no-index --no-deps --target "$CACHE/polars-site" "$WHEELS"/polars_runtime_*.whl
-    tar -C "$CACHE/polars-site" -cf - _polars_runtime_32 polars_runtime_32-*.dist-info |
-      xz -6 -T1 >.scale-device/call1/polars-runtime.tar.xz
+    (cd "$CACHE/polars-site" && tar -cf - _polars_runtime_32 polars_runtime_32-*.dist-info) |
+      xz -6 -T1 >.scale-device/call1/polars-runtime.tar.xz || exit 1
     for w in "$WHEELS"/*.whl; do
       case $(basename "$w") in polars_runtime_* | fasttext_predict-* | numpy-* | setuptools-* | pybind11-*) ;;
       *) cp "$w" .scale-device/call2/whl/ ;; esac
