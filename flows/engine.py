@@ -262,6 +262,23 @@ class Engine:
             refs.append(InputRef(name, producer.output_type, out_dir, shards, rows, content))
         return refs
 
+    def _check_input_shards(self, node_id: str, inputs: list[InputRef]) -> None:
+        """Before a node computes: a local store's input shard deleted by hand is one MissingInputError naming it
+        and the fix, not a FileNotFoundError from a shard task. (An object store's staging folder is completed by
+        the workers, so it is not checked here; a node that is reused reads no input, so it is not checked.)"""
+        if "://" in self.store.location:
+            return
+        for ref in inputs:
+            gone = [s for s in ref.shards if not os.path.exists(s)]
+            if gone:
+                more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+                file = "" if self.pipeline.file == "pipeline.yaml" else f" -f {self.pipeline.file}"
+                raise MissingInputError(
+                    f"node {node_id!r} needs input {ref.name!r}, whose stored output lost {len(gone)} of its "
+                    f"{len(ref.shards)} shard(s): {gone[0]}{more} does not exist; recompute it with "
+                    f"`arcflow run --from {ref.name}{file}`"
+                )
+
     def _stored_input(self, name: str, consumer: str) -> tuple[str, str]:
         """An input outside this run's selection: its up-to-date output, else its last stored one."""
         for p in self.plan(Selection([], set())):
@@ -294,6 +311,7 @@ class Engine:
         if manifest is not None:
             self._finish(node_id, fp, manifest, parts)
             return True, manifest
+        self._check_input_shards(node_id, inputs)
         out_dir = self.store.output_dir(fp)
         self.store.stage_output(fp)  # an object store: the shards a killed run finished, so they are skipped
         os.makedirs(os.path.join(out_dir, MARKERS), exist_ok=True)

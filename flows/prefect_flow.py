@@ -23,6 +23,7 @@ from flows.engine import Engine, select
 from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError
 from flows.outcome import all_quarantined, all_quarantined_error
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
+from flows.retry import worth_retrying
 from flows.validate import load_pipeline
 from flows.yaml_source import YamlSyntaxError, parse_yaml
 
@@ -154,7 +155,7 @@ def run_with_engine(
                     task_run_name=node_id,
                     retries=spec.retries,
                     retry_delay_seconds=spec.retry_delay_s,
-                    retry_condition_fn=_worth_retrying,
+                    retry_condition_fn=worth_retrying,  # not for a failure that a retry meets again
                 )
                 upstream = [futures[d] for d in engine.pipeline.deps[node_id] if d in futures]
                 futures[node_id] = t.submit(run_key, node_id, node_id in selection.forced, wait_for=upstream)
@@ -174,11 +175,6 @@ def run_with_engine(
             print(f"warning: an artifact could not be written: {error}")
         engine.close()
     return results
-
-
-def _worth_retrying(_task: Any, _run: Any, state: Any) -> bool:
-    """Retry a failed node unless it quarantined every row: its stored output would be reused and fail again."""
-    return not isinstance(state.data, AllQuarantinedError)
 
 
 def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:

@@ -269,3 +269,65 @@ def test_a_parquet_file_without_the_text_column_is_one_input_row(tmp_path: Path)
     ), text
     assert "(a file that cannot be read, or lacks the text column, counts as one input row)" in text, text
     assert failed_status("pq", manifest, location, str(path))[0] == "failed (all 1 row quarantined)"
+
+
+@pytest.mark.timeout(300)
+def test_a_failure_a_retry_cannot_change_is_not_retried(
+    tmp_path: Path, client: SyncPrefectClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `retries: 2`, a node that quarantined every row, a node whose input has no usable rows and a node whose
+    input lost a shard each fail on their first attempt, with their own message; a transient fault is still
+    retried. The transient fault (a dropped connection on `mixed`'s first attempt) is injected: it cannot be
+    produced on demand here; everything else is the real run."""
+    path = _pipeline(tmp_path, "noretry")
+    spec = yaml.safe_load(path.read_text())
+    for node in spec["nodes"].values():
+        node.update({"retries": 2, "retry_delay_s": 0})
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    real_run_node, attempts = Engine.run_node, []
+
+    def flaky(self: Engine, node_id: str, *args: object, **kwargs: object) -> tuple[bool, dict]:
+        attempts.append(node_id)
+        if node_id == "mixed" and attempts.count("mixed") == 1:
+            raise ConnectionError("connection reset by peer")
+        return real_run_node(self, node_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "run_node", flaky)
+
+    def task_runs() -> dict[str, tuple[str, int]]:
+        latest = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])))
+        return {r.name: (r.state.name, r.run_count) for r in runs if r.state is not None}
+
+    result = CliRunner().invoke(app, ["run", "-f", str(path)])
+    assert result.exit_code == 1 and "AllQuarantinedError" in result.output, result.output
+    runs = task_runs()
+    assert runs["broken"] == ("Failed", 1), runs  # not 3: its stored output would fail again
+    assert runs["mixed"] == ("Completed", 2), runs  # the dropped connection was retried
+    assert attempts.count("broken") == 1 and attempts.count("mixed") == 2, attempts
+
+    # an input with no usable rows: MissingInputError at once
+    one = CliRunner().invoke(app, ["run", "-f", str(path), "--node", "after_broken"])
+    assert one.exit_code == 1 and "MissingInputError: node 'after_broken' needs input 'broken'" in one.output
+    assert task_runs()["after_broken"] == ("Failed", 1) and attempts.count("after_broken") == 1
+
+    # an input shard deleted by hand: MissingInputError naming it and the fix, at once (not a FileNotFoundError
+    # from a shard task, retried twice)
+    spec_ = load_pipeline(str(path), [])
+    engine = Engine(spec_)
+    try:
+        fingerprint = engine.store.read_refs("noretry")["mixed"]["fingerprint"]
+        shard = Path(engine.store.output_dir(fingerprint)) / "part-00000.parquet"
+    finally:
+        engine.close()
+    shard.unlink()
+    lost = CliRunner().invoke(app, ["run", "-f", str(path), "--node", "nothing"])
+    assert lost.exit_code == 1, lost.output
+    flat = " ".join(lost.output.split())
+    assert (
+        f"MissingInputError: node 'nothing' needs input 'mixed', whose stored output lost 1 of its 1 shard(s): "
+        f"{shard} does not exist; recompute it with `arcflow run --from mixed -f {path}`"
+    ) in flat, flat
+    assert task_runs()["nothing"] == ("Failed", 1) and attempts.count("nothing") == 2, (
+        attempts
+    )  # 1 + this one

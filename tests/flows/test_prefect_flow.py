@@ -350,3 +350,59 @@ def test_a_failing_node_fails_the_flow_and_the_cli_exits_1(
     failed = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])))
     (node,) = [r for r in failed if r.name == "long_enough"]
     assert "no_such_column" in node.state.message
+
+
+def test_retry_condition_skips_failures_a_retry_cannot_change(tmp_path: Path) -> None:
+    """A node's `retries:` are for transient faults: config and validation errors, a missing input or file and an
+    all-quarantined node fail at once; every class named in flows.retry.PERMANENT exists under that name."""
+    import importlib
+
+    from prefect.states import Failed
+    from pydantic import BaseModel
+
+    from data_pipes.datatrove_resolve import AssetNotCached
+    from data_pipes.dedup.semdedup_model import ModelNotFoundError
+    from flows.errors import AllQuarantinedError, MissingInputError, SpecError
+    from flows.retry import PERMANENT, permanent_reason, worth_retrying
+    from flows.validate import load_pipeline
+
+    for name in PERMANENT:
+        module, _, qualname = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), qualname)
+        assert f"{cls.__module__}.{cls.__qualname__}" == name, name
+
+    class Params(BaseModel):
+        n: int
+
+    try:
+        Params(n="many")  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, as a kind's own check raises it
+        invalid = exc
+    bad = tmp_path / "pipeline.yaml"
+    bad.write_text("name: t\nnodes:\n  d:\n    uses: no_such_kind\n")
+    with pytest.raises(SpecError) as spec_error:
+        load_pipeline(str(bad))
+    gone = tmp_path / "absent.jsonl"
+    try:
+        gone.read_text()
+    except FileNotFoundError as exc:
+        missing_file = exc
+    permanent = [
+        AllQuarantinedError("all 3 input rows were quarantined"),
+        MissingInputError("node 'b' needs input 'a', which has no stored output"),
+        spec_error.value,
+        invalid,
+        AssetNotCached("lid.176.bin is not in datatrove's asset cache", "https://x/lid.176.bin"),
+        missing_file,
+        ModelNotFoundError("no model at /models/minilm"),
+    ]
+    for exc in permanent:
+        assert permanent_reason(exc) is not None, exc
+        assert worth_retrying(None, None, Failed(data=exc)) is False, exc
+    for exc in (
+        ConnectionError("reset by peer"),
+        TimeoutError("read timed out"),
+        RuntimeError("worker lost"),
+    ):
+        assert permanent_reason(exc) is None and worth_retrying(None, None, Failed(data=exc)) is True, exc
+    assert worth_retrying(None, None, Failed(message="no exception kept")) is True
