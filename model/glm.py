@@ -27,11 +27,10 @@ one causal SDPA call per document
 (``segments``) or one SDPA call with a block-diagonal causal bool mask [B, 1, S, S] (``sdpa``); ``auto`` picks by a
 measured cost model (per document unless the rows hold many tiny documents, and
 always per document when the mask would pass 256 MiB). All give the logits of each document run alone.
-Opt-in kernels for packed rows (whole rows then run as ``auto`` picks; off until measured on a GPU):
-``cudnn_packed``, cuDNN's fused causal kernel on the ragged (THD) layout through
-``aten::_cudnn_attention_forward`` with the segments' cumulative lengths (CUDA, bf16/fp16); ``flex``, FlexAttention
-with a same-document causal block mask built once per layout (compiled on CUDA; on CPU torch runs it eagerly and has
-no backward: inference and tests only).
+Opt-in kernel for packed rows (whole rows then run as ``auto`` picks): ``flex``, FlexAttention with a same-document
+causal block mask built once per layout (compiled on CUDA; on CPU torch runs it eagerly and has no backward: inference
+and tests only); correct, 0.96x varlen on an H200 as trained. (``cudnn_packed``, cuDNN's ragged kernel, was removed:
+its gradients came out NaN on the H200 while its forward was right; asking for it raises an error saying so.)
 
 MTP (DeepSeek-V3 style, depth 1): position t combines ``enorm(embed(x[t+1]))`` and ``hnorm(h[t])`` (``h`` = main
 model's output after the final norm, the hidden state transformers' ``MtpModel`` and vLLM feed it), runs them
@@ -52,7 +51,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +61,12 @@ from model.config import ModelConfig
 from model.loss import linear_cross_entropy
 from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
-AttnImpl = Literal["auto", "sdpa", "segments", "varlen", "cudnn", "flex", "cudnn_packed"]
+AttnImpl = Literal["auto", "sdpa", "segments", "varlen", "cudnn", "flex"]
+_ATTN_IMPLS = get_args(AttnImpl)
+_REMOVED_ATTN = {
+    "cudnn_packed": "cuDNN's ragged (packed-row) kernel gave NaN gradients on an H200 (its forward was right; "
+    "docs/TRAIN_SPEED.md, fourth round), so it was removed"
+}
 
 # CPU cost model for packed rows (benchmarked with one thread, forward + backward): one SDPA call per document costs
 # about as much as 5000 entries of a masked [S, S] score matrix. Below that the per-document loop wins (it skips the
@@ -85,7 +89,6 @@ try:  # SDPA backend choice (torch >= 2.3); cuDNN's fused attention runs Hopper'
 except ImportError:  # pragma: no cover - depends on the torch build
     sdpa_kernel, _CUDNN_BACKEND = None, []
 _CUDNN_GQA: list[bool] = []  # whether cuDNN took enable_gqa (probed at the first GQA call)
-_CUDNN_RAGGED_GQA: list[bool] = []  # whether cuDNN's ragged (packed) call took fewer kv heads (probed once)
 
 try:  # torch >= 2.5: FlexAttention (a document block mask for packed rows; attn_impl="flex")
     from torch.nn.attention.flex_attention import flex_attention as _flex_attention
@@ -145,31 +148,6 @@ def _varlen_causal(
         out = _varlen_attn(q.to(half), k.to(half), v.to(half), cu, cu, max_len, max_len, **kwargs)
         return out.to(q.dtype)
     return _varlen_attn(q, k, v, cu, cu, max_len, max_len, **kwargs)
-
-
-def _cudnn_packed_causal(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int
-) -> torch.Tensor:
-    """Causal attention inside each packed segment through cuDNN's ragged (THD) fused kernel: q [T, nh, D], k/v
-    [T, nkv, D], ``cu`` the int32 segment starts -> [T, nh, D]. The op (``aten::_cudnn_attention_forward`` with
-    cumulative lengths, what SDPA runs for jagged nested tensors) is differentiable. GQA goes to the kernel as is
-    where this build takes it (probed once), else k/v are repeated per group."""
-    op = torch.ops.aten._cudnn_attention_forward
-    need_lse = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    if k.shape[1] != q.shape[1] and _CUDNN_RAGGED_GQA != [False]:
-        try:
-            out = op(q, k, v, None, cu, cu, max_len, max_len, need_lse, 0.0, True, False)[0]
-            _CUDNN_RAGGED_GQA[:] = [True]
-            return out
-        except RuntimeError:  # this build's ragged path wants as many kv heads as q heads; never asked again
-            if _CUDNN_RAGGED_GQA == [True]:
-                raise
-            _CUDNN_RAGGED_GQA[:] = [False]
-    if k.shape[1] != q.shape[1]:
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return op(q, k, v, None, cu, cu, max_len, max_len, need_lse, 0.0, True, False)[0]
 
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: object) -> torch.Tensor:
@@ -361,6 +339,19 @@ def _to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def check_attn_impl(attn_impl: str) -> AttnImpl:
+    """``attn_impl`` if it names a kernel this module has, else a ValueError saying which ones it has (and why a
+    removed one went)."""
+    if attn_impl in _REMOVED_ATTN:
+        raise ValueError(
+            f"attn_impl={attn_impl!r}: {_REMOVED_ATTN[attn_impl]}; use 'auto' (varlen FlashAttention-2 for packed "
+            "rows, cuDNN for whole rows) or 'flex'"
+        )
+    if attn_impl not in _ATTN_IMPLS:
+        raise ValueError(f"unknown attn_impl {attn_impl!r}: use one of {', '.join(_ATTN_IMPLS)}")
+    return attn_impl  # type: ignore[return-value]
+
+
 class Attention(nn.Module):
     """GQA with partial RoPE, optional QK-norm (per head, before RoPE) and optional qkv bias. HF: ``Glm4MoeAttention``."""
 
@@ -380,7 +371,7 @@ class Attention(nn.Module):
         if self.use_qk_norm:
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.attn_impl: AttnImpl = attn_impl
+        self.attn_impl: AttnImpl = check_attn_impl(attn_impl)
 
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], layout: DocLayout
@@ -418,21 +409,6 @@ class Attention(nn.Module):
                 raise RuntimeError("attn_impl='flex' needs torch.nn.attention.flex_attention (torch >= 2.5)")
             out = _flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout.block_mask())
             return out.transpose(1, 2).reshape(b, s, self.n_heads * self.head_dim)
-        if layout.packed and self.attn_impl == "cudnn_packed":
-            if not (q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)):
-                raise RuntimeError(
-                    "attn_impl='cudnn_packed' needs a CUDA GPU of compute capability >= 8.0 with cuDNN attention and "
-                    "a bf16 or fp16 model; use 'auto'"
-                )
-            cu, max_len = layout.cu_seqlens()
-            out = _cudnn_packed_causal(
-                q.reshape(b * s, self.n_heads, self.head_dim),
-                k.reshape(b * s, self.n_kv, self.head_dim),
-                v.reshape(b * s, self.n_kv, self.head_dim),
-                cu,
-                max_len,
-            )
-            return out.reshape(b, s, self.n_heads * self.head_dim)
         if self._use_varlen(q):  # packed or not: one flash call over the flattened rows
             cu, max_len = layout.cu_seqlens()
             out = _varlen_causal(
@@ -475,9 +451,9 @@ class Attention(nn.Module):
         """cuDNN for rows without document packing: asked for by name (``cudnn``; packed rows then go to varlen),
         or by ``auto`` in half precision where cuDNN attention runs (faster than FlashAttention-2 at head_dim 128
         on an H200: docs/TRAIN_SPEED.md)."""
-        if layout.packed or self.attn_impl not in ("auto", "cudnn", "flex", "cudnn_packed"):
+        if layout.packed or self.attn_impl not in ("auto", "cudnn", "flex"):
             return False
-        if self.attn_impl in ("flex", "cudnn_packed"):  # whole rows as auto picks them
+        if self.attn_impl == "flex":  # whole rows as auto picks them
             return q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)
         available = q.dtype in (torch.bfloat16, torch.float16) and cudnn_attention_available(q.device)
         if self.attn_impl == "cudnn" and not available:
@@ -490,10 +466,7 @@ class Attention(nn.Module):
     def _use_varlen(self, q: torch.Tensor) -> bool:
         if self.attn_impl in ("sdpa", "segments"):
             return False
-        if self.attn_impl in (
-            "flex",
-            "cudnn_packed",
-        ):  # whole rows (packed ones went to their kernel) as auto
+        if self.attn_impl == "flex":  # whole rows (packed ones went to FlexAttention) as auto
             return (
                 _varlen_attn is not None
                 and q.device.type == "cuda"
@@ -522,9 +495,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.compiled = False  # set by GLMForCausalLM.compile_layers
         self.compile_mode: str | None = None  # torch.compile mode of the regions (None: its default)
-        self.compile_options: tuple[tuple[str, object], ...] | None = (
-            None  # inductor options instead of a mode
-        )
+        # inductor options instead of a mode (None: the defaults of region_options; (): none)
+        self.compile_options: tuple[tuple[str, object], ...] | None = None
         # whole rows on cuDNN: the layer as one graph, attention inside (set by compile_layers)
         self.whole_rows_graph = False
 
@@ -549,7 +521,9 @@ class DecoderLayer(nn.Module):
         ):
             return _compiled_whole(self.compile_mode)(self, x, *rope, aux_weight)
         pre, post = (
-            _compiled_regions(self.compile_mode, self.compile_options)
+            _compiled_regions(
+                self.compile_mode, region_options(self.compile_mode, self.compile_options, x.device)
+            )
             if self.compiled
             else (layer_pre, layer_post)
         )
@@ -599,6 +573,23 @@ def _compiled_whole(mode: str | None = None) -> object:
     if mode not in _WHOLE:
         _WHOLE[mode] = torch.compile(layer_whole, dynamic=False, mode=mode)
     return _WHOLE[mode]
+
+
+CUDA_REGION_OPTIONS: tuple[tuple[str, object], ...] = (("combo_kernels", True),)
+
+
+def region_options(
+    mode: str | None, options: tuple[tuple[str, object], ...] | None, device: torch.device
+) -> tuple[tuple[str, object], ...] | None:
+    """The inductor options the compiled regions run with: ``options`` as given (``()``: none), or, when neither a
+    mode nor options were given, :data:`CUDA_REGION_OPTIONS` on CUDA (inductor's combo kernels: independent kernels
+    such as q's and k's QK-norm + RoPE share one launch; +0.9% forward + backward on an H200, docs/TRAIN_SPEED.md)
+    and none elsewhere. None means no options (torch.compile's defaults)."""
+    if options is not None:
+        return options or None
+    if mode is None and device.type == "cuda":
+        return CUDA_REGION_OPTIONS
+    return None
 
 
 _REGIONS: dict[tuple[str | None, tuple[tuple[str, object], ...] | None], tuple[object, object]] = {}
@@ -759,9 +750,8 @@ class GLMForCausalLM(nn.Module):
         for the small models trained there. Numbers stay those of the eager model up to rounding. ``mode``: the
         layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``).
         ``whole_rows_graph``: rows without packing that run on cuDNN compile each layer as one graph, attention
-        inside (packed rows keep the regions). ``options``: inductor options for the regions instead of a mode
-        (e.g. ``{"combo_kernels": True}``: independent pointwise kernels, such as q's and k's QK-norm + RoPE, share
-        one launch; opt-in until measured)."""
+        inside (packed rows keep the regions). ``options``: inductor options for the regions instead of a mode;
+        None (and no mode) takes :func:`region_options`' defaults (combo kernels on CUDA), ``{}`` none."""
         if mode is not None and options is not None:
             raise ValueError(
                 "compile_layers takes a mode or inductor options, not both (torch.compile's rule)"
@@ -774,13 +764,13 @@ class GLMForCausalLM(nn.Module):
         self.ce_compiled = enabled
         return self
 
-    def set_moe_path(self, dispatch: str = "index", fuse_shared: bool = False) -> GLMForCausalLM:
-        """How every MoE layer moves tokens to its experts (model/moe.py): ``index`` (the default), or ``gather``
-        (gathers both ways, gate weights folded before the down projection: model/moe_dispatch.py);
-        ``fuse_shared`` also runs the shared expert as one more group of the grouped GEMM (implies ``gather``).
-        Opt-in until measured on a GPU (docs/TRAIN_SPEED.md, "Prepared for the next round")."""
-        if dispatch not in ("index", "gather"):
-            raise ValueError(f"unknown MoE dispatch {dispatch!r}: use index or gather")
+    def set_moe_path(self, dispatch: str = "auto", fuse_shared: bool = False) -> GLMForCausalLM:
+        """How every MoE layer moves tokens to its experts (model/moe.py): ``auto`` (the default: ``gather`` on
+        CUDA, ``index`` elsewhere), ``gather`` (gathers both ways, gate weights folded before the down projection:
+        model/moe_dispatch.py) or ``index``; ``fuse_shared`` also runs the shared expert as one more group of the
+        grouped GEMM (implies ``gather``; opt-in, measured 0.99x on an H200: docs/TRAIN_SPEED.md)."""
+        if dispatch not in ("auto", "index", "gather"):
+            raise ValueError(f"unknown MoE dispatch {dispatch!r}: use auto, index or gather")
         for layer in self.model.layers:
             if layer.is_moe:
                 layer.mlp.dispatch = dispatch  # type: ignore[assignment]

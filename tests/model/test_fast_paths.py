@@ -1,7 +1,8 @@
-"""The opt-in speed paths prepared for the next GPU round (docs/TRAIN_SPEED.md, "Prepared for the next round"): the
-MoE ``gather`` dispatch and the shared expert fused into the grouped GEMM, FlexAttention and cuDNN's ragged kernel for
-packed rows, inductor options for the compiled regions. On CPU each must give the numbers of the default path (fp32,
-tight tolerances); the CUDA tests (bf16, against varlen / the index path) skip without a GPU."""
+"""The speed paths of the fourth GPU round (docs/TRAIN_SPEED.md): the MoE ``gather`` dispatch (the default on CUDA,
+``auto``) against ``index``, the shared expert fused into the grouped GEMM (opt-in), FlexAttention for packed rows
+(opt-in), inductor options for the compiled regions (combo kernels by default on CUDA), and the removed
+``cudnn_packed`` kernel refused with its reason. On CPU each must give the numbers of the default path (fp32, tight
+tolerances); the CUDA tests (bf16, against varlen / the index path) skip without a GPU."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_moe_gather_path_equals_index_path(
 ) -> None:
     if expert_impl == "grouped_mm" and not hasattr(torch.nn.functional, "grouped_mm"):
         pytest.skip("this torch has no CPU grouped_mm")
-    base = _biased(GLMForCausalLM(debug_cfg, expert_impl=expert_impl))  # type: ignore[arg-type]
+    base = _biased(GLMForCausalLM(debug_cfg, expert_impl=expert_impl)).set_moe_path("index")  # type: ignore[arg-type]
     fast = copy.deepcopy(base).set_moe_path("gather", fuse_shared=fuse_shared)
     ids = _ids(debug_cfg, 2, SEQ)
     logits_a, loss_a, grads_a = _step(base, ids)
@@ -193,15 +194,33 @@ def test_doc_block_mask_equals_create_block_mask() -> None:
             assert torch.equal(dense_got, _dense_blocks(getattr(ref, num), getattr(ref, idx), n)), (s, rows)
 
 
-def test_cudnn_packed_refuses_cpu(debug_cfg: ModelConfig) -> None:
-    model = GLMForCausalLM(debug_cfg, attn_impl="cudnn_packed").eval()
+def test_removed_and_unknown_attn_impl_are_refused(debug_cfg: ModelConfig) -> None:
+    """cudnn_packed (NaN gradients on the H200) is refused when the model is built, saying why and what to use; an
+    unknown name lists the kernels there are."""
+    with pytest.raises(ValueError, match="cudnn_packed.*NaN gradients.*use 'auto'"):
+        GLMForCausalLM(debug_cfg, attn_impl="cudnn_packed")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown attn_impl 'fa3': use one of auto, sdpa"):
+        GLMForCausalLM(debug_cfg, attn_impl="fa3")  # type: ignore[arg-type]
+
+
+def test_moe_dispatch_auto_is_gather_on_cuda_index_elsewhere(debug_cfg: ModelConfig) -> None:
+    """``auto`` (the default) resolves to gather on CUDA and index on CPU, where the default model gives the index
+    path's bits; fuse_shared always runs the gather path; index stays selectable."""
+    model = _biased(GLMForCausalLM(debug_cfg))
+    moe = model.model.layers[1].mlp
+    assert moe.dispatch == "auto"
+    assert moe.resolved_dispatch(torch.device("cuda")) == "gather"
+    assert moe.resolved_dispatch(torch.device("cpu")) == "index"
+    moe.fuse_shared = True
+    assert moe.resolved_dispatch(torch.device("cpu")) == "gather"
+    moe.fuse_shared = False
+    index = copy.deepcopy(model).set_moe_path("index")
+    assert index.model.layers[1].mlp.resolved_dispatch(torch.device("cuda")) == "index"
     ids = _ids(debug_cfg, 2, SEQ)
-    with torch.no_grad():
-        whole = model(ids).logits  # whole rows run as auto picks (CPU: SDPA)
-        ref = GLMForCausalLM(debug_cfg).eval()(ids).logits
-        torch.testing.assert_close(whole, ref, rtol=0, atol=0)
-        with pytest.raises(RuntimeError, match="cudnn_packed' needs a CUDA GPU"):
-            model(ids, doc_lens=DOC_LENS)
+    logits_a, loss_a, grads_a = _step(model, ids)
+    logits_b, loss_b, grads_b = _step(index, ids)
+    assert torch.equal(logits_a, logits_b) and torch.equal(loss_a, loss_b)
+    assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
 
 
 def test_compile_options_and_mode_are_exclusive(debug_cfg: ModelConfig) -> None:
@@ -213,6 +232,19 @@ def test_compile_options_and_mode_are_exclusive(debug_cfg: ModelConfig) -> None:
     assert glm._compiled_regions(None, (("combo_kernels", True),)) is glm._compiled_regions(
         None, (("combo_kernels", True),)
     )
+
+
+def test_region_options_default_to_combo_kernels_on_cuda_only() -> None:
+    """Compiled regions without a mode or options take combo kernels on CUDA and nothing elsewhere; a mode, given
+    options, or ``{}`` (none) are kept as given."""
+    cuda_dev, cpu_dev = torch.device("cuda"), torch.device("cpu")
+    assert glm.region_options(None, None, cuda_dev) == (("combo_kernels", True),)
+    assert glm.region_options(None, None, cpu_dev) is None
+    assert glm.region_options("max-autotune-no-cudagraphs", None, cuda_dev) is None
+    assert glm.region_options(None, (), cuda_dev) is None
+    assert glm.region_options(None, (("combo_kernels", False),), cuda_dev) == (("combo_kernels", False),)
+    model = GLMForCausalLM(model_config("debug")).compile_layers(options={})
+    assert model.model.layers[0].compile_options == ()
 
 
 # -- CUDA (bf16): skipped without a GPU ------------------------------------------------------------------------
@@ -230,12 +262,10 @@ def _packed_cuda_grads(
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("impl", ["cudnn_packed", "flex"])
+@pytest.mark.parametrize("impl", ["flex"])
 def test_packed_kernels_match_varlen_on_gpu(impl: str) -> None:
-    """Packed rows (GQA 2:1, head_dim 64) on cuDNN's ragged kernel / FlexAttention: logits of each document alone,
-    the varlen path's logits, and its q/k/v gradients within bf16 rounding."""
-    if impl == "cudnn_packed" and not glm.cudnn_attention_available(torch.device("cuda")):
-        pytest.skip("no cuDNN attention")
+    """Packed rows (GQA 2:1, head_dim 64) on FlexAttention: logits of each document alone, the varlen path's logits,
+    and its q/k/v gradients within bf16 rounding (finite: cuDNN's ragged kernel was removed for NaN gradients)."""
     if impl == "flex" and glm._flex_attention is None:
         pytest.skip("no FlexAttention")
     cfg = model_config("debug", head_dim=64)
@@ -258,6 +288,7 @@ def test_packed_kernels_match_varlen_on_gpu(impl: str) -> None:
                 start += n
     grads = [_packed_cuda_grads(m.train(), ids, doc_lens) for m in (model, ref)]
     for a, b in zip(*grads, strict=True):
+        assert torch.isfinite(a).all()
         assert ((a - b).norm() / b.norm()) < 3e-2
 
 
@@ -268,7 +299,7 @@ def test_gather_path_on_gpu_matches_index_path(fuse_shared: bool) -> None:
     """bf16 grouped GEMM on CUDA, compiled regions: the gather path's loss and expert gradients equal the index
     path's within bf16 rounding (fp32 router: the same picks up to near-ties)."""
     cfg = model_config("debug", head_dim=64)
-    base = _biased(GLMForCausalLM(cfg)).cuda().to(torch.bfloat16)
+    base = _biased(GLMForCausalLM(cfg)).cuda().to(torch.bfloat16).set_moe_path("index")
     for router in base.routers():
         router.float()
     fast = copy.deepcopy(base).set_moe_path("gather", fuse_shared=fuse_shared)
