@@ -422,17 +422,19 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
         return [(_arg_naming(args, exc.remote) if exc.remote else ("step",), str(exc))]
     except StepError as exc:
         return [(("args",), str(exc))]
-    from data_pipes.datatrove_assets import missing_asset
+    from data_pipes.datatrove_assets import missing_assets
 
-    asset = missing_asset(step, role)  # one fetched lazily, on the first document (LanguageFilter's model)
-    if asset is not None:
-        lead = f"step {path!r}: {cls.__name__} reads, on its first document,"
+    # those fetched lazily: on the first document (LanguageFilter's model), or by what the step holds; each named
+    for asset in missing_assets(step, role):
+        how = f"through {asset.via}" if asset.via else "on its first document"
+        lead = f"step {path!r}: {cls.__name__} reads, {how},"
         if asset.local:
             problem = asset.problem or "cannot be read"
             message = local_missing_message(asset.remote, asset.local_path, problem, lead)
-            return [(_arg_naming(args, asset.remote), message)]
-        return [(_arg_naming(args, asset.remote), not_cached_message(asset.remote, asset.local_path, lead))]
-    return []
+        else:
+            message = not_cached_message(asset.remote, asset.local_path, lead)
+        problems.append((_arg_naming(args, asset.remote), message))
+    return problems
 
 
 def _arg_naming(args: Mapping[str, Any], value: str) -> tuple[str | int, ...]:

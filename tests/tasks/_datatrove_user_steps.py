@@ -66,3 +66,40 @@ class TagLang(PipelineStep):
                 continue
             doc.metadata["script"] = "Hani" if re.search(r"[\u4e00-\u9fff]", doc.text) else "Latn"
             yield doc
+
+
+class LanguageQualityFilter(BaseFilter):
+    """Keeps documents that fastText's lid.176 puts in ``languages`` (read as datatrove's LanguageFilter reads it,
+    lazily from datatrove's asset cache), with no word of the list at ``blocklist`` and that the fastText quality
+    classifier at ``model_url`` labels ``good``: a step that needs three assets, each fetched lazily through
+    datatrove's asset function (two by the datatrove components it holds, one by its own property)."""
+
+    name = "language and quality"
+
+    def __init__(self, model_url: str, blocklist: str, languages: list[str] | None = None) -> None:
+        from datatrove.pipeline.filters import FastTextClassifierFilter
+        from datatrove.utils.lid import FT176LID
+
+        super().__init__()
+        self.lid = FT176LID(languages or ["en"])
+        self.quality = FastTextClassifierFilter(model_url=model_url, keep_labels=[("good", 0.5)])
+        self.blocklist = blocklist
+        self._blocked: set[str] | None = None
+
+    @property
+    def blocked(self) -> set[str]:
+        if self._blocked is None:
+            from datatrove.io import cached_asset_path_or_download
+
+            path = cached_asset_path_or_download(self.blocklist, namespace="filters", subfolder="blocklist")
+            with open(path, encoding="utf-8") as fh:
+                self._blocked = {line.strip() for line in fh if line.strip()}
+        return self._blocked
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        (lang, _score), _ = self.lid.predict(doc)
+        if lang not in self.lid.languages:
+            return False, "wrong_language"
+        if self.blocked & set(doc.text.lower().split()):
+            return False, "blocked_word"
+        return self.quality.filter(doc)

@@ -522,3 +522,92 @@ def test_node_needing_a_model_fails_with_one_error(tmp_path: Path, monkeypatch: 
         engine.close()
     assert net.attempts == []
     assert "lang" not in Store(str(tmp_path / "store")).read_refs("lid")  # no output, no quarantined rows
+
+
+def test_every_lazy_asset_of_a_step_is_checked_and_each_missing_one_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user step needing three assets (lid.176 through datatrove's FT176LID, a local fastText quality model
+    through a FastTextClassifierFilter it holds, a local word list through its own property): validate names each
+    one that is missing on its own line, not only the first the probe document reaches; with all three there,
+    it passes without loading a model or touching the network."""
+    import fasttext.FastText
+
+    from data_pipes.datatrove_assets import requested_assets
+    from data_pipes.datatrove_resolve import build_step, resolve_step
+    from data_pipes.web.quality_fasttext import TrainConfig, train
+
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    model, words = tmp_path / "models" / "quality.bin", tmp_path / "blocklist.txt"
+    words.write_text("casino\npills\n")
+    step = f"{USER}:LanguageQualityFilter"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.jsonl").write_text(json.dumps({"id": "r1", "text": PARAGRAPHS["fr_good"]}) + "\n")
+    spec = {
+        "name": "assets",
+        "workdir": str(tmp_path / "store"),
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["docs"], "id_field": "id"}},
+            "lq": {"uses": "datatrove", "inputs": ["docs"],
+                   "params": {"step": step, "args": {"model_url": str(model), "blocklist": str(words)}}},
+        },
+    }  # fmt: skip
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    lines = file.read_text().splitlines()
+    step_line = lines.index(f"      step: {step}") + 1
+    model_line = lines.index(f"        model_url: {model}") + 1
+
+    # lid.176 not cached and the quality model absent: both named (the probe document stops at lid.176 first);
+    # the word list, which exists, is not
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    rendered = [p.render() for p in info.value.problems]
+    assert len(rendered) == 2, rendered
+    assert rendered[0].startswith(
+        f"{file}:{step_line}: nodes.lq.params.step: step '{step}': LanguageQualityFilter reads, on its first "
+        "document, 'https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin', which is not in "
+        "datatrove's asset cache"
+    ), rendered[0]
+    assert rendered[1].startswith(
+        f"{file}:{model_line}: nodes.lq.params.args.model_url: step '{step}': LanguageQualityFilter reads, "
+        f"through self.quality.model, the local file '{model}', which does not exist"
+    ), rendered[1]
+    assert "blocklist" not in " ".join(rendered)
+
+    # the word list gone too: all three named, each once (in the order of their YAML lines)
+    words.unlink()
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    named = {p.path: p.message for p in info.value.problems}
+    assert len(info.value.problems) == 3 and set(named) == {
+        "nodes.lq.params.step",
+        "nodes.lq.params.args.model_url",
+        "nodes.lq.params.args.blocklist",
+    }, named
+    assert (
+        f"through self.blocked, the local file '{words}', which does not exist"
+        in named["nodes.lq.params.args.blocklist"]
+    )
+
+    # all three there (lid.176 as a stand-in in the cache, a real tiny fastText model, the word list): validate
+    # passes, and no model was loaded to find them
+    words.write_text("casino\npills\n")
+    model.parent.mkdir()
+    train(
+        [("good", PARAGRAPHS["de_good"]), ("bad", PARAGRAPHS["de_menu"])] * 10, str(model), TrainConfig(dim=8)
+    )
+    _fake_cached_lid(cache)
+    loads: list[object] = []
+    monkeypatch.setattr(fasttext.FastText, "_FastText", lambda *a, **k: loads.append(a))
+    assert load_pipeline(str(file)).nodes["lq"].kind.name == "datatrove"
+    found = requested_assets(
+        build_step(resolve_step(step), spec["nodes"]["lq"]["params"]["args"], step), "filter"
+    )
+    assert [(a.local, a.via) for a in found] == [
+        (False, ""),
+        (True, "self.blocked"),
+        (True, "self.quality.model"),
+    ]
+    assert all(a.available for a in found) and loads == [] and net.attempts == []
