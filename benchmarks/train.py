@@ -26,9 +26,18 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   ``--time-limit``). HF is timed with torch's SDPA backend order and with cuDNN first (``--hf-sdpa``).
 * **round6**: the opt-in paths prepared for the fourth round, each on and off in one call (within
   ``--time-limit``): a bf16 agreement check of each against the default, packed rows as trained on varlen
-  FlashAttention-2, cuDNN's ragged kernel (``attn_impl="cudnn_packed"``) and FlexAttention (``"flex"``), the headline
-  step and forward + backward with the MoE ``gather`` dispatch and the shared expert fused into the grouped GEMM
-  (``set_moe_path``), inductor's ``combo_kernels``, then the best of each together as trained, profiled.
+  FlashAttention-2 and FlexAttention (``"flex"``; cuDNN's ragged kernel, timed there too, was removed for NaN
+  gradients), the headline step and forward + backward with the MoE ``gather`` dispatch and the shared expert fused
+  into the grouped GEMM (``set_moe_path``), inductor's ``combo_kernels``, then the best of each together as trained,
+  profiled. Its rows pin that round's defaults (index dispatch, no inductor options).
+* **round7**: DeepSpeed's share of the headline step (forward + backward 36.4% MFU, full step 32.7% in round 6),
+  with the model's new defaults (gather dispatch, combo kernels): the step as configured so far (profiled: kernels
+  by kind, GPU idle, host waits), then DeepSpeed settings each against it: its throughput timer off (it synchronizes
+  the device at every micro-batch's forward and step), bf16 ``check_grad_overflow`` off, the ZeRO optimizer's
+  ``overlap_comm`` / ``contiguous_gradients`` / bucket sizes, ``data_types.grad_accum_dtype`` fp32 (DeepSpeed's
+  BF16_Optimizer) alone and with flat fp32 accumulation, no all-reduce at world size 1 and a foreach clip
+  (:class:`DSVariant`), the best together (profiled), and the new defaults checked in the full step (combo kernels
+  off, index dispatch) and as trained. ``--device cpu --sections round7`` rehearses it on ``debug`` (plumbing only).
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
@@ -58,7 +67,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +98,123 @@ class Variant:
     mtp: bool = False
     compile_mode: str | None = None  # torch.compile mode of the layer regions (None: its default)
     whole_rows_graph: bool = False  # rows without packing: each layer one graph with cuDNN attention inside
-    moe_dispatch: str = "index"  # "gather": model/moe_dispatch.py (round 6)
+    moe_dispatch: str = "auto"  # auto: gather on CUDA (the default since round 6); "index": the earlier path
     fuse_shared: bool = False  # the shared expert as one more grouped-GEMM group (round 6)
-    compile_options: tuple[tuple[str, Any], ...] | None = None  # inductor options of the regions (round 6)
+    # inductor options of the regions: None the model's defaults (combo kernels on CUDA since round 6), () none
+    compile_options: tuple[tuple[str, Any], ...] | None = None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra``'s keys set, nested dicts merged (neither is changed)."""
+    out = json.loads(json.dumps(base))
+    for k, val in extra.items():
+        out[k] = _merge(out[k], val) if isinstance(val, dict) and isinstance(out.get(k), dict) else val
+    return out
+
+
+@dataclass
+class DSVariant:
+    """How one round-7 full step runs DeepSpeed around the model: more keys of its config (``config``, merged into
+    the headline's: ZeRO-1, bf16, clipping ``clip``) and changes made after ``deepspeed.initialize`` where
+    DeepSpeed has no key for them (all for its ``BF16_Optimizer``, which ``data_types.grad_accum_dtype`` fp32
+    selects; the default bf16 config runs its ZeRO optimizer, accumulating in bf16):
+
+    * ``flat_accum``: the bf16 gradients live in one flat buffer laid out as DeepSpeed's flat bf16 weights, and each
+      micro-batch adds it to the flat fp32 gradients in one kernel (DeepSpeed casts and adds per parameter: two
+      kernels and a copy per parameter and micro-batch);
+    * ``world1_skip_allreduce``: no gradient all-reduce at world size 1 (DeepSpeed flattens the fp32 gradients,
+      all-reduces them with itself and copies them back);
+    * ``foreach_clip``: DeepSpeed's clipping off, the flat fp32 gradients clipped by
+      ``torch.nn.utils.clip_grad_norm_(foreach=True)`` before its step (one norm and one multiply per flat buffer,
+      no host wait; DeepSpeed's clips per parameter after waiting for the norm's comparison)."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    flat_accum: bool = False
+    world1_skip_allreduce: bool = False
+    foreach_clip: bool = False
+    clip: float = 1.0
+
+    def ds_config(self, batch: int, gas: int) -> dict[str, Any]:
+        base = {
+            "train_batch_size": batch * gas, "train_micro_batch_size_per_gpu": batch,
+            "gradient_accumulation_steps": gas, "zero_optimization": {"stage": 1}, "bf16": {"enabled": True},
+            "gradient_clipping": 0.0 if self.foreach_clip else self.clip, "steps_per_print": 1 << 30,
+            "zero_allow_untested_optimizer": True,
+        }  # fmt: skip
+        return _merge(base, self.config)
+
+    def problem(self) -> str | None:
+        """Why this combination cannot run (before building anything), or None."""
+        fp32 = self.config.get("data_types", {}).get("grad_accum_dtype") in ("fp32", "float32", "float")
+        if (self.flat_accum or self.world1_skip_allreduce or self.foreach_clip) and not fp32:
+            return "flat accumulation, the world-1 all-reduce skip and the foreach clip act on BF16_Optimizer's fp32 " \
+                   "gradients: they need data_types.grad_accum_dtype fp32"  # fmt: skip
+        if self.flat_accum and self.config.get("bf16", {}).get("immediate_grad_update"):
+            return "flat accumulation replaces the per-micro-batch accumulation that immediate_grad_update moves " \
+                   "into backward hooks: pick one"  # fmt: skip
+        if self.foreach_clip and self.clip <= 0:
+            return "foreach_clip with clipping off"
+        if self.config.get("zero_optimization", {}).get("compute_grad_norm") is False and fp32:
+            return "DeepSpeed refuses compute_grad_norm=false with BF16_Optimizer (ZeRO-1, fp32 accumulation)"
+        return None
+
+    def setup(self, engine: Any) -> Callable[[], None] | str | None:
+        """Apply the changes made after ``deepspeed.initialize``: None (nothing to do at the step), a callable to run
+        after the last micro-batch's backward (before ``engine.step()``), or a string saying why it cannot apply."""
+        if not (self.flat_accum or self.world1_skip_allreduce or self.foreach_clip):
+            return None
+        opt = engine.optimizer
+        if type(opt).__name__ != "BF16_Optimizer":
+            return f"needs DeepSpeed's BF16_Optimizer, got {type(opt).__name__}"
+        if self.world1_skip_allreduce:
+            import torch.distributed as dist
+
+            if dist.is_initialized() and dist.get_world_size() > 1:
+                return "the gradient all-reduce is needed at world size > 1"
+            engine.enable_backward_allreduce = False
+        if self.flat_accum:
+            _flat_bf16_accumulation(opt)
+        if self.foreach_clip:
+            flats, clip = opt.fp32_groups_gradients_flat, self.clip
+            return lambda: torch.nn.utils.clip_grad_norm_(flats, clip, foreach=True)
+        return lambda: None
+
+
+def _flat_bf16_accumulation(opt: Any) -> None:
+    """Give every bf16 parameter of DeepSpeed's ``BF16_Optimizer`` ``opt`` a gradient that is a view into one flat
+    bf16 buffer per group (the layout of ``opt.bf16_groups_flat``, so of the fp32 gradient buffers too), and replace
+    its per-parameter accumulation by one add of the flat buffer per group. The views stay: DeepSpeed's gradient
+    clearing becomes a zero of the flat buffers (autograd then accumulates into them in place); a gradient found
+    outside its buffer raises instead of being missed."""
+    flats = []
+    for i, group in enumerate(opt.bf16_groups):
+        flat = torch.zeros_like(opt.bf16_groups_flat[i])
+        views = opt._split_flat_tensor(flat, [p.numel() for p in group])
+        for j, (p, view) in enumerate(zip(group, views, strict=True)):
+            p.grad = view.view_as(p)
+            p._hp_grad = opt.fp32_groups_gradients[i][j]
+        flats.append(flat)
+    ptrs = [f.untyped_storage().data_ptr() for f in flats]
+
+    def update_hp_grads(clear_lp_grads: bool = False) -> None:
+        for i, group in enumerate(opt.bf16_groups):
+            if any(p.grad is None or p.grad.untyped_storage().data_ptr() != ptrs[i] for p in group):
+                raise RuntimeError("a gradient left the flat bf16 buffer: flat accumulation would miss it")
+            opt.fp32_groups_gradients_flat[i].add_(flats[i])
+            opt.fp32_groups_has_gradients[i] = [True] * len(group)
+        if clear_lp_grads:
+            clear(False)
+
+    def clear(set_to_none: bool = False) -> None:  # the views stay, whatever set_to_none says
+        for f in flats:
+            f.zero_()
+
+    def zero_grad(set_to_none: bool = True) -> None:
+        clear()
+        opt.clear_hp_grads()
+
+    opt.update_hp_grads, opt.clear_lp_grads, opt.zero_grad = update_hp_grads, clear, zero_grad
 
 
 def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
@@ -121,21 +244,41 @@ def step_flops(cfg: ModelConfig, batch: int, doc_lens: list[list[int]] | None, m
     return matmul + attn
 
 
+def _sync() -> None:
+    """Wait for the GPU (nothing to wait for on CPU: the CPU rehearsal of round7)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _sync_time(fn: Callable[[], None], warmup: int, iters: int) -> float:
     """Seconds per call of ``fn``, CUDA-synchronised, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    _sync()
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    torch.cuda.synchronize()
+    _sync()
     return (time.perf_counter() - t0) / iters
 
 
 def _free() -> None:
     gc.collect()
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _mem_start() -> int:
+    """Reset the peak-memory counter; the bytes held now (0 on CPU)."""
+    if not torch.cuda.is_available():
+        return 0
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def _mem_peak(base: int) -> float:
+    """GiB of peak memory above ``base`` since :func:`_mem_start` (0 on CPU)."""
+    return (torch.cuda.max_memory_allocated() - base) / 2**30 if torch.cuda.is_available() else 0.0
 
 
 def hf_name(experts: str, sdpa: str) -> str:
@@ -169,23 +312,24 @@ class Bench:
         self.args = args
         self.rows: list[dict[str, Any]] = []
         self._weights: dict[str, dict[str, torch.Tensor]] = {}
+        self.dev = torch.device("cuda" if args.device == "cuda" else "cpu")
 
     # -- models -----------------------------------------------------------------------------------------------
     def weights(self, cfg: ModelConfig, key: str) -> dict[str, torch.Tensor]:
         """Seeded bf16 weights of ``cfg`` on the GPU (built once per key; every variant loads the same)."""
         if key not in self._weights:
             model = GLMForCausalLM(cfg, seed=0)
-            self._weights[key] = {k: v.to("cuda", torch.bfloat16) for k, v in model.state_dict().items()}
+            self._weights[key] = {k: v.to(self.dev, torch.bfloat16) for k, v in model.state_dict().items()}
         return self._weights[key]
 
     def ours(self, cfg: ModelConfig, key: str, v: Variant) -> GLMForCausalLM:
-        with torch.device("cuda"):
+        with self.dev:
             model = GLMForCausalLM(cfg, expert_impl=v.expert_impl, attn_impl=v.attn_impl, seed=None)  # type: ignore[arg-type]
         model.load_state_dict(self.weights(cfg, key))
         model.to(torch.bfloat16)
         for router in model.routers():
             router.float()
-        options = dict(v.compile_options) if v.compile_options else None
+        options = None if v.compile_options is None else dict(v.compile_options)
         model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph, options=options)
         model.set_moe_path(v.moe_dispatch, v.fuse_shared)
         return model.train()
@@ -639,11 +783,11 @@ class Bench:
         cfg, key = model_config("small"), "small"
         left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
         mb = self.args.micro_batch
-        base = Variant("ours")
+        base = Variant("ours", moe_dispatch="index", compile_options=())  # the defaults of that round
         gather = replace(base, moe_dispatch="gather")
         fused = replace(gather, fuse_shared=True)
-        attn = {"varlen": base, "cudnn_packed": replace(base, attn_impl="cudnn_packed"),
-                "flex": replace(base, attn_impl="flex")}  # fmt: skip
+        # (cuDNN's ragged kernel, "cudnn_packed", was timed here in round 6: NaN gradients, since removed)
+        attn = {"varlen": base, "flex": replace(base, attn_impl="flex")}
         moe = {"index": base, "gather": gather, "gather + fused shared": fused}
         got: dict[str, dict[str, Any] | None] = {}
 
@@ -682,7 +826,6 @@ class Bench:
                 "sdpa with a mask (bf16 rounding floor)": replace(base, attn_impl="sdpa"),
                 **{k: v for k, v in attn.items() if k != "varlen"}, "gather": gather, "gather + fused shared": fused})),
             ("packed varlen", 40, step("varlen", attn["varlen"], True)),
-            ("packed cudnn", 40, step("cudnn_packed", attn["cudnn_packed"], True)),
             ("step index", 30, step("index", moe["index"], False)),
             ("step gather", 30, step("gather", moe["gather"], False)),
             ("step fused", 30, step("gather + fused shared", moe["gather + fused shared"], False)),
@@ -709,6 +852,172 @@ class Bench:
                         flush=True,
                     )
 
+    # -- round 7: DeepSpeed's share of the full step ---------------------------------------------------------------
+    def ds_step(
+        self, section: str, cfg: ModelConfig, key: str, v: Variant, d: DSVariant, *, batch: int, gas: int,
+        packed: bool = False, mtp: bool = False, profile: str | None = None,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """One round-7 full step: ``gas`` micro-batches of ``batch`` rows of our model, under DeepSpeed ZeRO-1 (bf16,
+        fp32 master weights, torch's fused AdamW as in the headline) configured by ``d``; ``--r7-warmup`` steps, then
+        ``--r7-iters`` timed. Also returns the mean loss of the last timed step (same seeded rows every step, so each
+        variant's loss after the same updates shows a wrong update; bf16 rounding moves it by about 1e-3; the first
+        step's loss, before any update, is the same for all). A variant
+        that cannot run on the optimizer DeepSpeed picked is skipped with the reason printed. ``profile``: a file
+        name under ``--out`` for one more step under the profiler (kernels by kind, GPU idle)."""
+        import deepspeed
+
+        name = f"{v.name}, {d.name}"
+        problem = d.problem()
+        if problem:
+            print(f"[{section}] {name}: skipped ({problem})", flush=True)
+            return None
+        engine = model = opt = None
+        try:
+            _free()
+            base = _mem_start()
+            model = self.ours(cfg, key, v)
+            gen = torch.Generator().manual_seed(1)
+            ids = torch.randint(0, cfg.vocab_size, (batch, SEQ_LEN), generator=gen).to(self.dev)
+            doc_lens = packed_doc_lens(batch, SEQ_LEN, 2) if packed else None
+            opt = torch.optim.AdamW(
+                model.parameters(), lr=1e-4, weight_decay=0.1, fused=self.dev.type == "cuda"
+            )
+            config = d.ds_config(batch, gas)
+            engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
+            used = type(engine.optimizer).__name__
+            setup = d.setup(engine)  # the variant's own changes around DeepSpeed (or why it cannot apply)
+            if isinstance(setup, str):
+                print(f"[{section}] {name}: skipped on {used} ({setup})", flush=True)
+                return None
+            losses: list[torch.Tensor] = []
+            history: list[torch.Tensor] = []  # mean loss of each step (read after the timing: no host wait)
+
+            def step() -> None:
+                losses.clear()
+                for j in range(gas):
+                    loss = engine(
+                        ids,
+                        doc_lens=doc_lens,
+                        labels=ids,
+                        mtp_weight=0.3 if mtp else 0.0,
+                        return_logits=False,
+                    ).loss
+                    engine.backward(loss)
+                    losses.append(loss.detach())
+                    if j == gas - 1 and setup is not None:
+                        setup()  # e.g. the foreach clip of the flat fp32 gradients, before DeepSpeed's step
+                    engine.step()
+                history.append(torch.stack(losses).float().mean())
+
+            sec = _sync_time(step, self.args.r7_warmup, self.args.r7_iters)
+            peak = _mem_peak(base)
+            loss, loss_first, n_steps = float(history[-1]), float(history[0]), len(history)
+            prof = None
+            if profile:
+                prof = _profile_one(step, Path(self.args.out) / profile, name)
+            flops = step_flops(cfg, batch, doc_lens, mtp) * gas
+            return self.record(
+                section, name, sec, batch * SEQ_LEN * gas, flops, peak, loss=loss, loss_first_step=loss_first,
+                steps=n_steps, optimizer=used, ds_config=config, variant=asdict(v), ds_variant=d.name,
+                profile=prof, packed=packed, mtp=mtp,
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - one failed variant must not lose the others' figures
+            print(f"[{section}] {name} FAILED:\n{traceback.format_exc()}", flush=True)
+            return None
+        finally:
+            if engine is not None and hasattr(engine, "destroy"):
+                try:
+                    engine.destroy()  # its hooks hold the model
+                except Exception:  # noqa: BLE001 - freeing only
+                    pass
+            engine = model = opt = None  # noqa: F841 - drop the references before the next variant
+            _free()
+
+    def round7(self) -> None:
+        """The gap between forward + backward (36.4% MFU) and the full step (32.7%) on the headline's work (whole
+        rows, mb x gas of ``--micro-batch`` x ``--gas``, ZeRO-1, bf16, AdamW), with the model's new defaults (MoE
+        gather dispatch, combo kernels): the headline step as it was configured (profiled: ``profile_round7_
+        default.txt``), then DeepSpeed settings that remove host waits and copies, each a row against the default,
+        the best of them together (profiled), and the new defaults checked in the full step (combo kernels off) and as
+        trained (packed rows, MTP). Rows run most valuable first while ``--time-limit`` leaves time."""
+        cfg, key = self.r7_cfg, self.r7_key
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        mb, gas = self.args.micro_batch, self.args.gas
+        v = Variant("ours", compile=self.r7_compile)
+        got: dict[str, dict[str, Any] | None] = {}
+        fast = {"timers": {"throughput": {"enabled": False}}, "bf16": {"check_grad_overflow": False}}
+        lean = DSVariant("timers off, no overflow check", fast)
+        zero_opts = {  # the ZeRO optimizer's own knobs, each on top of ``lean``
+            "overlap_comm": {"zero_optimization": {"overlap_comm": True}},
+            "contiguous_gradients off": {"zero_optimization": {"contiguous_gradients": False}},
+            "buckets 2e9": {"zero_optimization": {"reduce_bucket_size": int(2e9), "allgather_bucket_size": int(2e9)}},
+        }  # fmt: skip
+        fp32_accum = {"data_types": {"grad_accum_dtype": "fp32"}}
+
+        def row(tag: str, d: DSVariant, need: float, model: Variant = v, **kw: Any) -> Callable[[], None]:
+            def run() -> None:
+                if left() < need:
+                    print(f"[round7] {tag}: skipped ({left():.0f} s of --time-limit left, needs ~{need:.0f})",
+                          flush=True)  # fmt: skip
+                    return
+                got[tag] = self.ds_step("round7 step", cfg, key, model, d, batch=mb, gas=gas, **kw)
+
+            return run
+
+        def best_combined() -> DSVariant:
+            """``lean`` plus each ZeRO knob that beat it by more than 0.5% (in this call)."""
+            ref = got.get("lean")
+            config: dict[str, Any] = json.loads(json.dumps(fast))
+            picked = []
+            for tag, extra in zero_opts.items():
+                r = got.get(tag)
+                if ref and r and r["tok_s"] > 1.005 * ref["tok_s"]:
+                    config = _merge(config, extra)
+                    picked.append(tag)
+            return DSVariant(
+                "best: timers off, no overflow check" + "".join(f", {t}" for t in picked), config
+            )
+
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("default", row("default", DSVariant("DeepSpeed as in the headline (default)"), 40,
+                            profile="profile_round7_default.txt")),
+            ("timers off", row("timers off", DSVariant("throughput timer off", {"timers": fast["timers"]}), 15)),
+            ("lean", row("lean", lean, 15)),
+            *[(t, row(t, DSVariant(f"timers off, no overflow check, {t}", _merge(fast, c)), 15))
+              for t, c in zero_opts.items()],
+            ("fp32 accum", row("fp32 accum", DSVariant("grad_accum_dtype fp32 (BF16_Optimizer), timers off",
+                                                       _merge(fp32_accum, {"timers": fast["timers"]})), 15)),
+            ("fp32 accum flat", row("fp32 accum flat", DSVariant(
+                "grad_accum_dtype fp32, timers off, flat fp32 accumulation, no all-reduce at world size 1, foreach clip",
+                _merge(fp32_accum, {"timers": fast["timers"]}), flat_accum=True, world1_skip_allreduce=True,
+                foreach_clip=True), 15)),
+            ("best", lambda: row("best", best_combined(), 25, profile="profile_round7_best.txt")()),
+            ("no clipping", lambda: row("no clipping", replace(best_combined(), name=best_combined().name +
+                                        ", no gradient clipping (diagnostic)", clip=0.0), 15)()),
+            ("as trained", lambda: row("as trained", best_combined(), 60, packed=True, mtp=True,
+                                       model=replace(v, name="ours as trained (packed rows, MTP 0.3)"))()),
+            ("combo off", lambda: row("combo off", best_combined(), 60,
+                                      model=replace(v, name="ours, combo kernels off", compile_options=()))()),
+            ("index", lambda: row("index", best_combined(), 40, model=replace(v, name="ours, MoE index dispatch",
+                                                                            moe_dispatch="index"))()),
+        ]  # fmt: skip
+        for _, run in steps:
+            run()
+        ref = got.get("default")
+        for r in got.values():
+            if r and ref:
+                ratio = (
+                    "other work (MFU compares)"
+                    if r["packed"]
+                    else f"{r['tok_s'] / ref['tok_s']:.3f}x the default"
+                )
+                print(
+                    f"[round7] {r['name']}: {ratio}, MFU {r['mfu'] * 100:.1f}%, peak {r['peak_gib']:.1f} GiB, loss "
+                    f"{r['loss_first_step']:.5f} -> {r['loss']:.5f} after {r['steps'] - 1} updates (default "
+                    f"{ref['loss']:.5f}), {r['optimizer']}",
+                    flush=True,
+                )
+
     def _round6_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
         """bf16 agreement of each new path with the default one, eager, 2 packed rows of 4096: the loss (lm + MTP)
         and the relative difference of a few gradients (attention projections of layer 1, its experts, the shared
@@ -729,7 +1038,7 @@ class Bench:
             return float(loss), {n: params[n].grad.float().clone() for n in names}
 
         try:
-            ref_loss, ref_grads = run(Variant("ours"))
+            ref_loss, ref_grads = run(Variant("ours", moe_dispatch="index"))
         except Exception:  # noqa: BLE001
             print(f"[round6] check: the default path FAILED:\n{traceback.format_exc()}", flush=True)
             return
@@ -947,16 +1256,19 @@ def ranks(
     return results
 
 
-def _profile_one(step: Callable[[], None], path: Path, name: str) -> None:
+def _profile_one(step: Callable[[], None], path: Path, name: str) -> dict[str, Any]:
     """One more call of ``step`` under ``torch.profiler``: the host-side ops by their own CPU time and the kernels by
-    GPU time go to ``path``; kernel time against wall time is printed."""
+    GPU time go to ``path``; kernel time against wall time (the difference: the GPU idle), the kernels by kind and
+    the host's waits for the GPU (synchronize calls) are printed and returned."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync()
+    with profile(activities=activities) as prof:
         t0 = time.perf_counter()
         step()
-        torch.cuda.synchronize()
+        _sync()
         wall = time.perf_counter() - t0
     events = prof.key_averages()
     kernels = sum(
@@ -965,7 +1277,7 @@ def _profile_one(step: Callable[[], None], path: Path, name: str) -> None:
         if e.device_type == torch.autograd.DeviceType.CUDA
     )
     cpu = events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=80)
-    gpu = events.table(sort_by="self_cuda_time_total", row_limit=60, max_name_column_width=80)
+    gpu = events.table(sort_by="self_cuda_time_total", row_limit=60, max_name_column_width=80) if cuda else ""
     kinds: dict[str, float] = {}
     for e in events:  # kernels only, summed by kind
         if e.device_type == torch.autograd.DeviceType.CUDA:
@@ -975,16 +1287,25 @@ def _profile_one(step: Callable[[], None], path: Path, name: str) -> None:
         f"  {k:48s} {t / 1e3:8.1f} ms  {t / max(kernels, 1e-9) * 100:5.1f}%"
         for k, t in sorted(kinds.items(), key=lambda kv: -kv[1])
     )
-    path.write_text(
-        f"{name}\nwall {wall * 1e3:.1f} ms, kernels {kernels / 1e3:.1f} ms\n\nkernels by kind:\n{by_kind}\n\n"
-        f"{cpu}\n\n{gpu}\n"
+    waits = {  # the host waiting for the GPU: calls and their CPU ms
+        e.key: (e.count, e.self_cpu_time_total / 1e3)
+        for e in events
+        if e.key in ("cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize")
+    }
+    idle = wall * 1e3 - kernels / 1e3
+    head = (
+        f"{name}\nwall {wall * 1e3:.1f} ms, kernels {kernels / 1e3:.1f} ms, GPU idle (wall - kernels) {idle:.1f} ms "
+        f"({idle / max(wall * 1e3, 1e-9) * 100:.1f}% of the wall; profiler on)\nhost waits for the GPU: "
+        + (", ".join(f"{k} {n} calls {ms:.1f} ms" for k, (n, ms) in waits.items()) or "none")
     )
+    path.write_text(f"{head}\n\nkernels by kind:\n{by_kind}\n\n{cpu}\n\n{gpu}\n")
     print(f"[profile step] kernels by kind:\n{by_kind}", flush=True)
-    print(
-        f"[profile step] {name}: wall {wall * 1e3:.1f} ms (profiler on), kernels {kernels / 1e3:.1f} ms",
-        flush=True,
-    )
+    print(f"[profile step] {head}", flush=True)
     print(cpu[:4000], flush=True)
+    return {
+        "wall_ms": wall * 1e3, "kernel_ms": kernels / 1e3, "idle_ms": idle,
+        "kinds_ms": {k: t / 1e3 for k, t in kinds.items()}, "host_waits": waits,
+    }  # fmt: skip
 
 
 def _kernel_kind(name: str) -> str:
@@ -1073,6 +1394,7 @@ def gpu(args: argparse.Namespace) -> None:
 
     dynamo_config.cache_size_limit = 64
     bench = Bench(args)
+    bench.r7_cfg, bench.r7_key, bench.r7_compile = model_config("small"), "small", True
     t0 = time.perf_counter()
     try:
         if "headline" in sections:
@@ -1089,6 +1411,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round5()
         if "round6" in sections:
             bench.round6()
+        if "round7" in sections:
+            bench.round7()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:
@@ -1143,6 +1467,34 @@ def cpu(args: argparse.Namespace) -> None:
     print(f"ours / best HF ({best[1]}): {tps['ours'] / best[0]:.2f}x")
 
 
+def round7_cpu(args: argparse.Namespace) -> None:
+    """A CPU rehearsal of ``--sections round7`` (its plumbing, not its speed): the ``debug`` flavour, eager, bf16,
+    rows of ``--r7-seq`` tokens, DeepSpeed on its CPU accelerator over gloo, every row as on the GPU."""
+    global SEQ_LEN
+    SEQ_LEN = args.r7_seq
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    torch.set_num_threads(args.threads)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    bench.r7_cfg, bench.r7_key, bench.r7_compile = model_config("debug"), "debug", False
+    t0 = time.perf_counter()
+    try:
+        bench.round7()
+    finally:
+        (Path(args.out) / "train_bench.json").write_text(json.dumps(bench.rows, indent=1, default=str))
+        summary(bench.rows)
+        print(f"total {time.perf_counter() - t0:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -1179,10 +1531,15 @@ def main() -> None:
     )
     parser.add_argument("--work", default="/tmp/train_bench_work", help="scratch folder (ranks section)")
     parser.add_argument("--rounds", type=int, default=5, help="CPU: timed rounds")
+    parser.add_argument("--r7-warmup", type=int, default=2, help="round7: optimizer steps before timing")
+    parser.add_argument("--r7-iters", type=int, default=5, help="round7: timed optimizer steps")
+    parser.add_argument("--r7-seq", type=int, default=64, help="round7 on CPU (a rehearsal): tokens per row")
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads")
     args = parser.parse_args()
     if args.device == "cuda":
         gpu(args)
+    elif "round7" in args.sections.split(","):
+        round7_cpu(args)
     else:
         cpu(args)
 
