@@ -179,13 +179,13 @@ def plan(
     """What `run` would do: each selected node as up to date (reused) or to compute, and why (every reason,
     with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`); as `status` says, a node
     whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped."""
-    from flows.outcome import blocked_reason, failed_status, run_outcome
+    from flows.outcome import failed_status, failing_input_reason, plan_blocked_reason, selection_outcome
 
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
     engine = _engine(p)
     every = engine.plan(sel)
-    failed, blocked = run_outcome(every, engine.store.manifest, p.deps)
+    failed, on_input, blocked = selection_outcome(every, engine.store.manifest, p.deps, sel.nodes)
     plans = [x for x in every if x.node in set(sel.nodes)]
     if as_json:
         out = []
@@ -194,6 +194,9 @@ def plan(
             if x.node in failed:  # as `arcflow show --json` says it
                 entry["status"] = "all_quarantined"
                 entry["reasons"] = failed_status(x.node, failed[x.node], engine.store.location, p.file)[1]
+            elif x.node in on_input:
+                entry["status"] = "input_all_quarantined"
+                entry["reasons"] = [failing_input_reason(x.node, on_input[x.node])]
             elif x.node in blocked:
                 entry["blocked_by"] = blocked[x.node]
             out.append(entry)
@@ -207,9 +210,12 @@ def plan(
             # `failed (all 3 rows quarantined)`
             action, reasons = failed_status(x.node, failed[x.node], engine.store.location, p.file)
             style = STATUS_STYLE["failed"]
+        elif x.node in on_input:  # `--node` over such an output: the run fails here
+            action, style = "fail (input unusable)", STATUS_STYLE["failed"]
+            reasons = [failing_input_reason(x.node, on_input[x.node])]
         elif x.node in blocked:
             action, style = "skip (blocked)", STATUS_STYLE["blocked"]
-            reasons = [blocked_reason(blocked[x.node]), *reasons]
+            reasons = [plan_blocked_reason(blocked[x.node], failed), *reasons]
         rows.append((x.node, p.nodes[x.node].uses, action, style, reasons))
     fixed = [max((len(r[0]) for r in rows), default=4), max((len(r[1]) for r in rows), default=4)]
     fixed.append(max([24, *(len(r[2]) for r in rows)]))
@@ -359,10 +365,8 @@ def _run_here(
 
     server = detect()  # a running `arcflow server`, when no API is configured
     if not os.environ.get("PREFECT_API_URL"):
-        # Prefect's ephemeral API: its process is stopped when this command exits, and its services log errors
-        # (tracebacks of "Error flushing events", CancelledError) about records they had not written yet; they
-        # say nothing about the run, whose outcome is known by then
-        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+        # Prefect's ephemeral API: its output goes to a log file (flows/ephemeral_api.py), warnings and up
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Dask's INFO lines and its warnings at shutdown ("Worker process still alive ... killing") only with -v
     os.environ.setdefault("ARCFLOW_DASK_LOG_LEVEL", "INFO" if verbose else "ERROR")
@@ -376,6 +380,14 @@ def _run_here(
     from flows.engine import PROGRESS_HOOKS
     from flows.prefect_flow import arcflow_pipeline, quiet_prefect_shutdown
 
+    if server is None:  # the ephemeral API, started now with its output in a log, not on the terminal
+        from flows.ephemeral_api import EphemeralApiError, start
+
+        try:
+            start(verbose)
+        except EphemeralApiError as exc:
+            err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     if server is not None:
         err.print(
             f"Prefect API: the local arcflow server at {server.ui_url}", highlight=False, soft_wrap=True

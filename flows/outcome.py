@@ -26,6 +26,9 @@ __all__ = [
     "failed_status",
     "quarantine_folder",
     "run_outcome",
+    "selection_outcome",
+    "failing_input_reason",
+    "plan_blocked_reason",
 ]
 
 
@@ -144,6 +147,36 @@ def run_outcome(
     return failed, blocked
 
 
+def selection_outcome(
+    plans: Iterable[Any], manifest_of: Any, deps: Mapping[str, Iterable[str]], selected: Iterable[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]], dict[str, list[str]]]:
+    """What a run of the ``selected`` nodes would meet (`arcflow plan` with --node, --from or --to), from the whole
+    plan in topological order: ``failed``, the selected nodes it would reuse whose stored output quarantined every
+    row (node -> manifest); ``on_input``, the selected nodes reading such an output of a node outside the selection
+    (node -> those inputs: the run fails there with a MissingInputError); ``blocked``, the selected nodes downstream
+    of either inside the selection (node -> the failing nodes upstream: skipped)."""
+    plans = list(plans)
+    chosen = set(selected)
+    every, _ = run_outcome(plans, manifest_of, deps)
+    failed: dict[str, dict[str, Any]] = {}
+    on_input: dict[str, list[str]] = {}
+    blocked: dict[str, list[str]] = {}
+    for x in plans:
+        if x.node not in chosen:
+            continue
+        inside = [d for d in deps[x.node] if d in chosen]
+        upstream = sorted(
+            {f for d in inside for f in ([d] if d in failed or d in on_input else blocked.get(d, []))}
+        )
+        if upstream:
+            blocked[x.node] = upstream
+        elif x.node in every:
+            failed[x.node] = every[x.node]
+        elif bad := sorted(d for d in deps[x.node] if d in every and d not in chosen):
+            on_input[x.node] = bad
+    return failed, on_input, blocked
+
+
 def failed_status(
     node_id: str, manifest: dict[str, Any], store_location: str, pipeline_file: str
 ) -> tuple[str, list[str]]:
@@ -168,3 +201,20 @@ def blocked_reason(upstream: list[str]) -> str:
     """Why `arcflow status` and `arcflow show` call a node blocked: the nodes upstream that fail a run."""
     names = ", ".join(repr(u) for u in upstream)
     return f"blocked by {names} (every row quarantined): a run fails there and skips this node"
+
+
+def failing_input_reason(node_id: str, inputs: list[str]) -> str:
+    """Why `arcflow plan` says a selected node fails: an input outside the selection quarantined every row."""
+    names = ", ".join(repr(i) for i in inputs)
+    return (
+        f"input {names} quarantined every row it read, so a run fails here (MissingInputError); fix it, then "
+        f"`arcflow run --to {node_id}`"
+    )
+
+
+def plan_blocked_reason(upstream: list[str], failed: Mapping[str, Any]) -> str:
+    """Why `arcflow plan` says a node is skipped: as ``blocked_reason`` when every node it waits on quarantined
+    every row; otherwise (one fails on such an input) without saying so of them."""
+    if all(u in failed for u in upstream):
+        return blocked_reason(upstream)
+    return f"blocked by {', '.join(repr(u) for u in upstream)}: a run fails there and skips this node"

@@ -227,6 +227,23 @@ def test_node_over_an_all_quarantined_input_refuses_it(tmp_path: Path) -> None:
     # `--from broken` recomputes it (forced): no longer a failure foretold
     forced = CliRunner().invoke(app, ["plan", "-f", str(path), "--from", "broken"], env={"COLUMNS": "400"})
     assert "failed" not in _table_rows(forced.output)["broken"], forced.output
+    # `--from after_broken`: 'broken' is outside the selection, so the run fails at after_broken on its input
+    # (a MissingInputError, as the run says) and skips grandchild
+    rows = _table_rows(
+        CliRunner()
+        .invoke(app, ["plan", "-f", str(path), "--from", "after_broken"], env={"COLUMNS": "400"})
+        .output
+    )
+    assert set(rows) == {"after_broken", "grandchild"}, rows
+    assert rows["after_broken"].split(" │ ")[2] == "fail (input unusable)", rows["after_broken"]
+    assert (
+        "input 'broken' quarantined every row it read, so a run fails here (MissingInputError)"
+        in rows["after_broken"]
+    )
+    assert (
+        "skip (blocked)" in rows["grandchild"]
+        and "blocked by 'after_broken': a run fails there" in rows["grandchild"]
+    )
     # `arcflow show` says so too, as text and as JSON; the consumer's says what blocks it
     shown = CliRunner().invoke(app, ["show", "broken", "-f", str(path)], env={"COLUMNS": "400"})
     assert shown.exit_code == 0 and "broken: failed: all 3 input rows were quarantined" in shown.output
