@@ -365,10 +365,8 @@ def _run_here(
 
     server = detect()  # a running `arcflow server`, when no API is configured
     if not os.environ.get("PREFECT_API_URL"):
-        # Prefect's ephemeral API: its process is stopped when this command exits, and its services log errors
-        # (tracebacks of "Error flushing events", CancelledError) about records they had not written yet; they
-        # say nothing about the run, whose outcome is known by then
-        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+        # Prefect's ephemeral API: its output goes to a log file (flows/ephemeral_api.py), warnings and up
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Dask's INFO lines and its warnings at shutdown ("Worker process still alive ... killing") only with -v
     os.environ.setdefault("ARCFLOW_DASK_LOG_LEVEL", "INFO" if verbose else "ERROR")
@@ -382,6 +380,14 @@ def _run_here(
     from flows.engine import PROGRESS_HOOKS
     from flows.prefect_flow import arcflow_pipeline, quiet_prefect_shutdown
 
+    if server is None:  # the ephemeral API, started now with its output in a log, not on the terminal
+        from flows.ephemeral_api import EphemeralApiError, start
+
+        try:
+            start(verbose)
+        except EphemeralApiError as exc:
+            err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     if server is not None:
         err.print(
             f"Prefect API: the local arcflow server at {server.ui_url}", highlight=False, soft_wrap=True

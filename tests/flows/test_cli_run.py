@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from _pipeline_util import write_corpus, write_pipeline
 
+from flows.ephemeral_api import LOG_NAME as API_LOG
 from flows.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,17 +27,17 @@ NODES = {
 }
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # the ephemeral API, no local server record
-    return env
+    return {**env, **(extra or {})}
 
 
-def _arcflow(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+def _arcflow(args: list[str], tmp_path: Path, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", *args],
         cwd=REPO,
-        env=_env(tmp_path),
+        env=_env(tmp_path, extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -55,8 +56,9 @@ def test_busy_store_fails_before_prefect_or_queues_with_wait(tmp_path: Path) -> 
         assert busy.returncode == 1, out + errs
         assert "is in use by arcflow pid" in errs and "--wait" in errs, errs
         assert not any(n in out + errs for n in NOISE), errs
-        # Prefect never started: no run was recorded in the store
+        # Prefect never started: no run was recorded in the store, no ephemeral API was started
         assert not (tmp_path / ".arcflow" / "runs").exists()
+        assert not (tmp_path / "prefect-home" / API_LOG).exists()
 
         queued = _arcflow(["run", "--wait", "-f", str(pipeline)], tmp_path)
         deadline = time.monotonic() + 120
@@ -71,11 +73,17 @@ def test_busy_store_fails_before_prefect_or_queues_with_wait(tmp_path: Path) -> 
     assert "done" in out and f"{len(NODES)} computed" in out, out
     assert not any(n in out + errs for n in NOISE), out + errs
 
-    cached = _arcflow(["run", "-f", str(pipeline)], tmp_path)
+    # the ephemeral API's own output (here at INFO: its start and shutdown lines, whatever its services log when
+    # they are cancelled at exit) goes to its log file, never to the terminal
+    cached = _arcflow(["run", "-f", str(pipeline)], tmp_path, {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"})
     out, errs = cached.communicate(timeout=300)
     assert cached.returncode == 0, out + errs
     assert f"{len(NODES)} reused, 0 computed" in out, out
     assert not any(n in out + errs for n in NOISE), out + errs
+    assert "Application startup complete" not in out + errs, errs
+    log = (tmp_path / "prefect-home" / API_LOG).read_text()
+    assert log.count("arcflow run (pid ") == 2, log  # the queued run's and the cached run's
+    assert "Application startup complete" in log.split("arcflow run (pid ")[-1], log
 
 
 @pytest.mark.timeout(400)
