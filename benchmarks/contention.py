@@ -112,7 +112,7 @@ def _child(rank: int, specs: dict, shards: list[str], work: str, barrier: object
         inputs = [warm_in / "part-00000.parquet"]
         for node in NODES:
             inputs, _, _ = _run_node(specs[node], inputs, base / "warm" / node)
-        barrier.wait(timeout=600)  # type: ignore[attr-defined]
+        barrier.wait(timeout=180)  # type: ignore[attr-defined]
         t0, c0 = time.perf_counter(), time.process_time()
         inputs = [Path(s) for s in shards]
         per_node: dict[str, dict[str, float]] = {}
@@ -154,6 +154,24 @@ def _mhz() -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _collect(queue: object, procs: list) -> list[dict]:
+    """One result per process; a process that died without sending one (killed, out of memory) fails the K."""
+    import queue as queue_mod
+
+    results: list[dict] = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=2))  # type: ignore[attr-defined]
+        except queue_mod.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.kill()
+                msg = f"{len(dead)} process(es) died (exit code {dead[0].exitcode}) without a result"
+                raise SystemExit(msg) from None
+    return results
+
+
 def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
     """K processes at once over their own copies of ``pages``: their results and the host's CPU split."""
     ctx = mp.get_context("spawn")
@@ -168,9 +186,9 @@ def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
     for p in procs:
         p.start()
     try:
-        barrier.wait(timeout=600)  # every child warm: the timed parts start together
+        barrier.wait(timeout=180)  # every child warm: the timed parts start together
     except threading.BrokenBarrierError:
-        pass  # a child failed: its error comes through the queue
+        pass  # a child failed (its error comes through the queue) or one did not get there in time
     warm_s = time.perf_counter() - t_start
     stat0, mhz, stop = _proc_stat(), [], threading.Event()
 
@@ -182,7 +200,7 @@ def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    results = [queue.get(timeout=1800) for _ in range(k)]
+    results = _collect(queue, procs)
     stop.set()
     sampler.join()
     stat1 = _proc_stat()

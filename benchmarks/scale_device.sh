@@ -14,7 +14,7 @@
 #                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
 #                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown
 #   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
-#   big           BIG documents on BIG_WORKERS workers, against BASELINE's one-worker time per document (default:
+#   big           BIG documents on BIG_WORKERS workers (a list runs each: 16,32), against BASELINE's one-worker time per document (default:
 #                 this call's series on SIZE documents; results are not kept across machines, so run series:1
 #                 first on a fresh machine, or carry a strong_results_SIZE.json and name it in BASELINE)
 # Environment (defaults for the device): PY=python3, SITE=/tmp/site, CACHE=/tmp/scale-dev, OUT (the call's
