@@ -26,6 +26,7 @@ BUILDS = {
     "trace": "tests.flows._trace_build",
     "train_kinds": "tests.tasks._train_build",
     "smollm2": "tests.data_pipes.reasoning._smollm2_build",
+    "zero": "tests.model.train._zero_build",
 }
 NICE = ["nice", "-n", "10"]
 TIMEOUT_S = 1800.0

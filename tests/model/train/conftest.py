@@ -75,10 +75,9 @@ def write_packed(
     return files
 
 
-@pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``outputs/<tok fp>/`` (tokenizer node) and ``outputs/<pack fp>/`` (pack node) with their manifests."""
-    root = tmp_path_factory.mktemp("store") / "outputs"
+def write_store(root: Path) -> dict[str, Path]:
+    """``root/<tok fp>/`` (tokenizer node) and ``root/<pack fp>/`` (pack node) with their manifests (also built
+    outside pytest, by tests/model/train/_zero_build.py)."""
     tok_node = root / ("a" * 64)
     tok_dir = make_tokenizer(tok_node / "tokenizer", 512)
     digest = hashlib.sha256((tok_dir / "tokenizer.json").read_bytes()).hexdigest()
@@ -100,8 +99,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ],
     }
     (pack_node / "manifest.json").write_text(json.dumps(manifest))
+    return {"tokenizer": tok_dir, "packed": pack_node, "root": root}
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``outputs/<tok fp>/`` (tokenizer node) and ``outputs/<pack fp>/`` (pack node) with their manifests."""
+    out = write_store(tmp_path_factory.mktemp("store") / "outputs")
     other = make_tokenizer(tmp_path_factory.mktemp("other") / "tokenizer", 400)
-    return {"tokenizer": tok_dir, "packed": pack_node, "other_tokenizer": other, "root": root}
+    return {**out, "other_tokenizer": other}
 
 
 def chat_records() -> list[dict]:

@@ -1,12 +1,11 @@
 """Muon under DeepSpeed ZeRO-1/2 (``model/muon_zero.py``): with clipping on the raw gradients, ZeRO 0, 1 and 2 take
 the same steps. The launcher test runs the real DeepSpeed launcher on CPU (2 gloo ranks) at each stage, ZeRO 2 in
-two launches (stopped after step 3, then resumed); the in-process tests check the sharding (whole matrices per expert, balanced), the step against ZeRO 0's optimizer and
-the momentum checkpoint."""
+two launches (stopped after step 3, then resumed), in the background from the session's start
+(tests/model/train/_zero_build.py); the in-process tests check the sharding (whole matrices per expert,
+balanced), the step against ZeRO 0's optimizer and the momentum checkpoint."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,57 +17,27 @@ from model.glm import GLMForCausalLM
 from model.muon import OptimConfig, build_optimizer, clip_and_step, split_params
 from model.muon_zero import ShardedMuon, build_zero_muon
 from model.train.checkpoint import latest_tag
-from model.train.launch import launch_command
-
-STEPS = 5
-CLIP = 0.5  # the debug model's raw gradient norm is 1.4-3.5 over these steps: every step is clipped
-
-
-def _spec(tmp: Path, store: dict, zero: int) -> Path:
-    spec = {
-        "model": {"flavour": "debug"},
-        "data": {"shards": [str(store["packed"])], "tokenizer": str(store["tokenizer"]), "seed": 5},
-        "batch": {"global_batch": 4, "micro_batch": 1},  # 2 ranks x 2 micro-batches: accumulation too
-        "optim": {"name": "muon", "lr": 0.01, "clip": CLIP},
-        "schedule": {"warmup_steps": 1},
-        "steps": STEPS,
-        "zero_stage": zero,
-        "checkpoint": {"dir": str(tmp / f"zero{zero}" / "ckpt")},
-    }
-    path = tmp / f"zero{zero}" / "spec.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(spec))
-    return path
-
-
-def _launch(spec: Path) -> None:
-    plan = launch_command(str(spec), 2)
-    done = subprocess.run(plan.argv, env=plan.env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+from tests._background import build_result
+from tests.model.train._zero_build import CLIP, STEPS, STOP
 
 
 @pytest.fixture(scope="module")
-def runs(store: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """ZeRO 0, 1 and 2 on 2 ranks; ZeRO 2 stops after step 3 and a second launch resumes it (the Muon momentum
-    comes back from each rank's file, the AdamW part from DeepSpeed's partitions)."""
-    tmp = tmp_path_factory.mktemp("zero")
-    out = {}
-    for zero in (0, 1, 2):
-        spec = _spec(tmp, store, zero)
-        if zero == 2:
-            raw = json.loads(spec.read_text())
-            spec.write_text(
-                json.dumps({**raw, "stop_after": 3, "checkpoint": {**raw["checkpoint"], "every": 3}})
-            )
-            _launch(spec)
-            assert latest_tag(str(spec.parent / "ckpt")) == "step00000003"
-            spec.write_text(json.dumps(raw))
-        _launch(spec)
-        out[zero] = spec.parent / "ckpt"
-    return out
+    comes back from each rank's file, the AdamW part from DeepSpeed's partitions). The four launches run in the
+    background from the session's start (tests/model/train/_zero_build.py)."""
+    return build_result(tmp_path_factory, "zero")
+
+
+@pytest.fixture(scope="module")
+def runs(built: dict) -> dict[int, Path]:
+    """Each ZeRO stage's checkpoint folder, the stopped ZeRO-2 launch having left its checkpoint at step 3."""
+    assert built["stopped_tag"] == f"step{STOP:08d}"
+    return built["ckpt"]
 
 
 @pytest.mark.slow
+@pytest.mark.background_build("zero")
 def test_zero_0_1_2_equal_with_muon_and_raw_gradient_clipping(runs: dict[int, Path]) -> None:
     rows = {z: pq.read_table(ckpt / "metrics.parquet").to_pylist() for z, ckpt in runs.items()}
     ref = rows[0]
