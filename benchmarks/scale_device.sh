@@ -104,7 +104,9 @@ for phase in "$@"; do
     rm -rf .scale-device/call1 .scale-device/call2
     mkdir -p .scale-device/call1/corpora .scale-device/call1/code .scale-device/call2/whl
     cp ../shared/corpora/web_*.parquet .scale-device/call1/corpora/
-    git archive HEAD flows tasks data_pipes model | tar -x -C .scale-device/call1/code
+    commit=$(git rev-parse HEAD) # the commit whose code is measured (printed by prepare)
+    git archive "$commit" flows tasks data_pipes model | tar -x -C .scale-device/call1/code
+    echo "$commit" >.scale-device/call1/code.commit
     "$PY" -m pip install -q --no-index --no-deps --target "$CACHE/polars-site" "$WHEELS"/polars_runtime_*.whl
     (cd "$CACHE/polars-site" && tar -cf - _polars_runtime_32 polars_runtime_32-*.dist-info) |
       xz -6 -T1 >.scale-device/call1/polars-runtime.tar.xz || exit 1
@@ -117,6 +119,7 @@ for phase in "$@"; do
   prepare)
     say "host"
     {
+      echo "code: $(cat .scale-device/call1/code.commit 2>/dev/null || echo 'the working tree')"
       nproc; lscpu; free -g; df -h /tmp; "$PY" -V
       "$PY" -m pip list 2>/dev/null | grep -iE '^(numpy|pyarrow|scipy|psutil|pandas|matplotlib|torch) '
     } >"$OUT/host.txt" 2>&1
