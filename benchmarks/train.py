@@ -4,10 +4,13 @@ shape: tokens/s, MFU and peak memory on a GPU, and tokens/s on CPU.
 GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on an H200):
 
 * **headline**: the ``small`` flavour, 4K rows, bf16, one full training step (forward, backward, AdamW step) under
-  DeepSpeed ZeRO-1 (bf16 with fp32 master weights, micro-batch x gradient accumulation), ours against HF with its
-  fastest settings (SDPA attention; each of its expert implementations is timed first and the fastest kept). Both
-  do the same work: every token a target, no MTP, one document per row (HF's SDPA path has no document masking).
-  Ours is also timed as it trains (MTP loss on, packed rows with several documents each).
+  DeepSpeed ZeRO-1 with the training entry point's own config (``model.train.main.ds_config``: bf16 with fp32
+  master weights, clipping 1.0, throughput timer off, bf16 overflow check off; micro-batch x gradient
+  accumulation), ours against HF with its fastest settings (SDPA attention; each of its expert implementations is
+  timed first and the fastest kept), then a table of the rows with their ratio to HF. Both do the same work: every
+  token a target, no MTP, one document per row (HF's SDPA path has no document masking). Ours is also timed as it
+  trains (MTP loss on, packed rows with several documents each). ``--device cpu --sections headline`` rehearses it
+  on ``debug`` (plumbing only).
 * **dense**: the same for a dense ``small`` (every layer a 3072-wide SwiGLU FFN, no MTP).
 * **ablation**: forward + backward alone (no optimizer), packed rows, starting from the plain version (per-expert
   GEMM loop, one SDPA call with a block-diagonal mask, logits materialised for the loss, eager) and adding one
@@ -43,8 +46,11 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
 
 MFU: model FLOPs (model/config.py ``flops_per_token``: 6 x active matmul parameters, head included (twice with
-MTP), plus causal attention; for packed rows the attention term is summed per document) over time, against the
-H100/H200 SXM datasheet dense bf16 rate (989 TFLOP/s). Timing: CUDA-synchronised wall time over ``--iters`` steps
+MTP), plus causal attention, half the score matrix, ``6 * layers * heads * head_dim * seq_len`` per token; for packed
+rows the attention term is summed per document) over time, against the H100/H200 SXM datasheet dense bf16 rate (989
+TFLOP/s). That figure (``mfu``) is the one the target is judged by. Each row also has ``mfu_palm``: PaLM's MFU
+definition, the whole attention matrix (``12 * layers * heads * head_dim * seq_len`` per token; per document for
+packed rows), as torchtitan and Megatron-LM's FLOP formula count it, for comparison with published figures. Timing: CUDA-synchronised wall time over ``--iters`` steps
 after ``--warmup`` steps (compilation happens in the warm-up).
 
 CPU (``--device cpu``): the ``debug`` flavour, forward + backward tokens per CPU-second, ours against HF's expert
@@ -217,6 +223,19 @@ def _flat_bf16_accumulation(opt: Any) -> None:
     opt.update_hp_grads, opt.clear_lp_grads, opt.zero_grad = update_hp_grads, clear, zero_grad
 
 
+def entry_ds_config(batch: int, gas: int, bf16: dict[str, Any] | None = None) -> dict[str, Any]:
+    """DeepSpeed's config as the training entry point builds it (``model.train.main.ds_config``) for one rank's step
+    of ``gas`` micro-batches of ``batch`` rows: ZeRO-1, bf16, AdamW with DeepSpeed's clipping at 1.0 (the entry
+    point's default ``optim.clip``); ``bf16``: more keys of its ``bf16`` section (``--ds-bf16``)."""
+    from model.train.main import ds_config
+
+    config = ds_config(
+        global_batch=batch * gas, micro_batch=batch, world=1, zero_stage=1, clip=1.0, optimizer="adamw",
+        precision="bf16",
+    )  # fmt: skip
+    return _merge(config, {"bf16": bf16}) if bf16 else config
+
+
 def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
     """Seeded document lengths filling each row exactly (log-uniform from 64 to seq_len: a few long documents and
     some short ones per row, as best-fit packing of web text gives)."""
@@ -233,15 +252,19 @@ def packed_doc_lens(batch: int, seq_len: int, seed: int) -> list[list[int]]:
     return rows
 
 
-def step_flops(cfg: ModelConfig, batch: int, doc_lens: list[list[int]] | None, mtp: bool) -> float:
-    """Model FLOPs of one forward + backward over [batch, SEQ_LEN] (see the module docstring)."""
+def step_flops(
+    cfg: ModelConfig, batch: int, doc_lens: list[list[int]] | None, mtp: bool, whole_matrix: bool = False
+) -> float:
+    """Model FLOPs of one forward + backward over [batch, SEQ_LEN] (see the module docstring). ``whole_matrix``:
+    the PaLM convention (every attention score of the causal matrix counted, not half; per document for packed
+    rows), for the secondary MFU figure only."""
     with_mtp = mtp and cfg.num_nextn_predict_layers > 0
     if doc_lens is None:
-        return flops_per_token(cfg, SEQ_LEN, with_mtp=with_mtp) * batch * SEQ_LEN
+        return flops_per_token(cfg, SEQ_LEN, causal=not whole_matrix, with_mtp=with_mtp) * batch * SEQ_LEN
     matmul = flops_per_token(cfg, 0, with_mtp=with_mtp) * batch * SEQ_LEN  # seq_len 0: no attention term
     layers = cfg.num_hidden_layers + (1 if with_mtp else 0)
     attn = 6 * layers * cfg.num_attention_heads * cfg.head_dim * sum(n * n for row in doc_lens for n in row)
-    return matmul + attn
+    return matmul + attn * (2 if whole_matrix else 1)
 
 
 def _sync() -> None:
@@ -313,6 +336,8 @@ class Bench:
         self.rows: list[dict[str, Any]] = []
         self._weights: dict[str, dict[str, torch.Tensor]] = {}
         self.dev = torch.device("cuda" if args.device == "cuda" else "cpu")
+        # the compiled layer regions (the CUDA default); the CPU rehearsals run eager (compiling takes minutes there)
+        self.compiled = self.dev.type == "cuda"
 
     # -- models -----------------------------------------------------------------------------------------------
     def weights(self, cfg: ModelConfig, key: str) -> dict[str, torch.Tensor]:
@@ -341,7 +366,7 @@ class Bench:
         hf_cfg._attn_implementation = "sdpa"
         if cfg.first_k_dense_replace < cfg.num_hidden_layers:
             hf_cfg._experts_implementation = experts
-        with torch.device("cuda"):
+        with self.dev:
             model = Glm4MoeForCausalLM(hf_cfg)
         mtp = f"model.layers.{cfg.num_hidden_layers}."
         state = {k: v for k, v in self.weights(cfg, key).items() if not k.startswith(mtp)}
@@ -354,8 +379,12 @@ class Bench:
 
     # -- measuring --------------------------------------------------------------------------------------------
     def record(
-        self, section: str, name: str, seconds: float, tokens: int, flops: float, peak: float, **extra: Any
-    ) -> dict[str, Any]:
+        self, section: str, name: str, seconds: float, tokens: int, flops: float, peak: float,
+        flops_palm: float | None = None, **extra: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One result row. ``mfu`` (our convention, half the causal attention matrix) is the figure the target is
+        judged by; ``mfu_palm`` (from ``flops_palm``: the whole matrix, PaLM's MFU definition as torchtitan and
+        Megatron report it) is printed beside it for comparison with published figures."""
         row = {
             "section": section,
             "name": name,
@@ -366,11 +395,15 @@ class Bench:
             "peak_gib": peak,
             **extra,
         }
+        if flops_palm is not None:
+            row["tflops_palm"] = flops_palm / seconds / 1e12
+            row["mfu_palm"] = flops_palm / seconds / PEAK_BF16
         self.rows.append(row)
         # every row on disk at once: a call cut off by its time limit keeps what it measured
-        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1))
+        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1, default=str))
+        palm = f" (PaLM {row['mfu_palm'] * 100:5.1f}%)" if "mfu_palm" in row else ""
         print(
-            f"[{section}] {name:44s} {row['tok_s']:10.0f} tok/s  MFU {row['mfu'] * 100:5.1f}%  "
+            f"[{section}] {name:44s} {row['tok_s']:10.0f} tok/s  MFU {row['mfu'] * 100:5.1f}%{palm}  "
             f"{row['ms']:8.1f} ms/step  peak {peak:6.1f} GiB",
             flush=True,
         )
@@ -380,14 +413,13 @@ class Bench:
         self, cfg: ModelConfig, batch: int, packed: bool
     ) -> tuple[torch.Tensor, list[list[int]] | None]:
         ids = torch.randint(0, cfg.vocab_size, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(1))
-        return ids.cuda(), packed_doc_lens(batch, SEQ_LEN, 2) if packed else None
+        return ids.to(self.dev), packed_doc_lens(batch, SEQ_LEN, 2) if packed else None
 
     def fwd_bwd(self, section: str, cfg: ModelConfig, key: str, v: Variant) -> dict[str, Any] | None:
         """Forward + backward of our model (no optimizer)."""
         try:
             _free()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+            base = _mem_start()
             model = self.ours(cfg, key, v)
             ids, doc_lens = self.inputs(cfg, v.micro_batch, v.packed)
             mtp_w = 0.3 if v.mtp else 0.0
@@ -400,10 +432,13 @@ class Bench:
                 out.loss.backward()
 
             sec = _sync_time(step, self.args.warmup, self.args.iters)
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+            peak = _mem_peak(base)
             flops = step_flops(cfg, v.micro_batch, doc_lens, v.mtp)
+            palm = step_flops(cfg, v.micro_batch, doc_lens, v.mtp, whole_matrix=True)
             model = None  # drop it before the next variant
-            return self.record(section, v.name, sec, v.micro_batch * SEQ_LEN, flops, peak, variant=asdict(v))
+            return self.record(
+                section, v.name, sec, v.micro_batch * SEQ_LEN, flops, peak, flops_palm=palm, variant=asdict(v)
+            )
         except Exception:  # noqa: BLE001 - one failed variant must not lose the others' figures
             print(f"[{section}] {v.name} FAILED:\n{traceback.format_exc()}", flush=True)
             return None
@@ -424,8 +459,7 @@ class Bench:
         self, section: str, cfg: ModelConfig, key: str, experts: str, batch: int, sdpa: str
     ) -> dict | None:
         _free()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
+        base = _mem_start()
         model = self.hf(cfg, key, experts)
         ids, _ = self.inputs(cfg, batch, False)
 
@@ -434,10 +468,15 @@ class Bench:
             model(input_ids=ids, labels=ids).loss.backward()
 
         sec = _sync_time(step, self.args.warmup, self.args.iters)
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+        peak = _mem_peak(base)
         model = None
-        flops = step_flops(cfg, batch, None, False)
-        return self.record(section, hf_name(experts, sdpa), sec, batch * SEQ_LEN, flops, peak, sdpa=sdpa)
+        flops, palm = (
+            step_flops(cfg, batch, None, False),
+            step_flops(cfg, batch, None, False, whole_matrix=True),
+        )
+        return self.record(
+            section, hf_name(experts, sdpa), sec, batch * SEQ_LEN, flops, peak, flops_palm=palm, sdpa=sdpa
+        )
 
     def full_step(
         self, section: str, name: str, cfg: ModelConfig, build: Callable[[], torch.nn.Module], batch: int,
@@ -445,30 +484,24 @@ class Bench:
         profile: bool = False,
     ) -> dict | None:  # fmt: skip
         """A full training step: ``gas`` (default ``--gas``) micro-batches of ``batch`` rows, backward, AdamW, under
-        DeepSpeed ZeRO-1 (bf16, fp32 master weights; ``bf16``: more keys of DeepSpeed's ``bf16`` section, default
-        ``--ds-bf16``) when it imports, else torch AdamW on bf16 parameters."""
+        DeepSpeed ZeRO-1 with the training entry point's own config (``model.train.main.ds_config``: bf16 with fp32
+        master weights, clipping 1.0, throughput timer off, bf16 overflow check off; ``bf16``: more keys of its
+        ``bf16`` section, default ``--ds-bf16``) when DeepSpeed imports, else torch AdamW on bf16 parameters."""
         try:
             _free()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+            base = _mem_start()
             model = build()
             ids, doc_lens = self.inputs(cfg, batch, packed)
             gas = gas or self.args.gas
             bf16 = json.loads(self.args.ds_bf16) if bf16 is None else bf16
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
+            opt = torch.optim.AdamW(
+                model.parameters(), lr=1e-4, weight_decay=0.1, fused=self.dev.type == "cuda"
+            )
+            config = None
             if self.args.deepspeed:
                 import deepspeed
 
-                config = {
-                    "train_batch_size": batch * gas,
-                    "train_micro_batch_size_per_gpu": batch,
-                    "gradient_accumulation_steps": gas,
-                    "zero_optimization": {"stage": 1},
-                    "bf16": {"enabled": True, **bf16},
-                    "gradient_clipping": 1.0,
-                    "steps_per_print": 1 << 30,
-                    "zero_allow_untested_optimizer": True,
-                }
+                config = entry_ds_config(batch, gas, bf16)
                 engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
 
                 def forward() -> torch.Tensor:
@@ -503,13 +536,21 @@ class Bench:
                     opt.zero_grad(set_to_none=True)
 
             sec = _sync_time(step, max(1, self.args.warmup // 2), max(2, self.args.iters // 3))
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+            peak = _mem_peak(base)
             if profile:
                 _profile_one(step, Path(self.args.out) / "profile_step.txt", name)
             flops = step_flops(cfg, batch, doc_lens, mtp) * gas
+            palm = step_flops(cfg, batch, doc_lens, mtp, whole_matrix=True) * gas
             engine = model = opt = None  # noqa: F841 - drop the references before the next variant
-            how = f"DeepSpeed ZeRO-1 bf16 {bf16}" if self.args.deepspeed else "torch AdamW (no DeepSpeed)"
-            return self.record(section, name, sec, batch * SEQ_LEN * gas, flops, peak, step=how, gas=gas)
+            how = (
+                "DeepSpeed ZeRO-1, the entry point's config" + (f" + bf16 {bf16}" if bf16 else "")
+                if self.args.deepspeed
+                else "torch AdamW (no DeepSpeed)"
+            )
+            return self.record(
+                section, name, sec, batch * SEQ_LEN * gas, flops, peak, flops_palm=palm, step=how, gas=gas,
+                ds_config=config, packed=packed, mtp=mtp,
+            )  # fmt: skip
         except Exception:  # noqa: BLE001
             print(f"[{section}] {name} FAILED:\n{traceback.format_exc()}", flush=True)
             return None
@@ -536,36 +577,44 @@ class Bench:
             self.fwd_bwd("ablation", cfg, "small", v)
 
     def headline(self, flavour_key: str, cfg: ModelConfig) -> None:
+        """Ours against HF with its fastest settings, forward + backward and the full step (under the training entry
+        point's DeepSpeed config, both models), then ours as trained; a table of them at the end."""
         section = f"{flavour_key} step"
         moe = cfg.first_k_dense_replace < cfg.num_hidden_layers
         best = (None, 0.0, "default")
+        table: list[dict[str, Any] | None] = []
+        hf_rows: list[dict[str, Any]] = []
         for sdpa in self.args.hf_sdpa.split(","):
             for experts in self.args.hf_experts.split(",") if moe else ("eager",):
                 row = self.hf_fwd_bwd(
                     f"{flavour_key} HF fwd+bwd", cfg, flavour_key, experts, self.args.micro_batch, sdpa
                 )
+                if row:
+                    hf_rows.append(row)
                 if row and row["tok_s"] > best[1]:
                     best = (experts, row["tok_s"], sdpa)
+        table.append(max(hf_rows, key=lambda r: r["tok_s"]) if hf_rows else None)
         self.best_hf, self.best_hf_sdpa = best[0], best[2]
-        ours_mb = Variant("ours fwd+bwd", micro_batch=self.args.micro_batch)
-        self.fwd_bwd(f"{flavour_key} HF fwd+bwd", cfg, flavour_key, ours_mb)
+        ours_mb = Variant("ours fwd+bwd", micro_batch=self.args.micro_batch, compile=self.compiled)
+        table.append(self.fwd_bwd(f"{flavour_key} HF fwd+bwd", cfg, flavour_key, ours_mb))
         mb = self.args.micro_batch
         if best[0] is not None:
             with hf_sdpa(best[2]):
-                self.full_step(
+                table.append(self.full_step(
                     section, hf_name(best[0], best[2]), cfg, lambda: self.hf(cfg, flavour_key, best[0]), mb,
                     packed=False, mtp=False, ours=False,
-                )  # fmt: skip
-        v = Variant("ours")
-        self.full_step(
+                ))  # fmt: skip
+        v = Variant("ours", compile=self.compiled)
+        table.append(self.full_step(
             section, "ours (same work as HF)", cfg, lambda: self.ours(cfg, flavour_key, v), mb,
             packed=False, mtp=False, ours=True,
-        )  # fmt: skip
+        ))  # fmt: skip
         if moe:
-            self.full_step(
+            table.append(self.full_step(
                 section, "ours as trained (packed rows, MTP)", cfg, lambda: self.ours(cfg, flavour_key, v), mb,
                 packed=True, mtp=True, ours=True,
-            )  # fmt: skip
+            ))  # fmt: skip
+        print(headline_table(flavour_key, [r for r in table if r], self.args), flush=True)
 
     def speed(self) -> None:
         """The steps after the first version of this benchmark, in the same run as the headline: a larger
@@ -923,8 +972,10 @@ class Bench:
                     flush=True,
                 )
             flops = step_flops(cfg, batch, doc_lens, mtp) * gas
+            palm = step_flops(cfg, batch, doc_lens, mtp, whole_matrix=True) * gas
             return self.record(
-                section, name, sec, batch * SEQ_LEN * gas, flops, peak, loss=loss, loss_first_step=loss_first,
+                section, name, sec, batch * SEQ_LEN * gas, flops, peak, flops_palm=palm, loss=loss,
+                loss_first_step=loss_first,
                 steps=n_steps, optimizer=used, ds_config=config, variant=asdict(v), ds_variant=d.name,
                 profile=prof, packed=packed, mtp=mtp,
             )  # fmt: skip
@@ -1445,8 +1496,46 @@ def gpu(args: argparse.Namespace) -> None:
         print(f"total {time.perf_counter() - t0:.0f} s")
 
 
+def headline_table(flavour_key: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The headline's rows as a Markdown table: forward + backward and the full step, ours against the best HF
+    variant of the same kind (the model's defaults; the full step under the entry point's DeepSpeed config)."""
+    hf = {
+        kind: max((r for r in rows if r["name"].startswith("HF") and ("step" in r) == kind), key=lambda r: r["tok_s"],
+                  default=None)
+        for kind in (False, True)
+    }  # fmt: skip
+    how = next((r["step"] for r in rows if "step" in r), "")
+    lines = [
+        f"\n## Headline ({flavour_key}, {SEQ_LEN}-token rows, micro-batch {args.micro_batch}, full step "
+        f"{args.gas} micro-batches; {how}; the model's defaults)",
+        "MFU: ours (half the causal attention matrix, the figure the target is judged by); PaLM: the whole attention "
+        "matrix (PaLM's MFU definition, as torchtitan and Megatron report it)",
+        "| | tok/s | MFU | MFU, PaLM convention (whole attention matrix) | ms | peak GiB | x HF |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        kind = "full step" if "step" in r else "fwd+bwd"
+        label = r["name"] if kind in r["name"] else f"{r['name']}, {kind}"
+        ref = hf["step" in r]
+        if r["name"].startswith("HF") or ref is None:
+            ratio = ""
+        elif r.get("packed") or r.get("mtp") or r.get("variant", {}).get("mtp"):
+            ratio = "other work"
+        else:
+            ratio = f"{r['tok_s'] / ref['tok_s']:.2f}x"
+        palm = f"{r['mfu_palm'] * 100:.1f}%" if "mfu_palm" in r else "-"
+        lines.append(
+            f"| {label} | {r['tok_s']:,.0f} | {r['mfu'] * 100:.1f}% | {palm} | {r['ms']:.1f} | "
+            f"{r['peak_gib']:.1f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict[str, Any]]) -> None:
-    print("\n## Summary (tok/s, MFU, peak GiB above the weights already held)")
+    print(
+        "\n## Summary (tok/s, MFU (ours: half the causal attention matrix; the target's figure), MFU by PaLM's "
+        "convention (whole attention matrix), peak GiB above the weights already held)"
+    )
     section = None
     for r in rows:
         if "tok_s" not in r:
@@ -1454,7 +1543,8 @@ def summary(rows: list[dict[str, Any]]) -> None:
         if r["section"] != section:
             section = r["section"]
             print(f"{section}:")
-        print(f"  {r['name']:46s} {r['tok_s']:10.0f} {r['mfu'] * 100:6.1f}% {r['peak_gib']:7.1f}")
+        palm = f"{r['mfu_palm'] * 100:6.1f}%" if "mfu_palm" in r else "      -"
+        print(f"  {r['name']:46s} {r['tok_s']:10.0f} {r['mfu'] * 100:6.1f}% {palm} {r['peak_gib']:7.1f}")
     for section in {r["section"] for r in rows}:
         part = [r for r in rows if r["section"] == section]
         hf = [r for r in part if r["name"].startswith("HF")]
@@ -1512,13 +1602,47 @@ def round7_cpu(args: argparse.Namespace) -> None:
         print(f"total {time.perf_counter() - t0:.0f} s")
 
 
+def headline_cpu(args: argparse.Namespace) -> None:
+    """A CPU rehearsal of ``--sections headline`` (its plumbing and table, not its speed): the ``debug`` flavour,
+    eager, bf16, rows of ``--r7-seq`` tokens, HF with torch's SDPA order, DeepSpeed (the entry point's config) on its
+    CPU accelerator over gloo."""
+    global SEQ_LEN
+    SEQ_LEN = args.r7_seq
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    torch.set_num_threads(args.threads)
+    if args.deepspeed:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(
+            RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+        )
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    t0 = time.perf_counter()
+    try:
+        bench.headline("debug", model_config("debug"))
+    finally:
+        (Path(args.out) / "train_bench.json").write_text(json.dumps(bench.rows, indent=1, default=str))
+        summary(bench.rows)
+        print(f"total {time.perf_counter() - t0:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu"
     )
     parser.add_argument("--out", default=os.environ.get("OUT", "/tmp/train_bench"))
-    parser.add_argument("--sections", default="headline,dense,ablation,profile")
+    parser.add_argument(
+        "--sections",
+        default=None,
+        help="GPU default: headline,dense,ablation,profile; CPU default: debug against HF (forward + backward); on "
+        "CPU, headline or round7 rehearse those sections on the debug flavour",
+    )
     parser.add_argument("--micro-batch", type=int, default=8, help="rows of 4K per micro-batch (headline)")
     parser.add_argument("--gas", type=int, default=4, help="micro-batches per optimizer step (headline)")
     parser.add_argument("--warmup", type=int, default=3)
@@ -1550,13 +1674,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="CPU: timed rounds")
     parser.add_argument("--r7-warmup", type=int, default=2, help="round7: optimizer steps before timing")
     parser.add_argument("--r7-iters", type=int, default=5, help="round7: timed optimizer steps")
-    parser.add_argument("--r7-seq", type=int, default=64, help="round7 on CPU (a rehearsal): tokens per row")
+    parser.add_argument(
+        "--r7-seq", type=int, default=64, help="round7 / headline on CPU (rehearsals): tokens per row"
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads")
     args = parser.parse_args()
     if args.device == "cuda":
+        args.sections = args.sections or "headline,dense,ablation,profile"
         gpu(args)
-    elif "round7" in args.sections.split(","):
+    elif "round7" in (args.sections or "").split(","):
         round7_cpu(args)
+    elif "headline" in (args.sections or "").split(","):
+        headline_cpu(args)
     else:
         cpu(args)
 

@@ -309,8 +309,11 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
 def flops_per_token(cfg: ModelConfig, seq_len: int, *, causal: bool = True, with_mtp: bool = True) -> float:
     """Training FLOPs per token (forward + backward = 3x forward): 6 x active matmul parameters (embedding lookup
     excluded, head included; with MTP the head counts twice, since the MTP layer's logits go through it too) plus
-    attention scores and values, ``6 * layers * 2 * heads * head_dim * seq_len``, halved when ``causal`` (the PaLM /
-    Chinchilla appendix convention; the MFU figures use it)."""
+    attention scores and values, ``6 * layers * 2 * heads * head_dim * seq_len``, halved when ``causal`` (only the
+    causal half of the score matrix is computed; the project's MFU figures use it and the 40% target is judged by
+    it). ``causal=False`` counts the whole matrix, ``12 * layers * heads * head_dim * seq_len``: PaLM's MFU
+    definition (its appendix B), as torchtitan and Megatron report MFU; benchmarks/train.py prints that figure
+    beside ours for comparison with published numbers."""
     counts = param_counts(cfg)
     matmul_params = counts["active_no_embedding"]
     if not with_mtp:

@@ -16,10 +16,11 @@ raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients befor
 factor from DeepSpeed's norm of the AdamW partitions and the owners' norm of the Muon matrices, applied to both
 before their step, DeepSpeed's own clipping off; DeepSpeed's for plain AdamW at ZeRO 1/2), the optimizer step with
 the learning rate of ``model/schedule.py``, then the loss-free balance update of the router biases (load counts
-all-reduced over ranks). A non-finite loss stops the run naming the step, and so does a GPU out-of-memory error,
-naming the micro-batch size and sequence length to lower with their values; the last checkpoint is left as it
-was. At the end, ``consumed.json`` in the checkpoint folder says how many samples
-were drawn from each shard file.
+all-reduced over ranks). A non-finite loss or gradient norm stops the run naming the step, before anything of
+that step is logged or checkpointed (DeepSpeed's bf16 overflow check is off, so a non-finite gradient is caught by
+its norm here rather than skipped inside DeepSpeed), and so does a GPU out-of-memory error, naming the micro-batch
+size and sequence length to lower with their values; the last checkpoint is left as it was. At the end,
+``consumed.json`` in the checkpoint folder says how many samples were drawn from each shard file.
 
 CPU: ``DS_ACCELERATOR=cpu`` and gloo (set here when no GPU is visible). Plain ``python -m model.train.main spec``
 without a launcher runs one rank.
@@ -180,16 +181,27 @@ def _build_optimizer(
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.adam_betas, eps=o.adam_eps, **how), None
 
 
-def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
-    gas = spec.batch.global_batch // (spec.batch.micro_batch * world)
+def ds_config(
+    *,
+    global_batch: int,
+    micro_batch: int,
+    world: int,
+    zero_stage: int,
+    clip: float,
+    optimizer: str,
+    precision: str,
+) -> dict[str, Any]:
+    """DeepSpeed's config for one run (what :func:`run` passes to ``deepspeed.initialize``; benchmarks/train.py's
+    headline times the same dict, so it measures what users run)."""
+    gas = global_batch // (micro_batch * world)
     config: dict[str, Any] = {
-        "train_batch_size": spec.batch.global_batch,
-        "train_micro_batch_size_per_gpu": spec.batch.micro_batch,
+        "train_batch_size": global_batch,
+        "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": gas,
-        "zero_optimization": {"stage": spec.zero_stage},
+        "zero_optimization": {"stage": zero_stage},
         # clipping of the raw gradients: ours at ZeRO 0 and for Muon at ZeRO 1/2 (DeepSpeed's would clip Muon's
         # orthogonalised update, DeepSpeed PR #7776); DeepSpeed's for AdamW at ZeRO 1/2 (its gradients are raw)
-        "gradient_clipping": spec.optim.clip if spec.zero_stage > 0 and spec.optim.name == "adamw" else 0.0,
+        "gradient_clipping": clip if zero_stage > 0 and optimizer == "adamw" else 0.0,
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
         # DeepSpeed's throughput timer synchronizes the device at every micro-batch's forward and step (the metrics
@@ -198,10 +210,22 @@ def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
         "zero_allow_untested_optimizer": True,
     }
     # bf16: the parameters themselves are bf16 (see _build_model). At ZeRO 0 DeepSpeed's bf16 optimizer stays off (it
-    # flattens the groups Muon needs as matrices); ZeRO 1/2 (AdamW only) need it and keep fp32 master weights
-    if spec.precision == "bf16" and spec.zero_stage > 0:
-        config["bf16"] = {"enabled": True}
+    # flattens the groups Muon needs as matrices); ZeRO 1/2 (AdamW only) need it and keep fp32 master weights.
+    # check_grad_overflow off: bf16 has no loss scale to adjust, and DeepSpeed's check reads every gradient and makes
+    # the host wait for the answer (round 7: 1.048x the step without it, docs/TRAIN_SPEED.md). A non-finite gradient
+    # then no longer skips the step inside DeepSpeed; its norm still comes back non-finite (DeepSpeed folds an
+    # inf/NaN group norm into an infinite global norm), and run() stops on it, naming the step, before that step's
+    # weights can reach a checkpoint (tests/model/train/test_bf16_overflow.py). The same on CPU and GPU.
+    if precision == "bf16" and zero_stage > 0:
+        config["bf16"] = {"enabled": True, "check_grad_overflow": False}
     return config
+
+
+def _ds_config(spec: TrainSpec, world: int) -> dict[str, Any]:
+    return ds_config(
+        global_batch=spec.batch.global_batch, micro_batch=spec.batch.micro_batch, world=world,
+        zero_stage=spec.zero_stage, clip=spec.optim.clip, optimizer=spec.optim.name, precision=spec.precision,
+    )  # fmt: skip
 
 
 def _spec_digest(spec: TrainSpec) -> str:
