@@ -108,6 +108,8 @@ class Variant:
     fuse_shared: bool = False  # the shared expert as one more grouped-GEMM group (round 6)
     # inductor options of the regions: None the model's defaults (combo kernels on CUDA since round 6), () none
     compile_options: tuple[tuple[str, Any], ...] | None = None
+    router_topk: str = "topk"  # "argmax": k fused argmax rounds instead of torch's top-k (round 8)
+    ce_chunk: int | None = None  # rows per block of the fused head + loss (None: the model's 1 GiB blocks)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -357,6 +359,8 @@ class Bench:
         options = None if v.compile_options is None else dict(v.compile_options)
         model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph, options=options)
         model.set_moe_path(v.moe_dispatch, v.fuse_shared)
+        model.set_router_topk(v.router_topk)
+        model.ce_chunk_size = v.ce_chunk
         return model.train()
 
     def hf(self, cfg: ModelConfig, key: str, experts: str) -> torch.nn.Module:
@@ -904,7 +908,7 @@ class Bench:
     # -- round 7: DeepSpeed's share of the full step ---------------------------------------------------------------
     def ds_step(
         self, section: str, cfg: ModelConfig, key: str, v: Variant, d: DSVariant, *, batch: int, gas: int,
-        packed: bool = False, mtp: bool = False, profile: str | None = None,
+        packed: bool = False, mtp: bool = False, profile: str | None = None, profile_full: bool = False,
     ) -> dict[str, Any] | None:  # fmt: skip
         """One round-7 full step: ``gas`` micro-batches of ``batch`` rows of our model, under DeepSpeed ZeRO-1 (bf16,
         fp32 master weights, torch's fused AdamW as in the headline) configured by ``d``; ``--r7-warmup`` steps, then
@@ -963,7 +967,7 @@ class Bench:
             loss, loss_first, n_steps = float(history[-1]), float(history[0]), len(history)
             prof = None
             if profile:
-                prof = _profile_one(step, Path(self.args.out) / profile, name)
+                prof = _profile_one(step, Path(self.args.out) / profile, name, full=profile_full)
                 # the profiler slows the host: the timed step against the same kernels is the fairer idle figure
                 prof["idle_vs_timed_ms"] = sec * 1e3 - prof["kernel_ms"]
                 print(
@@ -1085,6 +1089,108 @@ class Bench:
                     f"{ref['loss']:.5f}), {r['optimizer']}",
                     flush=True,
                 )
+
+    # -- round 8: the model's glue ---------------------------------------------------------------------------------
+    def round8(self) -> None:
+        """The glue kernels of the headline step (docs/TRAIN_SPEED.md, "Prepared for round 8"): the step with the
+        entry point's DeepSpeed config and the model's defaults (profiled with every kernel and the ops' shapes:
+        ``profile_round8_default.txt``; inductor's generated code of the compiled regions: ``inductor_code.tar.gz``),
+        then each opt-in change on its own (the router's top-k as fused argmax rounds; the fused head + loss in one
+        block per micro-batch), all of them together (profiled: ``profile_round8_all.txt``), the default again (the
+        call's own noise), and all together as trained (packed rows, MTP). A bf16 agreement check of each change
+        against the default comes first (eager, 2 rows). Rows run while ``--time-limit`` leaves their time."""
+        cfg, key = self.r7_cfg, self.r7_key
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        mb, gas = self.args.micro_batch, self.args.gas
+        d = DSVariant(
+            "the entry point's DeepSpeed config",
+            {"timers": {"throughput": {"enabled": False}}, "bf16": {"check_grad_overflow": False}},
+        )
+        v = Variant("ours", compile=self.r7_compile)
+        changes: dict[str, dict[str, Any]] = {
+            "router top-k as argmax rounds": {"router_topk": "argmax"},
+            "head + loss in one block": {"ce_chunk": 1 << 30},
+        }
+        together: dict[str, Any] = {k: val for c in changes.values() for k, val in c.items()}
+        every = replace(v, name="ours, all round-8 changes", **together)
+        self._round8_check(
+            cfg, key, {t: replace(v, name=t, **c) for t, c in {**changes, "all": together}.items()}
+        )
+        got: dict[str, dict[str, Any] | None] = {}
+
+        def row(tag: str, model: Variant, need: float, **kw: Any) -> None:
+            if left() < need:
+                print(
+                    f"[round8] {tag}: skipped ({left():.0f} s of --time-limit left, needs ~{need:.0f})",
+                    flush=True,
+                )
+                return
+            got[tag] = self.ds_step("round8 step", cfg, key, model, d, batch=mb, gas=gas, **kw)
+
+        row("default", replace(v, name="ours (defaults)"), 40, profile="profile_round8_default.txt",
+            profile_full=True)  # fmt: skip
+        _dump_inductor_code(Path(self.args.out) / "inductor_code.tar.gz")
+        for tag, c in changes.items():
+            row(tag, replace(v, name=f"ours, {tag}", **c), 35)
+        row("all", every, 35, profile="profile_round8_all.txt", profile_full=True)
+        row("default again", replace(v, name="ours (defaults, again)"), 20)
+        row("all as trained", replace(every, name="ours, all round-8 changes, as trained (packed rows, MTP 0.3)"),
+            50, packed=True, mtp=True)  # fmt: skip
+        refs = [r for r in (got.get("default"), got.get("default again")) if r]
+        if not refs:
+            return
+        ref_tok = statistics.mean(r["tok_s"] for r in refs)
+        for r in got.values():
+            if r:
+                ratio = (
+                    "other work (MFU compares)" if r["packed"] else f"{r['tok_s'] / ref_tok:.3f}x the default"
+                )
+                print(
+                    f"[round8] {r['name']}: {ratio} (mean of {len(refs)} default rows), MFU {r['mfu'] * 100:.1f}%, "
+                    f"{r['ms']:.1f} ms/step, peak {r['peak_gib']:.1f} GiB, loss {r['loss_first_step']:.5f} -> "
+                    f"{r['loss']:.5f} after {r['steps'] - 1} updates",
+                    flush=True,
+                )
+
+    def _round8_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
+        """bf16 agreement of each round-8 change with the default (eager, 2 whole rows of ``SEQ_LEN``, MTP on): the
+        loss, the relative difference of a few gradients (layer 1's attention, experts, router; the head), and
+        whether the routers picked the same experts (equal load counts)."""
+        ids, _ = self.inputs(cfg, 2, False)
+        names = ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.experts.gate_up_proj",
+                 "model.layers.1.mlp.gate.weight", "lm_head.weight")  # fmt: skip
+
+        def run(v: Variant) -> tuple[float, dict[str, torch.Tensor], list[torch.Tensor]]:
+            _free()
+            model = self.ours(cfg, key, replace(v, compile=False))
+            model.zero_grad(set_to_none=True)
+            loss = model(ids, labels=ids, mtp_weight=0.3, return_logits=False).loss
+            loss.backward()
+            params = dict(model.named_parameters())
+            return (
+                float(loss),
+                {n: params[n].grad.float().clone() for n in names if n in params},
+                [r.load.clone() for r in model.routers()],
+            )
+
+        try:
+            ref_loss, ref_grads, ref_loads = run(Variant("ours"))
+        except Exception:  # noqa: BLE001
+            print(f"[round8] check: the default path FAILED:\n{traceback.format_exc()}", flush=True)
+            return
+        for tag, v in paths.items():
+            try:
+                loss, grads, loads = run(v)
+                rel = {n: float((grads[n] - g).norm() / g.norm()) for n, g in ref_grads.items()}
+                same = all(torch.equal(a, b) for a, b in zip(loads, ref_loads, strict=True))
+                row = {"section": "round8 check", "name": tag, "loss": loss, "loss_default": ref_loss,
+                       "loss_rel_diff": abs(loss - ref_loss) / abs(ref_loss), "grad_rel_diff": rel,
+                       "same_expert_loads": same}  # fmt: skip
+            except Exception:  # noqa: BLE001 - reported; the timed row will show the failure too
+                row = {"section": "round8 check", "name": tag, "error": traceback.format_exc()[-2000:]}
+            self.rows.append(row)
+            print(f"[round8] check {row}", flush=True)
+        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1, default=str))
 
     def _round6_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
         """bf16 agreement of each new path with the default one, eager, 2 packed rows of 4096: the loss (lm + MTP)
@@ -1324,16 +1430,18 @@ def ranks(
     return results
 
 
-def _profile_one(step: Callable[[], None], path: Path, name: str) -> dict[str, Any]:
+def _profile_one(step: Callable[[], None], path: Path, name: str, full: bool = False) -> dict[str, Any]:
     """One more call of ``step`` under ``torch.profiler``: the host-side ops by their own CPU time and the kernels by
     GPU time go to ``path``; kernel time against wall time (the difference: the GPU idle), the kernels by kind and
-    the host's waits for the GPU (synchronize calls) are printed and returned."""
+    the host's waits for the GPU (synchronize calls) are printed and returned. ``full`` (round 8) also records the
+    ops' input shapes and appends every kernel with its whole name (calls, total, mean) and the ops grouped by input
+    shape, so that each kernel can be traced to the tensors it works on."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     _sync()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=full) as prof:
         t0 = time.perf_counter()
         step()
         _sync()
@@ -1368,7 +1476,22 @@ def _profile_one(step: Callable[[], None], path: Path, name: str) -> dict[str, A
         f"({idle / max(wall * 1e3, 1e-9) * 100:.1f}% of the wall; profiler on)\nhost waits for the GPU: "
         + (", ".join(f"{k} {n} calls {ms:.1f} ms" for k, (n, ms) in waits.items()) or "none")
     )
-    path.write_text(f"{head}\n\nkernels by kind:\n{by_kind}\n\n{cpu}\n\n{gpu}\n")
+    extra = ""
+    if full:
+        rows = sorted(
+            (e for e in events if is_kernel(e)), key=lambda e: -getattr(e, "self_device_time_total", 0.0)
+        )
+        listing = "\n".join(
+            f"{getattr(e, 'self_device_time_total', 0.0) / 1e3:9.3f} ms {e.count:6d} calls "
+            f"{getattr(e, 'self_device_time_total', 0.0) / max(e.count, 1):9.1f} us  [{_kernel_kind(e.key)}]  {e.key}"
+            for e in rows
+        )
+        shapes = prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=120,
+            max_name_column_width=60, max_shapes_column_width=160,
+        )  # fmt: skip
+        extra = f"\n\nevery kernel (GPU ms per step, calls, mean, kind, whole name):\n{listing}\n\nops by input shape:\n{shapes}\n"
+    path.write_text(f"{head}\n\nkernels by kind:\n{by_kind}\n\n{cpu}\n\n{gpu}\n{extra}")
     print(f"[profile step] kernels by kind:\n{by_kind}", flush=True)
     print(f"[profile step] {head}", flush=True)
     print(cpu[:4000], flush=True)
@@ -1376,6 +1499,51 @@ def _profile_one(step: Callable[[], None], path: Path, name: str) -> dict[str, A
         "wall_ms": wall * 1e3, "kernel_ms": kernels / 1e3, "idle_ms": idle,
         "kinds_ms": {k: t / 1e3 for k, t in kinds.items()}, "host_waits": waits,
     }  # fmt: skip
+
+
+def _dump_inductor_code(path: Path, limit: int = 15 << 20) -> None:
+    """The generated code of this process's compiled graphs (inductor's output modules in its cache folder: the
+    ``call`` function with the source ops of each kernel, the Triton kernels' code) as one gzipped tar of at most
+    ``limit`` bytes, so that unnamed kernels in a profile (combo kernels: ``triton_poi_fused_3``) can be traced to
+    the model code they come from. Nothing when nothing was compiled (the CPU rehearsal runs eager)."""
+    import io
+    import tarfile
+
+    try:
+        from torch._inductor.runtime.runtime_utils import cache_dir
+
+        root = Path(cache_dir())
+    except Exception:  # noqa: BLE001 - another torch layout: the documented default
+        root = Path(
+            os.environ.get("TORCHINDUCTOR_CACHE_DIR", f"/tmp/torchinductor_{os.environ.get('USER', 'root')}")
+        )
+    mods = []
+    for f in root.rglob("*.py") if root.is_dir() else []:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        if "def call(" in text and f.stat().st_mtime >= time.time() - (time.perf_counter() - START) - 5:
+            mods.append((f, text))
+    if not mods:
+        print(f"[round8] no inductor output code under {root} (nothing compiled in this call)", flush=True)
+        return
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f, text in sorted(mods, key=lambda m: m[0].stat().st_mtime):
+            data = text.encode()
+            info = tarfile.TarInfo(f"inductor_code/{f.parent.name}_{f.name}")
+            info.size, info.mtime = len(data), int(f.stat().st_mtime)
+            tar.addfile(info, io.BytesIO(data))
+            if buf.tell() > limit:
+                break
+    path.write_bytes(
+        buf.getvalue()
+    )  # stops adding modules past ``limit`` (the last one's few KB may pass it)
+    print(
+        f"[round8] {len(mods)} inductor output modules -> {path} ({path.stat().st_size / 1e6:.1f} MB)",
+        flush=True,
+    )
 
 
 def _kernel_kind(name: str) -> str:
@@ -1483,6 +1651,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round6()
         if "round7" in sections:
             bench.round7()
+        if "round8" in sections:
+            bench.round8()
         if "ablation" in sections:
             bench.ablation()
         if "profile" in sections:
@@ -1576,9 +1746,10 @@ def cpu(args: argparse.Namespace) -> None:
     print(f"ours / best HF ({best[1]}): {tps['ours'] / best[0]:.2f}x")
 
 
-def round7_cpu(args: argparse.Namespace) -> None:
-    """A CPU rehearsal of ``--sections round7`` (its plumbing, not its speed): the ``debug`` flavour, eager, bf16,
-    rows of ``--r7-seq`` tokens, DeepSpeed on its CPU accelerator over gloo, every row as on the GPU."""
+def round7_cpu(args: argparse.Namespace, section: str = "round7") -> None:
+    """A CPU rehearsal of ``--sections round7`` or ``round8`` (``section``; its plumbing, not its speed): the
+    ``debug`` flavour, eager, bf16, rows of ``--r7-seq`` tokens, DeepSpeed on its CPU accelerator over gloo, every
+    row as on the GPU."""
     global SEQ_LEN
     SEQ_LEN = args.r7_seq
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -1597,7 +1768,7 @@ def round7_cpu(args: argparse.Namespace) -> None:
     bench.r7_cfg, bench.r7_key, bench.r7_compile = model_config("debug"), "debug", False
     t0 = time.perf_counter()
     try:
-        bench.round7()
+        getattr(bench, section)()
     finally:
         (Path(args.out) / "train_bench.json").write_text(json.dumps(bench.rows, indent=1, default=str))
         summary(bench.rows)
@@ -1643,7 +1814,7 @@ def main() -> None:
         "--sections",
         default=None,
         help="GPU default: headline,dense,ablation,profile; CPU default: debug against HF (forward + backward); on "
-        "CPU, headline or round7 rehearse those sections on the debug flavour",
+        "CPU, headline, round7 or round8 rehearse those sections on the debug flavour",
     )
     parser.add_argument("--micro-batch", type=int, default=8, help="rows of 4K per micro-batch (headline)")
     parser.add_argument("--gas", type=int, default=4, help="micro-batches per optimizer step (headline)")
@@ -1674,8 +1845,10 @@ def main() -> None:
     )
     parser.add_argument("--work", default="/tmp/train_bench_work", help="scratch folder (ranks section)")
     parser.add_argument("--rounds", type=int, default=5, help="CPU: timed rounds")
-    parser.add_argument("--r7-warmup", type=int, default=2, help="round7: optimizer steps before timing")
-    parser.add_argument("--r7-iters", type=int, default=5, help="round7: timed optimizer steps")
+    parser.add_argument(
+        "--r7-warmup", type=int, default=2, help="round7 / round8: optimizer steps before timing"
+    )
+    parser.add_argument("--r7-iters", type=int, default=5, help="round7 / round8: timed optimizer steps")
     parser.add_argument(
         "--r7-seq", type=int, default=64, help="round7 / headline on CPU (rehearsals): tokens per row"
     )
@@ -1686,6 +1859,8 @@ def main() -> None:
         gpu(args)
     elif "round7" in (args.sections or "").split(","):
         round7_cpu(args)
+    elif "round8" in (args.sections or "").split(","):
+        round7_cpu(args, "round8")
     elif "headline" in (args.sections or "").split(","):
         headline_cpu(args)
     else:

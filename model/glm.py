@@ -777,6 +777,17 @@ class GLMForCausalLM(nn.Module):
                 layer.mlp.fuse_shared = fuse_shared
         return self
 
+    def set_router_topk(self, impl: str = "topk") -> GLMForCausalLM:
+        """How every router picks its top-k experts (model/moe.py): ``topk`` (the default: torch's top-k, the picks
+        counted by an index_add) or ``argmax`` (k argmax rounds and a one-hot count, which fuse into the compiled
+        region; the same picks wherever the k+1 best scores of a token are not tied; opt-in, prepared for the
+        eighth GPU round, docs/TRAIN_SPEED.md)."""
+        if impl not in ("topk", "argmax"):
+            raise ValueError(f"unknown router top-k {impl!r}: use topk or argmax")
+        for router in self.routers():
+            router.topk_impl = impl  # type: ignore[assignment]
+        return self
+
     def routers(self) -> list[TopkRouter]:
         """Every MoE router, in layer order (the MTP layer's last)."""
         return [layer.mlp.gate for layer in self.model.layers if layer.is_moe]

@@ -57,6 +57,23 @@ from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
 MoEDispatch = Literal["auto", "index", "gather"]
+RouterTopk = Literal["topk", "argmax"]
+
+
+def topk_by_argmax(choice: torch.Tensor, k: int) -> torch.Tensor:
+    """The indices of the k largest entries of each row of ``choice`` [T, E], largest first (``choice.topk(k)``'s
+    indices), as k rounds of ``argmax`` over the row with each pick masked to -inf before the next. Under
+    ``torch.compile`` the rounds are reductions over the same short rows and fuse into one kernel (torch's top-k,
+    which inductor leaves to ATen, was a kernel of 112 us per MoE layer and micro-batch on an H200 at T = 32K,
+    E = 64). Equal to ``topk`` wherever a row has no ties among its k+1 largest values; on a tie argmax takes the
+    lowest index (topk's choice among ties is unspecified on CUDA)."""
+    cols = torch.arange(choice.shape[-1], device=choice.device)
+    picks = []
+    for _ in range(k):
+        idx = choice.argmax(-1, keepdim=True)  # [T, 1]
+        picks.append(idx)
+        choice = choice.masked_fill(cols == idx, float("-inf"))
+    return torch.cat(picks, dim=-1)  # [T, k]
 
 
 class MLP(nn.Module):
@@ -91,6 +108,9 @@ class TopkRouter(nn.Module):
         # top-k picks per expert since the last update_router_biases (not saved: a step's counts start at zero)
         self.register_buffer("load", torch.zeros(self.n_experts, dtype=torch.float32), persistent=False)
         self.count_load = True
+        # "topk": torch's top-k and an index_add of the picks; "argmax": topk_by_argmax and the picks counted by a
+        # one-hot sum (both fuse into the compiled region; opt-in, GLMForCausalLM.set_router_topk)
+        self.topk_impl: RouterTopk = "topk"
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> TopkRouter:
         """Casts (``model.to(torch.bfloat16)``, DeepSpeed's bf16 wrap) leave the correction bias and the load counts
@@ -120,12 +140,21 @@ class TopkRouter(nn.Module):
                 keep = torch.zeros_like(group_score, dtype=torch.bool)
                 keep.scatter_(1, group_score.topk(self.topk_group, dim=-1).indices, True)
                 choice = per_group.masked_fill(~keep[..., None], float("-inf")).view(-1, self.n_experts)
-            topk_idx = choice.topk(self.top_k, dim=-1).indices  # [T, k]
+            if self.topk_impl == "argmax":
+                topk_idx = topk_by_argmax(choice, self.top_k)  # [T, k]
+            else:
+                topk_idx = choice.topk(self.top_k, dim=-1).indices  # [T, k]
             if self.training and self.count_load:
                 # a weighted count, not topk_idx[valid]: boolean indexing waits for the GPU (a host sync)
-                ones = torch.ones_like(topk_idx, dtype=torch.float32)
-                picks = ones if valid is None else ones * valid[:, None]
-                self.load.index_add_(0, topk_idx.reshape(-1), picks.reshape(-1))
+                if self.topk_impl == "argmax":  # a one-hot sum: a reduction, no atomics (same integer counts)
+                    onehot = topk_idx[..., None] == torch.arange(self.n_experts, device=x.device)  # [T, k, E]
+                    if valid is not None:
+                        onehot = onehot & valid[:, None, None]
+                    self.load += onehot.sum((0, 1), dtype=torch.float32)
+                else:
+                    ones = torch.ones_like(topk_idx, dtype=torch.float32)
+                    picks = ones if valid is None else ones * valid[:, None]
+                    self.load.index_add_(0, topk_idx.reshape(-1), picks.reshape(-1))
         topk_weight = scores.gather(1, topk_idx)  # [T, k]
         if self.norm_topk_prob:
             topk_weight = topk_weight / (topk_weight.sum(-1, keepdim=True) + 1e-20)
