@@ -110,6 +110,9 @@ class Variant:
     compile_options: tuple[tuple[str, Any], ...] | None = None
     router_topk: str = "topk"  # "argmax": k fused argmax rounds instead of torch's top-k (round 8)
     ce_chunk: int | None = None  # rows per block of the fused head + loss (None: the model's 1 GiB blocks)
+    # small parameters' gradients summed over micro-batches by foreach adds (model/grad_accum.py; round 8)
+    foreach_accum: bool = False
+    compile_norms: bool = False  # the final norm and the MTP layer's norms compiled too (round 8)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -357,10 +360,16 @@ class Bench:
         for router in model.routers():
             router.float()
         options = None if v.compile_options is None else dict(v.compile_options)
-        model.compile_layers(v.compile, v.compile_mode, v.whole_rows_graph, options=options)
+        model.compile_layers(
+            v.compile, v.compile_mode, v.whole_rows_graph, options=options, norms=v.compile_norms
+        )
         model.set_moe_path(v.moe_dispatch, v.fuse_shared)
         model.set_router_topk(v.router_topk)
         model.ce_chunk_size = v.ce_chunk
+        if v.foreach_accum:  # its forward hook lives as long as the model
+            from model.grad_accum import ForeachGradAccumulation
+
+            model.foreach_accumulation = ForeachGradAccumulation(model)  # type: ignore[assignment]
         return model.train()
 
     def hf(self, cfg: ModelConfig, key: str, experts: str) -> torch.nn.Module:
@@ -1096,7 +1105,9 @@ class Bench:
         entry point's DeepSpeed config and the model's defaults (profiled with every kernel and the ops' shapes:
         ``profile_round8_default.txt``; inductor's generated code of the compiled regions: ``inductor_code.tar.gz``),
         then each opt-in change on its own (the router's top-k as fused argmax rounds; the fused head + loss in one
-        block per micro-batch), all of them together (profiled: ``profile_round8_all.txt``), the default again (the
+        block per micro-batch; the small parameters' gradients accumulated over the micro-batches by foreach adds,
+        model/grad_accum.py: valid here, ZeRO-1 without overlap_comm; the final norm compiled, with the MTP layer's
+        norms), all of them together (profiled: ``profile_round8_all.txt``), the default again (the
         call's own noise), and all together as trained (packed rows, MTP). A bf16 agreement check of each change
         against the default comes first (eager, 2 rows). Rows run while ``--time-limit`` leaves their time."""
         cfg, key = self.r7_cfg, self.r7_key
@@ -1110,6 +1121,8 @@ class Bench:
         changes: dict[str, dict[str, Any]] = {
             "router top-k as argmax rounds": {"router_topk": "argmax"},
             "head + loss in one block": {"ce_chunk": 1 << 30},
+            "foreach gradient accumulation": {"foreach_accum": True},
+            "final norm compiled": {"compile_norms": True},
         }
         together: dict[str, Any] = {k: val for c in changes.values() for k, val in c.items()}
         every = replace(v, name="ours, all round-8 changes", **together)

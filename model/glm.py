@@ -611,6 +611,32 @@ def _compiled_regions(
     return _REGIONS[key]
 
 
+def apply_norm(norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``: the final norm and the MTP layer's output norm, run through :func:`_compiled_norm_fns` when
+    ``compile_layers(norms=True)`` (eager they are about eight kernels forward and ten backward over [B, S, H])."""
+    return norm(x)
+
+
+def mtp_input(layer: MTPLayer, next_embeds: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The MTP layer's input: ``eh_proj([enorm(next_embeds); hnorm(hidden)])``."""
+    return layer.eh_proj(torch.cat([layer.enorm(next_embeds), layer.hnorm(hidden)], dim=-1))
+
+
+# torch.compile keywords of the norms outside the layer regions (tests trace them with backend="aot_eager")
+NORM_COMPILE_KW: dict[str, object] = {"dynamic": False}
+_NORM_FNS: list[tuple[object, object]] = []
+
+
+def _compiled_norm_fns() -> tuple[object, object]:
+    """``torch.compile`` of :func:`apply_norm` and :func:`mtp_input`, made once per process (the modules are graph
+    inputs: every norm of one shape shares a graph)."""
+    if not _NORM_FNS:
+        _NORM_FNS.append(
+            (torch.compile(apply_norm, **NORM_COMPILE_KW), torch.compile(mtp_input, **NORM_COMPILE_KW))
+        )  # type: ignore[arg-type]
+    return _NORM_FNS[0]
+
+
 class SharedHead(nn.Module):
     """The MTP layer's output norm (``shared_head.norm``); the head matrix itself is the model's ``lm_head``."""
 
@@ -630,6 +656,7 @@ class MTPLayer(DecoderLayer):
         self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
         self.shared_head = SharedHead(cfg)
+        self.compiled_norms = False  # set by GLMForCausalLM.compile_layers(norms=True)
 
     def forward_mtp(
         self,
@@ -640,9 +667,10 @@ class MTPLayer(DecoderLayer):
         aux_weight: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """next_embeds [B, S, H] (embedding of x[t+1]), hidden [B, S, H] -> (normed output [B, S, H], aux or None)."""
-        x = self.eh_proj(torch.cat([self.enorm(next_embeds), self.hnorm(hidden)], dim=-1))
+        norm, first = _compiled_norm_fns() if self.compiled_norms else (apply_norm, mtp_input)
+        x = first(self, next_embeds, hidden)  # type: ignore[operator]
         x, aux = self.forward(x, rope, layout, aux_weight)
-        return self.shared_head.norm(x), aux
+        return norm(self.shared_head.norm, x), aux  # type: ignore[operator]
 
 
 class GLMModel(nn.Module):
@@ -705,6 +733,7 @@ class GLMForCausalLM(nn.Module):
         # logits within 1 GiB (4096 rows at a 64K vocabulary)
         self.ce_chunk_size: int | None = None
         self.ce_compiled = False
+        self.compiled_norms = False  # the final norm compiled too (compile_layers(norms=True))
         if seed is not None:
             self.init_weights(seed)
 
@@ -743,6 +772,7 @@ class GLMForCausalLM(nn.Module):
         mode: str | None = None,
         whole_rows_graph: bool = False,
         options: dict[str, object] | None = None,
+        norms: bool = False,
     ) -> GLMForCausalLM:
         """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
         kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
@@ -751,7 +781,10 @@ class GLMForCausalLM(nn.Module):
         layers' ``torch.compile`` mode (None: the default; e.g. ``"max-autotune-no-cudagraphs"``).
         ``whole_rows_graph``: rows without packing that run on cuDNN compile each layer as one graph, attention
         inside (packed rows keep the regions). ``options``: inductor options for the regions instead of a mode;
-        None (and no mode) takes :func:`region_options`' defaults (combo kernels on CUDA), ``{}`` none."""
+        None (and no mode) takes :func:`region_options`' defaults (combo kernels on CUDA), ``{}`` none.
+        ``norms``: also compile the norms outside the layers (the final norm; the MTP layer's input norms and
+        projection and its output norm), which otherwise run eagerly between the regions (opt-in, prepared for the
+        eighth GPU round)."""
         if mode is not None and options is not None:
             raise ValueError(
                 "compile_layers takes a mode or inductor options, not both (torch.compile's rule)"
@@ -762,6 +795,9 @@ class GLMForCausalLM(nn.Module):
             layer.compile_options = None if options is None else tuple(sorted(options.items()))
             layer.whole_rows_graph = whole_rows_graph
         self.ce_compiled = enabled
+        self.compiled_norms = enabled and norms
+        if self.mtp_layer is not None:
+            self.mtp_layer.compiled_norms = enabled and norms
         return self
 
     def set_moe_path(self, dispatch: str = "auto", fuse_shared: bool = False) -> GLMForCausalLM:
@@ -828,7 +864,8 @@ class GLMForCausalLM(nn.Module):
             h, aux = layer(h, rope, layout, aux_weight)
             if aux is not None:
                 aux_terms.append(aux)
-        h = self.model.norm(h)  # [B, S, H], also the MTP layer's hidden input (as transformers' MtpModel)
+        norm = _compiled_norm_fns()[0] if self.compiled_norms else apply_norm
+        h = norm(self.model.norm, h)  # type: ignore[operator]  # [B, S, H], also the MTP layer's hidden input
         if labels is None and not return_logits:
             raise ValueError("forward with labels=None and return_logits=False computes nothing")
         out = LMOutput(logits=self.lm_head(h) if return_logits else None)  # [B, S, V]

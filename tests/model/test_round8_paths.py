@@ -1,7 +1,8 @@
 """The opt-in paths prepared for the eighth GPU round (docs/TRAIN_SPEED.md, "Prepared for round 8"): the router's
 top-k as fused argmax rounds with a one-hot load count (``set_router_topk("argmax")``) and the fused head + loss in
 one block (``ce_chunk_size`` at least the rows). On CPU, in fp32, each must give the default path's numbers: the
-same picks and load counts, logits, loss and every gradient."""
+same picks and load counts, logits, loss and every gradient. The norms outside the layer regions, compiled
+(``compile_layers(norms=True)``), are traced here with ``aot_eager`` (no code generation: seconds on CPU)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import copy
 import pytest
 import torch
 
+import model.glm as glm
 from model.config import ModelConfig
 from model.glm import GLMForCausalLM, layer_post
 from model.loss import linear_cross_entropy
@@ -173,3 +175,25 @@ def test_model_loss_in_one_block(debug_cfg: ModelConfig) -> None:
     torch.testing.assert_close(loss_b, loss_a, rtol=1e-6, atol=1e-7)
     for name, grad in grads_a.items():
         torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_compiled_norms_equal_eager(debug_cfg: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final norm and the MTP layer's input and output norms through ``torch.compile`` (one graph each,
+    ``fullgraph``): the eager logits, loss and gradients (fp32)."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(glm, "NORM_COMPILE_KW", {"backend": "aot_eager", "dynamic": False, "fullgraph": True})
+    monkeypatch.setattr(glm, "_NORM_FNS", [])
+    base = _biased(GLMForCausalLM(debug_cfg))
+    fast = copy.deepcopy(base)
+    fast.compiled_norms = True  # what compile_layers(norms=True) sets, without compiling the layer regions
+    fast.mtp_layer.compiled_norms = True
+    assert not base.compile_layers(False, norms=True).compiled_norms  # norms follow enabled
+    ids = _ids(debug_cfg, 2, SEQ, seed=2)
+    logits_a, loss_a, grads_a = _step(base, ids)
+    logits_b, loss_b, grads_b = _step(fast, ids)
+    assert glm._NORM_FNS  # the compiled functions ran
+    torch.testing.assert_close(logits_b, logits_a, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-6, atol=1e-7)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    torch._dynamo.reset()
