@@ -113,6 +113,7 @@ class Variant:
     # small parameters' gradients summed over micro-batches by foreach adds (model/grad_accum.py; round 8)
     foreach_accum: bool = False
     compile_norms: bool = False  # the final norm and the MTP layer's norms compiled too (round 8)
+    narrow_sort_keys: bool = False  # the gather dispatch sorts the expert ids as uint8 (round 8)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -363,7 +364,7 @@ class Bench:
         model.compile_layers(
             v.compile, v.compile_mode, v.whole_rows_graph, options=options, norms=v.compile_norms
         )
-        model.set_moe_path(v.moe_dispatch, v.fuse_shared)
+        model.set_moe_path(v.moe_dispatch, v.fuse_shared, v.narrow_sort_keys)
         model.set_router_topk(v.router_topk)
         model.ce_chunk_size = v.ce_chunk
         if v.foreach_accum:  # its forward hook lives as long as the model
@@ -1107,7 +1108,7 @@ class Bench:
         then each opt-in change on its own (the router's top-k as fused argmax rounds; the fused head + loss in one
         block per micro-batch; the small parameters' gradients accumulated over the micro-batches by foreach adds,
         model/grad_accum.py: valid here, ZeRO-1 without overlap_comm; the final norm compiled, with the MTP layer's
-        norms), all of them together (profiled: ``profile_round8_all.txt``), the default again (the
+        norms; the gather dispatch's expert ids sorted as uint8), all of them together (profiled: ``profile_round8_all.txt``), the default again (the
         call's own noise), and all together as trained (packed rows, MTP). A bf16 agreement check of each change
         against the default comes first (eager, 2 rows). Rows run while ``--time-limit`` leaves their time."""
         cfg, key = self.r7_cfg, self.r7_key
@@ -1123,6 +1124,7 @@ class Bench:
             "head + loss in one block": {"ce_chunk": 1 << 30},
             "foreach gradient accumulation": {"foreach_accum": True},
             "final norm compiled": {"compile_norms": True},
+            "uint8 sort keys": {"narrow_sort_keys": True},
         }
         together: dict[str, Any] = {k: val for c in changes.values() for k, val in c.items()}
         every = replace(v, name="ours, all round-8 changes", **together)

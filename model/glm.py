@@ -800,17 +800,22 @@ class GLMForCausalLM(nn.Module):
             self.mtp_layer.compiled_norms = enabled and norms
         return self
 
-    def set_moe_path(self, dispatch: str = "auto", fuse_shared: bool = False) -> GLMForCausalLM:
+    def set_moe_path(
+        self, dispatch: str = "auto", fuse_shared: bool = False, narrow_sort_keys: bool = False
+    ) -> GLMForCausalLM:
         """How every MoE layer moves tokens to its experts (model/moe.py): ``auto`` (the default: ``gather`` on
         CUDA, ``index`` elsewhere), ``gather`` (gathers both ways, gate weights folded before the down projection:
         model/moe_dispatch.py) or ``index``; ``fuse_shared`` also runs the shared expert as one more group of the
-        grouped GEMM (implies ``gather``; opt-in, measured 0.99x on an H200: docs/TRAIN_SPEED.md)."""
+        grouped GEMM (implies ``gather``; opt-in, measured 0.99x on an H200: docs/TRAIN_SPEED.md);
+        ``narrow_sort_keys``: the gather path sorts the expert ids as uint8 (one radix pass instead of eight; the
+        same permutation; opt-in, prepared for the eighth GPU round)."""
         if dispatch not in ("auto", "index", "gather"):
             raise ValueError(f"unknown MoE dispatch {dispatch!r}: use auto, index or gather")
         for layer in self.model.layers:
             if layer.is_moe:
                 layer.mlp.dispatch = dispatch  # type: ignore[assignment]
                 layer.mlp.fuse_shared = fuse_shared
+                layer.mlp.experts.narrow_sort_keys = narrow_sort_keys
         return self
 
     def set_router_topk(self, impl: str = "topk") -> GLMForCausalLM:

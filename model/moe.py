@@ -172,6 +172,8 @@ class GroupedExperts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h))
         self.down_proj = nn.Parameter(torch.empty(e, h, i))
         self.impl: ExpertImpl = impl
+        # the gather path sorts the expert ids as uint8 (model/moe_dispatch.narrow_keys; set_moe_path, opt-in)
+        self.narrow_sort_keys = False
 
     def resolved_impl(self, device: torch.device) -> ExpertImpl:
         """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has ``_grouped_mm``, and on
@@ -216,7 +218,9 @@ class GroupedExperts(nn.Module):
         """The ``gather`` path (module docstring): the same sum as :meth:`forward`, plus ``shared(x)`` when
         ``shared`` is given (run as group E of the grouped GEMM). x [T, H] -> [T, H]."""
         t, k = topk_idx.shape
-        order, src, inv, ends = sort_slots(topk_idx, self.n_experts, shared is not None)
+        order, src, inv, ends = sort_slots(
+            topk_idx, self.n_experts, shared is not None, self.narrow_sort_keys
+        )
         xs = spread(x, src, inv, k)  # [N, H]: routed rows by expert, then (shared) every token once
         w = permute(topk_weight.reshape(-1), order, inv)  # [T*k] gate weight of each sorted row
         gate_up, down = self.gate_up_proj, self.down_proj  # [G, 2I, H], [G, H, I]

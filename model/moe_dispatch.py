@@ -112,19 +112,34 @@ def gather_sum(ys: torch.Tensor, src: torch.Tensor, inv: torch.Tensor, k: int) -
     return _GatherSum.apply(ys, src, inv, k)
 
 
+def narrow_keys(flat: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Expert ids as the narrowest integer type that holds ``0 .. n_experts - 1`` (uint8 up to 256 experts, int16
+    up to 32768): a stable sort of these gives the same permutation as of the int64 ids, and a radix sort (torch's
+    CUDA sort of a long 1-D tensor) makes one pass per 8 key bits, so uint8 keys take one pass instead of eight."""
+    if n_experts <= 256:
+        return flat.to(torch.uint8)
+    if n_experts <= 1 << 15:
+        return flat.to(torch.int16)
+    return flat
+
+
 def sort_slots(
-    topk_idx: torch.Tensor, n_experts: int, shared: bool
+    topk_idx: torch.Tensor, n_experts: int, shared: bool, narrow: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """topk_idx [T, k] -> (order [T*k]: slots sorted by expert, stable; src [N]; inv [T*k]; ends [G] int32: the end
-    row of each group, G = n_experts (+1 for the shared group)). No host sync, no data-dependent shape."""
+    row of each group, G = n_experts (+1 for the shared group)). No host sync, no data-dependent shape. ``narrow``:
+    sort the ids as :func:`narrow_keys` (the same outputs; opt-in until measured on a GPU)."""
     t, k = topk_idx.shape
     flat = topk_idx.reshape(-1)
-    sorted_expert, order = flat.sort(
+    keys = narrow_keys(flat, n_experts) if narrow else flat
+    sorted_expert, order = keys.sort(
         stable=True
     )  # one kernel gives both (argsort then a gather would be two)
     slots = torch.arange(t * k, device=flat.device)
     inv = torch.empty_like(order).scatter_(0, order, slots)
-    ends = torch.searchsorted(sorted_expert, torch.arange(n_experts, device=flat.device), right=True)
+    ends = torch.searchsorted(
+        sorted_expert, torch.arange(n_experts, device=flat.device, dtype=keys.dtype), right=True
+    )
     src = torch.div(order, k, rounding_mode="floor")
     if shared:
         src = torch.cat([src, torch.arange(t, device=flat.device)])

@@ -1,6 +1,7 @@
 """The opt-in paths prepared for the eighth GPU round (docs/TRAIN_SPEED.md, "Prepared for round 8"): the router's
-top-k as fused argmax rounds with a one-hot load count (``set_router_topk("argmax")``) and the fused head + loss in
-one block (``ce_chunk_size`` at least the rows). On CPU, in fp32, each must give the default path's numbers: the
+top-k as fused argmax rounds with a one-hot load count (``set_router_topk("argmax")``), the fused head + loss in
+one block (``ce_chunk_size`` at least the rows) and the gather dispatch's expert ids sorted as uint8
+(``set_moe_path(narrow_sort_keys=True)``). On CPU, in fp32, each must give the default path's numbers: the
 same picks and load counts, logits, loss and every gradient. The norms outside the layer regions, compiled
 (``compile_layers(norms=True)``), are traced here with ``aot_eager`` (no code generation: seconds on CPU)."""
 
@@ -16,6 +17,7 @@ from model.config import ModelConfig
 from model.glm import GLMForCausalLM, layer_post
 from model.loss import linear_cross_entropy
 from model.moe import topk_by_argmax
+from model.moe_dispatch import narrow_keys, sort_slots
 
 DOC_LENS = [[5, 11, 3], [19]]  # row 0: three documents then 5 pads; row 1: one document, 5 pads
 SEQ = 24
@@ -197,3 +199,28 @@ def test_compiled_norms_equal_eager(debug_cfg: ModelConfig, monkeypatch: pytest.
     for name, grad in grads_a.items():
         torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7, msg=name)
     torch._dynamo.reset()
+
+
+def test_narrow_sort_keys_give_the_same_slots() -> None:
+    """uint8 / int16 keys: the same order, rows, inverse and group ends as the int64 ids (ties: many slots per
+    expert, so stability matters), with and without the shared group."""
+    gen = torch.Generator().manual_seed(0)
+    for t, k, e in ((300, 4, 64), (50, 2, 8), (40, 3, 300)):
+        topk = torch.stack([torch.randperm(e, generator=gen)[:k] for _ in range(t)])
+        assert narrow_keys(topk.reshape(-1), e).dtype == (torch.uint8 if e <= 256 else torch.int16)
+        for shared in (False, True):
+            want = sort_slots(topk, e, shared)
+            got = sort_slots(topk, e, shared, narrow=True)
+            for a, b in zip(want, got, strict=True):
+                assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_narrow_sort_keys_in_the_model(debug_cfg: ModelConfig) -> None:
+    base = _biased(GLMForCausalLM(debug_cfg)).set_moe_path("gather")
+    fast = copy.deepcopy(base).set_moe_path("gather", narrow_sort_keys=True)
+    ids = _ids(debug_cfg, 2, SEQ, seed=4)
+    logits_a, loss_a, grads_a = _step(base, ids)
+    logits_b, loss_b, grads_b = _step(fast, ids)
+    assert torch.equal(logits_b, logits_a) and torch.equal(loss_b, loss_a)
+    for name, grad in grads_a.items():
+        assert torch.equal(grads_b[name], grad), name
