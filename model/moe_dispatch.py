@@ -137,8 +137,10 @@ def sort_slots(
     )  # one kernel gives both (argsort then a gather would be two)
     slots = torch.arange(t * k, device=flat.device)
     inv = torch.empty_like(order).scatter_(0, order, slots)
+    if narrow:  # the group ends searched on int32 (the sorted keys widened: a cast fused into the search)
+        sorted_expert = sorted_expert.to(torch.int32)
     ends = torch.searchsorted(
-        sorted_expert, torch.arange(n_experts, device=flat.device, dtype=keys.dtype), right=True
+        sorted_expert, torch.arange(n_experts, device=flat.device, dtype=sorted_expert.dtype), right=True
     )
     src = torch.div(order, k, rounding_mode="floor")
     if shared:
