@@ -1509,7 +1509,12 @@ def _profile_one(step: Callable[[], None], path: Path, name: str, full: bool = F
             sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=120,
             max_name_column_width=60, max_shapes_column_width=160,
         )  # fmt: skip
-        extra = f"\n\nevery kernel (GPU ms per step, calls, mean, kind, whole name):\n{listing}\n\nops by input shape:\n{shapes}\n"
+        extra = (
+            f"\n\nevery kernel (GPU ms per step, calls, mean, kind, whole name):\n{listing}\n\n"
+            f"kernels by the compiled graph that launched them:\n{_kernels_by_graph(prof)}\n\n"
+            f"ops by input shape:\n{shapes}\n"
+        )
+        _write_trace(prof, path.with_name(path.stem + ".trace.json.gz"))
     path.write_text(f"{head}\n\nkernels by kind:\n{by_kind}\n\n{cpu}\n\n{gpu}\n{extra}")
     print(f"[profile step] kernels by kind:\n{by_kind}", flush=True)
     print(f"[profile step] {head}", flush=True)
@@ -1518,6 +1523,53 @@ def _profile_one(step: Callable[[], None], path: Path, name: str, full: bool = F
         "wall_ms": wall * 1e3, "kernel_ms": kernels / 1e3, "idle_ms": idle,
         "kinds_ms": {k: t / 1e3 for k, t in kinds.items()}, "host_waits": waits,
     }  # fmt: skip
+
+
+def _kernels_by_graph(prof: Any) -> str:
+    """The kernels each compiled graph launched (``## Call CompiledFxGraph <key>`` ranges of the profile, summed
+    over the step by kernel name, in launch order of first appearance), so that a kernel name that several graphs
+    share (inductor numbers each graph's kernels from 0) is attributed to its graph; inductor's code of that graph
+    (``inductor_code.tar.gz``) then names the ops inside."""
+    try:
+        graphs: dict[str, dict[str, list[float]]] = {}
+
+        def device_kernels(ev: Any) -> list[tuple[str, float]]:
+            """The kernels launched inside ``ev``: the profiler hangs each on its launching CPU op."""
+            found = [(k.name, float(k.duration)) for k in getattr(ev, "kernels", []) or []]
+            for child in getattr(ev, "cpu_children", []) or []:
+                found.extend(device_kernels(child))
+            return found
+
+        for ev in prof.events():
+            if ev.name.startswith("## Call CompiledFxGraph"):
+                per = graphs.setdefault(ev.name.split(" ")[3][:12], {})
+                for kname, us in device_kernels(ev):
+                    acc = per.setdefault(kname, [0, 0.0])
+                    acc[0] += 1
+                    acc[1] += us
+        lines = []
+        for graph, per in graphs.items():
+            total = sum(us for _, us in per.values())
+            lines.append(f"graph {graph}: {total / 1e3:.2f} ms")
+            lines += [f"  {us / 1e3:8.3f} ms {n:5d} calls  {k}" for k, (n, us) in per.items()]
+        return "\n".join(lines) or "(no compiled graph in this step)"
+    except Exception:  # noqa: BLE001 - a diagnostic only: say why and keep the rest of the profile
+        return f"(not available: {traceback.format_exc(limit=2)})"
+
+
+def _write_trace(prof: Any, path: Path) -> None:
+    """The profiler's Chrome trace of the step, gzipped (for a look at the order of kernels and their gaps)."""
+    import gzip
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "trace.json"
+            prof.export_chrome_trace(str(raw))
+            path.write_bytes(gzip.compress(raw.read_bytes(), 6))
+        print(f"[profile step] trace -> {path} ({path.stat().st_size / 1e6:.1f} MB)", flush=True)
+    except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        print(f"[profile step] no trace ({type(exc).__name__}: {exc})", flush=True)
 
 
 def _dump_inductor_code(path: Path, limit: int = 15 << 20) -> None:
