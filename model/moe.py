@@ -40,6 +40,11 @@ H200 (docs/TRAIN_SPEED.md, fourth round), and ``index`` elsewhere (the CPU paths
 same loss and gradients (fp32: 1e-6). With ``MoE.fuse_shared`` (opt-in; measured 0.99x) the shared expert (same
 width when ``n_shared_experts`` is 1) runs as one more group of the same grouped GEMM, every token visiting it once,
 and its sum joins the combine.
+
+Prepared for the eighth GPU round (opt-in, docs/TRAIN_SPEED.md): the router's top-k as k fused argmax rounds with
+the load counted by a one-hot sum (``TopkRouter.topk_impl = "argmax"``, :func:`topk_by_argmax`; the same picks
+wherever a token's k+1 best scores are not tied), and the gather path's sort on uint8 expert ids
+(``GroupedExperts.narrow_sort_keys``; the same permutation in one radix pass).
 """
 
 from __future__ import annotations
