@@ -41,6 +41,12 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   BF16_Optimizer) alone and with flat fp32 accumulation, no all-reduce at world size 1 and a foreach clip
   (:class:`DSVariant`), the best together (profiled), and the new defaults checked in the full step (combo kernels
   off, index dispatch) and as trained. ``--device cpu --sections round7`` rehearses it on ``debug`` (plumbing only).
+* **round8**: the model's glue in the headline step (the entry point's DeepSpeed config): the default step and the
+  opt-in changes prepared for round 8 (the head + loss in one block, foreach gradient accumulation, the router's
+  top-k as fused argmax rounds, uint8 sort keys for the MoE dispatch, the final norm compiled) all together and
+  each alone, after a bf16 check of each against the default; both profiled steps list every kernel, the kernels of
+  each compiled graph and the ops by shape, with their Chrome traces and inductor's generated code
+  (``inductor_code.tar.gz``). ``--device cpu --sections round8`` rehearses it on ``debug`` (plumbing only).
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
