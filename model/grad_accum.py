@@ -13,7 +13,8 @@ differs from its parameter's would be copied by autograd when no gradient is the
 
 Where it may be used: wherever nothing reads or moves ``.grad`` during the backward pass itself: plain PyTorch,
 DeepSpeed ZeRO 0 and ZeRO 1 without ``overlap_comm`` (its hooks then only count; the gradients are read after
-backward). Not under ZeRO 2 or ``overlap_comm``, whose hooks reduce and free each gradient as it is produced.
+backward). Not under ZeRO 2 or ``overlap_comm``, whose hooks reduce and free each gradient as it is produced: when
+every new gradient is gone at the end of a backward, it raises instead of putting the old sums back.
 
 Mechanics: a forward hook on the model registers a hook on the returned loss (``output.loss``, or the output itself
 when it is a tensor); that hook runs first in the backward pass, before any gradient is accumulated, and queues the
@@ -56,6 +57,14 @@ class ForeachGradAccumulation:
         torch.autograd.Variable._execution_engine.queue_callback(lambda: self._finish(stash))
 
     def _finish(self, stash: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
+        if all(p.grad is None for p, _ in stash):
+            # every new gradient is gone: something took them during backward (a ZeRO-2 or overlap_comm hook
+            # reducing and freeing each one); putting the old sums back would lose this micro-batch
+            raise RuntimeError(
+                "ForeachGradAccumulation: the gradients of this backward were taken during it (DeepSpeed ZeRO 2 or "
+                "overlap_comm reduce and free each gradient as it is produced); remove it for that setup "
+                "(model/grad_accum.py)"
+            )
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         for p, old in stash:
             new = p.grad

@@ -52,6 +52,19 @@ def test_foreach_accumulation_equals_autograd(debug_cfg: ModelConfig, dtype: tor
     assert acc.adds == 2
 
 
+def test_gradients_taken_during_backward_are_refused(debug_cfg: ModelConfig) -> None:
+    """A hook that takes every gradient as it is made (what ZeRO 2 / overlap_comm do) would lose micro-batches: the
+    accumulation says so instead."""
+    model = GLMForCausalLM(debug_cfg)
+    ForeachGradAccumulation(model)
+    ids = torch.randint(0, debug_cfg.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
+    model(ids, labels=ids, return_logits=False).loss.backward()
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(lambda p: setattr(p, "grad", None))
+    with pytest.raises(RuntimeError, match="taken during it"):
+        model(ids, labels=ids, return_logits=False).loss.backward()
+
+
 _DS_SCRIPT = r"""
 import json, os, socket, sys
 import torch
