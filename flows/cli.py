@@ -385,9 +385,9 @@ def _run_here(
 
         try:
             start(verbose)
-        except EphemeralApiError as exc:
-            err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        except EphemeralApiError as exc:  # exit_code 2: PREFECT_HOME or its database cannot be written
+            err.print(Text(str(exc), style="red"), soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
     if server is not None:
         err.print(
             f"Prefect API: the local arcflow server at {server.ui_url}", highlight=False, soft_wrap=True

@@ -14,16 +14,27 @@ were delivered.
 reuses) before the flow, with the child's stdout and stderr on ``$PREFECT_HOME/arcflow-ephemeral-api.log``: its
 start, its errors and its shutdown are kept there, and the terminal shows only what the run itself says. With
 ``-v`` the server's output stays on the terminal, as before.
+
+Before it starts, ``PREFECT_HOME`` and the SQLite file of Prefect's database are checked (a file where the folder
+should be, a folder that cannot be written, a folder at the database's path): that is an environment error, said
+as such (`arcflow run` exits 2), not a start that times out. A server process that exits while it starts (uvicorn
+exits 3 on any startup failure, which Prefect takes for a port taken and retries until its timeout) ends the wait
+early, and the message quotes the last error lines of the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from flows.local_server import prefect_home
 
@@ -32,7 +43,17 @@ _ROTATE_BYTES = 10 * 1024 * 1024  # above this, the log is moved to <name>.1 bef
 
 
 class EphemeralApiError(RuntimeError):
-    """Prefect's ephemeral API did not start; the message names its log."""
+    """Prefect's ephemeral API did not start; the message names its log and quotes its last errors.
+    ``exit_code``: what `arcflow run` exits with (1: the run failed; 2: the environment is unusable)."""
+
+    exit_code = 1
+
+
+class UnusableHomeError(EphemeralApiError):
+    """``PREFECT_HOME`` (or the SQLite database Prefect's API would use) cannot be written: found before the API
+    is started, as nothing would start there."""
+
+    exit_code = 2
 
 
 def log_path() -> Path:
@@ -48,9 +69,72 @@ def uses_ephemeral_api() -> bool:
     return not settings.api.url and bool(settings.server.ephemeral.enabled)
 
 
+def check_home() -> None:
+    """Raise :class:`UnusableHomeError` when ``PREFECT_HOME`` is not a folder this process can write (it is created
+    when missing), or when the SQLite file of Prefect's configured database cannot be opened for writing (a folder
+    at its path, its folder missing or not writable). A database that is not a SQLite file is not checked."""
+    home = prefect_home()
+    reason = _unwritable_folder(home, create=True)
+    if reason:
+        raise UnusableHomeError(
+            f"PREFECT_HOME {home} is not a writable folder ({reason}); set PREFECT_HOME to a writable folder"
+        )
+    db = _sqlite_file()
+    if db is None:
+        return
+    if db.is_dir():
+        reason = "a folder is at that path"
+    elif db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        reason = "the file is not readable and writable by this user"
+    else:
+        reason = _unwritable_folder(db.parent, create=False)
+        reason = f"its folder {db.parent}: {reason}" if reason else None
+    if reason:
+        raise UnusableHomeError(
+            f"Prefect's database {db} cannot be opened for writing ({reason}); remove or fix it, or point "
+            f"PREFECT_API_DATABASE_CONNECTION_URL (or PREFECT_HOME) at a writable place"
+        )
+
+
+def _unwritable_folder(folder: Path, create: bool) -> str | None:
+    """Why ``folder`` cannot take a new file (tried for real: permissions, read-only mounts), or None."""
+    if folder.exists() and not folder.is_dir():
+        return "a file is at that path, not a folder"
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            return "it does not exist"
+        with tempfile.TemporaryFile(dir=folder, prefix=".arcflow-write-check-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _sqlite_file() -> Path | None:
+    """The file of Prefect's configured SQLite database, or None (another database, or SQLite in memory)."""
+    from prefect.settings import get_current_settings
+    from sqlalchemy.engine import make_url
+
+    secret = get_current_settings().server.database.connection_url
+    if secret is None:
+        return None
+    try:
+        url = make_url(secret.get_secret_value())
+    except Exception:  # noqa: BLE001 - an unparsable URL is Prefect's to report
+        return None
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or not name or "memory" in name or name.startswith("file:"):
+        return None
+    return Path(name).expanduser()
+
+
 def start(verbose: bool = False) -> Path | None:
     """Start Prefect's ephemeral API now, its output in :func:`log_path` (on the terminal with ``verbose``).
-    Returns the log's path, or None when nothing was started here (an API is configured, or ``verbose``)."""
+    Returns the log's path, or None when nothing was started here (an API is configured, or ``verbose``).
+    ``PREFECT_HOME`` and the database are checked first (:func:`check_home`); a server process that exits while
+    it starts ends the wait at once, with the log's last error lines in the message."""
     if not uses_ephemeral_api():
         return None
     from prefect.server.api.server import SubprocessASGIServer
@@ -58,20 +142,101 @@ def start(verbose: bool = False) -> Path | None:
     server = SubprocessASGIServer()  # the instance Prefect's clients use (keyed by port None)
     if server.running:
         return None
+    check_home()
     if verbose:
-        server.start()
+        try:
+            _start_watched(server)
+        except Exception as exc:  # noqa: BLE001 - Prefect raises RuntimeError (timeout) or an HTTP error
+            raise EphemeralApiError(
+                f"Prefect's ephemeral API did not start: {_first_line(exc)}; its output is above"
+            ) from exc
         return None
     path = log_path()
+    offset = path.stat().st_size if path.is_file() else 0
     try:
         with _output_to(path):
-            server.start()
+            offset = 0 if path.stat().st_size < offset else offset  # moved aside just now
+            _start_watched(server)
+    except _ServerExited as exc:
+        raise EphemeralApiError(
+            f"Prefect's ephemeral API exited with code {exc.code} while starting{_log_errors(path, offset)}. "
+            f"Its output is in {path}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - Prefect raises RuntimeError (timeout) or an HTTP error
         raise EphemeralApiError(
-            f"Prefect's ephemeral API did not start: {exc}. Its output is in {path}; a busy machine may need a "
-            f"longer PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start a persistent one with "
-            f"`arcflow server start`"
+            f"Prefect's ephemeral API did not start: {_first_line(exc)}{_log_errors(path, offset)}. Its output "
+            f"is in {path}; a busy machine may need a longer PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or "
+            f"start a persistent one with `arcflow server start`"
         ) from exc
     return path
+
+
+class _ServerExited(RuntimeError):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the server process exited with code {code}")
+        self.code = code
+
+
+def _start_watched(server: Any, poll_s: float = 0.1, max_startup_failures: int = 2) -> None:
+    """``server.start()``, ended early when its process exits for good. Prefect's own wait polls the health
+    endpoint until its timeout even after the child died, and starts the child again (on another port) whenever it
+    exits with code 3, which uvicorn uses for any startup failure (a port taken, but also a database that cannot
+    be opened), so a broken start repeats until the timeout. Prefect's start runs in a thread; this one watches the
+    child: after an exit with another code, or ``max_startup_failures`` exits with code 3, it stops the server
+    (which ends that thread's loop) and raises :class:`_ServerExited`."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="arcflow-ephemeral-api-start", daemon=True)
+    thread.start()
+    exited: dict[int, Any] = {}  # the processes seen to exit with code 3 (held, so their ids stay unique)
+    while thread.is_alive():
+        thread.join(poll_s)
+        proc = server.server_process
+        code = proc.poll() if proc is not None and thread.is_alive() else None
+        if code is None:
+            continue
+        if code == 3:
+            exited[id(proc)] = proc
+            if len(exited) < max_startup_failures:
+                continue
+        thread.join(1.0)  # it may have seen the health check pass just before
+        if thread.is_alive() or failed:
+            with contextlib.suppress(Exception):
+                server.stop()  # the thread's loop ends on the stopped server
+            thread.join(5.0)
+            raise _ServerExited(code)
+    if failed:
+        raise failed[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# an exception's last line (``sqlite3.OperationalError: unable to open database file``) or a log line at ERROR
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b|\b(ERROR|CRITICAL)\b")
+
+
+def _log_errors(path: Path, offset: int, keep: int = 3, width: int = 300) -> str:
+    """The last lines of this start's part of the log (from ``offset``) that look like errors (else its last
+    lines), quoted for a message; empty when the log cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln and not ln.startswith("== ")]
+    errors = [ln for ln in lines if _ERROR_LINE.search(ln) and not ln.endswith("(most recent call last):")]
+    quoted = [ln if len(ln) <= width else ln[: width - 1] + "…" for ln in (errors or lines)[-keep:]]
+    return f"; its log ends with: {' | '.join(quoted).rstrip('.')}" if quoted else ""
 
 
 @contextmanager
