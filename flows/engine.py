@@ -302,16 +302,21 @@ class Engine:
         inputs = self._input_refs(node)
         parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
         fp = self.fingerprint_of(parts)
-        if forced and (self.store.has_output(fp) or not getattr(node.kind, "resume_when_forced", False)):
-            # forcing recomputes: a finished output goes. An unfinished one of this same fingerprint stays for a
-            # kind that resumes its own work exactly (training: its last DeepSpeed state; the same computation,
-            # bit-identical on CPU), so `--node` after a crash resumes instead of starting over
-            self.store.discard_output(fp)
-        manifest = self.store.manifest(fp)
+        # forcing recomputes: a finished output goes. An unfinished one of this same fingerprint stays for a
+        # kind that resumes its own work exactly (training: its last DeepSpeed state; the same computation,
+        # bit-identical on CPU), so `--node` after a crash resumes instead of starting over
+        discard = forced and (
+            self.store.has_output(fp) or not getattr(node.kind, "resume_when_forced", False)
+        )
+        manifest = None if discard else self.store.manifest(fp)
         if manifest is not None:
             self._finish(node_id, fp, manifest, parts)
             return True, manifest
+        # the inputs are checked before anything stored is removed: a run that cannot compute (an input shard
+        # deleted by hand) leaves the node's good output, and its ref, as they were
         self._check_input_shards(node_id, inputs)
+        if discard:
+            self.store.discard_output(fp)
         out_dir = self.store.output_dir(fp)
         self.store.stage_output(fp)  # an object store: the shards a killed run finished, so they are skipped
         os.makedirs(os.path.join(out_dir, MARKERS), exist_ok=True)

@@ -348,3 +348,15 @@ def test_a_failure_a_retry_cannot_change_is_not_retried(
     assert task_runs()["nothing"] == ("Failed", 1) and attempts.count("nothing") == 2, (
         attempts
     )  # 1 + this one
+    # the failed `--node` rerun removed nothing: 'nothing''s completed output and its ref are as they were, so
+    # `status` does not call it missing
+    engine = Engine(load_pipeline(str(path), []))
+    try:
+        kept = engine.store.read_refs("noretry")["nothing"]["fingerprint"]
+        assert engine.store.manifest(kept) is not None and engine.store.has_output(kept)
+    finally:
+        engine.close()
+    status = CliRunner().invoke(app, ["status", "-f", str(path)], env={"COLUMNS": "400"})
+    assert status.exit_code == 0, status.output
+    row = _table_rows(status.output)["nothing"]
+    assert "up_to_date" in row and "stored output missing" not in row, row
