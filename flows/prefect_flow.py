@@ -7,7 +7,11 @@ artifacts of computed and cached nodes, progress by phase) is in ``flows/prefect
 
 from __future__ import annotations
 
+import ast
+import builtins
+import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -20,10 +24,10 @@ from prefect.futures import wait
 from prefect.states import Completed
 
 from flows.engine import Engine, select
-from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError
+from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError, StoreLockedError
 from flows.outcome import all_quarantined, all_quarantined_error
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
-from flows.retry import worth_retrying
+from flows.retry import permanent_reason, worth_retrying
 from flows.validate import load_pipeline
 from flows.yaml_source import YamlSyntaxError, parse_yaml
 
@@ -111,11 +115,131 @@ def arcflow_pipeline(
 def quiet_prefect_shutdown(verbose: bool = False) -> Iterator[None]:
     """Deliver Prefect's queued events and logs while its API is still up (before the ephemeral API's process is
     stopped at exit), so that the end of a short run (a fully cached one, or one that queued for the lock) prints
-    no shutdown tracebacks. ``verbose`` is accepted for symmetry with the CLI; nothing is hidden either way."""
+    no shutdown tracebacks. Without ``verbose``, Prefect's task and flow failure lines on the terminal are short
+    (:class:`_ShortFailures`): the run's own summary, printed last, is where each error is said in full; the API
+    (the UI) still gets Prefect's full lines."""
+    restore = [] if verbose else _shorten_console_failures()
     try:
         yield
     finally:
         _drain_prefect_workers()
+        for handler, formatter, short in restore:
+            handler.setFormatter(formatter)
+            handler.removeFilter(short)
+
+
+#: arcflow's own errors that tell the user what to fix (their message is the whole story: no traceback needed),
+#: beyond those :func:`flows.retry.permanent_reason` names (builtins aside: a FileNotFoundError may be a bug)
+_USER_ERRORS = (NodeFailedError, PipelineNotFoundError, StoreLockedError)
+_FAILED_STATE = re.compile(r"^Finished in state (Failed|Crashed)\((.*)\)$", re.DOTALL)
+_SHORT = 160  # characters of an error's message kept on Prefect's lines
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of arcflow's user-facing errors (a bad pipeline, a missing input, a node whose rows
+    were all quarantined, a failed run's summary ...) rather than an unexpected exception."""
+    if isinstance(exc, _USER_ERRORS):
+        return True
+    reason = permanent_reason(exc)
+    return reason is not None and not hasattr(builtins, reason)
+
+
+def _short_error(exc: BaseException) -> str:
+    """``Class: first line`` of ``exc``'s message, cut at :data:`_SHORT` characters (no repr escapes); for a user
+    error only its first clause (up to a ``;`` outside brackets), as the run's summary says the rest."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    cut = len(lines) > 1
+    if is_user_error(exc):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += (ch in "([{") - (ch in ")]}")
+            if ch == ";" and depth <= 0:
+                text, cut = text[:i], True
+                break
+    if len(text) > _SHORT:
+        text, cut = text[:_SHORT].rsplit(" ", 1)[0].rstrip(",;:"), True
+    text += " …" if cut else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _ShortFailures(logging.Formatter):
+    """Wraps the formatter of Prefect's console handler. On Prefect's task and flow run lines: an exception's repr
+    becomes ``Class: first line`` (cut short), with its traceback only for unexpected exceptions; a ``Finished in
+    state Failed(...)`` line keeps only the first line of its message, and is left out (as a filter of the handler)
+    after the task run's exception line, which said it already. The record itself is not changed (the API handler
+    sends the full one)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self._said: set[str] = set()  # task runs whose exception line was printed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("prefect.task_runs"):
+            return True
+        key = str(getattr(record, "task_run_id", None) or getattr(record, "task_run_name", ""))
+        if record.exc_info:
+            self._said.add(key)
+            return True
+        if key in self._said and isinstance(record.msg, str) and _FAILED_STATE.match(record.msg):
+            return False
+        return True
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith(("prefect.task_runs", "prefect.flow_runs")):
+            record = self._shortened(record) or record
+        return self.inner.format(record)
+
+    @staticmethod
+    def _shortened(record: logging.LogRecord) -> logging.LogRecord | None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - left to the formatter, as Prefect would
+            return None
+        exc = record.exc_info[1] if record.exc_info else None
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.args = None
+        if isinstance(exc, BaseException):
+            copy.msg = message.replace(repr(exc), _short_error(exc))
+            if is_user_error(exc):
+                copy.exc_info, copy.exc_text = None, None
+            return copy
+        m = _FAILED_STATE.match(message)
+        if m is None:
+            return None
+        try:
+            detail = str(ast.literal_eval(m.group(2)))
+        except (ValueError, SyntaxError):
+            detail = m.group(2)
+        lines = [ln.strip() for ln in detail.splitlines() if ln.strip()]
+        first = lines[0] if lines else ""
+        if len(first) > _SHORT:
+            first = first[:_SHORT].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+        elif len(lines) > 1:
+            first += " …"
+        copy.msg = f"Finished in state {m.group(1)}: {first}" if first else f"Finished in state {m.group(1)}"
+        return copy
+
+
+def _shorten_console_failures() -> list[tuple[logging.Handler, logging.Formatter | None, _ShortFailures]]:
+    """Wrap the formatter of every Prefect console handler in :class:`_ShortFailures`; returns what to restore."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    restore: list[tuple[logging.Handler, logging.Formatter | None, _ShortFailures]] = []
+    for lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                handler.formatter, _ShortFailures
+            ):
+                short = _ShortFailures(handler.formatter)
+                restore.append((handler, handler.formatter, short))
+                handler.setFormatter(short)
+                handler.addFilter(short)
+    return restore
 
 
 def _drain_prefect_workers(timeout_s: float = 10.0) -> None:

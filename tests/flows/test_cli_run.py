@@ -114,3 +114,63 @@ def test_failed_run_names_each_failed_node_with_its_line_and_error(tmp_path: Pat
         f"  after_bad ({pipeline}:{after_line}): skipped, upstream failed: bad",
     ]
     assert "Traceback" not in errs[errs.index("run failed: ") :]
+
+
+@pytest.mark.timeout(400)
+def test_a_user_error_is_said_in_full_once_without_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jsonl").write_text('{"id": "a1", "text": \n{not json}\n')
+    pipeline = write_pipeline(tmp_path, {"broken": {"uses": "files", "params": {"paths": ["broken"]}}})
+
+    run = _arcflow(["run", "-f", str(pipeline)], tmp_path)
+    out, errs = run.communicate(timeout=300)
+
+    assert run.returncode == 1, out + errs
+    final = errs[errs.index("run failed: ") :].splitlines()
+    assert (
+        final[1].startswith(f"  broken ({pipeline}:") and "AllQuarantinedError: all 2 input rows" in final[1]
+    )
+    # the whole message (the quarantine's folder, the polars command) once, in the run's last lines
+    assert errs.count("pl.read_parquet(") == 1 and "pl.read_parquet(" in final[1], errs
+    assert errs.count("arcflow run --from broken") == 1, errs
+    assert "Traceback" not in errs and "\\'" not in errs, errs
+    # Prefect's lines name the node and the error, shortened
+    assert "Task run failed with exception: AllQuarantinedError: all 2 input rows were quarantined" in errs
+    assert "Encountered exception during execution: NodeFailedError: 1 node(s) failed: …" in errs, errs
+
+
+def test_prefect_console_lines_short_for_user_errors_full_with_verbose() -> None:
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from flows.errors import MissingInputError
+    from flows.prefect_flow import quiet_prefect_shutdown
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except type(exc):
+            return logging.getLogger("prefect.task_runs").makeRecord(
+                "prefect.task_runs", logging.ERROR, __file__, 1,
+                f"Task run failed with exception: {exc!r}", (), sys.exc_info(),
+                extra={"task_run_name": "b", "task_run_id": "b-1", "flow_run_name": "t", "flow_run_id": "t-1"},
+            )  # fmt: skip
+
+    handler = next(
+        h for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for h in getattr(lg, "handlers", []) if isinstance(h, PrefectConsoleHandler)
+    )  # fmt: skip
+    user = record(
+        MissingInputError("node 'b' needs input 'a', which has no stored output; run `arcflow run`")
+    )
+    bug = record(KeyError("it's a bug"))
+    with quiet_prefect_shutdown(verbose=True):
+        assert "Traceback" in handler.format(user) and "MissingInputError(\"node 'b'" in handler.format(user)
+    with quiet_prefect_shutdown(verbose=False):
+        text = handler.format(user)
+        assert "MissingInputError: node 'b' needs input 'a', which has no stored output …" in text
+        assert "Traceback" not in text and "arcflow run" not in text
+        text = handler.format(bug)
+        assert 'KeyError: "it\'s a bug"' in text and "Traceback" in text
+    assert "Traceback" in handler.format(user)  # the handler's own formatter again
