@@ -29,6 +29,7 @@ from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
 from tasks.base import InputRef, ProgressEvent, ProgressFn, RunContext, ShardTask
+from tasks.param_error import ParamError
 from tasks.shard_worker import execute_shard
 
 Progress = ProgressFn  # called with a ProgressEvent: node, phase, done, total
@@ -389,7 +390,10 @@ class Engine:
             on_report=live_report,
             extra={"resources": dict(node.resources)},  # e.g. a training stage's gpus -> launcher ranks
         )
-        results = sorted(node.kind.run(ctx), key=lambda r: r.index)
+        try:
+            results = sorted(node.kind.run(ctx), key=lambda r: r.index)
+        except ParamError as exc:  # a param the input's data shows wrong: name its line in the pipeline file
+            raise exc.locate(self.pipeline.file) from None
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
         manifest["reports"] = ctx.reports
         if ctx.timings:  # the kind's phase timings: here, never in its outputs or reports

@@ -12,7 +12,8 @@ Not retried (``permanent_reason`` says which, from the exception's class and its
 - config and validation errors: the pipeline's (``SpecError``, ``YamlSyntaxError``, ``SelectionError``, an unknown
   kind, a cluster spec), pydantic's ``ValidationError``, and the kinds' own setup errors (a datatrove step that
   cannot be built or whose asset is not cached, an unknown file format, a training or eval stage given the wrong
-  inputs).
+  inputs), and a param found wrong for the input's data at run time (``ParamError``: a filter expression's
+  column the input lacks).
 
 The kinds' classes are named by their qualified names, so checking a failure imports none of their modules.
 """
@@ -31,6 +32,7 @@ PERMANENT = frozenset(
         "flows.yaml_source.YamlSyntaxError",
         "flows.placement.ClusterSpecError",
         "tasks.registry.UnknownKindError",
+        "tasks.param_error.ParamError",
         "tasks._train_run.StageInputError",
         "tasks._eval_select.EvalInputError",
         "data_pipes.datatrove_resolve.StepError",  # AssetNotCached, LocalAssetMissing too
@@ -52,6 +54,11 @@ def permanent_reason(exc: BaseException) -> str | None:
     return None
 
 
+def with_article(name: str) -> str:
+    """``name`` after "a" or "an", by its first letter (a class name: "an AllQuarantinedError", "a SpecError")."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def worth_retrying(task: Any, _run: Any, state: Any) -> bool:
     """Prefect's ``retry_condition_fn`` of a node's task: False for a failure in ``PERMANENT`` (said once in the
     task's log), True for anything else, including a failed state without its exception."""
@@ -63,10 +70,10 @@ def worth_retrying(task: Any, _run: Any, state: Any) -> bool:
         from prefect.logging import get_run_logger
 
         get_run_logger().warning(
-            "node %r: not retried (retries: %s): a %s fails again on every attempt",
+            "node %r: not retried (retries: %s): %s fails again on every attempt",
             getattr(task, "name", "?"),
             getattr(task, "retries", "?"),
-            reason,
+            with_article(reason),
         )
     except Exception:  # noqa: BLE001 - no run context to log in: the decision stands without the line
         pass

@@ -2,7 +2,8 @@
 
 Example: ``expr: "length(text) >= 200 AND source = 'pydoc_html'"``. Rows where the expression is false or null are
 dropped with ``reason`` (default ``filter_expr``). The expression is parsed when the pipeline is validated, and its
-columns are checked against the input's schema before any shard runs.
+columns are checked against the input's schema before any shard runs: a column the input lacks is a ``ParamError``
+(not retried) naming the ``expr`` line and the input's columns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind, split_by_mask
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 
@@ -49,9 +51,12 @@ class FilterExpr(DocumentMapKind):
                 have = set(pq.read_schema(inp.shards[0]).names)
                 missing = sorted(used - have)
                 if missing:
-                    raise ValueError(
-                        f"node {ctx.node_id!r}: filter expression {params.expr!r} uses column(s) {missing} that "
-                        f"input {inp.name!r} does not have; its columns are {sorted(have)}"
+                    raise ParamError(
+                        ctx.node_id,
+                        ("expr",),
+                        f"filter expression {params.expr!r} uses column(s) {missing} that input {inp.name!r} "
+                        "does not have",
+                        f"use the input's columns: {', '.join(sorted(have))}",
                     )
         return super().plan_shards(ctx)
 

@@ -106,7 +106,10 @@ def test_failed_run_names_each_failed_node_with_its_line_and_error(tmp_path: Pat
     assert run.returncode == 1, out + errs
     summary = errs[errs.index("run failed: ") :].splitlines()
     assert summary[0] == "run failed: 1 node(s) failed:", errs
-    assert summary[1].startswith(f"  bad ({pipeline}:{bad_line}): ValueError: filter expression "), errs
+    expr_line = lines.index("      expr: length(no_such_column) > 1") + 1
+    assert summary[1].startswith(
+        f"  bad ({pipeline}:{bad_line}): ParamError: {pipeline}:{expr_line}: nodes.bad.params.expr: filter expression "
+    ), errs
     assert "'no_such_column'" in summary[1] and "does not have" in summary[1], errs
     # the node downstream of the failure did not fail on its own: it is listed as skipped, without a reason of its own
     assert summary[2:] == [
