@@ -179,13 +179,16 @@ def plan(
     """What `run` would do: each selected node as up to date (reused) or to compute, and why (every reason,
     with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`); as `status` says, a node
     whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped."""
+    from flows import outcome as oc
     from flows.outcome import failed_status, failing_input_reason, plan_blocked_reason, selection_outcome
 
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
     engine = _engine(p)
     every = engine.plan(sel)
-    failed, on_input, blocked = selection_outcome(every, engine.store.manifest, p.deps, sel.nodes)
+    failed, on_input, blocked, missing = selection_outcome(
+        every, engine.store.manifest, p.deps, sel.nodes, lambda n: engine.last_output(n) is not None
+    )  # missing: an input outside the selection with no stored output (never built, or blocked by a failure)
     plans = [x for x in every if x.node in set(sel.nodes)]
     if as_json:
         out = []
@@ -197,6 +200,10 @@ def plan(
             elif x.node in on_input:
                 entry["status"] = "input_all_quarantined"
                 entry["reasons"] = [failing_input_reason(x.node, on_input[x.node])]
+            elif x.node in missing:
+                entry["status"] = "input_missing"
+                entry["reasons"] = oc.missing_input_reason(x.node, missing[x.node], p.file)
+                entry["blocked_by"] = sorted({f for g in missing[x.node].values() for f in g})
             elif x.node in blocked:
                 entry["blocked_by"] = blocked[x.node]
             out.append(entry)
@@ -213,6 +220,9 @@ def plan(
         elif x.node in on_input:  # `--node` over such an output: the run fails here
             action, style = "fail (input unusable)", STATUS_STYLE["failed"]
             reasons = [failing_input_reason(x.node, on_input[x.node])]
+        elif x.node in missing:  # `--node` over an input never built: the run fails here
+            action, style = "fail (input missing)", STATUS_STYLE["failed"]
+            reasons = oc.missing_input_reason(x.node, missing[x.node], p.file)
         elif x.node in blocked:
             action, style = "skip (blocked)", STATUS_STYLE["blocked"]
             reasons = [plan_blocked_reason(blocked[x.node], failed), *reasons]

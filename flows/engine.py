@@ -24,7 +24,7 @@ from flows.dag import ancestors, descendants
 from flows.errors import MissingInputError, SelectionError
 from flows.executor import DaskExecutor
 from flows.fingerprint import code_hashes, node_fingerprint, portable_params, sha, versions_for
-from flows.outcome import all_quarantined, all_quarantined_error
+from flows.outcome import all_quarantined, all_quarantined_error, blocked_input_advice, run_outcome
 from flows.param_diff import param_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
@@ -285,13 +285,33 @@ class Engine:
         for p in self.plan(Selection([], set())):
             if p.node == name and p.status == "up_to_date":
                 return p.fingerprint, p.content_hash  # type: ignore[return-value]
-        ref = self._refs.get(name)
-        if ref and self.store.has_output(ref["fingerprint"]):
-            return ref["fingerprint"], ref["content_hash"]
+        last = self.last_output(name)
+        if last is not None:
+            return last
+        # never built: a node upstream of it that quarantined every row fails every run, which skips it; name that
+        # node and its fix, not a `--to` that fails there again
+        failed, blocked = run_outcome(
+            self.plan(Selection([], set())), self.store.manifest, self.pipeline.deps
+        )
+        if blocked.get(name):
+            advice = blocked_input_advice(
+                consumer, name, {f: failed[f] for f in blocked[name]}, self.pipeline.file
+            )
+            raise MissingInputError(
+                f"node {consumer!r} needs input {name!r}, which has no stored output: {advice}"
+            )
         raise MissingInputError(
             f"node {consumer!r} needs input {name!r}, which has no stored output; "
             f"run `arcflow run --to {consumer}` to build its inputs first"
         )
+
+    def last_output(self, name: str) -> tuple[str, str] | None:
+        """(fingerprint, content hash) of the last output ``name`` stored (its ref), if that output is still there:
+        what a run reads for an input outside its selection that is not up to date."""
+        ref = self._refs.get(name)
+        if ref and self.store.has_output(ref["fingerprint"]):
+            return ref["fingerprint"], ref["content_hash"]
+        return None
 
     def run_node(
         self, node_id: str, forced: bool = False, progress: Progress | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flows.errors import AllQuarantinedError
@@ -28,6 +28,8 @@ __all__ = [
     "run_outcome",
     "selection_outcome",
     "failing_input_reason",
+    "blocked_input_advice",
+    "missing_input_reason",
     "plan_blocked_reason",
 ]
 
@@ -148,33 +150,55 @@ def run_outcome(
 
 
 def selection_outcome(
-    plans: Iterable[Any], manifest_of: Any, deps: Mapping[str, Iterable[str]], selected: Iterable[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]], dict[str, list[str]]]:
+    plans: Iterable[Any],
+    manifest_of: Any,
+    deps: Mapping[str, Iterable[str]],
+    selected: Iterable[str],
+    stored: Callable[[str], bool] | None = None,
+) -> tuple[
+    dict[str, dict[str, Any]],
+    dict[str, list[str]],
+    dict[str, list[str]],
+    dict[str, dict[str, dict[str, dict[str, Any]]]],
+]:
     """What a run of the ``selected`` nodes would meet (`arcflow plan` with --node, --from or --to), from the whole
     plan in topological order: ``failed``, the selected nodes it would reuse whose stored output quarantined every
     row (node -> manifest); ``on_input``, the selected nodes reading such an output of a node outside the selection
-    (node -> those inputs: the run fails there with a MissingInputError); ``blocked``, the selected nodes downstream
-    of either inside the selection (node -> the failing nodes upstream: skipped)."""
+    (node -> those inputs: the run fails there with a MissingInputError); ``missing``, the selected nodes reading a
+    node outside the selection that has no output a run can read (``stored(node)`` says whether its last stored
+    output is there; not up to date and not stored: the run fails there with a MissingInputError), as node ->
+    {input: {failing node upstream of that input: its manifest}} (empty when nothing fails upstream: it was never
+    built); ``blocked``, the selected nodes downstream of any of these inside the selection (node -> the failing
+    nodes upstream: skipped)."""
     plans = list(plans)
     chosen = set(selected)
-    every, _ = run_outcome(plans, manifest_of, deps)
+    every, every_blocked = run_outcome(plans, manifest_of, deps)
+    state = {x.node: x.status for x in plans}
     failed: dict[str, dict[str, Any]] = {}
     on_input: dict[str, list[str]] = {}
+    missing: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     blocked: dict[str, list[str]] = {}
     for x in plans:
         if x.node not in chosen:
             continue
         inside = [d for d in deps[x.node] if d in chosen]
-        upstream = sorted(
-            {f for d in inside for f in ([d] if d in failed or d in on_input else blocked.get(d, []))}
-        )
+        stops = failed.keys() | on_input.keys() | missing.keys()
+        upstream = sorted({f for d in inside for f in ([d] if d in stops else blocked.get(d, []))})
         if upstream:
             blocked[x.node] = upstream
         elif x.node in every:
             failed[x.node] = every[x.node]
         elif bad := sorted(d for d in deps[x.node] if d in every and d not in chosen):
             on_input[x.node] = bad
-    return failed, on_input, blocked
+        elif stored is not None and (
+            gone := {
+                d: {f: every[f] for f in every_blocked.get(d, [])}
+                for d in deps[x.node]
+                if d not in chosen and state.get(d) != "up_to_date" and not stored(d)
+            }
+        ):
+            missing[x.node] = gone
+    return failed, on_input, blocked, missing
 
 
 def failed_status(
@@ -210,6 +234,42 @@ def failing_input_reason(node_id: str, inputs: list[str]) -> str:
         f"input {names} quarantined every row it read, so a run fails here (MissingInputError); fix it, then "
         f"`arcflow run --to {node_id}`"
     )
+
+
+def blocked_input_advice(
+    node_id: str, input_name: str, failing: Mapping[str, dict[str, Any]], pipeline_file: str
+) -> str:
+    """Why an input of ``node_id`` was never built (the nodes upstream of it that quarantined every row they read
+    fail every run, which skips it) and what to do: fix their cause, then run to ``node_id`` (or from the failing
+    node when the fix is outside what arcflow fingerprints). One line."""
+    file = "" if pipeline_file == "pipeline.yaml" else f" -f {pipeline_file}"
+    names = ", ".join(repr(f) for f in failing)
+    counts = "; ".join(
+        f"{f!r}: all {rows_phrase(int(m['counts']['in']))} quarantined" for f, m in failing.items()
+    )
+    show = ", ".join(f"`arcflow show {f}{file}`" for f in failing)
+    froms = " / ".join(f"`arcflow run --from {f}{file}`" for f in failing)
+    return (
+        f"a run skips {input_name!r} because {names} upstream of it failed ({counts}); fix that cause ({show} "
+        f"lists the errors), then run `arcflow run --to {node_id}{file}`, or {froms} if the fix is outside what "
+        "arcflow fingerprints (a file it does not read, a package, an environment variable)"
+    )
+
+
+def missing_input_reason(
+    node_id: str, gone: Mapping[str, Mapping[str, dict[str, Any]]], pipeline_file: str
+) -> list[str]:
+    """Why `arcflow plan` says a selected node fails: an input outside the selection has no stored output (one
+    reason an input), with the failing node upstream that keeps it from being built, if any."""
+    file = "" if pipeline_file == "pipeline.yaml" else f" -f {pipeline_file}"
+    out = []
+    for name, failing in gone.items():
+        head = f"input {name!r} has no stored output, so a run fails here (MissingInputError)"
+        if failing:
+            out.append(f"{head}: {blocked_input_advice(node_id, name, failing, pipeline_file)}")
+        else:
+            out.append(f"{head}; run `arcflow run --to {node_id}{file}` to build it first")
+    return out
 
 
 def plan_blocked_reason(upstream: list[str], failed: Mapping[str, Any]) -> str:

@@ -360,3 +360,69 @@ def test_a_failure_a_retry_cannot_change_is_not_retried(
     assert status.exit_code == 0, status.output
     row = _table_rows(status.output)["nothing"]
     assert "up_to_date" in row and "stored output missing" not in row, row
+
+
+def test_node_over_an_input_blocked_by_a_failed_node_names_that_node(tmp_path: Path) -> None:
+    """raw -> boom (a datatrove step raising on every row: all quarantined) -> after -> after2. `plan --node after2`
+    says the run fails there (its input 'after' was never built; before boom ran, plainly missing; after, blocked by
+    boom) and the run's MissingInputError names boom and its fix."""
+    (tmp_path / "raw").mkdir()
+    lines = [json.dumps({"id": f"r{i}", "text": f"BOOM row {i} with a few words"}) for i in range(3)]
+    (tmp_path / "raw" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    user = "tests.tasks._datatrove_user_steps:FussyFilter"  # raises on documents containing BOOM
+    spec = {
+        "name": "blocked_input",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1},
+        "nodes": {
+            "raw": {"uses": "files", "params": {"paths": [str(tmp_path / "raw")]}},
+            "boom": {"uses": "datatrove", "inputs": ["raw"], "params": {"step": user}},
+            "after": {"uses": "filter", "inputs": ["boom"], "params": {"expr": "length(text) > 0"}},
+            "after2": {"uses": "filter", "inputs": ["after"], "params": {"expr": "length(text) > 0"}},
+        },
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    file = f"-f {path}"
+
+    def plan(*flags: str) -> dict[str, str]:
+        result = CliRunner().invoke(app, ["plan", "-f", str(path), *flags], env={"COLUMNS": "600"})
+        assert result.exit_code == 0, result.output
+        return _table_rows(result.output)
+
+    # nothing ran yet: after2's input is plainly missing
+    row = plan("--node", "after2")["after2"]
+    assert row.split(" │ ")[2] == "fail (input missing)", row
+    assert (
+        "input 'after' has no stored output, so a run fails here (MissingInputError); run `arcflow run --to "
+        f"after2 {file}` to build it first"
+    ) in row, row
+
+    engine = Engine(load_pipeline(str(path), []))
+    try:
+        engine.run_node("raw")
+        assert all_quarantined(engine.run_node("boom")[1])
+        with pytest.raises(MissingInputError) as err:
+            engine.run_node("after2", forced=True)
+    finally:
+        engine.close()
+    advice = (
+        "a run skips 'after' because 'boom' upstream of it failed ('boom': all 3 input rows quarantined); fix that "
+        f"cause (`arcflow show boom {file}` lists the errors), then run `arcflow run --to after2 {file}`, or "
+        f"`arcflow run --from boom {file}` if the fix is outside what arcflow fingerprints"
+    )
+    assert str(err.value).startswith(
+        f"node 'after2' needs input 'after', which has no stored output: {advice}"
+    ), err.value
+    assert "\n" not in str(err.value)  # one line: the run's failure summary keeps it whole
+
+    # `plan --node after2` says the same as the run, not "compute / never run"
+    row = plan("--node", "after2")["after2"]
+    assert row.split(" │ ")[2] == "fail (input missing)", row
+    assert f"input 'after' has no stored output, so a run fails here (MissingInputError): {advice}" in row, (
+        row
+    )
+    entry = json.loads(
+        CliRunner().invoke(app, ["plan", "-f", str(path), "--node", "after2", "--json"]).output
+    )
+    assert entry[0]["status"] == "input_missing" and entry[0]["blocked_by"] == ["boom"], entry
