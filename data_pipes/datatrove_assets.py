@@ -61,15 +61,19 @@ class Asset:
     @property
     def problem(self) -> str | None:
         """Why a local file cannot be read (``does not exist``, or not a fastText model for a fastText reader), or
-        None."""
-        from data_pipes.datatrove_local import local_asset_problem
+        why a remote asset's file in the cache cannot serve (no ``.completed`` marker, or not a fastText model for
+        a fastText reader); None otherwise (a remote asset simply not cached has no problem but is not
+        ``available``)."""
+        from data_pipes.datatrove_local import cached_asset_problem, local_asset_problem
 
-        return local_asset_problem(self.local_path, self.reader) if self.local else None
+        if self.local:
+            return local_asset_problem(self.local_path, self.reader)
+        return cached_asset_problem(self.local_path, self.reader)
 
     @property
     def available(self) -> bool:
-        """A local file that can be read, or a remote asset in datatrove's cache."""
-        return self.problem is None if self.local else self.cached
+        """A local file that can be read, or a remote asset in datatrove's cache that can serve its reader."""
+        return self.problem is None and (self.local or self.cached)
 
 
 class _AssetRequested(Exception):  # noqa: N818 - a signal that stops the probe, not an error
@@ -184,13 +188,13 @@ def _recording_assets() -> Iterator[None]:
 
         # a local file is read in place (``datatrove_resolve.no_downloads``), never cached
         local = local_asset_path(remote_path)
+        reader = sys._getframe(1).f_globals.get("__name__", "")
         if local is not None:
-            reader = sys._getframe(1).f_globals.get("__name__", "")
             raise _AssetRequested(Asset(remote_path, local, local=True, reader=reader))
         # the folder and file name exactly as datatrove's function computes them
         folder = dt_io.cached_assets_path(library_name="datatrove", namespace=namespace, subfolder=subfolder)
         local = os.path.join(str(folder), dt_io.strip_protocol(remote_path).replace("/", "_"))
-        raise _AssetRequested(Asset(remote_path, local))
+        raise _AssetRequested(Asset(remote_path, local, reader=reader))
 
     patched = [m for m in list(sys.modules.values()) if getattr(m, ASSET_FUNCTION, None) is original]
     for module in patched:
@@ -259,6 +263,7 @@ def requested_assets(step: Any, role: str) -> list[Asset]:
 
 
 def missing_assets(step: Any, role: str) -> list[Asset]:
-    """Each asset the step would fetch (``requested_assets``) that is not in datatrove's cache (or, for a local
-    file, that cannot be read), in the order found."""
+    """Each asset the step would fetch (``requested_assets``) that is not in datatrove's cache or cannot serve from
+    it (``Asset.problem``: no ``.completed`` marker, not a fastText model), or, for a local file, that cannot be
+    read, in the order found."""
     return [a for a in requested_assets(step, role) if not a.available]

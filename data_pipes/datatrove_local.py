@@ -8,9 +8,11 @@ machine: a plain path (relative ones from the working directory, ``~`` expanded)
 else (``https://``, ``hf://``, ``s3://``, chained URLs) is remote and must be in datatrove's asset cache.
 
 ``local_asset_path`` says whether a path is local and where it points, ``local_file_problem`` why it cannot be
-read, ``local_asset_problem`` also whether a fastText reader got a file that is not a fastText model (4 bytes read), ``relative_hint`` where a relative one was looked for, and ``local_file_digests`` the sha256 of every
-existing file the step's arguments name (bare file names included), for the node's fingerprint (a retrained
-model at the same path recomputes the node).
+read, ``local_asset_problem`` also whether a fastText reader got a file that is not a fastText model (4 bytes read),
+``cached_asset_problem`` the same for a remote asset's file in datatrove's cache (and a file there without its
+``.completed`` marker), ``relative_hint`` where a relative one was looked for, and ``local_file_digests`` the sha256
+of every existing file the step's arguments name (bare file names included), for the node's fingerprint (a
+retrained model at the same path recomputes the node).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FASTTEXT_READERS = frozenset({"datatrove.pipeline.filters.fasttext_filter", "dat
 FASTTEXT_MAGIC = (793712314).to_bytes(
     4, "little"
 )  # fastText's file header (.bin and .ftz), before its version
+REFETCH = "delete it and its .completed marker and fetch it again on a machine with network"
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: plan reads each file once
 
 
@@ -62,13 +65,41 @@ def local_asset_problem(path: str, reader: str = "") -> str | None:
     problem = local_file_problem(path)
     if problem is not None or reader not in FASTTEXT_READERS:
         return problem
+    problem = fasttext_header_problem(path)
+    return (
+        None if problem is None else f"{problem}: name a model saved by fastText (`save_model`, .bin or .ftz)"
+    )
+
+
+def fasttext_header_problem(path: str) -> str | None:
+    """``is not a fastText model ...`` when the readable file ``path`` does not start with fastText's header (4
+    bytes read; no model loaded), else None."""
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head != FASTTEXT_MAGIC:
+        return "is not a fastText model (it does not start with fastText's file header)"
+    return None
+
+
+def cached_asset_problem(path: str, reader: str = "") -> str | None:
+    """Why the file ``path`` in datatrove's asset cache cannot serve the code in module ``reader``, or None (it is
+    usable, or it is simply absent: the caller says "not in datatrove's asset cache"): present without datatrove's
+    ``.completed`` marker (datatrove would fetch it again), or, for a fastText reader (``FASTTEXT_READERS``), not
+    starting with fastText's header. Reads 4 bytes at most."""
+    marker = os.path.exists(path + ".completed")
+    if not os.path.exists(path):
         return (
-            "is not a fastText model (it does not start with fastText's file header): name a model saved by "
-            "fastText (`save_model`, .bin or .ftz)"
+            f"is missing from the cache, though its .completed marker is there; {REFETCH}" if marker else None
         )
+    if not marker:
+        return (
+            "is present but has no .completed marker (an interrupted download?); delete it and fetch it again on "
+            "a machine with network, or, if the file is whole, create the marker beside it"
+        )
+    if reader in FASTTEXT_READERS and local_file_problem(path) is None:
+        problem = fasttext_header_problem(path)
+        if problem is not None:
+            return f"{problem}; {REFETCH}"
     return None
 
 

@@ -81,8 +81,17 @@ _guard_depth = 0
 _saved: dict[str, Any] = {}
 
 
-def not_cached_message(remote_path: str, local_path: str, lead: str = "the step needs") -> str:
-    """``<lead> <asset>, which is not in datatrove's asset cache`` and how to put it there."""
+def not_cached_message(
+    remote_path: str, local_path: str, lead: str = "the step needs", reader: str = ""
+) -> str:
+    """``<lead> <asset>, which is not in datatrove's asset cache`` and how to put it there; for a file there that
+    cannot serve (``datatrove_local.cached_asset_problem``: no ``.completed`` marker, not a fastText model for the
+    fastText ``reader`` module), what is wrong with it and what to do."""
+    from data_pipes.datatrove_local import cached_asset_problem
+
+    problem = cached_asset_problem(local_path, reader)
+    if problem is not None:
+        return f"{lead} {remote_path!r}, whose file in datatrove's asset cache, {local_path}, {problem}"
     folder, name = os.path.dirname(local_path), os.path.basename(local_path)
     return (
         f"{lead} {remote_path!r}, which is not in datatrove's asset cache; arcflow never downloads at run "
@@ -432,7 +441,7 @@ def check_step(path: str, args: Mapping[str, Any]) -> ProblemList:
             problem = asset.problem or "cannot be read"
             message = local_missing_message(asset.remote, asset.local_path, problem, lead)
         else:
-            message = not_cached_message(asset.remote, asset.local_path, lead)
+            message = not_cached_message(asset.remote, asset.local_path, lead, asset.reader)
         problems.append((_arg_naming(args, asset.remote), message))
     return problems
 

@@ -20,7 +20,8 @@ import yaml
 pytest.importorskip("datatrove")
 
 from data_pipes.datatrove_bridge import StepRunner  # noqa: E402
-from data_pipes.datatrove_resolve import step_signature  # noqa: E402
+from data_pipes.datatrove_local import FASTTEXT_MAGIC  # noqa: E402
+from data_pipes.datatrove_resolve import AssetNotCached, step_signature  # noqa: E402
 from flows.engine import Engine  # noqa: E402
 from flows.errors import SpecError  # noqa: E402
 from flows.store import Store  # noqa: E402
@@ -441,14 +442,55 @@ def _lid_pipeline(tmp_path: Path) -> Path:
     return file
 
 
-def _fake_cached_lid(cache: Path) -> Path:
-    """lid.176's place in datatrove's asset cache, filled with a stand-in file and its `.completed` marker."""
+def _fake_cached_lid(cache: Path, header: bytes = FASTTEXT_MAGIC, marker: bool = True) -> Path:
+    """lid.176's place in datatrove's asset cache, filled with a stand-in file (fastText's 4-byte header, then
+    bytes that no model loader could read) and its `.completed` marker."""
     folder = cache / "datatrove" / "lid" / "ft176"
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / "https:__dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
-    model.write_bytes(b"not a model: validation must not read it")
-    (folder / (model.name + ".completed")).touch()
+    model.write_bytes(header + b"not a model: validation must not load it")
+    if marker:
+        (folder / (model.name + ".completed")).touch()
     return model
+
+
+def test_a_corrupt_or_unfinished_cached_model_fails_validate_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A garbage lid.176 with its `.completed` marker (which would quarantine every row at run time) is not a
+    fastText model; one without the marker is said to be there, unfinished, not "not in the cache"."""
+    cache = _empty_asset_cache(tmp_path, monkeypatch)
+    net = _NoNetwork(monkeypatch)
+    file = _lid_pipeline(tmp_path)
+    line = file.read_text().splitlines().index("      step: datatrove.pipeline.filters.LanguageFilter") + 1
+    lead = (
+        f"{file}:{line}: nodes.lang.params.step: step 'datatrove.pipeline.filters.LanguageFilter': LanguageFilter "
+        "reads, on its first document, 'https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin', "
+    )
+    model = _fake_cached_lid(cache, header=b"<htm")  # e.g. an error page saved in its place
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    (problem,) = info.value.problems
+    assert problem.render() == (
+        f"{lead}whose file in datatrove's asset cache, {model}, is not a fastText model (it does not start with "
+        "fastText's file header); delete it and its .completed marker and fetch it again on a machine with network"
+    ), problem.render()
+
+    (model.parent / (model.name + ".completed")).unlink()
+    model.write_bytes(FASTTEXT_MAGIC + b"half a download")
+    with pytest.raises(SpecError) as info:
+        load_pipeline(str(file))
+    (problem,) = info.value.problems
+    assert problem.render().startswith(
+        f"{lead}whose file in datatrove's asset cache, {model}, is present but has no .completed marker (an "
+        "interrupted download?); delete it and fetch it again on a machine with network"
+    ), problem.render()
+    assert "not in datatrove's asset cache" not in problem.render()
+    # at run time the download guard says the same
+    runner = StepRunner("datatrove.pipeline.filters.LanguageFilter", {"languages": ["de"]})
+    with pytest.raises(AssetNotCached, match=r"is present but has no \.completed marker"):
+        runner.run(_frame({"de_good": PARAGRAPHS["de_good"]}))
+    assert net.attempts == [] and model.read_bytes() == FASTTEXT_MAGIC + b"half a download"
 
 
 def test_lazy_model_missing_from_the_cache_fails_validate_and_run_before_any_node(
