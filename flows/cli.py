@@ -178,7 +178,9 @@ def plan(
 ) -> None:
     """What `run` would do: each selected node as up to date (reused) or to compute, and why (every reason,
     with param changes down to the changed item, e.g. `param buckets.2.epochs: 3 -> 4`); as `status` says, a node
-    whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped."""
+    whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped; a
+    node whose input outside the selection was never built fails (naming the failed node that blocks it); a node
+    computed only if its input changes says when it fails again if that input comes out unchanged."""
     from flows import outcome as oc
     from flows.outcome import failed_status, failing_input_reason, plan_blocked_reason, selection_outcome
 
@@ -189,6 +191,7 @@ def plan(
     failed, on_input, blocked, missing = selection_outcome(
         every, engine.store.manifest, p.deps, sel.nodes, lambda n: engine.last_output(n) is not None
     )  # missing: an input outside the selection with no stored output (never built, or blocked by a failure)
+    again, unless = oc.if_unchanged_outcome(every, engine.plan(), engine.store.manifest, p.deps, sel.nodes)
     plans = [x for x in every if x.node in set(sel.nodes)]
     if as_json:
         out = []
@@ -206,6 +209,10 @@ def plan(
                 entry["blocked_by"] = sorted({f for g in missing[x.node].values() for f in g})
             elif x.node in blocked:
                 entry["blocked_by"] = blocked[x.node]
+            elif x.node in again:  # computed if its input changes, else it fails again
+                entry["if_inputs_unchanged"] = "all_quarantined"
+            elif x.node in unless:
+                entry["unless_fails_again"] = unless[x.node]
             out.append(entry)
         typer.echo(json.dumps(out, indent=2))
         return
@@ -226,6 +233,11 @@ def plan(
         elif x.node in blocked:
             action, style = "skip (blocked)", STATUS_STYLE["blocked"]
             reasons = [plan_blocked_reason(blocked[x.node], failed), *reasons]
+        elif x.node in again:  # `--from raw`: if raw comes out unchanged, its stored failure is reused
+            action = oc.fails_again_action(again[x.node])
+            reasons = [*reasons, *failed_status(x.node, again[x.node], engine.store.location, p.file)[1][:2]]
+        elif x.node in unless:
+            action = oc.unless_fails_again(action, unless[x.node])
         rows.append((x.node, p.nodes[x.node].uses, action, style, reasons))
     fixed = [max((len(r[0]) for r in rows), default=4), max((len(r[1]) for r in rows), default=4)]
     fixed.append(max([24, *(len(r[2]) for r in rows)]))

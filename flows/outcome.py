@@ -27,9 +27,12 @@ __all__ = [
     "quarantine_folder",
     "run_outcome",
     "selection_outcome",
+    "if_unchanged_outcome",
     "failing_input_reason",
     "blocked_input_advice",
     "missing_input_reason",
+    "fails_again_action",
+    "unless_fails_again",
     "plan_blocked_reason",
 ]
 
@@ -201,6 +204,35 @@ def selection_outcome(
     return failed, on_input, blocked, missing
 
 
+def if_unchanged_outcome(
+    plans: Iterable[Any],
+    unforced: Iterable[Any],
+    manifest_of: Any,
+    deps: Mapping[str, Iterable[str]],
+    selected: Iterable[str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """What a run of the ``selected`` nodes meets when a recomputed input comes out unchanged (`arcflow plan
+    --from raw`): ``again``, the selected nodes computed only if an input changes (``pending``) whose stored output
+    for the unchanged inputs quarantined every row (node -> manifest: the run reuses it and fails there again);
+    ``unless``, the selected nodes downstream of those (node -> them: skipped if they fail again). ``unforced`` is
+    the plan of a run without --node/--from/--force, which says what those unchanged inputs give."""
+    plans = list(plans)
+    chosen = set(selected)
+    would_fail, _ = run_outcome(unforced, manifest_of, deps)
+    again = {x.node: would_fail[x.node] for x in plans if x.status == "pending" and x.node in would_fail}
+    again = {n: m for n, m in again.items() if n in chosen}
+    unless: dict[str, list[str]] = {}
+    for x in plans:
+        if x.node not in chosen or x.node in again:
+            continue
+        ups = sorted(
+            {f for d in deps[x.node] if d in chosen for f in ([d] if d in again else unless.get(d, []))}
+        )
+        if ups:
+            unless[x.node] = ups
+    return again, unless
+
+
 def failed_status(
     node_id: str, manifest: dict[str, Any], store_location: str, pipeline_file: str
 ) -> tuple[str, list[str]]:
@@ -270,6 +302,18 @@ def missing_input_reason(
         else:
             out.append(f"{head}; run `arcflow run --to {node_id}{file}` to build it first")
     return out
+
+
+def fails_again_action(manifest: dict[str, Any]) -> str:
+    """`arcflow plan`'s action for a node computed only if its input changes whose stored output for the unchanged
+    input quarantined every row."""
+    n = int(manifest["counts"]["in"])
+    return f"compute if input changes; else fails again: all {n:,} row{'' if n == 1 else 's'} quarantined"
+
+
+def unless_fails_again(action: str, upstream: list[str]) -> str:
+    """`arcflow plan`'s action for a node downstream of such a node: computed unless it fails again."""
+    return f"{action} (unless {' or '.join(repr(u) for u in upstream)} fails again)"
 
 
 def plan_blocked_reason(upstream: list[str], failed: Mapping[str, Any]) -> str:

@@ -365,7 +365,8 @@ def test_a_failure_a_retry_cannot_change_is_not_retried(
 def test_node_over_an_input_blocked_by_a_failed_node_names_that_node(tmp_path: Path) -> None:
     """raw -> boom (a datatrove step raising on every row: all quarantined) -> after -> after2. `plan --node after2`
     says the run fails there (its input 'after' was never built; before boom ran, plainly missing; after, blocked by
-    boom) and the run's MissingInputError names boom and its fix."""
+    boom) and the run's MissingInputError names boom and its fix; `plan --from raw` says boom fails again if raw
+    comes out unchanged, and that after/after2 compute unless it does."""
     (tmp_path / "raw").mkdir()
     lines = [json.dumps({"id": f"r{i}", "text": f"BOOM row {i} with a few words"}) for i in range(3)]
     (tmp_path / "raw" / "a.jsonl").write_text("\n".join(lines) + "\n")
@@ -426,3 +427,24 @@ def test_node_over_an_input_blocked_by_a_failed_node_names_that_node(tmp_path: P
         CliRunner().invoke(app, ["plan", "-f", str(path), "--node", "after2", "--json"]).output
     )
     assert entry[0]["status"] == "input_missing" and entry[0]["blocked_by"] == ["boom"], entry
+
+    # `--from raw`: raw may come out unchanged, and then boom's stored failure is reused
+    rows = plan("--from", "raw")
+    assert rows["raw"].split(" │ ")[2] == "compute", rows["raw"]
+    assert (
+        rows["boom"].split(" │ ")[2] == "compute if input changes; else fails again: all 3 rows quarantined"
+    )
+    assert f"`arcflow show boom {file}` lists the errors (value_error: 3)" in rows["boom"], rows["boom"]
+    for child in ("after", "after2"):
+        assert rows[child].split(" │ ")[2] == "compute (unless 'boom' fails again)", rows[child]
+    entries = {
+        e["node"]: e
+        for e in json.loads(
+            CliRunner().invoke(app, ["plan", "-f", str(path), "--from", "raw", "--json"]).output
+        )
+    }
+    assert entries["boom"]["if_inputs_unchanged"] == "all_quarantined", entries["boom"]
+    assert entries["after2"]["unless_fails_again"] == ["boom"], entries["after2"]
+    # `--from boom` recomputes boom itself: no failure foretold
+    rows = plan("--from", "boom")
+    assert rows["boom"].split(" │ ")[2] == "compute" and "fails again" not in rows["after2"], rows
