@@ -792,7 +792,8 @@ def show(
         console.print(
             f"[bold]{node}[/]: [red]failed[/]: all {rows_phrase(n_in)} {'was' if n_in == 1 else 'were'} "
             "quarantined; a run reuses this output and fails at this node, skipping the nodes downstream, until its "
-            f"input or params change (the quarantine errors are below); {outside_fingerprint_hint(node, p.file)}",
+            f"input, params or code change (the quarantine errors are below); "
+            f"{outside_fingerprint_hint(node, p.file)}",
             highlight=False,
         )
     elif plan.status == "up_to_date":

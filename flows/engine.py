@@ -26,6 +26,7 @@ from flows.executor import DaskExecutor
 from flows.fingerprint import code_hashes, node_fingerprint, portable_params, sha, versions_for
 from flows.outcome import all_quarantined, all_quarantined_error, blocked_input_advice, run_outcome
 from flows.param_diff import param_changes
+from flows.signature_diff import signature_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
 from tasks.base import InputRef, ProgressEvent, ProgressFn, RunContext, ShardTask
@@ -196,8 +197,9 @@ class Engine:
         for key in sorted(set(oldv) | set(newv)):
             if oldv.get(key) != newv.get(key):
                 reasons.append(f"version {key}: {oldv.get(key)} -> {newv.get(key)}")
-        if old.get("signature") != parts["signature"]:
-            reasons.append("its input files changed")
+        # a step's own code, a local model, the files a source reads ...: said by what changed
+        changes = signature_changes(old.get("signature"), parts["signature"])
+        reasons += [r for r in changes if r not in reasons]
         old_in = {n: h for n, h in old.get("inputs", [])}
         for name, h in parts["inputs"]:
             if old_in.get(name) != h:

@@ -238,6 +238,66 @@ def test_user_step_source_enters_the_fingerprint(tmp_path: Path, monkeypatch: py
     )  # datatrove's own steps: its version covers them
 
 
+def test_a_user_step_code_edit_is_the_reason_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a user step's code is fixed, plan (and status, which shows plan's reasons) says the step's code
+    changed, naming its module, not that the node's input files did."""
+    (tmp_path / "usersteps").mkdir()
+    (tmp_path / "usersteps" / "__init__.py").write_text("")
+    step_file = tmp_path / "usersteps" / "badstep.py"
+    step_file.write_text(
+        "from datatrove.pipeline.filters.base_filter import BaseFilter\n\n\n"
+        "class Long(BaseFilter):\n    def filter(self, doc):\n        return len(doc.text) > 20\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "text": PARAGRAPHS["de_good"][: 10 + 20 * i]}) + "\n" for i in range(3)
+        )
+    )
+    spec = {
+        "name": "userstep",
+        "workdir": str(tmp_path / "store"),
+        "executor": {"n_workers": 1, "processes": False, "inline_s": 3},
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["docs"], "id_field": "id"}},
+            "long": {"uses": "datatrove", "inputs": ["docs"], "params": {"step": "usersteps.badstep:Long"}},
+        },
+    }
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    engine = Engine(load_pipeline(str(file)))
+    try:
+        engine.run_node("docs")
+        assert engine.run_node("long")[1]["counts"]["kept"] == 2
+    finally:
+        engine.close()
+    step_file.write_text(step_file.read_text().replace("> 20", "> 40"))
+    engine = Engine(load_pipeline(str(file)))
+    try:
+        plans = {x.node: x for x in engine.plan()}
+    finally:
+        engine.close()
+    assert plans["docs"].status == "up_to_date"
+    assert plans["long"].status == "stale" and plans["long"].reasons == [
+        "step code changed: usersteps.badstep"
+    ]
+
+
+def test_signature_reasons_name_what_changed() -> None:
+    from flows.signature_diff import signature_changes
+
+    old = json.dumps({"class": "a:B", "versions": {"datatrove": "0.4"}, "source": {"a": "1", "a.x": "2"}})
+    new = json.dumps({"class": "a:C", "versions": {"datatrove": "0.5"}, "source": {"a": "1", "a.x": "3"}})
+    assert signature_changes(old, new) == [
+        "step class changed: a:B -> a:C",
+        "step code changed: a.x",
+        "version datatrove: 0.4 -> 0.5",
+    ]
+    assert signature_changes("sha-of-files-1", "sha-of-files-2") == ["its input files changed"]
+    assert signature_changes("same", "same") == []
+
+
 def _write_pipeline(root: Path, workdir: str, workers: int) -> Path:
     docs = root / "docs"
     docs.mkdir(exist_ok=True)

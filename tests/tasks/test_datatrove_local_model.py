@@ -94,9 +94,9 @@ def test_local_model_is_read_in_place_and_fingerprinted(
     engine = Engine(load_pipeline(str(file)))
     try:
         plans = {x.node: x for x in engine.plan()}
-        for node in ("plain", "as_url", "bare"):
+        for node, value in (("plain", str(model)), ("as_url", model.as_uri()), ("bare", "model.bin")):
             assert plans[node].status == "stale" and plans[node].fingerprint != old[node], plans[node]
-            assert "its input files changed" in plans[node].reasons, plans[node].reasons
+            assert plans[node].reasons == [f"local file changed: {value}"], plans[node].reasons
         assert plans["docs"].status == "up_to_date"
         _, manifest = engine.run_node("plain")
         assert manifest["counts"]["kept"] == 1  # the retrained model is the one read: only the bad line kept
