@@ -25,6 +25,7 @@ early, and the message quotes the last error lines of the log.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import sys
@@ -192,7 +193,10 @@ def _start_watched(server: Any, poll_s: float = 0.1, max_startup_failures: int =
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failed.append(exc)
 
-    thread = threading.Thread(target=run, name="arcflow-ephemeral-api-start", daemon=True)
+    context = contextvars.copy_context()  # Prefect's settings context, as server.start() would see it here
+    thread = threading.Thread(
+        target=context.run, args=(run,), name="arcflow-ephemeral-api-start", daemon=True
+    )
     thread.start()
     exited: dict[int, Any] = {}  # the processes seen to exit with code 3 (held, so their ids stay unique)
     while thread.is_alive():
