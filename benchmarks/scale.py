@@ -48,7 +48,11 @@ node that stops scaling is named. `--start-scheduler` starts (and stops) a local
 it also reports the time outside the nodes (start-up, finish), the workers' busy share (their CPU over K x wall,
 per node too) and the scheduler's CPU (`--scheduler-pid` for an external one). `--baseline` compares a run on a
 larger corpus with the one-worker time of a smaller one (node walls scaled by the documents entering each node),
-for corpora one worker cannot finish in time; `--budget-s` skips or stops the runs that would not fit.
+for corpora one worker cannot finish in time; `--budget-s` skips or stops the runs that would not fit. A smaller
+corpus has another composition (more of its documents are the real pages), so `--baseline-sample N` runs the
+series on N shard files taken every k-th (seeded offset) from the large corpus instead, kept in
+strong_results_<size>_sample<N>.json; that file named in `--baseline` gives a representative one-worker time per
+document, and each run prints which baseline it used.
 `benchmarks/scale_device.sh` runs the series on the lent GPU host (wheels and corpora carried, see there).
 """
 
@@ -885,6 +889,14 @@ def strong(args: argparse.Namespace) -> None:
     stopped."""
     deadline = time.time() + args.budget_s if args.budget_s else None
     files = corpus_files(args.size, args.cache, args.seed, args.gen_procs)
+    sample = None
+    if args.baseline_sample:  # the series on every k-th shard of the corpus: its composition, fewer documents
+        files, sample = sample_files(files, args.baseline_sample, args.seed)
+        print(
+            f"  baseline sample: {sample['files']} of {len(sample['of_files'])} shard files (every "
+            f"k={sample['every']} from offset {sample['offset']}), {sample['docs']:,} of {args.size:,} documents",
+            flush=True,
+        )
     sched_proc = None
     scheduler = args.scheduler
     if args.start_scheduler:
@@ -901,6 +913,8 @@ def strong(args: argparse.Namespace) -> None:
         raise SystemExit("--strong needs --scheduler tcp://HOST:PORT (or --start-scheduler)")
     sched_pid = sched_proc.pid if sched_proc is not None else args.scheduler_pid
     tag = "_server" if args.server else ""  # runs under the server are kept apart from the ephemeral API's
+    if sample is not None:
+        tag = f"_sample{sample['files']}" + tag
     path = args.cache / f"strong_results_{args.size}{tag}.json"
     results = _load_results(path)
     home = (
@@ -950,7 +964,7 @@ def strong(args: argparse.Namespace) -> None:
             usage.rss_series = []
             entry = {
                 "workers": k,
-                "docs": args.size,
+                "docs": sample["docs"] if sample is not None else args.size,
                 "shards": len(files),
                 "cpu_count": os.cpu_count(),
                 "usage": asdict(usage),
@@ -960,6 +974,8 @@ def strong(args: argparse.Namespace) -> None:
                 "scheduler_cpu_s": sched_cpu,
                 "prefect_api": "server" if server is not None else "ephemeral",
             }
+            if sample is not None:  # what --baseline prints when a larger run is measured against it
+                entry["sample_of"] = {k2: v for k2, v in sample.items() if k2 != "of_files"}
             results = sorted([r for r in results if r["workers"] != k] + [entry], key=lambda r: r["workers"])
             path.write_text(json.dumps(results, indent=1))
             if args.out is not None:
@@ -973,6 +989,27 @@ def strong(args: argparse.Namespace) -> None:
             _stop(sched_proc)
     if results:
         print(strong_markdown(results, baseline))
+
+
+def sample_files(files: list[Path], n: int, seed: int) -> tuple[list[Path], dict]:
+    """Every k-th of ``files`` (k = len // n), starting at an offset in [0, k) drawn from ``seed``: ``n`` shard
+    files spread uniformly over the corpus, so a one-worker baseline on them has the large run's composition (the
+    real pages sit in the first files, the generated variants after). Returns the files and a record of the
+    sample (files, every, offset, docs, of_docs)."""
+    if not 0 < n <= len(files):
+        raise SystemExit(f"--baseline-sample {n}: give 1 to {len(files)} (the corpus's shard files)")
+    every = len(files) // n
+    offset = random.Random(seed).randrange(every)
+    picked = files[offset::every][:n]
+    record = {
+        "files": len(picked),
+        "every": every,
+        "offset": offset,
+        "docs": len(picked) * DOCS_PER_FILE,
+        "of_docs": len(files) * DOCS_PER_FILE,
+        "of_files": files,
+    }
+    return picked, record
 
 
 def _strong_yaml(files: list[Path], store: Path, scheduler: str, skip_langs: str) -> str:
@@ -999,7 +1036,25 @@ def _baseline(args: argparse.Namespace) -> dict | None:
     if args.baseline is None:
         return None
     runs = [r for r in _load_results(args.baseline) if not r["usage"].get("stopped")]
-    return min(runs, key=lambda r: r["workers"]) if runs else None
+    if not runs:
+        print(f"  baseline: {args.baseline} holds no finished run; no efficiency", flush=True)
+        return None
+    base = min(runs, key=lambda r: r["workers"])
+    print(f"  baseline: {baseline_words(base)} ({args.baseline})", flush=True)
+    return base
+
+
+def baseline_words(base: dict) -> str:
+    """Which one-worker time the efficiencies use: a sample of the large corpus, or a smaller corpus scaled by
+    documents (whose composition differs: its real pages weigh more)."""
+    k, n = int(base["workers"]), int(base["docs"])
+    s = base.get("sample_of")
+    if s:
+        return (
+            f"{k} worker(s) on a representative sample, {s['files']} shard files (every k={s['every']}) = "
+            f"{n:,} of {int(s['of_docs']):,} documents, scaled per node by documents in"
+        )
+    return f"{k} worker(s) on a smaller corpus of {n:,} documents, scaled per node by documents in"
 
 
 def _node_walls(r: dict) -> dict[str, float]:
@@ -1155,6 +1210,14 @@ def main() -> None:
         default=None,
         help="strong scaling: a strong_results_<size>.json of a smaller corpus whose fewest-worker run gives the "
         "per-document one-worker time (for a large corpus that one worker cannot run in time)",
+    )
+    ap.add_argument(
+        "--baseline-sample",
+        type=int,
+        default=0,
+        help="strong scaling: run the series on N shard files taken uniformly (every k-th, seeded offset) from "
+        "--size's corpus, kept in strong_results_<size>_sample<N>.json: name that file in --baseline for the "
+        "full run, whose one-worker time then comes from documents of its own composition",
     )
     ap.add_argument(
         "--scheduler-pid", type=int, default=None, help="the external scheduler's pid, for its CPU"

@@ -14,6 +14,9 @@
 #                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
 #                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown
 #   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
+#   sample:K,...  the representative baseline: the series on SAMPLE shard files taken every k-th (seeded) from the
+#                 BIG corpus (scale.py --baseline-sample), so its documents have the big run's composition; with
+#                 SAMPLE set, `big` takes its one-worker time per document from it (strong_results_BIG_sampleN.json)
 #   big           BIG documents on BIG_WORKERS workers (a list runs each: 16,32), against BASELINE's one-worker time per document (default:
 #                 this call's series on SIZE documents; results are not kept across machines, so run series:1
 #                 first on a fresh machine, or carry a strong_results_SIZE.json and name it in BASELINE)
@@ -65,11 +68,18 @@ strong() { scale --strong "${STRONG_OPTS[@]}" "$@"; }
 RESULTS=$CACHE # where scale.py keeps its results for these options
 [ "$DOCS_PER_FILE" != 1000 ] && RESULTS=$RESULTS/docs-per-file-$DOCS_PER_FILE
 [ -n "$SKIP_LANGS" ] && RESULTS=$RESULTS/skip-$(echo "$SKIP_LANGS" | tr ',' '\n' | sort | paste -sd-)
-BASELINE=${BASELINE:-$RESULTS/strong_results_$SIZE.json}
+SAMPLE=${SAMPLE:-0} # shard files of the BIG corpus in the sample:K baseline (0: none; BASELINE defaults to SIZE's series)
+if [ "$SAMPLE" -gt 0 ]; then
+  BASELINE=${BASELINE:-$RESULTS/strong_results_${BIG}_sample$SAMPLE.json}
+else
+  BASELINE=${BASELINE:-$RESULTS/strong_results_$SIZE.json}
+fi
 STRONG_OPTS=()
 if [ "$SERVER" = 1 ]; then # results kept apart (strong_results_N_server.json), the server's baseline by default
   STRONG_OPTS=(--server)
   [ "$BASELINE" = "$RESULTS/strong_results_$SIZE.json" ] && BASELINE=$RESULTS/strong_results_${SIZE}_server.json
+  [ "$BASELINE" = "$RESULTS/strong_results_${BIG}_sample$SAMPLE.json" ] &&
+    BASELINE=$RESULTS/strong_results_${BIG}_sample${SAMPLE}_server.json
 fi
 
 shims() { # scale.py runs .venv/bin/arcflow and .venv/bin/dask; arcflow is not installed here, only on PYTHONPATH
@@ -152,6 +162,15 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
       --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
       2>&1 | tee -a "$OUT/strong.log"
     ;;
+  sample:*)
+    [ "$SAMPLE" -gt 0 ] || { say "sample:K needs SAMPLE=N (shard files of the BIG corpus)"; exit 2; }
+    [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
+    scheduler
+    say "baseline sample ${phase#sample:}: $SAMPLE shard files of the $BIG documents, $(left) s left"
+    strong --size "$BIG" --baseline-sample "$SAMPLE" --workers "${phase#sample:}" \
+      --scheduler tcp://127.0.0.1:8786 --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" \
+      --budget-s "$(left)" --out "$OUT" 2>&1 | tee -a "$OUT/strong.log"
+    ;;
   big)
     [ "$(left)" -lt 30 ] && { say "skipped big: $(left) s left"; continue; }
     scheduler
@@ -172,7 +191,7 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
       --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}.json" 2>&1 | tee -a "$OUT/contention.log"
     ;;
   *)
-    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., big)" >&2
+    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., sample:K,..., big)" >&2
     exit 2
     ;;
   esac
