@@ -34,6 +34,7 @@ from data_pipes.dedup.phases import (
     weights_phase,
 )
 from data_pipes.io.shards import ShardResult
+from tasks._timing import timed
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 
@@ -91,19 +92,27 @@ class DedupKind(DocumentMapKind):
         if not os.path.exists(assign):
             dup_paths, figures, weight_paths = find()
             roots = self.work(ctx, "roots")
-            [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
+            with timed(ctx, "roots_s"):
+                [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
             items = [(tasks[s].payload["path"], s, roots) for s in shards]
-            id_paths = ctx.map(_root_ids, items, phase="assign", unit="shards")
+            with timed(ctx, "root_ids_s"):
+                id_paths = ctx.map(_root_ids, items, phase="assign", unit="shards")
             meta = {k: str(v) for k, v in figures.items()}
             weights = [w for w in weight_paths if w is not None]
-            ctx.map(
-                _assemble, [(dup_paths, id_paths, assign, meta, weights, sizes)], phase="assign", unit="tasks"
-            )
+            with timed(ctx, "assemble_s"):
+                ctx.map(
+                    _assemble,
+                    [(dup_paths, id_paths, assign, meta, weights, sizes)],
+                    phase="assign",
+                    unit="tasks",
+                )
         shard_tasks = [
             ShardTask(t.index, {**t.payload, "assign": assign, "sizes": sizes}, t.label) for t in tasks
         ]
-        results = ctx.run_shards(shard_tasks)
-        self.report(ctx, results, pq.read_metadata(assign).num_rows, pq.read_schema(assign).metadata)
+        with timed(ctx, "write_s"):
+            results = ctx.run_shards(shard_tasks)
+        with timed(ctx, "report_s"):
+            self.report(ctx, results, pq.read_metadata(assign).num_rows, pq.read_schema(assign).metadata)
         params: DedupParams = ctx.params  # type: ignore[assignment]
         if not params.keep_work:
             shutil.rmtree(self.work(ctx), ignore_errors=True)

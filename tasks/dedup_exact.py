@@ -25,6 +25,7 @@ from data_pipes.dedup.params import ExactDedupParams
 from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams, incoming_sizes
+from tasks._timing import timed
 from tasks.base import RunContext
 from tasks.registry import register
 
@@ -71,14 +72,16 @@ class DedupExact(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            hashed = ctx.map(functools.partial(_hash_task, params, work), items, phase="hash")
+            with timed(ctx, "hash_s"):
+                hashed = ctx.map(functools.partial(_hash_task, params, work), items, phase="hash")
             hash_paths = [h for h, _ in hashed]
-            parts = ctx.map(
-                functools.partial(_partition_task, hash_paths, work),
-                list(range(params.partitions)),
-                phase="partitions",
-                unit="partitions",
-            )
+            with timed(ctx, "partitions_s"):
+                parts = ctx.map(
+                    functools.partial(_partition_task, hash_paths, work),
+                    list(range(params.partitions)),
+                    phase="partitions",
+                    unit="partitions",
+                )
             return parts, {}, [w for _, w in hashed]
 
         return self.finish(ctx, tasks, find)

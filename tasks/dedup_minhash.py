@@ -27,6 +27,7 @@ from data_pipes.dedup.params import MinHashParams
 from data_pipes.dedup.phases import bucket_phase, number_clusters, signature_phase, star_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams, incoming_sizes
+from tasks._timing import timed
 from tasks.base import RunContext
 from tasks.registry import register
 
@@ -66,21 +67,28 @@ def merge_tree(ctx: RunContext, pair_paths: list[str], work: str) -> str:
     """Connected components over every band's pairs without one task holding them all: each band's pairs
     become star edges (one task per band), then groups of ``FAN_IN`` star files merge, level by level, until one
     is left; its clusters are numbered. Returns the path of the clustered duplicates (doc, root, cluster)."""
-    level = ctx.map(
-        _star_task,
-        [([p], f"{work}/stars/L0-{i:04d}.parquet") for i, p in enumerate(pair_paths)],
-        phase="clusters",
-        unit="tasks",
-    )
+    with timed(ctx, "stars_s"):
+        level = ctx.map(
+            _star_task,
+            [([p], f"{work}/stars/L0-{i:04d}.parquet") for i, p in enumerate(pair_paths)],
+            phase="clusters",
+            unit="tasks",
+        )
     depth = 0
-    while len(level) > 1:
-        depth += 1
-        groups = [level[i : i + FAN_IN] for i in range(0, len(level), FAN_IN)]
-        items = [(g, f"{work}/stars/L{depth}-{i:04d}.parquet") for i, g in enumerate(groups)]
-        level = ctx.map(_star_task, items, phase="clusters", unit="tasks")
-    if not level:  # no bands
-        level = ctx.map(_star_task, [([], f"{work}/stars/L0-empty.parquet")], phase="clusters", unit="tasks")
-    [out] = ctx.map(_number_task, [(level[0], f"{work}/clusters.parquet")], phase="clusters", unit="tasks")
+    with timed(ctx, "merge_s"):
+        while len(level) > 1:
+            depth += 1
+            groups = [level[i : i + FAN_IN] for i in range(0, len(level), FAN_IN)]
+            items = [(g, f"{work}/stars/L{depth}-{i:04d}.parquet") for i, g in enumerate(groups)]
+            level = ctx.map(_star_task, items, phase="clusters", unit="tasks")
+        if not level:  # no bands
+            level = ctx.map(
+                _star_task, [([], f"{work}/stars/L0-empty.parquet")], phase="clusters", unit="tasks"
+            )
+    with timed(ctx, "number_s"):
+        [out] = ctx.map(
+            _number_task, [(level[0], f"{work}/clusters.parquet")], phase="clusters", unit="tasks"
+        )
     return out
 
 
@@ -103,14 +111,16 @@ class DedupMinHash(DedupKind):
 
         def find():  # noqa: ANN202
             items = [(t.payload["path"], t.index) for t in tasks]
-            signed = ctx.map(functools.partial(_signature_task, params, work), items, phase="signatures")
+            with timed(ctx, "signatures_s"):
+                signed = ctx.map(functools.partial(_signature_task, params, work), items, phase="signatures")
             band_paths = [b for b, _ in signed]
-            bands = ctx.map(
-                functools.partial(_bucket_task, band_paths, work),
-                list(range(params.num_bands)),
-                phase="buckets",
-                unit="bands",
-            )
+            with timed(ctx, "buckets_s"):
+                bands = ctx.map(
+                    functools.partial(_bucket_task, band_paths, work),
+                    list(range(params.num_bands)),
+                    phase="buckets",
+                    unit="bands",
+                )
             clustered = merge_tree(ctx, [p for p, _ in bands], work)
             mh = params.minhash()
             figures = {

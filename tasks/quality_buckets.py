@@ -32,6 +32,7 @@ from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_buckets as qb
 from data_pipes.web import quality_plots as plots
 from data_pipes.web import quantiles
+from tasks._timing import timed
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
 from tasks.registry import register
@@ -156,6 +157,7 @@ def exact_cutoffs(
         }
         task = _Brackets(column, seed, group_by, wanted)
         per_shard = ctx.map(task, paths, phase="cutoffs")
+        ctx.timings["cutoff_passes"] = ctx.timings.get("cutoff_passes", 0.0) + 1
         missed: dict[str, list[int]] = {}
         for g, todo in pending.items():
             for j, i in enumerate(todo):
@@ -234,10 +236,12 @@ class QualityBuckets(DocumentMapKind):
         params: QualityBucketsParams = ctx.params  # type: ignore[assignment]
         tasks = self.plan_shards(ctx)
         paths = [t.payload["path"] for t in tasks]
-        per_shard = ctx.map(_Summarise(params.score_column, params.group_by), paths, phase="scores")
-        groups = sorted({g for shard in per_shard for g in shard})
-        digests = {g: quantiles.merge([s[g] for s in per_shard if g in s]) for g in groups}
-        sizes = {g: sum(s[g].n for s in per_shard if g in s) for g in groups}
+        with timed(ctx, "scores_s"):
+            per_shard = ctx.map(_Summarise(params.score_column, params.group_by), paths, phase="scores")
+        with timed(ctx, "digests_s"):  # on the driver: merging the shards' digests
+            groups = sorted({g for shard in per_shard for g in shard})
+            digests = {g: quantiles.merge([s[g] for s in per_shard if g in s]) for g in groups}
+            sizes = {g: sum(s[g].n for s in per_shard if g in s) for g in groups}
         summaries = [summary for shard in per_shard for summary in shard.values()]
         n = sum(sizes.values())
         buckets = params.resolved()
@@ -251,16 +255,17 @@ class QualityBuckets(DocumentMapKind):
                 f"about {quantiles.SKETCH_RANK_ERROR:.1%} of the documents, plus documents tied at a cut-off)."
             )
         else:
-            cutoffs, held = exact_cutoffs(
-                ctx,
-                paths,
-                params.score_column,
-                ctx.seed + params.seed,
-                params.group_by,
-                digests,
-                sizes,
-                percents,
-            )
+            with timed(ctx, "cutoffs_s"):
+                cutoffs, held = exact_cutoffs(
+                    ctx,
+                    paths,
+                    params.score_column,
+                    ctx.seed + params.seed,
+                    params.group_by,
+                    digests,
+                    sizes,
+                    percents,
+                )
             ctx.extra["cutoff_note"] = (
                 f"Percentile cut-offs are exact: t-digest brackets, then the (score, id hash) pairs near each "
                 f"cut-off; the driver held at most {held:,} pairs for one cut-off ({held / max(n, 1):.2%} of "
@@ -274,8 +279,10 @@ class QualityBuckets(DocumentMapKind):
         tasks = [
             ShardTask(t.index, {**t.payload, "cutoffs": cutoffs, "edges": edges}, t.label) for t in tasks
         ]
-        results = ctx.run_shards(tasks)
-        self.summarize(ctx, results)
+        with timed(ctx, "write_s"):
+            results = ctx.run_shards(tasks)
+        with timed(ctx, "report_s"):
+            self.summarize(ctx, results)
         return results
 
     def run_shard(

@@ -184,6 +184,23 @@ def test_same_output_for_one_and_two_workers(
         )
 
 
+def test_phase_timings_in_the_manifest_only(setup: tuple[Path, dict[str, str]], run: dict[str, dict]) -> None:
+    """Each global kind's phases are timed into the manifest's timings (where the wall goes), never its outputs:
+    the one- and two-worker runs above have the same content hashes."""
+    shared = {"roots_s", "root_ids_s", "assemble_s", "write_s", "report_s"}
+    expected = {
+        "exact": {"hash_s", "partitions_s"} | shared,
+        "minhash": {"signatures_s", "buckets_s", "stars_s", "merge_s", "number_s"} | shared,
+    }
+    for node, names in expected.items():
+        phases = run[node]["timings"]["phases"]
+        assert set(phases) == names, node
+        assert all(v >= 0 for v in phases.values()), node
+        assert sum(phases.values()) <= run[node]["timings"]["wall_s"] + 0.01, node
+        written = [p.read_text() for p in out_dir(setup[0], 1, run[node]).glob("reports/*")]
+        assert not any("signatures_s" in t or "hash_s" in t for t in written), node
+
+
 def test_minhash_resumes_from_phase_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: tuple[Path, dict[str, str]], run: dict[str, dict]
 ) -> None:
@@ -317,5 +334,7 @@ def test_rehydration_after_exact_and_minhash(tmp_path: Path) -> None:
         ("1", 1.0, 6), ("2", 2.0, 2), ("3-4", 3.0, 1), ("5-99", 5.0, 0), ("100-999", 8.0, 0), (">=1000", 1.0, 0)
     ]  # fmt: skip
     mixture = json.loads((folder / run["buckets"]["fingerprint"] / breport["Mixture"]["table"]).read_text())
+    phases = run["buckets"]["timings"]["phases"]  # method threshold: no cut-off pass
+    assert set(phases) == {"scores_s", "digests_s", "write_s", "report_s"}
     rest = next(r for r in mixture if r["bucket"] == "rest")
     assert abs(rest["effective_tokens"] - sum(r["weighted_tokens"] for r in table)) <= len(table)  # rounding

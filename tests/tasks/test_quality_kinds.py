@@ -326,6 +326,10 @@ def test_percentile_buckets_split_exactly(run) -> None:
     assert abs(sum(r["mixture_share"] for r in mixture) - 1) < 1e-3
     assert "whitespace-separated words" in (folder / "mixture.md").read_text()
     assert (folder / "score-histogram.png").exists()
+    # exact cut-offs: each phase's wall goes to the manifest's timings (never the reports), with the bracket passes
+    phases = run[0]["bucketed"]["timings"]["phases"]
+    assert set(phases) == {"scores_s", "digests_s", "cutoffs_s", "cutoff_passes", "write_s", "report_s"}
+    assert phases["cutoff_passes"] >= 1 and min(phases.values()) >= 0
 
 
 def test_sketch_percentiles_are_close_and_say_so(run) -> None:
