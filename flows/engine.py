@@ -415,7 +415,7 @@ class Engine:
         try:
             results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         except ParamError as exc:  # a param the input's data shows wrong: name its line in the pipeline file
-            raise exc.locate(self.pipeline.file) from None
+            raise exc.locate(self.pipeline.file, node_id) from None
         manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
         manifest["reports"] = ctx.reports
         if ctx.timings:  # the kind's phase timings: here, never in its outputs or reports

@@ -13,7 +13,7 @@ Not retried (``permanent_reason`` says which, from the exception's class and its
   kind, a cluster spec), pydantic's ``ValidationError``, and the kinds' own setup errors (a datatrove step that
   cannot be built or whose asset is not cached, an unknown file format, a training or eval stage given the wrong
   inputs), and a param found wrong for the input's data at run time (``ParamError``: a filter expression's
-  column the input lacks).
+  column the input lacks, a datatrove step's ``text_column``, ``heuristic_filters``' ``lang_column`` ...).
 
 The kinds' classes are named by their qualified names, so checking a failure imports none of their modules.
 """

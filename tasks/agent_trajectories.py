@@ -35,6 +35,7 @@ from data_pipes.reasoning.teachers.config import TeacherConfig, checkpoint_input
 from data_pipes.reasoning.tools import Tool, calculator_tool, file_tools, python_tool, search_tool
 from data_pipes.reasoning.tools_search import BM25Index
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 DROPPED_SCHEMA: dict[str, pl.DataType] = {
@@ -111,9 +112,11 @@ class AgentTrajectories(Kind):
             for path in inp.shards:
                 (problems if "prompt" in pq.read_schema(path).names else docs).append(path)
         if params.generate.search and not docs:
-            raise ValueError(
-                f"{ctx.node_id}: generate.search={params.generate.search} needs a documents input for the "
-                "search index; add one to `inputs:` or set generate.search: 0"
+            raise ParamError(
+                ctx.node_id,
+                ("generate", "search"),
+                f"generate.search={params.generate.search} needs a documents input for the search index",
+                "add one to `inputs:` or set generate.search: 0",
             )
         tasks = [
             ShardTask(

@@ -19,6 +19,7 @@ from pydantic import Field
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import KindParams, ShardTask
 from tasks.extract_html import ExtractHtml, ExtractParams
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 HIGHLIGHT = r'(?i)class="[^"]*(highlight|sourcecode|language-|brush:|prettyprint|codehilite)'
@@ -64,9 +65,11 @@ class CodePages(ExtractHtml):
             is_code = is_code | ((sig["code"] + sig["highlight"]) >= params.min_code_tags)
         if params.score_column:
             if params.score_column not in frame.columns:
-                raise ValueError(
-                    f"code_pages: score column {params.score_column!r} is not in the input; "
-                    f"its columns are {frame.columns}"
+                raise ParamError(
+                    "",
+                    ("score_column",),
+                    f"code_pages: score column {params.score_column!r} is not in the input",
+                    f"name one of its columns: {', '.join(frame.columns)}",
                 )
             is_code = is_code | (frame.get_column(params.score_column).fill_null(0.0) >= params.min_score)
         candidates = frame.filter(is_code)

@@ -22,6 +22,7 @@ from data_pipes.code.quality_rules import FLAGS, QualityRules, classify
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 TIERS = ("low", "mid", "high")
@@ -104,9 +105,11 @@ class CodeQuality(DocumentMapKind):
         started = time.perf_counter()
         frame = pl.read_parquet(task.payload["path"])
         if params.score_column and params.score_column not in frame.columns:
-            raise ValueError(
-                f"score_column {params.score_column!r} is not a column of {task.payload['input']!r}; "
-                f"columns: {frame.columns}"
+            raise ParamError(
+                "",
+                ("score_column",),
+                f"score_column {params.score_column!r} is not a column of {task.payload['input']!r}",
+                f"name one of its columns: {', '.join(frame.columns)}",
             )
         out = classify(frame, params.rules(), params.score_column, tuple(params.formats))
         epochs = {t: getattr(params.tiers, t).epochs for t in TIERS}

@@ -38,6 +38,7 @@ from data_pipes.datatrove_resolve import check_step, step_signature
 from data_pipes.io.shards import ShardResult, write_shard
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 
@@ -76,9 +77,11 @@ class DatatroveStep(DocumentMapKind):
             have = pq.read_schema(inp.shards[0]).names
             for what, column in (("text_column", params.text_column), ("id_column", params.id_column)):
                 if column not in have:
-                    raise ValueError(
-                        f"node {ctx.node_id!r}: input {inp.name!r} has no column {column!r} for the step's "
-                        f"documents; its columns are {sorted(have)}; name the right one in `{what}`"
+                    raise ParamError(
+                        ctx.node_id,
+                        (what,),
+                        f"input {inp.name!r} has no column {column!r} for the step's documents",
+                        f"name the right one in `{what}`; its columns are {', '.join(sorted(have))}",
                     )
         return super().plan_shards(ctx)
 

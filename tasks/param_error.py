@@ -12,7 +12,8 @@ from typing import Any
 class ParamError(ValueError):
     """``node``'s param at ``param`` (its path under ``params:``, e.g. ``("expr",)``) is wrong for its input:
     ``message`` says why, ``fix`` what to do. ``str()`` is ``file:line: nodes.<node>.params.<param>: message;
-    fix`` once ``locate`` has named the pipeline file, and without ``file:line:`` before."""
+    fix`` once ``locate`` has named the pipeline file, and without ``file:line:`` before. Code that does not know
+    its node (a shard task on a worker) gives ``node=""``; ``locate`` names it."""
 
     def __init__(
         self,
@@ -29,8 +30,10 @@ class ParamError(ValueError):
 
     @property
     def yaml_path(self) -> str:
-        """The dotted YAML path of the param, e.g. ``nodes.clean.params.expr``."""
-        return ".".join(str(p) for p in ("nodes", self.node, "params", *self.param))
+        """The dotted YAML path of the param, e.g. ``nodes.clean.params.expr`` (``params.expr`` before its node
+        is known)."""
+        head = ("nodes", self.node, "params") if self.node else ("params",)
+        return ".".join(str(p) for p in (*head, *self.param))
 
     def _text(self) -> str:
         where = (
@@ -44,12 +47,13 @@ class ParamError(ValueError):
     def __reduce__(self) -> tuple[Any, ...]:  # a Dask worker's exception comes back pickled
         return (type(self), (self.node, self.param, self.message, self.fix, self.file, self.line))
 
-    def locate(self, file: str) -> ParamError:
+    def locate(self, file: str, node: str = "") -> ParamError:
         """Name ``file`` and the param's line in it (or its nearest enclosing key's, e.g. ``params:`` when the
-        value came from ``--set``); the file is read again, and a file that cannot be read leaves the line out."""
+        value came from ``--set``), and ``node`` when the error did not; the file is read again, and a file that
+        cannot be read leaves the line out."""
         from flows.yaml_source import YamlSyntaxError, parse_yaml
 
-        self.file = file
+        self.file, self.node = file, self.node or node
         try:
             with open(file, encoding="utf-8") as fh:
                 doc = parse_yaml(fh.read(), file)

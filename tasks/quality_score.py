@@ -34,6 +34,7 @@ from data_pipes.web import score_summary as ss
 from data_pipes.web.scorers import NonFiniteScore, build_scorer, check_scorer, scorer_signature
 from tasks.base import DataType, KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 
@@ -109,15 +110,21 @@ class QualityScore(DocumentMapKind):
             )
         if params.scorer != "fasttext":
             if checkpoints:
-                raise ValueError(
-                    f"{ctx.node_id}: a model input needs `scorer: fasttext`, not {params.scorer!r}"
+                raise ParamError(
+                    ctx.node_id,
+                    ("scorer",),
+                    f"a model input ({checkpoints[0].name!r}) needs `scorer: fasttext`, not {params.scorer!r}",
+                    "set `scorer: fasttext` or remove the quality_train input",
                 )
             return options
         trained: dict[str, Any] = {}
         if checkpoints:
             if params.model_path:
-                raise ValueError(
-                    f"{ctx.node_id}: give either a quality_train input or `model_path`, not both"
+                raise ParamError(
+                    ctx.node_id,
+                    ("model_path",),
+                    "a quality_train input and `model_path` are both given",
+                    "give either a quality_train input or `model_path`, not both",
                 )
             ckpt = checkpoints[0]
             rows = pl.concat([pl.read_parquet(p) for p in ckpt.shards]).to_dicts()

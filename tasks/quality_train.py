@@ -38,6 +38,7 @@ from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_fasttext as ft
 from data_pipes.web import quality_training as qt
 from tasks.base import DataType, Kind, KindParams, RunContext, ShardTask
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 _LABEL = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -131,12 +132,19 @@ class QualityTrain(Kind):
         names = [i.name for i in ctx.inputs]
         unknown = sorted(set(params.labels) - set(names))
         if unknown:
-            raise ValueError(f"{ctx.node_id}: `labels` names {unknown}, which are not inputs ({names})")
+            raise ParamError(
+                ctx.node_id,
+                ("labels",),
+                f"`labels` names {unknown}, which are not inputs",
+                f"name only the node's inputs: {', '.join(names)}",
+            )
         unlabelled = [n for n in names if n not in params.labels]
         if unlabelled and not params.label_column:
-            raise ValueError(
-                f"{ctx.node_id}: inputs {unlabelled} have no label; add them to `labels` or set "
-                "`label_column`"
+            raise ParamError(
+                ctx.node_id,
+                ("labels",),
+                f"inputs {unlabelled} have no label",
+                "add them to `labels` or set `label_column`",
             )
         preprocess = ft.Preprocess(params.text_chars, params.lowercase)
         specs, evals = [], []

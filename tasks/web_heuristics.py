@@ -42,6 +42,7 @@ from data_pipes.web.lang.table import Thresholds
 from data_pipes.web.reason_names import datatrove_name
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
+from tasks.param_error import ParamError
 from tasks.registry import register
 
 
@@ -107,9 +108,12 @@ class HeuristicFilters(DocumentMapKind):
         sections = (params.gopher_quality, params.gopher_repetition, params.c4, params.fineweb)
         if params.per_language:
             if params.lang_column not in frame.columns:
-                raise ValueError(
-                    f"heuristic_filters: input has no column {params.lang_column!r}; run `langid` before this "
-                    "node, name the language column in `lang_column`, or set `per_language: false`"
+                raise ParamError(
+                    "",
+                    ("lang_column",),
+                    f"heuristic_filters: input has no column {params.lang_column!r}",
+                    "run `langid` before this node, name the language column in `lang_column`, or set "
+                    "`per_language: false`",
                 )
             langs = frame.get_column(params.lang_column)
             texts, reasons, groups = heuristic_chain_by_language(

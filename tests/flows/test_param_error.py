@@ -47,6 +47,20 @@ def test_a_column_the_input_lacks_names_the_expr_line_and_the_columns(tmp_path: 
     assert type(again) is ParamError and str(again) == text and again.line == expr_line
 
 
+def test_a_shard_task_s_param_error_gets_its_node_and_line(tmp_path: Path) -> None:
+    """A kind's shard task (which knows no node) raising a ParamError: the engine names the node and the line."""
+    write_corpus(tmp_path, n_files=2)
+    heur = {"uses": "heuristic_filters", "inputs": ["raw"], "params": {"lang_column": "language"}}
+    path = write_pipeline(tmp_path, {"raw": {"uses": "files", "params": {"paths": ["data"]}}, "heur": heur})
+    line = path.read_text().splitlines().index("      lang_column: language") + 1
+    with pytest.raises(ParamError) as caught:
+        run_all(load(path))
+    assert str(caught.value).startswith(
+        f"{path}:{line}: nodes.heur.params.lang_column: heuristic_filters: input has no column 'language'; "
+        "run `langid` before this node"
+    ), str(caught.value)
+
+
 def test_param_error_without_a_readable_file_keeps_the_yaml_path(tmp_path: Path) -> None:
     exc = ParamError("n", ("buckets", 0, "column"), "no column 'q'", "set it").locate(
         str(tmp_path / "gone.yaml")
