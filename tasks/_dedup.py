@@ -3,7 +3,7 @@
 A dedup kind's ``run`` finds the dropped documents over all input shards and writes them as files of
 ``(doc, root)`` doc-key pairs (plus ``cluster`` where the kind has clusters), then calls
 :meth:`DedupKind.finish`. On the cluster: the roots are listed per shard (one task), their ids looked up (one
-task per shard that holds a root, reading only the ``id`` column) and one assignment table written under
+task per group of consecutive shards that hold a root, reading only the ``id`` column; see ``tasks._groups``) and one assignment table written under
 ``_work/`` (one task); ``ctx.run_shards`` then writes one output shard per input shard: its kept rows unchanged,
 its dropped rows with ``reason``, ``duplicate_of`` (the kept id) and, where the kind has clusters,
 ``cluster_id``. Every kept row gets ``dup_cluster_size``: how many input documents it stands for (1 for a
@@ -34,6 +34,7 @@ from data_pipes.dedup.phases import (
     weights_phase,
 )
 from data_pipes.io.shards import ShardResult
+from tasks._groups import groups as shard_groups
 from tasks._timing import timed
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
@@ -52,7 +53,7 @@ def _root_lists(item: tuple[list[str], str]) -> list[int]:
     return root_lists(*item)
 
 
-def _root_ids(item: tuple[str, int, str]) -> str:
+def _root_ids(item: tuple[list[tuple[str, int]], str]) -> str:
     return root_ids_phase(*item)
 
 
@@ -94,9 +95,11 @@ class DedupKind(DocumentMapKind):
             roots = self.work(ctx, "roots")
             with timed(ctx, "roots_s"):
                 [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
-            items = [(tasks[s].payload["path"], s, roots) for s in shards]
+            # consecutive shards per task: each looks up a few ids, so one task per shard would be bound by the
+            # per-task cost on the driver and the scheduler, and the assembly would read a file per shard
+            items = [([(tasks[s].payload["path"], s) for s in g], roots) for g in shard_groups(shards)]
             with timed(ctx, "root_ids_s"):
-                id_paths = ctx.map(_root_ids, items, phase="assign", unit="shards")
+                id_paths = ctx.map(_root_ids, items, phase="assign", unit="tasks")
             meta = {k: str(v) for k, v in figures.items()}
             weights = [w for w in weight_paths if w is not None]
             with timed(ctx, "assemble_s"):

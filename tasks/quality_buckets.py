@@ -6,7 +6,7 @@ id hash) or by score threshold (``method: threshold``); the last bucket takes th
 with ``drop: true`` sends its documents to the exclusions with reason ``quality_bucket_<name>``. A document
 without a score is quarantined (``quality_buckets_missing_score``).
 
-Phase 1 reads only the score column of every shard (``ctx.map``) and returns a t-digest of it; the driver merges
+Phase 1 reads only the score column of every shard (``ctx.map``, consecutive shards grouped per task) and returns a t-digest of it; the driver merges
 them (``data_pipes.web.quantiles``). With ``percentiles: exact`` (the default) a second pass returns only the
 (score, id hash) pairs near each cut-off, so the cut-offs are exact while the driver holds a small share of the
 documents; ``percentiles: sketch`` takes the digest's quantiles directly (constant memory, rank error stated in
@@ -32,6 +32,7 @@ from data_pipes.io.shards import ShardResult, write_shard
 from data_pipes.web import quality_buckets as qb
 from data_pipes.web import quality_plots as plots
 from data_pipes.web import quantiles
+from tasks._groups import groups as shard_groups
 from tasks._timing import timed
 from tasks.base import KindParams, RunContext, ShardTask
 from tasks.doc_map import DocumentMapKind
@@ -110,7 +111,10 @@ class _Summarise:
     def __init__(self, column: str, group_by: str | None) -> None:
         self.column, self.group_by = column, group_by
 
-    def __call__(self, path: str) -> dict[str, quantiles.ShardSummary]:
+    def __call__(self, paths: list[str]) -> list[dict[str, quantiles.ShardSummary]]:
+        return [self.one(p) for p in paths]
+
+    def one(self, path: str) -> dict[str, quantiles.ShardSummary]:
         scores, _, groups = _read_scores(path, self.column, None, self.group_by)
         return {str(g): quantiles.summarise(scores[groups == g]) for g in np.unique(groups)}
 
@@ -123,7 +127,10 @@ class _Brackets:
     ) -> None:
         self.column, self.seed, self.group_by, self.wanted = column, seed, group_by, wanted
 
-    def __call__(self, path: str) -> dict[str, list[quantiles.BracketPart]]:
+    def __call__(self, paths: list[str]) -> list[dict[str, list[quantiles.BracketPart]]]:
+        return [self.one(p) for p in paths]
+
+    def one(self, path: str) -> dict[str, list[quantiles.BracketPart]]:
         scores, hashes, groups = _read_scores(path, self.column, self.seed, self.group_by)
         assert hashes is not None
         out = {}
@@ -156,7 +163,9 @@ def exact_cutoffs(
             if todo
         }
         task = _Brackets(column, seed, group_by, wanted)
-        per_shard = ctx.map(task, paths, phase="cutoffs")
+        per_shard = [
+            r for group in ctx.map(task, shard_groups(paths), phase="cutoffs", unit="tasks") for r in group
+        ]
         ctx.timings["cutoff_passes"] = ctx.timings.get("cutoff_passes", 0.0) + 1
         missed: dict[str, list[int]] = {}
         for g, todo in pending.items():
@@ -237,7 +246,12 @@ class QualityBuckets(DocumentMapKind):
         tasks = self.plan_shards(ctx)
         paths = [t.payload["path"] for t in tasks]
         with timed(ctx, "scores_s"):
-            per_shard = ctx.map(_Summarise(params.score_column, params.group_by), paths, phase="scores")
+            summarise = _Summarise(params.score_column, params.group_by)
+            per_shard = [
+                r
+                for group in ctx.map(summarise, shard_groups(paths), phase="scores", unit="tasks")
+                for r in group
+            ]
         with timed(ctx, "digests_s"):  # on the driver: merging the shards' digests
             groups = sorted({g for shard in per_shard for g in shard})
             digests = {g: quantiles.merge([s[g] for s in per_shard if g in s]) for g in groups}

@@ -9,7 +9,7 @@ band: connected components of its pairs, written as star edges ``doc -> root``) 
 over groups of star files, level by level, until one file is left (a merge tree: each task holds only the
 documents of its group's clusters) -> :func:`number_clusters`. Exact: :func:`exact_hash_phase` (per shard) ->
 :func:`exact_partition_phase` (per hash partition). Both then write, on workers, the duplicates' roots per
-shard (:func:`root_lists`), the roots' ids (:func:`root_ids_phase`, per shard) and one table of the dropped
+shard (:func:`root_lists`), the roots' ids (:func:`root_ids_phase`, per group of shards) and one table of the dropped
 documents (:func:`assemble_assignments`: doc key, the kept document's id, cluster number) that the final
 per-shard step reads with :func:`shard_assignments`. The driver passes paths only: it holds no per-document
 state.
@@ -218,13 +218,19 @@ def root_lists(dup_paths: Sequence[str], out_dir: str) -> list[int]:
         return json.load(fh)
 
 
-def root_ids_phase(in_path: str, shard: int, roots_dir: str) -> str:
-    """The ids of one shard's roots: ``ids-<shard>.parquet`` with ``root`` (doc key) and ``id``."""
-    out = os.path.join(roots_dir, f"ids-{shard:05d}.parquet")
+def _root_ids(in_path: str, shard: int, roots_dir: str) -> pa.Table:
+    rows = np.load(os.path.join(roots_dir, f"roots-{shard:05d}.npy"))
+    return pa.table({"root": doc_keys(shard, rows), "id": pa.array(ids_of(in_path, rows), pa.string())})
+
+
+def root_ids_phase(shards: Sequence[tuple[str, int]], roots_dir: str) -> str:
+    """The ids of the roots of ``shards`` (``(path, shard)`` pairs, consecutive shards that hold roots) in one
+    file, ``ids-<first>-<last>.parquet``, with ``root`` (doc key) and ``id``: one task looks up several shards'
+    few ids, and the assembly reads one file per group rather than one per shard."""
+    first, last = shards[0][1], shards[-1][1]
+    out = os.path.join(roots_dir, f"ids-{first:05d}-{last:05d}.parquet")
     if not os.path.exists(out):
-        rows = np.load(os.path.join(roots_dir, f"roots-{shard:05d}.npy"))
-        table = pa.table({"root": doc_keys(shard, rows), "id": pa.array(ids_of(in_path, rows), pa.string())})
-        write_atomic(table, out)
+        write_atomic(pa.concat_tables([_root_ids(path, shard, roots_dir) for path, shard in shards]), out)
     return out
 
 

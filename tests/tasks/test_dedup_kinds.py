@@ -20,6 +20,7 @@ from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.shingles import hash_shingles
 from flows.engine import Engine
 from flows.validate import load_pipeline
+from tasks import _groups
 
 MODULES = ["argparse", "json", "subprocess", "csv", "heapq", "difflib", "ftplib", "statistics"]
 
@@ -199,6 +200,68 @@ def test_phase_timings_in_the_manifest_only(setup: tuple[Path, dict[str, str]], 
         assert sum(phases.values()) <= run[node]["timings"]["wall_s"] + 0.01, node
         written = [p.read_text() for p in out_dir(setup[0], 1, run[node]).glob("reports/*")]
         assert not any("signatures_s" in t or "hash_s" in t for t in written), node
+
+
+def _buckets_run(root: Path, tag: str) -> dict[str, dict]:
+    """docs -> quality_score -> quality_buckets (exact percentiles) in its own workdir."""
+    spec = {
+        "name": "buckets",
+        "workdir": str(root / f".arcflow-{tag}"),
+        "executor": {"n_workers": 1, "processes": False},
+        "nodes": {
+            "docs": {"uses": "files", "params": {"paths": ["texts"], "shard_mb": 0.004}},
+            "scored": {"uses": "quality_score", "inputs": ["docs"], "params": {"scorer": "math_density"}},
+            "buckets": {
+                "uses": "quality_buckets",
+                "inputs": ["scored"],
+                "params": {
+                    "buckets": [
+                        {"name": "top", "min_percentile": 70, "epochs": 2.0},
+                        {"name": "mid", "min_percentile": 30},
+                        {"name": "low", "drop": True},
+                    ]
+                },
+            },
+        },
+    }
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    pipeline = load_pipeline(str(root / "pipeline.yaml"))
+    engine = Engine(pipeline)
+    try:
+        return {node: engine.run_node(node)[1] for node in pipeline.order}
+    finally:
+        engine.close()
+
+
+def test_grouped_phases_give_the_same_bytes(
+    setup: tuple[Path, dict[str, str]], run: dict[str, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consecutive shards grouped per task (``tasks._groups``; here about 2 tasks a phase, several shards each)
+    give the same outputs as one task per shard (the default at this size): the dedup kinds' root-id lookups
+    (one ids file per group), the buckets' score and cut-off passes."""
+    root, _ = setup
+    shards = run["docs"]["shards"]
+    assert _groups.group_size(shards) == 1
+    single = _buckets_run(root, "buckets-single")
+    monkeypatch.setattr(_groups, "TASKS", 2)
+    assert _groups.group_size(shards) >= 2
+    grouped = run_pipeline(root, workers=3)
+    for node in ("exact", "minhash", "report"):
+        assert grouped[node]["content_hash"] == run[node]["content_hash"], node
+    assert grouped["minhash"]["counts"]["dropped"] > 0 and grouped["exact"]["counts"]["dropped"] > 0
+    buckets = _buckets_run(root, "buckets-grouped")
+    assert buckets["buckets"]["content_hash"] == single["buckets"]["content_hash"]
+    assert buckets["buckets"]["counts"] == single["buckets"]["counts"]
+    assert buckets["buckets"]["counts"]["dropped"] > 0
+
+
+def test_groups_keep_order() -> None:
+    assert _groups.groups(list(range(5))) == [[0], [1], [2], [3], [4]]
+    n = 2 * _groups.TASKS + 1
+    flat = _groups.groups(list(range(n)))
+    assert [x for g in flat for x in g] == list(range(n)) and len(flat[0]) == 2
+    big = _groups.groups(list(range(_groups.TASKS * _groups.MAX_GROUP * 3)))
+    assert max(len(g) for g in big) == _groups.MAX_GROUP
 
 
 def test_minhash_resumes_from_phase_files(
