@@ -15,22 +15,10 @@ import model.glm as glm
 from model.config import ModelConfig, model_config
 from model.glm import GLMForCausalLM, layer_post
 from model.moe_dispatch import gather_sum, permute, sort_slots, spread
+from tests.model._inputs import _biased, _ids
 
 DOC_LENS = [[5, 11, 3], [19]]  # row 0: three documents then 5 pads; row 1: one document, 5 pads
 SEQ = 24
-
-
-def _ids(cfg: ModelConfig, *shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(1, cfg.vocab_size, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _biased(model: GLMForCausalLM) -> GLMForCausalLM:
-    """Non-zero correction biases, so routing depends on them as in a trained model."""
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for router in model.routers():
-            router.e_score_correction_bias.copy_(torch.rand(router.n_experts, generator=gen) * 0.1 - 0.05)
-    return model
 
 
 def _step(

@@ -7,19 +7,7 @@ import torch
 
 from model.config import ModelConfig, model_config
 from model.glm import GLMForCausalLM, doc_layout
-
-
-def _ids(cfg: ModelConfig, *shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(1, cfg.vocab_size, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _biased(model: GLMForCausalLM) -> GLMForCausalLM:
-    """Non-zero correction biases, so routing depends on them as in a trained model."""
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for router in model.routers():
-            router.e_score_correction_bias.copy_(torch.rand(router.n_experts, generator=gen) * 0.1 - 0.05)
-    return model
+from tests.model._inputs import _biased, _ids
 
 
 @pytest.mark.parametrize("attn_impl", ["auto", "sdpa", "segments"])

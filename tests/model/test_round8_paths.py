@@ -18,22 +18,10 @@ from model.glm import GLMForCausalLM, layer_post
 from model.loss import linear_cross_entropy
 from model.moe import topk_by_argmax
 from model.moe_dispatch import narrow_keys, sort_slots
+from tests.model._inputs import _biased, _ids
 
 DOC_LENS = [[5, 11, 3], [19]]  # row 0: three documents then 5 pads; row 1: one document, 5 pads
 SEQ = 24
-
-
-def _ids(cfg: ModelConfig, *shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(1, cfg.vocab_size, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _biased(model: GLMForCausalLM) -> GLMForCausalLM:
-    """Non-zero correction biases, so the picks depend on them as in a trained model."""
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for router in model.routers():
-            router.e_score_correction_bias.copy_(torch.rand(router.n_experts, generator=gen) * 0.1 - 0.05)
-    return model
 
 
 def _step(model: GLMForCausalLM, ids: torch.Tensor, **kw: object) -> tuple[torch.Tensor, ...]:
