@@ -1197,6 +1197,37 @@ class Bench:
                     flush=True,
                 )
 
+    # -- round 9: the micro-batch and accumulation with every round-8 change ------------------------------------------
+    def round9(self) -> None:
+        """The round-8 changes together (docs/TRAIN_SPEED.md) at each ``--batch-grid`` entry ``ROWSxMICROBATCHES``
+        (rows per micro-batch x micro-batches per optimizer step), the entry point's DeepSpeed config, whole rows;
+        the defaults at the headline's ``--micro-batch`` x ``--gas`` first as the call's reference. Entries run in
+        the order given while ``--time-limit`` leaves about a minute."""
+        cfg, key = self.r7_cfg, self.r7_key
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        d = DSVariant(
+            "the entry point's DeepSpeed config",
+            {"timers": {"throughput": {"enabled": False}}, "bf16": {"check_grad_overflow": False}},
+        )
+        v = Variant("ours", compile=self.r7_compile)
+        every = replace(v, ce_chunk=1 << 30, foreach_accum=True, router_topk="argmax", narrow_sort_keys=True,
+                        compile_norms=True)  # fmt: skip
+        mb, gas = self.args.micro_batch, self.args.gas
+        ref = self.ds_step("round9 step", cfg, key, replace(v, name=f"ours (defaults), {mb} x {gas}"), d,
+                           batch=mb, gas=gas)  # fmt: skip
+        for entry in self.args.batch_grid.split(","):
+            rows, steps = (int(x) for x in entry.lower().split("x"))
+            if left() < 40 + 4 * rows * steps / 32:
+                print(f"[round9] {entry}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                continue
+            r = self.ds_step("round9 step", cfg, key,
+                             replace(every, name=f"ours, all round-8 changes, {rows} x {steps}"), d, batch=rows,
+                             gas=steps)  # fmt: skip
+            if r and ref:
+                print(f"[round9] {r['name']}: {r['tok_s'] / ref['tok_s']:.3f}x the defaults at {mb} x {gas}, MFU "
+                      f"{r['mfu'] * 100:.1f}% (PaLM {r.get('mfu_palm', 0) * 100:.1f}%), {r['ms']:.1f} ms/step, "
+                      f"peak {r['peak_gib']:.1f} GiB", flush=True)  # fmt: skip
+
     def _round8_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
         """bf16 agreement of each round-8 change with the default (eager, 2 whole rows of ``SEQ_LEN``, MTP on): the
         loss, the relative difference of a few gradients (layer 1's attention, experts, router; the head), and
@@ -1748,6 +1779,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round6()
         if "round7" in sections:
             bench.round7()
+        if "round9" in sections:
+            bench.round9()
         if "round8" in sections:
             bench.round8()
         if "ablation" in sections:
@@ -1945,6 +1978,10 @@ def main() -> None:
     parser.add_argument(
         "--r7-warmup", type=int, default=2, help="round7 / round8: optimizer steps before timing"
     )
+    parser.add_argument(
+        "--batch-grid", default="16x4,32x4,32x8,24x4",
+        help="round9: ROWSxMICROBATCHES entries (rows per micro-batch x micro-batches per optimizer step)",
+    )
     parser.add_argument("--r7-iters", type=int, default=5, help="round7 / round8: timed optimizer steps")
     parser.add_argument(
         "--r7-seq", type=int, default=64, help="round7 / headline on CPU (rehearsals): tokens per row"
@@ -1958,6 +1995,8 @@ def main() -> None:
         round7_cpu(args)
     elif "round8" in (args.sections or "").split(","):
         round7_cpu(args, "round8")
+    elif "round9" in (args.sections or "").split(","):
+        round7_cpu(args, "round9")
     elif "headline" in (args.sections or "").split(","):
         headline_cpu(args)
     else:
