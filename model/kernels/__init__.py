@@ -1,0 +1,32 @@
+"""Glue ops of the model written so that inductor fuses them into fewer or faster kernels (round 10, opt-in).
+
+Each module here gives the same values as the op it replaces in model/glm.py or model/moe.py (its tests compare
+them, fp32 and bf16); only the shape of the computation differs: no pointwise ``cat`` (which inductor lowers to
+masked loads of every input at every output element), so the generated kernels read contiguous, unmasked rows.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def set_fused_glue(model: nn.Module, swiglu: bool = False, rope: bool = False) -> nn.Module:
+    """Turn the round-10 glue paths of ``model`` (a :class:`model.glm.GLMForCausalLM`) on or off: ``swiglu``, the
+    ``cat``-free SwiGLU backward (:mod:`model.kernels.swiglu`) in the routed experts (gather path), the shared
+    experts and the dense MLPs; ``rope``, RoPE without ``cat`` (:mod:`model.kernels.rope`) and v made contiguous
+    inside the compiled pre-attention region. Both give the default path's values (their tests); both are off by
+    default until a GPU round measures them. Returns ``model``."""
+    from model.glm import Attention
+    from model.moe import MLP, GroupedExperts
+
+    found = 0
+    for module in model.modules():
+        if isinstance(module, (GroupedExperts, MLP)):
+            module.fused_swiglu = swiglu
+            found += 1
+        elif isinstance(module, Attention):
+            module.fused_rope = rope
+            found += 1
+    if not found:
+        raise ValueError(f"set_fused_glue: {type(model).__name__} has no attention, MLP or expert modules")
+    return model

@@ -1,0 +1,75 @@
+"""SwiGLU over a fused gate/up projection, optionally times a per-row weight, with a backward written without
+``cat`` (round 10, opt-in: ``GroupedExperts.fused_swiglu`` / ``MLP.fused_swiglu``).
+
+``swiglu(gate_up, weight)`` is ``silu(gate) * up`` (``gate, up = gate_up.chunk(2, -1)``), times ``weight[..., None]``
+when a weight is given (the MoE gather path's gate weights, multiplied in before the down projection). Its forward
+runs the same ops as the default path, so it gives the same bytes. Its backward differs in shape only: autograd's
+backward of ``chunk`` is a ``cat`` of d(gate) and d(up), which inductor compiles as one pointwise kernel over
+[N, 2I] whose every element evaluates both halves' loads under masks (``x % 2I < I``); in the round-8 profile that
+kernel took 284 us per MoE layer and micro-batch for 600 MB (2.1 TB/s), where the forward's SwiGLU moves 4.3 TB/s
+(docs/TRAIN_SPEED.md, "Where the round-8 step's time goes"). Here d(gate_up) is one ``where`` over the [..., 2, I]
+view of the gradient, choosing per element between two values computed from the same unmasked loads of gate, up
+and the incoming gradient, so the loads are contiguous rows and the output is written once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _forward(gate_up: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    hidden = F.silu(gate) * up
+    return hidden if weight is None else hidden * weight[..., None]
+
+
+def swiglu_backward(
+    grad: torch.Tensor, gate_up: torch.Tensor, weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """d(gate_up) [..., 2I] and d(weight) [...] (None without a weight) of :func:`swiglu` for the output gradient
+    ``grad`` [..., I], computed in fp32 and returned in the inputs' dtypes."""
+    i = gate_up.shape[-1] // 2
+    gu = gate_up.unflatten(-1, (2, i)).float()  # [..., 2, I]
+    g, u = gu[..., :1, :], gu[..., 1:, :]  # [..., 1, I] each: views, no copy
+    d = grad.float().unsqueeze(-2)  # [..., 1, I]
+    s = torch.sigmoid(g)
+    act = g * s  # silu(gate)
+    dw = None
+    if weight is not None:
+        dw = (d * act * u).sum((-2, -1)).to(weight.dtype)  # d(weight) = sum over I of grad * silu(gate) * up
+        d = d * weight.float()[..., None, None]
+    d_gate = d * u * (s * (1 + g * (1 - s)))  # silu'(g) = s (1 + g (1 - s))
+    d_up = d * act
+    first = torch.arange(2, device=grad.device).unsqueeze(-1) == 0  # [2, 1]: True on the gate half
+    d_gu = torch.where(first, d_gate, d_up)  # [..., 2, I]
+    return d_gu.flatten(-2).to(gate_up.dtype), dw
+
+
+class _SwiGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, gate_up: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(gate_up, weight)
+        return _forward(gate_up, weight)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        gate_up, weight = ctx.saved_tensors
+        d_gu, dw = swiglu_backward(grad, gate_up, weight)
+        return d_gu, (dw if ctx.needs_input_grad[1] else None)
+
+
+def swiglu(gate_up: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``silu(gate) * up`` of ``gate_up`` [..., 2I] (gate first), times ``weight`` [...] per row when given: the
+    default path's values, with the ``cat``-free backward of the module docstring."""
+    if gate_up.shape[-1] % 2:
+        raise ValueError(f"swiglu needs gate and up of equal width; the last dim is {gate_up.shape[-1]}")
+    if weight is not None and weight.shape != gate_up.shape[:-1]:
+        raise ValueError(
+            f"swiglu's weight must have one value per row: {tuple(weight.shape)} for rows {tuple(gate_up.shape[:-1])}"
+        )
+    return _SwiGLU.apply(gate_up, weight)

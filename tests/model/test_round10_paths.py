@@ -1,0 +1,275 @@
+"""Round-10 glue paths (model/kernels/, model/zero_grad_norm.py): each gives the default path's values.
+
+- ``swiglu``: the same forward bytes as ``silu(gate) * up (* w)``; its ``cat``-free backward equals autograd's in fp32
+  (1e-6; the weight's gradient, a sum, 1e-5) and float64 (gradcheck), and in bf16 is at least as close to the float64 truth as autograd's bf16 chain (and within one bf16 rounding
+  of it);
+- ``apply_rope_flip``: bit for bit ``apply_rope``'s values and input gradient (fp32 and bf16, partial and full
+  rotary dims);
+- both traced as one graph (``fullgraph``, ``aot_eager``);
+- the model with them on (``set_fused_glue``; MoE on the gather path, where the fused SwiGLU applies) gives the
+  default model's logits, loss and every gradient (fp32), and the same logits bit for bit with RoPE alone;
+- DeepSpeed's gradient norm by ``foreach_grad_norm_direct`` equals DeepSpeed's fp64 norm (1e-6) under ZeRO-1 bf16
+  (the entry point's config, CPU accelerator over gloo, in a subprocess; ``slow``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.config import ModelConfig
+from model.glm import GLMForCausalLM, apply_rope
+from model.kernels import set_fused_glue
+from model.kernels.rope import apply_rope_flip, flip_rope_supported
+from model.kernels.swiglu import swiglu, swiglu_backward
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_swiglu(gate_up: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    h = F.silu(gate) * up
+    return h if w is None else h * w[..., None]
+
+
+def _grads(fn, gate_up: torch.Tensor, w: torch.Tensor | None, grad: torch.Tensor):  # type: ignore[no-untyped-def]
+    a = gate_up.detach().clone().requires_grad_()
+    b = None if w is None else w.detach().clone().requires_grad_()
+    out = fn(a, b)
+    out.backward(grad)
+    return out.detach(), a.grad, None if b is None else b.grad
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_swiglu_forward_is_bitwise_and_backward_matches(weighted: bool, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    gate_up = (torch.randn(37, 2 * 24, generator=gen) * 2).to(dtype)
+    w = torch.rand(37, generator=gen).to(dtype) if weighted else None
+    grad = torch.randn(37, 24, generator=gen).to(dtype)
+    out_ref, dgu_ref, dw_ref = _grads(_default_swiglu, gate_up, w, grad)
+    out, dgu, dw = _grads(swiglu, gate_up, w, grad)
+    assert torch.equal(out, out_ref)  # the same ops forward
+    if dtype == torch.float32:
+        torch.testing.assert_close(dgu, dgu_ref, rtol=1e-6, atol=1e-6)
+        if weighted:
+            torch.testing.assert_close(
+                dw, dw_ref, rtol=1e-5, atol=1e-5
+            )  # a sum over 24 products, reassociated
+        return
+    # bf16: autograd rounds each op's result to bf16, the fused backward only its outputs; both against float64
+    _, dgu64, dw64 = _grads(
+        _default_swiglu, gate_up.double(), None if w is None else w.double(), grad.double()
+    )
+    for got, ref, exact in ((dgu, dgu_ref, dgu64), (dw, dw_ref, dw64)):
+        if exact is None:
+            continue
+        err_fused = (got.double() - exact).norm()
+        err_default = (ref.double() - exact).norm()
+        assert err_fused <= err_default * 1.01 + 1e-12, (float(err_fused), float(err_default))
+        # and within bf16's rounding of the truth (the output is the fp32 result rounded once)
+        torch.testing.assert_close(got.double(), exact, rtol=8e-3, atol=1e-5)
+
+
+def test_swiglu_gradcheck_and_leading_dims() -> None:
+    gen = torch.Generator().manual_seed(1)
+    gate_up = torch.randn(2, 3, 8, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.rand(2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(swiglu, (gate_up, w))
+    assert torch.autograd.gradcheck(lambda x: swiglu(x), (gate_up,))
+    d_gu, d_w = swiglu_backward(torch.ones(2, 3, 4, dtype=torch.float64), gate_up.detach(), None)
+    assert d_gu.shape == gate_up.shape and d_w is None
+    with pytest.raises(ValueError, match="equal width"):
+        swiglu(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="one value per row"):
+        swiglu(torch.zeros(4, 6), torch.zeros(3))
+
+
+def _tables(b: int, s: int, rot: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    pos = torch.arange(s).repeat(b, 1)
+    freqs = pos[..., None].float() / (10000 ** (torch.arange(0, rot, 2).float() / rot))
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+@pytest.mark.parametrize("rot,head_dim", [(64, 128), (8, 16), (16, 16), (4, 16)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_flip_is_bitwise(rot: int, head_dim: int, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 9, 3, head_dim, generator=gen).to(dtype)
+    cos, sin = _tables(2, 9, rot, dtype)
+    grad = torch.randn(2, 9, 3, head_dim, generator=gen).to(dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref, out = apply_rope(a, cos, sin), apply_rope_flip(b, cos, sin)
+    assert torch.equal(out, out_ref)
+    out_ref.backward(grad)
+    out.backward(grad)
+    assert torch.equal(b.grad, a.grad)
+
+
+def test_rope_flip_refuses_unsupported_shapes() -> None:
+    assert (
+        flip_rope_supported(128, 64) and not flip_rope_supported(128, 48) and not flip_rope_supported(12, 3)
+    )
+    cos, sin = _tables(1, 4, 6, torch.float32)
+    with pytest.raises(ValueError, match="even rotary dim dividing"):
+        apply_rope_flip(torch.zeros(1, 4, 2, 16), cos, sin)
+
+
+def test_both_trace_as_one_graph() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 4, 16, dtype=torch.bfloat16, generator=gen)
+    cos, sin = _tables(2, 5, 8, torch.bfloat16)
+    gate_up = torch.randn(40, 12, dtype=torch.bfloat16, generator=gen)
+    w = torch.rand(40, dtype=torch.bfloat16, generator=gen)
+
+    def fn(x, gate_up, w):  # type: ignore[no-untyped-def]
+        return apply_rope_flip(x, cos, sin), swiglu(gate_up, w)
+
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    args = [t.clone().requires_grad_() for t in (x, gate_up, w)]
+    ref_args = [t.clone().requires_grad_() for t in (x, gate_up, w)]
+    outs, refs = compiled(*args), fn(*ref_args)
+    for o, r in zip(outs, refs, strict=True):
+        assert torch.equal(o, r)
+    sum(o.float().sum() for o in outs).backward()
+    sum(r.float().sum() for r in refs).backward()
+    for a, r in zip(args, ref_args, strict=True):
+        assert torch.equal(a.grad, r.grad)
+
+
+def _graph_ops(t: torch.Tensor) -> set[str]:
+    """The autograd node types behind ``t`` (what the forward ran)."""
+    seen, todo, names = set(), [t.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def _step(
+    model: GLMForCausalLM, ids: torch.Tensor, doc_lens: list[list[int]] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], set[str]]:
+    model.zero_grad(set_to_none=True)
+    out = model(ids, doc_lens=doc_lens, labels=ids, mtp_weight=0.3, aux_weight=1e-3)
+    ops = _graph_ops(out.loss)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), out.loss.detach(), grads, ops
+
+
+def test_model_with_fused_glue_equals_default(debug_cfg: ModelConfig) -> None:
+    """fp32, debug flavour (MoE layers, a dense layer, MTP, aux loss), MoE on the gather path (where the fused
+    SwiGLU replaces the routed experts' SwiGLU; the shared experts and the dense MLP take it too)."""
+    gen = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, debug_cfg.vocab_size, (2, 24), generator=gen)
+    base = GLMForCausalLM(debug_cfg, seed=0)
+    base.set_moe_path("gather")
+    for router in base.routers():  # biased routers: no near-ties between the picks
+        router.e_score_correction_bias.copy_(torch.linspace(-0.5, 0.5, router.n_experts))
+    fused = set_fused_glue(copy.deepcopy(base), swiglu=True, rope=True)
+    doc_lens = [[10, 14], [24]]  # packed documents in one row, a whole row in the other
+    logits_ref, loss_ref, grads_ref, ops_ref = _step(base, ids, doc_lens)
+    logits, loss, grads, ops = _step(fused, ids, doc_lens)
+    assert "_SwiGLUBackward" in ops and "FlipBackward0" in ops  # the new paths ran
+    assert "_SwiGLUBackward" not in ops_ref and "FlipBackward0" not in ops_ref
+    torch.testing.assert_close(logits, logits_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == grads_ref.keys()
+    for name, g in grads_ref.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-6, msg=name)
+    rope_only = set_fused_glue(copy.deepcopy(base), rope=True)
+    assert torch.equal(
+        _step(rope_only, ids, doc_lens)[0], logits_ref
+    )  # RoPE without cat: the same values, bit for bit
+    with pytest.raises(ValueError, match="no attention, MLP or expert"):
+        set_fused_glue(torch.nn.Linear(2, 2))
+
+
+_DS_SCRIPT = r"""
+import json, os, socket, sys
+import torch
+sys.path.insert(0, os.environ["ROOT"])
+import deepspeed
+from model.config import model_config
+from model.glm import GLMForCausalLM
+from model.train.main import ds_config
+from model.zero_grad_norm import use_foreach_grad_norm
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+torch.set_num_threads(1)
+cfg = model_config("debug")
+gen = torch.Generator().manual_seed(0)
+batches = [torch.randint(0, cfg.vocab_size, (2, 16), generator=gen) for _ in range(2)]
+out = {}
+for foreach in (False, True):
+    model = GLMForCausalLM(cfg, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    config = ds_config(global_batch=4, micro_batch=2, world=1, zero_stage=1, clip=1.0, optimizer="adamw",
+                       precision="bf16")
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
+    installed = use_foreach_grad_norm(engine) if foreach else None
+    calls = []
+    inner = engine.optimizer.get_grad_norm_direct
+    def counted(*a, **k):
+        calls.append(1)
+        return inner(*a, **k)
+    engine.optimizer.get_grad_norm_direct = counted
+    norms = []
+    for _ in range(2):
+        for ids in batches:
+            engine.backward(engine(ids, labels=ids, return_logits=False).loss)
+            engine.step()
+        norms.append(float(engine.get_global_grad_norm()))
+    out[foreach] = {"norms": norms, "installed": installed, "calls": len(calls), "optimizer": type(engine.optimizer).__name__,
+                    "weights": {n: p.detach().float().clone() for n, p in model.named_parameters()}}
+# the norm itself on made-up gradients: finite, and with a NaN (DeepSpeed masks a non-finite norm to -1)
+from model.zero_grad_norm import foreach_grad_norm_direct
+opt = engine.optimizer
+params = [torch.nn.Parameter(torch.zeros(5)), torch.nn.Parameter(torch.zeros(3))]
+fin = [torch.linspace(-2, 3, 5, dtype=torch.bfloat16), torch.tensor([0.5, -1.5, 7.0], dtype=torch.bfloat16)]
+bad = [fin[0], torch.tensor([0.5, float("nan"), 7.0], dtype=torch.bfloat16)]
+direct = {}
+for tag, gs in (("finite", fin), ("nan", bad)):
+    direct[tag] = [float(type(opt).get_grad_norm_direct(opt, gs, params)), float(foreach_grad_norm_direct(opt, gs, params))]
+rel = max(abs(a - b) / abs(b) for a, b in zip(out[True]["norms"], out[False]["norms"]))
+wdiff = max(float((out[True]["weights"][n] - t).abs().max()) for n, t in out[False]["weights"].items())
+print(json.dumps({"rel": rel, "installed": out[True]["installed"], "calls": out[True]["calls"],
+                  "optimizer": out[True]["optimizer"], "wdiff": wdiff, "norms": out[False]["norms"], "direct": direct}))
+"""
+
+
+@pytest.mark.slow
+def test_foreach_grad_norm_equals_deepspeeds() -> None:
+    """Two ZeRO-1 bf16 steps of two micro-batches (the entry point's config, clipping 1.0): DeepSpeed's gradient
+    norm with the fp32 foreach pass equals its fp64 one within 1e-6, and the weights agree (about 20 s on CPU)."""
+    pytest.importorskip("deepspeed")
+    env = {**os.environ, "ROOT": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _DS_SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["optimizer"] == "DeepSpeedZeroOptimizer" and got["installed"] is True, got
+    assert got["calls"] == 2, got  # the patched norm ran at each optimizer step
+    assert all(n > 0 for n in got["norms"]), got
+    assert got["rel"] < 1e-6, got
+    assert got["wdiff"] < 1e-2, got  # bf16 weights: at most a rounding step apart
+    (ds_fin, ours_fin), (ds_nan, ours_nan) = got["direct"]["finite"], got["direct"]["nan"]
+    assert abs(ours_fin - ds_fin) <= 1e-6 * ds_fin and ds_fin > 0, got
+    assert ours_nan == ds_nan == -1.0, got  # a NaN gradient: DeepSpeed's mask, the same with the foreach norm
