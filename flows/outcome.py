@@ -34,7 +34,13 @@ __all__ = [
     "fails_again_action",
     "unless_fails_again",
     "plan_blocked_reason",
+    "SKIPPED",
+    "skipped_message",
 ]
+
+#: the name of the (Completed) Prefect state a node ends in when a node upstream of it failed: it never ran, so it
+#: is no error of its own (Prefect logs a Completed state at INFO, any other final state at ERROR)
+SKIPPED = "Skipped"
 
 
 def all_quarantined(manifest: dict[str, Any]) -> bool:
@@ -322,3 +328,13 @@ def plan_blocked_reason(upstream: list[str], failed: Mapping[str, Any]) -> str:
     if all(u in failed for u in upstream):
         return blocked_reason(upstream)
     return f"blocked by {', '.join(repr(u) for u in upstream)}: a run fails there and skips this node"
+
+
+def skipped_message(failed: list[str], skipped: Mapping[str, list[str]]) -> str:
+    """The message of a skipped node's state: the failed inputs by name, else the skipped inputs with the failed
+    nodes upstream of them (``skipped``: skipped input -> those nodes), so that the failed node is always named:
+    ``upstream failed: bad`` / ``upstream skipped: after_bad (failed: bad)``. As the run's summary says it."""
+    if failed:
+        return f"upstream failed: {', '.join(failed)}"
+    roots = sorted({r for rs in skipped.values() for r in rs})
+    return f"upstream skipped: {', '.join(skipped)}" + (f" (failed: {', '.join(roots)})" if roots else "")

@@ -1,7 +1,9 @@
 """The Prefect side, kept thin: one flow per pipeline run, one task per node (named by the node id).
 
 Independent branches run concurrently (Prefect's thread pool; each node's shards go to the shared Dask cluster). A
-node whose output is stored ends in the ``Cached`` state. What the UI shows (flow run names, artifact keys, the
+node whose output is stored ends in the ``Cached`` state. A node downstream of a failed node never runs: it ends in
+a ``Skipped`` state (of type Completed, so that Prefect logs it at INFO, not as an error of its own) whose message
+names the failed node; the flow run still fails, naming the failed node. What the UI shows (flow run names, artifact keys, the
 artifacts of computed and cached nodes, progress by phase) is in ``flows/prefect_artifacts.py``.
 """
 
@@ -18,14 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prefect import flow, task
+from prefect import allow_failure, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.states import Completed
+from prefect.states import Completed, State
 
 from flows.engine import Engine, select
 from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError, StoreLockedError
-from flows.outcome import all_quarantined, all_quarantined_error
+from flows.outcome import SKIPPED, all_quarantined, all_quarantined_error, skipped_message
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.retry import permanent_reason, worth_retrying
 from flows.validate import load_pipeline
@@ -33,10 +35,15 @@ from flows.yaml_source import YamlSyntaxError, parse_yaml
 
 _ENGINES: dict[str, Engine] = {}
 _ARTIFACTS: dict[str, RunArtifacts] = {}
+_FUTURES: dict[str, dict[str, Any]] = {}  # run key -> node -> its task run's future
+_SKIPS: dict[str, dict[str, list[str]]] = {}  # run key -> skipped node -> the failed nodes upstream of it
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, log_prints=True)
 def run_node(run_key: str, node_id: str, forced: bool) -> Any:
+    skipped = _skipped_state(run_key, node_id)
+    if skipped is not None:
+        return skipped
     engine = _ENGINES[run_key]
     artifacts = _ARTIFACTS[run_key]
     with artifacts.progress(node_id) as progress:
@@ -59,6 +66,29 @@ def run_node(run_key: str, node_id: str, forced: bool) -> Any:
     if reused:
         return Completed(name="Cached", message=f"reused {manifest['fingerprint'][:12]}", data=summary)
     return summary
+
+
+def _skipped_state(run_key: str, node_id: str) -> State | None:
+    """The ``Skipped`` state of ``node_id`` when an input of it in this run failed or was skipped, else None (it
+    runs). Its inputs' task runs are final here: the node waits for them with ``allow_failure`` (without it, Prefect
+    would end the node in ``Pending('NotReady')`` and log that at ERROR, an error per skipped node)."""
+    futures, skips = _FUTURES[run_key], _SKIPS[run_key]
+    failed: list[str] = []
+    skipped: dict[str, list[str]] = {}
+    for dep in _ENGINES[run_key].pipeline.deps[node_id]:
+        if dep not in futures:  # outside the selection: read from the store
+            continue
+        st = futures[dep].state
+        if st.name == SKIPPED or (st.is_pending() and st.name == "NotReady"):
+            skipped[dep] = skips.get(dep, [])
+        elif not st.is_completed():
+            failed.append(dep)
+    if not failed and not skipped:
+        return None
+    roots = failed or sorted({r for rs in skipped.values() for r in rs})
+    skips[node_id] = roots
+    data = {"node": node_id, "skipped": True, "upstream_failed": roots}
+    return Completed(name=SKIPPED, message=skipped_message(failed, skipped), data=data)
 
 
 class PipelineNotFoundError(RuntimeError):
@@ -266,12 +296,13 @@ def run_with_engine(
     _ENGINES[run_key] = engine
     artifacts = RunArtifacts(engine.pipeline.spec.name, engine.store.root, _run_overrides())
     _ARTIFACTS[run_key] = artifacts
+    futures: dict[str, Any] = {}
+    _FUTURES[run_key], _SKIPS[run_key] = futures, {}
     engine.run_info = artifacts.run_info  # kept in the manifests it computes: cached reruns point back to it
     results: dict[str, Any] = {}
     try:
         with engine.store.lock(wait=wait_for_lock):
             run_dir = engine.record_run_start(run_key, selection)
-            futures: dict[str, Any] = {}
             for node_id in selection.nodes:
                 spec = engine.pipeline.nodes[node_id]
                 t = run_node.with_options(
@@ -282,19 +313,27 @@ def run_with_engine(
                     retry_condition_fn=worth_retrying,  # not for a failure that a retry meets again
                 )
                 upstream = [futures[d] for d in engine.pipeline.deps[node_id] if d in futures]
-                futures[node_id] = t.submit(run_key, node_id, node_id in selection.forced, wait_for=upstream)
+                # allow_failure: the node runs after a failed input too, and ends Skipped (see _skipped_state)
+                futures[node_id] = t.submit(
+                    run_key,
+                    node_id,
+                    node_id in selection.forced,
+                    wait_for=[allow_failure(u) for u in upstream],
+                )
             wait(list(futures.values()))
             failed = []
             for node_id, fut in futures.items():
                 st = fut.state
                 results[node_id] = st.name
-                if not st.is_completed():
+                if not st.is_completed() or st.name == SKIPPED:
                     failed.append(node_id)
             engine.record_run_end(run_dir, results)
             if failed:
                 raise NodeFailedError(_failure_summary(engine, {n: futures[n].state for n in failed}))
     finally:
         _ENGINES.pop(run_key, None)
+        _FUTURES.pop(run_key, None)
+        _SKIPS.pop(run_key, None)
         for error in _ARTIFACTS.pop(run_key).close():
             print(f"warning: an artifact could not be written: {error}")
         engine.close()
@@ -317,7 +356,7 @@ def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
             failed.append(f"  {node_id}{where}: {type(exc).__name__}: {_short(str(exc), node_id)}")
         elif st.is_failed() or st.is_crashed():
             failed.append(f"  {node_id}{where}: {st.name}: {_short(st.message or 'no message', node_id)}")
-        else:  # Prefect's NotReady / Pending: an upstream node did not complete
+        else:  # Skipped (or Prefect's NotReady): an upstream node did not complete
             ups = [d for d in engine.pipeline.deps[node_id] if d in states]
             bad = [d for d in ups if states[d].is_failed() or states[d].is_crashed()]
             why = (
