@@ -47,6 +47,11 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   each alone, after a bf16 check of each against the default; both profiled steps list every kernel, the kernels of
   each compiled graph and the ops by shape, with their Chrome traces and inductor's generated code
   (``inductor_code.tar.gz``). ``--device cpu --sections round8`` rehearses it on ``debug`` (plumbing only).
+* **round10**: the glue the round-8 profile showed (docs/TRAIN_SPEED.md, "Where the round-8 step's time goes"):
+  SwiGLU with a ``cat``-free backward, DeepSpeed's gradient norm in one fp32 foreach pass, RoPE without ``cat``,
+  each alone and together against the defaults with every round-8 change, at 8 x 4 and 16 x 16 (``--r10-grid``),
+  after a bf16 check; one profiled step and inductor's code. ``--device cpu --sections round10`` rehearses it on
+  ``debug`` (plumbing only).
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
@@ -120,6 +125,8 @@ class Variant:
     foreach_accum: bool = False
     compile_norms: bool = False  # the final norm and the MTP layer's norms compiled too (round 8)
     narrow_sort_keys: bool = False  # the gather dispatch sorts the expert ids as uint8 (round 8)
+    fused_swiglu: bool = False  # SwiGLU with a cat-free backward (model/kernels/swiglu.py; round 10)
+    fused_rope: bool = False  # RoPE without cat, v contiguous in the region (model/kernels/rope.py; round 10)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +151,9 @@ class DSVariant:
       all-reduces them with itself and copies them back);
     * ``foreach_clip``: DeepSpeed's clipping off, the flat fp32 gradients clipped by
       ``torch.nn.utils.clip_grad_norm_(foreach=True)`` before its step (one norm and one multiply per flat buffer,
-      no host wait; DeepSpeed's clips per parameter after waiting for the norm's comparison)."""
+      no host wait; DeepSpeed's clips per parameter after waiting for the norm's comparison);
+    * ``foreach_norm`` (round 10): the ZeRO optimizer's gradient norm by one fp32 ``torch._foreach_norm`` pass
+      (model/zero_grad_norm.py) instead of one fp64 copy and norm per gradient."""
 
     name: str
     config: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +161,7 @@ class DSVariant:
     world1_skip_allreduce: bool = False
     foreach_clip: bool = False
     clip: float = 1.0
+    foreach_norm: bool = False
 
     def ds_config(self, batch: int, gas: int) -> dict[str, Any]:
         base = {
@@ -175,11 +185,18 @@ class DSVariant:
             return "foreach_clip with clipping off"
         if self.config.get("zero_optimization", {}).get("compute_grad_norm") is False and fp32:
             return "DeepSpeed refuses compute_grad_norm=false with BF16_Optimizer (ZeRO-1, fp32 accumulation)"
+        if self.foreach_norm and fp32:
+            return "the foreach norm replaces the ZeRO optimizer's; BF16_Optimizer (fp32 accumulation) has its own"
         return None
 
     def setup(self, engine: Any) -> Callable[[], None] | str | None:
         """Apply the changes made after ``deepspeed.initialize``: None (nothing to do at the step), a callable to run
         after the last micro-batch's backward (before ``engine.step()``), or a string saying why it cannot apply."""
+        if self.foreach_norm:
+            from model.zero_grad_norm import use_foreach_grad_norm
+
+            if not use_foreach_grad_norm(engine):
+                return f"the foreach norm needs DeepSpeed's ZeRO 1/2 optimizer, got {type(engine.optimizer).__name__}"
         if not (self.flat_accum or self.world1_skip_allreduce or self.foreach_clip):
             return None
         opt = engine.optimizer
@@ -373,6 +390,10 @@ class Bench:
         model.set_moe_path(v.moe_dispatch, v.fuse_shared, v.narrow_sort_keys)
         model.set_router_topk(v.router_topk)
         model.ce_chunk_size = v.ce_chunk
+        if v.fused_swiglu or v.fused_rope:
+            from model.kernels import set_fused_glue
+
+            set_fused_glue(model, swiglu=v.fused_swiglu, rope=v.fused_rope)
         if v.foreach_accum:  # its forward hook lives as long as the model
             from model.grad_accum import ForeachGradAccumulation
 
@@ -1228,10 +1249,100 @@ class Bench:
                       f"{r['mfu'] * 100:.1f}% (PaLM {r.get('mfu_palm', 0) * 100:.1f}%), {r['ms']:.1f} ms/step, "
                       f"peak {r['peak_gib']:.1f} GiB", flush=True)  # fmt: skip
 
-    def _round8_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
-        """bf16 agreement of each round-8 change with the default (eager, 2 whole rows of ``SEQ_LEN``, MTP on): the
-        loss, the relative difference of a few gradients (layer 1's attention, experts, router; the head), and
-        whether the routers picked the same experts (equal load counts)."""
+    # -- round 10: the glue the round-8 profile showed (docs/TRAIN_SPEED.md, "Prepared for round 10") -----------------
+    def round10(self) -> None:
+        """The round-10 changes against the defaults with every round-8 change on (pinned here, whatever the model's
+        defaults are when this runs), the entry point's DeepSpeed config, whole rows, at each ``--r10-grid`` entry
+        ``ROWSxMICROBATCHES`` (default 8x4, the headline's batch, and 16x16): the default, all changes together
+        (profiled at the first entry: ``profile_round10_all.txt``), each change alone (by expected gain: SwiGLU's
+        cat-free backward, DeepSpeed's gradient norm as one fp32 foreach pass, RoPE without cat), the default
+        again at the first entry (the call's noise). A bf16 agreement check of the model changes against the default
+        comes first (eager, 2 rows); inductor's generated code of every graph ends in ``inductor_code.tar.gz``. Rows
+        run in that order while ``--time-limit`` leaves their estimated time; each is printed as ``x the default``
+        (the mean of that entry's default rows)."""
+        cfg, key = self.r7_cfg, self.r7_key
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        entry = {"timers": {"throughput": {"enabled": False}}, "bf16": {"check_grad_overflow": False}}
+        d = DSVariant("the entry point's DeepSpeed config", entry)
+        d_norm = DSVariant(
+            "the entry point's DeepSpeed config, fp32 foreach gradient norm", entry, foreach_norm=True
+        )
+        # the round-8 changes (the CUDA defaults from round 9 on), pinned; on CPU the MoE takes the gather path too,
+        # so that the rehearsal runs the routed experts' fused SwiGLU (CUDA's default is gather already)
+        base = Variant("ours", compile=self.r7_compile, ce_chunk=1 << 30, foreach_accum=True, router_topk="argmax",
+                       narrow_sort_keys=True, compile_norms=True, moe_dispatch="gather")  # fmt: skip
+        changes: list[tuple[str, dict[str, Any], DSVariant]] = [  # by the estimated gain, largest first
+            ("SwiGLU backward without cat", {"fused_swiglu": True}, d),
+            ("DeepSpeed gradient norm in one fp32 foreach pass", {}, d_norm),
+            ("RoPE without cat, v contiguous in the region", {"fused_rope": True}, d),
+        ]
+        every = replace(base, fused_swiglu=True, fused_rope=True)
+        self._round8_check(
+            cfg,
+            key,
+            {tag: replace(base, name=tag, **c) for tag, c, _ in changes if c},
+            ref=base,
+            section="round10",
+        )
+        got: list[tuple[str, dict[str, Any]]] = []  # (grid entry, row)
+
+        def row(
+            rows: int, steps: int, tag: str, model: Variant, dsv: DSVariant, need: float, **kw: Any
+        ) -> None:
+            at = f"{rows} x {steps}"
+            if left() < need:
+                print(f"[round10] {tag}, {at}: skipped ({left():.0f} s of --time-limit left, needs ~{need:.0f})",
+                      flush=True)  # fmt: skip
+                return
+            r = self.ds_step("round10 step", cfg, key, replace(model, name=f"{model.name}, {at}"), dsv,
+                             batch=rows, gas=steps, **kw)  # fmt: skip
+            if r:
+                r["grid"], r["change"] = at, tag
+                got.append((at, r))
+
+        grid = [tuple(int(x) for x in e.lower().split("x")) for e in self.args.r10_grid.split(",")]
+        for n, (rows, steps) in enumerate(grid):
+            scale, first = rows * steps / 32, n == 0  # scale: the headline's 8 x 4 = 1
+            row(
+                rows,
+                steps,
+                "default",
+                replace(base, name="ours (defaults: round-8 changes)"),
+                d,
+                25 + 15 * scale,
+            )
+            row(rows, steps, "all", replace(every, name="ours, all round-10 changes"), d_norm, 30 + 15 * scale,
+                **({"profile": "profile_round10_all.txt", "profile_full": True} if first else {}))  # fmt: skip
+            for tag, c, dsv in changes:
+                row(rows, steps, tag, replace(base, name=f"ours, {tag}", **c), dsv, 20 + 15 * scale)
+            if first:
+                row(
+                    rows,
+                    steps,
+                    "default again",
+                    replace(base, name="ours (defaults, again)"),
+                    d,
+                    15 + 10 * scale,
+                )
+        _dump_inductor_code(Path(self.args.out) / "inductor_code.tar.gz")
+        for at, r in got:
+            refs = [x for a, x in got if a == at and x["change"].startswith("default")]
+            if not refs:
+                continue
+            ratio = r["tok_s"] / statistics.mean(x["tok_s"] for x in refs)
+            print(f"[round10] {r['name']}: {ratio:.3f}x the default at {at} (mean of {len(refs)}), MFU "
+                  f"{r['mfu'] * 100:.1f}% (PaLM {r.get('mfu_palm', 0) * 100:.1f}%), {r['ms']:.1f} ms/step, peak "
+                  f"{r['peak_gib']:.1f} GiB, loss {r['loss_first_step']:.5f} -> {r['loss']:.5f} after "
+                  f"{r['steps'] - 1} updates", flush=True)  # fmt: skip
+
+    def _round8_check(
+        self, cfg: ModelConfig, key: str, paths: dict[str, Variant], ref: Variant | None = None,
+        section: str = "round8",
+    ) -> None:  # fmt: skip
+        """bf16 agreement of each round-8 change with the default (``ref``, else the model's defaults; eager, 2
+        whole rows of ``SEQ_LEN``, MTP on): the loss, the relative difference of a few gradients (layer 1's
+        attention, experts, router; the head), and whether the routers picked the same experts (equal load
+        counts)."""
         ids, _ = self.inputs(cfg, 2, False)
         names = ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.experts.gate_up_proj",
                  "model.layers.1.mlp.gate.weight", "lm_head.weight")  # fmt: skip
@@ -1250,22 +1361,22 @@ class Bench:
             )
 
         try:
-            ref_loss, ref_grads, ref_loads = run(Variant("ours"))
+            ref_loss, ref_grads, ref_loads = run(ref or Variant("ours"))
         except Exception:  # noqa: BLE001
-            print(f"[round8] check: the default path FAILED:\n{traceback.format_exc()}", flush=True)
+            print(f"[{section}] check: the default path FAILED:\n{traceback.format_exc()}", flush=True)
             return
         for tag, v in paths.items():
             try:
                 loss, grads, loads = run(v)
                 rel = {n: float((grads[n] - g).norm() / g.norm()) for n, g in ref_grads.items()}
                 same = all(torch.equal(a, b) for a, b in zip(loads, ref_loads, strict=True))
-                row = {"section": "round8 check", "name": tag, "loss": loss, "loss_default": ref_loss,
+                row = {"section": f"{section} check", "name": tag, "loss": loss, "loss_default": ref_loss,
                        "loss_rel_diff": abs(loss - ref_loss) / abs(ref_loss), "grad_rel_diff": rel,
                        "same_expert_loads": same}  # fmt: skip
             except Exception:  # noqa: BLE001 - reported; the timed row will show the failure too
-                row = {"section": "round8 check", "name": tag, "error": traceback.format_exc()[-2000:]}
+                row = {"section": f"{section} check", "name": tag, "error": traceback.format_exc()[-2000:]}
             self.rows.append(row)
-            print(f"[round8] check {row}", flush=True)
+            print(f"[{section}] check {row}", flush=True)
         (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1, default=str))
 
     def _round6_check(self, cfg: ModelConfig, key: str, paths: dict[str, Variant]) -> None:
@@ -1779,6 +1890,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round6()
         if "round7" in sections:
             bench.round7()
+        if "round10" in sections:
+            bench.round10()
         if "round9" in sections:
             bench.round9()
         if "round8" in sections:
@@ -1944,7 +2057,7 @@ def main() -> None:
         "--sections",
         default=None,
         help="GPU default: headline,dense,ablation,profile; CPU default: debug against HF (forward + backward); on "
-        "CPU, headline, round7 or round8 rehearse those sections on the debug flavour",
+        "CPU, headline, round7, round8, round9 or round10 rehearse those sections on the debug flavour",
     )
     parser.add_argument("--micro-batch", type=int, default=8, help="rows of 4K per micro-batch (headline)")
     parser.add_argument("--gas", type=int, default=4, help="micro-batches per optimizer step (headline)")
@@ -1979,15 +2092,21 @@ def main() -> None:
         "--r7-warmup", type=int, default=2, help="round7 / round8: optimizer steps before timing"
     )
     parser.add_argument(
-        "--batch-grid", default="16x4,32x4,32x8,24x4",
+        "--batch-grid",
+        default="16x4,32x4,32x8,24x4",
         help="round9: ROWSxMICROBATCHES entries (rows per micro-batch x micro-batches per optimizer step)",
     )
+    parser.add_argument(
+        "--r10-grid", default=None,
+        help="round10: ROWSxMICROBATCHES entries (default 8x4,16x16 on CUDA; the CPU rehearsal 2x2,4x4)",
+    )  # fmt: skip
     parser.add_argument("--r7-iters", type=int, default=5, help="round7 / round8: timed optimizer steps")
     parser.add_argument(
         "--r7-seq", type=int, default=64, help="round7 / headline on CPU (rehearsals): tokens per row"
     )
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads")
     args = parser.parse_args()
+    args.r10_grid = args.r10_grid or ("8x4,16x16" if args.device == "cuda" else "2x2,4x4")
     if args.device == "cuda":
         args.sections = args.sections or "headline,dense,ablation,profile"
         gpu(args)
@@ -1997,6 +2116,8 @@ def main() -> None:
         round7_cpu(args, "round8")
     elif "round9" in (args.sections or "").split(","):
         round7_cpu(args, "round9")
+    elif "round10" in (args.sections or "").split(","):
+        round7_cpu(args, "round10")
     elif "headline" in (args.sections or "").split(","):
         headline_cpu(args)
     else:
