@@ -266,13 +266,12 @@ class Engine:
         return refs
 
     def _check_input_shards(self, node_id: str, inputs: list[InputRef]) -> None:
-        """Before a node computes: a local store's input shard deleted by hand is one MissingInputError naming it
-        and the fix, not a FileNotFoundError from a shard task. (An object store's staging folder is completed by
-        the workers, so it is not checked here; a node that is reused reads no input, so it is not checked.)"""
-        if "://" in self.store.location:
-            return
+        """Before a node computes: an input shard deleted by hand (a local file, or an object store's object) is
+        one MissingInputError naming it and the fix, not a FileNotFoundError from a shard task. (A node that is
+        reused reads no input, so it is not checked.)"""
         for ref in inputs:
-            gone = [s for s in ref.shards if not os.path.exists(s)]
+            fp = os.path.basename(ref.path)
+            gone = self.store.missing_files(fp, [os.path.relpath(s, ref.path) for s in ref.shards])
             if gone:
                 more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
                 file = "" if self.pipeline.file == "pipeline.yaml" else f" -f {self.pipeline.file}"
@@ -325,23 +324,51 @@ class Engine:
         inputs = self._input_refs(node)
         parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
         fp = self.fingerprint_of(parts)
-        # forcing recomputes: a finished output goes. An unfinished one of this same fingerprint stays for a
-        # kind that resumes its own work exactly (training: its last DeepSpeed state; the same computation,
-        # bit-identical on CPU), so `--node` after a crash resumes instead of starting over
-        discard = forced and (
-            self.store.has_output(fp) or not getattr(node.kind, "resume_when_forced", False)
-        )
-        manifest = None if discard else self.store.manifest(fp)
+        # forcing recomputes. A finished output stays, whole and named by its ref, until the new one is complete:
+        # the rerun computes into a folder beside it (``<fp>.new``) that replaces it only then, so a rerun that
+        # fails leaves the store as it was. An unfinished output stays for a kind that resumes its own work
+        # exactly (training: its last DeepSpeed state; the same computation, bit-identical on CPU), so `--node`
+        # after a crash resumes instead of starting over; any other kind's starts over.
+        resumes = bool(getattr(node.kind, "resume_when_forced", False))
+        replacing = forced and self.store.has_output(fp)
+        key = self.store.replacement(fp) if replacing else fp  # the folder this run computes into
+        manifest = None if forced else self.store.manifest(fp)
         if manifest is not None:
             self._finish(node_id, fp, manifest, parts)
             return True, manifest
-        # the inputs are checked before anything stored is removed: a run that cannot compute (an input shard
-        # deleted by hand) leaves the node's good output, and its ref, as they were
+        # the inputs are checked before anything stored is touched: a run that cannot compute (an input shard
+        # deleted by hand) leaves the node's output and its ref as they were
         self._check_input_shards(node_id, inputs)
-        if discard:
-            self.store.discard_output(fp)
-        out_dir = self.store.output_dir(fp)
-        self.store.stage_output(fp)  # an object store: the shards a killed run finished, so they are skipped
+        if forced and not resumes:
+            self.store.discard_output(key)
+        try:
+            manifest = self._compute(node, fp, key, parts, inputs, progress, live_report)
+        except BaseException:
+            # the old output stays; what the failed rerun wrote goes (a shard still running on a worker may yet
+            # write into it: never complete without a manifest, and gc or the next forced rerun removes it)
+            if replacing and not resumes:
+                self.store.discard_output(key)
+            raise
+        if replacing:  # complete: now it takes the old output's place (a swap cut short is finished by the
+            self.store.replace_output(fp)  # next run or gc, when it takes the lock)
+        self._finish(node_id, fp, manifest, parts)
+        return False, manifest
+
+    def _compute(
+        self,
+        node: ResolvedNode,
+        fp: str,
+        key: str,
+        parts: dict[str, Any],
+        inputs: list[InputRef],
+        progress: Progress,
+        live_report: Any,
+    ) -> dict[str, Any]:
+        """Compute ``node`` into the store's folder ``key`` (``fp``, or ``fp.new`` on a forced rerun of a stored
+        output) and write its manifest there. Returns the manifest."""
+        node_id = node.id
+        out_dir = self.store.output_dir(key)
+        self.store.stage_output(key)  # an object store: the shards a killed run finished, so they are skipped
         os.makedirs(os.path.join(out_dir, MARKERS), exist_ok=True)
         clean_partial_files(out_dir)
         started = time.time()
@@ -370,7 +397,7 @@ class Engine:
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
             # an object store: the worker completes its host's copy of the inputs, then uploads, marker last
-            fn = self.store.shard_runner(fn, out_dir, fp, [os.path.basename(i.path) for i in inputs])
+            fn = self.store.shard_runner(fn, out_dir, key, [os.path.basename(i.path) for i in inputs])
             cap = node.resources.get("max_parallel_shards")
             batches = [[t] for t in todo] if cap else self._batches(todo)
             self.executor.map(
@@ -416,13 +443,12 @@ class Engine:
             results = sorted(node.kind.run(ctx), key=lambda r: r.index)
         except ParamError as exc:  # a param the input's data shows wrong: name its line in the pipeline file
             raise exc.locate(self.pipeline.file, node_id) from None
-        manifest = self._manifest(node, fp, parts, inputs, results, started, reused_shards)
+        manifest = self._manifest(node, fp, key, parts, inputs, results, started, reused_shards)
         manifest["reports"] = ctx.reports
         if ctx.timings:  # the kind's phase timings: here, never in its outputs or reports
             manifest["timings"]["phases"] = {k: round(v, 3) for k, v in ctx.timings.items()}
-        self.store.write_manifest(fp, manifest, self._shard_entries(fp, results))
-        self._finish(node_id, fp, manifest, parts)
-        return False, manifest
+        self.store.write_manifest(key, manifest, self._shard_entries(key, results))
+        return manifest
 
     def _batches(self, todo: list[ShardTask]) -> list[list[ShardTask]]:
         """Consecutive shards grouped into tasks when there are many more shards than worker slots: the
@@ -449,6 +475,7 @@ class Engine:
         self,
         node: ResolvedNode,
         fp: str,
+        key: str,
         parts: dict,
         inputs: list[InputRef],
         results: list[ShardResult],
@@ -475,7 +502,7 @@ class Engine:
             "kind": node.kind.name,
             "output_type": node.kind.output_type.value,
             "fingerprint": fp,
-            "content_hash": self.store.hash_output(fp),  # every output file's bytes, not just the shards
+            "content_hash": self.store.hash_output(key),  # every output file's bytes, not just the shards
             "inputs": [
                 {"name": i.name, "fingerprint": os.path.basename(i.path), "content_hash": i.content_hash}
                 for i in inputs
@@ -498,8 +525,8 @@ class Engine:
             **({"run": dict(self.run_info)} if self.run_info else {}),
         }
 
-    def _shard_entries(self, fp: str, results: list[ShardResult]) -> list[dict[str, Any]]:
-        out_dir = self.store.output_dir(fp)
+    def _shard_entries(self, key: str, results: list[ShardResult]) -> list[dict[str, Any]]:
+        out_dir = self.store.output_dir(key)
         return [
             {
                 "index": r.index,

@@ -9,6 +9,7 @@ Layout of the work directory::
     outputs/<fingerprint>/shards.json              per-shard files, counts and content hashes
     outputs/<fingerprint>/files.json               sha256 of every output file (what the content hash covers)
     outputs/<fingerprint>/manifest.json            written last: the output is complete when it exists
+    outputs/<fingerprint>.new/                     a forced rerun of a stored output, computed beside it
     refs/<pipeline>.json                           node id -> fingerprint and its parts, of the last good run
     runs/<run id>/pipeline.yaml                    the resolved config of each run
     lock                                           held by a running `arcflow run` or `gc`
@@ -18,6 +19,13 @@ quarantined shards, WARC files, tokenizer and model folders, checkpoints, report
 path and sha256, except the bookkeeping files above (manifest, shards.json, files.json), the scratch folders whose
 top-level name starts with ``_`` (markers, caches, intermediate work) and temporary files. It is computed the same
 way for every kind, so a kind that writes a new sort of file needs nothing to have it covered.
+
+A **forced rerun** of a stored output (``arcflow run --node X``, ``--force``) computes into
+``outputs/<fingerprint>.new/`` while the old output stays where it is, complete and named by its ref; only once the
+new one has its manifest does ``replace_output`` swap it in (two renames: the old folder to ``<fingerprint>.old``, the
+new one into place, then the old one is removed). A rerun that fails leaves the old output as it was; its
+unfinished ``.new`` folder is removed by the engine, or by gc. Taking the lock finishes a swap a killed process
+left half done (``recover_replacements``).
 
 Taking the lock also removes the temporary files (``*.tmp-<pid>...``) that killed writers left in unfinished
 outputs, so they do not linger in a folder whose node never runs again.
@@ -47,6 +55,8 @@ MANIFEST = "manifest.json"
 SHARDS = "shards.json"
 FILES = "files.json"
 BOOKKEEPING = frozenset({MANIFEST, SHARDS, FILES})
+NEW = ".new"  # outputs/<fingerprint>.new: a forced rerun of a stored output, until it replaces it
+OLD = ".old"  # outputs/<fingerprint>.old: the replaced output, for the moment of the swap
 CONTENT_HASH_VERSION = "content-v2"
 _HASH_CHUNK = 1 << 20
 _HELD: dict[str, int] = {}  # store roots whose lock this process holds -> nesting depth
@@ -183,11 +193,61 @@ class Store:
         )
 
     def discard_output(self, fingerprint: str) -> None:
-        """Forget a stored output (``--force``): the manifest goes first, so a crash leaves it incomplete."""
+        """Forget an output (an unfinished one that a forced run starts over, a replacement that failed, gc): the
+        manifest goes first, so a crash leaves it incomplete."""
         path = self.output_dir(fingerprint)
         if os.path.exists(os.path.join(path, MANIFEST)):
             os.remove(os.path.join(path, MANIFEST))
         shutil.rmtree(path, ignore_errors=True)
+
+    # ---- forced reruns: the new output beside the old one, swapped in once complete ---------------------------
+    @staticmethod
+    def replacement(fingerprint: str) -> str:
+        """The key (folder name under ``outputs/``) a forced rerun of the stored output ``fingerprint`` computes
+        into; ``output_dir``, ``hash_output``, ``write_manifest`` and ``discard_output`` take it as they take a
+        fingerprint."""
+        return fingerprint + NEW
+
+    def replace_output(self, fingerprint: str) -> None:
+        """Put the complete output ``<fingerprint>.new`` in the place of ``fingerprint``. Until the first rename the
+        old output is whole and the new one complete beside it; a crash between the renames leaves
+        ``<fingerprint>.old`` (whole) and the new one (complete), which ``recover_replacements`` finishes."""
+        self.check_lease()
+        new, cur, old = (self.output_dir(fingerprint + x) for x in (NEW, "", OLD))
+        if not os.path.exists(os.path.join(new, MANIFEST)):
+            raise FileNotFoundError(f"{new}: the replacement of {fingerprint} is not complete")
+        self._recover(fingerprint)  # an earlier swap's leftover .old
+        if os.path.exists(cur):
+            os.rename(cur, old)
+        os.rename(new, cur)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover_replacements(self) -> list[str]:
+        """Finish the swaps a killed process left half done (called when a run or gc takes the lock): where
+        ``<fp>.old`` is left, ``<fp>`` becomes the complete new output if there is one, else the old one again.
+        Returns the fingerprints recovered."""
+        outputs = os.path.join(self.root, "outputs")
+        names = os.listdir(outputs) if os.path.isdir(outputs) else []
+        done = [n[: -len(OLD)] for n in sorted(names) if n.endswith(OLD)]
+        for fp in done:
+            self._recover(fp)
+        return done
+
+    def _recover(self, fingerprint: str) -> None:
+        new, cur, old = (self.output_dir(fingerprint + x) for x in (NEW, "", OLD))
+        if not os.path.exists(old):
+            return
+        if not os.path.exists(os.path.join(cur, MANIFEST)):
+            shutil.rmtree(cur, ignore_errors=True)
+            os.rename(new if os.path.exists(os.path.join(new, MANIFEST)) else old, cur)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def missing_files(self, fingerprint: str, rels: list[str]) -> list[str]:
+        """The files of ``rels`` (relative paths) that the stored output ``fingerprint`` lacks, each as a path a
+        user can look for (here: the local path)."""
+        out = self.output_dir(fingerprint)
+        paths = [os.path.join(out, rel) for rel in rels]
+        return [p for p in paths if not os.path.exists(p)]
 
     # ---- refs: the last good fingerprint of each node, per pipeline -----------------------------------------
     def _refs_path(self, pipeline: str) -> str:
@@ -270,6 +330,7 @@ class Store:
         with _HELD_GUARD:
             _HELD[self.root] = 1
         try:
+            self.recover_replacements()
             self.remove_stale_temporaries()
             yield
         finally:

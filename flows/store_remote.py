@@ -20,6 +20,15 @@ Kinds stay as they are: they read and write local files. Each machine keeps a **
 * **an input** is read through the staging folder: its files are downloaded once (whole objects, checked against
   the object store's sizes) and reused by every later node on this machine.
 
+A **forced rerun** of a stored output computes into ``outputs/<fingerprint>.new/`` (shards, markers and manifest as
+any output), the old output staying complete meanwhile. The swap that follows (``replace_output``) cannot be a
+rename here, so it is journaled: ``replacing/<fingerprint>.json`` is written first; then the old manifest goes (from
+here on the output is incomplete, never half old and half new while called complete), the old objects the new
+output lacks are deleted, the new objects are copied in place (server-side; a file whose sha256 is the old one's is
+left as it is, so a rerun that gives the same bytes copies only its bookkeeping), ``files.json`` and ``shards.json``
+next and the manifest last; then ``<fingerprint>.new`` and the journal go. A swap that a killed process left in the
+journal is finished when the lock is next taken (``recover_replacements``), before any plan or gc acts on it.
+
 Nothing is written to the object store under a temporary name: a PUT is atomic, so a dropped connection leaves the
 old object or none (the upload is retried), and a shard without its marker is redone.
 """
@@ -56,6 +65,7 @@ from flows.store import (
     BOOKKEEPING,
     FILES,
     MANIFEST,
+    NEW,
     SHARDS,
     Store,
     content_hash_of,
@@ -65,6 +75,7 @@ from flows.store import (
 
 STORE_FORMAT = 1  # the layout version this arcflow writes; a store of a higher one is refused
 STORE_INFO = "store.json"
+REPLACING = "replacing"  # replacing/<fingerprint>.json: a swap of outputs/<fingerprint>.new under way
 
 
 class StoreUnreachableError(StoreLockedError):
@@ -94,6 +105,7 @@ class ObjectStore(Store):
         self.root = staging_root(self.url)
         self._lock_obj: ObjectLock | None = None
         self._io_lock = threading.Lock()
+        self._listed: dict[str, dict[str, int]] = {}  # fingerprint -> its objects, at its last materialize
 
     def __post_init__(self) -> None:  # the dataclass hook of Store: root is set in __init__ here
         pass
@@ -146,10 +158,18 @@ class ObjectStore(Store):
 
     def materialize(self, fingerprint: str) -> str:
         """A finished output (an input of a node) complete in the staging folder; returns its local folder."""
-        self._pull(fingerprint, skip_scratch=True)
+        self._listed[fingerprint] = self._pull(fingerprint, skip_scratch=True)
         return self.output_dir(fingerprint)
 
-    def _pull(self, fingerprint: str, skip_scratch: bool) -> None:
+    def missing_files(self, fingerprint: str, rels: list[str]) -> list[str]:
+        """The files of ``rels`` the object store lacks for ``fingerprint`` (URLs), by the listing its last
+        ``materialize`` made (a node's inputs are materialized just before they are checked), else a new one."""
+        remote = self._listed.pop(fingerprint, None)
+        if remote is None:
+            remote = listing(self.fs, self._remote_output(fingerprint))
+        return [f"{self.url}/outputs/{fingerprint}/{rel}" for rel in rels if rel not in remote]
+
+    def _pull(self, fingerprint: str, skip_scratch: bool) -> dict[str, int]:
         local = self.output_dir(fingerprint)
         remote = listing(self.fs, self._remote_output(fingerprint))
         # markers last: a staged marker always has its shard's files beside it, even if this copy is cut short
@@ -163,6 +183,7 @@ class ObjectStore(Store):
             except OSError:
                 pass
             get_file(self.fs, self._remote_output(fingerprint, rel), path)
+        return remote
 
     def shard_runner(
         self,
@@ -227,6 +248,61 @@ class ObjectStore(Store):
         """The manifest goes first (a crash leaves the output incomplete), then every object, then the staging."""
         self._remove_remote(fingerprint)
         shutil.rmtree(self.output_dir(fingerprint), ignore_errors=True)
+
+    def replace_output(self, fingerprint: str) -> None:
+        """Swap the complete output ``<fingerprint>.new`` into ``fingerprint``, journaled (see the module doc)."""
+        self.check_lease()
+        if not self.has_output(fingerprint + NEW):
+            raise FileNotFoundError(
+                f"{self._remote_output(fingerprint + NEW)}: the replacement of {fingerprint} is not complete"
+            )
+        journal = {"fingerprint": fingerprint, "from": fingerprint + NEW}
+        put_bytes(self.fs, self._remote(REPLACING, f"{fingerprint}.json"), json.dumps(journal).encode())
+        self._finish_replacement(fingerprint)
+
+    def recover_replacements(self) -> list[str]:
+        """Finish the swaps a killed process left in the journal (called when a run or gc takes the lock)."""
+        names = listing(self.fs, self._remote(REPLACING))
+        done = [n[: -len(".json")] for n in sorted(names) if n.endswith(".json") and "/" not in n]
+        for fp in done:
+            self._finish_replacement(fp)
+        return done
+
+    def _finish_replacement(self, fingerprint: str) -> None:
+        """The swap's steps, each safe to redo: a journal whose ``.new`` has no manifest left is a swap that got as
+        far as removing it, so only the rest of ``.new`` and the journal remain to go."""
+        new = fingerprint + NEW
+        src = listing(self.fs, self._remote_output(new))
+        if MANIFEST in src:
+            self.check_lease()
+            old_files, new_files = self.files(fingerprint), self.files(new)
+            self._delete([self._remote_output(fingerprint, MANIFEST)])
+            dst = listing(self.fs, self._remote_output(fingerprint))
+            self._delete([self._remote_output(fingerprint, rel) for rel in sorted(dst) if rel not in src])
+            for rel in sorted(src):
+                same = rel in new_files and old_files.get(rel) == new_files[rel] and dst.get(rel) == src[rel]
+                if rel not in BOOKKEEPING and not same:
+                    self._copy(self._remote_output(new, rel), self._remote_output(fingerprint, rel))
+            for name in (FILES, SHARDS, MANIFEST):  # the manifest last: complete again, as the new output
+                self._copy(self._remote_output(new, name), self._remote_output(fingerprint, name))
+        # this machine's staged copy: the new one's files where they are, never the old output's
+        cur, staged_new = self.output_dir(fingerprint), self.output_dir(new)
+        shutil.rmtree(cur, ignore_errors=True)
+        if os.path.isdir(staged_new):
+            os.rename(staged_new, cur)
+        self._remove_remote(new)
+        self._delete([self._remote(REPLACING, f"{fingerprint}.json")])
+
+    def _copy(self, src: str, dst: str) -> None:
+        """A server-side copy of one whole object (atomic, as a PUT is); retried."""
+        with_retries(f"COPY {src}", lambda: self.fs.cp_file(src, dst))
+
+    def _delete(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                with_retries(f"DELETE {path}", lambda path=path: self.fs.rm_file(path))
+            except FileNotFoundError:
+                pass
 
     def _remove_remote(self, fingerprint: str) -> None:
         manifest = self._remote_output(fingerprint, MANIFEST)
@@ -296,6 +372,7 @@ class ObjectStore(Store):
         try:
             self._write_store_info()
             os.makedirs(self.root, exist_ok=True)
+            self.recover_replacements()
             self.remove_stale_temporaries()
             yield
         finally:
