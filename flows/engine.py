@@ -330,9 +330,11 @@ class Engine:
         # exactly (training: its last DeepSpeed state; the same computation, bit-identical on CPU), so `--node`
         # after a crash resumes instead of starting over; any other kind's starts over.
         resumes = bool(getattr(node.kind, "resume_when_forced", False))
+        manifest = None if forced else self.store.manifest(fp)
+        if manifest is None and self.store.finish_replacement(fp):  # a swap cut short: finished first
+            manifest = None if forced else self.store.manifest(fp)
         replacing = forced and self.store.has_output(fp)
         key = self.store.replacement(fp) if replacing else fp  # the folder this run computes into
-        manifest = None if forced else self.store.manifest(fp)
         if manifest is not None:
             self._finish(node_id, fp, manifest, parts)
             return True, manifest

@@ -233,14 +233,20 @@ class Store:
             self._recover(fp)
         return done
 
-    def _recover(self, fingerprint: str) -> None:
+    def finish_replacement(self, fingerprint: str) -> bool:
+        """Finish a swap of ``fingerprint`` cut short, if there is one (before a node computes it: a swap that
+        failed in this process, e.g. a node retried after an error between the renames). True when one was."""
+        return self._recover(fingerprint)
+
+    def _recover(self, fingerprint: str) -> bool:
         new, cur, old = (self.output_dir(fingerprint + x) for x in (NEW, "", OLD))
         if not os.path.exists(old):
-            return
+            return False
         if not os.path.exists(os.path.join(cur, MANIFEST)):
             shutil.rmtree(cur, ignore_errors=True)
             os.rename(new if os.path.exists(os.path.join(new, MANIFEST)) else old, cur)
         shutil.rmtree(old, ignore_errors=True)
+        return True
 
     def missing_files(self, fingerprint: str, rels: list[str]) -> list[str]:
         """The files of ``rels`` (relative paths) that the stored output ``fingerprint`` lacks, each as a path a

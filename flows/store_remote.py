@@ -268,6 +268,16 @@ class ObjectStore(Store):
             self._finish_replacement(fp)
         return done
 
+    def finish_replacement(self, fingerprint: str) -> bool:
+        """Finish a swap of ``fingerprint`` cut short in this process (a failed copy, the node then retried),
+        before the node computes: one HEAD of its journal. True when there was one."""
+        journal = self._remote(REPLACING, f"{fingerprint}.json")
+        self.fs.invalidate_cache(journal)
+        if not with_retries(f"HEAD {journal}", lambda: self.fs.exists(journal)):
+            return False
+        self._finish_replacement(fingerprint)
+        return True
+
     def _finish_replacement(self, fingerprint: str) -> None:
         """The swap's steps, each safe to redo: a journal whose ``.new`` has no manifest left is a swap that got as
         far as removing it, so only the rest of ``.new`` and the journal remain to go."""

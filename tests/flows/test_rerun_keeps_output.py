@@ -258,3 +258,11 @@ def test_a_swap_cut_between_its_renames_is_finished_when_the_lock_is_taken(tmp_p
         assert [g for g, _size in store.garbage()] == [f"{fp}.new"]
         store.collect()
     assert not new.exists() and run_all(pipeline) == {"raw": True, "text": True, "long": True}
+
+    # a run that reaches the node before any lock is taken again (a node retried in the same process) finishes
+    # the swap first, and reuses the output it puts in place
+    shutil.copytree(cur, new)
+    (new / "report-marker.txt").write_text("newer still")
+    cur.rename(old)
+    assert run_all(pipeline) == {"raw": True, "text": True, "long": True}
+    assert (cur / "report-marker.txt").read_text() == "newer still" and not old.exists() and not new.exists()

@@ -132,6 +132,21 @@ def test_forced_rerun_on_s3_failed_swapped_cut_short_and_input_lost(
     assert not fs.exists(f"{prefix}/replacing/{fp}.json") and not fs.exists(f"{prefix}/outputs/{fp}.new")
     with store.lock():
         assert run_all(pipeline) == {"raw": True, "text": True, "long": True}
+    # ... and so does a run in the same process that reaches the node again (a retried node, a later `run`)
+    monkeypatch.setattr(ObjectStore, "_copy", failing_manifest_copy)
+    with store.lock():
+        with pytest.raises(ConnectionError):
+            run_all(pipeline, node="text")
+        monkeypatch.undo()
+        assert not store.has_output(fp)
+        assert run_all(pipeline) == {
+            "raw": True,
+            "text": True,
+            "long": True,
+        }  # reused: the swap finished first
+        assert store.manifest(fp)["content_hash"] == old["content_hash"]
+    fs.invalidate_cache()
+    assert not fs.exists(f"{prefix}/replacing/{fp}.json") and not fs.exists(f"{prefix}/outputs/{fp}.new")
 
     # 4. an input shard deleted from the bucket: MissingInputError naming its URL, and `text` is untouched
     raw = refs["raw"]["fingerprint"]
