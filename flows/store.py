@@ -23,9 +23,11 @@ way for every kind, so a kind that writes a new sort of file needs nothing to ha
 A **forced rerun** of a stored output (``arcflow run --node X``, ``--force``) computes into
 ``outputs/<fingerprint>.new/`` while the old output stays where it is, complete and named by its ref; only once the
 new one has its manifest does ``replace_output`` swap it in (two renames: the old folder to ``<fingerprint>.old``, the
-new one into place, then the old one is removed). A rerun that fails leaves the old output as it was; its
-unfinished ``.new`` folder is removed by the engine, or by gc. Taking the lock finishes a swap a killed process
-left half done (``recover_replacements``).
+new one into place, then the old one is removed). A rerun that fails leaves the old output as it was; the engine
+removes its unfinished ``.new`` folder (a kind that resumes when forced, training, keeps it: the next forced rerun
+resumes there), and gc removes any that is left (a killed rerun's). Taking the lock finishes a swap a killed process
+left half done (``recover_replacements``). The swap leaves a moment (between the renames) when a reader without the
+lock finds no output; never a mix of old and new called complete.
 
 Taking the lock also removes the temporary files (``*.tmp-<pid>...``) that killed writers left in unfinished
 outputs, so they do not linger in a folder whose node never runs again.
