@@ -48,7 +48,8 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   each compiled graph and the ops by shape, with their Chrome traces and inductor's generated code
   (``inductor_code.tar.gz``). ``--device cpu --sections round8`` rehearses it on ``debug`` (plumbing only).
 * **round10**: the glue the round-8 profile showed (docs/TRAIN_SPEED.md, "Where the round-8 step's time goes"):
-  SwiGLU with a ``cat``-free backward, DeepSpeed's gradient norm in one fp32 foreach pass, RoPE without ``cat``,
+  SwiGLU with a ``cat``-free backward (or as one Triton kernel), DeepSpeed's gradient norm in one fp32 foreach
+  pass, RoPE without ``cat``,
   each alone and together against the defaults with every round-8 change, at 8 x 4 and 16 x 16 (``--r10-grid``),
   after a bf16 check; one profiled step and inductor's code. ``--device cpu --sections round10`` rehearses it on
   ``debug`` (plumbing only).
@@ -76,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import socket
@@ -125,7 +127,8 @@ class Variant:
     foreach_accum: bool = False
     compile_norms: bool = False  # the final norm and the MTP layer's norms compiled too (round 8)
     narrow_sort_keys: bool = False  # the gather dispatch sorts the expert ids as uint8 (round 8)
-    fused_swiglu: bool = False  # SwiGLU with a cat-free backward (model/kernels/swiglu.py; round 10)
+    # SwiGLU with a cat-free backward (model/kernels/swiglu.py), "triton": as one Triton kernel (round 10)
+    fused_swiglu: bool | str = False
     fused_rope: bool = False  # RoPE without cat, v contiguous in the region (model/kernels/rope.py; round 10)
 
 
@@ -1254,9 +1257,10 @@ class Bench:
         """The round-10 changes against the defaults with every round-8 change on (pinned here, whatever the model's
         defaults are when this runs), the entry point's DeepSpeed config, whole rows, at each ``--r10-grid`` entry
         ``ROWSxMICROBATCHES`` (default 8x4, the headline's batch, and 16x16): the default, all changes together
-        (profiled at the first entry: ``profile_round10_all.txt``), each change alone (by expected gain: SwiGLU's
-        cat-free backward, DeepSpeed's gradient norm as one fp32 foreach pass, RoPE without cat), the default
-        again at the first entry (the call's noise). A bf16 agreement check of the model changes against the default
+        (profiled at the first entry: ``profile_round10_all.txt``), the same with the Triton SwiGLU backward, each
+        change alone (by expected gain: SwiGLU's backward as one Triton kernel, SwiGLU's cat-free backward,
+        DeepSpeed's gradient norm as one fp32 foreach pass, RoPE without cat), the default again at the first entry
+        (the call's noise). A bf16 agreement check of the model changes against the default
         comes first (eager, 2 rows); inductor's generated code of every graph ends in ``inductor_code.tar.gz``. Rows
         run in that order while ``--time-limit`` leaves their estimated time; each is printed as ``x the default``
         (the mean of that entry's default rows)."""
@@ -1272,18 +1276,19 @@ class Bench:
         base = Variant("ours", compile=self.r7_compile, ce_chunk=1 << 30, foreach_accum=True, router_topk="argmax",
                        narrow_sort_keys=True, compile_norms=True, moe_dispatch="gather")  # fmt: skip
         changes: list[tuple[str, dict[str, Any], DSVariant]] = [  # by the estimated gain, largest first
+            ("SwiGLU backward as one Triton kernel", {"fused_swiglu": "triton"}, d),
             ("SwiGLU backward without cat", {"fused_swiglu": True}, d),
             ("DeepSpeed gradient norm in one fp32 foreach pass", {}, d_norm),
             ("RoPE without cat, v contiguous in the region", {"fused_rope": True}, d),
         ]
         every = replace(base, fused_swiglu=True, fused_rope=True)
-        self._round8_check(
-            cfg,
-            key,
-            {tag: replace(base, name=tag, **c) for tag, c, _ in changes if c},
-            ref=base,
-            section="round10",
-        )
+        every_triton = replace(base, fused_swiglu="triton", fused_rope=True)
+        # torch's CUDA wheels bring triton, its CPU wheels do not
+        triton_ok = importlib.util.find_spec("triton") is not None
+        checked = {tag: replace(base, name=tag, **c) for tag, c, _ in changes if c}
+        if not triton_ok:
+            checked = {t: v for t, v in checked.items() if v.fused_swiglu != "triton"}
+        self._round8_check(cfg, key, checked, ref=base, section="round10")
         got: list[tuple[str, dict[str, Any]]] = []  # (grid entry, row)
 
         def row(
@@ -1303,27 +1308,21 @@ class Bench:
         grid = [tuple(int(x) for x in e.lower().split("x")) for e in self.args.r10_grid.split(",")]
         for n, (rows, steps) in enumerate(grid):
             scale, first = rows * steps / 32, n == 0  # scale: the headline's 8 x 4 = 1
-            row(
-                rows,
-                steps,
-                "default",
-                replace(base, name="ours (defaults: round-8 changes)"),
-                d,
-                25 + 15 * scale,
-            )
-            row(rows, steps, "all", replace(every, name="ours, all round-10 changes"), d_norm, 30 + 15 * scale,
+            # seconds a row needs (build, compile, 2 + 5 steps): ~25 at 8 x 4, ~55 at 16 x 16
+            need = 20 + 4 * scale
+            row(rows, steps, "default", replace(base, name="ours (defaults: round-8 changes)"), d, need + 5)
+            row(rows, steps, "all", replace(every, name="ours, all round-10 changes"), d_norm, need + 10,
                 **({"profile": "profile_round10_all.txt", "profile_full": True} if first else {}))  # fmt: skip
+            if triton_ok:
+                row(rows, steps, "all, Triton SwiGLU", replace(every_triton, name="ours, all round-10 changes, "
+                    "Triton SwiGLU backward"), d_norm, need)  # fmt: skip
             for tag, c, dsv in changes:
-                row(rows, steps, tag, replace(base, name=f"ours, {tag}", **c), dsv, 20 + 15 * scale)
+                if c.get("fused_swiglu") == "triton" and not triton_ok:
+                    print(f"[round10] {tag}: skipped (no triton module here)", flush=True)
+                    continue
+                row(rows, steps, tag, replace(base, name=f"ours, {tag}", **c), dsv, need)
             if first:
-                row(
-                    rows,
-                    steps,
-                    "default again",
-                    replace(base, name="ours (defaults, again)"),
-                    d,
-                    15 + 10 * scale,
-                )
+                row(rows, steps, "default again", replace(base, name="ours (defaults, again)"), d, need - 5)
         _dump_inductor_code(Path(self.args.out) / "inductor_code.tar.gz")
         for at, r in got:
             refs = [x for a, x in got if a == at and x["change"].startswith("default")]

@@ -14,8 +14,15 @@ and the incoming gradient, so the loads are contiguous rows and the output is wr
 
 from __future__ import annotations
 
+import os
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+
+SwiGLUImpl = Literal["torch", "triton"]
+# the Triton backward runs on CUDA tensors, and on CPU ones under Triton's interpreter (the tests)
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _forward(gate_up: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -49,27 +56,41 @@ def swiglu_backward(
 class _SwiGLU(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, gate_up: torch.Tensor, weight: torch.Tensor | None
+        ctx: torch.autograd.function.FunctionCtx,
+        gate_up: torch.Tensor,
+        weight: torch.Tensor | None,
+        triton: bool,
     ) -> torch.Tensor:
         ctx.save_for_backward(gate_up, weight)
+        ctx.triton = triton
         return _forward(gate_up, weight)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, None]:
         gate_up, weight = ctx.saved_tensors
-        d_gu, dw = swiglu_backward(grad, gate_up, weight)
-        return d_gu, (dw if ctx.needs_input_grad[1] else None)
+        if ctx.triton:  # model/kernels/swiglu_triton.py (registered by importing it)
+            d_gu, dw = torch.ops.arcflow.swiglu_backward(grad, gate_up, weight)
+        else:
+            d_gu, dw = swiglu_backward(grad, gate_up, weight)
+        return d_gu, (dw if weight is not None and ctx.needs_input_grad[1] else None), None
 
 
-def swiglu(gate_up: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def swiglu(
+    gate_up: torch.Tensor, weight: torch.Tensor | None = None, impl: SwiGLUImpl = "torch"
+) -> torch.Tensor:
     """``silu(gate) * up`` of ``gate_up`` [..., 2I] (gate first), times ``weight`` [...] per row when given: the
-    default path's values, with the ``cat``-free backward of the module docstring."""
+    default path's values, with the ``cat``-free backward of the module docstring; ``impl="triton"``: the backward
+    as one Triton kernel (model/kernels/swiglu_triton.py, which must have been imported) on CUDA tensors, the
+    PyTorch one elsewhere."""
+    if impl not in ("torch", "triton"):
+        raise ValueError(f"swiglu impl must be 'torch' or 'triton', not {impl!r}")
     if gate_up.shape[-1] % 2:
         raise ValueError(f"swiglu needs gate and up of equal width; the last dim is {gate_up.shape[-1]}")
     if weight is not None and weight.shape != gate_up.shape[:-1]:
         raise ValueError(
             f"swiglu's weight must have one value per row: {tuple(weight.shape)} for rows {tuple(gate_up.shape[:-1])}"
         )
-    return _SwiGLU.apply(gate_up, weight)
+    use_triton = impl == "triton" and (gate_up.is_cuda or _INTERPRET)
+    return _SwiGLU.apply(gate_up, weight, use_triton)
