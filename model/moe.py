@@ -41,10 +41,16 @@ same loss and gradients (fp32: 1e-6). With ``MoE.fuse_shared`` (opt-in; measured
 width when ``n_shared_experts`` is 1) runs as one more group of the same grouped GEMM, every token visiting it once,
 and its sum joins the combine.
 
-Prepared for the eighth GPU round (opt-in, docs/TRAIN_SPEED.md): the router's top-k as k fused argmax rounds with
-the load counted by a one-hot sum (``TopkRouter.topk_impl = "argmax"``, :func:`topk_by_argmax`; the same picks
-wherever a token's k+1 best scores are not tied), and the gather path's sort on uint8 expert ids
-(``GroupedExperts.narrow_sort_keys``; the same permutation in one radix pass).
+Measured in the eighth GPU round (docs/TRAIN_SPEED.md, "Round 8 measured") and now the defaults on CUDA: the
+router's top-k as k fused argmax rounds with the load counted by a one-hot sum (``TopkRouter.topk_impl``:
+``auto``, the default, is ``argmax`` on CUDA tensors and ``topk`` elsewhere; :func:`topk_by_argmax`; the same
+picks wherever a token's k+1 best scores are not tied; 1.020x the full H200 step), and the gather path's sort on
+uint8 expert ids (``GroupedExperts.narrow_sort_keys``: ``None``, the default, is on for CUDA tensors; the same
+permutation in one radix pass; 1.011x). CPU keeps torch's top-k and the int64 sort (both selectable there too):
+the argmax rounds pay where ``torch.compile`` fuses them into the MoE region, which CPU training does not use, and
+on CPU the narrow keys' casts cost about what the sort saves at the sizes trained there (``sort_slots``, one
+thread: 2K slots 54 us against 47, 16K slots 636 against 614, 262K slots 1.7 ms against 4.3): the same
+permutation, not reliably cheaper.
 """
 
 from __future__ import annotations
@@ -62,7 +68,21 @@ from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
 MoEDispatch = Literal["auto", "index", "gather"]
-RouterTopk = Literal["topk", "argmax"]
+RouterTopk = Literal["auto", "topk", "argmax"]
+
+
+def resolve_topk(impl: RouterTopk, device: torch.device) -> RouterTopk:
+    """The router top-k that ``impl`` runs on ``device``: ``auto`` is ``argmax`` on CUDA (fused into the compiled
+    MoE region; 1.020x the H200 step) and ``topk`` elsewhere (torch's top-k, as before on CPU)."""
+    if impl == "auto":
+        return "argmax" if device.type == "cuda" else "topk"
+    return impl
+
+
+def resolve_narrow_keys(narrow: bool | None, device: torch.device) -> bool:
+    """Whether the gather dispatch sorts narrow expert ids on ``device``: ``None`` (the default) means on CUDA (one
+    radix pass instead of eight; 1.011x the H200 step) and off elsewhere; a bool is taken as given."""
+    return device.type == "cuda" if narrow is None else narrow
 
 
 def topk_by_argmax(choice: torch.Tensor, k: int) -> torch.Tensor:
@@ -114,8 +134,9 @@ class TopkRouter(nn.Module):
         self.register_buffer("load", torch.zeros(self.n_experts, dtype=torch.float32), persistent=False)
         self.count_load = True
         # "topk": torch's top-k and an index_add of the picks; "argmax": topk_by_argmax and the picks counted by a
-        # one-hot sum (both fuse into the compiled region; opt-in, GLMForCausalLM.set_router_topk)
-        self.topk_impl: RouterTopk = "topk"
+        # one-hot sum (both fuse into the compiled region); "auto" (the default): argmax on CUDA, topk elsewhere
+        # (resolve_topk; GLMForCausalLM.set_router_topk)
+        self.topk_impl: RouterTopk = "auto"
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> TopkRouter:
         """Casts (``model.to(torch.bfloat16)``, DeepSpeed's bf16 wrap) leave the correction bias and the load counts
@@ -136,6 +157,7 @@ class TopkRouter(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [T, H], valid [T] bool (tokens that count towards the load) -> (topk_idx [T, k] int64,
         topk_weight [T, k] in x's dtype, scores [T, E] fp32 sigmoid scores)."""
+        impl = resolve_topk(self.topk_impl, x.device)
         scores = torch.sigmoid(F.linear(x.float(), self.weight.float()))  # [T, E]
         with torch.no_grad():
             choice = scores + self.e_score_correction_bias  # bias steers selection only
@@ -145,13 +167,13 @@ class TopkRouter(nn.Module):
                 keep = torch.zeros_like(group_score, dtype=torch.bool)
                 keep.scatter_(1, group_score.topk(self.topk_group, dim=-1).indices, True)
                 choice = per_group.masked_fill(~keep[..., None], float("-inf")).view(-1, self.n_experts)
-            if self.topk_impl == "argmax":
+            if impl == "argmax":
                 topk_idx = topk_by_argmax(choice, self.top_k)  # [T, k]
             else:
                 topk_idx = choice.topk(self.top_k, dim=-1).indices  # [T, k]
             if self.training and self.count_load:
                 # a weighted count, not topk_idx[valid]: boolean indexing waits for the GPU (a host sync)
-                if self.topk_impl == "argmax":  # a one-hot sum: a reduction, no atomics (same integer counts)
+                if impl == "argmax":  # a one-hot sum: a reduction, no atomics (same integer counts)
                     onehot = topk_idx[..., None] == torch.arange(self.n_experts, device=x.device)  # [T, k, E]
                     if valid is not None:
                         onehot = onehot & valid[:, None, None]
@@ -177,8 +199,9 @@ class GroupedExperts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h))
         self.down_proj = nn.Parameter(torch.empty(e, h, i))
         self.impl: ExpertImpl = impl
-        # the gather path sorts the expert ids as uint8 (model/moe_dispatch.narrow_keys; set_moe_path, opt-in)
-        self.narrow_sort_keys = False
+        # the gather path sorts the expert ids as uint8 (model/moe_dispatch.narrow_keys; set_moe_path): None (the
+        # default) on CUDA only (resolve_narrow_keys), True / False everywhere
+        self.narrow_sort_keys: bool | None = None
 
     def resolved_impl(self, device: torch.device) -> ExpertImpl:
         """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has ``_grouped_mm``, and on
@@ -224,7 +247,7 @@ class GroupedExperts(nn.Module):
         ``shared`` is given (run as group E of the grouped GEMM). x [T, H] -> [T, H]."""
         t, k = topk_idx.shape
         order, src, inv, ends = sort_slots(
-            topk_idx, self.n_experts, shared is not None, self.narrow_sort_keys
+            topk_idx, self.n_experts, shared is not None, resolve_narrow_keys(self.narrow_sort_keys, x.device)
         )
         xs = spread(x, src, inv, k)  # [N, H]: routed rows by expert, then (shared) every token once
         w = permute(topk_weight.reshape(-1), order, inv)  # [T*k] gate weight of each sorted row

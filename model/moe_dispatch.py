@@ -128,7 +128,8 @@ def sort_slots(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """topk_idx [T, k] -> (order [T*k]: slots sorted by expert, stable; src [N]; inv [T*k]; ends [G] int32: the end
     row of each group, G = n_experts (+1 for the shared group)). No host sync, no data-dependent shape. ``narrow``:
-    sort the ids as :func:`narrow_keys` (the same outputs; opt-in until measured on a GPU)."""
+    sort the ids as :func:`narrow_keys` (the same outputs; the model turns it on for CUDA tensors, where it measured
+    1.011x the H200 training step: ``model.moe.resolve_narrow_keys``)."""
     t, k = topk_idx.shape
     flat = topk_idx.reshape(-1)
     keys = narrow_keys(flat, n_experts) if narrow else flat
