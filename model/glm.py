@@ -622,6 +622,12 @@ def mtp_input(layer: MTPLayer, next_embeds: torch.Tensor, hidden: torch.Tensor) 
     return layer.eh_proj(torch.cat([layer.enorm(next_embeds), layer.hnorm(hidden)], dim=-1))
 
 
+def norms_compiled(setting: bool | None, device: torch.device) -> bool:
+    """Whether the norms outside the layer regions run compiled on ``device``: ``setting`` as
+    :meth:`GLMForCausalLM.compile_layers` left it (``None``: on CUDA only)."""
+    return device.type == "cuda" if setting is None else setting
+
+
 # torch.compile keywords of the norms outside the layer regions (tests trace them with backend="aot_eager")
 NORM_COMPILE_KW: dict[str, object] = {"dynamic": False}
 _NORM_FNS: list[tuple[object, object]] = []
@@ -656,7 +662,8 @@ class MTPLayer(DecoderLayer):
         self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
         self.shared_head = SharedHead(cfg)
-        self.compiled_norms = False  # set by GLMForCausalLM.compile_layers(norms=True)
+        # set by GLMForCausalLM.compile_layers: True / False, or None (compiled on CUDA only: norms_compiled)
+        self.compiled_norms: bool | None = False
 
     def forward_mtp(
         self,
@@ -667,7 +674,8 @@ class MTPLayer(DecoderLayer):
         aux_weight: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """next_embeds [B, S, H] (embedding of x[t+1]), hidden [B, S, H] -> (normed output [B, S, H], aux or None)."""
-        norm, first = _compiled_norm_fns() if self.compiled_norms else (apply_norm, mtp_input)
+        compiled = norms_compiled(self.compiled_norms, hidden.device)
+        norm, first = _compiled_norm_fns() if compiled else (apply_norm, mtp_input)
         x = first(self, next_embeds, hidden)  # type: ignore[operator]
         x, aux = self.forward(x, rope, layout, aux_weight)
         return norm(self.shared_head.norm, x), aux  # type: ignore[operator]
@@ -729,11 +737,13 @@ class GLMForCausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        # rows per block of the fused head + loss (return_logits=False); None: as many as keep a block's fp32
-        # logits within 1 GiB (4096 rows at a 64K vocabulary)
+        # rows per block of the fused head + loss (return_logits=False); None: model/loss.default_chunk_size, on
+        # CUDA one block per call while its logits fit 1/16 of the device's memory (1.024x the H200 step, round 8),
+        # elsewhere as many rows as keep a block's fp32 logits within 1 GiB (4096 rows at a 64K vocabulary)
         self.ce_chunk_size: int | None = None
         self.ce_compiled = False
-        self.compiled_norms = False  # the final norm compiled too (compile_layers(norms=True))
+        # the final norm compiled too (compile_layers): True / False, or None (on CUDA only: norms_compiled)
+        self.compiled_norms: bool | None = False
         if seed is not None:
             self.init_weights(seed)
 
@@ -772,7 +782,7 @@ class GLMForCausalLM(nn.Module):
         mode: str | None = None,
         whole_rows_graph: bool = False,
         options: dict[str, object] | None = None,
-        norms: bool = False,
+        norms: bool | None = None,
     ) -> GLMForCausalLM:
         """Regional ``torch.compile``: the parts of every decoder layer (the MTP layer too) around the attention
         kernel, and the fused head + loss's per-block arithmetic, compile once and are reused by every layer. Off by
@@ -783,8 +793,11 @@ class GLMForCausalLM(nn.Module):
         inside (packed rows keep the regions). ``options``: inductor options for the regions instead of a mode;
         None (and no mode) takes :func:`region_options`' defaults (combo kernels on CUDA), ``{}`` none.
         ``norms``: also compile the norms outside the layers (the final norm; the MTP layer's input norms and
-        projection and its output norm), which otherwise run eagerly between the regions (opt-in, prepared for the
-        eighth GPU round)."""
+        projection and its output norm), which otherwise run eagerly between the regions: ``None`` (the default)
+        compiles them with the layers when the model runs on CUDA (1.008x the H200 step, docs/TRAIN_SPEED.md round
+        8; decided per forward by the hidden states' device, so a model compiled before it moves to the GPU gets
+        them) and leaves them eager elsewhere (CPU as before); ``True``/``False`` on every device. Nothing is
+        compiled when ``enabled`` is False."""
         if mode is not None and options is not None:
             raise ValueError(
                 "compile_layers takes a mode or inductor options, not both (torch.compile's rule)"
@@ -795,20 +808,21 @@ class GLMForCausalLM(nn.Module):
             layer.compile_options = None if options is None else tuple(sorted(options.items()))
             layer.whole_rows_graph = whole_rows_graph
         self.ce_compiled = enabled
-        self.compiled_norms = enabled and norms
+        self.compiled_norms = norms if enabled else False
         if self.mtp_layer is not None:
-            self.mtp_layer.compiled_norms = enabled and norms
+            self.mtp_layer.compiled_norms = norms if enabled else False
         return self
 
     def set_moe_path(
-        self, dispatch: str = "auto", fuse_shared: bool = False, narrow_sort_keys: bool = False
+        self, dispatch: str = "auto", fuse_shared: bool = False, narrow_sort_keys: bool | None = None
     ) -> GLMForCausalLM:
         """How every MoE layer moves tokens to its experts (model/moe.py): ``auto`` (the default: ``gather`` on
         CUDA, ``index`` elsewhere), ``gather`` (gathers both ways, gate weights folded before the down projection:
         model/moe_dispatch.py) or ``index``; ``fuse_shared`` also runs the shared expert as one more group of the
         grouped GEMM (implies ``gather``; opt-in, measured 0.99x on an H200: docs/TRAIN_SPEED.md);
-        ``narrow_sort_keys``: the gather path sorts the expert ids as uint8 (one radix pass instead of eight; the
-        same permutation; opt-in, prepared for the eighth GPU round)."""
+        ``narrow_sort_keys``: the gather path sorts the expert ids as uint8 (int16 above 256 experts; one radix pass
+        instead of eight; the same permutation): ``None`` (the default) on CUDA tensors only, where it measured
+        1.011x the H200 step (docs/TRAIN_SPEED.md, round 8), ``True``/``False`` on every device (model/moe.py)."""
         if dispatch not in ("auto", "index", "gather"):
             raise ValueError(f"unknown MoE dispatch {dispatch!r}: use auto, index or gather")
         for layer in self.model.layers:
@@ -818,13 +832,14 @@ class GLMForCausalLM(nn.Module):
                 layer.mlp.experts.narrow_sort_keys = narrow_sort_keys
         return self
 
-    def set_router_topk(self, impl: str = "topk") -> GLMForCausalLM:
-        """How every router picks its top-k experts (model/moe.py): ``topk`` (the default: torch's top-k, the picks
-        counted by an index_add) or ``argmax`` (k argmax rounds and a one-hot count, which fuse into the compiled
-        region; the same picks wherever the k+1 best scores of a token are not tied; opt-in, prepared for the
-        eighth GPU round, docs/TRAIN_SPEED.md)."""
-        if impl not in ("topk", "argmax"):
-            raise ValueError(f"unknown router top-k {impl!r}: use topk or argmax")
+    def set_router_topk(self, impl: str = "auto") -> GLMForCausalLM:
+        """How every router picks its top-k experts (model/moe.py): ``topk`` (torch's top-k, the picks counted by an
+        index_add), ``argmax`` (k argmax rounds and a one-hot count, which fuse into the compiled region; the same
+        picks wherever the k+1 best scores of a token are not tied) or ``auto`` (the default: ``argmax`` on CUDA
+        tensors, where it measured 1.020x the H200 step, docs/TRAIN_SPEED.md round 8, and ``topk`` elsewhere, so
+        CPU runs as before)."""
+        if impl not in ("auto", "topk", "argmax"):
+            raise ValueError(f"unknown router top-k {impl!r}: use auto, topk or argmax")
         for router in self.routers():
             router.topk_impl = impl  # type: ignore[assignment]
         return self
@@ -869,7 +884,7 @@ class GLMForCausalLM(nn.Module):
             h, aux = layer(h, rope, layout, aux_weight)
             if aux is not None:
                 aux_terms.append(aux)
-        norm = _compiled_norm_fns()[0] if self.compiled_norms else apply_norm
+        norm = _compiled_norm_fns()[0] if norms_compiled(self.compiled_norms, h.device) else apply_norm
         h = norm(self.model.norm, h)  # type: ignore[operator]  # [B, S, H], also the MTP layer's hidden input
         if labels is None and not return_logits:
             raise ValueError("forward with labels=None and return_logits=False computes nothing")

@@ -153,7 +153,11 @@ def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
     # outweighs the gain for the models trained there, and its grouped GEMM compiles in bf16 only
     compile_on = spec.model.compile if spec.model.compile is not None else cuda and spec.precision == "bf16"
     if compile_on:
-        model.compile_layers()
+        # norms=None: the final norm and the MTP layer's norms compile too once the model runs on CUDA (1.008x the
+        # H200 step, docs/TRAIN_SPEED.md round 8; DeepSpeed moves the model there after this call), eager on CPU.
+        # The other round-8 defaults need no call: the router's top-k, the sort keys and the loss's block size are
+        # chosen per device by the model itself
+        model.compile_layers(norms=None)
     return model
 
 
