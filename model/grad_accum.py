@@ -11,6 +11,10 @@ same rounding), so the gradients are bit-identical. Large parameters (above ``ma
 embedding, the head) keep autograd's own add: they are bandwidth-bound either way, and a new gradient whose layout
 differs from its parameter's would be copied by autograd when no gradient is there yet.
 
+Opt-in, and it stays so: measured on the H200 training step (``small``, 4 micro-batches of 8 x 4096 rows, DeepSpeed
+ZeRO-1) it gave 1.002x, within the call's noise (docs/TRAIN_SPEED.md, "Round 8 measured"): the adds it saves did not show in the
+step's time. Nothing in the model or the training entry point turns it on.
+
 Where it may be used: wherever nothing reads or moves ``.grad`` during the backward pass itself: plain PyTorch,
 DeepSpeed ZeRO 0 and ZeRO 1 without ``overlap_comm`` (its hooks then only count; the gradients are read after
 backward). Not under ZeRO 2 or ``overlap_comm``, whose hooks reduce and free each gradient as it is produced: when
