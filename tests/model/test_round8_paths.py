@@ -1,6 +1,6 @@
-"""The opt-in paths prepared for the eighth GPU round (docs/TRAIN_SPEED.md, "Prepared for round 8"): the router's
-top-k as fused argmax rounds with a one-hot load count (``set_router_topk("argmax")``), the fused head + loss in
-one block (``ce_chunk_size`` at least the rows) and the gather dispatch's expert ids sorted as uint8
+"""The paths of the eighth GPU round (docs/TRAIN_SPEED.md, "Prepared for round 8"; now the defaults on CUDA):
+the router's top-k as fused argmax rounds with a one-hot load count (``set_router_topk("argmax")``), the fused head
++ loss in one block (``ce_chunk_size`` at least the rows) and the gather dispatch's expert ids sorted as uint8
 (``set_moe_path(narrow_sort_keys=True)``). On CPU, in fp32, each must give the default path's numbers: the
 same picks and load counts, logits, loss and every gradient. The norms outside the layer regions, compiled
 (``compile_layers(norms=True)``), are traced here with ``aot_eager`` (no code generation: seconds on CPU)."""
@@ -51,7 +51,7 @@ def test_router_argmax_equals_topk_in_the_model(debug_cfg: ModelConfig, dispatch
     base = _biased(GLMForCausalLM(debug_cfg)).set_moe_path(dispatch)
     fast = copy.deepcopy(base).set_router_topk("argmax")
     assert {r.topk_impl for r in fast.routers()} == {"argmax"}
-    assert {r.topk_impl for r in base.routers()} == {"topk"}
+    assert {r.topk_impl for r in base.routers()} == {"auto"}  # the default: torch's top-k on CPU
     ids = _ids(debug_cfg, 2, SEQ)
     logits_a, loss_a, grads_a = _step(base, ids)
     logits_b, loss_b, grads_b = _step(fast, ids)
@@ -218,18 +218,20 @@ def test_narrow_sort_keys_in_the_model(debug_cfg: ModelConfig) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_round8_paths_on_gpu_match_the_defaults() -> None:
     """bf16 on CUDA, compiled regions (inductor, Triton), whole rows and packed rows with MTP: every round-8 change
-    together (argmax top-k, uint8 sort keys, the head + loss in one block, the compiled norms) gives the default's
-    loss and gradients within bf16 rounding and the same router picks (written for the GPU round; skipped here)."""
+    together (argmax top-k, uint8 sort keys, the head + loss in one block, the compiled norms), now the CUDA
+    defaults, gives the loss and gradients of the paths before round 8 (torch's top-k, int64 keys, several loss
+    blocks, eager norms) within bf16 rounding and the same router picks (skipped without CUDA)."""
     from model.config import model_config
 
     cfg = model_config("debug", head_dim=64)
     base = _biased(GLMForCausalLM(cfg)).cuda().to(torch.bfloat16)
     for router in base.routers():
         router.float()
-    fast = copy.deepcopy(base).set_router_topk("argmax").set_moe_path("gather", narrow_sort_keys=True)
-    fast.ce_chunk_size = 1 << 30
-    base.compile_layers()
-    fast.compile_layers(norms=True)
+    fast = copy.deepcopy(base)  # the defaults: every round-8 change on CUDA
+    base.set_router_topk("topk").set_moe_path("gather", narrow_sort_keys=False)
+    base.ce_chunk_size = 64  # four blocks of the 2 x 128 rows
+    base.compile_layers(norms=False)
+    fast.compile_layers()
     ids = torch.randint(1, cfg.vocab_size, (2, 128), generator=torch.Generator().manual_seed(0)).cuda()
     for doc_lens in (None, [[37, 64, 27], [128]]):
         out = []
@@ -241,6 +243,7 @@ def test_round8_paths_on_gpu_match_the_defaults() -> None:
             loss.backward()
             grads = {n: p.grad.float() for n, p in m.named_parameters() if p.grad is not None}
             out.append((loss.float(), grads, [r.load.clone() for r in m.routers()]))
+        assert fast.compiled_norms is None and glm.norms_compiled(fast.compiled_norms, ids.device)
         torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-2, atol=1e-2)
         assert out[0][1].keys() == out[1][1].keys()
         for name, a in out[0][1].items():
