@@ -8,7 +8,8 @@
 - both traced as one graph (``fullgraph``, ``aot_eager``);
 - the model with them on (``set_fused_glue``; MoE on the gather path, where the fused SwiGLU applies) gives the
   default model's logits, loss and every gradient (fp32), and the same logits bit for bit with RoPE alone;
-- the Triton SwiGLU backward equals the PyTorch one under Triton's interpreter (skips without ``triton``);
+- the Triton SwiGLU backward equals the PyTorch one under Triton's interpreter, and compiles for sm_90 with 16-byte
+  vector loads (both skip without ``triton``);
 - DeepSpeed's gradient norm by ``foreach_grad_norm_direct`` equals DeepSpeed's fp64 norm (1e-6) under ZeRO-1 bf16
   (the entry point's config, CPU accelerator over gloo, in a subprocess; ``slow``).
 """
@@ -308,6 +309,40 @@ def test_swiglu_triton_backward_in_the_interpreter() -> None:
     assert got["worst"]["float32-dgu"] < 1e-5 and got["worst"]["float32-dw"] < 1e-5, got
     assert got["worst"]["bfloat16-dgu"] < 1.6e-2 and got["worst"]["bfloat16-dw"] < 1.6e-2, got
     assert got["path"] < 1e-5, got
+
+
+def test_swiglu_triton_kernel_compiles_for_h100_h200() -> None:
+    """The Triton kernel compiled ahead of time for sm_90 (no GPU needed: triton's own ptxas), with and without a
+    weight: a cubin comes out and its loads and stores of the bf16 tiles are 16-byte vectors (given the 16-aligned
+    pointers and widths that torch's allocations and I = 384 give). Skips without triton."""
+    pytest.importorskip("triton")
+    import re
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from model.kernels import swiglu_triton
+
+    sig = {"grad_ptr": "*bf16", "gu_ptr": "*bf16", "w_ptr": "*bf16", "dgu_ptr": "*bf16", "dw_ptr": "*fp32",
+           "n_rows": "i32", "width": "i32", "HAS_W": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"}  # fmt: skip
+    for has_w in (True, False):
+        src = ASTSource(
+            fn=swiglu_triton._swiglu_backward_kernel,
+            signature=sig,
+            constexprs={
+                "HAS_W": has_w,
+                "BLOCK_M": swiglu_triton.BLOCK_ROWS,
+                "BLOCK_N": swiglu_triton.BLOCK_COLS,
+            },
+            attrs={(i,): [["tt.divisibility", 16]] for i in range(7)},
+        )
+        out = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+        assert out.asm["cubin"], has_w
+        ptx = out.asm["ptx"]
+        assert (
+            len(re.findall(r"ld\.global\.v4", ptx)) >= 6 and len(re.findall(r"st\.global\.v4", ptx)) >= 4
+        ), has_w
 
 
 @pytest.mark.slow
