@@ -33,7 +33,7 @@ def default_chunk_size(rows: int, vocab: int, itemsize: int, device_memory: int 
     logits, ``itemsize`` bytes each (2 in bf16), fit ``device_memory / CUDA_BLOCK_SHARE``; else the fewest blocks
     within that share, of equal size (no thin last block, one compiled block shape). E.g. the ``air`` vocabulary
     (151,552) at 32K rows of bf16: on an H200 (140 GiB) two blocks of 16,384 rows, on a 24 GiB card seven of
-    4,682 (the last 4,676); the ``small`` vocabulary (65,536) on an H200: one block up to about 68K rows (16 rows
+    4,682 (the last 4,676); the ``small`` vocabulary (65,536) on an H200: one block up to about 71K rows (16 rows
     of 4096), two blocks of 64K rows at 32 rows."""
     if device_memory is None:
         return max(1, _BLOCK_BYTES // (4 * vocab))
