@@ -10,20 +10,25 @@ from __future__ import annotations
 from torch import nn
 
 
-def set_fused_glue(model: nn.Module, swiglu: bool | str = False, rope: bool = False) -> nn.Module:
+def set_fused_glue(model: nn.Module, swiglu: bool | str = False, rope: bool | str = False) -> nn.Module:
     """Turn the round-10 glue paths of ``model`` (a :class:`model.glm.GLMForCausalLM`) on or off: ``swiglu``, the
     ``cat``-free SwiGLU backward (:mod:`model.kernels.swiglu`) in the routed experts (gather path), the shared
     experts and the dense MLPs (``"triton"``: that backward as one Triton kernel on CUDA,
     :mod:`model.kernels.swiglu_triton`); ``rope``, RoPE without ``cat`` (:mod:`model.kernels.rope`) and v made
-    contiguous inside the compiled pre-attention region. All give the default path's values (their tests); all are
-    off by default until a GPU round measures them. Returns ``model``."""
+    contiguous inside the compiled pre-attention region (``"triton"``: QK-norm and RoPE as one Triton kernel each
+    way on CUDA, :mod:`model.kernels.qknorm_rope_triton`, where the model has QK-norm). All give the default path's
+    values (their tests); all are off by default until a GPU round measures them. Returns ``model``."""
     from model.glm import Attention
     from model.moe import MLP, GroupedExperts
 
     if swiglu not in (False, True, "triton"):
         raise ValueError(f"set_fused_glue: swiglu is False, True or 'triton', not {swiglu!r}")
+    if rope not in (False, True, "triton"):
+        raise ValueError(f"set_fused_glue: rope is False, True or 'triton', not {rope!r}")
     if swiglu == "triton":
         import model.kernels.swiglu_triton  # noqa: F401 - registers arcflow::swiglu_backward (needs triton)
+    if rope == "triton":
+        import model.kernels.qknorm_rope_triton  # noqa: F401 - registers arcflow::qknorm_rope_* (needs triton)
 
     found = 0
     for module in model.modules():

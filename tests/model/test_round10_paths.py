@@ -8,8 +8,9 @@
 - both traced as one graph (``fullgraph``, ``aot_eager``);
 - the model with them on (``set_fused_glue``; MoE on the gather path, where the fused SwiGLU applies) gives the
   default model's logits, loss and every gradient (fp32), and the same logits bit for bit with RoPE alone;
-- the Triton SwiGLU backward equals the PyTorch one under Triton's interpreter, and compiles for sm_90 with 16-byte
-  vector loads (both skip without ``triton``);
+- the Triton SwiGLU backward equals the PyTorch one, and the Triton QK-norm + RoPE (forward and backward) equals
+  ``apply_rope(RMSNorm(x))`` with autograd, under Triton's interpreter; all three kernels compile for sm_90 with
+  16-byte vector loads (these skip without ``triton``);
 - DeepSpeed's gradient norm by ``foreach_grad_norm_direct`` equals DeepSpeed's fp64 norm (1e-6) under ZeRO-1 bf16
   (the entry point's config, CPU accelerator over gloo, in a subprocess; ``slow``).
 """
@@ -311,10 +312,66 @@ def test_swiglu_triton_backward_in_the_interpreter() -> None:
     assert got["path"] < 1e-5, got
 
 
-def test_swiglu_triton_kernel_compiles_for_h100_h200() -> None:
-    """The Triton kernel compiled ahead of time for sm_90 (no GPU needed: triton's own ptxas), with and without a
-    weight: a cubin comes out and its loads and stores of the bf16 tiles are 16-byte vectors (given the 16-aligned
-    pointers and widths that torch's allocations and I = 384 give). Skips without triton."""
+_QKNORM_SCRIPT = r"""
+import json, os, sys
+import torch
+sys.path.insert(0, os.environ["ROOT"])
+from model.kernels.qknorm_rope_triton import qknorm_rope
+from model.glm import RMSNorm, apply_rope
+torch.set_num_threads(1)
+gen = torch.Generator().manual_seed(0)
+worst = {}
+for dtype in (torch.float32, torch.bfloat16):
+    for d, rot, n in ((128, 64, 3), (16, 16, 2), (32, 8, 4)):  # partial and full rotary dims
+        b, s = 2, 5
+        qkv = torch.randn(b, s, n * d + 7 * d, generator=gen).to(dtype)  # q: a strided slice of a wider output
+        pos = torch.arange(s).repeat(b, 1)
+        freqs = pos[..., None].float() / (10000 ** (torch.arange(0, rot, 2).float() / rot))
+        emb = torch.cat((freqs, freqs), -1)
+        cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
+        norm = RMSNorm(d, 1e-6).to(dtype)
+        with torch.no_grad():
+            norm.weight.copy_(torch.rand(d, generator=gen) + 0.5)
+        a, c = qkv.clone().requires_grad_(), qkv.clone().requires_grad_()
+        w = norm.weight.detach().clone().requires_grad_()
+        xa = a[..., d : d + n * d].view(b, s, n, d)
+        xc = c[..., d : d + n * d].view(b, s, n, d)
+        ref = apply_rope(norm(xa), cos, sin)
+        out = qknorm_rope(xc, w, cos, sin, 1e-6)
+        grad = torch.randn(ref.shape, generator=gen).to(dtype)
+        ref.backward(grad)
+        out.backward(grad)
+        for key, got, want in (("out", out, ref), ("dx", c.grad, a.grad), ("dw", w.grad, norm.weight.grad)):
+            rel = float((got.float() - want.float()).abs().max() / want.float().abs().max())
+            k = f"{str(dtype)[6:]}-{key}"
+            worst[k] = max(worst.get(k, 0.0), rel)
+        assert out.is_contiguous() and c.grad[..., :d].abs().max() == 0  # only q's columns get a gradient
+print(json.dumps(worst))
+"""
+
+
+def test_qknorm_rope_triton_in_the_interpreter() -> None:
+    """QK-norm + RoPE as one Triton kernel each way (model/kernels/qknorm_rope_triton.py) under
+    ``TRITON_INTERPRET=1`` on CPU, against ``apply_rope(RMSNorm(x))`` of model/glm.py with autograd: output, x's
+    gradient (x a strided slice of a wider q/k/v output) and the norm weight's gradient, partial and full rotary
+    dims; fp32 within 1e-6 of the largest value, bf16 within two roundings (1/64). Skips without triton."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "ROOT": str(ROOT), "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _QKNORM_SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    worst = json.loads(res.stdout.strip().splitlines()[-1])
+    for key, rel in worst.items():
+        # bf16: eager rounds each of the default's ops (norm, weight, two products, sum), the kernel its output once
+        assert rel < (1e-6 if key.startswith("float32") else 1 / 64), worst
+
+
+def test_triton_kernels_compile_for_h100_h200() -> None:
+    """The Triton kernels compiled ahead of time for sm_90 (no GPU needed: triton's own ptxas): SwiGLU's backward
+    with and without a weight, QK-norm + RoPE forward and backward at small's head shape: a cubin comes out and the
+    bf16 row loads (and SwiGLU's stores) are 16-byte vectors, given the 16-aligned pointers and strides that torch's
+    allocations and small's shapes give. Skips without triton."""
     pytest.importorskip("triton")
     import re
 
