@@ -40,6 +40,7 @@ from typing import Any
 from flows.schema import ExecutorSpec
 
 MEMORY = "MEMORY_GB"
+STOP_WAIT_S = 120.0  # after a failed map: how long to wait for its tasks already running to stop
 _INLINE = threading.Lock()  # one inline item at a time per process (nodes run in concurrent Prefect threads)
 
 
@@ -239,7 +240,8 @@ class DaskExecutor:
         max_in_flight: int | None = None,
     ) -> list[Any]:
         """Run ``fn(item)`` for every item; results in item order. ``on_done(i, result)`` is called as each
-        finishes (for progress). The first failure cancels the rest and is raised."""
+        finishes (for progress). The first failure cancels the rest and is raised once the tasks already running
+        have stopped (``_wait_stopped``), so what they write is done before the caller cleans up after it."""
         if not items:
             return []
         items = list(items)
@@ -284,10 +286,34 @@ class DaskExecutor:
                     index[nxt.key] = submitted
                     pending.add(nxt)
                     submitted += 1
-        except BaseException:
+        except BaseException as exc:
             client.cancel(every)
+            if isinstance(exc, Exception):  # not on Ctrl-C: the user wants out now
+                self._wait_stopped(client, {f.key for f in every})
             raise
         return results
+
+    @staticmethod
+    def _wait_stopped(client: Any, keys: set[Any], timeout_s: float = STOP_WAIT_S) -> None:
+        """Wait (at most ``timeout_s``) until no worker still executes a task of ``keys``. Cancelling a task that
+        already runs does not stop it (a thread cannot be stopped; Dask lets it finish): a shard task would go on
+        writing its files and marker after the map has failed, e.g. into the folder of a forced rerun that the
+        engine removes on failure. A worker keeps such a task in its ``executing`` set until it ends."""
+
+        def executing(dask_worker: Any) -> list[str]:
+            state = dask_worker.state
+            return [str(ts.key) for ts in state.executing | state.long_running]
+
+        wanted = {str(k) for k in keys}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                running = client.run(executing)
+            except Exception:  # noqa: BLE001 - a worker gone, an old Dask: nothing to wait for here
+                return
+            if not wanted.intersection(k for ks in running.values() for k in ks):
+                return
+            time.sleep(0.1)
 
     def close(self) -> None:
         with self._lock:

@@ -266,3 +266,45 @@ def test_a_swap_cut_between_its_renames_is_finished_when_the_lock_is_taken(tmp_p
     cur.rename(old)
     assert run_all(pipeline) == {"raw": True, "text": True, "long": True}
     assert (cur / "report-marker.txt").read_text() == "newer still" and not old.exists() and not new.exists()
+
+
+def _straggling_execute(kind_name: str, params: Any, task: Any, **kwargs: Any) -> Any:
+    """``execute_shard``, but shard 0 of the failing kind raises as soon as two other shards are running, and
+    those take 0.5 s more: still running (stragglers) when the map fails."""
+    if kind_name != _FAILING.get("kind"):
+        return _REAL_EXECUTE(kind_name, params, task, **kwargs)
+    if task.index == 0:
+        deadline = time.monotonic() + 60
+        while len(_FAILING["started"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise RuntimeError("injected failure while other shards run")
+    with _GUARD:
+        _FAILING["started"].append(task.index)
+    time.sleep(0.5)
+    result = _REAL_EXECUTE(kind_name, params, task, **kwargs)
+    _FAILING["finished"].append((task.index, time.monotonic()))
+    return result
+
+
+def test_a_failed_rerun_waits_for_its_running_shards_before_removing_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling a Dask task that already runs does not stop it: the engine would remove the rerun's folder while
+    a straggler shard still writes into it. The failed map waits for them first, so nothing is left."""
+    write_corpus(tmp_path, n_files=6)
+    executor = {"n_workers": 1, "threads_per_worker": 3, "processes": False, "inline_s": 0}
+    pipeline = load(write_pipeline(tmp_path, nodes(), extra={"executor": executor}))
+    run_all(pipeline)
+    store_dir = tmp_path / ".arcflow"
+    before = snapshot(store_dir)
+    _FAILING.update(kind="extract_html", started=[], finished=[])
+    monkeypatch.setattr(engine_mod, "execute_shard", _straggling_execute)
+    with pytest.raises(RuntimeError, match="injected failure while other shards run"):
+        run_all(pipeline, node="text")
+    failed_at = time.monotonic()
+    stragglers = list(_FAILING["started"])
+    assert len(stragglers) >= 2  # shards that ran on while shard 0 failed
+    time.sleep(1.0)  # had the run not waited for them, they would write now
+    assert sorted(i for i, _t in _FAILING["finished"]) == sorted(stragglers)
+    assert all(t <= failed_at for _i, t in _FAILING["finished"])  # all done before the run returned
+    assert snapshot(store_dir) == before
