@@ -48,8 +48,8 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   each compiled graph and the ops by shape, with their Chrome traces and inductor's generated code
   (``inductor_code.tar.gz``). ``--device cpu --sections round8`` rehearses it on ``debug`` (plumbing only).
 * **round10**: the glue the round-8 profile showed (docs/TRAIN_SPEED.md, "Where the round-8 step's time goes"):
-  SwiGLU with a ``cat``-free backward (or as one Triton kernel), DeepSpeed's gradient norm in one fp32 foreach
-  pass, RoPE without ``cat``,
+  SwiGLU with a ``cat``-free backward (or as one Triton kernel), QK-norm + RoPE as one Triton kernel each way,
+  DeepSpeed's gradient norm in one fp32 foreach pass, RoPE without ``cat``,
   each alone and together against the defaults with every round-8 change, at 8 x 4 and 16 x 16 (``--r10-grid``),
   after a bf16 check; one profiled step and inductor's code. ``--device cpu --sections round10`` rehearses it on
   ``debug`` (plumbing only).
@@ -129,7 +129,9 @@ class Variant:
     narrow_sort_keys: bool = False  # the gather dispatch sorts the expert ids as uint8 (round 8)
     # SwiGLU with a cat-free backward (model/kernels/swiglu.py), "triton": as one Triton kernel (round 10)
     fused_swiglu: bool | str = False
-    fused_rope: bool = False  # RoPE without cat, v contiguous in the region (model/kernels/rope.py; round 10)
+    # RoPE without cat, v contiguous in the region (model/kernels/rope.py), "triton": QK-norm + RoPE as one Triton
+    # kernel each way (model/kernels/qknorm_rope_triton.py) (round 10)
+    fused_rope: bool | str = False
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -1256,11 +1258,12 @@ class Bench:
     def round10(self) -> None:
         """The round-10 changes against the defaults with every round-8 change on (pinned here, whatever the model's
         defaults are when this runs), the entry point's DeepSpeed config, whole rows, at each ``--r10-grid`` entry
-        ``ROWSxMICROBATCHES`` (default 8x4, the headline's batch, and 16x16): the default, all changes together
-        (profiled at the first entry: ``profile_round10_all.txt``), the same with the Triton SwiGLU backward, each
-        change alone (by expected gain: SwiGLU's backward as one Triton kernel, SwiGLU's cat-free backward,
-        DeepSpeed's gradient norm as one fp32 foreach pass, RoPE without cat), the default again at the first entry
-        (the call's noise). A bf16 agreement check of the model changes against the default
+        ``ROWSxMICROBATCHES`` (default 8x4, the headline's batch, and 16x16): the default, all changes together with
+        the Triton kernels and with PyTorch only (both profiled at the first entry: ``profile_round10_triton.txt``,
+        ``profile_round10_torch.txt``), each change alone (by expected gain: SwiGLU's backward as one Triton kernel,
+        QK-norm + RoPE as one Triton kernel each way, SwiGLU's cat-free backward, DeepSpeed's gradient norm as one
+        fp32 foreach pass, RoPE without cat), the default again at the first entry (the call's noise). The totals
+        run at every entry before the single changes, so that the time limit drops single changes first. A bf16 agreement check of the model changes against the default
         comes first (eager, 2 rows); inductor's generated code of every graph ends in ``inductor_code.tar.gz``. Rows
         run in that order while ``--time-limit`` leaves their estimated time; each is printed as ``x the default``
         (the mean of that entry's default rows)."""
@@ -1277,17 +1280,19 @@ class Bench:
                        narrow_sort_keys=True, compile_norms=True, moe_dispatch="gather")  # fmt: skip
         changes: list[tuple[str, dict[str, Any], DSVariant]] = [  # by the estimated gain, largest first
             ("SwiGLU backward as one Triton kernel", {"fused_swiglu": "triton"}, d),
+            ("QK-norm + RoPE as one Triton kernel each way", {"fused_rope": "triton"}, d),
             ("SwiGLU backward without cat", {"fused_swiglu": True}, d),
             ("DeepSpeed gradient norm in one fp32 foreach pass", {}, d_norm),
             ("RoPE without cat, v contiguous in the region", {"fused_rope": True}, d),
         ]
-        every = replace(base, fused_swiglu=True, fused_rope=True)
-        every_triton = replace(base, fused_swiglu="triton", fused_rope=True)
+        every = replace(base, fused_swiglu=True, fused_rope=True)  # PyTorch only
+        every_triton = replace(base, fused_swiglu="triton", fused_rope="triton")
         # torch's CUDA wheels bring triton, its CPU wheels do not
         triton_ok = importlib.util.find_spec("triton") is not None
         checked = {tag: replace(base, name=tag, **c) for tag, c, _ in changes if c}
+        uses_triton = lambda c: "triton" in (c.get("fused_swiglu"), c.get("fused_rope"))  # noqa: E731
         if not triton_ok:
-            checked = {t: v for t, v in checked.items() if v.fused_swiglu != "triton"}
+            checked = {t: v for t, v in checked.items() if not uses_triton(asdict(v))}
         self._round8_check(cfg, key, checked, ref=base, section="round10")
         got: list[tuple[str, dict[str, Any]]] = []  # (grid entry, row)
 
@@ -1306,23 +1311,26 @@ class Bench:
                 got.append((at, r))
 
         grid = [tuple(int(x) for x in e.lower().split("x")) for e in self.args.r10_grid.split(",")]
-        for n, (rows, steps) in enumerate(grid):
-            scale, first = rows * steps / 32, n == 0  # scale: the headline's 8 x 4 = 1
-            # seconds a row needs (build, compile, 2 + 5 steps): ~25 at 8 x 4, ~55 at 16 x 16
-            need = 20 + 4 * scale
-            row(rows, steps, "default", replace(base, name="ours (defaults: round-8 changes)"), d, need + 5)
-            row(rows, steps, "all", replace(every, name="ours, all round-10 changes"), d_norm, need + 10,
-                **({"profile": "profile_round10_all.txt", "profile_full": True} if first else {}))  # fmt: skip
+        # seconds a row needs (build, compile, 2 + 5 steps): ~25 at 8 x 4, ~55 at 16 x 16
+        need = lambda rows, steps: 20 + rows * steps / 8  # noqa: E731
+        for n, (rows, steps) in enumerate(grid):  # first the totals at every entry ...
+            prof = lambda name, first=n == 0: {"profile": name, "profile_full": True} if first else {}  # noqa: E731
+            t = need(rows, steps)
+            row(rows, steps, "default", replace(base, name="ours (defaults: round-8 changes)"), d, t + 5)
             if triton_ok:
-                row(rows, steps, "all, Triton SwiGLU", replace(every_triton, name="ours, all round-10 changes, "
-                    "Triton SwiGLU backward"), d_norm, need)  # fmt: skip
+                row(rows, steps, "all, Triton", replace(every_triton, name="ours, all round-10 changes (Triton "
+                    "kernels)"), d_norm, t + 10, **prof("profile_round10_triton.txt"))  # fmt: skip
+            row(rows, steps, "all, PyTorch", replace(every, name="ours, all round-10 changes (PyTorch only)"), d_norm,
+                t + 10, **prof("profile_round10_torch.txt"))  # fmt: skip
+        for n, (rows, steps) in enumerate(grid):  # ... then each change alone
             for tag, c, dsv in changes:
-                if c.get("fused_swiglu") == "triton" and not triton_ok:
+                if uses_triton(c) and not triton_ok:
                     print(f"[round10] {tag}: skipped (no triton module here)", flush=True)
                     continue
-                row(rows, steps, tag, replace(base, name=f"ours, {tag}", **c), dsv, need)
-            if first:
-                row(rows, steps, "default again", replace(base, name="ours (defaults, again)"), d, need - 5)
+                row(rows, steps, tag, replace(base, name=f"ours, {tag}", **c), dsv, need(rows, steps))
+            if n == 0:
+                row(rows, steps, "default again", replace(base, name="ours (defaults, again)"), d,
+                    need(rows, steps) - 5)  # fmt: skip
         _dump_inductor_code(Path(self.args.out) / "inductor_code.tar.gz")
         for at, r in got:
             refs = [x for a, x in got if a == at and x["change"].startswith("default")]

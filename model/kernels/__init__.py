@@ -26,9 +26,9 @@ def set_fused_glue(model: nn.Module, swiglu: bool | str = False, rope: bool | st
     if rope not in (False, True, "triton"):
         raise ValueError(f"set_fused_glue: rope is False, True or 'triton', not {rope!r}")
     if swiglu == "triton":
-        import model.kernels.swiglu_triton  # noqa: F401 - registers arcflow::swiglu_backward (needs triton)
+        from model.kernels import swiglu_triton  # noqa: F401 - registers arcflow::swiglu_backward (needs triton)
     if rope == "triton":
-        import model.kernels.qknorm_rope_triton  # noqa: F401 - registers arcflow::qknorm_rope_* (needs triton)
+        from model.kernels import qknorm_rope_triton  # noqa: F401 - registers arcflow::qknorm_rope_* (needs triton)
 
     found = 0
     for module in model.modules():
