@@ -3,7 +3,8 @@
 ``plan`` walks the DAG in order and resolves each node's fingerprint from its inputs' content hashes; a node whose
 input will be recomputed has no fingerprint yet (its fate depends on whether the input's bytes change: early
 cut-off). ``run_node`` computes one node: it skips shards whose markers exist (resume after a crash), runs the rest
-on Dask, checks the accounting, writes the manifest last and records the node in the pipeline's refs.
+on Dask, checks the accounting, writes the manifest last and records the node in the pipeline's refs. A forced rerun
+of a stored output computes beside it (``<fingerprint>.new``) and replaces it only once complete.
 """
 
 from __future__ import annotations
@@ -346,8 +347,9 @@ class Engine:
         try:
             manifest = self._compute(node, fp, key, parts, inputs, progress, live_report)
         except BaseException:
-            # the old output stays; what the failed rerun wrote goes (a shard still running on a worker may yet
-            # write into it: never complete without a manifest, and gc or the next forced rerun removes it)
+            # the old output stays; what the failed rerun wrote goes (the executor first waits for the shards
+            # still running; one that outlasts its wait may yet write here: never complete without a manifest,
+            # and gc or the next forced rerun removes it)
             if replacing and not resumes:
                 self.store.discard_output(key)
             raise
