@@ -28,7 +28,7 @@ def set_fused_glue(model: nn.Module, swiglu: bool | str = False, rope: bool | st
     if swiglu == "triton":
         from model.kernels import swiglu_triton  # noqa: F401 - registers arcflow::swiglu_backward (needs triton)
     if rope == "triton":
-        from model.kernels import qknorm_rope_triton  # noqa: F401 - registers arcflow::qknorm_rope_* (needs triton)
+        from model.kernels import qknorm_rope_triton  # registers arcflow::qknorm_rope_* (needs triton)
 
     found = 0
     for module in model.modules():
@@ -37,6 +37,8 @@ def set_fused_glue(model: nn.Module, swiglu: bool | str = False, rope: bool | st
             found += 1
         elif isinstance(module, Attention):
             module.fused_rope = rope
+            if rope == "triton":
+                module.qknorm_rope_kernel = qknorm_rope_triton.qknorm_rope
             found += 1
     if not found:
         raise ValueError(f"set_fused_glue: {type(model).__name__} has no attention, MLP or expert modules")

@@ -9,8 +9,9 @@
 - the model with them on (``set_fused_glue``; MoE on the gather path, where the fused SwiGLU applies) gives the
   default model's logits, loss and every gradient (fp32), and the same logits bit for bit with RoPE alone;
 - the Triton SwiGLU backward equals the PyTorch one, and the Triton QK-norm + RoPE (forward and backward) equals
-  ``apply_rope(RMSNorm(x))`` with autograd, under Triton's interpreter; all three kernels compile for sm_90 with
-  16-byte vector loads (these skip without ``triton``);
+  ``apply_rope(RMSNorm(x))`` with autograd, under Triton's interpreter, and the model with both gives the default
+  model's logits, loss and gradients there; all three kernels compile for sm_90 with 16-byte vector loads (these
+  skip without ``triton``);
 - DeepSpeed's gradient norm by ``foreach_grad_norm_direct`` equals DeepSpeed's fp64 norm (1e-6) under ZeRO-1 bf16
   (the entry point's config, CPU accelerator over gloo, in a subprocess; ``slow``).
 """
@@ -365,6 +366,66 @@ def test_qknorm_rope_triton_in_the_interpreter() -> None:
     for key, rel in worst.items():
         # bf16: eager rounds each of the default's ops (norm, weight, two products, sum), the kernel its output once
         assert rel < (1e-6 if key.startswith("float32") else 1 / 64), worst
+
+
+_MODEL_TRITON_SCRIPT = r"""
+import copy, json, os, sys
+import torch
+sys.path.insert(0, os.environ["ROOT"])
+from model.config import model_config
+from model.glm import GLMForCausalLM
+from model.kernels import set_fused_glue
+torch.set_num_threads(1)
+cfg = model_config("debug")
+ids = torch.randint(0, cfg.vocab_size, (2, 24), generator=torch.Generator().manual_seed(4))
+doc_lens = [[10, 14], [24]]
+base = GLMForCausalLM(cfg, seed=0)
+base.set_moe_path("gather")
+for router in base.routers():
+    router.e_score_correction_bias.copy_(torch.linspace(-0.5, 0.5, router.n_experts))
+fused = set_fused_glue(copy.deepcopy(base), swiglu="triton", rope="triton")
+
+def step(model):
+    model.zero_grad(set_to_none=True)
+    out = model(ids, doc_lens=doc_lens, labels=ids, mtp_weight=0.3, aux_weight=1e-3)
+    out.loss.backward()
+    seen, todo, ops = set(), [out.loss.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        ops.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), float(out.loss), grads, ops
+
+lr, loss_r, gr, _ = step(base)
+lf, loss_f, gf, ops = step(fused)
+rel = lambda a, b: float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+print(json.dumps({
+    "logits": rel(lf, lr), "loss": abs(loss_f - loss_r) / abs(loss_r), "same_keys": gf.keys() == gr.keys(),
+    "grads": max(rel(gf[n], g) for n, g in gr.items()),
+    "ran": sorted(o for o in ops if o in ("_QKNormRopeBackward", "_SwiGLUBackward")),
+}))
+"""
+
+
+def test_model_with_triton_kernels_equals_default() -> None:
+    """The debug model with both Triton kernels on (``set_fused_glue(swiglu="triton", rope="triton")``), under
+    Triton's interpreter on CPU, fp32, packed rows, MTP and aux loss, MoE on the gather path: the default model's
+    logits, loss and every gradient (1e-5 of each tensor's largest value), and both kernels ran. Skips without
+    triton."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "ROOT": str(ROOT), "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _MODEL_TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["ran"] == ["_QKNormRopeBackward", "_SwiGLUBackward"], got
+    assert got["same_keys"] and got["logits"] < 1e-5 and got["loss"] < 1e-6 and got["grads"] < 1e-5, got
 
 
 def test_triton_kernels_compile_for_h100_h200() -> None:
