@@ -52,7 +52,12 @@ for corpora one worker cannot finish in time; `--budget-s` skips or stops the ru
 corpus has another composition (more of its documents are the real pages), so `--baseline-sample N` runs the
 series on N shard files taken every k-th (seeded offset) from the large corpus instead, kept in
 strong_results_<size>_sample<N>.json; that file named in `--baseline` gives a representative one-worker time per
-document, and each run prints which baseline it used.
+document, and each run prints which baseline it used. A sample's cost per document is noisy (a few dozen files),
+so each run also keeps every shard's own seconds per node, keyed by its corpus file (`shard_seconds`), and is
+PAIRED with the baseline on the files both ran (`paired_estimate`): per shard node, the ratio of the two runs'
+seconds on the same shards gives the one-worker time of all the run's shard-seconds; the global nodes (exact,
+minhash, buckets) and the time outside the nodes stay scaled by documents. Printed as "efficiency (paired)" next
+to the document-scaled efficiency, with the occupancy (shard-seconds over K x wall) per node and per run.
 `benchmarks/scale_device.sh` runs the series on the lent GPU host (wheels and corpora carried, see there).
 """
 
@@ -627,6 +632,46 @@ def node_report(workdir: Path) -> dict[str, dict[str, object]]:
 
 ORDER = ("pages", "text", "lang", "clean", "exact", "minhash", "scored", "buckets")
 STEP_ROWS = ("startup", *ORDER, "finish")
+# one task per shard and nothing over the whole corpus: their one-worker time can be paired shard by shard
+# (exact, minhash and buckets run passes over the whole corpus: theirs stays scaled by documents)
+SHARD_NODES = ("pages", "text", "lang", "clean", "scored")
+_DOC_ID = re.compile(r"scale-\d+-(\d+)$")
+
+
+def shard_seconds(
+    workdir: Path, files: list[Path], docs_per_file: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Per node, each shard's own seconds (its wall inside its task, the store's ``shards.json``), keyed by the
+    stem of the corpus file the shard came from (``part-00012``): the same key in every run on files of one
+    corpus, whole or sampled, so two runs can be compared shard by shard. One file is one shard (``shard_mb``)
+    and the map kinds keep their input's shard i as their shard i, so shard i is ``files[i]``; checked on the
+    `pages` shards' first document id (``scale-<seed>-<doc>``, whose file is doc // docs_per_file). Returns {}
+    (and says why) when that check fails, so that no run is paired on the wrong shards."""
+    per = docs_per_file or DOCS_PER_FILE
+    keys = [f.stem for f in files]
+    out: dict[str, dict[str, float]] = {}
+    for m in sorted((workdir / "outputs").glob("*/manifest.json")):
+        node = json.loads(m.read_text())["node"]
+        shards = json.loads((m.parent / "shards.json").read_text())
+        if len(shards) != len(keys):
+            print(f"  per-shard seconds: {node} has {len(shards)} shards for {len(keys)} files; not paired")
+            return {}
+        if node == "pages":
+            for s in shards:
+                f = pq.ParquetFile(m.parent / s["file"])
+                if f.metadata.num_rows == 0:
+                    continue  # nothing to check on an empty shard
+                first = str(f.read_row_group(0, columns=["id"]).column(0)[0])
+                found = _DOC_ID.search(first)
+                want = int(keys[s["index"]].rsplit("-", 1)[1])
+                if found is None or int(found.group(1)) // per != want:
+                    print(
+                        f"  per-shard seconds: pages shard {s['index']} starts with {first}, not a document of "
+                        f"{keys[s['index']]}; not paired"
+                    )
+                    return {}
+        out[node] = {keys[s["index"]]: round(float(s["seconds"]), 4) for s in shards}
+    return out
 
 
 def step_cpu(
@@ -971,6 +1016,8 @@ def strong(args: argparse.Namespace) -> None:
                 "nodes": nodes,
                 "steps": step_cpu(series, nodes),  # each node's CPU by role (workers: busy time of the node)
                 "phases": _phase_timings(work / "store"),
+                # {node: {corpus file stem: seconds}}: pairs this run's shards with another run's (paired_estimate)
+                "shard_seconds": shard_seconds(work / "store", files),
                 "scheduler_cpu_s": sched_cpu,
                 "prefect_api": "server" if server is not None else "ephemeral",
             }
@@ -989,6 +1036,7 @@ def strong(args: argparse.Namespace) -> None:
             _stop(sched_proc)
     if results:
         print(strong_markdown(results, baseline))
+        print(paired_markdown(results, baseline))
 
 
 def sample_files(files: list[Path], n: int, seed: int) -> tuple[list[Path], dict]:
@@ -1081,6 +1129,61 @@ def _one_worker_wall(
     return outside + sum(est.values()), est
 
 
+def paired_estimate(run: dict, base: dict) -> dict | None:
+    """The one-worker time of ``run`` paired shard by shard with ``base`` (a run with fewer workers on some of
+    the same corpus files, e.g. --baseline-sample's), free of the sample's per-document noise.
+
+    For each shard node (``SHARD_NODES``) the cost ratio r = (``run``'s seconds of the shards both runs hold) /
+    (``base``'s seconds of those shards): what a shard costs at K workers against at k0, from the same
+    documents. The node's one-worker wall is then ``base``'s node wall x k0 scaled by (``run``'s shard-seconds
+    of the node / r) over ``base``'s shard-seconds of the node: the shard work of the whole corpus at ``base``'s
+    cost per shard, with ``base``'s share of time between tasks. The global nodes (and a shard node with no
+    shard in common) keep the document-scaled estimate of ``_one_worker_wall``, as does the time outside the
+    nodes. Also ``t1_shards``: the same with the shard nodes' bare shard-seconds / r (no time between tasks: a
+    lower bound of T1). Occupancy: shard-seconds over K x wall, per node and for the run (all nodes' shard
+    seconds over the run's wall; the global nodes' passes other than their shard writes are not in it).
+    None when either run lacks per-shard seconds (results of before they were kept) or ``run`` was stopped."""
+    big, small = run.get("shard_seconds"), base.get("shard_seconds")
+    if not big or not small or run["usage"].get("stopped"):
+        return None
+    k, k0 = int(run["workers"]), int(base["workers"])
+    wall = float(run["usage"]["wall_s"])
+    _, doc_est = _one_worker_wall(base, int(run["docs"]), run["nodes"])
+    base_walls = _node_walls(base)
+    outside = float(base["usage"]["wall_s"]) - sum(base_walls.values())
+    t1 = t1_shards = outside
+    nodes: dict[str, dict] = {}
+    for name, base_wall in base_walls.items():
+        node: dict = {"t1": doc_est[name], "paired": False}
+        run_wall = float(run["nodes"].get(name, {}).get("wall_s", 0.0))
+        mine, theirs = big.get(name, {}), small.get(name, {})
+        shard_total = sum(mine.values())
+        if run_wall > 0:
+            node["occupancy"] = shard_total / (k * run_wall)
+        common = [key for key in theirs if mine.get(key, 0.0) > 0 and theirs[key] > 0]
+        node.update(matched=len(common), of=len(theirs))
+        base_total = sum(theirs.values())
+        if name in SHARD_NODES and common and base_total > 0:
+            r = sum(mine[key] for key in common) / sum(theirs[key] for key in common)
+            shards = shard_total / r  # the whole corpus's shard work at base's cost per shard
+            node.update(r=r, paired=True, t1=k0 * base_wall * shards / base_total, t1_shards=shards)
+        t1 += node["t1"]
+        t1_shards += node.get("t1_shards", node["t1"])
+        if run_wall > 0:
+            node["eff"] = node["t1"] / (k * run_wall)
+        nodes[name] = node
+    shard_s = sum(sum(v.values()) for v in big.values())
+    return {
+        "t1": t1,
+        "eff": t1 / (k * wall),
+        "t1_shards": t1_shards,
+        "eff_shards": t1_shards / (k * wall),
+        "occupancy": shard_s / (k * wall),
+        "nodes": nodes,
+        "global": [n for n, v in nodes.items() if not v["paired"]],
+    }
+
+
 def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
     """Per run: wall, speed-up and efficiency against the one-worker wall (T1 / (K x TK)), the time outside the
     nodes, the workers' busy share (their CPU over K x wall), and per node wall, efficiency and busy share."""
@@ -1103,8 +1206,10 @@ def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
             t1, t1_nodes = _one_worker_wall(base, n, r["nodes"])
             row["t1"], row["speedup"], row["eff"] = t1, t1 / wall, t1 / (k * wall)
             row["nodes_eff"] = sum(t1_nodes.values()) / (k * sum(walls.values())) if walls else None
+            row["paired"] = paired_estimate(r, base)
         else:
             t1_nodes = {}
+        row["occupancy"] = sum(float(v.get("shard_s", 0.0)) for v in r["nodes"].values()) / (k * wall)
         row["nodes"] = {}
         for name in ORDER:
             if name not in walls or walls[name] <= 0:
@@ -1112,6 +1217,7 @@ def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
             busy = sum(v for role, v in r.get("steps", {}).get(name, {}).items() if role == "worker")
             eff = t1_nodes[name] / (k * walls[name]) if name in t1_nodes else None
             row["nodes"][name] = {"wall": walls[name], "eff": eff, "busy": busy / (k * walls[name])}
+            row["nodes"][name]["occupancy"] = float(r["nodes"][name].get("shard_s", 0.0)) / (k * walls[name])
         rows.append(row)
     return rows
 
@@ -1126,27 +1232,44 @@ def _print_strong(results: list[dict], baseline: dict | None = None) -> None:
             est = " (one-worker time estimated from --baseline)" if row["estimated"] else ""
             head += f", speed-up {row['speedup']:.2f}, efficiency {row['eff']:.0%}{est}"
             head += f" (nodes only {row['nodes_eff']:.0%})" if row.get("nodes_eff") is not None else ""
+            p = row.get("paired")
+            head += (
+                f", efficiency (paired) {p['eff']:.0%} (shard-seconds only {p['eff_shards']:.0%})"
+                if p
+                else ", efficiency (paired) - (a run without per-shard seconds)"
+            )
         cpu = ", ".join(f"{role} {v:.0f}" for role, v in sorted(row["cpu"].items()))
         sched = row["scheduler_cpu"]
         print(
             head + f"; outside the nodes {row['outside']:.0f} s; workers busy {row['busy']:.0%} of K x wall; "
+            f"occupancy {row['occupancy']:.0%}; "
             f"CPU-s {cpu}" + (f", scheduler {sched:.1f}" if sched is not None else ""),
             flush=True,
         )
+        paired = (row.get("paired") or {}).get("nodes", {})
         for name, v in row["nodes"].items():
             eff = f"{v['eff']:.0%}" if v["eff"] is not None else "-"
+            pn = paired.get(name)
+            pair = ""
+            if pn and pn["paired"]:
+                pair = f"  paired {pn['eff']:.0%} (r {pn['r']:.2f} on {pn['matched']} of {pn['of']} shards)"
+            elif pn:
+                why = "a global node" if name not in SHARD_NODES else "no shard in common"
+                pair = f"  paired {pn['eff']:.0%} (by documents: {why})"
             print(
-                f"      {name:8s} wall {v['wall']:7.1f} s  efficiency {eff:>5}  workers busy {v['busy']:.0%}"
+                f"      {name:8s} wall {v['wall']:7.1f} s  efficiency {eff:>5}  workers busy {v['busy']:.0%}  "
+                f"occupancy {v['occupancy']:.0%}{pair}"
             )
 
 
 def strong_markdown(results: list[dict], baseline: dict | None = None) -> str:
-    """docs/SCALE.md's strong-scaling table: per run, wall, speed-up, efficiency, the time outside the nodes, the
-    workers' busy share, and each node's wall with its efficiency."""
+    """docs/SCALE.md's strong-scaling table: per run, wall, speed-up, efficiency (one-worker time scaled by
+    documents, and paired shard by shard: ``paired_estimate``), the time outside the nodes, the workers' busy
+    share, the occupancy (shard-seconds over K x wall), and each node's wall with its efficiency."""
     rows = _strong_rows(results, baseline)
     cols = [c for c in ORDER if any(c in r["nodes"] for r in rows)]
-    head = ["workers", "documents", "wall", "speed-up", "efficiency", "nodes only", "outside nodes"]
-    head += ["workers busy"]
+    head = ["workers", "documents", "wall", "speed-up", "efficiency", "efficiency (paired)", "nodes only"]
+    head += ["outside nodes", "workers busy", "occupancy"]
     head += [f"{c} s (eff.)" for c in cols] + ["scheduler CPU-s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -1157,13 +1280,41 @@ def strong_markdown(results: list[dict], baseline: dict | None = None) -> str:
             f"{r['wall']:,.0f} s" + (" stopped" if r["stopped"] else ""),
         ]
         cells += [f"{r['speedup']:.2f}{est}", f"**{r['eff']:.0%}**{est}"] if "eff" in r else ["-", "-"]
+        cells += [f"**{r['paired']['eff']:.0%}**" if r.get("paired") else "-"]
         cells += [f"{r['nodes_eff']:.0%}" if r.get("nodes_eff") is not None else "-"]
-        cells += [f"{r['outside']:.0f} s", f"{r['busy']:.0%}"]
+        cells += [f"{r['outside']:.0f} s", f"{r['busy']:.0%}", f"{r['occupancy']:.0%}"]
         for c in cols:
             v = r["nodes"].get(c)
             eff = f" ({v['eff']:.0%})" if v and v["eff"] is not None else ""
             cells.append(f"{v['wall']:.1f}{eff}" if v else "-")
         cells.append(f"{r['scheduler_cpu']:.1f}" if r["scheduler_cpu"] is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_markdown(results: list[dict], baseline: dict | None = None) -> str:
+    """Per run with a paired estimate, per node: the shard cost ratio r against the baseline (with how many of the
+    baseline's shards the run also holds), the occupancy and the paired efficiency; "" when no run has one."""
+    rows = [r for r in _strong_rows(results, baseline) if r.get("paired") and not r["stopped"]]
+    if not rows:
+        return ""
+    cols = [c for c in ORDER if any(c in r["paired"]["nodes"] for r in rows)]
+    head = ["workers", "documents", "T1 (paired)", "efficiency (paired)", "shard-seconds only"]
+    head += [f"{c}: r, matched, occupancy, eff." for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        p = r["paired"]
+        cells = [str(r["workers"]), f"{r['docs']:,}", f"{p['t1']:,.0f} s", f"**{p['eff']:.0%}**"]
+        cells.append(f"{p['eff_shards']:.0%}")
+        for c in cols:
+            v = p["nodes"].get(c)
+            if v is None:
+                cells.append("-")
+                continue
+            occ = f"{v['occupancy']:.0%}" if "occupancy" in v else "-"
+            eff = f"{v['eff']:.0%}" if "eff" in v else "-"
+            ratio = f"{v['r']:.2f}, {v['matched']}/{v['of']}" if v["paired"] else "by documents"
+            cells.append(f"{ratio}, {occ}, {eff}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1263,14 +1414,12 @@ def main() -> None:
         args.cache = args.cache / f"skip-{'-'.join(sorted(skip))}"
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.table and args.strong:
-        print(
-            strong_markdown(
-                _load_results(
-                    args.cache / f"strong_results_{args.size}{'_server' if args.server else ''}.json"
-                ),
-                _baseline(args),
-            )
+        results = _load_results(
+            args.cache / f"strong_results_{args.size}{'_server' if args.server else ''}.json"
         )
+        baseline = _baseline(args)
+        print(strong_markdown(results, baseline))
+        print(paired_markdown(results, baseline))
     elif args.table:
         print(markdown_table(_load_results(_results_path(args))))
     elif args.generate_only:
