@@ -181,8 +181,10 @@ def plan(
     whose stored output quarantined every row fails the run (not reused) and the nodes downstream are skipped; a
     node whose input outside the selection was never built fails (naming the failed node that blocks it); a node
     computed only if its input changes says when it fails again if that input comes out unchanged."""
+    from flows import last_run as lr
     from flows import outcome as oc
     from flows.outcome import failed_status, failing_input_reason, plan_blocked_reason, selection_outcome
+    from flows.status_view import plan_marks
 
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
@@ -193,11 +195,19 @@ def plan(
     )  # missing: an input outside the selection with no stored output (never built, or blocked by a failure)
     again, unless = oc.if_unchanged_outcome(every, engine.plan(), engine.store.manifest, p.deps, sel.nodes)
     plans = [x for x in every if x.node in set(sel.nodes)]
+    causes = ((failed, lr.EVERY_ROW), (on_input, "input unusable"), (missing, "input missing"))
+    stops = {n: why for found, why in causes for n in found}  # the nodes `plan` already says fail a run
+    # failed in its last run (run.json) and unchanged since: computed, and fails again; what that blocks
+    actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
+    plain = {x.node: actions.get(x.status, "compute") for x in every}
+    marks = plan_marks(engine, every, sel.nodes, stops, [*stops, *blocked, *again, *unless], plain)
     if as_json:
         out = []
         for x in plans:
             entry = dict(x.__dict__)
-            if x.node in failed:  # as `arcflow show --json` says it
+            if mark := marks.get(x.node):
+                entry.update(reasons=mark.compose(x.reasons), **mark.extra)
+            elif x.node in failed:  # as `arcflow show --json` says it
                 entry["status"] = "all_quarantined"
                 entry["reasons"] = failed_status(x.node, failed[x.node], engine.store.location, p.file)[1]
             elif x.node in on_input:
@@ -216,11 +226,13 @@ def plan(
             out.append(entry)
         typer.echo(json.dumps(out, indent=2))
         return
-    actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
     rows = []
     for x in plans:
         action, style, reasons = actions.get(x.status, "compute"), STATUS_STYLE[x.status], x.reasons
-        if x.node in failed:  # a run reuses its output and fails there: the same words as `status`
+        if mark := marks.get(x.node):  # `compute; else fails again: failed in the last run`, `skip (blocked)`
+            action, reasons = mark.label or action, mark.compose(x.reasons)
+            style = STATUS_STYLE[mark.style] if mark.style else style
+        elif x.node in failed:  # a run reuses its output and fails there: the same words as `status`
             # `failed (all 3 rows quarantined)`
             action, reasons = failed_status(x.node, failed[x.node], engine.store.location, p.file)
             style = STATUS_STYLE["failed"]
@@ -273,8 +285,10 @@ def _print_as_list(title: str, rows: list[tuple[str, str, str, Any]], max_lines:
 @app.command()
 def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
     """Each node as up to date, stale (and why), partial (a run stopped with some shards done) or missing;
-    failed when its stored output quarantined every row (a run fails there), blocked when downstream of one."""
+    failed when its stored output quarantined every row or its last run failed and it is unchanged since (a run
+    fails there), blocked when downstream of one."""
     from flows.outcome import blocked_reason, failed_status, run_outcome
+    from flows.status_view import status_marks
 
     p = _load(file, set_)
     engine = _engine(p)
@@ -282,6 +296,7 @@ def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
     rows = []
     plans = engine.plan()
     failed, blocked = run_outcome(plans, engine.store.manifest, p.deps)
+    marks = status_marks(engine, plans, failed)  # failed in the last run (run.json), and what that blocks
     for x in plans:
         label, reasons = _status_label(engine, x)
         m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
@@ -290,6 +305,9 @@ def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
         if x.node in failed:
             label, reasons = failed_status(x.node, failed[x.node], engine.store.location, p.file)
             style = STATUS_STYLE["failed"]
+        elif mark := marks.get(x.node):
+            label, reasons = mark.label or label, mark.compose(reasons)
+            style = STATUS_STYLE[mark.style] if mark.style else style
         elif x.node in blocked:
             label, reasons, style = (
                 "blocked",

@@ -1,0 +1,110 @@
+"""How `arcflow status` and `arcflow plan` show the nodes whose last run failed (:mod:`flows.last_run`): the
+failed node as failed, with its run and error, the nodes downstream as blocked by it (the words used for a stored
+output that quarantined every row), and a node changed since its failed run as only not computed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows import last_run as lr
+from flows.outcome import blocked_reason, unless_fails_again
+
+
+@dataclass
+class Mark:
+    """What `status` or `plan` shows for a node instead of its plain state: ``label`` (None: keep the plain one),
+    the reasons said first, the style key (``STATUS_STYLE``; None: keep), extra fields for `plan --json`, and
+    whether the plain reasons' ``never run`` stays (a blocked node never ran; a failed one did)."""
+
+    label: str | None
+    reasons: list[str]
+    style: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    never_run: bool = False
+
+    def compose(self, plain: list[str]) -> list[str]:
+        """These reasons, then the plain ones (without ``never run`` for a node that ran)."""
+        return [*self.reasons, *(r for r in plain if self.never_run or r != "never run")]
+
+
+def _outcome(
+    engine: Any, plans: list[Any], stops: Mapping[str, str], selected: Iterable[str] | None
+) -> lr.LastRunOutcome:
+    p = engine.pipeline
+    return lr.last_run_outcome(
+        plans,
+        p.deps,
+        engine.resolved_config(),
+        engine.store.root,
+        stops=stops,
+        node_lines=lr.node_lines(p.file),
+        selected=selected,
+    )
+
+
+def status_marks(engine: Any, plans: list[Any], quarantined: Mapping[str, Any]) -> dict[str, Mark]:
+    """`arcflow status`: a mark for each node failed in its last run (``failed (last run)``), blocked by one
+    (``blocked``), or changed since its failed run; ``quarantined`` are the nodes whose stored output quarantined
+    every row (``flows.outcome.run_outcome``), which keep their own words."""
+    stops = {n: lr.EVERY_ROW for n in quarantined}
+    o = _outcome(engine, plans, stops, None)
+    file = engine.pipeline.file
+    marks: dict[str, Mark] = {}
+    for x in plans:
+        if x.node in o.blocked and not set(o.blocked[x.node]) <= set(quarantined):
+            ups = o.blocked[x.node]
+            marks[x.node] = Mark("blocked", [lr.blocked_by_reason(ups, stops)], "blocked", never_run=True)
+        elif x.node in o.failed:
+            f = o.failed[x.node]
+            marks[x.node] = Mark(lr.failed_label(f), lr.failed_reasons(f, file), "failed")
+        elif x.node in o.again:
+            why = lr.again_reason(o.again[x.node], o.recomputed[x.node], file)
+            marks[x.node] = Mark(None, [why], None)
+        elif x.node in o.cleared:
+            marks[x.node] = Mark(None, [o.cleared[x.node]], None)
+    return marks
+
+
+def plan_marks(
+    engine: Any,
+    plans: list[Any],
+    selected: list[str],
+    stops: Mapping[str, str],
+    decided: Iterable[str],
+    actions: Mapping[str, str],
+) -> dict[str, Mark]:
+    """`arcflow plan`: a mark for each selected node that a run computes and that failed in its last run
+    (``compute; else fails again``), that such a node blocks (``skip (blocked)``), that fails again if its
+    recomputed input comes out unchanged (and the nodes after it: ``compute (unless 'bad' fails again)``), or that
+    changed since its failed run. ``stops``: the nodes already known to fail the run (node -> why); ``decided``: the
+    nodes `plan` already says something of its own about (failing, blocked, ...), left as they are; ``actions``:
+    each node's plain action."""
+    o = _outcome(engine, plans, stops, selected)
+    file = engine.pipeline.file
+    done = set(decided)
+    marks: dict[str, Mark] = {}
+    for x in plans:
+        if x.node in done:
+            continue
+        if x.node in o.blocked:
+            ups = o.blocked[x.node]
+            why = blocked_reason(ups) if all(stops.get(u) == lr.EVERY_ROW for u in ups) else None
+            why = why or lr.blocked_by_reason(ups, stops)
+            marks[x.node] = Mark("skip (blocked)", [why], "blocked", {"blocked_by": ups}, never_run=True)
+        elif x.node in o.failed:
+            f = o.failed[x.node]
+            extra = {"failed_last_run": {"run": f.run_id, "state": f.state, "error": f.error}}
+            marks[x.node] = Mark(lr.plan_failed_action(f), lr.failed_reasons(f, file), "failed", extra)
+        elif x.node in o.again:
+            f, inputs = o.again[x.node], o.recomputed[x.node]
+            extra = {"failed_last_run": {"run": f.run_id, "state": f.state, "error": f.error}}
+            why = lr.again_reason(f, inputs, file)
+            marks[x.node] = Mark(None, [why], None, extra)
+        elif x.node in o.unless:
+            action = unless_fails_again(actions[x.node], o.unless[x.node])
+            marks[x.node] = Mark(action, [], None, {"unless_fails_again": o.unless[x.node]}, never_run=True)
+        elif x.node in o.cleared:
+            marks[x.node] = Mark(None, [o.cleared[x.node]], None)
+    return marks
