@@ -184,7 +184,7 @@ def plan(
     from flows import last_run as lr
     from flows import outcome as oc
     from flows.outcome import failed_status, failing_input_reason, plan_blocked_reason, selection_outcome
-    from flows.status_view import plan_marks
+    from flows.status_view import missing_input_notes, plan_marks
 
     p = _load(file, set_)
     sel = _selection(p, node, from_, to, force)
@@ -201,6 +201,7 @@ def plan(
     actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
     plain = {x.node: actions.get(x.status, "compute") for x in every}
     marks = plan_marks(engine, every, sel.nodes, stops, [*stops, *blocked, *again, *unless], plain)
+    gone = missing_input_notes(engine, every, missing)  # an input not built because it failed in its last run
     if as_json:
         out = []
         for x in plans:
@@ -215,7 +216,10 @@ def plan(
                 entry["reasons"] = [failing_input_reason(x.node, on_input[x.node])]
             elif x.node in missing:
                 entry["status"] = "input_missing"
-                entry["reasons"] = oc.missing_input_reason(x.node, missing[x.node], p.file)
+                entry["reasons"] = [
+                    *oc.missing_input_reason(x.node, missing[x.node], p.file),
+                    *gone.get(x.node, []),
+                ]
                 entry["blocked_by"] = sorted({f for g in missing[x.node].values() for f in g})
             elif x.node in blocked:
                 entry["blocked_by"] = blocked[x.node]
@@ -241,7 +245,7 @@ def plan(
             reasons = [failing_input_reason(x.node, on_input[x.node])]
         elif x.node in missing:  # `--node` over an input never built: the run fails here
             action, style = "fail (input missing)", STATUS_STYLE["failed"]
-            reasons = oc.missing_input_reason(x.node, missing[x.node], p.file)
+            reasons = [*oc.missing_input_reason(x.node, missing[x.node], p.file), *gone.get(x.node, [])]
         elif x.node in blocked:
             action, style = "skip (blocked)", STATUS_STYLE["blocked"]
             reasons = [plan_blocked_reason(blocked[x.node], failed), *reasons]

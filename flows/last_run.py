@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flows.fingerprint import portable_params
 from flows.param_diff import param_changes
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
 #: the final task-run states of a node that did not complete (Prefect's names); ``Skipped`` and ``Cancelled`` are
 #: not failures of the node itself
 FAILED_STATES = ("Failed", "Crashed", "TimedOut")
+#: the first line of a run's ``pipeline.yaml`` (``Engine.record_run_start``), before the pipeline file's path
+RESOLVED_FROM = "# resolved from "
 #: the cause :func:`blocked_by_reason` gives a node upstream that failed in its last run
 LAST_RUN = "failed in the last run"
 #: the cause :func:`flows.outcome.blocked_reason` gives a node whose stored output quarantined every row
@@ -60,6 +63,7 @@ class RunRecord:
     nodes: dict[str, dict[str, Any]]
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: Any = None
+    file: str | None = None  # the pipeline file it was resolved from (its path params are relative to it)
 
 
 @dataclass
@@ -101,11 +105,15 @@ def _load_config(record: RunRecord, store_root: str) -> None:
 
     try:
         with open(os.path.join(store_root, "runs", record.run_id, "pipeline.yaml"), encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError):
+            text = fh.read()
+        spec = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return
     if isinstance(spec, dict) and isinstance(spec.get("nodes"), dict):
         record.config, record.seed = spec["nodes"], spec.get("seed")
+    head = text.split("\n", 1)[0]
+    if head.startswith(RESOLVED_FROM):
+        record.file = head[len(RESOLVED_FROM) :].strip()
 
 
 def _input_hash(runs: list[RunRecord], upto: int, name: str) -> str | None:
@@ -126,10 +134,12 @@ def _changes(
     seed: Any,
     plans: Mapping[str, Any],
     store_root: str,
+    where: tuple[tuple[str, ...], str],
 ) -> tuple[list[str], list[str]]:
     """What changed in ``node_id`` since the failed run ``runs[at]`` (each change said), and which of its inputs a
     run recomputes first (their outcome is not known yet). Nothing is said changed when that run's config cannot be
-    read (nothing to compare), nor for an input no run recorded."""
+    read (nothing to compare), nor for an input no run recorded. ``where``: the kind's path params and the pipeline
+    file, so that params are compared as the fingerprint sees them (paths relative to the pipeline's folder)."""
     record = runs[at]
     entry = record.nodes[node_id]
     recomputed = [n for n in now["inputs"] if n not in plans or plans[n].content_hash is None]
@@ -148,7 +158,9 @@ def _changes(
         out.append(f"kind {old.get('uses')} -> {now['uses']}")
     if list(old.get("inputs") or []) != list(now["inputs"]):
         out.append(f"inputs {old.get('inputs')} -> {now['inputs']}")
-    out += [f"param {c}" for c in param_changes(old.get("params") or {}, now["params"])]
+    keys, file = where
+    then_params = portable_params(old.get("params") or {}, keys, record.file or file)
+    out += [f"param {c}" for c in param_changes(then_params, portable_params(now["params"], keys, file))]
     if record.seed != seed:
         out.append("seed changed")
     for name in now["inputs"]:
@@ -182,6 +194,8 @@ def last_run_outcome(
     stops: Mapping[str, str] | None = None,
     node_lines: Mapping[str, int] | None = None,
     selected: Iterable[str] | None = None,
+    path_params: Mapping[str, tuple[str, ...]] | None = None,
+    pipeline_file: str = "pipeline.yaml",
 ) -> LastRunOutcome:
     """From a plan (``Engine.plan``, in topological order) and the run records: ``failed``, the nodes to compute
     whose last run failed and that are unchanged since; ``blocked``, every node downstream of those or of ``stops``
@@ -189,7 +203,8 @@ def last_run_outcome(
     only change can be an input a run recomputes first (it fails again if that input comes out unchanged) and
     ``unless``, the nodes downstream of them. ``resolved`` is ``Engine.resolved_config()``; ``stops`` are the nodes
     already known to fail a run, with why (a stored output that quarantined every row): not looked at again.
-    ``selected``: only those nodes (`arcflow plan --node/--from/--to`); blocking follows the edges inside it."""
+    ``selected``: only those nodes (`arcflow plan --node/--from/--to`); blocking follows the edges inside it.
+    ``path_params``: each node's kind's path params, compared relative to the ``pipeline_file``'s folder."""
     plans = list(plans)
     by_node = {x.node: x for x in plans}
     chosen = set(selected) if selected is not None else set(by_node)
@@ -218,8 +233,10 @@ def last_run_outcome(
         state = str(entry.get("state") or "") if isinstance(entry, dict) else ""
         if state not in FAILED_STATES:
             continue
+        where = ((path_params or {}).get(x.node, ()), pipeline_file)
+        now = resolved["nodes"][x.node]
         changed, recomputed = _changes(
-            x.node, runs, at, resolved["nodes"][x.node], resolved.get("seed"), by_node, store_root
+            x.node, runs, at, now, resolved.get("seed"), by_node, store_root, where
         )
         if changed:
             out.cleared[x.node] = (

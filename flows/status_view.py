@@ -41,6 +41,8 @@ def _outcome(
         stops=stops,
         node_lines=lr.node_lines(p.file),
         selected=selected,
+        path_params={n: tuple(node.kind.path_params) for n, node in p.nodes.items()},
+        pipeline_file=p.file,
     )
 
 
@@ -108,3 +110,25 @@ def plan_marks(
         elif x.node in o.cleared:
             marks[x.node] = Mark(None, [o.cleared[x.node]], None)
     return marks
+
+
+def missing_input_notes(
+    engine: Any, plans: list[Any], missing: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[str]]:
+    """`arcflow plan --node X` over an input that has no stored output because it (or a node upstream of it) failed
+    in its last run: a reason for each such input of each node in ``missing`` (node -> its inputs without output),
+    naming that failed run."""
+    o = _outcome(engine, plans, {}, None)
+    file = engine.pipeline.file
+    notes: dict[str, list[str]] = {}
+    for node_id, inputs in missing.items():
+        for name in inputs:
+            if name in o.failed:
+                f = o.failed[name]
+                note = f"input {name!r} {lr.failed_reasons(f, file)[0]}: fix it, then `arcflow run --to {node_id}`"
+            elif name in o.blocked:
+                note = f"input {name!r} is {lr.blocked_by_reason(o.blocked[name], {})}"
+            else:
+                continue
+            notes.setdefault(node_id, []).append(note)
+    return notes
