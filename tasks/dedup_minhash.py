@@ -3,9 +3,9 @@ cluster).
 
 Phases: (1) one task per input shard computes MinHash signatures and writes their LSH band keys to
 ``_work/bands/`` (one row group per band); (2) one task per band finds the candidate pairs of its buckets,
-so bucketing runs in parallel over bands; (3) connected components as a merge tree: one task per band turns
-its pairs into star edges (document -> its component's smallest key), then tasks merge groups of star files
-level by level until one is left, so no task holds every band's pairs and the driver holds none; (4) on
+so bucketing runs in parallel over bands, and turns them into star edges (document -> its component's smallest
+key) at once; (3) connected components as a merge tree: tasks merge groups of star files level by level, the
+last one numbering the clusters, so no task holds every band's pairs and the driver holds none; (4) on
 workers, the kept documents' ids are looked up and one assignment table written; ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged, dropped rows with reason
 ``minhash_duplicate``, ``cluster_id`` and ``duplicate_of`` (the kept id); kept rows get ``dup_cluster_size``
 (FineWeb-2's ``minhash_cluster_size``, summed over earlier dedup nodes' sizes: see ``tasks._dedup``). In each
@@ -47,8 +47,13 @@ def _signature_task(params: DedupMinHashParams, work: str, item: tuple[str, int]
 
 
 def _bucket_task(band_paths: list[str], work: str, band: int) -> tuple[str, int]:
-    out = f"{work}/pairs/band-{band:04d}.parquet"
-    return out, bucket_phase(band_paths, band, out)
+    """One band's candidate pairs, then their star edges (the merge tree's first level) in the same task: the
+    stars of a band need only its own pairs, so no round of tasks waits between the two."""
+    pairs = f"{work}/pairs/band-{band:04d}.parquet"
+    count = bucket_phase(band_paths, band, pairs)
+    star = f"{work}/stars/L0-{band:04d}.parquet"
+    star_phase([pairs], star)
+    return star, count
 
 
 FAN_IN = 4  # star files merged per task at each level of the merge tree
@@ -59,35 +64,30 @@ def _star_task(item: tuple[list[str], str]) -> str:
     return item[1]
 
 
-def _number_task(item: tuple[str, str]) -> str:
-    return number_clusters(*item)
+def _final_task(item: tuple[list[str], str, str]) -> str:
+    """The last merge and the clusters' numbers in one task (they are one after the other on one file)."""
+    paths, star, out = item
+    star_phase(paths, star)
+    return number_clusters(star, out)
 
 
-def merge_tree(ctx: RunContext, pair_paths: list[str], work: str) -> str:
-    """Connected components over every band's pairs without one task holding them all: each band's pairs
-    become star edges (one task per band), then groups of ``FAN_IN`` star files merge, level by level, until one
-    is left; its clusters are numbered. Returns the path of the clustered duplicates (doc, root, cluster)."""
-    with timed(ctx, "stars_s"):
-        level = ctx.map(
-            _star_task,
-            [([p], f"{work}/stars/L0-{i:04d}.parquet") for i, p in enumerate(pair_paths)],
-            phase="clusters",
-            unit="tasks",
-        )
-    depth = 0
+def merge_tree(ctx: RunContext, star_paths: list[str], work: str) -> str:
+    """Connected components over every band's pairs without one task holding them all: each band's pairs have
+    become star edges (in its bucket task), then groups of ``FAN_IN`` star files merge, level by level, until one
+    task merges the last ``FAN_IN`` or fewer and numbers the clusters. Returns the path of the clustered
+    duplicates (doc, root, cluster)."""
+    level, depth = list(star_paths), 0
     with timed(ctx, "merge_s"):
-        while len(level) > 1:
+        while len(level) > FAN_IN:
             depth += 1
             groups = [level[i : i + FAN_IN] for i in range(0, len(level), FAN_IN)]
             items = [(g, f"{work}/stars/L{depth}-{i:04d}.parquet") for i, g in enumerate(groups)]
             level = ctx.map(_star_task, items, phase="clusters", unit="tasks")
-        if not level:  # no bands
-            level = ctx.map(
-                _star_task, [([], f"{work}/stars/L0-empty.parquet")], phase="clusters", unit="tasks"
-            )
-    with timed(ctx, "number_s"):
         [out] = ctx.map(
-            _number_task, [(level[0], f"{work}/clusters.parquet")], phase="clusters", unit="tasks"
+            _final_task,
+            [(level, f"{work}/stars/final.parquet", f"{work}/clusters.parquet")],
+            phase="clusters",
+            unit="tasks",
         )
     return out
 

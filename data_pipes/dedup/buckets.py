@@ -12,7 +12,8 @@ from collections.abc import Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from data_pipes.dedup.parts import read_part
 
 
 def band_pairs(band_hash: np.ndarray, doc: np.ndarray) -> np.ndarray:
@@ -42,8 +43,12 @@ def band_rows(tables: Iterable[pa.Table], band: int) -> tuple[np.ndarray, np.nda
 
 
 def band_pairs_from_parquet(paths: Iterable[str], band: int) -> np.ndarray:
-    """The orchestrator's form of :func:`band_pairs`: read only ``band`` from band-table parquet files."""
-    tables = (
-        pq.read_table(p, filters=[("band", "=", band)], columns=["band", "band_hash", "doc"]) for p in paths
+    """The orchestrator's form of :func:`band_pairs`: read only ``band``'s row group of band-table files written
+    by :func:`.parts.write_parts` (one per shard)."""
+    tables = [read_part(p, band, ["band_hash", "doc"]) for p in paths]
+    if not tables:
+        return band_pairs(np.empty(0, np.uint64), np.empty(0, np.int64))
+    return band_pairs(
+        np.concatenate([t["band_hash"].to_numpy() for t in tables]),
+        np.concatenate([t["doc"].to_numpy() for t in tables]),
     )
-    return band_pairs(*band_rows(tables, band))

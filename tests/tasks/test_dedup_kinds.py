@@ -191,7 +191,7 @@ def test_phase_timings_in_the_manifest_only(setup: tuple[Path, dict[str, str]], 
     shared = {"roots_s", "root_ids_s", "assemble_s", "write_s", "report_s"}
     expected = {
         "exact": {"hash_s", "partitions_s"} | shared,
-        "minhash": {"signatures_s", "buckets_s", "stars_s", "merge_s", "number_s"} | shared,
+        "minhash": {"signatures_s", "buckets_s", "merge_s"} | shared,
     }
     for node, names in expected.items():
         phases = run[node]["timings"]["phases"]
@@ -243,7 +243,7 @@ def test_grouped_phases_give_the_same_bytes(
     shards = run["docs"]["shards"]
     assert _groups.group_size(shards) == 1
     single = _buckets_run(root, "buckets-single")
-    monkeypatch.setattr(_groups, "TASKS", 2)
+    monkeypatch.setattr(_groups, "target_tasks", lambda: 2)
     assert _groups.group_size(shards) >= 2
     grouped = run_pipeline(root, workers=3)
     for node in ("exact", "minhash", "report"):
@@ -256,12 +256,28 @@ def test_grouped_phases_give_the_same_bytes(
 
 
 def test_groups_keep_order() -> None:
-    assert _groups.groups(list(range(5))) == [[0], [1], [2], [3], [4]]
-    n = 2 * _groups.TASKS + 1
-    flat = _groups.groups(list(range(n)))
+    tasks = 16
+    assert _groups.groups(list(range(5)), tasks) == [[0], [1], [2], [3], [4]]
+    n = 2 * tasks + 1
+    flat = _groups.groups(list(range(n)), tasks)
     assert [x for g in flat for x in g] == list(range(n)) and len(flat[0]) == 2
-    big = _groups.groups(list(range(_groups.TASKS * _groups.MAX_GROUP * 3)))
+    big = _groups.groups(list(range(tasks * _groups.MAX_GROUP * 3)), tasks)
     assert max(len(g) for g in big) == _groups.MAX_GROUP
+
+
+def test_group_count_follows_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """About ``TASKS_PER_SLOT`` tasks per worker thread, bounded; the slots come from the running client."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=3, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster),
+    ):
+        assert _groups.cluster_slots() == 3
+        assert _groups.target_tasks() == max(_groups.MIN_TASKS, 3 * _groups.TASKS_PER_SLOT)
+    monkeypatch.setattr(_groups, "cluster_slots", lambda: 1000)
+    assert _groups.target_tasks() == _groups.MAX_TASKS
+    assert len(_groups.groups(list(range(1200)))) == len(_groups.groups(list(range(1200)), _groups.MAX_TASKS))
 
 
 def test_minhash_resumes_from_phase_files(
