@@ -1036,7 +1036,8 @@ def strong(args: argparse.Namespace) -> None:
             _stop(sched_proc)
     if results:
         print(strong_markdown(results, baseline))
-        print(paired_markdown(results, baseline))
+        if paired := paired_markdown(results, baseline):
+            print(f"\n{paired}")
 
 
 def sample_files(files: list[Path], n: int, seed: int) -> tuple[list[Path], dict]:
@@ -1419,7 +1420,8 @@ def main() -> None:
         )
         baseline = _baseline(args)
         print(strong_markdown(results, baseline))
-        print(paired_markdown(results, baseline))
+        if paired := paired_markdown(results, baseline):
+            print(f"\n{paired}")
     elif args.table:
         print(markdown_table(_load_results(_results_path(args))))
     elif args.generate_only:

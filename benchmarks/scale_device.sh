@@ -19,7 +19,13 @@
 #                 SAMPLE set, `big` takes its one-worker time per document from it (strong_results_BIG_sampleN.json)
 #   big           BIG documents on BIG_WORKERS workers (a list runs each: 16,32), against BASELINE's one-worker time per document (default:
 #                 this call's series on SIZE documents; results are not kept across machines, so run series:1
-#                 first on a fresh machine, or carry a strong_results_SIZE.json and name it in BASELINE)
+#                 first on a fresh machine, or carry a strong_results_SIZE.json and name it in BASELINE); it prints
+#                 the document-scaled efficiency and, next to it, "efficiency (paired)": the one-worker time paired
+#                 shard by shard with BASELINE's run on the same corpus files (each shard node's cost ratio on the
+#                 shards both ran; global nodes by documents), with the occupancy (shard-seconds / K x wall) per node;
+#                 the baseline needs per-shard seconds (a sample:K of this code), else the paired column shows "-"
+#   table         the strong tables of BIG's results against BASELINE (both efficiencies, the paired ratios per
+#                 node), e.g. after a sample:K that ran after big
 # Environment (defaults for the device): PY=python3, SITE=/tmp/site, CACHE=/tmp/scale-dev, OUT (the call's
 # output folder), SIZE=16000, BIG=256000 (`prepare` generates max(SIZE, BIG) documents), BIG_WORKERS=16,
 # BASELINE, DOCS_PER_FILE=250, CALL_S=570 (the call's own limit, less a margin), WORKER_MEMORY=6GiB,
@@ -182,6 +188,11 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
       --scheduler-pid "$SCHED_PID" --worker-memory "$WORKER_MEMORY" --budget-s "$(left)" --out "$OUT" \
       "${base[@]}" 2>&1 | tee -a "$OUT/strong.log"
     ;;
+  table)
+    base=()
+    [ -f "$BASELINE" ] && base=(--baseline "$BASELINE")
+    strong --size "$BIG" --table "${base[@]}" 2>&1 | tee -a "$OUT/strong.log"
+    ;;
   contention:*)
     [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
     ks=${phase#contention:}
@@ -191,7 +202,7 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
       --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}.json" 2>&1 | tee -a "$OUT/contention.log"
     ;;
   *)
-    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., sample:K,..., big)" >&2
+    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., sample:K,..., big, table)" >&2
     exit 2
     ;;
   esac
