@@ -1,10 +1,10 @@
 """Shared end of the global dedup kinds (not a kind itself): kept documents' ids, assignments, output shards.
 
 A dedup kind's ``run`` finds the dropped documents over all input shards and writes them as files of
-``(doc, root)`` doc-key pairs (plus ``cluster`` where the kind has clusters), then calls
-:meth:`DedupKind.finish`. On the cluster: the roots are listed per shard (one task), their ids looked up (one
-task per group of consecutive shards that hold a root, reading only the ``id`` column; see ``tasks._groups``) and one assignment table written under
-``_work/`` (one task); ``ctx.run_shards`` then writes one output shard per input shard: its kept rows unchanged,
+``(doc, root)`` doc-key pairs (plus ``cluster`` where the kind has clusters) and, from the same tasks, their
+distinct roots, then calls :meth:`DedupKind.finish`. On the cluster: the roots' ids are looked up (one task per
+group of consecutive shards, reading only the ``id`` column of the shards that hold a root; see
+``tasks._groups``) and one assignment table written under ``_work/`` (one task); ``ctx.run_shards`` then writes one output shard per input shard: its kept rows unchanged,
 its dropped rows with ``reason``, ``duplicate_of`` (the kept id) and, where the kind has clusters,
 ``cluster_id``. Every kept row gets ``dup_cluster_size``: how many input documents it stands for (1 for a
 singleton; summed over the cluster's members when the input already has the column), the figure a
@@ -28,7 +28,6 @@ from data_pipes.dedup.phases import (
     SIZE_COLUMN,
     assemble_assignments,
     root_ids_phase,
-    root_lists,
     shard_assignments,
     shard_sizes,
     weights_phase,
@@ -49,11 +48,7 @@ class DedupParams(KindParams):
     keep_work: bool = Field(False, description="keep the phase files under _work/ after the node finishes")
 
 
-def _root_lists(item: tuple[list[str], str]) -> list[int]:
-    return root_lists(*item)
-
-
-def _root_ids(item: tuple[list[tuple[str, int]], str]) -> str:
+def _root_ids(item: tuple[list[tuple[str, int]], list[str], str]) -> str:
     return root_ids_phase(*item)
 
 
@@ -85,19 +80,21 @@ class DedupKind(DocumentMapKind):
     ) -> list[ShardResult]:
         """Write the assignments (unless a previous attempt did), run the output shards, drop ``_work/``.
 
-        ``find()`` returns ``(paths of the duplicates' files, figures for the report, paths of the incoming
-        cluster sizes' files)``; it is only called when the assignments are missing.
+        ``find()`` returns ``(paths of the duplicates' files, paths of their distinct roots' files (see
+        ``roots_phase``), figures for the report, paths of the incoming cluster sizes' files)``; it is only called
+        when the assignments are missing.
         """
         assign = self.work(ctx, "assignments.parquet")
         sizes = self.work(ctx, "kept_sizes.parquet")
         if not os.path.exists(assign):
-            dup_paths, figures, weight_paths = find()
-            roots = self.work(ctx, "roots")
-            with timed(ctx, "roots_s"):
-                [shards] = ctx.map(_root_lists, [(dup_paths, roots)], phase="assign", unit="tasks")
+            dup_paths, roots_paths, figures, weight_paths = find()
             # consecutive shards per task: each looks up a few ids, so one task per shard would be bound by the
             # per-task cost on the driver and the scheduler, and the assembly would read a file per shard
-            items = [([(tasks[s].payload["path"], s) for s in g], roots) for g in shard_groups(shards)]
+            ids_dir = self.work(ctx, "ids")
+            items = [
+                ([(t.payload["path"], t.index) for t in group], roots_paths, ids_dir)
+                for group in shard_groups(tasks)
+            ]
             with timed(ctx, "root_ids_s"):
                 id_paths = ctx.map(_root_ids, items, phase="assign", unit="tasks")
             meta = {k: str(v) for k, v in figures.items()}

@@ -2,8 +2,8 @@
 
 Phases, all on the cluster: (1) one task per input shard writes the 128-bit xxh3 hashes of its normalised
 texts to ``_work/hashes/``, split into row groups by hash partition; (2) one task per hash partition finds
-the documents whose hash an earlier document (by input shard, then row) already has; (3) the kept documents'
-ids are looked up and ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged,
+the documents whose hash an earlier document (by input shard, then row) already has, and their distinct roots;
+(3) the kept documents' ids are looked up and ``ctx.run_shards`` writes one output shard per input shard: kept rows unchanged,
 dropped rows with reason ``exact_duplicate`` and ``duplicate_of`` (the kept id); kept rows get
 ``dup_cluster_size``, the copies each one stands for (see ``tasks._dedup``).
 
@@ -22,7 +22,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from data_pipes.dedup.params import ExactDedupParams
-from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase
+from data_pipes.dedup.phases import exact_hash_phase, exact_partition_phase, roots_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams, incoming_sizes
 from tasks._timing import timed
@@ -49,10 +49,10 @@ def _hash_task(params: DedupExactParams, work: str, item: tuple[str, int]) -> tu
     return hashes, incoming_sizes(in_path, shard, work)
 
 
-def _partition_task(hash_paths: list[str], work: str, part: int) -> str:
+def _partition_task(hash_paths: list[str], work: str, part: int) -> tuple[str, str]:
     out = f"{work}/duplicates/part-{part:05d}.parquet"
     exact_partition_phase(hash_paths, part, out)
-    return out
+    return out, roots_phase(out, f"{work}/roots/part-{part:05d}.parquet")
 
 
 @register
@@ -82,6 +82,6 @@ class DedupExact(DedupKind):
                     phase="partitions",
                     unit="partitions",
                 )
-            return parts, {}, [w for _, w in hashed]
+            return [d for d, _ in parts], [r for _, r in parts], {}, [w for _, w in hashed]
 
         return self.finish(ctx, tasks, find)

@@ -24,7 +24,7 @@ import functools
 from typing import ClassVar
 
 from data_pipes.dedup.params import MinHashParams
-from data_pipes.dedup.phases import bucket_phase, number_clusters, signature_phase, star_phase
+from data_pipes.dedup.phases import bucket_phase, number_clusters, roots_phase, signature_phase, star_phase
 from data_pipes.io.shards import ShardResult
 from tasks._dedup import DedupKind, DedupParams, incoming_sizes
 from tasks._timing import timed
@@ -64,18 +64,19 @@ def _star_task(item: tuple[list[str], str]) -> str:
     return item[1]
 
 
-def _final_task(item: tuple[list[str], str, str]) -> str:
-    """The last merge and the clusters' numbers in one task (they are one after the other on one file)."""
-    paths, star, out = item
+def _final_task(item: tuple[list[str], str, str, str]) -> tuple[str, str]:
+    """The last merge, the clusters' numbers and their distinct roots in one task (one after the other on one
+    file)."""
+    paths, star, out, roots = item
     star_phase(paths, star)
-    return number_clusters(star, out)
+    return number_clusters(star, out), roots_phase(out, roots)
 
 
-def merge_tree(ctx: RunContext, star_paths: list[str], work: str) -> str:
+def merge_tree(ctx: RunContext, star_paths: list[str], work: str) -> tuple[str, str]:
     """Connected components over every band's pairs without one task holding them all: each band's pairs have
     become star edges (in its bucket task), then groups of ``FAN_IN`` star files merge, level by level, until one
-    task merges the last ``FAN_IN`` or fewer and numbers the clusters. Returns the path of the clustered
-    duplicates (doc, root, cluster)."""
+    task merges the last ``FAN_IN`` or fewer, numbers the clusters and lists their roots. Returns the paths of
+    the clustered duplicates (doc, root, cluster) and of their roots."""
     level, depth = list(star_paths), 0
     with timed(ctx, "merge_s"):
         while len(level) > FAN_IN:
@@ -85,7 +86,7 @@ def merge_tree(ctx: RunContext, star_paths: list[str], work: str) -> str:
             level = ctx.map(_star_task, items, phase="clusters", unit="tasks")
         [out] = ctx.map(
             _final_task,
-            [(level, f"{work}/stars/final.parquet", f"{work}/clusters.parquet")],
+            [(level, f"{work}/stars/final.parquet", f"{work}/clusters.parquet", f"{work}/roots.parquet")],
             phase="clusters",
             unit="tasks",
         )
@@ -121,13 +122,13 @@ class DedupMinHash(DedupKind):
                     phase="buckets",
                     unit="bands",
                 )
-            clustered = merge_tree(ctx, [p for p, _ in bands], work)
+            clustered, roots = merge_tree(ctx, [p for p, _ in bands], work)
             mh = params.minhash()
             figures = {
                 "candidate pairs (summed over bands)": sum(n for _, n in bands),
                 "shingles": f"word {mh.n_grams}-grams",
                 "bands x rows": f"{mh.num_bands} x {mh.rows_per_band} (threshold {mh.threshold:.2f})",
             }
-            return [clustered], figures, [w for _, w in signed]
+            return [clustered], [roots], figures, [w for _, w in signed]
 
         return self.finish(ctx, tasks, find)

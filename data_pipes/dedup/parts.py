@@ -48,3 +48,28 @@ def read_part(path: str, part: int, columns: Sequence[str]) -> pa.Table:
 def read_file(path: str, columns: Sequence[str] | None = None) -> pa.Table:
     """A whole (small) phase file, without the dataset layer of ``pq.read_table``."""
     return pq.ParquetFile(path).read(columns=list(columns) if columns is not None else None)
+
+
+def read_key_range(path: str, column: str, lo: int, hi: int) -> pa.Table:
+    """The rows with ``lo <= column < hi`` of a file sorted by the integer ``column``: the row groups whose
+    range meets ``[lo, hi)``, found by bisecting their statistics, then the slice of them in range."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    index = pf.schema_arrow.get_field_index(column)
+
+    def first_with_max_at_least(key: int) -> int:
+        left, right = 0, meta.num_row_groups
+        while left < right:
+            mid = (left + right) // 2
+            stats = meta.row_group(mid).column(index).statistics
+            if stats is not None and stats.has_min_max and stats.max < key:
+                left = mid + 1
+            else:
+                right = mid
+        return left
+
+    start, stop = first_with_max_at_least(lo), first_with_max_at_least(hi)
+    stop = min(stop + 1, meta.num_row_groups)  # the group holding ``hi`` may also hold rows below it
+    table = pf.read_row_groups(list(range(start, stop))) if stop > start else pf.schema_arrow.empty_table()
+    first, last = np.searchsorted(table[column].to_numpy(), [lo, hi])
+    return table.slice(int(first), int(last - first))

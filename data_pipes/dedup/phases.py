@@ -8,9 +8,9 @@ MinHash: :func:`signature_phase` (per shard) -> :func:`bucket_phase` (per band) 
 band: connected components of its pairs, written as star edges ``doc -> root``) -> :func:`star_phase` again
 over groups of star files, level by level, until one file is left (a merge tree: each task holds only the
 documents of its group's clusters) -> :func:`number_clusters`. Exact: :func:`exact_hash_phase` (per shard) ->
-:func:`exact_partition_phase` (per hash partition). Both then write, on workers, the duplicates' roots per
-shard (:func:`root_lists`), the roots' ids (:func:`root_ids_phase`, per group of shards) and one table of the dropped
-documents (:func:`assemble_assignments`: doc key, the kept document's id, cluster number) that the final
+:func:`exact_partition_phase` (per hash partition). The task that writes a duplicates file also writes its distinct
+roots, sorted (:func:`roots_phase`); then, on workers, the roots' ids (:func:`root_ids_phase`, per group of
+shards) and one table of the dropped documents (:func:`assemble_assignments`: doc key, the kept document's id, cluster number) that the final
 per-shard step reads with :func:`shard_assignments`. The driver passes paths only: it holds no per-document
 state.
 
@@ -38,12 +38,13 @@ from data_pipes.dedup.buckets import band_pairs_from_parquet
 from data_pipes.dedup.clusters import connected_components
 from data_pipes.dedup.normalise import normalise_text
 from data_pipes.dedup.params import ExactDedupParams, MinHashParams
-from data_pipes.dedup.parts import read_file, read_part, write_parts
+from data_pipes.dedup.parts import read_file, read_key_range, read_part, write_parts
 from data_pipes.dedup.rehydrate import SIZE_COLUMN
 from data_pipes.dedup.signatures import minhash_signatures
 from data_pipes.io.atomic import atomic_path
 
 ASSIGN_ROW_GROUP = 1 << 16
+ROOTS_ROW_GROUP = 1 << 16
 
 
 def write_atomic(table: pa.Table, path: str, row_group_size: int | None = None) -> None:
@@ -194,39 +195,35 @@ def ids_of(in_path: str, rows: Sequence[int], column: str = "id") -> list[str]:
     return ids.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
 
 
-def root_lists(dup_paths: Sequence[str], out_dir: str) -> list[int]:
-    """Write the distinct roots of the duplicates in ``dup_paths`` (``doc``, ``root`` files) per shard, as
-    ``roots-<shard>.npy`` (sorted rows); returns the shards that hold roots. Idempotent: a finished run leaves
-    ``shards.json``."""
-    done = os.path.join(out_dir, "shards.json")
-    if not os.path.exists(done):
-        roots = np.unique(
-            np.concatenate([read_file(p, ["root"])["root"].to_numpy() for p in dup_paths] or [[]])
-        ).astype(np.int64)
-        shards, rows = roots >> ROW_BITS, roots & ((1 << ROW_BITS) - 1)
-        os.makedirs(out_dir, exist_ok=True)
-        for s in np.unique(shards).tolist():
-            with atomic_path(os.path.join(out_dir, f"roots-{s:05d}.npy")) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, rows[shards == s])
-        with atomic_path(done) as tmp, open(tmp, "w") as fh:
-            json.dump(np.unique(shards).tolist(), fh)
-    with open(done) as fh:
-        return json.load(fh)
+def roots_phase(dup_path: str, out_path: str) -> str:
+    """The distinct roots (the kept documents the duplicates point to) of a ``doc``, ``root`` file, sorted, in
+    row groups that :func:`root_ids_phase` bisects; written by the task that wrote ``dup_path``, so no task
+    has to list every file's roots."""
+    if not os.path.exists(out_path):
+        roots = np.unique(read_file(dup_path, ["root"])["root"].to_numpy()).astype(np.int64)
+        write_atomic(pa.table({"root": roots}), out_path, row_group_size=ROOTS_ROW_GROUP)
+    return out_path
 
 
-def _root_ids(in_path: str, shard: int, roots_dir: str) -> pa.Table:
-    rows = np.load(os.path.join(roots_dir, f"roots-{shard:05d}.npy"))
-    return pa.table({"root": doc_keys(shard, rows), "id": pa.array(ids_of(in_path, rows), pa.string())})
-
-
-def root_ids_phase(shards: Sequence[tuple[str, int]], roots_dir: str) -> str:
-    """The ids of the roots of ``shards`` (``(path, shard)`` pairs, consecutive shards that hold roots) in one
-    file, ``ids-<first>-<last>.parquet``, with ``root`` (doc key) and ``id``: one task looks up several shards'
-    few ids, and the assembly reads one file per group rather than one per shard."""
+def root_ids_phase(shards: Sequence[tuple[str, int]], roots_paths: Sequence[str], out_dir: str) -> str:
+    """The ids of the roots that ``shards`` hold (``(path, shard)`` pairs, consecutive shards) in one file,
+    ``ids-<first>-<last>.parquet``, with ``root`` (doc key) and ``id``: each :func:`roots_phase` file gives the
+    roots in the group's key range (its row groups bisected), and only the shards holding one are read (their
+    ``id`` column). One task looks up several shards' few ids, and the assembly reads one file per group."""
     first, last = shards[0][1], shards[-1][1]
-    out = os.path.join(roots_dir, f"ids-{first:05d}-{last:05d}.parquet")
+    out = os.path.join(out_dir, f"ids-{first:05d}-{last:05d}.parquet")
     if not os.path.exists(out):
-        write_atomic(pa.concat_tables([_root_ids(path, shard, roots_dir) for path, shard in shards]), out)
+        lo, hi = int(doc_keys(first, 0)), int(doc_keys(last + 1, 0))
+        parts = [read_key_range(p, "root", lo, hi)["root"].to_numpy() for p in roots_paths]
+        keys = np.sort(np.concatenate(parts or [np.empty(0, np.int64)])).astype(np.int64)
+        roots, ids = [], []
+        for path, shard in shards:
+            a, b = np.searchsorted(keys, [int(doc_keys(shard, 0)), int(doc_keys(shard + 1, 0))])
+            if b > a:
+                roots.append(keys[a:b])
+                ids.extend(ids_of(path, keys[a:b] & ((1 << ROW_BITS) - 1)))
+        root = np.concatenate(roots) if roots else np.empty(0, np.int64)
+        write_atomic(pa.table({"root": root, "id": pa.array(ids, pa.string())}), out)
     return out
 
 
@@ -327,31 +324,9 @@ def write_assignments(
 
 
 def shard_assignments(path: str, shard: int) -> pa.Table:
-    """The assignment rows of one shard: the row groups whose ``doc`` range meets the shard's keys, found by
-    bisecting their statistics (the file is sorted by ``doc``), then the shard's slice of them. Every output
-    shard calls this twice; ``pq.read_table`` with a filter costs about 1 ms more a call."""
-    lo, hi = int(doc_keys(shard, 0)), int(doc_keys(shard + 1, 0))
-    pf = pq.ParquetFile(path)
-    meta = pf.metadata
-    column = pf.schema_arrow.get_field_index("doc")
-
-    def first_with_max_at_least(key: int) -> int:
-        left, right = 0, meta.num_row_groups
-        while left < right:
-            mid = (left + right) // 2
-            stats = meta.row_group(mid).column(column).statistics
-            if stats is not None and stats.has_min_max and stats.max < key:
-                left = mid + 1
-            else:
-                right = mid
-        return left
-
-    start, stop = first_with_max_at_least(lo), first_with_max_at_least(hi)
-    stop = min(stop + 1, meta.num_row_groups)  # the group holding ``hi`` may also hold the shard's last rows
-    table = pf.read_row_groups(list(range(start, stop))) if stop > start else pf.schema_arrow.empty_table()
-    keys = table["doc"].to_numpy()
-    first, last = np.searchsorted(keys, [lo, hi])
-    return table.slice(int(first), int(last - first))
+    """The assignment rows of one shard (:func:`.parts.read_key_range` over the sorted ``doc`` column). Every
+    output shard calls this twice; ``pq.read_table`` with a filter costs about 1 ms more a call."""
+    return read_key_range(path, "doc", int(doc_keys(shard, 0)), int(doc_keys(shard + 1, 0)))
 
 
 def shard_sizes(path: str, shard: int) -> tuple[np.ndarray, np.ndarray]:
