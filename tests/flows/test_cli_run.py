@@ -14,6 +14,7 @@ from _pipeline_util import write_corpus, write_pipeline
 
 from flows.ephemeral_api import LOG_NAME as API_LOG
 from flows.store import Store
+from tests._prefect_home import seed_prefect_home
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = ("Traceback", "CancelledError", "Error flushing events", "Exception in callback")
@@ -29,7 +30,8 @@ NODES = {
 
 def _env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # the ephemeral API, no local server record
+    # the ephemeral API, no local server record; its database already migrated (tests/_prefect_home.py)
+    env["PREFECT_HOME"] = str(seed_prefect_home(tmp_path / "prefect-home"))
     return {**env, **(extra or {})}
 
 
