@@ -200,7 +200,7 @@ def plan(
     # failed in its last run (run.json) and unchanged since: computed, and fails again; what that blocks
     actions = {"up_to_date": "reuse", "pending": "compute if input changes"}
     plain = {x.node: actions.get(x.status, "compute") for x in every}
-    marks = plan_marks(engine, every, sel.nodes, stops, [*stops, *blocked, *again, *unless], plain)
+    marks = plan_marks(engine, every, sel.nodes, stops, [*stops, *again, *unless], plain)
     gone = missing_input_notes(engine, every, missing)  # an input not built because it failed in its last run
     if as_json:
         out = []

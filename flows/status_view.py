@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows import last_run as lr
-from flows.outcome import blocked_reason, unless_fails_again
+from flows.outcome import unless_fails_again
 
 
 @dataclass
@@ -81,8 +81,8 @@ def plan_marks(
     (``compute; else fails again``), that such a node blocks (``skip (blocked)``), that fails again if its
     recomputed input comes out unchanged (and the nodes after it: ``compute (unless 'bad' fails again)``), or that
     changed since its failed run. ``stops``: the nodes already known to fail the run (node -> why); ``decided``: the
-    nodes `plan` already says something of its own about (failing, blocked, ...), left as they are; ``actions``:
-    each node's plain action."""
+    nodes `plan` already says something of its own about (failing, fails again, ...), left as they are, as is a
+    node blocked by ``stops`` alone; ``actions``: each node's plain action."""
     o = _outcome(engine, plans, stops, selected)
     file = engine.pipeline.file
     done = set(decided)
@@ -92,8 +92,9 @@ def plan_marks(
             continue
         if x.node in o.blocked:
             ups = o.blocked[x.node]
-            why = blocked_reason(ups) if all(stops.get(u) == lr.EVERY_ROW for u in ups) else None
-            why = why or lr.blocked_by_reason(ups, stops)
+            if set(ups) <= set(stops):  # `plan` says it in its own words
+                continue
+            why = lr.blocked_by_reason(ups, stops)
             marks[x.node] = Mark("skip (blocked)", [why], "blocked", {"blocked_by": ups}, never_run=True)
         elif x.node in o.failed:
             f = o.failed[x.node]

@@ -1,0 +1,213 @@
+"""`arcflow status` and `arcflow plan` after a run where a node raised (a ParamError: a filter naming a missing
+column): the node shows as failed in its last run (its run, its YAML line), its consumers as blocked by it (the
+words used for a node whose stored output quarantined every row, and both named where both block a node); a node
+changed since its failed run (a fixed param, an input that changed) is only not computed; a fixed run clears it.
+The failing run goes through the CLI with Prefect's ephemeral API, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _pipeline_util import load, run_all, write_corpus, write_pipeline
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.outcome import blocked_reason
+
+REPO = Path(__file__).resolve().parents[2]
+BAD_EXPR = "length(no_such_column) > 1"
+FIXED_EXPR = "length(text) > 1"
+SKIPS = ": a run fails there and skips this node"
+NODES = {
+    "raw": {"uses": "files", "params": {"paths": ["data"]}},
+    "bad": {"uses": "filter", "inputs": ["raw"], "params": {"expr": BAD_EXPR}},
+    "after": {"uses": "filter", "inputs": ["bad"], "params": {"expr": "length(text) > 2"}},
+    "last": {"uses": "filter", "inputs": ["after"], "params": {"expr": "length(text) > 3"}},
+    "ok": {"uses": "filter", "inputs": ["raw"], "params": {"expr": "length(text) > 4"}},
+    # every line malformed: its stored output quarantines every row, which fails a run too
+    "broken": {"uses": "files", "params": {"paths": ["broken"]}},
+    "join": {"uses": "filter", "inputs": ["bad", "broken"], "params": {"expr": "length(text) > 5"}},
+}
+
+
+def _write(root: Path, bad_expr: str = BAD_EXPR) -> Path:
+    nodes = json.loads(json.dumps(NODES))
+    nodes["bad"]["params"]["expr"] = bad_expr
+    return write_pipeline(root, nodes, name="stfail")
+
+
+def _run_cli(root: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(root / "prefect-home")  # the ephemeral API
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "-f", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+
+
+@pytest.fixture(scope="module")
+def failed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline folder after one `arcflow run` where `bad` raised and `broken` quarantined every row."""
+    root = tmp_path_factory.mktemp("stfail")
+    write_corpus(root, n_files=2)
+    (root / "broken").mkdir()
+    (root / "broken" / "a.jsonl").write_text('{"id": "a1", "text": \n{not json}\n')
+    path = _write(root)
+    run = _run_cli(root, path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"  bad ({path}:" in run.stderr and "ParamError" in run.stderr, run.stderr
+    return root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """The pipeline folder (store included) under ``dst``, its workdir pointing there: a moved checkout."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("prefect-home"))
+    path = dst / "pipeline.yaml"
+    path.write_text(path.read_text().replace(str(src), str(dst)))
+    return path
+
+
+def _cli(args: list[str], path: Path) -> str:
+    result = CliRunner().invoke(app, [*args, "-f", str(path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _rows(output: str) -> dict[str, list[str]]:
+    """The cells of each table row by node (one line a row at this width)."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] in NODES:
+            rows[cells[0]] = cells
+    return rows
+
+
+def _status(path: Path, *extra: str) -> dict[str, tuple[str, str]]:
+    """node -> (status, why) of `arcflow status` (the wide table: node, kind, status, why, kept, fingerprint)."""
+    return {n: (c[2], c[3]) for n, c in _rows(_cli(["status", *extra], path)).items()}
+
+
+def _plan(path: Path, *extra: str) -> dict[str, tuple[str, str]]:
+    """node -> (action, first line of why) of `arcflow plan`."""
+    return {n: (c[2], c[3]) for n, c in _rows(_cli(["plan", *extra], path)).items()}
+
+
+def _line_of(path: Path, node: str) -> int:
+    return path.read_text().splitlines().index(f"  {node}:") + 1
+
+
+def _run_id(root: Path) -> str:
+    (record,) = (root / ".arcflow" / "runs").glob("*/run.json")
+    return record.parent.name
+
+
+@pytest.mark.timeout(300)
+def test_status_and_plan_show_the_failed_node_and_block_its_consumers(failed_store: Path) -> None:
+    path, run_id = failed_store / "pipeline.yaml", _run_id(failed_store)
+    status = _status(path)
+
+    label, why = status["bad"]
+    assert label == "failed (last run)", status
+    assert f"failed in run {run_id} ({path}:{_line_of(path, 'bad')})" in why, why
+    assert f"`arcflow run --node bad -f {path}` shows its error" in why and "never run" not in why, why
+    for consumer in ("after", "last"):  # skipped in that run: blocked, in the all-quarantined case's words
+        assert status[consumer][0] == "blocked", status
+        assert status[consumer][1].startswith(f"blocked by 'bad' (failed in the last run){SKIPS}"), status
+    assert blocked_reason(["broken"]).endswith(f"(every row quarantined){SKIPS}")
+    assert status["broken"][0].startswith("failed (all "), status  # its own words, as before
+    # blocked by both kinds of failure: each named with its cause
+    assert status["join"][0] == "blocked", status
+    expected = f"blocked by 'bad' (failed in the last run), 'broken' (every row quarantined){SKIPS}"
+    assert status["join"][1].startswith(expected), status
+    assert status["raw"][0] == status["ok"][0] == "up_to_date", status
+
+    # plan agrees: bad is computed and fails again, its consumers are skipped
+    plan = _plan(path)
+    assert plan["bad"][0] == "compute; fails again unless fixed", plan
+    assert plan["after"][0] == plan["last"][0] == plan["join"][0] == "skip (blocked)", plan
+    assert plan["after"][1].startswith(f"blocked by 'bad' (failed in the last run){SKIPS}"), plan
+    entries = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}
+    assert entries["bad"]["failed_last_run"] == {"run": run_id, "state": "Failed", "error": None}, entries
+    assert entries["last"]["blocked_by"] == ["bad"] and entries["join"]["blocked_by"] == ["bad", "broken"]
+    # --from raw: bad fails again only if raw comes out unchanged; its consumers run unless it does
+    plan = _plan(path, "--from", "raw")
+    assert "unchanged since but for input 'raw'" in plan["bad"][1], plan
+    assert plan["after"][0] == "compute (unless 'bad' fails again)", plan
+    # --node after: its input was never built because bad failed; the plan names that run
+    out = json.loads(_cli(["plan", "--json", "--node", "after"], path))
+    assert out[0]["status"] == "input_missing", out
+    assert any(r.startswith(f"input 'bad' failed in run {run_id}") for r in out[0]["reasons"]), out
+
+
+@pytest.mark.timeout(300)
+def test_a_recorded_fingerprint_and_error_are_used_and_a_changed_input_clears_the_failure(
+    failed_store: Path, tmp_path: Path
+) -> None:
+    path = _copy(failed_store, tmp_path / "moved")  # path params compare relative to the pipeline's folder
+    assert _status(path)["bad"][0] == "failed (last run)"
+    (record,) = (tmp_path / "moved" / ".arcflow" / "runs").glob("*/run.json")
+    data = json.loads(record.read_text())
+    fingerprint = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}["bad"]["fingerprint"]
+    assert fingerprint  # its inputs are stored, so its fingerprint is known
+
+    # a run record that keeps a failed node's fingerprint and error (run.json does not yet): both are used
+    data["nodes"]["bad"].update(fingerprint=fingerprint, error="ParamError: pipeline.yaml:14: no such column")
+    record.write_text(json.dumps(data))
+    label, why = _status(path)["bad"]
+    assert label == "failed (last run)" and why.split("; ")[0].endswith(
+        ": ParamError: pipeline.yaml:14: no such column"
+    )
+    data["nodes"]["bad"]["fingerprint"] = "0" * 64
+    record.write_text(json.dumps(data))
+    label, why = _status(path)["bad"]
+    assert label == "missing" and "since then: its fingerprint changed" in why, why
+    data["nodes"]["bad"].pop("fingerprint")
+    record.write_text(json.dumps(data))
+
+    # its input changes (one more page, computed without Prefect, so no run record): not failed any more
+    (tmp_path / "moved" / "data" / "zzz_extra.txt").write_text("one more page of plain text for the corpus")
+    run_all(load(path), node="raw")
+    status = _status(path)
+    assert status["bad"][0] == "missing", status
+    assert "since then: input 'raw' changed" in status["bad"][1], status
+    assert status["after"] == ("missing", "never run"), status  # not blocked: bad may work now
+
+
+@pytest.mark.timeout(300)
+def test_a_fixed_param_clears_the_failure_and_a_fixed_run_completes(
+    failed_store: Path, tmp_path: Path
+) -> None:
+    path = _copy(failed_store, tmp_path / "fixed")
+    run_id = _run_id(tmp_path / "fixed")
+    fix = f"nodes.bad.params.expr={FIXED_EXPR}"
+
+    status = _status(path, "--set", fix)
+    label, why = status["bad"]
+    assert label == "missing", status  # only not computed: its params changed since it failed
+    assert why.startswith(f"not computed since it failed in run {run_id}; since then: param expr:"), why
+    assert BAD_EXPR in why and FIXED_EXPR in why and "never run" not in why, why
+    assert status["after"] == status["last"] == ("missing", "never run"), status
+    # join is still blocked by broken alone: the words `status` said before for such a node
+    assert status["join"] == ("blocked", f"{blocked_reason(['broken'])}; never run"), status
+    assert _plan(path, "--set", fix)["after"][0] == "compute"
+
+    path.write_text(path.read_text().replace(BAD_EXPR, FIXED_EXPR))
+    run = _run_cli(tmp_path / "fixed", path)
+    assert run.returncode == 1, run.stdout + run.stderr  # broken still quarantines every row
+    assert "ParamError" not in run.stderr, run.stderr
+    status = _status(path)
+    assert {n: status[n][0] for n in ("raw", "bad", "after", "last", "ok")} == dict.fromkeys(
+        ("raw", "bad", "after", "last", "ok"), "up_to_date"
+    ), status
+    assert status["join"][0] == "blocked" and status["join"][1].startswith(blocked_reason(["broken"])), status
