@@ -27,6 +27,7 @@ from pydantic import Field
 from data_pipes.dedup.phases import (
     SIZE_COLUMN,
     assemble_assignments,
+    merge_weights,
     root_ids_phase,
     shard_assignments,
     shard_sizes,
@@ -48,8 +49,14 @@ class DedupParams(KindParams):
     keep_work: bool = Field(False, description="keep the phase files under _work/ after the node finishes")
 
 
-def _root_ids(item: tuple[list[tuple[str, int]], list[str], str]) -> str:
-    return root_ids_phase(*item)
+def _root_ids(item: tuple[list[tuple[str, int]], list[str], str, list[str]]) -> tuple[str, str | None]:
+    """A group's roots' ids, and its shards' incoming cluster sizes in one file (None when it has none)."""
+    shards, roots_paths, ids_dir, weights = item
+    ids = root_ids_phase(shards, roots_paths, ids_dir)
+    if not weights:
+        return ids, None
+    name = f"weights-{shards[0][1]:05d}-{shards[-1][1]:05d}.parquet"
+    return ids, merge_weights(weights, os.path.join(ids_dir, name))
 
 
 def _assemble(item: tuple[list[str], list[str], str, dict[str, str], list[str], str]) -> str:
@@ -91,14 +98,21 @@ class DedupKind(DocumentMapKind):
             # consecutive shards per task: each looks up a few ids, so one task per shard would be bound by the
             # per-task cost on the driver and the scheduler, and the assembly would read a file per shard
             ids_dir = self.work(ctx, "ids")
+            # (the incoming cluster sizes' files of a group are merged there too: one file per group to assemble)
             items = [
-                ([(t.payload["path"], t.index) for t in group], roots_paths, ids_dir)
-                for group in shard_groups(tasks)
+                (
+                    [(t.payload["path"], t.index) for t, _ in group],
+                    roots_paths,
+                    ids_dir,
+                    [w for _, w in group if w is not None],
+                )
+                for group in shard_groups(list(zip(tasks, weight_paths, strict=True)))
             ]
             with timed(ctx, "root_ids_s"):
-                id_paths = ctx.map(_root_ids, items, phase="assign", unit="tasks")
+                looked_up = ctx.map(_root_ids, items, phase="assign", unit="tasks")
+            id_paths = [i for i, _ in looked_up]
             meta = {k: str(v) for k, v in figures.items()}
-            weights = [w for w in weight_paths if w is not None]
+            weights = [w for _, w in looked_up if w is not None]
             with timed(ctx, "assemble_s"):
                 ctx.map(
                     _assemble,

@@ -84,6 +84,20 @@ def weights_phase(in_path: str, shard: int, out_path: str, column: str = SIZE_CO
     return out_path
 
 
+def merge_weights(paths: Sequence[str], out_path: str) -> str:
+    """The :func:`weights_phase` files of a group of shards in one file (``doc``, ``size``), so the assembly
+    reads one file per group rather than one per shard."""
+    if not os.path.exists(out_path):
+        tables = [read_file(p, ["doc", "size"]) for p in paths]
+        write_atomic(
+            pa.concat_tables(tables)
+            if tables
+            else pa.table({"doc": pa.array([], pa.int64()), "size": pa.array([], pa.int64())}),
+            out_path,
+        )
+    return out_path
+
+
 # ---- MinHash -----------------------------------------------------------------------------------------------
 def signature_phase(
     in_path: str, shard: int, out_path: str, params: MinHashParams, column: str = "text"
