@@ -88,16 +88,19 @@ if [ "$SERVER" = 1 ]; then # results kept apart (strong_results_N_server.json), 
     BASELINE=$RESULTS/strong_results_${BIG}_sample${SAMPLE}_server.json
 fi
 
+# `python -m` puts its working directory first on sys.path: the dask processes started here (in the carried working
+# tree) would import its flows/tasks instead of $CODE's (the pack's commit) that the driver imports, and the scheduler
+# fails to unpickle a task graph whose functions differ ("Can't get attribute"). PYTHONSAFEPATH=1 leaves it off.
 shims() { # scale.py runs .venv/bin/arcflow and .venv/bin/dask; arcflow is not installed here, only on PYTHONPATH
   mkdir -p .venv/bin
-  printf '#!/bin/sh\nexec %s -m flows.launch "$@"\n' "$PY" >.venv/bin/arcflow
-  printf '#!/bin/sh\nexec %s -m dask "$@"\n' "$PY" >.venv/bin/dask
+  printf '#!/bin/sh\nexport PYTHONSAFEPATH=1\nexec %s -m flows.launch "$@"\n' "$PY" >.venv/bin/arcflow
+  printf '#!/bin/sh\nexport PYTHONSAFEPATH=1\nexec %s -m dask "$@"\n' "$PY" >.venv/bin/dask
   chmod +x .venv/bin/arcflow .venv/bin/dask
 }
 
 scheduler() { # the external scheduler, once per call
   if [ -z "${SCHED_PID:-}" ]; then
-    "$PY" -m dask scheduler --port 8786 --no-dashboard >"$OUT/scheduler.log" 2>&1 &
+    PYTHONSAFEPATH=1 "$PY" -m dask scheduler --port 8786 --no-dashboard >"$OUT/scheduler.log" 2>&1 &
     SCHED_PID=$!
     sleep 3
   fi
