@@ -646,7 +646,8 @@ def shard_seconds(
     corpus, whole or sampled, so two runs can be compared shard by shard. One file is one shard (``shard_mb``)
     and the map kinds keep their input's shard i as their shard i, so shard i is ``files[i]``; checked on the
     `pages` shards' first document id (``scale-<seed>-<doc>``, whose file is doc // docs_per_file). Returns {}
-    (and says why) when that check fails, so that no run is paired on the wrong shards."""
+    (and says why) when that check fails, so that no run is paired on the wrong shards; a node with another
+    number of shards than files is left out (and said)."""
     per = docs_per_file or DOCS_PER_FILE
     keys = [f.stem for f in files]
     out: dict[str, dict[str, float]] = {}
@@ -654,8 +655,8 @@ def shard_seconds(
         node = json.loads(m.read_text())["node"]
         shards = json.loads((m.parent / "shards.json").read_text())
         if len(shards) != len(keys):
-            print(f"  per-shard seconds: {node} has {len(shards)} shards for {len(keys)} files; not paired")
-            return {}
+            print(f"  per-shard seconds: {node} has {len(shards)} shards for {len(keys)} files; left out")
+            continue
         if node == "pages":
             for s in shards:
                 f = pq.ParquetFile(m.parent / s["file"])

@@ -158,4 +158,6 @@ def test_shard_seconds_refuse_shards_of_other_files(tmp_path: Path, capsys: pyte
     assert "pages shard 1 starts with pages:scale-0-00000500, not a document of part-00003" in (
         capsys.readouterr().out
     )
-    assert scale.shard_seconds(store, files[:1], docs_per_file=250) == {}  # 2 shards for 1 file
+    assert (
+        scale.shard_seconds(store, files[:1], docs_per_file=250) == {}
+    )  # 2 shards for 1 file: every node out
