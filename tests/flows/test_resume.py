@@ -13,7 +13,12 @@ import pytest
 import yaml
 from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
 
+from tests._prefect_home import seed_prefect_home
+
+# the pause per shard is for the run to be killed mid-way; the uninterrupted reference in this process skips it
+# (SLOW_S=0): a shard's bytes do not depend on it
 SLOW_KIND = '''
+import os
 import time
 import polars as pl
 from tasks.doc_map import DocumentMapKind
@@ -26,7 +31,7 @@ class SlowUpper(DocumentMapKind):
     name = "slow_upper_test"
 
     def process(self, frame, params, seed, task):
-        time.sleep(0.15)
+        time.sleep(float(os.environ.get("SLOW_S", "0.15")))
         out = frame.with_columns(pl.col("text").str.to_uppercase())
         return out, frame.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
 '''
@@ -48,7 +53,8 @@ def _arcflow(root: Path, site: Path, *args: str) -> subprocess.Popen:
         os.environ,
         PYTHONPATH=f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_HOME=str(root / "prefect_home"),
+        # its database already migrated (tests/_prefect_home.py)
+        PREFECT_HOME=str(seed_prefect_home(root / "prefect_home")),
     )
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", "-f", str(root / "pipeline.yaml"), *args],
@@ -70,7 +76,7 @@ def _unfinished(workdir: Path) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_is_byte_identical(tmp_path: Path) -> None:
+def test_kill_9_then_resume_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_corpus(tmp_path, n_files=40)
     site = _plugin(tmp_path)
     write_pipeline(
@@ -95,7 +101,9 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     write_corpus(clean, n_files=40)
     clean_nodes = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())["nodes"]
-    run_all(load(write_pipeline(clean, clean_nodes, workers=1)))
+    with monkeypatch.context() as m:
+        m.setenv("SLOW_S", "0")  # set for the reference only: the runs below inherit this environment
+        run_all(load(write_pipeline(clean, clean_nodes, workers=1)))
     reference = output_hashes(clean / ".arcflow")
     assert reference
 
