@@ -68,7 +68,8 @@ class RunRecord:
 
 @dataclass
 class Failure:
-    """A node whose last run failed and that is unchanged since: a run computes it again and fails there."""
+    """A node whose last run failed and that is unchanged since (but, for ``again``, for inputs a run recomputes
+    first): a run computes it again and fails there."""
 
     node: str
     run_id: str
@@ -179,9 +180,8 @@ class LastRunOutcome:
     failed: dict[str, Failure] = field(default_factory=dict)  # unchanged since its failed run: fails again
     blocked: dict[str, list[str]] = field(default_factory=dict)  # node -> failing nodes upstream: skipped
     cleared: dict[str, str] = field(default_factory=dict)  # node -> what changed since its failed run
-    again: dict[str, Failure] = field(
-        default_factory=dict
-    )  # fails again if its recomputed inputs come out the same
+    # fails again if the inputs a run recomputes first come out the same
+    again: dict[str, Failure] = field(default_factory=dict)
     recomputed: dict[str, list[str]] = field(default_factory=dict)  # of ``again``: those inputs
     unless: dict[str, list[str]] = field(default_factory=dict)  # node -> ``again`` nodes upstream
 
