@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from _pipeline_util import load, run_all, write_corpus, write_pipeline
 
+from tests._prefect_home import seed_prefect_home
+
 pytest.importorskip("moto")
 s3fs = pytest.importorskip("s3fs")
 
@@ -31,7 +33,10 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# the pause per shard is for the run to be killed mid-way; the local reference in this process skips it (SLOW_S=0):
+# a shard's bytes do not depend on it
 SLOW_KIND = '''
+import os
 import time
 import polars as pl
 from tasks.doc_map import DocumentMapKind
@@ -44,7 +49,7 @@ class SlowUpperS3(DocumentMapKind):
     name = "slow_upper_s3_test"
 
     def process(self, frame, params, seed, task):
-        time.sleep(0.3)
+        time.sleep(float(os.environ.get("SLOW_S", "0.3")))
         out = frame.with_columns(pl.col("text").str.to_uppercase())
         return out, frame.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
 '''
@@ -288,7 +293,9 @@ def _remote_markers(fs, prefix: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow  # two `arcflow run`s, each starting Prefect's embedded API: about 2-3 minutes on 2 busy cores
 @pytest.mark.timeout(400)
-def test_cli_run_busy_store_then_kill_9_and_resume(s3, tmp_path: Path) -> None:
+def test_cli_run_busy_store_then_kill_9_and_resume(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fs, bucket = s3
     nodes = {
         "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.004}},
@@ -300,7 +307,9 @@ def test_cli_run_busy_store_then_kill_9_and_resume(s3, tmp_path: Path) -> None:
         import slow_s3_plugin  # noqa: F401 - registers the kind in this process too, for the local reference
     finally:
         sys.path.remove(str(site))
-    reference = _local_reference(tmp_path, nodes, n_files=20)
+    with monkeypatch.context() as m:
+        m.setenv("SLOW_S", "0")  # set for the reference only: the runs below inherit this environment
+        reference = _local_reference(tmp_path, nodes, n_files=20)
     root = tmp_path / "remote"
     write_corpus(root, n_files=20)
     url = f"s3://{bucket}/store"
@@ -318,6 +327,7 @@ def test_cli_run_busy_store_then_kill_9_and_resume(s3, tmp_path: Path) -> None:
         assert not (root / "prefect_home").exists() or not fs.exists(f"{bucket}/store/runs")
 
     upper_fp = reference["upper"]["fingerprint"]  # the same on S3: the store's place is no part of it
+    seed_prefect_home(root / "prefect_home")  # a migrated database for the runs that start Prefect's API
     victim = _arcflow(root, site)
     deadline = time.monotonic() + 240
     while True:
