@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from _pipeline_util import write_corpus, write_pipeline
 
+from tests._prefect_home import seed_prefect_home
+
 REPO = Path(__file__).resolve().parents[2]
 NODES = {
     "raw": {"uses": "files", "params": {"paths": ["data"]}},
@@ -38,7 +40,8 @@ def test_run_finds_the_local_server_and_its_warm_runner(tmp_path: Path) -> None:
     write_corpus(tmp_path, n_files=3)
     pipeline = write_pipeline(tmp_path, NODES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no PREFECT_* setting but the home, as a user has
+    # no PREFECT_* setting but the home, as a user has; its database already migrated (tests/_prefect_home.py)
+    env["PREFECT_HOME"] = str(seed_prefect_home(tmp_path / "prefect-home"))
     state = tmp_path / "prefect-home" / "arcflow-server"
 
     def arcflow(*args: str, code: int = 0) -> str:
@@ -61,10 +64,10 @@ def test_run_finds_the_local_server_and_its_warm_runner(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in out, out
         assert "already running" in arcflow("server", "start", "--port", str(port))
         assert f"API http://127.0.0.1:{port}/api" in arcflow("server", "status")
-        for _ in range(600):  # the warm runner imports Prefect and every kind before it listens
+        for _ in range(3000):  # the warm runner imports Prefect and every kind before it listens
             if (state / "runner.sock").exists():
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert (state / "runner.sock").exists(), (state / "runner.log").read_text()
 
         out = arcflow("run", "-f", str(pipeline))
