@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tests._prefect_home import seed_prefect_home
+
 REPO = Path(__file__).resolve().parents[2]
 FLOW_RUN_ID = re.compile(r"\(([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\)")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -103,6 +105,9 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def environment(home: Path, port: int) -> dict[str, str]:
+    """The environment of the server, workers and CLIs of a stack; ``home`` gets a migrated database
+    (tests/_prefect_home.py), so the server does not spend its start on Prefect's migrations."""
+    seed_prefect_home(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         PREFECT_HOME=str(home),
@@ -144,7 +149,7 @@ def wait_healthy(stack: Stack, port: int, timeout: float = 120) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"prefect server not healthy after {timeout}s\n{stack.log_tail('server')}")
 
 
@@ -163,7 +168,7 @@ def wait_final(client: Any, stack: Stack, flow_run_id: str, timeout: float = 150
             return run
         worker = stack.procs["worker"]
         assert worker.poll() is None, f"the worker exited {worker.returncode}\n{stack.log_tail('worker')}"
-        time.sleep(1)
+        time.sleep(0.25)
     raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s\n{stack.log_tail('worker')}")
 
 
@@ -181,7 +186,7 @@ def task_runs(client: Any, flow_run_id: str, timeout: float = 120) -> list[tuple
         settled = all(r.state is not None and r.state.type.value in FINAL for r in runs)
         if settled or time.monotonic() > deadline:
             return sorted((r.name, r.state.name if r.state else "?") for r in runs)
-        time.sleep(1)
+        time.sleep(0.25)
 
 
 def artifacts(client: Any, flow_run_id: str) -> dict[str, str]:
