@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._prefect_home import seed_prefect_home
 from tests.flows._pipeline_util import SMALL_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,9 +95,11 @@ def differences(
 
 
 def cli_env(prefect_home: str | Path) -> dict[str, str]:
-    """The environment of a CLI run in tests: its own Prefect home (ephemeral API), no analytics."""
+    """The environment of a CLI run in tests: its own Prefect home (ephemeral API; its database already migrated,
+    tests/_prefect_home.py), no analytics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(prefect_home))
+    home = seed_prefect_home(Path(prefect_home))
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(home))
     return env
 
 
