@@ -26,6 +26,7 @@ from flows.engine import Engine  # noqa: E402
 from flows.errors import SpecError  # noqa: E402
 from flows.store import Store  # noqa: E402
 from flows.validate import load_pipeline  # noqa: E402
+from tests._prefect_home import seed_prefect_home  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "tests.tasks._datatrove_user_steps"
@@ -339,9 +340,8 @@ def test_pipeline_through_the_cli_same_bytes_with_two_workers(
 ) -> None:
     file = _write_pipeline(tmp_path, str(tmp_path / "store"), workers=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(ROOT)
-    )
+    home = seed_prefect_home(tmp_path / "prefect")  # its database already migrated (tests/_prefect_home.py)
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(ROOT))
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", "-f", str(file)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )  # fmt: skip
