@@ -7,6 +7,9 @@ CLI runs a home of its own. :func:`seed_prefect_home` copies in a database that 
 since: the API then finds a current schema and starts at once. Everything else is the real Prefect as before: the
 API still checks the schema at start, and every table is empty.
 
+:func:`prefect_test_harness` is Prefect's own test harness (a server on a database in a new temporary folder) with
+that folder holding a copy of the same migrated database when the server starts.
+
 Tests of a home or database that cannot be used (tests/flows/test_ephemeral_api.py) do not seed theirs; there, and
 in the build of the template itself, Prefect still migrates a new database.
 """
@@ -20,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from unittest import mock
 
 DB_NAME = "prefect.db"
 
@@ -59,3 +65,25 @@ def seed_prefect_home(home: Path) -> Path:
     if not (home / DB_NAME).exists():
         shutil.copyfile(_template(), home / DB_NAME)
     return home
+
+
+@contextmanager
+def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[None]:
+    """``prefect.testing.utilities.prefect_test_harness``, its server started on a copy of the migrated database.
+    The harness makes a temporary folder (``mkdtemp``) and points the server at ``prefect-test.db`` in it; here
+    that folder gets the copy as it is made (should a later Prefect name the file otherwise, the copy is unused
+    and the server migrates its own database, as before)."""
+    from prefect.testing import utilities
+
+    template = _template()
+    make_folder = utilities.mkdtemp
+
+    def seeded_folder(*args: object, **kwargs: object) -> str:
+        folder = make_folder(*args, **kwargs)  # type: ignore[call-overload]
+        shutil.copyfile(template, Path(folder) / "prefect-test.db")
+        return folder
+
+    with ExitStack() as stack:
+        with mock.patch.object(utilities, "mkdtemp", seeded_folder):  # only while the harness starts
+            stack.enter_context(utilities.prefect_test_harness(server_startup_timeout))
+        yield

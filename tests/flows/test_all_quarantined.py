@@ -16,7 +16,6 @@ import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -24,6 +23,7 @@ from flows.engine import Engine
 from flows.errors import MissingInputError
 from flows.outcome import all_quarantined, all_quarantined_error, failed_status
 from flows.validate import load_pipeline
+from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
 
 GOOD = json.dumps({"id": "g1", "text": "a good line of JSON with enough text in it"})
 
