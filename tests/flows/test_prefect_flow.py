@@ -24,7 +24,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import Artifact
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -33,6 +32,7 @@ from flows.prefect_artifacts import NodeProgress, artifact_key, artifact_label, 
 from flows.prefect_flow import arcflow_pipeline
 from flows.reports import counts_table
 from tasks.base import ProgressEvent
+from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
 
 PAGES = {
     "a.html": "<html><body><h1>Alpha</h1><p>The first page says enough words to be kept.</p></body></html>",
