@@ -12,12 +12,12 @@ from _pipeline_util import load, run_all, write_corpus, write_pipeline
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.retry import permanent_reason, with_article
 from tasks.param_error import ParamError
+from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
 
 
 def _bad_filter(root: Path, retries: int = 0) -> tuple[Path, int]:
