@@ -12,11 +12,11 @@ import pytest
 import yaml
 from _pipeline_util import load, write_corpus, write_pipeline
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.deploy import deploy_placed, placed_plan
 from flows.placed_flow import StageFailedError, run_stages
 from flows.placement import ClusterSpecError, load_cluster, placement_stages, pool_of, worker_commands
+from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = {
