@@ -9,9 +9,9 @@ from pathlib import Path
 
 from _pipeline_util import load, write_corpus, write_pipeline
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.deploy import ENTRYPOINT, deploy_schedules
+from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
 
 REPO = Path(__file__).resolve().parents[2]
 
