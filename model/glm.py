@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.kernels.qk import project_tail
 from model.loss import linear_cross_entropy
 from model.moe import MLP, ExpertImpl, MoE, TopkRouter, update_router_biases
 
@@ -395,6 +396,9 @@ class Attention(nn.Module):
         q = q.view(b, s, self.n_heads, self.head_dim)  # [B, S, nh, D]
         k = k.view(b, s, self.n_kv, self.head_dim)  # [B, S, nkv, D]
         v = v.view(b, s, self.n_kv, self.head_dim)
+        fused = project_tail(self, q, k, v, cos, sin)  # round 10, opt-in (model/kernels/qk.py); None when off
+        if fused is not None:
+            return fused
         if self.use_qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.kernels.swiglu import swiglu
 from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
@@ -111,6 +112,10 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., H] -> [..., H]
+        fused = getattr(self, "fused_swiglu", False)  # round 10, opt-in: model/kernels (set_fused_glue)
+        if fused:  # one GEMM, SwiGLU with the cat-free (or Triton) backward: the same values
+            gate_up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]))
+            return self.down_proj(swiglu(gate_up, None, "triton" if fused == "triton" else "torch"))
         if x.is_cuda:  # gate and up in one GEMM (the weights keep HF's names)
             gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight])).chunk(2, dim=-1)
         else:  # on CPU the weight copy costs more than the call it saves
@@ -264,7 +269,12 @@ class GroupedExperts(nn.Module):
             down = torch.cat([down, shared.down_proj.weight[None]])
         impl = self.resolved_impl(x.device)
         if impl == "grouped_mm":
-            hidden = self._swiglu(_grouped_mm(xs, gate_up.transpose(1, 2), offs=ends)) * w[:, None]
+            gu = _grouped_mm(xs, gate_up.transpose(1, 2), offs=ends)
+            fused = getattr(self, "fused_swiglu", False)  # round 10, opt-in: model/kernels (set_fused_glue)
+            if fused:  # the same values; the cat-free (or Triton) backward
+                hidden = swiglu(gu, w, "triton" if fused == "triton" else "torch")
+            else:
+                hidden = self._swiglu(gu) * w[:, None]
             ys = _grouped_mm(hidden, down.transpose(1, 2), offs=ends)  # [N, H]
         elif impl == "loop":
             counts = torch.diff(ends, prepend=ends.new_zeros(1)).tolist()
