@@ -121,12 +121,16 @@ class Variant:
     fuse_shared: bool = False  # the shared expert as one more grouped-GEMM group (round 6)
     # inductor options of the regions: None the model's defaults (combo kernels on CUDA since round 6), () none
     compile_options: tuple[tuple[str, Any], ...] | None = None
-    router_topk: str = "topk"  # "argmax": k fused argmax rounds instead of torch's top-k (round 8)
+    # "argmax": k fused argmax rounds instead of torch's top-k (round 8); "auto": the model's default (argmax on CUDA
+    # since round 9)
+    router_topk: str = "auto"
     ce_chunk: int | None = None  # rows per block of the fused head + loss (None: the model's 1 GiB blocks)
     # small parameters' gradients summed over micro-batches by foreach adds (model/grad_accum.py; round 8)
     foreach_accum: bool = False
-    compile_norms: bool = False  # the final norm and the MTP layer's norms compiled too (round 8)
-    narrow_sort_keys: bool = False  # the gather dispatch sorts the expert ids as uint8 (round 8)
+    # the final norm and the MTP layer's norms compiled too (round 8); None: the model's default (on CUDA since round 9)
+    compile_norms: bool | None = None
+    # the gather dispatch sorts the expert ids as uint8 (round 8); None: the model's default (on CUDA since round 9)
+    narrow_sort_keys: bool | None = None
     # SwiGLU with a cat-free backward (model/kernels/swiglu.py), "triton": as one Triton kernel (round 10)
     fused_swiglu: bool | str = False
     # RoPE without cat, v contiguous in the region (model/kernels/rope.py), "triton": QK-norm + RoPE as one Triton
@@ -394,7 +398,8 @@ class Bench:
         )
         model.set_moe_path(v.moe_dispatch, v.fuse_shared, v.narrow_sort_keys)
         model.set_router_topk(v.router_topk)
-        model.ce_chunk_size = v.ce_chunk
+        if v.ce_chunk is not None:  # else the model's own block size
+            model.ce_chunk_size = v.ce_chunk
         if v.fused_swiglu or v.fused_rope:
             from model.kernels import set_fused_glue
 

@@ -482,3 +482,31 @@ def test_foreach_grad_norm_equals_deepspeeds() -> None:
     (ds_fin, ours_fin), (ds_nan, ours_nan) = got["direct"]["finite"], got["direct"]["nan"]
     assert abs(ours_fin - ds_fin) <= 1e-6 * ds_fin and ds_fin > 0, got
     assert ours_nan == ds_nan == -1.0, got  # a NaN gradient: DeepSpeed's mask, the same with the foreach norm
+
+
+@pytest.mark.slow
+def test_round10_rehearsal_on_cpu(tmp_path: Path) -> None:
+    """``benchmarks/train.py --device cpu --sections round10`` (debug, eager, DeepSpeed over gloo, grid 2x2 and 4x4;
+    about 30 s): every row runs, each model change's bf16 check has the default's loss and expert loads, and every
+    row of a grid entry ends its 6 updates at the default's loss within bf16 rounding (2e-4 relative)."""
+    pytest.importorskip("deepspeed")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "benchmarks/train.py", "--device", "cpu", "--sections", "round10", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "FAILED" not in res.stdout, res.stdout[-3000:]
+    rows = json.loads((tmp_path / "train_bench.json").read_text())
+    checks = [r for r in rows if r["section"] == "round10 check"]
+    assert checks and all("error" not in r and r["same_expert_loads"] for r in checks), checks
+    assert all(r["loss_rel_diff"] < 1e-6 for r in checks), checks
+    steps = [r for r in rows if r["section"] == "round10 step"]
+    default = {r["grid"]: r["loss"] for r in steps if r["change"] == "default"}
+    assert set(default) == {"2 x 2", "4 x 4"}
+    expected = {"default", "all, PyTorch", "SwiGLU backward without cat", "RoPE without cat, v contiguous in the region",
+                "DeepSpeed gradient norm in one fp32 foreach pass"}  # fmt: skip
+    assert expected <= {r["change"] for r in steps}
+    for r in steps:
+        assert abs(r["loss"] - default[r["grid"]]) <= 2e-4 * default[r["grid"]], r["name"]
+        assert r["optimizer"] == "DeepSpeedZeroOptimizer"
