@@ -224,7 +224,7 @@ def test_lock_conditional_create_lease_expiry_and_lost_lease(s3, monkeypatch: py
     got = threading.Event()
     waiter = threading.Thread(target=lambda: (second.acquire(wait=True, timeout_s=60), got.set()))
     waiter.start()
-    time.sleep(2.0)
+    time.sleep(1.0)  # its polls (every 0.75 s with this lease) find the lock held
     assert not got.is_set()
     first.release()
     waiter.join(30)
