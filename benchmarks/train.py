@@ -956,6 +956,7 @@ class Bench:
     def ds_step(
         self, section: str, cfg: ModelConfig, key: str, v: Variant, d: DSVariant, *, batch: int, gas: int,
         packed: bool = False, mtp: bool = False, profile: str | None = None, profile_full: bool = False,
+        warmup: int | None = None, iters: int | None = None,
     ) -> dict[str, Any] | None:  # fmt: skip
         """One round-7 full step: ``gas`` micro-batches of ``batch`` rows of our model, under DeepSpeed ZeRO-1 (bf16,
         fp32 master weights, torch's fused AdamW as in the headline) configured by ``d``; ``--r7-warmup`` steps, then
@@ -963,7 +964,8 @@ class Bench:
         variant's loss after the same updates shows a wrong update; bf16 rounding moves it by about 1e-3; the first
         step's loss, before any update, is the same for all). A variant
         that cannot run on the optimizer DeepSpeed picked is skipped with the reason printed. ``profile``: a file
-        name under ``--out`` for one more step under the profiler (kernels by kind, GPU idle)."""
+        name under ``--out`` for one more step under the profiler (kernels by kind, GPU idle). ``warmup`` / ``iters``:
+        this step's own counts instead of ``--r7-warmup`` / ``--r7-iters``."""
         import deepspeed
 
         name = f"{v.name}, {d.name}"
@@ -1009,7 +1011,7 @@ class Bench:
                     engine.step()
                 history.append(torch.stack(losses).float().mean())
 
-            sec = _sync_time(step, self.args.r7_warmup, self.args.r7_iters)
+            sec = _sync_time(step, warmup or self.args.r7_warmup, iters or self.args.r7_iters)
             peak = _mem_peak(base)
             loss, loss_first, n_steps = float(history[-1]), float(history[0]), len(history)
             prof = None
@@ -1309,6 +1311,8 @@ class Bench:
                 print(f"[round10] {tag}, {at}: skipped ({left():.0f} s of --time-limit left, needs ~{need:.0f})",
                       flush=True)  # fmt: skip
                 return
+            if rows * steps >= 128:  # a step of 0.5M tokens and more (~1.7 s at 16 x 8): fewer steps suffice
+                kw = {"warmup": 1, "iters": 3, **kw}
             r = self.ds_step("round10 step", cfg, key, replace(model, name=f"{model.name}, {at}"), dsv,
                              batch=rows, gas=steps, **kw)  # fmt: skip
             if r:
@@ -1316,7 +1320,7 @@ class Bench:
                 got.append((at, r))
 
         grid = [tuple(int(x) for x in e.lower().split("x")) for e in self.args.r10_grid.split(",")]
-        # seconds a row needs (build, compile, 2 + 5 steps): ~25 at 8 x 4, ~55 at 16 x 16
+        # seconds a row needs (build, compile, 2 + 5 steps; 1 + 3 from 0.5M tokens a step): ~25 at 8 x 4, ~50 at 16 x 16
         need = lambda rows, steps: 20 + rows * steps / 8  # noqa: E731
         for n, (rows, steps) in enumerate(grid):  # first the totals at every entry ...
             prof = lambda name, first=n == 0: {"profile": name, "profile_full": True} if first else {}  # noqa: E731
