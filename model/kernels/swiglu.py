@@ -1,5 +1,6 @@
 """SwiGLU over a fused gate/up projection, optionally times a per-row weight, with a backward written without
-``cat`` (round 10, opt-in: ``GroupedExperts.fused_swiglu`` / ``MLP.fused_swiglu``).
+``cat`` (round 10, opt-in: ``model.kernels.set_fused_glue(model, swiglu=True)`` sets ``GroupedExperts.fused_swiglu``
+and ``MLP.fused_swiglu``).
 
 ``swiglu(gate_up, weight)`` is ``silu(gate) * up`` (``gate, up = gate_up.chunk(2, -1)``), times ``weight[..., None]``
 when a weight is given (the MoE gather path's gate weights, multiplied in before the down projection). Its forward
@@ -9,7 +10,9 @@ backward of ``chunk`` is a ``cat`` of d(gate) and d(up), which inductor compiles
 kernel took 284 us per MoE layer and micro-batch for 600 MB (2.1 TB/s), where the forward's SwiGLU moves 4.3 TB/s
 (docs/TRAIN_SPEED.md, "Where the round-8 step's time goes"). Here d(gate_up) is one ``where`` over the [..., 2, I]
 view of the gradient, choosing per element between two values computed from the same unmasked loads of gate, up
-and the incoming gradient, so the loads are contiguous rows and the output is written once.
+and the incoming gradient, so the loads are contiguous rows and the output is written once. It computes in fp32
+and rounds its outputs once (autograd's eager bf16 backward rounds each op; compiled, inductor computes the default
+in fp32 too).
 """
 
 from __future__ import annotations
