@@ -202,6 +202,23 @@ def test_model_with_fused_glue_equals_default(debug_cfg: ModelConfig) -> None:
         set_fused_glue(torch.nn.Linear(2, 2))
 
 
+def test_model_regions_with_fused_glue_trace_as_one_graph(debug_cfg: ModelConfig) -> None:
+    """What the compiled regions hold with the PyTorch round-10 paths on: the attention's projection (QK-norm,
+    RoPE without cat, v contiguous) and the MoE block on the gather path (routed, shared SwiGLU) each trace as one
+    graph (``fullgraph``, ``aot_eager``, bf16) and run backward."""
+    model = GLMForCausalLM(debug_cfg, seed=0).to(torch.bfloat16)
+    model.set_moe_path("gather")
+    set_fused_glue(model, swiglu=True, rope=True)
+    layer = model.model.layers[1]
+    x = torch.randn(2, 16, debug_cfg.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = model.model.rotary_emb(torch.arange(16).repeat(2, 1), torch.bfloat16)
+    q, k, v = torch.compile(layer.self_attn.project, backend="aot_eager", fullgraph=True)(x, cos, sin)
+    assert v.is_contiguous()
+    y, _ = torch.compile(layer.mlp, backend="aot_eager", fullgraph=True)(x)
+    (q.float().sum() + k.float().sum() + v.float().sum() + y.float().sum()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad.float()).all()
+
+
 _DS_SCRIPT = r"""
 import json, os, socket, sys
 import torch
