@@ -131,8 +131,9 @@ class Variant:
     compile_norms: bool | None = None
     # the gather dispatch sorts the expert ids as uint8 (round 8); None: the model's default (on CUDA since round 9)
     narrow_sort_keys: bool | None = None
-    # SwiGLU with a cat-free backward (model/kernels/swiglu.py), "triton": as one Triton kernel (round 10)
-    fused_swiglu: bool | str = False
+    # SwiGLU with a cat-free backward (model/kernels/swiglu.py), "triton": as one Triton kernel (round 10); None: the
+    # model's default (the Triton kernel on CUDA where triton imports since round 11), False: the chunk path
+    fused_swiglu: bool | str | None = None
     # RoPE without cat, v contiguous in the region (model/kernels/rope.py), "triton": QK-norm + RoPE as one Triton
     # kernel each way (model/kernels/qknorm_rope_triton.py) (round 10)
     fused_rope: bool | str = False
@@ -400,7 +401,7 @@ class Bench:
         model.set_router_topk(v.router_topk)
         if v.ce_chunk is not None:  # else the model's own block size
             model.ce_chunk_size = v.ce_chunk
-        if v.fused_swiglu or v.fused_rope:
+        if v.fused_swiglu is not None or v.fused_rope:
             from model.kernels import set_fused_glue
 
             set_fused_glue(model, swiglu=v.fused_swiglu, rope=v.fused_rope)
@@ -554,6 +555,10 @@ class Bench:
 
                 config = entry_ds_config(batch, gas, bf16)
                 engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
+                if ours:  # the entry point's engine changes (round 11: the fp32 foreach norm on CUDA)
+                    from model.train.main import cuda_step_defaults
+
+                    cuda_step_defaults(engine, self.dev.type == "cuda")
 
                 def forward() -> torch.Tensor:
                     if ours:
@@ -1284,7 +1289,8 @@ class Bench:
         # the round-8 changes (the CUDA defaults from round 9 on), pinned; on CPU the MoE takes the gather path too,
         # so that the rehearsal runs the routed experts' fused SwiGLU (CUDA's default is gather already)
         base = Variant("ours", compile=self.r7_compile, ce_chunk=1 << 30, foreach_accum=True, router_topk="argmax",
-                       narrow_sort_keys=True, compile_norms=True, moe_dispatch="gather")  # fmt: skip
+                       narrow_sort_keys=True, compile_norms=True, moe_dispatch="gather",
+                       fused_swiglu=False)  # fmt: skip
         changes: list[tuple[str, dict[str, Any], DSVariant]] = [  # by the estimated gain, largest first
             ("SwiGLU backward as one Triton kernel", {"fused_swiglu": "triton"}, d),
             ("QK-norm + RoPE as one Triton kernel each way", {"fused_rope": "triton"}, d),

@@ -51,6 +51,12 @@ the argmax rounds pay where ``torch.compile`` fuses them into the MoE region, wh
 on CPU the narrow keys' casts cost about what the sort saves at the sizes trained there (``sort_slots``, one
 thread: 2K slots 54 us against 47, 16K slots 636 against 614, 262K slots 1.7 ms against 4.3): the same
 permutation, not reliably cheaper.
+
+Measured in round 10 and the default on CUDA since round 11: the SwiGLU of the gather path's routed experts, the
+shared experts and the dense MLPs runs :func:`model.kernels.swiglu.swiglu` with its backward as one Triton kernel
+(``fused_swiglu``: ``None``, the default, resolves to ``"triton"`` on CUDA tensors where triton imports and to the
+``chunk`` path elsewhere, :func:`model.kernels.swiglu.resolve_swiglu`; the same forward values; 1.024x the H200 step
+at 8 x 4, 1.028x at 16 x 16). ``model.kernels.set_fused_glue(model, swiglu=False)`` opts out.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.kernels.swiglu import swiglu
+from model.kernels.swiglu import resolve_swiglu, swiglu
 from model.moe_dispatch import gather_sum, permute, sort_slots, spread
 
 ExpertImpl = Literal["auto", "loop", "bmm", "grouped_mm"]
@@ -110,9 +116,12 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        # SwiGLU's path (model/kernels.set_fused_glue): None (the default) the Triton backward on CUDA where triton
+        # imports, the chunk path elsewhere (resolve_swiglu); False / True / "triton" as given
+        self.fused_swiglu: bool | str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., H] -> [..., H]
-        fused = getattr(self, "fused_swiglu", False)  # round 10, opt-in: model/kernels (set_fused_glue)
+        fused = resolve_swiglu(getattr(self, "fused_swiglu", None), x.device)
         if fused:  # one GEMM, SwiGLU with the cat-free (or Triton) backward: the same values
             gate_up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]))
             return self.down_proj(swiglu(gate_up, None, "triton" if fused == "triton" else "torch"))
@@ -207,6 +216,9 @@ class GroupedExperts(nn.Module):
         # the gather path sorts the expert ids as uint8 (model/moe_dispatch.narrow_keys; set_moe_path): None (the
         # default) on CUDA only (resolve_narrow_keys), True / False everywhere
         self.narrow_sort_keys: bool | None = None
+        # the gather path's SwiGLU (model/kernels.set_fused_glue): None (the default) the Triton backward on CUDA
+        # where triton imports, the chunk path elsewhere (resolve_swiglu); False / True / "triton" as given
+        self.fused_swiglu: bool | str | None = None
 
     def resolved_impl(self, device: torch.device) -> ExpertImpl:
         """The implementation ``auto`` picks on ``device``: grouped_mm on CUDA when torch has ``_grouped_mm``, and on
@@ -270,7 +282,7 @@ class GroupedExperts(nn.Module):
         impl = self.resolved_impl(x.device)
         if impl == "grouped_mm":
             gu = _grouped_mm(xs, gate_up.transpose(1, 2), offs=ends)
-            fused = getattr(self, "fused_swiglu", False)  # round 10, opt-in: model/kernels (set_fused_glue)
+            fused = resolve_swiglu(getattr(self, "fused_swiglu", None), x.device)
             if fused:  # the same values; the cat-free (or Triton) backward
                 hidden = swiglu(gu, w, "triton" if fused == "triton" else "torch")
             else:

@@ -1,6 +1,9 @@
 """SwiGLU over a fused gate/up projection, optionally times a per-row weight, with a backward written without
-``cat`` (round 10, opt-in: ``model.kernels.set_fused_glue(model, swiglu=True)`` sets ``GroupedExperts.fused_swiglu``
-and ``MLP.fused_swiglu``).
+``cat`` (round 10; ``model.kernels.set_fused_glue(model, swiglu=...)`` sets ``GroupedExperts.fused_swiglu`` and
+``MLP.fused_swiglu``). Since round 11 the default (``None``, :func:`resolve_swiglu`) is the backward as one Triton
+kernel on CUDA wherever ``triton`` imports (1.024x the H200 step at 8 x 4, 1.028x at 16 x 16, docs/TRAIN_SPEED.md
+"Round 10 measured"), and the ``chunk`` path as before elsewhere (CPU, or no triton); ``True`` (this module's
+PyTorch backward) stays opt-in, ``False`` is the explicit opt-out.
 
 ``swiglu(gate_up, weight)`` is ``silu(gate) * up`` (``gate, up = gate_up.chunk(2, -1)``), times ``weight[..., None]``
 when a weight is given (the MoE gather path's gate weights, multiplied in before the down projection). Its forward
@@ -17,6 +20,7 @@ in fp32 too).
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Literal
 
@@ -26,6 +30,35 @@ import torch.nn.functional as F
 SwiGLUImpl = Literal["torch", "triton"]
 # the Triton backward runs on CUDA tensors, and on CPU ones under Triton's interpreter (the tests)
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_TRITON_BACKWARD: list[
+    bool
+] = []  # whether model/kernels/swiglu_triton.py imported (probed once, on first need)
+
+
+@torch.compiler.assume_constant_result
+def triton_backward_available() -> bool:
+    """Whether the Triton SwiGLU backward can run here: ``model.kernels.swiglu_triton`` imports (``triton`` is
+    installed and registers ``arcflow::swiglu_backward``). Probed once and cached; a failed import is no error (the
+    project does not depend on triton: torch's CUDA wheels bring it, its CPU wheels do not). Under
+    ``torch.compile`` the answer is taken as a constant when the region is traced (it cannot change in a process)."""
+    if not _TRITON_BACKWARD:
+        try:  # by name through sys.modules (registers arcflow::swiglu_backward)
+            importlib.import_module("model.kernels.swiglu_triton")
+        except Exception:  # noqa: BLE001 - ImportError, or a triton that fails to load: the default path then
+            _TRITON_BACKWARD.append(False)
+        else:
+            _TRITON_BACKWARD.append(True)
+    return _TRITON_BACKWARD[0]
+
+
+def resolve_swiglu(fused: bool | str | None, device: torch.device) -> bool | str:
+    """The SwiGLU path ``fused`` (a module's ``fused_swiglu``) runs on ``device``: ``None`` (the default) is
+    ``"triton"`` (the backward as one Triton kernel) on CUDA where :func:`triton_backward_available`, else ``False``
+    (``silu(gate) * up`` over ``chunk``, autograd's backward: the path CPU always ran); ``False``, ``True`` (the
+    ``cat``-free PyTorch backward) and ``"triton"`` are taken as given (``"triton"`` then needs triton)."""
+    if fused is None:
+        return "triton" if device.type == "cuda" and triton_backward_available() else False
+    return fused
 
 
 def _forward(gate_up: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

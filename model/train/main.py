@@ -14,7 +14,8 @@ and ranks is the token mean of the whole global batch, whatever the rank count; 
 ranks, so the weight is multiplied by the world size (and gradient-accumulation scaling is off). At the boundary:
 raw-gradient clipping (ours at ZeRO 0, so the norm is of the raw gradients before Muon; with Muon at ZeRO 1/2, one
 factor from DeepSpeed's norm of the AdamW partitions and the owners' norm of the Muon matrices, applied to both
-before their step, DeepSpeed's own clipping off; DeepSpeed's for plain AdamW at ZeRO 1/2), the optimizer step with
+before their step, DeepSpeed's own clipping off; DeepSpeed's for plain AdamW at ZeRO 1/2; on CUDA DeepSpeed's ZeRO
+1/2 norm runs as one fp32 foreach pass, :func:`cuda_step_defaults`), the optimizer step with
 the learning rate of ``model/schedule.py``, then the loss-free balance update of the router biases (load counts
 all-reduced over ranks). A non-finite loss or gradient norm stops the run naming the step, before anything of
 that step is logged or checkpointed (DeepSpeed's bf16 overflow check is off, so a non-finite gradient is caught by
@@ -156,9 +157,26 @@ def _build_model(spec: TrainSpec, cfg: Any, cuda: bool) -> torch.nn.Module:
         # norms=None: the final norm and the MTP layer's norms compile too once the model runs on CUDA (1.008x the
         # H200 step, docs/TRAIN_SPEED.md round 8; DeepSpeed moves the model there after this call), eager on CPU.
         # The other round-8 defaults need no call: the router's top-k, the sort keys and the loss's block size are
-        # chosen per device by the model itself
+        # chosen per device by the model itself; so is SwiGLU's backward as one Triton kernel (round 11: the MLPs'
+        # and experts' fused_swiglu None resolves to it on CUDA where triton imports, model/kernels/swiglu.py;
+        # 1.024x the H200 step at 8 x 4, 1.028x at 16 x 16; model.kernels.set_fused_glue(model, swiglu=False)
+        # opts out)
         model.compile_layers(norms=None)
     return model
+
+
+def cuda_step_defaults(engine: Any, cuda: bool) -> bool:
+    """The step changes measured on an H200 that act on DeepSpeed's engine, on CUDA only (CPU keeps DeepSpeed's
+    own code): its ZeRO 1/2 gradient norm as one fp32 foreach pass (model/zero_grad_norm.py; round 10: 1.012x the
+    step at 8 x 4, neutral at 16 x 16). The same norm within fp32 rounding (relative ~1e-7), so the same clipping:
+    DeepSpeed's for AdamW at ZeRO 1/2, and the factor RawGradClip takes from ``_global_grad_norm`` for Muon at ZeRO
+    1/2; a non-finite gradient gives DeepSpeed's masked norm as before. ZeRO 0 (our clipping) is untouched. Returns
+    whether it was installed."""
+    if not cuda:
+        return False
+    from model.zero_grad_norm import use_foreach_grad_norm
+
+    return use_foreach_grad_norm(engine)
 
 
 def _build_optimizer(
@@ -301,6 +319,7 @@ def run(spec: TrainSpec) -> list[dict]:
     model = _build_model(spec, cfg, cuda)
     optimizer, sharded = _build_optimizer(spec, model, rank, world)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=_ds_config(spec, world))
+    cuda_step_defaults(engine, cuda)
     clip = None
     if sharded is not None:  # Muon at ZeRO 1/2: one raw-gradient clip factor for both parts
         from model.muon_zero import RawGradClip

@@ -3,22 +3,37 @@ measured"): the router's top-k (``auto``: argmax on CUDA, topk elsewhere), the g
 (``None``: on CUDA only), the norms outside the layer regions (compiled with the layers on CUDA only) and the fused
 head + loss's block size (CUDA: one block while the logits fit 1/16 of the device's memory; CPU: the 1 GiB fp32
 rule as before). All on CPU: the CUDA choices are checked through the selection functions with a CUDA device
-object or a given memory figure, and the CPU model is checked to run exactly the paths it ran before."""
+object or a given memory figure, and the CPU model is checked to run exactly the paths it ran before.
+
+Round 11 (docs/TRAIN_SPEED.md, "Round 10 measured"): SwiGLU's backward as one Triton kernel (``fused_swiglu``
+``None`` resolves to ``"triton"`` on CUDA where triton imports, to the ``chunk`` path elsewhere or without triton;
+``set_fused_glue(model, swiglu=False)`` opts out) and DeepSpeed's ZeRO 1/2 gradient norm as one fp32 foreach pass,
+installed by the training entry point on CUDA only. Triton's availability is monkeypatched (the probe's cache, or
+``triton`` blocked in ``sys.modules``); the CUDA choice is followed on CPU tensors, where ``swiglu(impl="triton")``
+takes the ``cat``-free PyTorch backward (the Triton kernel itself: tests/model/test_round10_paths.py, under Triton's
+interpreter)."""
 
 from __future__ import annotations
 
 import copy
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import model.glm as glm
+import model.kernels.swiglu as swiglu_mod
 import model.moe as moe
 from model.config import ModelConfig
 from model.glm import GLMForCausalLM, norms_compiled
+from model.kernels import set_fused_glue
+from model.kernels.swiglu import resolve_swiglu, triton_backward_available
 from model.loss import CUDA_BLOCK_SHARE, default_chunk_size, linear_cross_entropy
 from model.moe import resolve_narrow_keys, resolve_topk
 from model.moe_dispatch import narrow_keys, sort_slots
+from model.train.main import cuda_step_defaults
+from model.zero_grad_norm import foreach_grad_norm_direct
 from tests.model._inputs import _biased, _ids
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -183,3 +198,129 @@ def test_loss_in_the_chosen_blocks_equals_one_block() -> None:
         results.append((loss.detach(), hh.grad, ww.grad))
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _autograd_ops(t: torch.Tensor) -> set[str]:
+    """The autograd node types behind ``t`` (what the forward ran)."""
+    seen, todo, names = set(), [t.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def test_swiglu_default_resolves_by_device_and_triton(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``None``: the Triton backward on CUDA where triton imports; the chunk path on CUDA without triton and on CPU
+    (where triton is not even probed); an explicit choice is taken as given on every device."""
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [True])
+    assert resolve_swiglu(None, CUDA) == "triton" and resolve_swiglu(None, CPU) is False
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [False])
+    assert resolve_swiglu(None, CUDA) is False and resolve_swiglu(None, CPU) is False
+    for given in (False, True, "triton"):
+        assert resolve_swiglu(given, CUDA) == given and resolve_swiglu(given, CPU) == given
+
+    def no_probe() -> bool:
+        raise AssertionError("triton was probed for a CPU tensor")
+
+    monkeypatch.setattr(swiglu_mod, "triton_backward_available", no_probe)
+    assert resolve_swiglu(None, CPU) is False
+
+
+def test_triton_probe_without_triton_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``triton`` absent (blocked in ``sys.modules``, the kernel module not yet imported): the probe answers False
+    once and caches it, and a CUDA default then resolves to the chunk path, no error."""
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [])
+    monkeypatch.setitem(sys.modules, "triton", None)  # ``import triton`` raises ImportError
+    monkeypatch.delitem(sys.modules, "model.kernels.swiglu_triton", raising=False)
+    assert triton_backward_available() is False
+    assert swiglu_mod._TRITON_BACKWARD == [False]
+    assert resolve_swiglu(None, CUDA) is False
+
+
+def test_triton_probe_with_triton_registers_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``triton`` installed: the probe imports model/kernels/swiglu_triton.py (registering
+    ``arcflow::swiglu_backward``, which the compiled backward calls) and a CUDA default resolves to it. Skips
+    without triton."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [])
+    assert triton_backward_available() is True
+    assert hasattr(torch.ops.arcflow, "swiglu_backward")
+    assert resolve_swiglu(None, CUDA) == "triton"
+
+
+def test_swiglu_default_in_the_model(debug_cfg: ModelConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every MLP and expert block starts at ``fused_swiglu=None``. On CPU the default model runs the chunk path
+    (bit for bit the explicit opt-out ``swiglu=False``); resolved as on CUDA with triton (here on CPU tensors, so
+    the ``cat``-free PyTorch backward stands in for the kernel) the routed experts, shared experts and dense MLP
+    take the fused SwiGLU with the same loss and gradients (fp32), and ``set_fused_glue(model, swiglu=False)``
+    keeps the chunk path even then."""
+    base = _biased(GLMForCausalLM(debug_cfg)).set_moe_path(
+        "gather"
+    )  # the experts' SwiGLU site (CUDA's default)
+    blocks = [m for m in base.modules() if isinstance(m, (moe.MLP, moe.GroupedExperts))]
+    assert blocks and {m.fused_swiglu for m in blocks} == {None}
+    opt_out = set_fused_glue(copy.deepcopy(base), swiglu=False)
+    assert {m.fused_swiglu for m in opt_out.modules() if isinstance(m, (moe.MLP, moe.GroupedExperts))} == {
+        False
+    }
+    ids = _ids(debug_cfg, 2, 24, seed=5)
+
+    def step(model: GLMForCausalLM) -> tuple[torch.Tensor, dict[str, torch.Tensor], set[str]]:
+        model.zero_grad(set_to_none=True)
+        out = model(ids, doc_lens=DOC_LENS, labels=ids, mtp_weight=0.3, aux_weight=1e-2)
+        ops = _autograd_ops(out.loss)
+        out.loss.backward()
+        return (
+            out.loss.detach(),
+            {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+            ops,
+        )
+
+    loss_cpu, grads_cpu, ops_cpu = step(base)
+    loss_off, grads_off, ops_off = step(opt_out)
+    assert "_SwiGLUBackward" not in ops_cpu and "_SwiGLUBackward" not in ops_off
+    assert torch.equal(loss_cpu, loss_off)
+    assert all(torch.equal(g, grads_off[n]) for n, g in grads_cpu.items())
+
+    seen: list[object] = []
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [True])
+
+    def as_on_cuda(fused: bool | str | None, device: torch.device) -> bool | str:
+        seen.append(fused)
+        return resolve_swiglu(fused, CUDA)
+
+    monkeypatch.setattr(moe, "resolve_swiglu", as_on_cuda)
+    loss_cuda, grads_cuda, ops_cuda = step(base)
+    assert "_SwiGLUBackward" in ops_cuda and None in seen
+    torch.testing.assert_close(loss_cuda, loss_cpu, rtol=1e-6, atol=1e-6)
+    assert grads_cuda.keys() == grads_cpu.keys()
+    for name, g in grads_cpu.items():
+        torch.testing.assert_close(grads_cuda[name], g, rtol=1e-5, atol=1e-6, msg=name)
+    assert "_SwiGLUBackward" not in step(opt_out)[2]  # the opt-out holds on CUDA too
+    with pytest.raises(ValueError, match="swiglu is None, False, True or 'triton'"):
+        set_fused_glue(base, swiglu="cuda")
+
+
+def test_foreach_grad_norm_on_cuda_only() -> None:
+    """The training entry point's engine defaults (``cuda_step_defaults``): on CUDA DeepSpeed's ZeRO 1/2
+    optimizer computes its gradient norm by ``foreach_grad_norm_direct``; on CPU, and at ZeRO 0 (torch's optimizer
+    with our own clipping), nothing changes. The optimizer here only carries DeepSpeed's class name (a real one is
+    built by ``deepspeed.initialize`` in tests/model/test_round10_paths.py, which checks the norm, the clipped
+    weights and the NaN masking against DeepSpeed's own)."""
+
+    class DeepSpeedZeroOptimizer:  # the class name use_foreach_grad_norm looks for
+        def get_grad_norm_direct(self, gradients: list, params: list, norm_type: float = 2) -> str:
+            return "deepspeed"
+
+    engine = SimpleNamespace(optimizer=DeepSpeedZeroOptimizer())
+    assert cuda_step_defaults(engine, cuda=False) is False
+    assert engine.optimizer.get_grad_norm_direct([], []) == "deepspeed"
+    assert cuda_step_defaults(engine, cuda=True) is True
+    assert engine.optimizer.get_grad_norm_direct.__func__ is foreach_grad_norm_direct
+    zero0 = SimpleNamespace(optimizer=torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))]))
+    assert cuda_step_defaults(zero0, cuda=True) is False
+    assert not hasattr(zero0.optimizer, "get_grad_norm_direct")
