@@ -53,6 +53,10 @@ GPU (``--device cuda``; the figures in docs/TRAIN_SPEED.md come from one run on 
   each alone and together against the defaults with every round-8 change, at 8 x 4 and 16 x 16 (``--r10-grid``),
   after a bf16 check; one profiled step and inductor's code. ``--device cpu --sections round10`` rehearses it on
   ``debug`` (plumbing only).
+* **round11**: the headline step as the model and the entry point run it since round 11 (SwiGLU's backward as one
+  Triton kernel on CUDA, DeepSpeed's gradient norm as one fp32 foreach pass) at 8 x 4, 16 x 16 and 32 x 16
+  (``--r11-grid``), the round-10 default and HF (sdpa, grouped_mm experts) at 16 x 16 (``--r11-ref``) in the same
+  call, then a table with both ratios. ``--device cpu --sections round11`` rehearses it on ``debug``.
 * **ranks**: the real entry point (``python -m model.train.main``) on one GPU and, through the DeepSpeed launcher,
   on two, AdamW at ZeRO 1 and Muon at ZeRO 0, on one seeded shard of random packed rows: per-step losses (equal for
   one global batch) and tokens/s per GPU (``ranks.json``, ``ranks.log``).
@@ -387,6 +391,12 @@ class Bench:
         return self._weights[key]
 
     def ours(self, cfg: ModelConfig, key: str, v: Variant) -> GLMForCausalLM:
+        if (
+            self.dev.type == "cuda"
+        ):  # SwiGLU's default: triton probed once, eagerly, before any region compiles
+            from model.kernels.swiglu import triton_backward_available
+
+            triton_backward_available()
         with self.dev:
             model = GLMForCausalLM(cfg, expert_impl=v.expert_impl, attn_impl=v.attn_impl, seed=None)  # type: ignore[arg-type]
         model.load_state_dict(self.weights(cfg, key))
@@ -533,12 +543,13 @@ class Bench:
     def full_step(
         self, section: str, name: str, cfg: ModelConfig, build: Callable[[], torch.nn.Module], batch: int,
         packed: bool, mtp: bool, ours: bool, gas: int | None = None, bf16: dict[str, Any] | None = None,
-        profile: bool = False,
+        profile: bool = False, warmup: int | None = None, iters: int | None = None,
     ) -> dict | None:  # fmt: skip
         """A full training step: ``gas`` (default ``--gas``) micro-batches of ``batch`` rows, backward, AdamW, under
         DeepSpeed ZeRO-1 with the training entry point's own config (``model.train.main.ds_config``: bf16 with fp32
         master weights, clipping 1.0, throughput timer off, bf16 overflow check off; ``bf16``: more keys of its
-        ``bf16`` section, default ``--ds-bf16``) when DeepSpeed imports, else torch AdamW on bf16 parameters."""
+        ``bf16`` section, default ``--ds-bf16``) when DeepSpeed imports, else torch AdamW on bf16 parameters.
+        ``warmup`` / ``iters``: this step's own counts (default ``--warmup`` / 2 and ``--iters`` / 3)."""
         try:
             _free()
             base = _mem_start()
@@ -591,7 +602,9 @@ class Bench:
                     opt.step()
                     opt.zero_grad(set_to_none=True)
 
-            sec = _sync_time(step, max(1, self.args.warmup // 2), max(2, self.args.iters // 3))
+            sec = _sync_time(
+                step, warmup or max(1, self.args.warmup // 2), iters or max(2, self.args.iters // 3)
+            )
             peak = _mem_peak(base)
             if profile:
                 _profile_one(step, Path(self.args.out) / "profile_step.txt", name)
@@ -1357,6 +1370,106 @@ class Bench:
                   f"{r['peak_gib']:.1f} GiB, loss {r['loss_first_step']:.5f} -> {r['loss']:.5f} after "
                   f"{r['steps'] - 1} updates", flush=True)  # fmt: skip
 
+    # -- round 11: the headline with the round-11 defaults, the round-10 default and HF in the same call ---------------
+    def round11(self) -> None:
+        """The headline step as the model and the training entry point now run it (round 11: SwiGLU's backward as one
+        Triton kernel on CUDA where triton imports, DeepSpeed's ZeRO-1 gradient norm as one fp32 foreach pass; every
+        earlier default) at each ``--r11-grid`` entry ``ROWSxMICROBATCHES`` (default 8x4, 16x16, 32x16), the
+        round-10 default (the SwiGLU chunk path, DeepSpeed's own norm) at ``--r11-ref`` (default 16x16) as the
+        call's reference, and HF ``Glm4MoeForCausalLM`` (sdpa, ``--r11-hf-experts`` experts: grouped_mm, its
+        fastest in every earlier call) at the same entry, so that both ratios come from this one call. The entry
+        point's DeepSpeed config, whole rows, no MTP (HF's work). Steps: ``--r7-warmup`` + ``--r7-iters`` below the
+        reference's size (8 x 4: 2 + 5), 1 warm-up and 3 timed at it (16 x 16), 1 + 2 above (32 x 16); HF 1 + 2. Then,
+        while ``--time-limit`` leaves their time, the round-10 default at the first entry and the new defaults at the
+        reference again (the call's noise). Ends with a table (``x`` the round-10 default at the reference, ``x HF``)."""
+        from model.kernels.swiglu import resolve_swiglu
+
+        cfg, key = self.r7_cfg, self.r7_key
+        left = lambda: self.args.time_limit - (time.perf_counter() - START)  # noqa: E731
+        entry = {"timers": {"throughput": {"enabled": False}}, "bf16": {"check_grad_overflow": False}}
+        d_new = DSVariant(
+            "the entry point's DeepSpeed config, fp32 foreach gradient norm", entry, foreach_norm=True
+        )
+        d_old = DSVariant("the entry point's DeepSpeed config", entry)
+        new = Variant("ours (round-11 defaults)", compile=self.r7_compile)
+        old = replace(
+            new, name="ours (round-10 defaults: SwiGLU chunk path, DeepSpeed's norm)", fused_swiglu=False
+        )
+        swiglu_here = resolve_swiglu(None, self.dev)
+        triton_ok = importlib.util.find_spec("triton") is not None
+        info = {"section": "round11 info", "name": "defaults here", "swiglu_default": str(swiglu_here),
+                "triton_installed": triton_ok, "device": str(self.dev)}  # fmt: skip
+        self.rows.append(info)
+        print(f"[round11] SwiGLU's default on {self.dev.type}: {swiglu_here!r} (triton installed: {triton_ok})",
+              flush=True)  # fmt: skip
+        if self.dev.type == "cuda" and swiglu_here != "triton":
+            print("[round11] WARNING: the Triton SwiGLU backward is not the default here: the new-default rows run "
+                  "the chunk path", flush=True)  # fmt: skip
+        parse = lambda e: tuple(int(x) for x in e.lower().split("x"))  # noqa: E731
+        grid = [parse(e) for e in self.args.r11_grid.split(",")]
+        ref_at = parse(self.args.r11_ref)
+        got: list[dict[str, Any]] = []
+
+        def steps_of(rows: int, gas: int) -> dict[str, int]:
+            """Below the reference's micro-batches x rows (the 8 x 4 headline): --r7-warmup + --r7-iters (2 + 5);
+            at it (16 x 16, 3.5 s a step): 1 + 3; above (32 x 16, 7 s a step): 1 + 2. The same rule on CPU."""
+            size, ref_size = rows * gas, ref_at[0] * ref_at[1]
+            if size < ref_size:
+                return {}
+            return {"warmup": 1, "iters": 3 if size == ref_size else 2}
+
+        def need(rows: int, gas: int) -> float:
+            return (
+                25 + rows * gas / 6
+            )  # seconds: build and compile, then the steps (~3.5 s a step at 16 x 16)
+
+        def ours(tag: str, v: Variant, d: DSVariant, rows: int, gas: int, factor: float = 1.0) -> None:
+            at = f"{rows} x {gas}"
+            if left() < need(rows, gas) * factor:
+                print(f"[round11] {tag}, {at}: skipped ({left():.0f} s of --time-limit left, needs "
+                      f"~{need(rows, gas) * factor:.0f})", flush=True)  # fmt: skip
+                return
+            r = self.ds_step("round11 step", cfg, key, replace(v, name=f"{v.name}, {at}"), d, batch=rows,
+                             gas=gas, **steps_of(rows, gas))  # fmt: skip
+            if r:
+                r["grid"], r["change"] = at, tag
+                got.append(r)
+
+        def hf(rows: int, gas: int) -> None:
+            at, experts = f"{rows} x {gas}", self.args.r11_hf_experts
+            if left() < 10 + rows * gas / 2.5:  # HF: ~8.5 s a step at 16 x 16, three steps
+                print(f"[round11] HF, {at}: skipped ({left():.0f} s of --time-limit left)", flush=True)
+                return
+            r = self.full_step(
+                "round11 step", f"{hf_name(experts, 'default')}, {at}", cfg, lambda: self.hf(cfg, key, experts),
+                rows, packed=False, mtp=False, ours=False, gas=gas, bf16={},
+                warmup=1, iters=2,
+            )  # fmt: skip
+            if r:
+                r["grid"], r["change"] = at, "HF"
+                got.append(r)
+
+        ours("new defaults", new, d_new, *ref_at)  # the reference entry first, both ways
+        ours("round-10 defaults", old, d_old, *ref_at)
+        for rows, gas in grid:
+            if (rows, gas) != ref_at:
+                ours("new defaults", new, d_new, rows, gas)
+        hf(*ref_at)
+        # extras, while the time limit leaves them: the old default at the first entry, the new ones again (noise)
+        if grid[0] != ref_at:
+            ours("round-10 defaults", old, d_old, *grid[0], factor=1.5)
+        again = replace(new, name="ours (round-11 defaults, again)")
+        ours("new defaults again", again, d_new, *ref_at, factor=1.5)
+        _round11_ratios(got, f"{ref_at[0]} x {ref_at[1]}")
+        (Path(self.args.out) / "train_bench.json").write_text(json.dumps(self.rows, indent=1, default=str))
+        for r in got:
+            print(f"[round11] {r['name']}: {r.get('x_ref', float('nan')):.3f}x the round-10 default at "
+                  f"{ref_at[0]} x {ref_at[1]}, {r.get('x_hf', float('nan')):.2f}x HF, MFU {r['mfu'] * 100:.1f}% (PaLM "
+                  f"{r.get('mfu_palm', 0) * 100:.1f}%), {r['ms']:.1f} ms/step, peak {r['peak_gib']:.1f} GiB"
+                  + (f", loss {r['loss_first_step']:.5f} -> {r['loss']:.5f} after {r['steps'] - 1} updates"
+                     if "loss" in r else ""), flush=True)  # fmt: skip
+        print(round11_table(got, f"{ref_at[0]} x {ref_at[1]}", swiglu_here), flush=True)
+
     def _round8_check(
         self, cfg: ModelConfig, key: str, paths: dict[str, Variant], ref: Variant | None = None,
         section: str = "round8",
@@ -1912,6 +2025,8 @@ def gpu(args: argparse.Namespace) -> None:
             bench.round6()
         if "round7" in sections:
             bench.round7()
+        if "round11" in sections:
+            bench.round11()
         if "round10" in sections:
             bench.round10()
         if "round9" in sections:
@@ -1931,6 +2046,39 @@ def gpu(args: argparse.Namespace) -> None:
         (out / "train_bench.json").write_text(json.dumps(bench.rows, indent=1))
         summary(bench.rows)
         print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def _round11_ratios(rows: list[dict[str, Any]], ref_at: str) -> None:
+    """Set each round-11 row's ``x_ref`` (tok/s against the round-10 default at ``ref_at``) and ``x_hf`` (against
+    HF at ``ref_at``), where those rows exist."""
+    ref = next((r for r in rows if r["change"] == "round-10 defaults" and r["grid"] == ref_at), None)
+    hf = next((r for r in rows if r["change"] == "HF"), None)
+    for r in rows:
+        if ref:
+            r["x_ref"] = r["tok_s"] / ref["tok_s"]
+        if hf:
+            r["x_hf"] = r["tok_s"] / hf["tok_s"]
+
+
+def round11_table(rows: list[dict[str, Any]], ref_at: str, swiglu: object) -> str:
+    """The round-11 rows as a Markdown table (the shape of docs/TRAIN_SPEED.md's tables)."""
+    lines = [
+        f"\n## Round 11: the headline step with the round-11 defaults (SwiGLU default here: {swiglu!r}; DeepSpeed's "
+        f"gradient norm as one fp32 foreach pass), the round-10 default and HF at {ref_at}, one call",
+        "| | rows x micro-batches | tok/s | MFU | MFU, PaLM | ms/step | peak GiB | loss first -> last (updates) | "
+        f"x round-10 default {ref_at} | x HF {ref_at} |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        loss = f"{r['loss_first_step']:.4f} -> {r['loss']:.4f} ({r['steps'] - 1})" if "loss" in r else "-"
+        x_ref = f"{r['x_ref']:.3f}x" if "x_ref" in r else "-"
+        x_hf = f"{r['x_hf']:.2f}x" if "x_hf" in r else "-"
+        palm = f"{r['mfu_palm'] * 100:.1f}%" if "mfu_palm" in r else "-"
+        lines.append(
+            f"| {r['change']} | {r['grid']} | {r['tok_s']:,.0f} | {r['mfu'] * 100:.1f}% | {palm} | {r['ms']:.1f} | "
+            f"{r['peak_gib']:.1f} | {loss} | {x_ref} | {x_hf} |"
+        )
+    return "\n".join(lines)
 
 
 def headline_table(flavour_key: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -2079,7 +2227,7 @@ def main() -> None:
         "--sections",
         default=None,
         help="GPU default: headline,dense,ablation,profile; CPU default: debug against HF (forward + backward); on "
-        "CPU, headline, round7, round8, round9 or round10 rehearse those sections on the debug flavour",
+        "CPU, headline, round7, round8, round9, round10 or round11 rehearse those sections on the debug flavour",
     )
     parser.add_argument("--micro-batch", type=int, default=8, help="rows of 4K per micro-batch (headline)")
     parser.add_argument("--gas", type=int, default=4, help="micro-batches per optimizer step (headline)")
@@ -2122,6 +2270,20 @@ def main() -> None:
         "--r10-grid", default=None,
         help="round10: ROWSxMICROBATCHES entries (default 8x4,16x16 on CUDA; the CPU rehearsal 2x2,4x4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--r11-grid", default=None,
+        help="round11: ROWSxMICROBATCHES entries of the new defaults (default 8x4,16x16,32x16 on CUDA; the CPU "
+        "rehearsal 2x2,4x4,4x8)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--r11-ref", default=None,
+        help="round11: the entry of the round-10 default and HF (default 16x16 on CUDA; the CPU rehearsal 4x4)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--r11-hf-experts",
+        default="grouped_mm",
+        help="round11: HF's expert implementation (its fastest so far)",
+    )
     parser.add_argument("--r7-iters", type=int, default=5, help="round7 / round8: timed optimizer steps")
     parser.add_argument(
         "--r7-seq", type=int, default=64, help="round7 / headline on CPU (rehearsals): tokens per row"
@@ -2129,6 +2291,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU: torch threads")
     args = parser.parse_args()
     args.r10_grid = args.r10_grid or ("8x4,16x16" if args.device == "cuda" else "2x2,4x4")
+    args.r11_grid = args.r11_grid or ("8x4,16x16,32x16" if args.device == "cuda" else "2x2,4x4,4x8")
+    args.r11_ref = args.r11_ref or ("16x16" if args.device == "cuda" else "4x4")
     if args.device == "cuda":
         args.sections = args.sections or "headline,dense,ablation,profile"
         gpu(args)
@@ -2140,6 +2304,8 @@ def main() -> None:
         round7_cpu(args, "round9")
     elif "round10" in (args.sections or "").split(","):
         round7_cpu(args, "round10")
+    elif "round11" in (args.sections or "").split(","):
+        round7_cpu(args, "round11")
     elif "headline" in (args.sections or "").split(","):
         headline_cpu(args)
     else:
