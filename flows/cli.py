@@ -775,16 +775,22 @@ def show(
     ref = engine.store.read_refs(p.spec.name).get(node, {})
     fp = plan.fingerprint if plan.status == "up_to_date" else ref.get("fingerprint")
     manifest = engine.store.manifest(fp) if fp else None
+    from flows.status_view import show_lines
+
+    last = show_lines(engine, plans, node, failed)  # its failed last run (run.json), or one upstream
     if manifest is None:
         builds = blocked_reason(blocked[node]) if node in blocked else f"`arcflow run --to {node}` builds it"
         err.print(
-            f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); {builds}",
+            f"{node} has no stored output: {'; '.join(last)}"
+            if last
+            else f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); {builds}",
             style="yellow",
             highlight=False,
+            markup=False,  # errors and params may hold brackets
         )
         raise typer.Exit(1)
     notes = _show_notes(p, node, plan, manifest) + (
-        [blocked_reason(blocked[node])] if node in blocked else []
+        last or ([blocked_reason(blocked[node])] if node in blocked else [])
     )
     from flows.trace_render import render_lineage
     from flows.trace_training import training_lineage
@@ -828,7 +834,7 @@ def show(
             highlight=False,
         )
     for note in notes:
-        console.print(f"[yellow]note[/]: {note}", highlight=False)
+        console.print(Text.assemble(("note", "yellow"), f": {note}"), highlight=False)
     console.print(f"output: {engine.store.output_dir(fp)}", highlight=False, soft_wrap=True)
     text = summary_markdown(manifest, reused=True)
     text = text.replace("**reused from the store** · ", "", 1)  # the heading above says what this output is

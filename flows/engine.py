@@ -151,6 +151,8 @@ class Engine:
         self.store = store or Store(pipeline.workdir)
         self.executor = executor or DaskExecutor(pipeline.spec.executor)
         self._results: dict[str, tuple[str, str]] = {}  # node -> (fingerprint, content hash) decided this run
+        # node -> the fingerprint it was computed at this run (kept in run.json when it failed)
+        self._attempts: dict[str, str] = {}
         self._lock = threading.Lock()
         self._refs = self.store.read_refs(pipeline.spec.name)
         self.run_info: dict[str, Any] = {}  # who runs this (e.g. the Prefect flow run), kept in manifests
@@ -325,6 +327,8 @@ class Engine:
         inputs = self._input_refs(node)
         parts = self.parts(node, [(i.name, i.content_hash) for i in inputs])
         fp = self.fingerprint_of(parts)
+        with self._lock:
+            self._attempts[node_id] = fp
         # forcing recomputes. A finished output stays, whole and named by its ref, until the new one is complete:
         # the rerun computes into a folder beside it (``<fp>.new``) that replaces it only then, so a rerun that
         # fails leaves the store as it was. An unfinished output stays for a kind that resumes its own work
@@ -590,14 +594,20 @@ class Engine:
         self.store.publish_run(run_dir)
         return run_dir
 
-    def record_run_end(self, run_dir: str, states: dict[str, str]) -> None:
-        """``run.json``: each node's final state and output fingerprint."""
+    def record_run_end(
+        self, run_dir: str, states: dict[str, str], errors: dict[str, str] | None = None
+    ) -> None:
+        """``run.json``: each node's final state and output fingerprint; for a node that did not complete, the
+        fingerprint it was computed at (when the run got that far) and ``errors``' one-line error for it
+        (``flows.last_run.error_line``), so that `arcflow status` can tell whether the failure still applies."""
+        errors = errors or {}
         with self._lock:
             outputs = {
                 n: {
                     "state": states.get(n),
-                    "fingerprint": self._results.get(n, (None, None))[0],
+                    "fingerprint": self._results.get(n, (self._attempts.get(n), None))[0],
                     "content_hash": self._results.get(n, (None, None))[1],
+                    **({"error": errors[n]} if errors.get(n) else {}),
                 }
                 for n in states
             }

@@ -7,11 +7,14 @@ a run computes it again and fails there, so `status` calls it failed and the nod
 a node whose stored output quarantined every row, :mod:`flows.outcome`). When it changed since, it is only not
 computed.
 
-"As it was": ``run.json`` records no fingerprint for a node that failed (a fingerprint is recorded when a node
-finishes), so the match is on what the records hold: the node's kind, inputs and resolved params in the run's
-``pipeline.yaml``, the pipeline's seed, and the content hash of each input as the run records it (or the latest
-earlier run that does, for an input outside that run's selection). A code or package change is not seen by this
-match. Where a record does hold a failed node's fingerprint (or its ``error``), that is used instead.
+"As it was": ``run.json`` keeps, for a node that failed, the fingerprint it was computed at and its one-line
+error (:func:`error_line`). The node is as it was when its current fingerprint is that one; when it differs (a
+param, its code, a package, an input changed), a run computes it again: `status` says so, naming what changed
+where the records show it. A record written before these fields existed (or for a node that failed before its
+fingerprint was known: a missing input) has neither, so the match is on what the records hold: the node's kind,
+inputs and resolved params in the run's ``pipeline.yaml``, the pipeline's seed, and the content hash of each input
+as the run records it (or the latest earlier run that does, for an input outside that run's selection); a code or
+package change is not seen by that match.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ __all__ = [
     "LAST_RUN",
     "EVERY_ROW",
     "Failure",
+    "ERROR_CHARS",
+    "error_line",
+    "AT_ANOTHER_FINGERPRINT",
+    "last_run_lines",
     "RunRecord",
     "read_runs",
     "LastRunOutcome",
@@ -51,6 +58,29 @@ RESOLVED_FROM = "# resolved from "
 LAST_RUN = "failed in the last run"
 #: the cause :func:`flows.outcome.blocked_reason` gives a node whose stored output quarantined every row
 EVERY_ROW = "every row quarantined"
+#: how `status` says that a failed node's last run was at another fingerprint than its current one
+AT_ANOTHER_FINGERPRINT = "failed in the last run at another fingerprint: will run"
+#: the longest one-line error a run record keeps (:func:`error_line`)
+ERROR_CHARS = 300
+#: what changed when a node's fingerprint differs from its failed one but the run's config shows no change
+OTHER_CHANGE = "its code, a package version or a file it reads changed"
+
+
+def error_line(error: BaseException | str | None, node_id: str = "", limit: int = ERROR_CHARS) -> str | None:
+    """A failure in one line for the run record: the exception's type and the first non-empty line of its message
+    (whitespace collapsed, a leading ``node '<id>': `` dropped), cut to ``limit`` characters with ``…``; a text
+    (a state's message) the same without the type. None when there is nothing to say."""
+    if error is None:
+        return None
+    name = type(error).__name__ if isinstance(error, BaseException) else ""
+    lines = [" ".join(ln.split()) for ln in str(error).splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    for prefix in (f"node {node_id!r}: ", f"node {node_id}: "):
+        first = first.removeprefix(prefix)
+    text = f"{name}: {first}" if name and first else name or first
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text or None
 
 
 @dataclass
@@ -76,6 +106,8 @@ class Failure:
     state: str
     error: str | None  # the one-line error, when the run record holds one
     line: int | None  # the node's line in the pipeline file
+    finished_at: str | None = None  # when that run ended (``run.json``'s ``finished_at``, UTC)
+    fingerprint: str | None = None  # the fingerprint it failed at, when the run record holds it
 
 
 def read_runs(store_root: str) -> list[RunRecord]:
@@ -138,22 +170,44 @@ def _changes(
     where: tuple[tuple[str, ...], str],
 ) -> tuple[list[str], list[str]]:
     """What changed in ``node_id`` since the failed run ``runs[at]`` (each change said), and which of its inputs a
-    run recomputes first (their outcome is not known yet). Nothing is said changed when that run's config cannot be
-    read (nothing to compare), nor for an input no run recorded. ``where``: the kind's path params and the pipeline
-    file, so that params are compared as the fingerprint sees them (paths relative to the pipeline's folder)."""
-    record = runs[at]
-    entry = record.nodes[node_id]
+    run recomputes first (their outcome is not known yet). With the fingerprint it failed at recorded, the match is
+    exact: changed when its current one differs (what changed said from the records where they show it, else
+    :data:`OTHER_CHANGE`); with inputs to recompute first, only a change of its config counts. Without it, nothing
+    is said changed when that run's config cannot be read (nothing to compare), nor for an input no run recorded.
+    ``where``: the kind's path params and the pipeline file, so that params are compared as the fingerprint sees
+    them (paths relative to the pipeline's folder)."""
+    entry = runs[at].nodes[node_id]
     recomputed = [n for n in now["inputs"] if n not in plans or plans[n].content_hash is None]
+    seen = _config_changes(node_id, runs, at, now, seed, plans, store_root, where, recomputed)
     if entry.get("fingerprint"):  # recorded: the exact match
         x = plans[node_id]
         if recomputed or x.fingerprint is None:
-            return [], recomputed
-        return ([] if x.fingerprint == entry["fingerprint"] else ["its fingerprint changed"]), []
+            return seen, [] if seen else recomputed
+        if x.fingerprint == entry["fingerprint"]:
+            return [], []
+        return seen or [OTHER_CHANGE], []
+    return seen, recomputed
+
+
+def _config_changes(
+    node_id: str,
+    runs: list[RunRecord],
+    at: int,
+    now: Mapping[str, Any],
+    seed: Any,
+    plans: Mapping[str, Any],
+    store_root: str,
+    where: tuple[tuple[str, ...], str],
+    recomputed: list[str],
+) -> list[str]:
+    """What the run records show changed in ``node_id`` since the failed run ``runs[at]``: its kind, inputs,
+    params (as the fingerprint sees them), the seed, and the content of each input not in ``recomputed``."""
+    record = runs[at]
     if not record.config:
         _load_config(record, store_root)
     old = record.config.get(node_id)
     if not isinstance(old, dict):
-        return [], recomputed
+        return []
     out = []
     if old.get("uses") != now["uses"]:
         out.append(f"kind {old.get('uses')} -> {now['uses']}")
@@ -170,7 +224,7 @@ def _changes(
         then = _input_hash(runs, at, name)
         if then is not None and then != plans[name].content_hash:
             out.append(f"input {name!r} changed")
-    return out, recomputed
+    return out
 
 
 @dataclass
@@ -180,6 +234,7 @@ class LastRunOutcome:
     failed: dict[str, Failure] = field(default_factory=dict)  # unchanged since its failed run: fails again
     blocked: dict[str, list[str]] = field(default_factory=dict)  # node -> failing nodes upstream: skipped
     cleared: dict[str, str] = field(default_factory=dict)  # node -> what changed since its failed run
+    cleared_from: dict[str, Failure] = field(default_factory=dict)  # of ``cleared``: that failed run
     # fails again if the inputs a run recomputes first come out the same
     again: dict[str, Failure] = field(default_factory=dict)
     recomputed: dict[str, list[str]] = field(default_factory=dict)  # of ``again``: those inputs
@@ -238,15 +293,25 @@ def last_run_outcome(
         changed, recomputed = _changes(
             x.node, runs, at, now, resolved.get("seed"), by_node, store_root, where
         )
-        if changed:
-            out.cleared[x.node] = (
-                f"not computed since it failed in run {runs[at].run_id}; since then: {'; '.join(changed)}"
-            )
-            continue
-        error = entry.get("error")
+        error, fingerprint = entry.get("error"), entry.get("fingerprint")
         failure = Failure(
-            x.node, runs[at].run_id, state, " ".join(str(error).split()) if error else None, lines.get(x.node)
+            x.node,
+            runs[at].run_id,
+            state,
+            " ".join(str(error).split()) if error else None,
+            lines.get(x.node),
+            runs[at].finished_at or None,
+            str(fingerprint) if fingerprint else None,
         )
+        if changed:
+            if fingerprint:
+                why = f"{AT_ANOTHER_FINGERPRINT} (run {runs[at].run_id}; since then: {'; '.join(changed)})"
+            else:  # an older record: the config says what changed
+                why = (
+                    f"not computed since it failed in run {runs[at].run_id}; since then: {'; '.join(changed)}"
+                )
+            out.cleared[x.node], out.cleared_from[x.node] = why, failure
+            continue
         if recomputed:
             out.again[x.node], out.recomputed[x.node] = failure, recomputed
             out.unless.pop(x.node, None)
@@ -270,9 +335,10 @@ def failed_reasons(failure: Failure, pipeline_file: str) -> list[str]:
     head = f"{failure.state.lower()} in run {failure.run_id} ({where})"
     if failure.error:
         first = f"{head}: {failure.error}"
-    else:  # the run record keeps no error: the run's output had it
+    else:  # the run record keeps no error (an older record): the run's output had it
         first = f"{head}; `arcflow run --node {failure.node}{file}` shows its error"
-    return [first, "unchanged since (kind, params, inputs): a run fails there again until it is fixed"]
+    same = "same fingerprint" if failure.fingerprint else "kind, params, inputs"
+    return [first, f"unchanged since ({same}): a run fails there again until it is fixed"]
 
 
 def again_reason(failure: Failure, inputs: list[str], pipeline_file: str) -> str:
@@ -317,3 +383,24 @@ def node_lines(pipeline_file: str) -> dict[str, int]:
         for path, line in doc.lines.items()
         if isinstance(path, tuple) and len(path) == 2 and path[0] == "nodes"
     }
+
+
+def last_run_lines(outcome: LastRunOutcome, node: str, pipeline_file: str) -> list[str]:
+    """What `arcflow show NODE` says of ``node``'s failed last run: when it ended, its error, and whether a run
+    fails there again (unchanged since) or computes it again (changed since). Empty when its last run did not
+    fail (or does not matter: a node upstream fails first)."""
+    failure = outcome.failed.get(node) or outcome.again.get(node) or outcome.cleared_from.get(node)
+    if failure is None:
+        return []
+    where = f"{pipeline_file}:{failure.line}" if failure.line else pipeline_file
+    when = f", ended {failure.finished_at}" if failure.finished_at else ""
+    at = f" at fingerprint {failure.fingerprint[:12]}" if failure.fingerprint else ""
+    error = failure.error or f"its error is not recorded; `arcflow run --node {node}` shows it"
+    lines = [f"last run {failure.state.lower()}: run {failure.run_id}{when} ({where}){at}: {error}"]
+    if node in outcome.failed:
+        lines.append(failed_reasons(failure, pipeline_file)[1])
+    elif node in outcome.again:
+        lines.append(again_reason(failure, outcome.recomputed[node], pipeline_file))
+    else:
+        lines.append(outcome.cleared[node])
+    return lines

@@ -27,6 +27,7 @@ from prefect.states import Completed, State
 
 from flows.engine import Engine, select
 from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError, StoreLockedError
+from flows.last_run import error_line
 from flows.outcome import SKIPPED, all_quarantined, all_quarantined_error, skipped_message
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.retry import permanent_reason, worth_retrying
@@ -327,7 +328,7 @@ def run_with_engine(
                 results[node_id] = st.name
                 if not st.is_completed() or st.name == SKIPPED:
                     failed.append(node_id)
-            engine.record_run_end(run_dir, results)
+            engine.record_run_end(run_dir, results, _error_lines({n: futures[n].state for n in failed}))
             if failed:
                 raise NodeFailedError(_failure_summary(engine, {n: futures[n].state for n in failed}))
     finally:
@@ -367,6 +368,18 @@ def _failure_summary(engine: Engine, states: dict[str, Any]) -> str:
     if skipped:
         text += f"\n{len(skipped)} node(s) skipped:\n" + "\n".join(skipped)
     return text
+
+
+def _error_lines(states: dict[str, Any]) -> dict[str, str]:
+    """The one-line error of each node that failed or crashed (its exception, else its state's message), for the
+    run record; a skipped node has none."""
+    out = {}
+    for node_id, st in states.items():
+        if st.is_failed() or st.is_crashed():
+            line = error_line(_exception(st) or st.message, node_id)
+            if line:
+                out[node_id] = line
+    return out
 
 
 def _exception(state: Any) -> BaseException | None:

@@ -133,3 +133,17 @@ def missing_input_notes(
                 continue
             notes.setdefault(node_id, []).append(note)
     return notes
+
+
+def show_lines(engine: Any, plans: list[Any], node: str, quarantined: Mapping[str, Any]) -> list[str]:
+    """`arcflow show NODE`: what its failed last run says (when it ended, its one-line error, whether a run fails
+    there again or computes it again), or that a node upstream failed in its last run; empty otherwise.
+    ``quarantined``: the nodes whose stored output quarantined every row (`show` says those in its own words)."""
+    if node in quarantined:
+        return []
+    stops = {n: lr.EVERY_ROW for n in quarantined}
+    o = _outcome(engine, plans, stops, None)
+    if node in o.blocked:  # `show` names the all-quarantined ones itself
+        ups = o.blocked[node]
+        return [] if set(ups) <= set(quarantined) else [lr.blocked_by_reason(ups, stops)]
+    return lr.last_run_lines(o, node, engine.pipeline.file)

@@ -1,8 +1,10 @@
-"""`arcflow status` and `arcflow plan` after a run where a node raised (a ParamError: a filter naming a missing
-column): the node shows as failed in its last run (its run, its YAML line), its consumers as blocked by it (the
-words used for a node whose stored output quarantined every row, and both named where both block a node); a node
-changed since its failed run (a fixed param, an input that changed) is only not computed; a fixed run clears it.
-The failing run goes through the CLI with Prefect's ephemeral API, as a user runs it."""
+"""`arcflow status`, `arcflow plan` and `arcflow show` after a run where a node raised (a ParamError: a filter
+naming a missing column): the run record keeps the fingerprint it failed at and its one-line error; the node shows
+as failed in its last run (its run, its YAML line, its error), its consumers as blocked by it (the words used for a
+node whose stored output quarantined every row, and both named where both block a node); a node whose fingerprint
+changed since its failed run (a fixed param, an input that changed, its code) will run; a fixed run clears it. A
+run record written before the fingerprint and error were kept still loads and shows as before. The failing run goes
+through the CLI with Prefect's ephemeral API, as a user runs it."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from _pipeline_util import load, run_all, write_corpus, write_pipeline
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.last_run import AT_ANOTHER_FINGERPRINT, ERROR_CHARS, OTHER_CHANGE, error_line
 from flows.outcome import blocked_reason
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +81,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def _cli(args: list[str], path: Path) -> str:
-    result = CliRunner().invoke(app, [*args, "-f", str(path)], env={"COLUMNS": "400"})
+    result = CliRunner().invoke(app, [*args, "-f", str(path)], env={"COLUMNS": "1000"})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -112,15 +115,45 @@ def _run_id(root: Path) -> str:
     return record.parent.name
 
 
+def _record(root: Path) -> tuple[Path, dict]:
+    """The run record (``run.json``) of the one run in ``root``'s store, and what it holds."""
+    (record,) = (root / ".arcflow" / "runs").glob("*/run.json")
+    return record, json.loads(record.read_text())
+
+
+def _as_before(root: Path) -> dict:
+    """Rewrite the run record as a run wrote it before the fingerprint and error of a failed node were kept;
+    returns the record as it was."""
+    record, data = _record(root)
+    old = json.loads(json.dumps(data))
+    for entry in old["nodes"].values():
+        if entry["state"] != "Completed":
+            entry["fingerprint"] = None
+            entry.pop("error", None)
+    record.write_text(json.dumps(old))
+    return data
+
+
 @pytest.mark.timeout(300)
 def test_status_and_plan_show_the_failed_node_and_block_its_consumers(failed_store: Path) -> None:
     path, run_id = failed_store / "pipeline.yaml", _run_id(failed_store)
+    # the run record keeps the failed node's fingerprint (the one a run computes it at now) and its error line
+    nodes = _record(failed_store)[1]["nodes"]
+    entries = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}
+    assert nodes["bad"]["state"] == "Failed" and nodes["bad"]["fingerprint"] == entries["bad"]["fingerprint"]
+    error = nodes["bad"]["error"]
+    assert error.startswith(f"ParamError: {path}:") and "nodes.bad.params.expr: filter expression" in error
+    assert "no_such_column" in error and "\n" not in error and len(error) <= ERROR_CHARS, error
+    assert nodes["after"] == {"state": "Skipped", "fingerprint": None, "content_hash": None}, nodes
+    assert "error" not in nodes["raw"] and nodes["raw"]["fingerprint"] == entries["raw"]["fingerprint"]
     status = _status(path)
 
     label, why = status["bad"]
-    assert label == "failed (last run)", status
-    assert f"failed in run {run_id} ({path}:{_line_of(path, 'bad')})" in why, why
-    assert f"`arcflow run --node bad -f {path}` shows its error" in why and "never run" not in why, why
+    assert label == "failed (last run)", status  # its error next to it
+    assert why.startswith(f"failed in run {run_id} ({path}:{_line_of(path, 'bad')}): {error}; "), why
+    assert "unchanged since (same fingerprint): a run fails there again" in why and "never run" not in why, (
+        why
+    )
     for consumer in ("after", "last"):  # skipped in that run: blocked, in the all-quarantined case's words
         assert status[consumer][0] == "blocked", status
         assert status[consumer][1].startswith(f"blocked by 'bad' (failed in the last run){SKIPS}"), status
@@ -138,7 +171,7 @@ def test_status_and_plan_show_the_failed_node_and_block_its_consumers(failed_sto
     assert plan["after"][0] == plan["last"][0] == plan["join"][0] == "skip (blocked)", plan
     assert plan["after"][1].startswith(f"blocked by 'bad' (failed in the last run){SKIPS}"), plan
     entries = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}
-    assert entries["bad"]["failed_last_run"] == {"run": run_id, "state": "Failed", "error": None}, entries
+    assert entries["bad"]["failed_last_run"] == {"run": run_id, "state": "Failed", "error": error}, entries
     assert entries["last"]["blocked_by"] == ["bad"] and entries["join"]["blocked_by"] == ["bad", "broken"]
     # --from raw: bad fails again only if raw comes out unchanged; its consumers run unless it does
     plan = _plan(path, "--from", "raw")
@@ -151,37 +184,96 @@ def test_status_and_plan_show_the_failed_node_and_block_its_consumers(failed_sto
 
 
 @pytest.mark.timeout(300)
-def test_a_recorded_fingerprint_and_error_are_used_and_a_changed_input_clears_the_failure(
+def test_a_changed_fingerprint_will_run_and_an_old_run_record_shows_as_before(
     failed_store: Path, tmp_path: Path
 ) -> None:
-    path = _copy(failed_store, tmp_path / "moved")  # path params compare relative to the pipeline's folder
-    assert _status(path)["bad"][0] == "failed (last run)"
-    (record,) = (tmp_path / "moved" / ".arcflow" / "runs").glob("*/run.json")
-    data = json.loads(record.read_text())
+    root = tmp_path / "moved"
+    path = _copy(failed_store, root)  # fingerprints and path params do not depend on the folder
+    run_id = _run_id(root)
+    record, data = _record(root)
     fingerprint = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}["bad"]["fingerprint"]
-    assert fingerprint  # its inputs are stored, so its fingerprint is known
+    assert fingerprint and data["nodes"]["bad"]["fingerprint"] == fingerprint
+    assert _status(path)["bad"][0] == "failed (last run)"
 
-    # a run record that keeps a failed node's fingerprint and error (run.json does not yet): both are used
-    data["nodes"]["bad"].update(fingerprint=fingerprint, error="ParamError: pipeline.yaml:14: no such column")
-    record.write_text(json.dumps(data))
-    label, why = _status(path)["bad"]
-    assert label == "failed (last run)" and why.split("; ")[0].endswith(
-        ": ParamError: pipeline.yaml:14: no such column"
+    # failed at another fingerprint with the same kind, params and inputs: what a change of its code or of a
+    # package leaves (a run computes it again), and its consumers are not blocked
+    other = json.loads(json.dumps(data))
+    other["nodes"]["bad"]["fingerprint"] = "0" * 64
+    record.write_text(json.dumps(other))
+    status = _status(path)
+    assert status["bad"] == (
+        "missing",
+        f"{AT_ANOTHER_FINGERPRINT} (run {run_id}; since then: {OTHER_CHANGE})",
     )
-    data["nodes"]["bad"]["fingerprint"] = "0" * 64
-    record.write_text(json.dumps(data))
+    assert status["after"] == status["last"] == ("missing", "never run"), status
+    assert _plan(path)["bad"][0] == "compute" and _plan(path)["after"][0] == "compute"
+
+    # a run record from before the fingerprint and error were kept: it loads, and shows as it did
+    _as_before(root)
     label, why = _status(path)["bad"]
-    assert label == "missing" and "since then: its fingerprint changed" in why, why
-    data["nodes"]["bad"].pop("fingerprint")
-    record.write_text(json.dumps(data))
+    assert label == "failed (last run)", why
+    assert why.startswith(
+        f"failed in run {run_id} ({path}:{_line_of(path, 'bad')}); `arcflow run --node bad"
+    ), why
+    assert "unchanged since (kind, params, inputs)" in why, why
+    entries = {e["node"]: e for e in json.loads(_cli(["plan", "--json"], path))}
+    assert entries["bad"]["failed_last_run"] == {"run": run_id, "state": "Failed", "error": None}, entries
 
     # its input changes (one more page, computed without Prefect, so no run record): not failed any more
-    (tmp_path / "moved" / "data" / "zzz_extra.txt").write_text("one more page of plain text for the corpus")
+    (root / "data" / "zzz_extra.txt").write_text("one more page of plain text for the corpus")
     run_all(load(path), node="raw")
-    status = _status(path)
-    assert status["bad"][0] == "missing", status
-    assert "since then: input 'raw' changed" in status["bad"][1], status
+    status = _status(path)  # the old record: what changed, from the run's config and input hashes
+    assert status["bad"] == (
+        "missing",
+        f"not computed since it failed in run {run_id}; since then: input 'raw' changed",
+    )
     assert status["after"] == ("missing", "never run"), status  # not blocked: bad may work now
+    record.write_text(json.dumps(data))  # the record as a run writes it now: the fingerprint decides
+    status = _status(path)
+    expected = f"{AT_ANOTHER_FINGERPRINT} (run {run_id}; since then: input 'raw' changed)"
+    assert status["bad"] == ("missing", expected), status
+    assert status["after"] == ("missing", "never run"), status
+
+
+@pytest.mark.timeout(60)
+def test_show_gives_the_failed_run_its_time_and_error(failed_store: Path) -> None:
+    path, run_id = failed_store / "pipeline.yaml", _run_id(failed_store)
+    data = _record(failed_store)[1]
+    bad = data["nodes"]["bad"]
+
+    def show(node: str, *extra: str) -> str:
+        result = CliRunner().invoke(app, ["show", node, "-f", str(path), *extra], env={"COLUMNS": "1000"})
+        assert result.exit_code == 1, result.output  # no stored output to show
+        return " ".join(result.output.split())
+
+    where = f"({path}:{_line_of(path, 'bad')})"
+    head = f"bad has no stored output: last run failed: run {run_id}, ended {data['finished_at']} {where}"
+    assert show("bad") == (
+        f"{head} at fingerprint {bad['fingerprint'][:12]}: {bad['error']}; "
+        "unchanged since (same fingerprint): a run fails there again until it is fixed"
+    )
+    assert show("after") == f"after has no stored output: blocked by 'bad' (failed in the last run){SKIPS}"
+    assert show("join") == (
+        f"join has no stored output: blocked by 'bad' (failed in the last run), 'broken' (every row "
+        f"quarantined){SKIPS}"
+    )
+    fixed = show("bad", "--set", f"nodes.bad.params.expr={FIXED_EXPR}")
+    assert fixed.startswith(f"{head} at fingerprint {bad['fingerprint'][:12]}: {bad['error']}; "), fixed
+    assert fixed.endswith(
+        f"{AT_ANOTHER_FINGERPRINT} (run {run_id}; since then: param expr: {json.dumps(BAD_EXPR)} -> "
+        f"{json.dumps(FIXED_EXPR)})"
+    ), fixed
+
+
+def test_error_line_is_the_first_line_trimmed() -> None:
+    exc = ValueError("node 'bad': the first   line\n  the second line\n")
+    assert error_line(exc, "bad") == "ValueError: the first line"
+    assert error_line("\n  Crashed: the worker died \n more", "bad") == "Crashed: the worker died"
+    assert error_line(RuntimeError(), "bad") == "RuntimeError" and error_line(None) is None
+    long = error_line(KeyError("x" * 1000))
+    assert (
+        long is not None and len(long) == ERROR_CHARS and long.endswith("…") and long.startswith("KeyError: ")
+    )
 
 
 @pytest.mark.timeout(300)
@@ -194,8 +286,8 @@ def test_a_fixed_param_clears_the_failure_and_a_fixed_run_completes(
 
     status = _status(path, "--set", fix)
     label, why = status["bad"]
-    assert label == "missing", status  # only not computed: its params changed since it failed
-    assert why.startswith(f"not computed since it failed in run {run_id}; since then: param expr:"), why
+    assert label == "missing", status  # its params changed since it failed: a run computes it again
+    assert why.startswith(f"{AT_ANOTHER_FINGERPRINT} (run {run_id}; since then: param expr:"), why
     assert BAD_EXPR in why and FIXED_EXPR in why and "never run" not in why, why
     assert status["after"] == status["last"] == ("missing", "never run"), status
     # join is still blocked by broken alone: the words `status` said before for such a node
