@@ -265,6 +265,40 @@ def test_show_gives_the_failed_run_its_time_and_error(failed_store: Path) -> Non
     ), fixed
 
 
+@pytest.mark.timeout(60)
+def test_a_param_changed_since_it_failed_counts_even_with_its_input_recomputed_first(
+    failed_store: Path,
+) -> None:
+    path, run_id = failed_store / "pipeline.yaml", _run_id(failed_store)
+    plan = _plan(path, "--from", "raw", "--set", f"nodes.bad.params.expr={FIXED_EXPR}")
+    assert plan["bad"][1].startswith(f"{AT_ANOTHER_FINGERPRINT} (run {run_id}; since then: param expr:"), plan
+    assert plan["after"][0] == "compute", plan  # not "unless 'bad' fails again"
+
+
+@pytest.mark.timeout(60)
+def test_a_node_that_fails_before_its_fingerprint_is_known_keeps_its_error_only(
+    failed_store: Path, tmp_path: Path
+) -> None:
+    from flows.engine import Engine, select
+    from flows.errors import MissingInputError
+
+    path = _copy(failed_store, tmp_path / "early")
+    engine = Engine(load(path))
+    try:
+        run_dir = engine.record_run_start("0123456789", select(engine.pipeline, node="after"))
+        with pytest.raises(MissingInputError) as caught:  # its input 'bad' has no output: no fingerprint
+            engine.run_node("after", forced=True)
+        engine.record_run_end(run_dir, {"after": "Failed"}, {"after": error_line(caught.value, "after")})
+    finally:
+        engine.close()
+    entry = json.loads((Path(run_dir) / "run.json").read_text())["nodes"]["after"]
+    assert entry["fingerprint"] is None and entry["content_hash"] is None, entry
+    assert entry["error"] == error_line(caught.value, "after")
+    assert entry["error"].startswith("MissingInputError: ") and "'bad'" in entry["error"], entry
+    status = _status(path)  # matched on kind, params and inputs; still blocked by bad, which fails first
+    assert status["after"][0] == "blocked" and status["bad"][0] == "failed (last run)", status
+
+
 def test_error_line_is_the_first_line_trimmed() -> None:
     exc = ValueError("node 'bad': the first   line\n  the second line\n")
     assert error_line(exc, "bad") == "ValueError: the first line"
