@@ -1,6 +1,7 @@
 """How `arcflow status` and `arcflow plan` show the nodes whose last run failed (:mod:`flows.last_run`): the
 failed node as failed, with its run and error, the nodes downstream as blocked by it (the words used for a stored
-output that quarantined every row), and a node changed since its failed run as only not computed."""
+output that quarantined every row), and a node changed since its failed run (at another fingerprint now) as one a
+run computes again; `arcflow show` gives the failed run's time and error (:func:`show_lines`)."""
 
 from __future__ import annotations
 
