@@ -6,6 +6,10 @@ verdict and the same drop reason on every document, and C4 the same rewritten te
 `web_heuristics` kind runs, FineWeb seeing C4's text) must agree too. datatrove and spaCy (blank English,
 no model download) come with the `bench` extra, which scripts/setup installs: under CI a missing one is a
 failure, not a skip.
+
+datatrove's side (the documents, its verdicts and sentence splits) is computed in its own process, started in the
+background when the session starts (`_datatrove_build.py`, build ``datatrove`` of tests/_background.py): its
+spaCy tokenizer is most of this module's time. Our side is computed here.
 """
 
 from __future__ import annotations
@@ -16,65 +20,42 @@ from types import ModuleType
 
 import polars as pl
 import pytest
-from _real_corpus import real_documents
 
 from data_pipes.web import c4, fineweb, gopher_quality, gopher_repetition
 from data_pipes.web.heuristic_chain import heuristic_chain
 from data_pipes.web.sentence_split import split_sentences
+from tests._background import build_result
 
-pytestmark = pytest.mark.slow
-
-
-def _require(module: str) -> ModuleType:
-    if os.environ.get("CI"):
-        return __import__(module)
-    return pytest.importorskip(module)
+pytestmark = [pytest.mark.slow, pytest.mark.background_build("datatrove")]
 
 
 @pytest.fixture(scope="module")
-def docs() -> list[tuple[str, str]]:
-    _require("spacy")
-    _require("datatrove")
-    got = list(real_documents())
-    parts = Counter(p for p, _ in got)
-    assert len(got) >= 400 and min(parts.values()) >= 75, parts
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The background build's result: the documents and datatrove's verdicts on them."""
+    got = build_result(tmp_path_factory, "datatrove")
+    if "missing" in got:
+        if os.environ.get("CI"):
+            raise AssertionError(f"not installed (the `bench` extra): {got['missing']}")
+        pytest.skip(f"not installed: {got['missing']}")
     return got
 
 
-def _theirs(flt: object, text: str) -> tuple[str | None, str]:
-    """datatrove's verdict on one document: (reason or None when kept, the document's text afterwards)."""
-    from datatrove.data import Document
-
-    doc = Document(text=text, id="x")
-    res = flt.filter(doc)  # type: ignore[attr-defined]
-    return (None if res is True else res[1] if isinstance(res, tuple) else "dropped"), doc.text
+@pytest.fixture(scope="module")
+def docs(built: dict) -> list[tuple[str, str]]:
+    got = built["docs"]
+    parts = Counter(p for p, _ in got)
+    assert len(got) >= 400 and min(parts.values()) >= 75, parts
+    return got
 
 
 def _ours(reasons: pl.Series, module: ModuleType) -> list[str | None]:
     return [None if r is None else module.DATATROVE_REASONS.get(r, r) for r in reasons.to_list()]
 
 
-def _filters() -> dict[str, tuple[object, ModuleType]]:
-    from datatrove.pipeline.filters import (
-        C4QualityFilter,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-    )
-
-    return {
-        "gopher_quality": (GopherQualityFilter(), gopher_quality),
-        "gopher_repetition": (GopherRepetitionFilter(), gopher_repetition),
-        "c4": (C4QualityFilter(), c4),
-        "fineweb": (FineWebQualityFilter(), fineweb),
-    }
-
-
 @pytest.fixture(scope="module")
-def verdicts(docs: list[tuple[str, str]]) -> dict[str, list[tuple[str | None, str]]]:
+def verdicts(built: dict) -> dict[str, list[tuple[str | None, str]]]:
     """datatrove's (reason, text after) per filter and document."""
-    texts = [t for _, t in docs]
-    return {name: [_theirs(flt, t) for t in texts] for name, (flt, _m) in _filters().items()}
+    return built["verdicts"]
 
 
 def test_each_filter_agrees_on_every_document(
@@ -111,9 +92,8 @@ def test_each_filter_agrees_on_every_document(
 
 
 def test_chain_agrees_on_every_document(
-    docs: list[tuple[str, str]], verdicts: dict[str, list[tuple[str | None, str]]]
+    docs: list[tuple[str, str]], verdicts: dict[str, list[tuple[str | None, str]]], built: dict
 ) -> None:
-    fw = _filters()["fineweb"][0]
     names = {}
     for module in (gopher_quality, gopher_repetition, c4, fineweb):
         names |= {ours: f"{module.__name__}:{theirs}" for ours, theirs in module.DATATROVE_REASONS.items()}
@@ -133,18 +113,18 @@ def test_chain_agrees_on_every_document(
             want = f"{c4.__name__}:{verdicts['c4'][i][0]}"
         if want is None:
             text = verdicts["c4"][i][1]  # FineWeb sees C4's text
-            fw_reason, _ = _theirs(fw, text)
+            fw_reason = built["fineweb_after_c4"][i]
             want = None if fw_reason is None else f"{fineweb.__name__}:{fw_reason}"
         assert (None if mine is None else names[mine]) == want, (docs[i][0], i, docs[i][1][:80])
         if want is None:
             assert texts[i] == text
 
 
-def test_sentence_split_matches_datatrove(docs: list[tuple[str, str]]) -> None:
+def test_sentence_split_matches_datatrove(docs: list[tuple[str, str]], built: dict) -> None:
     from datatrove.utils.text import split_into_sentences
 
-    for part, text in docs:
-        assert split_sentences(text) == split_into_sentences(text), (part, text[:80])
+    for (part, text), theirs in zip(docs, built["sentences"], strict=True):
+        assert split_sentences(text) == theirs, (part, text[:80])
     samples = [
         "",
         "One.",
@@ -157,16 +137,13 @@ def test_sentence_split_matches_datatrove(docs: list[tuple[str, str]]) -> None:
         assert split_sentences(text) == split_into_sentences(text), text
 
 
-def test_c4_sentence_mode_agrees(docs: list[tuple[str, str]]) -> None:
-    from datatrove.pipeline.filters import C4QualityFilter
-
-    flt = C4QualityFilter(split_paragraph=False)
+def test_c4_sentence_mode_agrees(docs: list[tuple[str, str]], built: dict) -> None:
     texts = pl.Series([t for _, t in docs])
     new, reasons = c4.c4_apply(texts, c4.C4Params(split_paragraph=False))
     ours = _ours(reasons, c4)
     counts = Counter(ours)
     for i, (part, text) in enumerate(docs):
-        their, their_text = _theirs(flt, text)
+        their, their_text = built["c4_sentence_mode"][i]
         assert ours[i] == their, (part, i, ours[i], their, text[:80])
         if their is None:
             assert new[i] == their_text, (part, i)
