@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.last_run import AT_ANOTHER_FINGERPRINT, ERROR_CHARS, OTHER_CHANGE, error_line
 from flows.outcome import blocked_reason
+from tests._prefect_home import seed_prefect_home
 
 REPO = Path(__file__).resolve().parents[2]
 BAD_EXPR = "length(no_such_column) > 1"
@@ -47,7 +48,8 @@ def _write(root: Path, bad_expr: str = BAD_EXPR) -> Path:
 
 def _run_cli(root: Path, path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(root / "prefect-home")  # the ephemeral API
+    # the ephemeral API, its database already migrated (tests/_prefect_home.py)
+    env["PREFECT_HOME"] = str(seed_prefect_home(root / "prefect-home"))
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", "-f", str(path)],
         cwd=REPO,
