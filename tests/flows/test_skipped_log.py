@@ -17,10 +17,10 @@ import pytest
 from _pipeline_util import write_corpus, write_pipeline
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.engine import Engine
 from flows.prefect_flow import arcflow_pipeline
+from tests._prefect_home import prefect_test_harness, seed_prefect_home  # on a migrated database
 
 REPO = Path(__file__).resolve().parents[2]
 # names that are not part of one another, so that a name found in a message is that node
@@ -158,7 +158,8 @@ def test_the_terminal_shows_one_error_for_the_failed_node_and_none_for_the_skipp
     nodes = {n: spec for n, spec in NODES.items() if n not in ("flaky", "fed")}
     path = write_pipeline(tmp_path, nodes, name="skipcli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # the ephemeral API
+    # the ephemeral API, its database already migrated (tests/_prefect_home.py)
+    env["PREFECT_HOME"] = str(seed_prefect_home(tmp_path / "prefect-home"))
 
     run = subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", "-f", str(path)],
