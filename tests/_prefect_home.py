@@ -10,6 +10,10 @@ API still checks the schema at start, and every table is empty.
 :func:`prefect_test_harness` is Prefect's own test harness (a server on a database in a new temporary folder) with
 that folder holding a copy of the same migrated database when the server starts.
 
+:func:`shared_prefect_harness` is the same harness on one server that the test modules using it share for the
+session (started by the first, stopped at the session's end by tests/conftest.py), for modules that read back
+only what they made.
+
 Tests of a home or database that cannot be used (tests/flows/test_ephemeral_api.py) do not seed theirs; there, and
 in the build of the template itself, Prefect still migrates a new database.
 """
@@ -17,6 +21,7 @@ in the build of the template itself, Prefect still migrates a new database.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import shutil
 import subprocess
@@ -87,3 +92,99 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
         with mock.patch.object(utilities, "mkdtemp", seeded_folder):  # only while the harness starts
             stack.enter_context(utilities.prefect_test_harness(server_startup_timeout))
         yield
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: list = []  # the harness server these modules share, once started: (server, database URL)
+
+
+def _shared_server(startup_timeout: int) -> tuple[object, str]:
+    """The session's shared harness server: started once, on its own copy of the migrated database; Prefect stops
+    it at exit."""
+    import prefect.settings
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.testing.utilities import _find_available_port
+
+    with _SHARED_LOCK:
+        if _SHARED:
+            return _SHARED[0]
+        folder = Path(tempfile.mkdtemp(prefix="arcflow-test-prefect-shared-"))
+        atexit.register(shutil.rmtree, folder, True)
+        shutil.copyfile(_template(), folder / "prefect-test.db")
+        url = "sqlite+aiosqlite:///" + str(folder / "prefect-test.db")
+        # the server process takes its settings (this database) from the settings current when it starts
+        with prefect.settings.temporary_settings(
+            {prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: url}
+        ):
+            server = SubprocessASGIServer(port=_find_available_port())
+            server.start(timeout=startup_timeout)
+        _SHARED.append((server, url))
+        return _SHARED[0]
+
+
+@contextmanager
+def shared_prefect_harness(server_startup_timeout: int = 120) -> Iterator[None]:
+    """:func:`prefect_test_harness` on one server shared by the test modules that use this, started by the first
+    of them and left running until the session ends, instead of a server of their own each (about 5 s each to
+    start on CI's machine). The same settings, database interface and default-server registration as Prefect's
+    harness while the context lasts, and its drain of the log and event workers at the end; the server stays up.
+
+    The database is shared: what one module writes (flows, flow runs, task runs, artifacts), the next sees. Only
+    modules whose reads are by the ids, keys or names they made, or of the latest flow run they just started,
+    use this; a module that lists everything of a kind (work pools, deployments) or creates deployments (whose
+    schedules add flow runs) keeps :func:`prefect_test_harness`."""
+    import prefect.context
+    import prefect.settings
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.database.dependencies import temporary_database_interface
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    server, url = _shared_server(server_startup_timeout)
+    with ExitStack() as stack:
+        stack.enter_context(temporary_database_interface())
+        stack.enter_context(
+            prefect.settings.temporary_settings(
+                {prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: url}
+            )
+        )
+        prior = SubprocessASGIServer._instances.get(None)
+        SubprocessASGIServer._instances[None] = server  # what code asking for the default server finds
+
+        def restore() -> None:
+            if prior is not None:
+                SubprocessASGIServer._instances[None] = prior
+            else:
+                SubprocessASGIServer._instances.pop(None, None)
+
+        stack.callback(restore)
+        stack.enter_context(
+            prefect.settings.temporary_settings({prefect.settings.PREFECT_API_URL: server.api_url})  # type: ignore[attr-defined]
+        )
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context())
+        )
+        yield
+
+        async def drain_workers() -> None:  # as Prefect's harness: no log or event left for the next module
+            try:
+                result = APILogWorker.instance().drain()
+                if inspect.isawaitable(result):
+                    await result
+            except RuntimeError:
+                pass  # never started
+            result = EventsWorker.drain_all()
+            if inspect.isawaitable(result):
+                await result
+
+        run_coro_as_sync(drain_workers())
+
+
+def stop_shared_server() -> None:
+    """Stop the shared harness server, if one was started (tests/conftest.py, at the session's end, while its
+    output is still open for the server's last log line)."""
+    with _SHARED_LOCK:
+        if _SHARED:
+            server, _url = _SHARED.pop()
+            server.stop()  # type: ignore[attr-defined]

@@ -87,3 +87,13 @@ def _background_builds(
         yield
     finally:
         stop_builds()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_prefect_server() -> Iterator[None]:
+    """At the session's end, stop the Prefect harness server that test modules share (tests/_prefect_home.py:
+    shared_prefect_harness), if one was started."""
+    yield
+    from tests._prefect_home import stop_shared_server
+
+    stop_shared_server()

@@ -23,7 +23,7 @@ from flows.engine import Engine
 from flows.errors import MissingInputError
 from flows.outcome import all_quarantined, all_quarantined_error, failed_status
 from flows.validate import load_pipeline
-from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
+from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the modules
 
 GOOD = json.dumps({"id": "g1", "text": "a good line of JSON with enough text in it"})
 
@@ -69,7 +69,7 @@ def client() -> Iterator[SyncPrefectClient]:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
         mp.setenv("DO_NOT_TRACK", "1")
         mp.setenv("PREFECT_LOGGING_LEVEL", "WARNING")  # the CLI sets these with setdefault
-        with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
+        with shared_prefect_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
             yield c
 
 

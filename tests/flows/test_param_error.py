@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.retry import permanent_reason, with_article
 from tasks.param_error import ParamError
-from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
+from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the modules
 
 
 def _bad_filter(root: Path, retries: int = 0) -> tuple[Path, int]:
@@ -80,7 +80,7 @@ def client() -> Iterator[SyncPrefectClient]:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
         mp.setenv("DO_NOT_TRACK", "1")
         mp.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
-        with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
+        with shared_prefect_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
             yield c
 
 

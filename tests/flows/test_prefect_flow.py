@@ -32,7 +32,7 @@ from flows.prefect_artifacts import NodeProgress, artifact_key, artifact_label, 
 from flows.prefect_flow import arcflow_pipeline
 from flows.reports import counts_table
 from tasks.base import ProgressEvent
-from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
+from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the modules
 
 PAGES = {
     "a.html": "<html><body><h1>Alpha</h1><p>The first page says enough words to be kept.</p></body></html>",
@@ -66,7 +66,7 @@ def harness() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
         mp.setenv("DO_NOT_TRACK", "1")
-        with prefect_test_harness(server_startup_timeout=120):
+        with shared_prefect_harness(server_startup_timeout=120):
             yield
 
 

@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.engine import Engine
 from flows.prefect_flow import arcflow_pipeline
-from tests._prefect_home import prefect_test_harness, seed_prefect_home  # on a migrated database
+from tests._prefect_home import seed_prefect_home, shared_prefect_harness  # on a migrated database
 
 REPO = Path(__file__).resolve().parents[2]
 # names that are not part of one another, so that a name found in a message is that node
@@ -46,7 +46,7 @@ def client() -> Iterator[SyncPrefectClient]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
         mp.setenv("DO_NOT_TRACK", "1")
-        with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
+        with shared_prefect_harness(server_startup_timeout=120), get_client(sync_client=True) as c:
             yield c
 
 
