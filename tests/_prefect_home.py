@@ -10,7 +10,7 @@ API still checks the schema at start, and every table is empty.
 :func:`prefect_test_harness` is Prefect's own test harness (a server on a database in a new temporary folder) with
 that folder holding a copy of the same migrated database when the server starts.
 
-:func:`shared_prefect_harness` is the same harness on one server that the test modules using it share for the
+:func:`shared_prefect_harness` is the same harness on a server that the test modules of a group share for the
 session (started by the first, stopped at the session's end by tests/conftest.py), for modules that read back
 only what they made.
 
@@ -95,19 +95,19 @@ def prefect_test_harness(server_startup_timeout: int | None = 30) -> Iterator[No
 
 
 _SHARED_LOCK = threading.Lock()
-_SHARED: list = []  # the harness server these modules share, once started: (server, database URL)
+# the harness servers that modules share, by group, once started: (server, database URL)
+_SHARED: dict[str, tuple[object, str]] = {}
 
 
-def _shared_server(startup_timeout: int) -> tuple[object, str]:
-    """The session's shared harness server: started once, on its own copy of the migrated database; Prefect stops
-    it at exit."""
+def _shared_server(group: str, startup_timeout: int) -> tuple[object, str]:
+    """The session's shared harness server of ``group``: started once, on its own copy of the migrated database."""
     import prefect.settings
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.testing.utilities import _find_available_port
 
     with _SHARED_LOCK:
-        if _SHARED:
-            return _SHARED[0]
+        if group in _SHARED:
+            return _SHARED[group]
         folder = Path(tempfile.mkdtemp(prefix="arcflow-test-prefect-shared-"))
         atexit.register(shutil.rmtree, folder, True)
         shutil.copyfile(_template(), folder / "prefect-test.db")
@@ -118,21 +118,22 @@ def _shared_server(startup_timeout: int) -> tuple[object, str]:
         ):
             server = SubprocessASGIServer(port=_find_available_port())
             server.start(timeout=startup_timeout)
-        _SHARED.append((server, url))
-        return _SHARED[0]
+        _SHARED[group] = (server, url)
+        return _SHARED[group]
 
 
 @contextmanager
-def shared_prefect_harness(server_startup_timeout: int = 120) -> Iterator[None]:
+def shared_prefect_harness(server_startup_timeout: int = 120, group: str = "own-reads") -> Iterator[None]:
     """:func:`prefect_test_harness` on one server shared by the test modules that use this, started by the first
     of them and left running until the session ends, instead of a server of their own each (about 5 s each to
     start on CI's machine). The same settings, database interface and default-server registration as Prefect's
     harness while the context lasts, and its drain of the log and event workers at the end; the server stays up.
 
-    The database is shared: what one module writes (flows, flow runs, task runs, artifacts), the next sees. Only
-    modules whose reads are by the ids, keys or names they made, or of the latest flow run they just started,
-    use this; a module that lists everything of a kind (work pools, deployments) or creates deployments (whose
-    schedules add flow runs) keeps :func:`prefect_test_harness`."""
+    The database is shared within a ``group``: what one module writes, the next sees. ``own-reads``: modules that
+    read back only the ids, keys or names they made, or the latest flow run they just started (a deployment's
+    schedule adds flow runs that Prefect sorts as started at their expected time, so none is made there);
+    ``deployments``: modules that create deployments and work pools under names of their own and read them by
+    name."""
     import prefect.context
     import prefect.settings
     from prefect.events.worker import EventsWorker
@@ -141,7 +142,7 @@ def shared_prefect_harness(server_startup_timeout: int = 120) -> Iterator[None]:
     from prefect.server.database.dependencies import temporary_database_interface
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    server, url = _shared_server(server_startup_timeout)
+    server, url = _shared_server(group, server_startup_timeout)
     with ExitStack() as stack:
         stack.enter_context(temporary_database_interface())
         stack.enter_context(
@@ -182,9 +183,9 @@ def shared_prefect_harness(server_startup_timeout: int = 120) -> Iterator[None]:
 
 
 def stop_shared_server() -> None:
-    """Stop the shared harness server, if one was started (tests/conftest.py, at the session's end, while its
-    output is still open for the server's last log line)."""
+    """Stop the shared harness servers that were started (tests/conftest.py, at the session's end, while its
+    output is still open for the servers' last log lines)."""
     with _SHARED_LOCK:
-        if _SHARED:
-            server, _url = _SHARED.pop()
+        while _SHARED:
+            server, _url = _SHARED.popitem()[1]
             server.stop()  # type: ignore[attr-defined]

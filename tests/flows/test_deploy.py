@@ -11,7 +11,7 @@ from _pipeline_util import load, write_corpus, write_pipeline
 from prefect.client.orchestration import get_client
 
 from flows.deploy import ENTRYPOINT, deploy_schedules
-from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
+from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_schedules_become_deployments(tmp_path: Path) -> None:
     )
     pipeline = load(tmp_path / "pipeline.yaml")
     # a loaded machine (the suite's shared default runs go on in the background) starts it slowly
-    with prefect_test_harness(server_startup_timeout=180):
+    with shared_prefect_harness(server_startup_timeout=180, group="deployments"):
         deployed = deploy_schedules(pipeline, "test-pool", create_pool=True)
         assert [d.name for d in deployed] == [
             "arcflow/demo-pipe-nightly",

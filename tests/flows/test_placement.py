@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from flows.deploy import deploy_placed, placed_plan
 from flows.placed_flow import StageFailedError, run_stages
 from flows.placement import ClusterSpecError, load_cluster, placement_stages, pool_of, worker_commands
-from tests._prefect_home import prefect_test_harness  # Prefect's, on a migrated database
+from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the group
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = {
@@ -109,7 +109,8 @@ def test_placed_deployments_are_on_their_pools_with_the_scheduler(tmp_path: Path
         ("placed-pipe-gpu", "gpu"),
     ]
     assert stages[1]["nodes"] == ["embed"]
-    with prefect_test_harness(server_startup_timeout=180):  # a loaded shared machine starts it slowly
+    # a loaded shared machine starts it slowly
+    with shared_prefect_harness(server_startup_timeout=180, group="deployments"):
         deployed = deploy_placed(pipeline, cluster, create_pool=True)
         assert {d.name for d in deployed} == {
             "arcflow/placed-pipe-cpu",
