@@ -73,8 +73,9 @@ import deepspeed
 from model.config import model_config
 from model.glm import GLMForCausalLM
 from model.grad_accum import ForeachGradAccumulation
-from model.train.main import ds_config
+from model.train.main import _skip_op_builds, ds_config
 
+_skip_op_builds()  # as the entry point on CPU: no JIT build of DeepSpeed's shared-memory all-reduce (unused here)
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
 os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
