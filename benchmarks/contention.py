@@ -275,7 +275,8 @@ def pick_files(corpus: Path, shards: int, within: int | None) -> list[Path]:
     if len(files) < shards:
         raise SystemExit(
             f"{corpus}: {len(files)} part-*.parquet files (within the first {within}), need {shards}; "
-            "generate the corpus first (benchmarks/scale.py --generate-only)"
+            "generate the corpus first (benchmarks/scale.py --generate-only, with --corpora DIR when the shared "
+            "web corpora are not in ../shared/corpora)"
         )
     step = len(files) / shards
     return [files[int(i * step)] for i in range(shards)]

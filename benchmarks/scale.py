@@ -23,13 +23,17 @@ size (sizes run in separate invocations accumulate); `--table` prints docs/SCALE
 DIR` runs the pipeline from a copy of the tree (`git archive HEAD | tar -x -C DIR`), so that other edits of the
 checkout during a run of hours do not change what is measured.
 
+`arcflow` and `dask` are the console scripts next to the Python running this script (its environment's), else
+the clone's .venv/bin, else the first on PATH.
+
 How memory is measured: a thread polls the process tree of `arcflow run` with psutil every 0.2 s. The driver is
 the `arcflow` process itself; workers are its descendants except Prefect's ephemeral API server (recognised by
 `prefect` and `server` in the command line, reported apart). Peak RSS is the largest sample seen (a spike shorter
 than 0.2 s can be missed). CPU seconds are each process's last-seen user + system time, summed.
 
-The corpus: the 10,562 pages of the five shared web corpora (../shared/corpora/web_*.parquet) come first,
-unchanged; every later document is generated from them with seeded edits inside the HTML's text nodes
+The corpus: the 10,562 pages of the five shared web corpora (web_*.parquet in --corpora DIR, by default
+../shared/corpora; read only to generate the corpus files --cache does not hold yet) come first, unchanged; every
+later document is generated from them with seeded edits inside the HTML's text nodes
 (`variant`: sentences shuffled and 20% of the words swapped for other words of the same text node, so neither
 exact nor MinHash dedup matches it to its base page), except that 5% are exact copies of an earlier document
 (`exact`, a new id and url) and 10% near-duplicates of one (`near`: 3% of the words swapped; 5-gram Jaccard about
@@ -74,6 +78,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -100,8 +105,24 @@ VARIANT_SWAP, NEAR_SWAP = 0.20, 0.03
 TEXT_NODE = re.compile(r"(?<=>)([^<]{40,})(?=<)")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 TEXT_LINE = re.compile(r"^([^\n]{40,})$", re.MULTILINE)  # the text form's "text nodes": its long lines
-ARCFLOW = ROOT / ".venv" / "bin" / "arcflow"
-DASK = ROOT / ".venv" / "bin" / "dask"
+
+
+def executable(name: str) -> Path:
+    """The ``name`` console script (``arcflow``, ``dask``) to run: the one next to the interpreter running this
+    benchmark (``sys.executable``: its environment's), else this clone's ``.venv/bin``, else the first on PATH."""
+    here = [Path(sys.executable).parent / name] if sys.executable else []
+    for candidate in (*here, ROOT / ".venv" / "bin" / name):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise SystemExit(
+        f"benchmarks: no `{name}` executable next to {sys.executable or 'this Python'}, in "
+        f"{ROOT / '.venv' / 'bin'} or on PATH; run the benchmark with the Python of the environment the project "
+        f"is installed in (./scripts/setup makes {ROOT / '.venv'})"
+    )
+
 
 # ----------------------------------------------------------------------------------------------- the corpus
 
@@ -111,6 +132,12 @@ _BASE: list[tuple[str, str, str, str]] | None = None  # (id, url, html, lang_hin
 def _base() -> list[tuple[str, str, str, str]]:
     global _BASE
     if _BASE is None:
+        for name in CORPORA:
+            if not (CORPORA_DIR / f"{name}.parquet").is_file():
+                raise SystemExit(
+                    f"benchmarks: the shared web corpus {CORPORA_DIR / f'{name}.parquet'} is missing; give the "
+                    f"folder of the five web_*.parquet corpora ({', '.join(CORPORA)}) with --corpora DIR"
+                )
         rows = []
         for name in CORPORA:
             t = pq.read_table(CORPORA_DIR / f"{name}.parquet", columns=["id", "url", "html", "lang_hint"])
@@ -245,6 +272,8 @@ def corpus_files(n: int, cache: Path, seed: int, procs: int, text: bool = False)
     ]
     missing = [j for j in jobs if not j[2].exists()]
     if missing:
+        if not text:
+            _base()  # read here, before the pool's processes: a missing corpus is said once, not in a worker
         t0 = time.perf_counter()
         with ProcessPoolExecutor(procs) as pool:
             list(pool.map(_write_file, missing))
@@ -461,7 +490,7 @@ def run_pipeline(
     env.pop("PREFECT_API_URL", None)
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [str(ARCFLOW), "run", "-f", str(yaml_path)]
+    cmd = [str(executable("arcflow")), "run", "-f", str(yaml_path)]
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     usage = Usage(load_before=os.getloadavg())
@@ -572,7 +601,10 @@ def start_server(home: Path, timeout_s: float = 300) -> ServerProcs:
     env.pop("PREFECT_API_URL", None)
     t0 = time.perf_counter()
     done = subprocess.run(
-        [str(ARCFLOW), "server", "start", "--port", str(port)], env=env, capture_output=True, text=True
+        [str(executable("arcflow")), "server", "start", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"arcflow server start failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -594,7 +626,7 @@ def start_server(home: Path, timeout_s: float = 300) -> ServerProcs:
 def stop_server(home: Path) -> None:
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
-    subprocess.run([str(ARCFLOW), "server", "stop"], env=env, capture_output=True)
+    subprocess.run([str(executable("arcflow")), "server", "stop"], env=env, capture_output=True)
 
 
 def _stop_tree(pid: int, timeout_s: float = 30) -> None:
@@ -856,7 +888,8 @@ def cost_growth(args: argparse.Namespace) -> None:
 
 
 def _start_workers(scheduler: str, k: int, log: Path, memory: str = "auto") -> subprocess.Popen[bytes]:
-    cmd = [str(DASK), "worker", scheduler, "--nworkers", str(k), "--nthreads", "1", "--no-dashboard"]
+    dask = str(executable("dask"))
+    cmd = [dask, "worker", scheduler, "--nworkers", str(k), "--nthreads", "1", "--no-dashboard"]
     cmd += ["--memory-limit", memory, "--resources", "CPU=1"]  # arcflow asks each shard task for CPU=cpus
     cmd += ["--local-directory", str(log.parent / "dask-worker-space")]
     out = open(log, "w")  # noqa: SIM115 - closed with the process
@@ -950,7 +983,7 @@ def strong(args: argparse.Namespace) -> None:
         scheduler = f"tcp://127.0.0.1:{port}"
         log = args.cache / "scheduler.log"
         sched_proc = subprocess.Popen(
-            [str(DASK), "scheduler", "--port", str(port), "--no-dashboard"],
+            [str(executable("dask")), "scheduler", "--port", str(port), "--no-dashboard"],
             stdout=open(log, "w"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -1029,7 +1062,7 @@ def strong(args: argparse.Namespace) -> None:
             if args.out is not None:
                 args.out.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, args.out / path.name)
-            _print_strong(results, baseline)
+            _print_strong(results, baseline, only=k)  # this run; the whole series in the table at the end
     finally:
         if server is not None:
             stop_server(home)
@@ -1224,9 +1257,13 @@ def _strong_rows(results: list[dict], baseline: dict | None) -> list[dict]:
     return rows
 
 
-def _print_strong(results: list[dict], baseline: dict | None = None) -> None:
+def _print_strong(results: list[dict], baseline: dict | None = None, only: int | None = None) -> None:
+    """Print each run of ``results`` (``only``: the run of that many workers) with its nodes; speed-ups and
+    efficiencies are against the series' one-worker run (or --baseline)."""
     for row in _strong_rows(results, baseline):
         k = row["workers"]
+        if only is not None and k != only:
+            continue
         head = f"  {k:>2} workers, {row['docs']:,} docs: wall {row['wall']:.0f} s"
         if row["stopped"]:
             head += " (STOPPED at --budget-s: only its finished nodes count)"

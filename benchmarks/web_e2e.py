@@ -52,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from benchmarks.scale import ARCFLOW, Poller, Usage, corpus_files, node_report, run_pipeline  # noqa: E402
+import benchmarks.scale as scale  # noqa: E402
+from benchmarks.scale import Poller, Usage, corpus_files, executable, node_report, run_pipeline  # noqa: E402
 
 PER_WARC = 500
 
@@ -169,7 +170,11 @@ def _warm_prefect_home(home: Path, cache: Path) -> None:
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
     subprocess.run(
-        [str(ARCFLOW), "run", "-f", "pipeline.yaml"], cwd=warm, env=env, check=True, capture_output=True
+        [str(executable("arcflow")), "run", "-f", "pipeline.yaml"],
+        cwd=warm,
+        env=env,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -263,7 +268,7 @@ def run_server_mode(yaml_path: Path, log: Path, home: Path, nice: int) -> Usage:
     env = dict(os.environ, PREFECT_HOME=str(home), ARCFLOW_SERVER_HOME=str(home))
     env.pop("PREFECT_API_URL", None)
     subprocess.run(
-        [str(ARCFLOW), "server", "start", "--port", str(_free_port())],
+        [str(executable("arcflow")), "server", "start", "--port", str(_free_port())],
         env=env,
         check=True,
         capture_output=True,
@@ -276,7 +281,7 @@ def run_server_mode(yaml_path: Path, log: Path, home: Path, nice: int) -> Usage:
                 raise SystemExit(f"the warm runner did not start; see {home / 'runner.log'}")
             time.sleep(1)
         time.sleep(5)  # let the server's start-up services settle before the baseline
-        cmd = [str(ARCFLOW), "run", "-f", str(yaml_path)]
+        cmd = [str(executable("arcflow")), "run", "-f", str(yaml_path)]
         if nice:
             cmd = ["nice", "-n", str(nice), *cmd]
         usage = Usage(load_before=os.getloadavg())
@@ -297,7 +302,7 @@ def run_server_mode(yaml_path: Path, log: Path, home: Path, nice: int) -> Usage:
             )
         return usage
     finally:
-        subprocess.run([str(ARCFLOW), "server", "stop"], env=env, capture_output=True)
+        subprocess.run([str(executable("arcflow")), "server", "stop"], env=env, capture_output=True)
 
 
 # ------------------------------------------------------------------------------------- datatrove (child process)
@@ -536,6 +541,9 @@ def main() -> None:
         "--stride", type=int, default=10, help="every N-th document of the corpus (all corpora in)"
     )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "arcflow_scale")
+    ap.add_argument(
+        "--corpora", type=Path, default=scale.CORPORA_DIR, help="folder of the shared web_*.parquet corpora"
+    )
     ap.add_argument("--nice", type=int, default=0)
     ap.add_argument(
         "--mode",
@@ -567,6 +575,7 @@ def main() -> None:
         return
     if args.nice:
         os.nice(args.nice)
+    scale.CORPORA_DIR = args.corpora  # read by corpus_files when it generates documents --cache lacks
     n = args.docs
     warcs = warc_files(n, args.cache, args.seed, args.stride)
     work = args.cache / f"e2e-{n}-stride{args.stride}"
