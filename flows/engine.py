@@ -416,6 +416,7 @@ class Engine:
                 key_prefix=node_id,
                 max_in_flight=node.resources.get("max_parallel_shards"),
             )
+            self.store.pull_scratch(key)  # an object store: phase files the shards wrote on other machines
             return [r for r in results if r is not None]
 
         def ctx_map(
@@ -430,9 +431,13 @@ class Engine:
                 done += 1
                 ctx.progress(name, done, total, unit)
 
-            return self.executor.map(
+            # an object store: each task first gets the phase files of earlier phases, then uploads its own
+            fn = self.store.phase_runner(fn, out_dir, key, [os.path.basename(i.path) for i in inputs])
+            out = self.executor.map(
                 fn, items, on_done=on_done, resources=self._resources(node), key_prefix=node_id
             )
+            self.store.pull_scratch(key)  # ... and the driver's side reads them here
+            return out
 
         ctx = RunContext(
             node_id=node_id,

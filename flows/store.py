@@ -142,6 +142,16 @@ class Store:
         """The shard function a worker runs (the object store wraps it to upload the finished shard)."""
         return fn
 
+    def phase_runner(
+        self, fn: Callable[..., Any], out_dir: str, fingerprint: str, inputs: list[str] | None = None
+    ) -> Callable[..., Any]:
+        """The function a worker runs for one item of ``ctx.map`` (the object store wraps it to share the node's
+        phase files between machines); local: ``fn`` itself."""
+        return fn
+
+    def pull_scratch(self, fingerprint: str) -> None:
+        """After a phase ran on the cluster: the phase files its tasks wrote, here (local: they are)."""
+
     def publish_run(self, run_dir: str) -> None:
         """Make a run's record (``runs/<id>/``) durable in the store (local: it is written in place)."""
 

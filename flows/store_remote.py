@@ -40,7 +40,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,11 +180,13 @@ class ObjectStore(Store):
                 continue
             path = os.path.join(local, rel)
             try:
-                if os.path.getsize(path) == size:
-                    continue
+                same = os.path.getsize(path) == size
             except OSError:
-                pass
-            get_file(self.fs, self._remote_output(fingerprint, rel), path)
+                same = False
+            if not same:
+                get_file(self.fs, self._remote_output(fingerprint, rel), path)
+            if _is_scratch(rel):  # known to equal its object: not uploaded again before the next phase
+                _note_synced(self.url, fingerprint, local, rel)
         return remote
 
     def shard_runner(
@@ -194,8 +198,40 @@ class ObjectStore(Store):
     ) -> Callable[..., ShardResult]:
         """Wrap a worker's shard function: the worker first completes its machine's staged copy of the node's
         ``inputs`` (fingerprints; once per process, a no-op on the driver's machine), then runs the shard and
-        uploads what it wrote, marker last."""
-        return functools.partial(_run_and_upload, fn, self.url, out_dir, fingerprint, tuple(inputs or ()))
+        uploads what it wrote, marker last. Around it the node's phase files are shared as in ``phase_runner``."""
+        token = self._phase_start(out_dir, fingerprint)
+        return functools.partial(
+            _run_and_upload, fn, self.url, self.root, out_dir, fingerprint, tuple(inputs or ()), token
+        )
+
+    def phase_runner(
+        self,
+        fn: Callable[..., Any],
+        out_dir: str,
+        fingerprint: str,
+        inputs: list[str] | None = None,
+    ) -> Callable[..., Any]:
+        """Wrap the function of one ``ctx.map`` phase: on a worker, the node's ``inputs`` are staged (once per
+        process), the phase files of the earlier phases that this machine lacks are downloaded (one listing per
+        phase and process), ``fn`` runs, and the files it wrote in the node's folder are uploaded before it
+        returns (see ``_run_phase``). A multi-phase kind's tasks on different hosts thus see each other's
+        ``_work/``."""
+        token = self._phase_start(out_dir, fingerprint)
+        return functools.partial(
+            _run_phase, fn, self.url, self.root, out_dir, fingerprint, tuple(inputs or ()), token
+        )
+
+    def _phase_start(self, out_dir: str, fingerprint: str) -> str:
+        """Before a phase's tasks go out: what the driver's side wrote in the node's folder since the last phase
+        is uploaded (e.g. SemDedup's k-means), so every worker finds it. Returns the phase's token (a worker
+        lists the node's phase files once per token)."""
+        _push_shared(self.url, fingerprint, out_dir, _scratch_stats(out_dir))
+        return uuid.uuid4().hex
+
+    def pull_scratch(self, fingerprint: str) -> None:
+        """After a phase ran on the cluster: the phase files its tasks wrote on other machines, downloaded to the
+        driver's staging folder (the driver's side of a kind reads some of them)."""
+        _pull_scratch(self.url, fingerprint, self.output_dir(fingerprint))
 
     def hash_output(self, fingerprint: str) -> str:
         """The content hash, the same as on a local store: the staged files are hashed here; the files only the
@@ -204,7 +240,11 @@ class ObjectStore(Store):
         object store lacks is uploaded."""
         local = self.output_dir(fingerprint)
         files = hash_files(local)
+        _push_shared(
+            self.url, fingerprint, local, _scratch_stats(local)
+        )  # e.g. `keep_work: true`'s phase files
         remote = listing(self.fs, self._remote_output(fingerprint))
+        self._drop_scratch(fingerprint, remote)
         missing = [rel for rel in sorted(remote) if _is_output(rel) and rel not in files]
         recorded: dict[str, str] = {}
         if missing:
@@ -218,6 +258,20 @@ class ObjectStore(Store):
         atomic_write_bytes(os.path.join(local, FILES), json.dumps(files, indent=0, sort_keys=True).encode())
         self._push(fingerprint)
         return content_hash_of(files)
+
+    def _drop_scratch(self, fingerprint: str, remote: dict[str, int]) -> None:
+        """At the node's end: the phase files the driver's folder no longer holds (the kind removed its
+        ``_work/``, as it does locally) are deleted from the object store too; those it kept stay."""
+        local = self.output_dir(fingerprint)
+        gone = [
+            rel for rel in sorted(remote) if _is_scratch(rel) and not os.path.exists(os.path.join(local, rel))
+        ]
+        if gone:
+            paths = [self._remote_output(fingerprint, rel) for rel in gone]
+            with_retries(f"DELETE {fingerprint}/_*", lambda: self.fs.rm(paths))
+            for rel in gone:
+                remote.pop(rel)
+        _SCRATCH.pop((self.url, fingerprint), None)
 
     def _push(self, fingerprint: str) -> None:
         """Upload the staged files of an output the object store lacks (or holds at another size), bookkeeping
@@ -508,22 +562,184 @@ class _Upload:
 
 _STAGED: set[tuple[str, str]] = set()  # (store URL, input fingerprint) complete on this machine, per process
 
+# ---- phase files shared between machines ---------------------------------------------------------------------
+# A multi-phase kind (global dedup, SemDedup, pack, quality training...) passes files between its phases in the
+# node's folder (``_work/`` and other top-level ``_`` folders). Each task uploads the files it wrote there when it
+# ends, and a machine downloads the ones it lacks before its first task of the next phase.
+_SCRATCH: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (URL, key) -> rel -> (size, mtime) synced
+_PHASES: set[tuple[str, str, str]] = set()  # (URL, key, phase token) whose phase files this process pulled
+_SCRATCH_LOCK = threading.Lock()
 
-def _run_and_upload(
-    fn: Callable[..., ShardResult],
-    url: str,
-    out_dir: str,
-    fingerprint: str,
-    inputs: tuple[str, ...],
-    *args: Any,
-    **kwargs: Any,
-) -> ShardResult:
+
+class StagingMismatchError(RuntimeError):
+    """A worker stages the store at another path than the driver: the node's paths would not exist there."""
+
+
+class SharedFileError(RuntimeError):
+    """A task could not find a file of the node's folder that the object store should have shared."""
+
+
+def _is_scratch(rel: str) -> bool:
+    """A phase file: under a top-level ``_`` folder of the node's folder, markers and recorded digests aside."""
+    top, _, rest = rel.partition("/")
+    return bool(rest) and top.startswith("_") and top not in (MARKERS, HASHES) and TMP_MARK not in rel
+
+
+def _is_shared(rel: str) -> bool:
+    """A file a task uploads when it ends: a phase file, or a file of the output that is no shard's (a shard's
+    files go with ``_Upload``, its digests and marker last; bookkeeping goes with the manifest)."""
+    if _is_scratch(rel):
+        return True
+    top = rel.split("/", 1)[0]
+    return (
+        TMP_MARK not in rel
+        and rel not in BOOKKEEPING
+        and not top.startswith("_")
+        and not os.path.basename(rel).startswith("part-")
+    )
+
+
+def _shared_stats(out_dir: str) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every shared file of the node's local folder."""
+    out: dict[str, tuple[int, int]] = {}
+    for root, _dirs, names in os.walk(out_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
+            if _is_shared(rel):
+                try:
+                    st = os.stat(path)
+                except OSError:  # removed meanwhile (a temporary renamed, a folder dropped)
+                    continue
+                out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _scratch_stats(out_dir: str) -> dict[str, tuple[int, int]]:
+    """``_shared_stats`` of the phase files only (the driver's own output files go with ``hash_output``)."""
+    return {rel: stat for rel, stat in _shared_stats(out_dir).items() if _is_scratch(rel)}
+
+
+def _note_synced(url: str, key: str, out_dir: str, rel: str) -> None:
+    st = os.stat(os.path.join(out_dir, rel))
+    _SCRATCH.setdefault((url, key), {})[rel] = (st.st_size, st.st_mtime_ns)
+
+
+def _push_shared(
+    url: str, key: str, out_dir: str, now: dict[str, tuple[int, int]], before: dict | None = None
+) -> int:
+    """Upload the shared files of ``now`` that are neither as they were ``before`` the task nor known to equal
+    their object (downloaded or uploaded by this process); each one whole PUT. Returns how many."""
+    fs, base = filesystem(url)
+    known = _SCRATCH.setdefault((url, key), {})
+    sent = 0
+    for rel, stat in sorted(now.items()):
+        if known.get(rel) == stat or (before is not None and before.get(rel) == stat):
+            continue
+        put_file(fs, os.path.join(out_dir, rel), f"{base}/outputs/{key}/{rel}")
+        known[rel] = stat
+        sent += 1
+    return sent
+
+
+def _pull_scratch(url: str, key: str, out_dir: str) -> int:
+    """Download the node's phase files that this machine lacks or holds at another size (one listing); returns
+    how many were downloaded."""
+    fs, base = filesystem(url)
+    remote = listing(fs, f"{base}/outputs/{key}")
+    got = 0
+    for rel, size in sorted(remote.items()):
+        if not _is_scratch(rel):
+            continue
+        path = os.path.join(out_dir, rel)
+        try:
+            same = os.path.getsize(path) == size
+        except OSError:
+            same = False
+        if not same:
+            get_file(fs, f"{base}/outputs/{key}/{rel}", path)
+            got += 1
+        _note_synced(url, key, out_dir, rel)
+    return got
+
+
+def _prepare(url: str, root: str, out_dir: str, key: str, inputs: tuple[str, ...], token: str) -> None:
+    """A task's start on any machine: the same staging path as the driver's, the node's inputs staged here
+    (once per process), the phase files of the earlier phases here (once per phase and process)."""
+    here = staging_root(url)
+    if here != root:
+        raise StagingMismatchError(
+            f"the worker on {socket.gethostname()} stages the store {url} at {here}, the driver at {root}: the "
+            f"node's paths would not exist there. Give every host the same ARCFLOW_STAGING path (each host's "
+            f"own disk; unset everywhere, it is ~/.cache/arcflow/stores, the same where the home path is)"
+        )
     for fp in inputs:  # a worker on another machine reads the inputs from its own staging folder
         if (url, fp) not in _STAGED:
             ObjectStore(url).materialize(fp)
             _STAGED.add((url, fp))
-    result = fn(*args, **kwargs)
+    with _SCRATCH_LOCK:
+        if (url, key, token) not in _PHASES:
+            _pull_scratch(url, key, out_dir)
+            _PHASES.add((url, key, token))
+
+
+@contextmanager
+def _missing_named(url: str, root: str, out_dir: str) -> Iterator[None]:
+    """A file of the staging folder that a task cannot find: one clear error naming it, never a raw
+    FileNotFoundError (a kind that writes where the object store does not share, a file deleted by hand)."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        name = str(exc.filename or "") or next((a for a in exc.args if isinstance(a, str) and root in a), "")
+        if root not in name and root not in str(exc):
+            raise
+        raise SharedFileError(
+            f"a task of the node at {out_dir} on {socket.gethostname()} could not find a file of the store "
+            f"{url}'s staging folder ({exc}). The object store shares a node's phase files (top-level `_` "
+            f"folders) and its output between machines; a file written elsewhere is not shared, or it was "
+            f"deleted. Rerun the node; if it fails again, report it (naming the kind), or set ARCFLOW_STAGING to "
+            f"a folder every host sees"
+        ) from None
+
+
+def _run_phase(
+    fn: Callable[..., Any],
+    url: str,
+    root: str,
+    out_dir: str,
+    key: str,
+    inputs: tuple[str, ...],
+    token: str,
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """One item of a ``ctx.map`` phase on any machine: prepared (``_prepare``), run, and what it wrote in the
+    node's folder uploaded before it returns (so the next phase, on any machine, finds it)."""
+    with _missing_named(url, root, out_dir):
+        _prepare(url, root, out_dir, key, inputs, token)
+        before = _shared_stats(out_dir)
+        result = fn(*args, **kwargs)
+    _push_shared(url, key, out_dir, _shared_stats(out_dir), before)
+    return result
+
+
+def _run_and_upload(
+    fn: Callable[..., ShardResult],
+    url: str,
+    root: str,
+    out_dir: str,
+    fingerprint: str,
+    inputs: tuple[str, ...],
+    token: str,
+    *args: Any,
+    **kwargs: Any,
+) -> ShardResult:
+    with _missing_named(url, root, out_dir):
+        _prepare(url, root, out_dir, fingerprint, inputs, token)
+        before = _shared_stats(out_dir)
+        result = fn(*args, **kwargs)
     _Upload(url, out_dir, fingerprint)(result)
+    _push_shared(url, fingerprint, out_dir, _shared_stats(out_dir), before)
     return result
 
 
