@@ -20,14 +20,23 @@ should be, a folder that cannot be written, a folder at the database's path): th
 as such (`arcflow run` exits 2), not a start that times out. A server process that exits while it starts (uvicorn
 exits 3 on any startup failure, which Prefect takes for a port taken and retries until its timeout) ends the wait
 early, and the message quotes the last error lines of the log.
+
+The server ends with the `arcflow run` that started it, even one killed with SIGKILL (no atexit runs then): it is
+started through flows/api_watchdog.py, which stops it once its parent is gone. Each server started is recorded in
+``$PREFECT_HOME/arcflow-ephemeral-api/<pid>.json`` (with its run's pid) until the run exits; a run that starts finds
+any recorded server whose run is gone, should one still run, and stops it (:func:`stop_stale_servers`, noted in the
+log). `arcflow server` (flows/local_server.py) is another process, started otherwise, and outlives every run.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
+import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -144,6 +153,8 @@ def start(verbose: bool = False) -> Path | None:
     if server.running:
         return None
     check_home()
+    stop_stale_servers()
+    _guard(server)
     if verbose:
         try:
             _start_watched(server)
@@ -170,6 +181,145 @@ def start(verbose: bool = False) -> Path | None:
             f"start a persistent one with `arcflow server start`"
         ) from exc
     return path
+
+
+RECORDS_NAME = "arcflow-ephemeral-api"  # the folder in PREFECT_HOME of the records of running servers
+_GUARD_LOCK = threading.Lock()
+_OWN_RECORDS: list[Path] = []  # the records this process wrote, removed at its exit
+
+
+def records_dir() -> Path:
+    return prefect_home() / RECORDS_NAME
+
+
+def _guard(server: Any) -> None:
+    """Make ``server`` (Prefect's ``SubprocessASGIServer``) start its uvicorn process through flows/api_watchdog.py,
+    so that the process ends when this one is gone (even after SIGKILL), and record each process it starts in
+    :func:`records_dir` (removed at this process's exit). Prefect's own command and environment are kept: while its
+    ``_run_uvicorn_command`` runs, the ``subprocess`` of its module is one whose ``Popen`` puts the watchdog in
+    front of ``-m uvicorn``."""
+    from prefect.server.api import server as prefect_server
+
+    original = type(server)._run_uvicorn_command
+
+    def run() -> subprocess.Popen[Any]:
+        with _GUARD_LOCK:
+            saved = prefect_server.subprocess
+            prefect_server.subprocess = _WatchedSubprocess()  # type: ignore[assignment]
+            try:
+                proc = original(server)
+            finally:
+                prefect_server.subprocess = saved
+        _record(proc.pid, server.port)
+        return proc
+
+    server._run_uvicorn_command = run  # this instance only: other servers of this process start as Prefect's
+    atexit.register(_forget_own_records)  # registered before Prefect's stop (at start), so it runs after it
+
+
+class _WatchedSubprocess:
+    """The ``subprocess`` module, but ``Popen`` of ``python -m uvicorn ...`` runs
+    ``python -m flows.api_watchdog <this pid> -m uvicorn ...``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802 - the module's name
+        args = list(args)
+        if args[1:3] == ["-m", "uvicorn"]:
+            args = [args[0], "-m", "flows.api_watchdog", str(os.getpid()), *args[1:]]
+        return subprocess.Popen(args, **kwargs)
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (psutil's create_time), or None when it does not run (or is a zombie)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+    except psutil.Error:
+        return None
+
+
+def _alive(pid: int, started: float) -> bool:
+    now = _started(pid)
+    return now is not None and abs(now - started) < 0.01  # the same process, not a later one with its pid
+
+
+def _record(pid: int, port: int | None) -> None:
+    """Write ``<records_dir>/<pid>.json``: the server's pid and start time, this process's (its driver), its port."""
+    started, driver = _started(pid), _started(os.getpid())
+    if started is None or driver is None:
+        return  # it exited already: nothing to find later
+    folder = records_dir()
+    path = folder / f"{pid}.json"
+    record = {
+        "pid": pid,
+        "started": started,
+        "driver_pid": os.getpid(),
+        "driver_started": driver,
+        "port": port,
+    }
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+        _OWN_RECORDS.append(path)
+
+
+def _forget_own_records() -> None:
+    for path in _OWN_RECORDS:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    _OWN_RECORDS.clear()
+
+
+def stop_stale_servers(grace_s: float = 5.0) -> list[int]:
+    """Stop the ephemeral API servers recorded in :func:`records_dir` whose `arcflow run` is gone (killed before
+    the server's watchdog could act, or a watchdog that failed), and drop the records of servers that ended.
+    A server whose run still runs (another run on this ``PREFECT_HOME``) is left alone. A stopped server gets
+    SIGTERM, then SIGKILL after ``grace_s``; each is noted in the log. Returns the pids stopped."""
+    import psutil
+
+    stopped: list[int] = []
+    for path in sorted(records_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, started = int(record["pid"]), float(record["started"])
+            driver, driver_started = int(record["driver_pid"]), float(record["driver_started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        if _alive(pid, started) and _alive(driver, driver_started):
+            continue  # its run is going on
+        if _alive(pid, started):
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                proc.terminate()
+                try:
+                    proc.wait(grace_s)
+                except psutil.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(grace_s)
+            stopped.append(pid)
+            _note(
+                f"stopped Prefect's ephemeral API (pid {pid}, port {record.get('port')}) left running by "
+                f"arcflow run pid {driver}, which is gone"
+            )
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return stopped
+
+
+def _note(line: str) -> None:
+    """Append one line (stamped, with this process's pid) to the ephemeral API's log."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with contextlib.suppress(OSError), open(log_path(), "a", encoding="utf-8") as fh:
+        fh.write(f"== {stamp} arcflow (pid {os.getpid()}): {line}\n")
 
 
 class _ServerExited(RuntimeError):
