@@ -28,6 +28,7 @@ BUILDS = {
     "smollm2": "tests.data_pipes.reasoning._smollm2_build",
     "zero": "tests.model.train._zero_build",
     "datatrove": "tests.data_pipes.web._datatrove_build",
+    "grpo": "tests.tasks._grpo_build",
 }
 NICE = ["nice", "-n", "10"]
 TIMEOUT_S = 1800.0

@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.model.rl._ckpt import make_debug_checkpoint
-from tests.tasks.test_train_kinds import run
+from tests._background import build_result
 
 STEPS = 2
 PAGES = ["the harbor lights glimmer over quartz", "maple leaves and falcons", "orbit of the prism lantern"]
@@ -71,11 +70,12 @@ def write(root: Path, ckpt: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    ckpt = Path(make_debug_checkpoint(str(tmp_path_factory.mktemp("policy") / "ckpt")))
-    path = write(tmp_path_factory.mktemp("grpo_agentic"), ckpt)
-    return path, run(path)
+    """``write`` with the `debug` checkpoint and ``run`` of it, built in the background from the session's start
+    (tests/tasks/_grpo_build.py)."""
+    return build_result(tmp_path_factory, "grpo")["agentic"]
 
 
+@pytest.mark.background_build("grpo")
 def test_grpo_step_on_agentic_groups(done: tuple[Path, dict]) -> None:
     path, res = done
     manifest = res["rl_agent"]["manifest"]

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tasks._train_run import kill_launch, launcher_processes
-from tests.model.rl._ckpt import make_debug_checkpoint
+from tests._background import build_result
 from tests.tasks.test_train_kinds import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,19 +76,22 @@ def write(root: Path, ckpt: Path, every: int = 0, name: str = "pipeline.yaml") -
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(make_debug_checkpoint(str(tmp_path_factory.mktemp("policy") / "ckpt")))
+    """The `debug` checkpoint, made by the background build (tests/tasks/_grpo_build.py)."""
+    return build_result(tmp_path_factory, "grpo")["policy"]
 
 
 @pytest.fixture(scope="module")
-def done(policy: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    path = write(tmp_path_factory.mktemp("grpo") / "a", policy, every=0)
-    return path, run(path)
+def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """``write(..., policy, every=0)`` and ``run`` of it: the uninterrupted run, built in the background from the
+    session's start (tests/tasks/_grpo_build.py)."""
+    return build_result(tmp_path_factory, "grpo")["grpo"]
 
 
 def _out(path: Path, manifest: dict) -> Path:
     return path.parent / "store" / "outputs" / manifest["fingerprint"]
 
 
+@pytest.mark.background_build("grpo")
 def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> None:
     path, res = done
     manifest = res["rl"]["manifest"]
@@ -153,6 +156,7 @@ def test_grpo_runs_end_to_end_and_raises_the_reward(done: tuple[Path, dict]) -> 
     assert model.generate(**enc, max_new_tokens=2).shape[1] == enc["input_ids"].shape[1] + 2
 
 
+@pytest.mark.background_build("grpo")
 def test_kill9_mid_rl_resumes_reuses_rollouts_and_gives_the_same_bytes(
     done: tuple[Path, dict], policy: Path
 ) -> None:
