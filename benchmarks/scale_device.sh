@@ -91,7 +91,7 @@ fi
 # `python -m` puts its working directory first on sys.path: the dask processes started here (in the carried working
 # tree) would import its flows/tasks instead of $CODE's (the pack's commit) that the driver imports, and the scheduler
 # fails to unpickle a task graph whose functions differ ("Can't get attribute"). PYTHONSAFEPATH=1 leaves it off.
-shims() { # scale.py runs .venv/bin/arcflow and .venv/bin/dask; arcflow is not installed here, only on PYTHONPATH
+shims() { # scale.py runs the arcflow and dask next to $PY, else .venv/bin's: arcflow is only on PYTHONPATH here
   mkdir -p .venv/bin
   printf '#!/bin/sh\nexport PYTHONSAFEPATH=1\nexec %s -m flows.launch "$@"\n' "$PY" >.venv/bin/arcflow
   printf '#!/bin/sh\nexport PYTHONSAFEPATH=1\nexec %s -m dask "$@"\n' "$PY" >.venv/bin/dask

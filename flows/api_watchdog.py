@@ -4,9 +4,10 @@ Prefect starts its ephemeral API as a child process and stops it at the parent's
 killed with SIGKILL runs no atexit, and the server, reparented to init, would serve an unused database forever.
 ``PR_SET_PDEATHSIG`` does not fit: Prefect starts the child from a helper thread (flows/ephemeral_api.py), and the
 kernel sends that signal when the creating *thread* ends, not the process. So flows/ephemeral_api.py starts the
-server through this module instead::
+server through this file instead (by its path: it needs only the standard library; ``-P`` keeps its folder, whose
+modules would shadow the standard library's ``trace``, off ``sys.path``)::
 
-    python -m flows.api_watchdog PARENT_PID -m uvicorn ARGS...
+    python -P flows/api_watchdog.py PARENT_PID -m uvicorn ARGS...
 
 A daemon thread checks twice a second that this process's parent is still ``PARENT_PID``; once it is not (the
 parent died and this process was reparented, or the parent was gone before the check began), the server gets
@@ -40,7 +41,7 @@ def watch(parent_pid: int, poll_s: float = POLL_S, grace_s: float = GRACE_S) -> 
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or not argv[0].isdigit() or argv[1] != "-m":
-        sys.exit("usage: python -m flows.api_watchdog PARENT_PID -m MODULE [ARGS...]")
+        sys.exit("usage: python -P flows/api_watchdog.py PARENT_PID -m MODULE [ARGS...]")
     parent_pid, module = int(argv[0]), argv[2]
     threading.Thread(target=watch, args=(parent_pid,), name="arcflow-api-watchdog", daemon=True).start()
     sys.argv = [module, *argv[3:]]

@@ -219,7 +219,9 @@ def _guard(server: Any) -> None:
 
 class _WatchedSubprocess:
     """The ``subprocess`` module, but ``Popen`` of ``python -m uvicorn ...`` runs
-    ``python -m flows.api_watchdog <this pid> -m uvicorn ...``."""
+    ``python -P <flows/api_watchdog.py> <this pid> -m uvicorn ...``: the file by its path, with neither its folder
+    nor the working directory on ``sys.path`` (``-P``; it needs only the standard library), so another checkout's
+    ``flows`` in the working directory can neither replace it nor shadow a module of the server."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
@@ -228,7 +230,13 @@ class _WatchedSubprocess:
     def Popen(args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802 - the module's name
         args = list(args)
         if args[1:3] == ["-m", "uvicorn"]:
-            args = [args[0], "-m", "flows.api_watchdog", str(os.getpid()), *args[1:]]
+            args = [
+                args[0],
+                "-P",
+                str(Path(__file__).with_name("api_watchdog.py")),
+                str(os.getpid()),
+                *args[1:],
+            ]
         return subprocess.Popen(args, **kwargs)
 
 

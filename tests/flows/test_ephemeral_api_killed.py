@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 from _pipeline_util import write_corpus, write_pipeline
-from test_resume import _arcflow, _plugin, _unfinished
+from test_resume import _arcflow, _plugin
 
 from flows import ephemeral_api
 
@@ -26,6 +27,18 @@ def _is_api(proc: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return "uvicorn" in cmd and "prefect.server.api.server:create_app" in cmd
+
+
+def _api_answers(records: Path) -> bool:
+    """Whether the server recorded in ``records`` (the run's, once it started one) answers /api/health."""
+    for record in records.glob("*.json"):
+        port = json.loads(record.read_text())["port"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+    return False
 
 
 def _gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
@@ -45,20 +58,20 @@ def test_kill_9_of_the_run_leaves_no_ephemeral_api(tmp_path: Path, monkeypatch: 
             "upper": {"uses": "slow_upper_test", "inputs": ["raw"]},
         },
     )
+    records = tmp_path / "prefect_home" / ephemeral_api.RECORDS_NAME
     victim = _arcflow(tmp_path, site, slow_s="1")  # its own session: the test kills its process only
     tree: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 90
-        while _unfinished(tmp_path / ".arcflow")[0] < 1:  # a shard of the slow node done: the API is up
+        while not _api_answers(records):  # the run's API is up (its slow node takes 20 s more)
             assert victim.poll() is None, victim.stdout.read().decode() if victim.stdout else ""
-            assert time.monotonic() < deadline, "the run did not reach its slow node"
-            time.sleep(0.05)
+            assert time.monotonic() < deadline, "the run's ephemeral API did not start"
+            time.sleep(0.1)
         tree = psutil.Process(victim.pid).children(recursive=True)
         api = [p for p in tree if _is_api(p)]
         assert len(api) == 1, [p.cmdline() for p in tree]
-        assert "flows.api_watchdog" in api[0].cmdline()
-        records = list((tmp_path / "prefect_home" / ephemeral_api.RECORDS_NAME).glob("*.json"))
-        assert [json.loads(r.read_text())["pid"] for r in records] == [api[0].pid]
+        assert any(arg.endswith("flows/api_watchdog.py") for arg in api[0].cmdline()), api[0].cmdline()
+        assert [json.loads(r.read_text())["pid"] for r in records.glob("*.json")] == [api[0].pid]
 
         os.kill(victim.pid, signal.SIGKILL)  # the driver alone, as `kill -9 <pid>` does
         victim.wait(30)
@@ -67,7 +80,7 @@ def test_kill_9_of_the_run_leaves_no_ephemeral_api(tmp_path: Path, monkeypatch: 
         # a record left by the killed run names a server that is gone: the next start drops it, stops nothing
         monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect_home"))
         assert ephemeral_api.stop_stale_servers() == []
-        assert not list((tmp_path / "prefect_home" / ephemeral_api.RECORDS_NAME).glob("*.json"))
+        assert not list(records.glob("*.json"))
     finally:  # nothing of this test's run outlives it, whatever failed above
         if victim.poll() is None:
             victim.kill()
