@@ -453,11 +453,26 @@ class ObjectStore(Store):
             held.check()
 
     def check_reachable(self) -> None:
-        """A clear error, before any node starts, when the object store cannot be used."""
+        """A clear error, before any node starts, when the object store cannot be used; within
+        ``ARCFLOW_REMOTE_CHECK_S`` seconds in all (default 20), so an endpoint that accepts connections and never
+        answers cannot hang the command (``data_pipes.io.remote``: time limits)."""
+        from data_pipes.io.remote import access_hint, check_seconds, endpoint_of, within
+
         bucket = self.base.split("/", 1)[0]
-        try:
+
+        def probe() -> dict[str, Any]:
             self.fs.invalidate_cache(bucket)
-            with_retries(f"LIST {bucket}", lambda: self.fs.ls(bucket), attempts=2)
+            with_retries(f"LIST {bucket}", lambda: self.fs.ls(bucket), attempts=1)  # the client retried
+            return self._get_json(self._remote(STORE_INFO)) or {}
+
+        seconds = check_seconds()
+        try:
+            info = within(seconds, probe, f"the store {self.url}")
+        except TimeoutError:
+            raise StoreUnreachableError(
+                f"the store {self.url} did not answer within {seconds:g} s (endpoint {endpoint_of(self.fs)}); "
+                f"{access_hint(self.fs)} (ARCFLOW_REMOTE_CHECK_S=SECONDS waits longer)"
+            ) from None
         except FileNotFoundError:
             raise StoreUnreachableError(
                 f"the store {self.url}: the bucket {bucket!r} does not exist (or these credentials cannot see "
@@ -472,10 +487,9 @@ class ObjectStore(Store):
             raise
         except Exception as exc:  # noqa: BLE001 - each client library names a refused connection its own way
             raise StoreUnreachableError(
-                f"the store {self.url} cannot be reached: {type(exc).__name__}: {exc}; check the endpoint "
-                f"(AWS_ENDPOINT_URL for an S3-compatible server) and the network"
+                f"the store {self.url} cannot be reached: {type(exc).__name__}: {exc} (endpoint "
+                f"{endpoint_of(self.fs)}); {access_hint(self.fs)}"
             ) from None
-        info = self._get_json(self._remote(STORE_INFO)) or {}
         if int(info.get("format", 0)) > STORE_FORMAT:
             raise StoreUnreachableError(
                 f"the store {self.url} was written by a newer arcflow ({info.get('arcflow', '?')}, store format "

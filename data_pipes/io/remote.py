@@ -8,11 +8,22 @@ A failed request (a dropped connection, a throttled PUT) is retried by the clien
 policy under s3fs) and then here, a few more times with a growing pause, before the error is raised. The
 filesystem of a URL is configured the fsspec way: ``AWS_*`` environment variables and ``~/.aws`` for S3 (including
 ``AWS_ENDPOINT_URL`` for an S3-compatible server), or ``FSSPEC_<PROTOCOL>_<OPTION>`` variables for any protocol.
+
+**Time limits.** An endpoint that accepts connections but never answers must not hang a command. On S3 each request
+gets a connect timeout (``S3_CONNECT_TIMEOUT_S``) and a read timeout (``S3_READ_TIMEOUT_S``: the server's silence
+once a request is sent in full; aiohttp starts it only after the body is written, so a long upload is never cut by
+it), botocore makes ``S3_MAX_ATTEMPTS`` attempts and s3fs ``S3FS_RETRIES``; a timeout that got through those is not
+retried again here. Each is a default: ``FSSPEC_S3_CONFIG_KWARGS='{"read_timeout": 300}'`` (or the ``s3`` section
+of fsspec's config) and ``AWS_MAX_ATTEMPTS`` / ``AWS_RETRY_MODE`` win. A server that stops answering in the middle
+of a run therefore fails an operation after about ``2 x 3 x 60`` s. The reachability checks made before anything
+starts (the store's, a source's listing) are bounded in all by ``ARCFLOW_REMOTE_CHECK_S`` (default 20 s,
+``within``) and name the endpoint they tried (``endpoint_of``); ``RemoteAccessError`` is a source's such error.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +31,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 ATTEMPTS = 4  # on top of the client library's own retries
 PAUSE_S = 0.5
+CHECK_S = 20.0  # default of ARCFLOW_REMOTE_CHECK_S: the whole of a reachability check, in seconds
+S3_CONNECT_TIMEOUT_S = 10
+S3_READ_TIMEOUT_S = 60  # botocore's own default (s3fs lowers it to 15)
+S3_MAX_ATTEMPTS = 3  # botocore's attempts per request (standard retry mode)
+S3FS_RETRIES = 2  # s3fs's attempts around botocore's (its default 5 made 25 attempts per request)
+
+
+class RemoteAccessError(OSError):
+    """An object store a source names cannot be used: no answer, a refused connection, refused credentials."""
 
 
 def is_url(path: str) -> bool:
@@ -38,8 +58,70 @@ def filesystem(url: str) -> tuple[Any, str]:
     options; listings are never cached (another process may have written since)."""
     import fsspec.core
 
-    fs, path = fsspec.core.url_to_fs(url)
+    head = url.partition("://")[0]
+    fs, path = fsspec.core.url_to_fs(url, **(_s3_options() if head in ("s3", "s3a") else {}))
+    if head in ("s3", "s3a"):
+        fs.retries = S3FS_RETRIES
     return fs, path.rstrip("/")
+
+
+def _s3_options() -> dict[str, Any]:
+    """The time limits and attempts of the module doc, under whatever the user configured (which wins)."""
+    import fsspec.config
+
+    user = dict(fsspec.config.conf.get("s3", {}).get("config_kwargs") or {})
+    ours: dict[str, Any] = {"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S}
+    if not (os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE")):
+        ours["retries"] = {"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}
+    return {"config_kwargs": {**ours, **user}}
+
+
+def check_seconds() -> float:
+    """How long a reachability check may take in all (``ARCFLOW_REMOTE_CHECK_S``, default 20)."""
+    try:
+        return max(0.1, float(os.environ.get("ARCFLOW_REMOTE_CHECK_S") or CHECK_S))
+    except ValueError:
+        return CHECK_S
+
+
+def within(seconds: float, fn: Callable[[], T], what: str) -> T:
+    """``fn()``, or ``TimeoutError`` once ``seconds`` have passed without it returning. It runs in a daemon thread,
+    left to end on its client's own time limits: a silent endpoint can then hold neither a command nor its exit."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"arcflow-check {what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"{what}: no answer within {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def endpoint_of(fs: Any) -> str:
+    """The endpoint a filesystem speaks to, for error messages."""
+    client = getattr(fs, "client_kwargs", None) or {}
+    found = getattr(fs, "endpoint_url", None) or client.get("endpoint_url")
+    found = found or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if found:
+        return str(found)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return "AWS's S3 endpoint" if protocol in ("s3", "s3a") else f"the {protocol} service"
+
+
+def access_hint(fs: Any) -> str:
+    """What to check when an object store refuses a connection or does not answer."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("s3", "s3a"):
+        return "check the endpoint (AWS_ENDPOINT_URL for an S3-compatible server), that it is up, and the network"
+    return f"check the {protocol} filesystem's options (FSSPEC_{protocol.upper()}_*) and the network"
 
 
 def with_retries(what: str, fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
@@ -60,6 +142,8 @@ def with_retries(what: str, fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
 def _transient(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc} {exc.__cause__!r}".lower()
     if "precondition" in text or "nosuchbucket" in text or "accessdenied" in text:
+        return False
+    if "timeout" in type(exc).__name__.lower():  # the client library already retried it (module doc)
         return False
     return True
 
