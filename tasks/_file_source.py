@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from data_pipes.io.digests import file_digests
 from data_pipes.io.paths import InputEntry, expand_paths, scan_paths
 from data_pipes.io.records import make_id, quarantined_record
-from data_pipes.io.remote import is_url, is_url_dir
+from data_pipes.io.remote import RemoteAccessError, is_url, is_url_dir
 from flows.fingerprint import sha
 from tasks.base import Kind, KindParams, RunContext, ShardTask
 
@@ -107,6 +107,8 @@ def check_patterns(
     for i, pattern in enumerate(patterns):
         try:
             lister([pattern])
+        except RemoteAccessError as exc:  # the object store, not the path: the message says what to check
+            problems.append((("paths", i), str(exc)))
         except (FileNotFoundError, ValueError) as exc:
             problems.append((("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)"))
     return problems
@@ -134,6 +136,8 @@ class FileSource(Kind):
         for i, pattern in enumerate(params.paths):  # type: ignore[attr-defined]
             try:
                 expand_paths([pattern])
+            except RemoteAccessError as exc:  # the object store, not the path: the message says what to check
+                problems.append((("paths", i), str(exc)))
             except FileNotFoundError as exc:
                 problems.append(
                     (("paths", i), f"{exc}; check the path (relative paths start at pipeline.yaml)")

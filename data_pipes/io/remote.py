@@ -210,23 +210,31 @@ def _tag(info: dict[str, Any]) -> str:
 
 def expand_url(pattern: str) -> list[tuple[str, int]]:
     """``(URL, size)`` of every object a URL pattern names: one object, every object under a prefix (hidden
-    names skipped, as locally), or a glob (``**`` spans folders); sorted by URL. Empty when nothing matches."""
-    import glob as globmod
-
+    names skipped, as locally), or a glob (``**`` spans folders); sorted by URL. Empty when nothing matches.
+    ``RemoteAccessError`` (one line: the URL, the endpoint, what to check) when the object store refuses the
+    connection or the credentials, or does not answer within ``ARCFLOW_REMOTE_CHECK_S`` seconds."""
     fs, path = filesystem(pattern)
-    fs.invalidate_cache()
-    if globmod.has_magic(path):
-        found = with_retries(f"LIST {pattern}", lambda: fs.glob(path, detail=True))
-    else:
-        try:
-            info = with_retries(f"HEAD {pattern}", lambda: fs.info(path))
-        except FileNotFoundError:
-            return []
-        found = (
-            with_retries(f"LIST {pattern}", lambda: fs.find(path, detail=True))
-            if info.get("type") == "directory"
-            else {path: info}
-        )
+    seconds = check_seconds()
+    try:
+        found = within(seconds, lambda: _find(fs, path, pattern), f"listing {pattern}")
+    except FileNotFoundError:
+        return []
+    except TimeoutError:
+        raise RemoteAccessError(
+            f"{pattern}: the object store at {endpoint_of(fs)} did not answer within {seconds:g} s; "
+            f"{access_hint(fs)} (ARCFLOW_REMOTE_CHECK_S=SECONDS waits longer)"
+        ) from None
+    except PermissionError as exc:
+        raise RemoteAccessError(
+            f"{pattern}: the object store at {endpoint_of(fs)} refused these credentials ({exc}); check "
+            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or the fsspec options of this protocol), "
+            f"and that they may list this bucket"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - each client library names a refused connection its own way
+        raise RemoteAccessError(
+            f"{pattern}: the object store cannot be reached: {type(exc).__name__}: {exc} (endpoint "
+            f"{endpoint_of(fs)}); {access_hint(fs)}"
+        ) from None
     out = []
     for name, info in sorted(found.items()):
         if info.get("type") == "directory" or any(p.startswith(".") for p in name.split("/")[1:]):
@@ -236,6 +244,20 @@ def expand_url(pattern: str) -> list[tuple[str, int]]:
             _ETAGS[url] = f"{tag}:{int(info.get('size') or 0)}"
         out.append((url, int(info.get("size") or 0)))
     return out
+
+
+def _find(fs: Any, path: str, pattern: str) -> dict[str, dict[str, Any]]:
+    """``{path: info}`` of what a pattern names (``expand_url``); ``FileNotFoundError`` when nothing is there.
+    One attempt of each request here: the client library has retried it (module doc)."""
+    import glob as globmod
+
+    fs.invalidate_cache()
+    if globmod.has_magic(path):
+        return with_retries(f"LIST {pattern}", lambda: fs.glob(path, detail=True), attempts=1)
+    info = with_retries(f"HEAD {pattern}", lambda: fs.info(path), attempts=1)
+    if info.get("type") == "directory":
+        return with_retries(f"LIST {pattern}", lambda: fs.find(path, detail=True), attempts=1)
+    return {path: info}
 
 
 def url_digest(url: str) -> str:

@@ -1,20 +1,29 @@
 """An object store that cannot be used gives one clear line, in bounded time, for the store and for sources.
 
-A real endpoint on loopback: a socket that accepts connections and never answers (the hang the review found:
-`arcflow run` stuck in the store's reachability check for 500 s).
+Real endpoints on loopback: a socket that accepts connections and never answers (the hang the review found:
+`arcflow run` stuck in the store's reachability check for 500 s), a port nothing listens on, and moto's S3 server
+with its authentication on (``INITIAL_NO_AUTH_ACTION_COUNT``: the first two requests create a user and its key,
+every later one is checked), spoken to with that key and a wrong secret.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pipeline_util import load, write_corpus, write_pipeline
 
+pytest.importorskip("moto")
 s3fs = pytest.importorskip("s3fs")
 
+from flows.errors import SpecError  # noqa: E402
 from flows.store import Store  # noqa: E402
 from flows.store_remote import StoreUnreachableError  # noqa: E402
 
@@ -67,6 +76,18 @@ def s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.M
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+def _source_pipeline(tmp_path: Path, url: str) -> Path:
+    write_corpus(tmp_path, n_files=1)
+    return write_pipeline(tmp_path, {"raw": {"uses": "files", "params": {"paths": [url]}}})
+
+
+def _problem(path: Path) -> str:
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert len(info.value.problems) == 1, info.value.problems
+    return info.value.problems[0].render()
+
+
 def test_a_silent_endpoint_is_a_clear_error_within_the_check_s(
     s3_env: pytest.MonkeyPatch, silent_endpoint: str, tmp_path: Path
 ) -> None:
@@ -79,6 +100,12 @@ def test_a_silent_endpoint_is_a_clear_error_within_the_check_s(
         f"endpoint (AWS_ENDPOINT_URL for an S3-compatible server), that it is up, and the network "
         f"(ARCFLOW_REMOTE_CHECK_S=SECONDS waits longer)"
     )
+
+    # a source on it: the problem names the node's YAML line and the URL
+    message = _problem(_source_pipeline(tmp_path, "s3://bucket/corpus"))
+    assert message.startswith(f"{tmp_path / 'pipeline.yaml'}:"), message
+    assert "nodes.raw.params.paths[0]: s3://bucket/corpus: the object store at " in message, message
+    assert f"{silent_endpoint} did not answer within 2 s; check the endpoint (AWS_ENDPOINT_URL" in message
 
 
 def test_the_store_filesystem_has_time_limits_that_the_user_can_raise(s3_env: pytest.MonkeyPatch) -> None:
@@ -99,3 +126,75 @@ def test_the_store_filesystem_has_time_limits_that_the_user_can_raise(s3_env: py
     s3_env.setenv("AWS_MAX_ATTEMPTS", "7")
     fs, _ = remote.filesystem("s3://bucket/store")
     assert fs.config_kwargs == {"connect_timeout": remote.S3_CONNECT_TIMEOUT_S, "read_timeout": 300}
+
+
+def test_a_refused_connection_on_a_source_is_one_line(s3_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    s3_env.setenv("AWS_ENDPOINT_URL", endpoint)
+    s3_env.setenv("ARCFLOW_REMOTE_CHECK_S", "60")  # the client's own attempts give up first, with their error
+    message = _problem(_source_pipeline(tmp_path, "s3://bucket/corpus/*.html"))
+    assert (
+        "nodes.raw.params.paths[0]: s3://bucket/corpus/*.html: the object store cannot be reached: "
+        in message
+    )
+    assert f'EndpointConnectionError: Could not connect to the endpoint URL: "{endpoint}/' in message
+    assert message.endswith(
+        f"(endpoint {endpoint}); check the endpoint (AWS_ENDPOINT_URL for an S3-compatible server), that it is "
+        f"up, and the network"
+    ), message
+
+
+@pytest.fixture(scope="module")
+def moto_with_auth() -> Iterator[tuple[str, str]]:
+    """moto's S3 server checking signatures; returns its URL and a key id it knows."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "moto's server exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.1)
+        import boto3
+
+        url = f"http://127.0.0.1:{port}"
+        iam = boto3.client(
+            "iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        iam.create_user(UserName="arcflow")
+        key = iam.create_access_key(UserName="arcflow")["AccessKey"]["AccessKeyId"]
+        yield url, key
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_wrong_secret_is_one_line_for_a_source_and_for_the_store(
+    s3_env: pytest.MonkeyPatch, moto_with_auth: tuple[str, str], tmp_path: Path
+) -> None:
+    url, key = moto_with_auth
+    s3_env.setenv("AWS_ENDPOINT_URL", url)
+    s3_env.setenv("AWS_ACCESS_KEY_ID", key)
+    s3_env.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    message = _problem(_source_pipeline(tmp_path, "s3://bucket/corpus"))
+    assert (
+        f"nodes.raw.params.paths[0]: s3://bucket/corpus: the object store at {url} refused these credentials ("
+        in message
+    ), message
+    assert message.endswith(
+        "); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or the fsspec options of this "
+        "protocol), and that they may list this bucket"
+    ), message
+    with pytest.raises(StoreUnreachableError, match=r"the store s3://bucket/store refused these credentials"):
+        with Store("s3://bucket/store").lock():
+            pass
