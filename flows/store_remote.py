@@ -583,6 +583,7 @@ _STAGED: set[tuple[str, str]] = set()  # (store URL, input fingerprint) complete
 _SCRATCH: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (URL, key) -> rel -> (size, mtime) synced
 _PHASES: set[tuple[str, str, str]] = set()  # (URL, key, phase token) whose phase files this process pulled
 _SCRATCH_LOCK = threading.Lock()
+_KNOWN_LOCK = threading.Lock()
 
 
 class StagingMismatchError(RuntimeError):
@@ -648,10 +649,18 @@ def _push_shared(
     known = _SCRATCH.setdefault((url, key), {})
     sent = 0
     for rel, stat in sorted(now.items()):
-        if known.get(rel) == stat or (before is not None and before.get(rel) == stat):
-            continue
-        put_file(fs, os.path.join(out_dir, rel), f"{base}/outputs/{key}/{rel}")
-        known[rel] = stat
+        with (
+            _KNOWN_LOCK
+        ):  # claimed first: a task of another thread that sees the file too leaves it to this one
+            if known.get(rel) == stat or (before is not None and before.get(rel) == stat):
+                continue
+            known[rel] = stat
+        try:
+            put_file(fs, os.path.join(out_dir, rel), f"{base}/outputs/{key}/{rel}")
+        except BaseException:
+            with _KNOWN_LOCK:
+                known.pop(rel, None)
+            raise
         sent += 1
     return sent
 

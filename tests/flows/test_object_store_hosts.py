@@ -25,7 +25,7 @@ from test_object_store import CREDENTIALS, _free_port, _local_reference, _remote
 __all__ = ["moto_server", "s3"]  # the fixtures, used by name
 
 NODES = {
-    "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.01}},
+    "raw": {"uses": "files", "params": {"paths": ["data"], "shard_mb": 0.02}},
     "text": {"uses": "extract_html", "inputs": ["raw"]},
     "exact": {"uses": "dedup_exact", "inputs": ["text"]},
     "near": {"uses": "dedup_minhash", "inputs": ["exact"]},
@@ -67,7 +67,6 @@ def _worker(address: str, own: Path, staging: Path, env: dict[str, str]) -> subp
 )
 def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     fs, bucket = s3
-    reference = _local_reference(tmp_path, NODES, n_files=16)
     staging = tmp_path / "staging"  # the driver's, and the path every worker sees its own folder at
     hosts = [tmp_path / "host-1", tmp_path / "host-2"]
     for folder in (staging, *hosts):
@@ -85,6 +84,7 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     ]
     try:
         procs += [_worker(address, own, staging, env) for own in hosts]
+        reference = _local_reference(tmp_path, NODES, n_files=10)  # while the cluster starts
         from distributed import Client
 
         deadline = time.monotonic() + 60
@@ -98,13 +98,15 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the dask cluster did not come up"
             time.sleep(0.3)
         root = tmp_path / "remote"
-        write_corpus(root, n_files=16)
+        write_corpus(root, n_files=10)
         url = f"s3://{bucket}/store"
         pipeline = load(write_pipeline(root, NODES, extra={"workdir": url, "executor": {"address": address}}))
         from flows.store import Store
 
         with Store(url).lock():
             assert run_all(pipeline) == {n: False for n in NODES}
+            # a forced rerun computes into `<fp>.new` (its phase files under that prefix) and swaps it in
+            assert run_all(pipeline, node="exact", force=True) == {"exact": False}
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -128,4 +130,38 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     local = tmp_path / "local" / ".arcflow" / "outputs"
     kept_local = sorted(str(p.relative_to(local)) for p in local.glob("*/_work/**/*") if p.is_file())
     assert kept_remote == kept_local
+    assert not [p for p in fs.find(prefix) if ".new/" in p]
     assert {k.split("/")[0] for k in kept_local} == {remote["packed"]["fingerprint"]}
+
+
+def test_a_worker_staging_elsewhere_is_a_clear_error(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose ARCFLOW_STAGING is another path than the driver's: the node's paths would not exist there."""
+    from flows import store_remote
+
+    _fs, bucket = s3
+    url = f"s3://{bucket}/store"
+    driver_root = store_remote.staging_root(url)
+    monkeypatch.setenv("ARCFLOW_STAGING", str(tmp_path / "elsewhere"))
+    out_dir = os.path.join(driver_root, "outputs", "fp")
+    with pytest.raises(store_remote.StagingMismatchError, match="the same ARCFLOW_STAGING path") as info:
+        store_remote._run_phase(len, url, driver_root, out_dir, "fp", (), "phase-1", [1])
+    assert driver_root in str(info.value) and str(tmp_path / "elsewhere") in str(info.value)
+
+
+def test_a_staged_file_a_task_cannot_find_is_named(s3) -> None:
+    """A phase file missing on a task's machine (deleted by hand, or written where nothing shares it) is one error
+    naming the file and what to do, not pyarrow's FileNotFoundError."""
+    import pyarrow.parquet as pq
+
+    from flows import store_remote
+
+    _fs, bucket = s3
+    url = f"s3://{bucket}/store"
+    root = store_remote.staging_root(url)
+    out_dir = os.path.join(root, "outputs", "fp")
+    missing = os.path.join(out_dir, "_work", "hashes", "part-00003.parquet")
+    with pytest.raises(store_remote.SharedFileError, match="part-00003.parquet") as info:
+        store_remote._run_phase(pq.read_table, url, root, out_dir, "fp", (), "phase-1", missing)
+    assert "Rerun the node" in str(info.value)
