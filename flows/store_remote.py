@@ -584,6 +584,7 @@ _SCRATCH: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (URL, key) -
 _PHASES: set[tuple[str, str, str]] = set()  # (URL, key, phase token) whose phase files this process pulled
 _SCRATCH_LOCK = threading.Lock()
 _KNOWN_LOCK = threading.Lock()
+REPORTS = "reports"  # the node's reports folder (``RunContext.add_report``)
 
 
 class StagingMismatchError(RuntimeError):
@@ -610,6 +611,7 @@ def _is_shared(rel: str) -> bool:
         TMP_MARK not in rel
         and rel not in BOOKKEEPING
         and not top.startswith("_")
+        and top != REPORTS  # the driver's (``ctx.add_report``), uploaded when the node ends
         and not os.path.basename(rel).startswith("part-")
     )
 

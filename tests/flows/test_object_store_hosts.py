@@ -5,7 +5,7 @@ namespace of its own (``unshare -m``) where its own folder is bind-mounted over 
 sees its own staging folder at the path the driver uses (the documented setup: the same ``ARCFLOW_STAGING`` path on
 every host, each on its own disk), and a file one worker writes there is invisible to the other and to the driver
 (a third folder). The store is moto's S3 server on loopback. A web pipeline with the multi-phase kinds (exact and
-MinHash dedup, quality buckets, a tokenizer and pack) must end with the same content hashes as on a local store:
+MinHash dedup, quality buckets, a tokenizer and pack, SemDedup) must end with the same content hashes as on a local store:
 their phase files under ``_work/`` travel through the object store.
 """
 
@@ -41,6 +41,12 @@ NODES = {
         "params": {"vocab_size": 300, "sample_docs": 40, "heldout_docs": 0},
     },
     "packed": {"uses": "pack", "inputs": ["tok", "near"], "params": {"seq_len": 64}},
+    # SemDedup: its driver-side k-means writes files the workers' pairwise phase reads
+    "sem": {
+        "uses": "dedup_semantic",
+        "inputs": ["near"],
+        "params": {"eps": 0.07, "device": "cpu", "batch_size": 4, "max_tokens": 32, "kmeans_iters": 5},
+    },
 }
 
 
@@ -122,7 +128,7 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     # the workers really were elsewhere: each wrote phase files the other and the driver never had locally
     written = [{p.name for p in own.rglob("*.parquet")} for own in hosts]
     assert all(written) and written[0] != written[1]
-    # the bucket keeps the phase files a local store keeps (pack's `_work/`) and no others: the dedup kinds'
+    # the bucket keeps the phase files a local store keeps (pack's and SemDedup's `_work/`) and no others: the dedup kinds'
     # `_work/` went from the bucket when their node completed, as it goes from a local folder
     fs.invalidate_cache()
     prefix = f"{bucket}/store/outputs/"
@@ -131,7 +137,7 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     kept_local = sorted(str(p.relative_to(local)) for p in local.glob("*/_work/**/*") if p.is_file())
     assert kept_remote == kept_local
     assert not [p for p in fs.find(prefix) if ".new/" in p]
-    assert {k.split("/")[0] for k in kept_local} == {remote["packed"]["fingerprint"]}
+    assert {k.split("/")[0] for k in kept_local} == {remote[n]["fingerprint"] for n in ("packed", "sem")}
 
 
 def test_a_worker_staging_elsewhere_is_a_clear_error(
