@@ -105,7 +105,19 @@ def validate(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
 def _engine(p: Pipeline) -> Any:
     from flows.engine import Engine
 
-    return Engine(p)
+    engine = Engine(p)
+    _check_store(engine.store)
+    return engine
+
+
+def _check_store(store: Any) -> None:
+    """One line and exit 1 when the store cannot be read: written by a newer arcflow, or an object store that
+    cannot be used (``Store.check_format``); before a command reads anything of it."""
+    try:
+        store.check_format()
+    except StoreLockedError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _selection(p: Pipeline, node: str | None, from_: str | None, to: str | None, force: bool) -> Any:
@@ -939,6 +951,9 @@ def trace(
     from flows.trace_training import trace_training
 
     p = _load(file, set_)
+    from flows.store import Store
+
+    _check_store(Store(p.workdir))
     try:
         if row is not None and step is None:
             result = trace_row(p, node, row)

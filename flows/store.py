@@ -13,6 +13,7 @@ Layout of the work directory::
     refs/<pipeline>.json                           node id -> fingerprint and its parts, of the last good run
     runs/<run id>/pipeline.yaml                    the resolved config of each run
     lock                                           held by a running `arcflow run` or `gc`
+    store.json                                     the layout's format and the arcflow that wrote it (store_format)
 
 The **content hash** of an output covers every byte the node outputs: every file under its folder (kept, excluded and
 quarantined shards, WARC files, tokenizer and model folders, checkpoints, report data...), each by its relative
@@ -157,6 +158,32 @@ class Store:
 
     def check_lease(self) -> None:
         """Raise when this process's lock on the store was lost (a local lock cannot be)."""
+
+    def check_format(self) -> None:
+        """Refuse a store written by a newer arcflow (``store.json``, ``flows/store_format.py``), before anything
+        reads it; a store without the marker (made before it existed) reads as this arcflow's format."""
+        from flows.store_format import STORE_INFO, StoreFormatError, check_format
+
+        path = os.path.join(self.root, STORE_INFO)
+        try:
+            with open(path, "rb") as fh:
+                info = json.loads(fh.read())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise StoreFormatError(
+                f"the store {self.root}: {path} cannot be read ({exc}); restore it from the machine that wrote "
+                f"the store, or delete it if this arcflow wrote the store"
+            ) from None
+        check_format(info if isinstance(info, dict) else {}, self.root)
+
+    def _write_store_info(self) -> None:
+        """The marker, where there is none yet (a new store, or one made before it existed)."""
+        from flows.store_format import STORE_INFO, store_info
+
+        path = os.path.join(self.root, STORE_INFO)
+        if not os.path.exists(path):
+            atomic_write_bytes(path, store_info())
 
     # ---- outputs ---------------------------------------------------------------------------------------------
     def output_dir(self, fingerprint: str) -> str:
@@ -321,6 +348,7 @@ class Store:
                 with _HELD_GUARD:
                     _HELD[self.root] -= 1
             return
+        self.check_format()  # a newer arcflow's store: refused before anything is written into it
         os.makedirs(self.root, exist_ok=True)
         path = os.path.join(self.root, "lock")
         fh = open(path, "a+")
@@ -348,6 +376,7 @@ class Store:
         with _HELD_GUARD:
             _HELD[self.root] = 1
         try:
+            self._write_store_info()
             self.recover_replacements()
             self.remove_stale_temporaries()
             yield

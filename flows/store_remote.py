@@ -74,9 +74,8 @@ from flows.store import (
     file_sha256,
     hash_files,
 )
+from flows.store_format import STORE_FORMAT, STORE_INFO, StoreFormatError, check_format
 
-STORE_FORMAT = 1  # the layout version this arcflow writes; a store of a higher one is refused
-STORE_INFO = "store.json"
 REPLACING = "replacing"  # replacing/<fingerprint>.json: a swap of outputs/<fingerprint>.new under way
 
 
@@ -490,11 +489,14 @@ class ObjectStore(Store):
                 f"the store {self.url} cannot be reached: {type(exc).__name__}: {exc} (endpoint "
                 f"{endpoint_of(self.fs)}); {access_hint(self.fs)}"
             ) from None
-        if int(info.get("format", 0)) > STORE_FORMAT:
-            raise StoreUnreachableError(
-                f"the store {self.url} was written by a newer arcflow ({info.get('arcflow', '?')}, store format "
-                f"{info.get('format')}; this arcflow reads format {STORE_FORMAT}); upgrade arcflow"
-            )
+        try:
+            check_format(info if isinstance(info, dict) else {}, self.url)
+        except StoreFormatError as exc:
+            raise StoreUnreachableError(str(exc)) from None
+
+    def check_format(self) -> None:
+        """Before a command reads the store: ``check_reachable`` (reachable, credentials, bucket, format)."""
+        self.check_reachable()
 
     def _write_store_info(self) -> None:
         path = self._remote(STORE_INFO)
