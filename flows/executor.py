@@ -15,6 +15,13 @@ with ``memory_gb: M`` takes ``M`` of it, so a worker runs only as many of that n
 asking more than any worker has is an error before anything is submitted (it would otherwise wait forever); on an
 external cluster, declare it on the workers (``dask worker ... --resources "CPU=8,MEMORY_GB=64"``).
 
+An external cluster whose workers declare **no resources at all** (plain ``dask worker ADDRESS``) runs the shard tasks
+of a node that asks only for CPU (the default ``cpus: 1``) without resource restrictions: each worker runs as many at
+once as it has threads (``--nthreads``), which is what ``CPU=<threads>`` would allow for ``cpus: 1``; a node's
+``cpus`` above 1 is then not enforced (said once in the log). A node asking ``gpus`` or ``memory_gb`` is still
+matched against what the workers declare, and fails before anything is submitted, with the worker command; so does
+every node once any worker declares resources (then every worker must declare ``CPU``).
+
 The embedded LocalCluster slows Dask's own periodic loops (``IDLE_DEFAULTS``): with Dask's defaults an idle cluster
 of one worker costs about 0.06 cores (event-loop health ticks every 20 ms, system-monitor samples every 500 ms, the
 worker's profiler trigger every 10 ms, memory checks every 100 ms), paid for every second a run lasts; with these,
@@ -93,6 +100,7 @@ class DaskExecutor:
         self._cluster: Any = None
         self._lock = threading.Lock()
         self.inline_items = 0  # items run in this process instead of on the cluster (for tests and logs)
+        self._warned: set[str] = set()  # nodes told that their cpus are not enforced (``placement``)
 
     @property
     def started(self) -> bool:
@@ -163,14 +171,39 @@ class DaskExecutor:
             return f"dask scheduler {self.spec.address}"
         return f"local dask cluster, {self._n_workers()} worker(s) x {self.spec.threads_per_worker} thread(s)"
 
+    def _offers(self) -> list[dict[str, float]]:
+        """What each worker of the external cluster declares (``--resources``); ``{}`` for a plain worker."""
+        workers = self.client().scheduler_info(n_workers=-1)["workers"].values()
+        return [dict(w.get("resources") or {}) for w in workers]
+
+    def placement(
+        self, resources: dict[str, float] | None, what: str = "a shard task"
+    ) -> dict[str, float] | None:
+        """The Dask resources a task asking ``resources`` is submitted with: on an external cluster whose workers
+        declare none, a request of CPU only goes without any (see the module doc); else ``resources`` as asked."""
+        if not (self.spec.address and resources) or set(resources) - {"CPU"}:
+            return resources
+        offers = self._offers()
+        if not offers or any(offers):
+            return resources
+        cpus = resources.get("CPU", 1.0)
+        if cpus > 1 and what not in self._warned:
+            self._warned.add(what)
+            logging.getLogger(__name__).warning(
+                "%s asks CPU=%g, but the workers of %s declare no resources: it runs as one task per worker "
+                'thread (declare them, e.g. `dask worker ADDRESS --resources "CPU=8"`, to reserve its cores)',
+                what,
+                cpus,
+                self.spec.address,
+            )
+        return None
+
     def check_resources(self, resources: dict[str, float] | None, what: str = "a shard task") -> None:
         """Fail now, with the fix, when no worker can ever run a task asking ``resources``."""
         if not resources:
             return
         if self.spec.address:
-            offers = [
-                w.get("resources", {}) for w in self.client().scheduler_info(n_workers=-1)["workers"].values()
-            ]
+            offers = self._offers()
             where = f"the workers of {self.spec.address}"
         else:
             offers = [self.local_resources()]
@@ -184,7 +217,8 @@ class DaskExecutor:
             sorted({", ".join(f"{k}={v:g}" for k, v in sorted(o.items())) or "none" for o in offers})
         )
         fix = (
-            'declare them on the workers, e.g. `dask worker ADDRESS --resources "CPU=8,GPU=1,MEMORY_GB=64"`'
+            f'declare them on the workers, e.g. `dask worker {self.spec.address} --resources "CPU=8,GPU=1,'
+            f'MEMORY_GB=64"` (once any worker declares resources, every worker must declare CPU)'
             if self.spec.address
             else "lower the node's resources, or give the workers more (executor.memory_limit, fewer n_workers)"
         )
@@ -251,6 +285,7 @@ class DaskExecutor:
             first = self._run_inline(fn, items, results, on_done, retries)
             if first == len(items):
                 return results
+        resources = self.placement(resources, f"node {key_prefix!r}: a shard task")
         self.check_resources(resources, f"node {key_prefix!r}: a shard task")
         from distributed import as_completed
 
