@@ -226,8 +226,9 @@ sys.path.insert(0, os.environ["ROOT"])
 import deepspeed
 from model.config import model_config
 from model.glm import GLMForCausalLM
-from model.train.main import cuda_step_defaults, ds_config
+from model.train.main import _skip_op_builds, cuda_step_defaults, ds_config
 
+_skip_op_builds()  # as the entry point on CPU: no JIT build of DeepSpeed's shared-memory all-reduce (unused here)
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
 os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
