@@ -270,6 +270,8 @@ class ObjectStore(Store):
             with_retries(f"DELETE {fingerprint}/_*", lambda: self.fs.rm(paths))
             for rel in gone:
                 remote.pop(rel)
+            folders = sorted({rel.split("/", 1)[0] for rel in gone} - set(os.listdir(local)))
+            _forget_everywhere(self.url, fingerprint, folders)
         _SCRATCH.pop((self.url, fingerprint), None)
 
     def _push(self, fingerprint: str) -> None:
@@ -688,6 +690,39 @@ def _pull_scratch(url: str, key: str, out_dir: str) -> int:
             got += 1
         _note_synced(url, key, out_dir, rel)
     return got
+
+
+def _forget_scratch(url: str, key: str, folders: list[str]) -> None:
+    """On a worker, once the node is complete: its copies of the phase ``folders`` the driver removed go, as
+    they went from the driver's folder and the object store (a kind's kept ``_work/`` stays everywhere)."""
+    out_dir = os.path.join(staging_root(url), "outputs", key)
+    for folder in folders:
+        shutil.rmtree(os.path.join(out_dir, folder), ignore_errors=True)
+    with _SCRATCH_LOCK:
+        _SCRATCH.pop((url, key), None)
+        for phase in [p for p in _PHASES if p[:2] == (url, key)]:
+            _PHASES.discard(phase)
+
+
+def _forget_everywhere(url: str, key: str, folders: list[str]) -> None:
+    """``_forget_scratch`` on every worker of the Dask cluster this process runs (none running: nothing to do;
+    a worker that cannot be reached keeps its copies, a cache it may delete at will)."""
+    if not folders:
+        return
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except Exception:  # noqa: BLE001 - no cluster in this process (ValueError), or dask missing
+        return
+    try:
+        client.run(functools.partial(_forget_scratch, url, key, folders))
+    except Exception as exc:  # noqa: BLE001 - a worker gone or closing: its staging folder is only a cache
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "could not drop the workers' copies of %s's phase files: %s", key, exc
+        )
 
 
 def _prepare(url: str, root: str, out_dir: str, key: str, inputs: tuple[str, ...], token: str) -> None:

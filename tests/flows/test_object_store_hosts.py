@@ -125,9 +125,13 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     assert {n: m["content_hash"] for n, m in remote.items()} == {
         n: m["content_hash"] for n, m in reference.items()
     }
-    # the workers really were elsewhere: each wrote phase files the other and the driver never had locally
+    # the workers really were elsewhere: each wrote files the other and the driver never had locally
     written = [{p.name for p in own.rglob("*.parquet")} for own in hosts]
     assert all(written) and written[0] != written[1]
+    # and their copies of a completed node's phase files went with the driver's (pack's and SemDedup's stay)
+    kept = {remote[n]["fingerprint"] for n in ("packed", "sem")}
+    left = {p.parent.name for own in hosts for p in own.glob("*/outputs/*/_work")}
+    assert left <= kept, left - kept
     # the bucket keeps the phase files a local store keeps (pack's and SemDedup's `_work/`) and no others: the dedup kinds'
     # `_work/` went from the bucket when their node completed, as it goes from a local folder
     fs.invalidate_cache()
