@@ -104,10 +104,11 @@ def validate(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
 
 def _engine(p: Pipeline) -> Any:
     from flows.engine import Engine
+    from flows.store import Store
 
-    engine = Engine(p)
-    _check_store(engine.store)
-    return engine
+    store = Store(p.workdir)
+    _check_store(store)  # before the engine reads its refs
+    return Engine(p, store=store)
 
 
 def _check_store(store: Any) -> None:

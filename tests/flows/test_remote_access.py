@@ -101,6 +101,17 @@ def test_a_silent_endpoint_is_a_clear_error_within_the_check_s(
         f"(ARCFLOW_REMOTE_CHECK_S=SECONDS waits longer)"
     )
 
+    # `status` (and plan, show, trace) check the store before the engine reads anything of it
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    write_corpus(tmp_path / "local", n_files=1)
+    nodes = {"raw": {"uses": "files", "params": {"paths": ["data"]}}}
+    local = write_pipeline(tmp_path / "local", nodes, extra={"workdir": "s3://bucket/store"})
+    shown = CliRunner().invoke(app, ["status", "-f", str(local)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 1 and str(info.value) in shown.output, shown.output
+
     # a source on it: the problem names the node's YAML line and the URL
     message = _problem(_source_pipeline(tmp_path, "s3://bucket/corpus"))
     assert message.startswith(f"{tmp_path / 'pipeline.yaml'}:"), message
