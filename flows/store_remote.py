@@ -17,6 +17,11 @@ Kinds stay as they are: they read and write local files. Each machine keeps a **
   then ``files.json``, ``shards.json`` and the manifest last. The content hash covers the same bytes as locally
   (staged files hashed here, shards written on other machines by the sha256 their worker recorded in
   ``_hashes/``), so a local and a remote store give the same fingerprints and content hashes.
+* **phase files** of a multi-phase kind (top-level ``_`` folders such as ``_work/``): each task uploads those it
+  wrote when it ends, a machine downloads those it lacks before its first task of a phase, the driver uploads its
+  own before a phase and downloads the workers' after it; when the node completes, those the driver's folder no
+  longer holds go from the object store and from the workers' staging folders, as ``_work/`` goes locally. So the
+  phases of one node may run on different hosts, each with its own staging folder at the same path.
 * **an input** is read through the staging folder: its files are downloaded once (whole objects, checked against
   the object store's sizes) and reused by every later node on this machine.
 
