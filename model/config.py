@@ -218,7 +218,9 @@ def model_config(flavour: str, **overrides: Any) -> ModelConfig:
 
 def to_hf(cfg: ModelConfig) -> Any:
     """The transformers ``Glm4MoeConfig`` of ``cfg`` (what ``config.json`` of an exported checkpoint holds)."""
-    from transformers import Glm4MoeConfig
+    from model.hf import hf_import
+
+    Glm4MoeConfig = hf_import("Glm4MoeConfig")
 
     fields = cfg.model_dump()
     rope = {

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 from model.config import from_hf, to_hf
 from model.glm import AttnImpl, GLMForCausalLM
+from model.hf import hf_import
 from model.moe import ExpertImpl
 
 MTP_FILE = "mtp.safetensors"
@@ -41,7 +42,7 @@ _FP32_KEYS = re.compile(r"mlp\.gate\.(weight|e_score_correction_bias)$")
 
 def _hf_ignores(key: str) -> bool:
     """True when transformers' Glm4MoeForCausalLM silently ignores ``key`` as an unexpected checkpoint key."""
-    from transformers import Glm4MoeForCausalLM
+    Glm4MoeForCausalLM = hf_import("Glm4MoeForCausalLM")
 
     patterns = Glm4MoeForCausalLM._keys_to_ignore_on_load_unexpected or []
     return any(re.search(p, key) for p in patterns)
@@ -59,7 +60,7 @@ def _cast(sd: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, t
 
 def save_hf(model: GLMForCausalLM, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` as a Hugging Face folder at ``path`` (created; existing files of the same names replaced)."""
-    from transformers import Glm4MoeForCausalLM
+    Glm4MoeForCausalLM = hf_import("Glm4MoeForCausalLM")
 
     cfg = model.config
     path = Path(path)
@@ -117,7 +118,8 @@ def set_generation_stops(path: str | Path, tokenizer_json: str | Path) -> list[i
     tool stops there, as GLM-4.5's published generation config does) and ``<|endoftext|>`` as ``pad_token_id``
     when none is set. Returns the stop ids (none: the file is left as it was)."""
     from tokenizers import Tokenizer
-    from transformers import GenerationConfig
+
+    GenerationConfig = hf_import("GenerationConfig")
 
     tok = Tokenizer.from_file(str(tokenizer_json))
     ids = [i for i in (tok.token_to_id(t) for t in STOP_TOKENS) if i is not None]
@@ -170,7 +172,7 @@ def load_hf(
     dtype: torch.dtype | None = None,
 ) -> GLMForCausalLM:
     """Read a Hugging Face GLM-4.5 folder (ours or transformers' ``save_pretrained``) into :class:`GLMForCausalLM`."""
-    from transformers import AutoConfig
+    AutoConfig = hf_import("AutoConfig")
 
     path = Path(path)
     if not (path / "config.json").is_file():

@@ -64,8 +64,10 @@ class Scorer:
                 "train it with a tokenizer input (or from a pack node that records one) so the stage exports "
                 "its tokenizer beside the weights, then rerun it"
             )
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from model.hf import hf_import
+
+        AutoTokenizer = hf_import("AutoTokenizer")
+        hf_logging = hf_import("logging", module="transformers.utils")
 
         hf_logging.disable_progress_bar()
         self.tok = AutoTokenizer.from_pretrained(ck.path, local_files_only=True)

@@ -106,8 +106,10 @@ def load_policy(path: str, gguf_file: str | None = None, *, dtype: torch.dtype |
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = resolve_model_path(path)
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from model.hf import hf_import
+
+    AutoTokenizer = hf_import("AutoTokenizer")
+    hf_logging = hf_import("logging", module="transformers.utils")
 
     hf_logging.disable_progress_bar()
     kw: dict[str, Any] = {"local_files_only": True, **({"gguf_file": gguf_file} if gguf_file else {})}
@@ -130,7 +132,7 @@ def load_policy(path: str, gguf_file: str | None = None, *, dtype: torch.dtype |
         model: torch.nn.Module = load_hf(folder)
         is_glm = True
     else:
-        from transformers import AutoModelForCausalLM
+        AutoModelForCausalLM = hf_import("AutoModelForCausalLM")
 
         model = AutoModelForCausalLM.from_pretrained(folder, **kw)
         is_glm = False
@@ -224,7 +226,9 @@ class _HfRunner:
     def __init__(self, model: Any) -> None:
         import inspect
 
-        from transformers import DynamicCache
+        from model.hf import hf_import
+
+        DynamicCache = hf_import("DynamicCache")
 
         self.m = model
         self.cache = DynamicCache()

@@ -106,7 +106,11 @@ def render_chat(
     **kwargs: Any,
 ) -> RenderedChat:
     """Render ``messages`` with :data:`CHAT_TEMPLATE` (transformers' renderer) and the assistant spans."""
-    from transformers.utils.chat_template_utils import render_jinja_template
+    from model.hf import hf_import
+
+    render_jinja_template = hf_import(
+        "render_jinja_template", module="transformers.utils.chat_template_utils"
+    )
 
     texts, indices = render_jinja_template(
         conversations=[list(messages)],

@@ -112,9 +112,10 @@ def _model_config(spec: TrainSpec) -> Any:
 
     if not spec.model.init_from:
         return model_config(spec.model.flavour, **spec.model.overrides)
-    from transformers import AutoConfig
-
     from model.config import from_hf
+    from model.hf import hf_import
+
+    AutoConfig = hf_import("AutoConfig")
 
     if not os.path.isfile(os.path.join(spec.model.init_from, "config.json")):
         raise FileNotFoundError(
