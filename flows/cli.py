@@ -145,12 +145,17 @@ WHY_LINES = 3  # a reason column cell wraps over at most this many lines; `arcfl
 MIN_WHY = 30  # narrower than this, the reasons go under each node instead of into a table column
 
 
-def _why_text(reasons: list[str], width: int) -> str:
-    """The reasons joined, cut to about ``WHY_LINES`` lines of ``width`` characters, saying how many were left."""
+def _why_text(reasons: list[str], width: int, node: str = "") -> str:
+    """The reasons joined, cut to about ``WHY_LINES`` lines of ``width`` characters, saying how many were left
+    (and, with ``node``, that `arcflow show NODE` says a cut reason whole)."""
     budget = max(20, width) * WHY_LINES - 12
     text = "; ".join(reasons)
     if len(text) <= budget:
         return text
+    if node and len(reasons[0]) > budget - 14:  # a failed run's error cut: say where it is whole
+        more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        hint = f" (whole: arcflow show {node}){more}"
+        return reasons[0][: max(20, budget - len(hint))].rstrip() + "…" + hint
     shown: list[str] = []
     for reason in reasons:
         if len("; ".join([*shown, reason])) > budget - 14:
@@ -295,7 +300,7 @@ def _print_as_list(title: str, rows: list[tuple[str, str, str, Any]], max_lines:
         console.print(Text(node_id, style="bold"), meta, state, highlight=False)
         if not reasons:
             continue
-        why = _why_text(reasons, width) if max_lines else "\n".join(reasons)
+        why = _why_text(reasons, width, node_id) if max_lines else "\n".join(reasons)
         console.print(Padding(Text(why), (0, 0, 0, 4)), highlight=False)
 
 
@@ -350,7 +355,7 @@ def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
     if wide:
         table.add_column("fingerprint", no_wrap=True)
     for node, uses, label, style, reasons, kept, fp in rows:
-        why = Text(_why_text(reasons, why_width))
+        why = Text(_why_text(reasons, why_width, node))
         cells: list[Any] = [node, *([uses] if wide else []), f"[{style}]{label}[/]", why, kept]
         table.add_row(*cells, *([fp] if wide else []))
     console.print(table)

@@ -60,8 +60,10 @@ LAST_RUN = "failed in the last run"
 EVERY_ROW = "every row quarantined"
 #: how `status` says that a failed node's last run was at another fingerprint than its current one
 AT_ANOTHER_FINGERPRINT = "failed in the last run at another fingerprint: will run"
-#: the longest one-line error a run record keeps (:func:`error_line`)
-ERROR_CHARS = 300
+#: the longest one-line error a run record keeps (:func:`error_line`), and the run's summary and `arcflow show`
+#: say: a whole first line in practice (what to change is at its end), bounded for a multi-kilobyte message; the
+#: `status` table cuts it shorter and points at `arcflow show NODE`
+ERROR_CHARS = 2000
 #: what changed when a node's fingerprint differs from its failed one but the run's config shows no change
 OTHER_CHANGE = "its code, a package version or a file it reads changed"
 

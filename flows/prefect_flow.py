@@ -27,7 +27,7 @@ from prefect.states import Completed, State
 
 from flows.engine import Engine, select
 from flows.errors import AllQuarantinedError, MissingInputError, NodeFailedError, StoreLockedError
-from flows.last_run import error_line
+from flows.last_run import ERROR_CHARS, error_line
 from flows.outcome import SKIPPED, all_quarantined, all_quarantined_error, skipped_message
 from flows.prefect_artifacts import RunArtifacts, flow_run_name
 from flows.retry import permanent_reason, worth_retrying
@@ -391,8 +391,9 @@ def _exception(state: Any) -> BaseException | None:
     return exc if isinstance(exc, BaseException) else None
 
 
-def _short(message: str, node_id: str, limit: int = 300) -> str:
-    """The first two non-empty lines of ``message`` on one line, without a leading ``node '<id>': ``."""
+def _short(message: str, node_id: str, limit: int = ERROR_CHARS) -> str:
+    """The first two non-empty lines of ``message`` on one line, without a leading ``node '<id>': ``, cut only
+    past ``limit`` characters (a pathological message)."""
     text = " ".join([ln.strip() for ln in message.strip().splitlines() if ln.strip()][:2])
     for prefix in (f"node '{node_id}': ", f"node {node_id!r}: ", f"node {node_id}: "):
         text = text.removeprefix(prefix)

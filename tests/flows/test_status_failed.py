@@ -306,7 +306,7 @@ def test_error_line_is_the_first_line_trimmed() -> None:
     assert error_line(exc, "bad") == "ValueError: the first line"
     assert error_line("\n  Crashed: the worker died \n more", "bad") == "Crashed: the worker died"
     assert error_line(RuntimeError(), "bad") == "RuntimeError" and error_line(None) is None
-    long = error_line(KeyError("x" * 1000))
+    long = error_line(KeyError("x" * 5000))  # a pathological message stays bounded
     assert (
         long is not None and len(long) == ERROR_CHARS and long.endswith("…") and long.startswith("KeyError: ")
     )
@@ -339,3 +339,26 @@ def test_a_fixed_param_clears_the_failure_and_a_fixed_run_completes(
         ("raw", "bad", "after", "last", "ok"), "up_to_date"
     ), status
     assert status["join"][0] == "blocked" and status["join"][1].startswith(blocked_reason(["broken"])), status
+
+
+#: a filter expression naming a missing column, long enough that its error's advice ends well past 300 characters
+LONG_EXPR = " and ".join(["length(no_such_column) > 1", *(f"length(text) > {i}" for i in range(30))])
+
+
+@pytest.mark.timeout(300)
+def test_a_long_error_is_said_whole_by_the_run_show_and_the_run_record(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=1)
+    nodes = {"raw": NODES["raw"], "bad": {"uses": "filter", "inputs": ["raw"], "params": {"expr": LONG_EXPR}}}
+    path = write_pipeline(tmp_path, nodes, name="longerr")
+    run = _run_cli(tmp_path, path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    error = _record(tmp_path)[1]["nodes"]["bad"]["error"]
+    assert len(error) > 400 and not error.endswith("…"), error  # whole: the cut was at 300
+    tail = error[-60:]  # the end of the message (what to change), in every place a user reads it
+    assert tail in " ".join(run.stderr.split()), run.stderr
+    result = CliRunner().invoke(app, ["show", "bad", "-f", str(path)], env={"COLUMNS": "1000"})
+    assert tail in " ".join(result.output.split()), result.output
+    # the status table cuts it to its cell, saying where it is whole
+    result = CliRunner().invoke(app, ["status", "-f", str(path)], env={"COLUMNS": "100"})
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "… (whole: arcflow show bad)" in flat, result.output
