@@ -209,7 +209,8 @@ def launch(
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh, indent=1, sort_keys=True)
     plan = launch_command(
-        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads, entry=ENTRY
+        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads, entry=ENTRY,
+        watch_parent=os.getpid(),  # the launcher and its ranks end with this process, `kill -9` included
     )  # fmt: skip
     jsonl = os.path.join(work, "metrics.jsonl")
     log_path = os.path.join(work, "launch.log")

@@ -208,9 +208,10 @@ def launcher_processes(spec_path: str) -> list[int]:
 
 def kill_launch(spec_path: str, timeout_s: float = 30.0) -> None:
     """SIGKILL every process of the launch of ``spec_path`` and wait until they are gone. A run killed with
-    ``kill -9`` leaves its launcher and ranks running on their own, still writing into the work folder: the next
-    run of the node calls this first. (The launcher stays in the run's process group, so a signal to the whole
-    group, Ctrl-C included, reaches the ranks too.)"""
+    ``kill -9`` leaves no launcher behind (model/train/launch_watchdog.py stops the launcher's process group once
+    the run is gone), but one an older run left may still run, writing into the work folder: the next run of the
+    node calls this first. (A signal to the run's process group, Ctrl-C included, reaches the launcher's group through
+    the watchdog.)"""
     deadline = time.monotonic() + timeout_s
     while (pids := launcher_processes(spec_path)) and time.monotonic() < deadline:
         for pid in pids:
@@ -248,7 +249,8 @@ def launch(
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(stage.spec, fh, indent=1, sort_keys=True)
     plan = launch_command(
-        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads
+        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads,
+        watch_parent=os.getpid(),  # the launcher and its ranks end with this process, `kill -9` included
     )  # fmt: skip
     jsonl = os.path.join(work, "metrics.jsonl")
     log_path = os.path.join(work, "launch.log")

@@ -43,9 +43,12 @@ def launch_command(
     python: str | None = None,
     env: dict[str, str] | None = None,
     entry: str = ENTRY,
+    watch_parent: int | None = None,
 ) -> LaunchPlan:
     """Argv and environment for ``ranks`` ranks per host running ``entry`` (default :data:`ENTRY`; the GRPO
-    stage runs ``model.rl.main``) on ``spec_path``."""
+    stage runs ``model.rl.main``) on ``spec_path``. With ``watch_parent`` (the pid of the process that starts it)
+    the launcher runs under :mod:`model.train.launch_watchdog`, in a process group of its own with its ranks, all
+    stopped once that process is gone (a `kill -9` of `arcflow run`)."""
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
     if hostfile is not None and launcher != "deepspeed":
@@ -62,11 +65,25 @@ def launch_command(
     if launcher == "torchrun":
         argv = [py, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(ranks)]
         argv += ["--master_addr", "127.0.0.1", "--master_port", port, "-m", entry, spec_path]
-        return LaunchPlan(argv, out_env)
+        return LaunchPlan(_watched(argv, py, watch_parent), out_env)
     argv = [py, "-m", "deepspeed.launcher.runner", "--master_port", port]
     if hostfile is not None:
         argv += ["--hostfile", hostfile]
     else:
         argv += ["--num_nodes", "1", "--num_gpus", str(ranks)]
     argv += ["--module", entry, spec_path]
-    return LaunchPlan(argv, out_env)
+    return LaunchPlan(_watched(argv, py, watch_parent), out_env)
+
+
+def _watched(argv: list[str], python: str, parent: int | None) -> list[str]:
+    """``argv`` run under the launch watchdog of ``parent`` (as it is without one)."""
+    if parent is None:
+        return argv
+    return [
+        python,
+        "-P",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch_watchdog.py"),
+        str(parent),
+        "--",
+        *argv,
+    ]
