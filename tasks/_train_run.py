@@ -173,7 +173,23 @@ def validate(ctx: RunContext, stage: Stage) -> int:
         cfg = _model_config(spec)
         if spec.data.chat:
             from model.train.sft import read_chat_docs
+            from model.train.validate import check_checkpoint_tokenizer
 
+            if not any(sum(i.rows) for i in stage.data_inputs):
+                names = ", ".join(repr(i.name) for i in stage.data_inputs)
+                first = stage.data_inputs[0].name
+                what = "the input" if len(stage.data_inputs) == 1 else "the inputs"
+                verb = "has" if len(stage.data_inputs) == 1 else "have"
+                raise ValueError(
+                    f"{what} {names} {verb} no chat records (0 rows kept); see what dropped them with "
+                    f"`arcflow show {first}` (its counts and drop reasons) and fix it upstream, or give this "
+                    "node a chat input with records"
+                )
+            if stage.parent is not None and spec.data.tokenizer:
+                tok_node = next(i.name for i in ctx.inputs if i.data_type == DataType.TOKENIZER)
+                check_checkpoint_tokenizer(
+                    stage.parent.path, spec.data.tokenizer, parent=stage.parent.name, tok_node=tok_node
+                )
             docs, _stats = read_chat_docs(spec.data.chat, spec.data.tokenizer or "", spec.data.seq_len or 0)
             if max(int(d.ids.max()) for d in docs) >= cfg.vocab_size:
                 raise ValueError(

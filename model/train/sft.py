@@ -89,6 +89,11 @@ def read_chat_docs(files: Sequence[str], tokenizer: str, seq_len: int) -> tuple[
                 stats.dropped["sft_too_long"] = stats.dropped.get("sft_too_long", 0) + 1
                 continue
             docs.append(doc)
+    if not stats.records:
+        raise ValueError(
+            f"the chat shards {list(files)} hold no chat records; nothing to train on (list shards with records "
+            "in data.chat)"
+        )
     if not docs:
         raise ValueError(
             f"no chat record of {list(files)} fits seq_len {seq_len} ({stats.records} records, "

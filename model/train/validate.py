@@ -4,7 +4,9 @@
 - every shard's rows are ``seq_len`` long (one ``seq_len`` for all shards) and ``sum(doc_lens) + n_pad`` equals it;
 - ``seq_len`` fits the model's positions (``max_position_embeddings``);
 - every token id is inside the model's vocabulary;
-- the tokenizer the shards were packed with is the one the run trains with.
+- the tokenizer the shards were packed with is the one the run trains with;
+- the tokenizer a stage trains with is the one its parent checkpoint was trained with (the ``tokenizer.json`` the
+  checkpoint exported beside its weights), see :func:`check_checkpoint_tokenizer`.
 
 How pack records its tokenizer: a ``pack`` node's output folder holds the store's ``manifest.json``, whose
 ``inputs`` name each input node's fingerprint; the input whose own ``manifest.json`` says ``output_type:
@@ -174,3 +176,53 @@ def check_shards(files: Sequence[str], cfg: ModelConfig, *, flavour: str = "mode
     if seq_len is None:
         raise DataError(f"the shards {list(files)} hold no rows; nothing to train on")
     return seq_len
+
+
+def trained_tokenizer_node(ckpt_dir: str, depth: int = 8) -> str | None:
+    """The name of the tokenizer node a store checkpoint was trained with, from the store manifests (None when not
+    found): its tokenizer input, else its parent checkpoint's, else the tokenizer its packed shards were made with
+    (the order in which a stage picks its tokenizer)."""
+    manifest_path = os.path.join(ckpt_dir, "manifest.json")
+    if depth <= 0 or not os.path.isfile(manifest_path):
+        return None
+    with open(manifest_path, encoding="utf-8") as fh:
+        inputs = json.load(fh).get("inputs", [])
+    outputs = os.path.dirname(os.path.abspath(ckpt_dir))
+    by_type: dict[str, list[tuple[str, str]]] = {}
+    for inp in inputs:
+        folder = os.path.join(outputs, str(inp.get("fingerprint", "")))
+        sub = os.path.join(folder, "manifest.json")
+        if os.path.isfile(sub):
+            with open(sub, encoding="utf-8") as fh:
+                kind = str(json.load(fh).get("output_type"))
+            by_type.setdefault(kind, []).append((str(inp.get("name")), folder))
+    if by_type.get("tokenizer"):
+        return by_type["tokenizer"][0][0]
+    for _name, folder in by_type.get("checkpoint", []):
+        if os.path.isfile(os.path.join(folder, TOKENIZER_FILE)):
+            return trained_tokenizer_node(folder, depth - 1)
+    for _name, folder in by_type.get("packed_tokens", []):
+        rec = packed_tokenizer(folder)
+        if rec is not None:
+            return rec.node
+    return None
+
+
+def check_checkpoint_tokenizer(ckpt_dir: str, tokenizer: str, *, parent: str, tok_node: str) -> str | None:
+    """Raise :class:`DataError` when ``tokenizer`` (the input node ``tok_node``) is not the tokenizer the checkpoint
+    ``ckpt_dir`` (node ``parent``) was trained with; compares content hashes of the ``tokenizer.json`` files. The
+    message is short (node names and 12-hex hashes, no paths) and says the fix first. Returns a note when the
+    checkpoint holds no ``tokenizer.json`` (it cannot be checked)."""
+    theirs_file = os.path.join(ckpt_dir, TOKENIZER_FILE)
+    if not os.path.isfile(theirs_file):
+        return f"{ckpt_dir}: checkpoint {parent!r} holds no tokenizer.json, so its tokenizer is not checked"
+    mine, theirs = tokenizer_hash(tokenizer), tokenizer_hash(theirs_file)
+    if mine == theirs:
+        return None
+    source = trained_tokenizer_node(ckpt_dir)
+    which = f"{source!r}" if source and source != tok_node else f"the tokenizer {parent!r} was trained with"
+    raise DataError(
+        f"give this node {which} as its tokenizer input (checkpoint {parent!r} was trained with tokenizer sha256 "
+        f"{theirs[:12]}, this node's {tok_node!r} is sha256 {mine[:12]}), or init_from a checkpoint trained "
+        f"with {tok_node!r}"
+    )

@@ -374,3 +374,103 @@ def test_same_weights_cut_off_downstream(trained: tuple[Path, dict], uninterrupt
     assert not again["pretrain"]["reused"]
     assert again["pretrain"]["manifest"]["content_hash"] == done["pretrain"]["manifest"]["content_hash"]
     assert again["midtrain"]["reused"] and again["chat_model"]["reused"]
+
+
+# ---- SFT's own checks, on inputs laid out as the store hands them to the kind (fast: no training) -------------
+def _store_output(outputs: Path, fp: str, output_type: str, inputs: list[tuple[str, str]] = ()) -> Path:  # type: ignore[assignment]
+    """``outputs/<fp>/`` with the store's manifest (output type, input names and fingerprints)."""
+    folder = outputs / fp
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"output_type": output_type, "inputs": [{"name": n, "fingerprint": f} for n, f in inputs]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _tokenizer_input(outputs: Path, name: str, text: str, vocab: int) -> InputRef:
+    from data_pipes.tokens.bpe_train import save_hf_folder, train_bpe
+
+    folder = _store_output(outputs, f"fp_{name}", "tokenizer")
+    save_hf_folder(train_bpe([text] * 20, vocab, min_frequency=1), str(folder / "tokenizer"))
+    part = folder / "part-00000.parquet"
+    pq.write_table(pa.table({"id": ["t"], "text": ["x"], "tokenizer_dir": ["tokenizer"]}), part)
+    return InputRef(name, DataType.TOKENIZER, str(folder), (str(part),), (1,), f"h_{name}")
+
+
+def _chat_input(outputs: Path, records: list[list[dict]]) -> InputRef:
+    folder = _store_output(outputs, "fp_chats", "chat")
+    shard = folder / "part-00000.parquet"
+    table = pa.table({"id": [f"c{i}" for i in range(len(records))], "messages": records})
+    if not records:
+        table = pa.table(
+            {"id": pa.array([], pa.string()), "messages": pa.array([], table.schema.field(1).type)}
+        )
+    pq.write_table(table, shard)
+    return InputRef("chats", DataType.CHAT, str(folder), (str(shard),), (len(records),), "h_chats")
+
+
+def _parent_checkpoint(outputs: Path, tok: InputRef) -> InputRef:
+    """A checkpoint node's output as a stage exports it (HF config.json, the tokenizer.json it trained with),
+    trained with the tokenizer input ``tok``, its vocabulary cut to 300 ids."""
+    from model.config import model_config, to_hf
+
+    folder = _store_output(outputs, "fp_midtrain", "checkpoint", [(tok.name, os.path.basename(tok.path))])
+    to_hf(model_config("debug", vocab_size=300)).save_pretrained(str(folder))
+    (folder / "tokenizer.json").write_bytes((Path(tok.path) / "tokenizer" / "tokenizer.json").read_bytes())
+    return InputRef("midtrain", DataType.CHECKPOINT, str(folder), (), (), "h_mid")
+
+
+CHAT = [{"role": "user", "content": "what is two plus three?"}, {"role": "assistant", "content": "five."}]
+TEXT = "what is two plus three? five."
+
+
+def _sft_ctx(tmp: Path, inputs: list[InputRef], init_from: str | None = "midtrain") -> RunContext:
+    kind = get_kind("sft")
+    params = kind.Params.model_validate({"steps": 1, "seq_len": 64, "init_from": init_from})
+    out = tmp / "out"
+    out.mkdir(exist_ok=True)
+    return RunContext("sft_tok3", params, inputs, str(out), 0, map=None, run_shards=None)  # type: ignore[arg-type]
+
+
+def test_sft_tokenizer_other_than_the_parent_checkpoints(tmp_path: Path) -> None:
+    """SFT from a checkpoint trained with another tokenizer stops before training, naming both nodes and both
+    tokenizers and the fix; a tokenizer larger than the model's vocabulary is reported as the other tokenizer it
+    is, not as a vocab_size to raise. With the parent's own tokenizer the same check passes."""
+    from tasks._train_run import resolve, validate
+
+    outputs = tmp_path / "store" / "outputs"
+    tok = _tokenizer_input(outputs, "tokenizer", TEXT, 300)
+    tok3 = _tokenizer_input(outputs, "tok3", TEXT + " six seven eight nine ten " * 3, 1024)
+    parent = _parent_checkpoint(outputs, tok)
+    ctx = _sft_ctx(tmp_path, [_chat_input(outputs, [CHAT]), tok3, parent])
+    with pytest.raises(StageInputError) as info:
+        get_kind("sft").run(ctx)
+    msg = str(info.value)
+    assert msg.startswith("node 'sft_tok3': give this node 'tokenizer'"), msg
+    assert "'tok3'" in msg and "checkpoint 'midtrain'" in msg and "tokenizer input" in msg
+    assert msg.count("sha256 ") == 2 and "vocab_size" not in msg and len(msg) <= 300, msg
+    assert not (Path(ctx.out_dir) / "_train" / "launch.log").exists()
+    # the tokenizer node is found through a chain of checkpoints too (an SFT of that midtrain, no tokenizer input)
+    from model.train.validate import trained_tokenizer_node
+
+    child = _store_output(outputs, "fp_sft1", "checkpoint", [("midtrain", "fp_midtrain")])
+    (child / "tokenizer.json").write_bytes((Path(parent.path) / "tokenizer.json").read_bytes())
+    assert trained_tokenizer_node(str(child)) == "tokenizer"
+    # the parent's own tokenizer: the check passes and the one record is counted
+    ok = _sft_ctx(tmp_path, [_chat_input(outputs, [CHAT]), tok, parent])
+    assert validate(ok, resolve(ok, "sft")) == 1
+
+
+def test_sft_without_chat_records(tmp_path: Path) -> None:
+    outputs = tmp_path / "store" / "outputs"
+    tok = _tokenizer_input(outputs, "tokenizer", TEXT, 300)
+    ctx = _sft_ctx(tmp_path, [_chat_input(outputs, []), tok], init_from=None)
+    with pytest.raises(StageInputError) as info:
+        get_kind("sft").run(ctx)
+    msg = str(info.value)
+    assert "node 'sft_tok3': the input 'chats' has no chat records" in msg, msg
+    assert "arcflow show chats" in msg and "seq_len" not in msg
+    # the launcher's own reading of the shards (model/train/sft.py) says the same, not "raise data.seq_len"
+    from model.train.sft import read_chat_docs
+
+    with pytest.raises(ValueError, match="hold no chat records; nothing to train on"):
+        read_chat_docs(ctx.inputs[0].shards, str(Path(tok.path) / "tokenizer"), 64)
