@@ -18,7 +18,9 @@ duplicates on ranks other than 0); norms other than L2 (``inf``) go to DeepSpeed
 
 from __future__ import annotations
 
+import math
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,3 +68,39 @@ def use_foreach_grad_norm(engine: Any) -> bool:
         return False
     opt.get_grad_norm_direct = types.MethodType(foreach_grad_norm_direct, opt)
     return True
+
+
+def is_invalid_norm(norm: float | torch.Tensor) -> bool:
+    """True for a gradient norm that is NaN, infinite or negative (DeepSpeed masks a NaN/inf group norm to -1)."""
+    value = float(norm)
+    return not math.isfinite(value) or value < 0
+
+
+def track_invalid_group_norms(engine: Any) -> Callable[[], bool] | None:
+    """Record every per-group norm ``engine``'s ZeRO 1/2 optimizer computes (its own or the foreach one: call this
+    after :func:`use_foreach_grad_norm`); the returned function says whether any since its last call was invalid
+    (NaN/inf, or DeepSpeed's -1 sentinel) and forgets them. DeepSpeed before ``combine_grad_norm_groups`` (0.19.8
+    has it) combined a -1 group norm as a finite 1.0, so the combined norm alone cannot tell an overflow there.
+    One host read per call (the step's grad norm is read at the same point). None when the engine runs another
+    optimizer (ZeRO 0: the loop's own clipping sees the raw norm)."""
+    opt = getattr(engine, "optimizer", None)
+    if opt is None or type(opt).__name__ != "DeepSpeedZeroOptimizer":
+        return None
+    inner = opt.get_grad_norm_direct
+    seen: list[torch.Tensor] = []
+
+    def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        norm = inner(*args, **kwargs)
+        seen.append(torch.as_tensor(norm).detach().reshape(-1).float())
+        return norm
+
+    opt.get_grad_norm_direct = types.MethodType(recorded, opt)
+
+    def any_invalid() -> bool:
+        if not seen:
+            return False
+        norms = torch.cat([n.to(seen[0].device) for n in seen])
+        seen.clear()
+        return bool(((~torch.isfinite(norms)) | (norms < 0)).any())
+
+    return any_invalid

@@ -238,7 +238,10 @@ def ds_config(
     # the host wait for the answer (round 7: 1.048x the step without it, docs/TRAIN_SPEED.md). A non-finite gradient
     # then no longer skips the step inside DeepSpeed; its norm still comes back non-finite (DeepSpeed folds an
     # inf/NaN group norm into an infinite global norm), and run() stops on it, naming the step, before that step's
-    # weights can reach a checkpoint (tests/model/train/test_bf16_overflow.py). The same on CPU and GPU.
+    # weights can reach a checkpoint (tests/model/train/test_bf16_overflow.py). The same on CPU and GPU. A DeepSpeed
+    # without combine_grad_norm_groups (0.19.8 has it) folds the -1 it masks a bad group norm to into a finite global
+    # norm, so run() also checks every group norm (model.zero_grad_norm.track_invalid_group_norms) and counts a
+    # negative norm as not finite: the stop does not depend on the DeepSpeed version.
     if precision == "bf16" and zero_stage > 0:
         config["bf16"] = {"enabled": True, "check_grad_overflow": False}
     return config
@@ -321,6 +324,11 @@ def run(spec: TrainSpec) -> list[dict]:
     optimizer, sharded = _build_optimizer(spec, model, rank, world)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=_ds_config(spec, world))
     cuda_step_defaults(engine, cuda)
+    from model.zero_grad_norm import is_invalid_norm, track_invalid_group_norms
+
+    bad_group_norm = track_invalid_group_norms(
+        engine
+    )  # ZeRO 1/2: DeepSpeed's -1 sentinel, whatever its version
     clip = None
     if sharded is not None:  # Muon at ZeRO 1/2: one raw-gradient clip factor for both parts
         from model.muon_zero import RawGradClip
@@ -421,7 +429,9 @@ def run(spec: TrainSpec) -> list[dict]:
         except torch.cuda.OutOfMemoryError as exc:
             raise _out_of_memory(exc, step + 1, spec, seq_len, rank) from exc
         loss, mtp_loss, aux_loss = _all_sum(sums, device)  # the step's one wait for the GPU's losses
-        if not math.isfinite(loss) or not math.isfinite(grad_norm):
+        if bad_group_norm is not None and bad_group_norm():
+            grad_norm = float("nan")  # an older DeepSpeed folds a -1 group norm into a finite global norm
+        if not math.isfinite(loss) or is_invalid_norm(grad_norm):  # < 0: DeepSpeed's overflow sentinel
             raise FloatingPointError(
                 f"step {step + 1}: loss {loss} / grad norm {grad_norm} is not finite; stopping. The last "
                 f"checkpoint in {ckpt_dir} is kept; lower optim.lr or check the data of samples "

@@ -75,12 +75,26 @@ def nan_in_step_2(spec, cfg, cuda):
 
 
 m._build_model = nan_in_step_2
-sys.exit(m.main([sys.argv[1]]))
+if len(sys.argv) > 2 and sys.argv[2] == "old-combine":
+    # DeepSpeed before combine_grad_norm_groups: the per-group norms (a NaN one masked to -1) L2-combined as they
+    # are, so the -1 counts as 1.0 and the global norm is finite (only 0.19.8 is installed here: simulated)
+    import torch
+    import deepspeed.runtime.zero.stage_1_and_2 as s12
+
+    s12.combine_grad_norm_groups = lambda norms, norm_type=2: torch.linalg.vector_norm(
+        torch.stack([torch.as_tensor(n, dtype=torch.float) for n in norms]), ord=norm_type
+    )
+sys.exit(m.main(sys.argv[1:2]))
 """
 
 
 @pytest.mark.slow
-def test_non_finite_gradient_stops_before_its_checkpoint_in_bf16_zero1(store: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("combine", ["installed", "old-combine"])
+def test_non_finite_gradient_stops_before_its_checkpoint_in_bf16_zero1(
+    store: dict, tmp_path: Path, combine: str
+) -> None:
+    """``old-combine``: DeepSpeed's -1 group-norm sentinel folded into a finite global norm (older DeepSpeed);
+    the entry point still stops on the step (the per-group norms are checked)."""
     spec = {
         "model": {"flavour": "debug"},
         "data": {"shards": [str(store["packed"])], "tokenizer": str(store["tokenizer"])},
@@ -97,7 +111,7 @@ def test_non_finite_gradient_stops_before_its_checkpoint_in_bf16_zero1(store: di
     script = tmp_path / "nan_step2.py"
     script.write_text(_NAN_AT_STEP_2)
     done = subprocess.run(
-        [sys.executable, str(script), str(path)],
+        [sys.executable, str(script), str(path), combine],
         capture_output=True,
         text=True,
         timeout=400,
@@ -118,3 +132,12 @@ def test_non_finite_gradient_stops_before_its_checkpoint_in_bf16_zero1(store: di
     assert states, sorted(p.name for p in (ckpt / "step00000001").iterdir())
     module = torch.load(states[0], map_location="cpu", weights_only=False)["module"]
     assert module and all(torch.isfinite(t).all() for t in module.values() if t.is_floating_point())
+
+
+def test_deepspeed_overflow_sentinel_is_not_finite() -> None:
+    """DeepSpeed masks a NaN/inf gradient norm to -1: the entry point treats it as it treats NaN and inf."""
+    from model.zero_grad_norm import is_invalid_norm
+
+    assert is_invalid_norm(-1.0) and is_invalid_norm(torch.tensor(-1.0))
+    assert is_invalid_norm(float("inf")) and is_invalid_norm(float("nan"))
+    assert not is_invalid_norm(0.0) and not is_invalid_norm(torch.tensor(3.5, dtype=torch.float64))
