@@ -56,7 +56,8 @@ Measured in round 10 and the default on CUDA since round 11: the SwiGLU of the g
 shared experts and the dense MLPs runs :func:`model.kernels.swiglu.swiglu` with its backward as one Triton kernel
 (``fused_swiglu``: ``None``, the default, resolves to ``"triton"`` on CUDA tensors where triton imports and to the
 ``chunk`` path elsewhere, :func:`model.kernels.swiglu.resolve_swiglu`; the same forward values; 1.024x the H200 step
-at 8 x 4, 1.028x at 16 x 16). ``model.kernels.set_fused_glue(model, swiglu=False)`` opts out.
+at 8 x 4, 1.028x at 16 x 16). ``model.kernels.set_fused_glue(model, swiglu=False)`` opts out, and
+``ARCFLOW_FUSED_SWIGLU=0`` for a whole pipeline (:func:`model.kernels.swiglu.env_swiglu`).
 """
 
 from __future__ import annotations

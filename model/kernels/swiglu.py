@@ -21,6 +21,7 @@ in fp32 too).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from typing import Literal
 
@@ -44,21 +45,63 @@ def triton_backward_available() -> bool:
     if not _TRITON_BACKWARD:
         try:  # by name through sys.modules (registers arcflow::swiglu_backward)
             importlib.import_module("model.kernels.swiglu_triton")
-        except Exception:  # noqa: BLE001 - ImportError, or a triton that fails to load: the default path then
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a triton that fails to load: the default path then
             _TRITON_BACKWARD.append(False)
+            # probed for a CUDA default (resolve_swiglu): say once that the slower path runs
+            if env_swiglu() is None:
+                _LOG.warning(
+                    "triton is not importable here (%s): SwiGLU's backward on CUDA runs the slower chunk path; "
+                    "install triton, or set %s=chunk to choose that path and silence this",
+                    exc,
+                    ENV_VAR,
+                )
         else:
             _TRITON_BACKWARD.append(True)
     return _TRITON_BACKWARD[0]
+
+
+ENV_VAR = "ARCFLOW_FUSED_SWIGLU"
+_ENV_CHOICES: dict[str, bool | str | None] = {
+    "": None, "auto": None, "0": False, "chunk": False, "1": True, "torch": True, "triton": "triton",
+}  # fmt: skip
+_LOG = logging.getLogger(__name__)
+
+
+@torch.compiler.assume_constant_result
+def env_swiglu() -> bool | str | None:
+    """The pipeline-level choice of the default SwiGLU path, ``ARCFLOW_FUSED_SWIGLU``: unset, ``""`` or ``auto``
+    (``None``: the per-device default), ``0`` / ``chunk`` (``False``, the opt-out), ``1`` / ``torch`` (``True``),
+    ``triton``. Read on each call (taken as a constant under ``torch.compile``); any other value is an error."""
+    raw = os.environ.get(ENV_VAR, "").strip().lower()
+    if raw not in _ENV_CHOICES:
+        raise ValueError(
+            f"{ENV_VAR}={os.environ[ENV_VAR]!r}: give 0 or chunk (the chunk path), torch (the cat-free PyTorch "
+            "backward), triton (the Triton backward on CUDA) or auto (the default: triton on CUDA where it imports)"
+        )
+    return _ENV_CHOICES[raw]
 
 
 def resolve_swiglu(fused: bool | str | None, device: torch.device) -> bool | str:
     """The SwiGLU path ``fused`` (a module's ``fused_swiglu``) runs on ``device``: ``None`` (the default) is
     ``"triton"`` (the backward as one Triton kernel) on CUDA where :func:`triton_backward_available`, else ``False``
     (``silu(gate) * up`` over ``chunk``, autograd's backward: the path CPU always ran); ``False``, ``True`` (the
-    ``cat``-free PyTorch backward) and ``"triton"`` are taken as given (``"triton"`` then needs triton)."""
-    if fused is None:
+    ``cat``-free PyTorch backward) and ``"triton"`` are taken as given (``"triton"`` then needs triton). A default
+    module follows ``ARCFLOW_FUSED_SWIGLU`` when set (:func:`env_swiglu`; ``triton`` there applies on CUDA only and
+    needs triton)."""
+    if fused is not None:
+        return fused
+    chosen = env_swiglu()
+    if chosen is None:
         return "triton" if device.type == "cuda" and triton_backward_available() else False
-    return fused
+    if chosen == "triton":
+        if device.type != "cuda":
+            return False
+        if not triton_backward_available():
+            raise RuntimeError(
+                f"{ENV_VAR}=triton, but triton is not importable here (model/kernels/swiglu_triton.py); install "
+                f"triton, or set {ENV_VAR}=chunk (or unset it) for the chunk path"
+            )
+    return chosen
 
 
 def _forward(gate_up: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -16,6 +16,7 @@ interpreter)."""
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from types import SimpleNamespace
 
@@ -216,6 +217,7 @@ def _autograd_ops(t: torch.Tensor) -> set[str]:
 def test_swiglu_default_resolves_by_device_and_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     """``None``: the Triton backward on CUDA where triton imports; the chunk path on CUDA without triton and on CPU
     (where triton is not even probed); an explicit choice is taken as given on every device."""
+    monkeypatch.delenv(swiglu_mod.ENV_VAR, raising=False)
     monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [True])
     assert resolve_swiglu(None, CUDA) == "triton" and resolve_swiglu(None, CPU) is False
     monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [False])
@@ -230,15 +232,58 @@ def test_swiglu_default_resolves_by_device_and_triton(monkeypatch: pytest.Monkey
     assert resolve_swiglu(None, CPU) is False
 
 
-def test_triton_probe_without_triton_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_triton_probe_without_triton_is_no_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """``triton`` absent (blocked in ``sys.modules``, the kernel module not yet imported): the probe answers False
     once and caches it, and a CUDA default then resolves to the chunk path, no error."""
+    monkeypatch.delenv(swiglu_mod.ENV_VAR, raising=False)
     monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [])
     monkeypatch.setitem(sys.modules, "triton", None)  # ``import triton`` raises ImportError
     monkeypatch.delitem(sys.modules, "model.kernels.swiglu_triton", raising=False)
-    assert triton_backward_available() is False
-    assert swiglu_mod._TRITON_BACKWARD == [False]
-    assert resolve_swiglu(None, CUDA) is False
+    with caplog.at_level(logging.WARNING, logger=swiglu_mod.__name__):
+        assert triton_backward_available() is False
+        assert swiglu_mod._TRITON_BACKWARD == [False]
+        assert resolve_swiglu(None, CUDA) is False
+    # one warning line: the slower path runs, and how to choose it explicitly
+    lines = [r.getMessage() for r in caplog.records if r.name == swiglu_mod.__name__]
+    assert len(lines) == 1 and "slower chunk path" in lines[0] and "ARCFLOW_FUSED_SWIGLU=chunk" in lines[0]
+    caplog.clear()  # the path chosen through the variable: no warning
+    monkeypatch.setenv(swiglu_mod.ENV_VAR, "chunk")
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [])
+    with caplog.at_level(logging.WARNING, logger=swiglu_mod.__name__):
+        assert triton_backward_available() is False
+    assert not [r for r in caplog.records if r.name == swiglu_mod.__name__]
+
+
+@pytest.mark.parametrize(
+    ("value", "cuda", "cpu"),
+    [("0", False, False), ("chunk", False, False), ("torch", True, True), ("1", True, True),
+     ("triton", "triton", False), ("auto", "triton", False), ("", "triton", False)],
+)  # fmt: skip
+def test_swiglu_default_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, cuda: bool | str, cpu: bool | str
+) -> None:
+    """``ARCFLOW_FUSED_SWIGLU`` chooses the default's path for a whole pipeline (triton present); a module's own
+    ``fused_swiglu`` still wins."""
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [True])
+    monkeypatch.setenv(swiglu_mod.ENV_VAR, value)
+    assert resolve_swiglu(None, CUDA) == cuda and resolve_swiglu(None, CPU) == cpu
+    for given in (False, True, "triton"):
+        assert resolve_swiglu(given, CUDA) == given
+
+
+def test_swiglu_environment_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value it does not know names the variable and the values; ``triton`` asked for on CUDA without triton
+    says what to install or set instead of silently running the slower path."""
+    monkeypatch.setenv(swiglu_mod.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="ARCFLOW_FUSED_SWIGLU='fast': give 0 or chunk"):
+        resolve_swiglu(None, CUDA)
+    monkeypatch.setenv(swiglu_mod.ENV_VAR, "triton")
+    monkeypatch.setattr(swiglu_mod, "_TRITON_BACKWARD", [False])
+    with pytest.raises(RuntimeError, match="ARCFLOW_FUSED_SWIGLU=triton, but triton is not importable"):
+        resolve_swiglu(None, CUDA)
+    assert resolve_swiglu(None, CPU) is False
 
 
 def test_triton_probe_with_triton_registers_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,6 +303,7 @@ def test_swiglu_default_in_the_model(debug_cfg: ModelConfig, monkeypatch: pytest
     the ``cat``-free PyTorch backward stands in for the kernel) the routed experts, shared experts and dense MLP
     take the fused SwiGLU with the same loss and gradients (fp32), and ``set_fused_glue(model, swiglu=False)``
     keeps the chunk path even then."""
+    monkeypatch.delenv(swiglu_mod.ENV_VAR, raising=False)
     base = _biased(GLMForCausalLM(debug_cfg)).set_moe_path(
         "gather"
     )  # the experts' SwiGLU site (CUDA's default)
