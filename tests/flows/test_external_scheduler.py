@@ -7,10 +7,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from _dask_cluster import stop_processes, wait_for_workers
 from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
 
 from flows.executor import ResourceUnavailableError
@@ -65,18 +65,7 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
                 env=dict(os.environ),
             )
         )
-        from distributed import Client
-
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with Client(address, timeout="5s") as c:
-                    if len(c.scheduler_info()["workers"]) >= 2:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dask cluster did not come up"
-            time.sleep(0.5)
+        wait_for_workers(address, 2, timeout_s=90, poll_s=0.5)
         write_pipeline(
             tmp_path, NODES, extra={"workdir": str(tmp_path / "external"), "executor": {"address": address}}
         )
@@ -98,12 +87,6 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
                 assert "MEMORY_GB=64" in str(info.value) and "MEMORY_GB=4" in str(info.value), info.value
                 assert "--resources" in str(info.value)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
     assert embedded and external == embedded
     assert output_hashes(tmp_path / "fits") == embedded

@@ -15,10 +15,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from _dask_cluster import stop_processes, wait_for_workers
 from _pipeline_util import load, run_all, write_corpus, write_pipeline
 from test_object_store import CREDENTIALS, _free_port, _local_reference, _remote_manifests, moto_server, s3
 
@@ -91,18 +91,7 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
     try:
         procs += [_worker(address, own, staging, env) for own in hosts]
         reference = _local_reference(tmp_path, NODES, n_files=10)  # while the cluster starts
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout="5s") as c:
-                    if len(c.scheduler_info()["workers"]) >= 2:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dask cluster did not come up"
-            time.sleep(0.3)
+        wait_for_workers(address, 2, timeout_s=60, poll_s=0.3)
         root = tmp_path / "remote"
         write_corpus(root, n_files=10)
         url = f"s3://{bucket}/store"
@@ -114,13 +103,7 @@ def test_work_files_travel_between_hosts(s3, tmp_path: Path) -> None:
             # a forced rerun computes into `<fp>.new` (its phase files under that prefix) and swaps it in
             assert run_all(pipeline, node="exact", force=True) == {"exact": False}
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
     remote = _remote_manifests(fs, f"{bucket}/store")
     assert {n: m["content_hash"] for n, m in remote.items()} == {
         n: m["content_hash"] for n, m in reference.items()

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _dask_cluster import stop_processes, wait_for_workers
 from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
 
 from flows.executor import ResourceUnavailableError
@@ -45,27 +45,10 @@ def plain_cluster() -> Iterator[str]:
                 [dask, "worker", address, "--nthreads", "2", "--no-nanny", "--no-dashboard"], **quiet
             )
         )
-        from distributed import Client
-
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with Client(address, timeout="5s") as c:
-                    if c.scheduler_info()["workers"]:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dask cluster did not come up"
-            time.sleep(0.3)
+        wait_for_workers(address, 1, timeout_s=90, poll_s=0.3)
         yield address
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 def test_plain_workers_run_a_pipeline_that_asks_nothing_special(plain_cluster: str, tmp_path: Path) -> None:
