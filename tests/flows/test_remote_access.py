@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _moto_server import moto_server_process
 from _pipeline_util import load, write_corpus, write_pipeline
 
 pytest.importorskip("moto")
@@ -158,36 +156,15 @@ def test_a_refused_connection_on_a_source_is_one_line(s3_env: pytest.MonkeyPatch
 @pytest.fixture(scope="module")
 def moto_with_auth() -> Iterator[tuple[str, str]]:
     """moto's S3 server checking signatures; returns its URL and a key id it knows."""
-    port = _free_port()
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="2")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "moto's server exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto's server did not start"
-                time.sleep(0.1)
+    with moto_server_process(dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="2")) as url:
         import boto3
 
-        url = f"http://127.0.0.1:{port}"
         iam = boto3.client(
             "iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
         iam.create_user(UserName="arcflow")
         key = iam.create_access_key(UserName="arcflow")["AccessKey"]["AccessKeyId"]
         yield url, key
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_wrong_secret_is_one_line_for_a_source_and_for_the_store(

@@ -6,14 +6,11 @@ without it still reads, and gets it at its next run."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _moto_server import moto_server_process
 from _pipeline_util import load, run_all, write_corpus, write_pipeline
 from typer.testing import CliRunner
 
@@ -63,29 +60,12 @@ def test_a_local_store_carries_its_format_and_a_newer_one_is_refused(tmp_path: P
 def moto_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[object, str]]:
     s3fs = pytest.importorskip("s3fs")
     pytest.importorskip("moto")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "moto's server exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto's server did not start"
-                time.sleep(0.1)
+    with moto_server_process() as url:
         for key, value in {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL": url,
             "ARCFLOW_STAGING": str(tmp_path / "staging"),
         }.items():
             monkeypatch.setenv(key, value)
@@ -94,9 +74,6 @@ def moto_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tup
         fs.mkdir("store-format")
         yield fs, "store-format"
         s3fs.S3FileSystem.clear_instance_cache()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_object_store_of_a_newer_arcflow_is_refused_by_every_command(
