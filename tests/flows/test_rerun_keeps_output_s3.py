@@ -29,11 +29,13 @@ _GUARD = threading.Lock()
 _FAILING: dict[str, Any] = {}
 
 
-def _flaky_run_and_upload(fn: Any, url: str, out_dir: str, fingerprint: str, inputs: Any, *args: Any) -> Any:
+def _flaky_run_and_upload(
+    fn: Any, url: str, root: str, out_dir: str, fingerprint: str, inputs: Any, *args: Any
+) -> Any:
     """The worker's shard function (run, then upload, marker last), but the last shard of the failing kind to
     start raises once the others are uploaded (module level: Dask pickles it by reference)."""
     if fn.args[0] != _FAILING.get("kind"):
-        return _REAL_RUN(fn, url, out_dir, fingerprint, inputs, *args)
+        return _REAL_RUN(fn, url, root, out_dir, fingerprint, inputs, *args)
     with _GUARD:
         _FAILING["started"] += 1
         last = _FAILING["started"] == _FAILING["total"]
@@ -42,7 +44,7 @@ def _flaky_run_and_upload(fn: Any, url: str, out_dir: str, fingerprint: str, inp
         while len(_FAILING["finished"]) < _FAILING["total"] - 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         raise RuntimeError("injected failure mid-compute")
-    result = _REAL_RUN(fn, url, out_dir, fingerprint, inputs, *args)
+    result = _REAL_RUN(fn, url, root, out_dir, fingerprint, inputs, *args)
     _FAILING["finished"].append(fingerprint)
     return result
 
