@@ -19,3 +19,16 @@ def _biased(model: GLMForCausalLM) -> GLMForCausalLM:
         for router in model.routers():
             router.e_score_correction_bias.copy_(torch.rand(router.n_experts, generator=gen) * 0.1 - 0.05)
     return model
+
+
+def autograd_ops(t: torch.Tensor) -> set[str]:
+    """The autograd node types behind ``t`` (what the forward ran)."""
+    seen, todo, names = set(), [t.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    return names

@@ -35,7 +35,7 @@ from model.moe import resolve_narrow_keys, resolve_topk
 from model.moe_dispatch import narrow_keys, sort_slots
 from model.train.main import cuda_step_defaults
 from model.zero_grad_norm import foreach_grad_norm_direct
-from tests.model._inputs import _biased, _ids
+from tests.model._inputs import _biased, _ids, autograd_ops
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 H200 = 140 << 30  # about an H200's total memory (a figure for the rule, not a reading)
@@ -201,19 +201,6 @@ def test_loss_in_the_chosen_blocks_equals_one_block() -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _autograd_ops(t: torch.Tensor) -> set[str]:
-    """The autograd node types behind ``t`` (what the forward ran)."""
-    seen, todo, names = set(), [t.grad_fn], set()
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        names.add(type(fn).__name__)
-        todo.extend(f for f, _ in fn.next_functions)
-    return names
-
-
 def test_swiglu_default_resolves_by_device_and_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     """``None``: the Triton backward on CUDA where triton imports; the chunk path on CUDA without triton and on CPU
     (where triton is not even probed); an explicit choice is taken as given on every device."""
@@ -318,7 +305,7 @@ def test_swiglu_default_in_the_model(debug_cfg: ModelConfig, monkeypatch: pytest
     def step(model: GLMForCausalLM) -> tuple[torch.Tensor, dict[str, torch.Tensor], set[str]]:
         model.zero_grad(set_to_none=True)
         out = model(ids, doc_lens=DOC_LENS, labels=ids, mtp_weight=0.3, aux_weight=1e-2)
-        ops = _autograd_ops(out.loss)
+        ops = autograd_ops(out.loss)
         out.loss.backward()
         return (
             out.loss.detach(),

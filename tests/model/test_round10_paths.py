@@ -34,6 +34,7 @@ from model.glm import GLMForCausalLM, apply_rope
 from model.kernels import set_fused_glue
 from model.kernels.rope import apply_rope_flip, flip_rope_supported
 from model.kernels.swiglu import swiglu, swiglu_backward
+from tests.model._inputs import autograd_ops
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,25 +151,12 @@ def test_both_trace_as_one_graph() -> None:
         assert torch.equal(a.grad, r.grad)
 
 
-def _graph_ops(t: torch.Tensor) -> set[str]:
-    """The autograd node types behind ``t`` (what the forward ran)."""
-    seen, todo, names = set(), [t.grad_fn], set()
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        names.add(type(fn).__name__)
-        todo.extend(f for f, _ in fn.next_functions)
-    return names
-
-
 def _step(
     model: GLMForCausalLM, ids: torch.Tensor, doc_lens: list[list[int]] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], set[str]]:
     model.zero_grad(set_to_none=True)
     out = model(ids, doc_lens=doc_lens, labels=ids, mtp_weight=0.3, aux_weight=1e-3)
-    ops = _graph_ops(out.loss)
+    ops = autograd_ops(out.loss)
     out.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return out.logits.detach(), out.loss.detach(), grads, ops
