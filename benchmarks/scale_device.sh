@@ -10,6 +10,8 @@
 #       benchmarks/scale_device.sh install contention:1,4,8,16 series:1,16 big series:8,4,2
 # Phases run in the order given; each of `series:K,...` and `big` stops by its own time budget (the seconds left
 # in this call, CALL_S less the time since the script's start) so the call returns its results under $OUT:
+#   ceiling:K,...     the host's per-core loss with K processes busy by kind of work (benchmarks/host_ceiling.py:
+#                 clock-bound, bandwidth-bound and latency-bound kernels), no arcflow code
 #   contention:K,...  the host's own ceiling (benchmarks/contention.py): the shard-heavy nodes' work (text, lang,
 #                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
 #                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown
@@ -204,8 +206,14 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
       --shards "$CONTENTION_SHARDS" --procs "$ks" --skip-langs "$SKIP_LANGS" \
       --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}.json" 2>&1 | tee -a "$OUT/contention.log"
     ;;
+  ceiling:*) # the host's per-core loss by kind of work (clock, memory bandwidth, memory latency): numpy only
+    [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
+    ks=${phase#ceiling:}
+    say "host ceiling $ks"
+    "$PY" benchmarks/host_ceiling.py --procs "$ks" --out "$OUT/ceiling-${ks//,/-}.json" 2>&1 | tee -a "$OUT/ceiling.log"
+    ;;
   *)
-    echo "unknown phase $phase (pack, prepare, install, contention:K,..., series:K,..., sample:K,..., big, table)" >&2
+    echo "unknown phase $phase (pack, prepare, install, ceiling:K,..., contention:K,..., series:K,..., sample:K,..., big, table)" >&2
     exit 2
     ;;
   esac
