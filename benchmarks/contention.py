@@ -100,44 +100,67 @@ def make_pages(specs: dict[str, dict], work: Path) -> list[Path]:
     return shards
 
 
-def _child(rank: int, specs: dict, shards: list[str], work: str, barrier: object, queue: object) -> None:
-    """One process: warm up on a few rows (imports, models), wait for the others, then the timed chain."""
+def _timed_chain(rank: int, specs: dict, shards: list[str], work: str, wait: object) -> dict:
+    """Warm up on a few rows (imports, models), ``wait()`` for the others, then the timed chain."""
     import polars as pl
 
     base = Path(work)
+    warm_in = base / "warm" / "in"
+    warm_in.mkdir(parents=True)
+    pl.read_parquet(shards[0]).head(8).write_parquet(warm_in / "part-00000.parquet")
+    inputs = [warm_in / "part-00000.parquet"]
+    for node in NODES:
+        inputs, _, _ = _run_node(specs[node], inputs, base / "warm" / node)
+    wait()  # type: ignore[operator]
+    t0, c0 = time.perf_counter(), time.process_time()
+    inputs = [Path(s) for s in shards]
+    per_node: dict[str, dict[str, float]] = {}
+    for node in NODES:
+        n0, nc0 = time.perf_counter(), time.process_time()
+        inputs, seconds, docs = _run_node(specs[node], inputs, base / node)
+        per_node[node] = {
+            "wall_s": time.perf_counter() - n0,
+            "cpu_s": time.process_time() - nc0,
+            "shard_s": seconds,
+            "docs": docs,
+        }
+    return {
+        "rank": rank,
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+        "nodes": per_node,
+    }
+
+
+def _child(rank: int, specs: dict, shards: list[str], work: str, barrier: object, queue: object) -> None:
+    """One bare process: the timed chain after a barrier, its result through the queue."""
     try:
-        warm_in = base / "warm" / "in"
-        warm_in.mkdir(parents=True)
-        pl.read_parquet(shards[0]).head(8).write_parquet(warm_in / "part-00000.parquet")
-        inputs = [warm_in / "part-00000.parquet"]
-        for node in NODES:
-            inputs, _, _ = _run_node(specs[node], inputs, base / "warm" / node)
-        barrier.wait(timeout=180)  # type: ignore[attr-defined]
-        t0, c0 = time.perf_counter(), time.process_time()
-        inputs = [Path(s) for s in shards]
-        per_node: dict[str, dict[str, float]] = {}
-        for node in NODES:
-            n0, nc0 = time.perf_counter(), time.process_time()
-            inputs, seconds, docs = _run_node(specs[node], inputs, base / node)
-            per_node[node] = {
-                "wall_s": time.perf_counter() - n0,
-                "cpu_s": time.process_time() - nc0,
-                "shard_s": seconds,
-                "docs": docs,
-            }
-        queue.put(  # type: ignore[attr-defined]
-            {
-                "rank": rank,
-                "wall_s": time.perf_counter() - t0,
-                "cpu_s": time.process_time() - c0,
-                "nodes": per_node,
-            }
-        )
+        queue.put(_timed_chain(rank, specs, shards, work, lambda: barrier.wait(timeout=180)))  # type: ignore[attr-defined]
     except BaseException as exc:  # noqa: BLE001 - the parent reports it with the rank
         with_barrier = getattr(barrier, "abort", None)
         if with_barrier:
             with_barrier()
         queue.put({"rank": rank, "error": f"{type(exc).__name__}: {exc}"})  # type: ignore[attr-defined]
+
+
+def _dask_task(rank: int, specs: dict, shards: list[str], work: str, start_at: float) -> dict:
+    """The same chain as one task on a Dask worker; the K tasks start their timed parts at ``start_at``. Run as
+    a script, this module is ``__main__``, whose functions cloudpickle sends by value: neither the scheduler nor
+    the workers need to import ``benchmarks``."""
+    late = {"s": 0.0}
+
+    def wait() -> None:
+        late["s"] = time.time() - start_at
+        time.sleep(max(0.0, start_at - time.time()))
+
+    try:
+        out = _timed_chain(rank, specs, shards, work, wait)
+    except BaseException as exc:  # noqa: BLE001 - reported with the rank
+        return {"rank": rank, "error": f"{type(exc).__name__}: {exc}"}
+    out["late_s"] = max(
+        0.0, late["s"]
+    )  # > 0: this task was not warm by start_at (the start was not together)
+    return out
 
 
 def _proc_stat() -> list[int]:
@@ -172,49 +195,36 @@ def _collect(queue: object, procs: list) -> list[dict]:
     return results
 
 
-def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
-    """K processes at once over their own copies of ``pages``: their results and the host's CPU split."""
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(k + 1), ctx.Queue()
-    procs = []
-    for rank in range(k):
-        own = work / f"k{k}" / f"p{rank:02d}"
-        (own / "in").mkdir(parents=True)
-        shards = [shutil.copy(p, own / "in" / p.name) for p in pages]
-        procs.append(ctx.Process(target=_child, args=(rank, specs, shards, str(own), barrier, queue)))
-    t_start = time.perf_counter()
-    for p in procs:
-        p.start()
-    try:
-        barrier.wait(timeout=180)  # every child warm: the timed parts start together
-    except threading.BrokenBarrierError:
-        pass  # a child failed (its error comes through the queue) or one did not get there in time
-    warm_s = time.perf_counter() - t_start
-    stat0, mhz, stop = _proc_stat(), [], threading.Event()
+class _HostSampler:
+    """/proc/stat and the mean `cpu MHz` over the timed part."""
 
-    def sample() -> None:
-        while not stop.wait(0.5):
+    def __init__(self) -> None:
+        self.stat0, self.mhz, self._stop = _proc_stat(), [], threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
             value = _mhz()
             if value is not None:
-                mhz.append(value)
+                self.mhz.append(value)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    results = _collect(queue, procs)
-    stop.set()
-    sampler.join()
-    stat1 = _proc_stat()
-    for p in procs:
-        p.join(60)
+    def stop(self) -> tuple[dict[str, float], float | None]:
+        self._stop.set()
+        self._thread.join()
+        delta = [b - a for a, b in zip(self.stat0, _proc_stat(), strict=True)]
+        total = sum(delta) or 1
+        names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        share = {n: round(d / total, 4) for n, d in zip(names, delta, strict=True)}
+        return share, (round(statistics.fmean(self.mhz), 1) if self.mhz else None)
+
+
+def _row(k: int, results: list[dict], warm_s: float, share: dict, mhz: float | None) -> dict:
     errors = [r for r in results if "error" in r]
     if errors:
         raise SystemExit(f"K={k}: process {errors[0]['rank']} failed: {errors[0]['error']}")
-    delta = [b - a for a, b in zip(stat0, stat1, strict=True)]
-    total = sum(delta) or 1
-    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
     walls = [r["wall_s"] for r in results]
     cpus = [r["cpu_s"] for r in results]
-    shutil.rmtree(work / f"k{k}", ignore_errors=True)
     return {
         "k": k,
         "warm_up_s": round(warm_s, 2),
@@ -223,10 +233,122 @@ def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
         "cpu_mean_s": statistics.fmean(cpus),
         "cpu_max_s": max(cpus),
         "node_shard_s_mean": {n: statistics.fmean(r["nodes"][n]["shard_s"] for r in results) for n in NODES},
-        "host_cpu_share": {n: round(d / total, 4) for n, d in zip(names, delta, strict=True)},
-        "cpu_mhz_mean": round(statistics.fmean(mhz), 1) if mhz else None,
+        "host_cpu_share": share,
+        "cpu_mhz_mean": mhz,
         "processes": sorted(results, key=lambda r: r["rank"]),
     }
+
+
+def _copies(k: int, pages: list[Path], work: Path) -> list[tuple[Path, list[str]]]:
+    """Each of the K processes' own folder and copy of the input shards."""
+    out = []
+    for rank in range(k):
+        own = work / f"k{k}" / f"p{rank:02d}"
+        (own / "in").mkdir(parents=True)
+        out.append((own, [shutil.copy(p, own / "in" / p.name) for p in pages]))
+    return out
+
+
+def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
+    """K bare processes at once over their own copies of ``pages``: their results and the host's CPU split."""
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(k + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(rank, specs, shards, str(own), barrier, queue))
+        for rank, (own, shards) in enumerate(_copies(k, pages, work))
+    ]
+    t_start = time.perf_counter()
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(timeout=180)  # every child warm: the timed parts start together
+    except threading.BrokenBarrierError:
+        pass  # a child failed (its error comes through the queue) or one did not get there in time
+    warm_s = time.perf_counter() - t_start
+    sampler = _HostSampler()
+    results = _collect(queue, procs)
+    share, mhz = sampler.stop()
+    for p in procs:
+        p.join(60)
+    shutil.rmtree(work / f"k{k}", ignore_errors=True)
+    return _row(k, results, warm_s, share, mhz)
+
+
+# Dask's settings for the `dask-arcflow` variant: what arcflow applies to its embedded cluster
+# (flows/executor.py IDLE_DEFAULTS) and recommends for an external one (docs/SCALE.md), and glibc's own malloc
+# trimming instead of the nanny's MALLOC_TRIM_THRESHOLD_=65536 (a config file nulls it: see _dask_env)
+DASK_ARCFLOW_ENV = {
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
+    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms",
+}
+
+
+def _dask_env(variant: str, work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    if variant == "dask-arcflow":
+        env.update(DASK_ARCFLOW_ENV)
+        conf = work / "dask-config"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "no-trim.yaml").write_text(
+            "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
+        )
+        env["DASK_CONFIG"] = str(conf)
+    return env
+
+
+def run_k_dask(k: int, specs: dict, pages: list[Path], work: Path, scheduler: str, variant: str) -> dict:
+    """The same K chains as tasks on K single-threaded Dask workers (``dask worker --nworkers K --nthreads 1``
+    against ``scheduler``, started here with ``variant``'s settings and stopped after), one task per worker;
+    no arcflow engine, no Prefect: what the Dask worker process adds to the work itself."""
+    import subprocess
+
+    from distributed import Client
+
+    dask = Path(sys.executable).with_name("dask")
+    cmd = [
+        str(dask) if dask.exists() else "dask",
+        "worker",
+        scheduler,
+        "--nworkers",
+        str(k),
+        "--nthreads",
+        "1",
+    ]
+    cmd += ["--no-dashboard", "--memory-limit", "6GiB", "--local-directory", str(work / "dask-worker-space")]
+    log = open(work / f"dask-workers-{k}.log", "w")  # noqa: SIM115 - closed below
+    env = _dask_env(variant, work)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(ROOT)) if p)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        with Client(scheduler, timeout=60) as client:
+            client.wait_for_workers(k, timeout=300)
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+            if len(workers) != k:
+                raise SystemExit(f"scheduler has {len(workers)} workers, expected {k}: stop the others first")
+            copies = _copies(k, pages, work)
+            t_start = time.perf_counter()
+            start_at = time.time() + 12.0  # warm-up (imports, models) takes 2 to 5 s
+            futures = [
+                client.submit(_dask_task, rank, specs, shards, str(own), start_at, workers=[addr], pure=False)
+                for rank, ((own, shards), addr) in enumerate(zip(copies, workers, strict=True))
+            ]
+            time.sleep(max(0.0, start_at - time.time()))
+            sampler = _HostSampler()
+            results = client.gather(futures)
+            share, mhz = sampler.stop()
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    late = max(r.get("late_s", 0.0) for r in results)
+    if late > 0:
+        print(f"  K={k}: a task was {late:.1f} s late for the common start (not warm in 12 s)", flush=True)
+    shutil.rmtree(work / f"k{k}", ignore_errors=True)
+    return _row(k, results, time.perf_counter() - t_start, share, mhz)
 
 
 def with_slowdown(rows: list[dict]) -> list[dict]:
@@ -293,7 +415,19 @@ def main() -> None:
     ap.add_argument("--skip-langs", default="", help="as scale.py --skip-langs (langid's languages)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--variant",
+        default="bare",
+        choices=("bare", "dask", "dask-arcflow"),
+        help="bare: spawned processes; dask: one task per single-threaded Dask worker with Dask's defaults; "
+        "dask-arcflow: the same with the worker settings arcflow uses (DASK_ARCFLOW_ENV, glibc's own trimming)",
+    )
+    ap.add_argument(
+        "--scheduler", default=None, help="tcp://HOST:PORT of a `dask scheduler` (the dask variants)"
+    )
     args = ap.parse_args()
+    if args.variant != "bare" and not args.scheduler:
+        ap.error(f"--variant {args.variant} needs --scheduler tcp://HOST:PORT (a running `dask scheduler`)")
     for name in ONE_THREAD:  # one thread per process, as the series' workers (the children inherit it)
         os.environ[name] = "1"
     if str(ROOT) not in sys.path:
@@ -310,12 +444,15 @@ def main() -> None:
     docs = sum(pq.ParquetFile(p).metadata.num_rows for p in pages)
     print(
         f"contention: {len(files)} shards ({docs:,} documents) per process: {', '.join(f.name for f in files)}; "
-        f"{os.cpu_count()} CPUs",
+        f"{os.cpu_count()} CPUs; {args.variant}",
         flush=True,
     )
     rows: list[dict] = []
     for k in ks:
-        row = run_k(k, specs, pages, work)
+        if args.variant == "bare":
+            row = run_k(k, specs, pages, work)
+        else:
+            row = run_k_dask(k, specs, pages, work, args.scheduler, args.variant)
         rows.append(row)
         with_slowdown(rows)
         print(
@@ -331,7 +468,12 @@ def main() -> None:
         )
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            meta = {"files": [f.name for f in files], "docs_per_process": docs, "cpu_count": os.cpu_count()}
+            meta = {
+                "files": [f.name for f in files],
+                "docs_per_process": docs,
+                "cpu_count": os.cpu_count(),
+                "variant": args.variant,
+            }
             args.out.write_text(json.dumps({**meta, "rows": rows}, indent=1))
     print(table(rows, docs))
     shutil.rmtree(work, ignore_errors=True)

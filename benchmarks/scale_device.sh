@@ -14,7 +14,9 @@
 #                 clock-bound, bandwidth-bound and latency-bound kernels), no arcflow code
 #   contention:K,...  the host's own ceiling (benchmarks/contention.py): the shard-heavy nodes' work (text, lang,
 #                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
-#                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown
+#                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown;
+#                 CONTENTION_VARIANT=dask|dask-arcflow runs the same as one task per Dask worker (Dask's
+#                 defaults, or the worker settings arcflow uses) against this call's scheduler
 #   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
 #   sample:K,...  the representative baseline: the series on SAMPLE shard files taken every k-th (seeded) from the
 #                 BIG corpus (scale.py --baseline-sample), so its documents have the big run's composition; with
@@ -201,10 +203,12 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
   contention:*)
     [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
     ks=${phase#contention:}
-    say "contention $ks: $CONTENTION_SHARDS shards of the first $SIZE documents per process"
+    [ -n "${CONTENTION_VARIANT:-}" ] && [ "$CONTENTION_VARIANT" != bare ] && scheduler
+    say "contention $ks ${CONTENTION_VARIANT:-bare}: $CONTENTION_SHARDS shards of the first $SIZE documents per process"
     "$PY" benchmarks/contention.py --corpus "$RESULTS/corpus-seed0" --within $((SIZE / DOCS_PER_FILE)) \
       --shards "$CONTENTION_SHARDS" --procs "$ks" --skip-langs "$SKIP_LANGS" \
-      --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}.json" 2>&1 | tee -a "$OUT/contention.log"
+      --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}${CONTENTION_VARIANT:+-$CONTENTION_VARIANT}.json" \
+      ${CONTENTION_VARIANT:+--variant "$CONTENTION_VARIANT" --scheduler tcp://127.0.0.1:8786} 2>&1 | tee -a "$OUT/contention.log"
     ;;
   ceiling:*) # the host's per-core loss by kind of work (clock, memory bandwidth, memory latency): numpy only
     [ "$(left)" -lt 30 ] && { say "skipped $phase: $(left) s left"; continue; }
