@@ -887,13 +887,22 @@ def cost_growth(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- strong scaling
 
 
-def _start_workers(scheduler: str, k: int, log: Path, memory: str = "auto") -> subprocess.Popen[bytes]:
+def _start_workers(
+    scheduler: str, k: int, log: Path, memory: str = "auto", dask_settings: str = "arcflow"
+) -> subprocess.Popen[bytes]:
+    """``dask worker --nworkers K --nthreads 1``; with ``dask_settings="arcflow"`` under the environment
+    `flows.placement.worker_commands` gives a cluster's workers (the profiler off), else Dask's defaults."""
     dask = str(executable("dask"))
     cmd = [dask, "worker", scheduler, "--nworkers", str(k), "--nthreads", "1", "--no-dashboard"]
     cmd += ["--memory-limit", memory, "--resources", "CPU=1"]  # arcflow asks each shard task for CPU=cpus
     cmd += ["--local-directory", str(log.parent / "dask-worker-space")]
+    env = dict(os.environ)
+    if dask_settings == "arcflow":
+        from flows.placement import worker_environment
+
+        env.update(worker_environment())
     out = open(log, "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def _wait_workers(scheduler: str, k: int, timeout_s: float = 300) -> None:
@@ -1021,7 +1030,9 @@ def strong(args: argparse.Namespace) -> None:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
             (work / "prefect-home").symlink_to(home, target_is_directory=True)  # run_pipeline's Prefect home
-            workers = _start_workers(scheduler, k, work / "workers.log", args.worker_memory)
+            workers = _start_workers(
+                scheduler, k, work / "workers.log", args.worker_memory, args.dask_settings
+            )
             try:
                 _wait_workers(scheduler, k)
                 yml = work / "pipeline.yaml"
@@ -1054,6 +1065,7 @@ def strong(args: argparse.Namespace) -> None:
                 "shard_seconds": shard_seconds(work / "store", files),
                 "scheduler_cpu_s": sched_cpu,
                 "prefect_api": "server" if server is not None else "ephemeral",
+                "dask_settings": args.dask_settings,
             }
             if sample is not None:  # what --baseline prints when a larger run is measured against it
                 entry["sample_of"] = {k2: v for k2, v in sample.items() if k2 != "of_files"}
@@ -1390,6 +1402,13 @@ def main() -> None:
         "dictionaries; another value than none uses --cache/skip-LANGS",
     )
     ap.add_argument("--worker-memory", default="auto", help="`dask worker --memory-limit` (strong scaling)")
+    ap.add_argument(
+        "--dask-settings",
+        choices=("arcflow", "dask"),
+        default="arcflow",
+        help="the strong series' workers: arcflow's settings (flows.placement.worker_environment: the profiler "
+        "off), as infra/cluster.yaml's worker commands run them, or Dask's defaults (the runs before 2026-12-01)",
+    )
     ap.add_argument(
         "--budget-s", type=float, default=None, help="strong scaling: seconds the series may take"
     )

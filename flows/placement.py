@@ -7,7 +7,7 @@ changing ``infra/`` only):
   ``executor.address=...``);
 - ``workers``: groups of hosts with the ``dask worker`` processes each runs and the Dask resources they offer
   (``CPU``, ``GPU``, ``MEMORY_GB``: what a node's ``resources:`` ask for, see flows/engine.py); ``worker_commands``
-  renders the command line per host;
+  renders the command line per host, with arcflow's Dask worker settings (``worker_environment``);
 - ``pools`` and ``routes``: Prefect work pools, and which nodes run on which (first matching route wins: ``min_gpus``,
   ``min_memory_gb``, ``kinds``). A node's task runs in the flow run of its pool, so a training stage with
   ``resources: {gpus: 8}`` runs its launcher on a GPU host while data nodes run on CPU hosts.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,6 +70,11 @@ class WorkerGroup(_Strict):
     memory_limit: str = Field("auto", description="per worker process")
     resources: dict[str, float] = Field(
         default_factory=dict, description="Dask resources each worker offers: CPU, GPU, MEMORY_GB"
+    )
+    dask_settings: Literal["arcflow", "dask"] = Field(
+        "arcflow",
+        description="arcflow: the worker command sets arcflow's Dask settings (worker_environment: the "
+        "statistical profiler off, slower health ticks); dask: Dask's own defaults",
     )
 
     @model_validator(mode="after")
@@ -155,14 +160,34 @@ def placement_stages(pipeline: Pipeline, cluster: ClusterSpec) -> list[Stage]:
     return stages
 
 
+def _env_name(key: str) -> str:
+    """A Dask config key as the environment variable Dask reads it from (``DASK_A__B_C``)."""
+    return "DASK_" + "__".join(part.replace("-", "_").upper() for part in key.split("."))
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment a cluster's ``dask worker`` runs shard work best with: the settings arcflow gives its own
+    LocalCluster (``flows.executor.IDLE_DEFAULTS``) as Dask's ``DASK_*`` variables. The one that matters for
+    speed is the statistical profiler: by default every worker samples its running task's stack every 10 ms,
+    holding the GIL, which made the web branch's shard work 4 to 7% slower on one worker (docs/SCALE.md, "Dask's
+    worker settings")."""
+    from flows.executor import IDLE_DEFAULTS
+
+    return {_env_name(k): str(v) for k, v in IDLE_DEFAULTS.items()}
+
+
 def worker_commands(cluster: ClusterSpec) -> dict[str, str]:
-    """host -> the `dask worker` command line it runs (start one per host, e.g. from systemd or ssh)."""
+    """host -> the `dask worker` command line it runs (start one per host, e.g. from systemd or ssh); a group with
+    ``dask_settings: arcflow`` (the default) runs it under ``env`` with ``worker_environment()``."""
     out = {}
     for group in cluster.workers:
         res = ",".join(f"{k}={v:g}" for k, v in sorted(group.resources.items()))
+        env = ""
+        if group.dask_settings == "arcflow":
+            env = "env " + " ".join(f"{k}={v}" for k, v in sorted(worker_environment().items())) + " "
         for host in group.hosts:
             out[host] = (
-                f"dask worker {cluster.scheduler} --name {group.name}-{host} --nworkers {group.nworkers} "
+                f"{env}dask worker {cluster.scheduler} --name {group.name}-{host} --nworkers {group.nworkers} "
                 f'--nthreads {group.nthreads} --memory-limit {group.memory_limit} --resources "{res}"'
             )
     return out

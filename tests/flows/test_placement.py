@@ -179,7 +179,29 @@ def test_worker_commands_offer_cpu_and_the_declared_resources(tmp_path: Path) ->
     assert set(cmds) == {"h1", "h2", "g1"}
     assert '--resources "CPU=1,MEMORY_GB=8"' in cmds["h1"]  # CPU defaults to nthreads: shard tasks ask for it
     assert '--nthreads 2 --memory-limit auto --resources "CPU=2,GPU=1"' in cmds["g1"]
-    assert cmds["h2"].startswith("dask worker tcp://sched.example:8786 ")
+    assert " dask worker tcp://sched.example:8786 " in cmds["h2"]
+
+
+def test_worker_commands_carry_arcflows_dask_settings_unless_a_group_keeps_dasks(tmp_path: Path) -> None:
+    import dask.config
+
+    from flows.executor import IDLE_DEFAULTS
+    from flows.placement import worker_environment
+
+    env = worker_environment()
+    # the variables are the ones Dask reads back as arcflow's settings (names and values through Dask's own parser)
+    read = dask.config.collect_env(env)
+    for key, value in IDLE_DEFAULTS.items():
+        assert dask.config.get(key, config=read) == value, key
+    cmds = worker_commands(load_cluster(_cluster(tmp_path)))
+    assert cmds["h1"].startswith("env ") and "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in cmds["h1"]
+    plain = {**CLUSTER, "workers": [{**CLUSTER["workers"][0], "dask_settings": "dask"}]}
+    cmds = worker_commands(load_cluster(_cluster(tmp_path, plain)))
+    assert all(c.startswith("dask worker tcp://sched.example:8786 ") for c in cmds.values())
+    with pytest.raises(ClusterSpecError, match="dask_settings"):
+        load_cluster(
+            _cluster(tmp_path, {**CLUSTER, "workers": [{**CLUSTER["workers"][0], "dask_settings": "x"}]})
+        )
 
 
 def test_shipped_cluster_spec_routes_gpu_nodes_to_the_gpu_pool(tmp_path: Path) -> None:
