@@ -306,19 +306,11 @@ def run_k_dask(k: int, specs: dict, pages: list[Path], work: Path, scheduler: st
 
     from distributed import Client
 
-    dask = Path(sys.executable).with_name("dask")
-    cmd = [
-        str(dask) if dask.exists() else "dask",
-        "worker",
-        scheduler,
-        "--nworkers",
-        str(k),
-        "--nthreads",
-        "1",
-    ]
+    cmd = [sys.executable, "-m", "dask", "worker", scheduler, "--nworkers", str(k), "--nthreads", "1"]
     cmd += ["--no-dashboard", "--memory-limit", "6GiB", "--local-directory", str(work / "dask-worker-space")]
     log = open(work / f"dask-workers-{k}.log", "w")  # noqa: SIM115 - closed below
     env = _dask_env(variant, work)
+    env["PYTHONSAFEPATH"] = "1"  # not the working directory first on sys.path (see scale_device.sh)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(ROOT)) if p)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
