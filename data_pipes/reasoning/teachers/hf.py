@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult
+from model.hf import hf_import
 
 _MODELS: dict[tuple[str, str | None], tuple[Any, Any]] = {}
 
@@ -45,8 +46,8 @@ def load_model(model_path: str, gguf_file: str | None = None) -> tuple[Any, Any]
     path = resolve_model_path(model_path)
     key = (path, gguf_file)
     if key not in _MODELS:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        AutoModelForCausalLM, AutoTokenizer = hf_import("AutoModelForCausalLM", "AutoTokenizer")
+        hf_logging = hf_import("logging", module="transformers.utils")
 
         hf_logging.disable_progress_bar()
         kw: dict[str, Any] = {"local_files_only": True, **({"gguf_file": gguf_file} if gguf_file else {})}
