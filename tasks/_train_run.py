@@ -203,12 +203,34 @@ def validate(ctx: RunContext, stage: Stage) -> int:
                     f"{cfg.max_position_embeddings}; lower seq_len or raise overrides.max_position_embeddings"
                 )
             return len(docs)
+        check_parent_tokenizer(ctx, stage)
         if spec.data.tokenizer:
             check_tokenizer(spec.data.shards, spec.data.tokenizer)
         check_shards(list(spec.data.shards), cfg, flavour=spec.model.flavour)
         return sum(sum(i.rows) for i in stage.data_inputs)
     except (ValueError, FileNotFoundError) as exc:
         raise StageInputError(f"node {node!r}: {exc}") from None
+
+
+def check_parent_tokenizer(ctx: RunContext, stage: Stage) -> None:
+    """pretrain and midtrain with ``init_from``: the tokenizer each packed input was packed with, and the tokenizer
+    input if there is one, are the tokenizer the parent checkpoint was trained with (its exported
+    ``tokenizer.json``); raises :class:`~model.train.validate.DataError` naming the pack node, both tokenizer files
+    and the fix."""
+    from model.train.validate import check_checkpoint_tokenizer, packed_tokenizer
+
+    parent = stage.parent
+    if parent is None:
+        return
+    for inp in stage.data_inputs:
+        rec = packed_tokenizer(inp.path)
+        if rec is not None and rec.path is not None:
+            check_checkpoint_tokenizer(
+                parent.path, rec.path, parent=parent.name, tok_node=rec.node, pack_node=inp.name
+            )
+    toks = [i for i in ctx.inputs if i.data_type == DataType.TOKENIZER]
+    if toks and stage.tokenizer:
+        check_checkpoint_tokenizer(parent.path, stage.tokenizer, parent=parent.name, tok_node=toks[0].name)
 
 
 # ---- the launcher ------------------------------------------------------------------------------------------------

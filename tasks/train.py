@@ -2,8 +2,8 @@
 
 Each stage resolves its inputs into the launcher's JSON spec (``model/train/spec.py``), checks the data against the
 model before any rank starts (token ids inside the vocabulary, seq_len within the positions, the tokenizer the
-shards were packed with, for sft the one its parent checkpoint was trained with, chat records with an
-assistant turn), then starts the DeepSpeed launcher
+shards were packed with, and with ``init_from`` the one its parent checkpoint was trained with, chat records
+with an assistant turn), then starts the DeepSpeed launcher
 (``model/train/launch.py``) as a subprocess with ``ranks`` ranks (default: ``resources: {gpus: N}``, else 1; a
 ``hostfile`` spreads them over hosts) and streams its ``metrics.jsonl`` into the node's progress (``train k/N
 steps``) and, while it trains, into a metrics table and a plot. The layout of the output and work folders is in

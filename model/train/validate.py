@@ -5,8 +5,9 @@
 - ``seq_len`` fits the model's positions (``max_position_embeddings``);
 - every token id is inside the model's vocabulary;
 - the tokenizer the shards were packed with is the one the run trains with;
-- the tokenizer a stage trains with is the one its parent checkpoint was trained with (the ``tokenizer.json`` the
-  checkpoint exported beside its weights), see :func:`check_checkpoint_tokenizer`.
+- the tokenizer a stage trains with (for pretrain and midtrain, the one its shards were packed with) is the one
+  its parent checkpoint was trained with (the ``tokenizer.json`` the checkpoint exported beside its weights), see
+  :func:`check_checkpoint_tokenizer`.
 
 How pack records its tokenizer: a ``pack`` node's output folder holds the store's ``manifest.json``, whose
 ``inputs`` name each input node's fingerprint; the input whose own ``manifest.json`` says ``output_type:
@@ -208,11 +209,15 @@ def trained_tokenizer_node(ckpt_dir: str, depth: int = 8) -> str | None:
     return None
 
 
-def check_checkpoint_tokenizer(ckpt_dir: str, tokenizer: str, *, parent: str, tok_node: str) -> str | None:
+def check_checkpoint_tokenizer(
+    ckpt_dir: str, tokenizer: str, *, parent: str, tok_node: str, pack_node: str | None = None
+) -> str | None:
     """Raise :class:`DataError` when ``tokenizer`` (the input node ``tok_node``) is not the tokenizer the checkpoint
     ``ckpt_dir`` (node ``parent``) was trained with; compares content hashes of the ``tokenizer.json`` files. The
-    message is short (node names and 12-hex hashes, no paths) and says the fix first. Returns a note when the
-    checkpoint holds no ``tokenizer.json`` (it cannot be checked)."""
+    message is short (node names and 12-hex hashes, no paths) and says the fix first. With ``pack_node`` (pretrain,
+    midtrain: ``tokenizer`` is the one that pack node's shards were packed with), the fix is to repack and the
+    message names both tokenizer files. Returns a note when the checkpoint holds no ``tokenizer.json`` (it cannot
+    be checked)."""
     theirs_file = os.path.join(ckpt_dir, TOKENIZER_FILE)
     if not os.path.isfile(theirs_file):
         return f"{ckpt_dir}: checkpoint {parent!r} holds no tokenizer.json, so its tokenizer is not checked"
@@ -221,6 +226,12 @@ def check_checkpoint_tokenizer(ckpt_dir: str, tokenizer: str, *, parent: str, to
         return None
     source = trained_tokenizer_node(ckpt_dir)
     which = f"{source!r}" if source and source != tok_node else f"the tokenizer {parent!r} was trained with"
+    if pack_node is not None:
+        raise DataError(
+            f"repack {pack_node!r} with {which}, or init_from a checkpoint trained with {tok_node!r}: "
+            f"{pack_node!r} was packed with {tok_node!r} ({tokenizer_json_path(tokenizer)}, sha256 {mine[:12]}) "
+            f"but checkpoint {parent!r} was trained with {theirs_file} (sha256 {theirs[:12]})"
+        )
     raise DataError(
         f"give this node {which} as its tokenizer input (checkpoint {parent!r} was trained with tokenizer sha256 "
         f"{theirs[:12]}, this node's {tok_node!r} is sha256 {mine[:12]}), or init_from a checkpoint trained "
