@@ -4,6 +4,13 @@ the hosts of a hostfile) or torchrun, each running ``python -m model.train.main 
 :func:`launch_command` returns the argv and the environment to run it with (``subprocess.Popen(argv, env=env)``);
 arcflow's own process code never spawns ranks. On CPU the environment carries ``DS_ACCELERATOR=cpu`` (gloo is
 chosen by the entry point) and one OpenMP thread per rank unless told otherwise.
+
+Ranks on the launching host inherit that environment; ranks on the other hosts of a multi-host hostfile get only
+what DeepSpeed's runner exports over pdsh/ssh: variables with its own prefixes (``PYTHON``, ``NCCL``, ...) and the
+``NAME=VALUE`` lines of its env file (``$DS_ENV_FILE``, else ``.deepspeed_env``, read from the home and the current
+directory). For such a launch :func:`launch_command` writes ``deepspeed_env`` beside the spec, holding the lines of
+the user's own env files followed by the ``ARCFLOW_*`` variables that are set and the ones set here for ranks
+(later lines win), and points ``DS_ENV_FILE`` at it; the user's files are read, never written.
 """
 
 from __future__ import annotations
@@ -11,17 +18,22 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 Launcher = Literal["deepspeed", "torchrun"]
 ENTRY = "model.train.main"
+FORWARD_PREFIX = "ARCFLOW_"
+ENV_FILE = "deepspeed_env"
+DS_ENV_FILE_DEFAULT = ".deepspeed_env"
 
 
 @dataclass(frozen=True)
 class LaunchPlan:
     argv: list[str]
     env: dict[str, str]
+    env_file: str | None = None  # the DS_ENV_FILE written for a multi-host launch
 
 
 def free_port() -> int:
@@ -56,10 +68,11 @@ def launch_command(
     py = python or sys.executable
     port = str(master_port or free_port())
     out_env = dict(os.environ if env is None else env)
-    out_env["OMP_NUM_THREADS"] = str(threads)
+    for_ranks = {"OMP_NUM_THREADS": str(threads)}
     if device == "cpu":
-        out_env["DS_ACCELERATOR"] = "cpu"
-        out_env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        for_ranks["DS_ACCELERATOR"] = "cpu"
+        for_ranks["CUDA_VISIBLE_DEVICES"] = out_env.get("CUDA_VISIBLE_DEVICES", "")
+    out_env.update(for_ranks)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, out_env.get("PYTHONPATH", "")) if p)
     if launcher == "torchrun":
@@ -67,12 +80,75 @@ def launch_command(
         argv += ["--master_addr", "127.0.0.1", "--master_port", port, "-m", entry, spec_path]
         return LaunchPlan(_watched(argv, py, watch_parent), out_env)
     argv = [py, "-m", "deepspeed.launcher.runner", "--master_port", port]
+    env_file = None
     if hostfile is not None:
         argv += ["--hostfile", hostfile]
+        if len(hostfile_hosts(hostfile)) > 1:
+            env_file = write_env_file(spec_path, out_env, for_ranks)
+            out_env["DS_ENV_FILE"] = env_file
     else:
         argv += ["--num_nodes", "1", "--num_gpus", str(ranks)]
     argv += ["--module", entry, spec_path]
-    return LaunchPlan(_watched(argv, py, watch_parent), out_env)
+    return LaunchPlan(_watched(argv, py, watch_parent), out_env, env_file)
+
+
+def hostfile_hosts(path: str) -> list[str]:
+    """The hosts of a DeepSpeed hostfile (``<host> slots=<n>`` lines; ``#`` comments and blank lines skipped); none
+    when the file is missing (DeepSpeed then runs on the local host)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as fh:
+        lines = [line.strip() for line in fh]
+    return list(dict.fromkeys(line.split()[0] for line in lines if line and not line.startswith("#")))
+
+
+def forwarded_env(env: dict[str, str], for_ranks: Iterable[str]) -> dict[str, str]:
+    """What the ranks of other hosts must get: the ``ARCFLOW_*`` variables set in ``env`` and ``for_ranks``."""
+    names = sorted({n for n in env if n.startswith(FORWARD_PREFIX)} | set(for_ranks))
+    for name in names:
+        if "\n" in env[name]:
+            raise ValueError(
+                f"{name} holds a newline, which DeepSpeed's env file (one NAME=VALUE per line) cannot carry to "
+                "the other hosts; set it to a one-line value"
+            )
+    return {n: env[n] for n in names}
+
+
+def user_env_files(env: dict[str, str], cwd: str) -> list[str]:
+    """The env files DeepSpeed's runner reads when arcflow sets no ``DS_ENV_FILE``: ``$DS_ENV_FILE`` (else
+    ``.deepspeed_env``) under the home and ``cwd``, those that exist, each once."""
+    name = env.get("DS_ENV_FILE") or DS_ENV_FILE_DEFAULT
+    home = env.get("HOME") or os.path.expanduser("~")
+    paths = [os.path.realpath(os.path.join(base, name)) for base in (home, cwd)]
+    return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
+
+
+def env_file_lines(path: str) -> list[str]:
+    """The ``NAME=VALUE`` lines of a DeepSpeed env file (blank lines dropped: DeepSpeed's runner fails on them)."""
+    with open(path, encoding="utf-8") as fh:
+        lines = [line.rstrip("\n") for line in fh]
+    for number, line in enumerate(lines, 1):
+        if line.strip() and "=" not in line:
+            raise ValueError(
+                f"{path}: line {number} ({line!r}) is not NAME=VALUE; DeepSpeed's runner reads one NAME=VALUE per "
+                "line of its env file, so fix or remove that line"
+            )
+    return [line for line in lines if line.strip()]
+
+
+def write_env_file(spec_path: str, env: dict[str, str], for_ranks: Iterable[str]) -> str:
+    """Write ``deepspeed_env`` beside ``spec_path``: the lines of the user's env files, then the variables of
+    :func:`forwarded_env` (DeepSpeed's runner lets a later line win); readable by its owner only, as the user's
+    files may hold keys. Returns its absolute path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(spec_path)), ENV_FILE)
+    own = os.path.realpath(path)
+    lines = [line for f in user_env_files(env, os.getcwd()) if f != own for line in env_file_lines(f)]
+    lines += [f"{name}={value}" for name, value in forwarded_env(env, for_ranks).items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("".join(f"{line}\n" for line in lines))
+    return path
 
 
 def _watched(argv: list[str], python: str, parent: int | None) -> list[str]:
