@@ -465,13 +465,20 @@ class Engine:
 
     def _batches(self, todo: list[ShardTask]) -> list[list[ShardTask]]:
         """Consecutive shards grouped into tasks when there are many more shards than worker slots: the
-        scheduler's cost is per task, and at least ``BATCHES_PER_SLOT`` tasks per slot keep the load balanced.
-        Each shard still has its own files and marker, so resume stays per shard."""
-        if not todo:
-            return []
-        slots = self.executor.slots()
-        size = max(1, min(MAX_BATCH, len(todo) // (slots * BATCHES_PER_SLOT)))
-        return [todo[i : i + size] for i in range(0, len(todo), size)]
+        scheduler's cost is per task. Guided sizes: each batch holds the shards still to group divided by
+        ``BATCHES_PER_SLOT`` per slot (at most ``MAX_BATCH``), so batches shrink towards the end and the last
+        ``BATCHES_PER_SLOT`` x slots tasks are single shards: the node's tail, when the workers run out of work
+        one by one, is about one shard long instead of one batch (equal batches of 9 shards left the 16 workers
+        of a 1,200-shard node idle 6 to 7% of its time). Each shard still has its own files and marker, so resume
+        stays per shard."""
+        per_round = max(1, self.executor.slots()) * BATCHES_PER_SLOT
+        out: list[list[ShardTask]] = []
+        i = 0
+        while i < len(todo):
+            size = max(1, min(MAX_BATCH, (len(todo) - i) // per_round))
+            out.append(todo[i : i + size])
+            i += size
+        return out
 
     def _resources(self, node: ResolvedNode) -> dict[str, float] | None:
         res = node.resources
