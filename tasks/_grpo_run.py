@@ -196,7 +196,7 @@ def launch(
     ends; a failure raises :class:`StageFailedError` with the ranks' error. A launch left running by a killed run
     is stopped first (every process naming this spec)."""
     from model.rl.spec import RLSpec
-    from model.train.launch import launch_command
+    from model.train.launch import launch_command, remove_env_file
 
     p: Any = ctx.params
     try:
@@ -232,6 +232,8 @@ def launch(
         except BaseException:
             _stop(proc, spec_path)
             raise
+        finally:
+            remove_env_file(plan)
         _stop(proc, spec_path)
     if code != 0:
         raise StageFailedError(f"node {ctx.node_id!r}: GRPO failed (exit {code}): {_error_of(log_path)}")

@@ -277,7 +277,7 @@ def launch(
 ) -> None:
     """Write the spec, start the launcher with ``ranks`` ranks and stream ``metrics.jsonl`` to ``on_rows`` until it
     ends; a failure raises :class:`StageFailedError` with the ranks' error."""
-    from model.train.launch import launch_command
+    from model.train.launch import launch_command, remove_env_file
 
     p: Any = ctx.params
     work = stage.work
@@ -312,6 +312,8 @@ def launch(
         except BaseException:
             _stop(proc, spec_path)
             raise
+        finally:
+            remove_env_file(plan)
         _stop(proc, spec_path)  # ranks that outlive a failed launcher
     if code != 0:
         raise StageFailedError(f"node {ctx.node_id!r}: training failed (exit {code}): {_error_of(log_path)}")

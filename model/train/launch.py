@@ -151,6 +151,16 @@ def write_env_file(spec_path: str, env: dict[str, str], for_ranks: Iterable[str]
     return path
 
 
+def remove_env_file(plan: LaunchPlan) -> None:
+    """Delete the launch's ``deepspeed_env`` (it may hold the user's keys): once the launcher has ended, as
+    DeepSpeed's runner reads it at its start; a file left by a killed run is rewritten by the next launch."""
+    if plan.env_file:
+        try:
+            os.remove(plan.env_file)
+        except FileNotFoundError:
+            pass
+
+
 def _watched(argv: list[str], python: str, parent: int | None) -> list[str]:
     """``argv`` run under the launch watchdog of ``parent`` (as it is without one)."""
     if parent is None:

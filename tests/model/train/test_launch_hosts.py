@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from model.train.launch import launch_command
+from model.train.launch import launch_command, remove_env_file
 
 
 def _hostfile(tmp: Path, hosts: list[str]) -> str:
@@ -65,6 +65,9 @@ def test_two_hosts_forward_through_the_env_file(tmp_path: Path, monkeypatch: pyt
     # planned again (a rerun, with the first plan's environment): the same file, not one holding itself
     again = launch_command(str(spec), 2, hostfile=plan.argv[plan.argv.index("--hostfile") + 1], env=plan.env)
     assert Path(again.env_file or "").read_text() == Path(plan.env_file).read_text()
+    remove_env_file(again)  # what the stage does once the launcher has ended: the user's keys leave the store
+    assert not Path(plan.env_file).exists()
+    remove_env_file(again)  # already gone: nothing to do
 
 
 def test_one_host_needs_no_env_file(tmp_path: Path) -> None:
