@@ -16,7 +16,9 @@
 #                 clean) on CONTENTION_SHARDS shards of the series' corpus in K processes at once, no Dask or
 #                 Prefect; per K the slowdown against K=1 and the efficiency ceiling 1 / slowdown;
 #                 CONTENTION_VARIANT=dask|dask-arcflow runs the same as one task per Dask worker (Dask's
-#                 defaults, or the worker settings arcflow uses) against this call's scheduler
+#                 defaults, or the worker settings arcflow uses) against this call's scheduler; the shards are
+#                 taken among the first CONTENTION_WITHIN files (default: the SIZE corpus's; BIG/DOCS_PER_FILE
+#                 takes them among the big corpus's, mostly generated variants, as the big run's sample)
 #   series:K,...  the strong series on SIZE documents (results accumulate per worker count)
 #   sample:K,...  the representative baseline: the series on SAMPLE shard files taken every k-th (seeded) from the
 #                 BIG corpus (scale.py --baseline-sample), so its documents have the big run's composition; with
@@ -205,7 +207,7 @@ print('imports ok: polars', polars.__version__, 'prefect', prefect.__version__, 
     ks=${phase#contention:}
     [ -n "${CONTENTION_VARIANT:-}" ] && [ "$CONTENTION_VARIANT" != bare ] && scheduler
     say "contention $ks ${CONTENTION_VARIANT:-bare}: $CONTENTION_SHARDS shards of the first $SIZE documents per process"
-    "$PY" benchmarks/contention.py --corpus "$RESULTS/corpus-seed0" --within $((SIZE / DOCS_PER_FILE)) \
+    "$PY" benchmarks/contention.py --corpus "$RESULTS/corpus-seed0" --within "${CONTENTION_WITHIN:-$((SIZE / DOCS_PER_FILE))}" \
       --shards "$CONTENTION_SHARDS" --procs "$ks" --skip-langs "$SKIP_LANGS" \
       --work "$CACHE/contention" --out "$OUT/contention-${ks//,/-}${CONTENTION_VARIANT:+-$CONTENTION_VARIANT}.json" \
       ${CONTENTION_VARIANT:+--variant "$CONTENTION_VARIANT" --scheduler tcp://127.0.0.1:8786} 2>&1 | tee -a "$OUT/contention.log"
