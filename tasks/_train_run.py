@@ -286,10 +286,13 @@ def launch(
     kill_launch(spec_path)
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(stage.spec, fh, indent=1, sort_keys=True)
-    plan = launch_command(
-        spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads,
-        watch_parent=os.getpid(),  # the launcher and its ranks end with this process, `kill -9` included
-    )  # fmt: skip
+    try:
+        plan = launch_command(
+            spec_path, ranks, launcher=p.launcher, device=device, hostfile=p.hostfile, threads=p.threads,
+            watch_parent=os.getpid(),  # the launcher and its ranks end with this process, `kill -9` included
+        )  # fmt: skip
+    except ValueError as exc:  # a missing or empty hostfile: before any rank starts
+        raise StageInputError(f"node {ctx.node_id!r}: {exc}") from None
     jsonl = os.path.join(work, "metrics.jsonl")
     log_path = os.path.join(work, "launch.log")
     with open(log_path, "ab") as log:

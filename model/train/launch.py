@@ -16,6 +16,7 @@ the user's own env files followed by the ``ARCFLOW_*`` variables that are set an
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterable
@@ -92,14 +93,34 @@ def launch_command(
     return LaunchPlan(_watched(argv, py, watch_parent), out_env, env_file)
 
 
+_HOST_LINE = re.compile(r"^(\S+)\s+slots=(\d+)")
+
+
 def hostfile_hosts(path: str) -> list[str]:
-    """The hosts of a DeepSpeed hostfile (``<host> slots=<n>`` lines; ``#`` comments and blank lines skipped); none
-    when the file is missing (DeepSpeed then runs on the local host)."""
+    """The hosts of a DeepSpeed hostfile, read by DeepSpeed's own rules (``<host> slots=<n>`` lines; lines
+    starting with ``#`` and blank lines skipped). A missing file, a line of another form, a host named twice or
+    no host at all is an error here, before anything starts (DeepSpeed's runner would train on this host alone
+    when the file is missing, and fail inside the launch on the rest)."""
+    what = "set params.hostfile to a DeepSpeed hostfile (one `<host> slots=<n>` line per host) or remove it to train on this host"
     if not os.path.isfile(path):
-        return []
+        raise ValueError(f"hostfile {path!r} does not exist; {what}")
+    hosts: list[str] = []
     with open(path, encoding="utf-8") as fh:
-        lines = [line.strip() for line in fh]
-    return list(dict.fromkeys(line.split()[0] for line in lines if line and not line.startswith("#")))
+        for number, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            match = _HOST_LINE.match(line)
+            if match is None:
+                raise ValueError(
+                    f"hostfile {path!r} line {number}: {line!r} is not `<host> slots=<n>`; {what}"
+                )
+            if match.group(1) in hosts:
+                raise ValueError(f"hostfile {path!r} line {number}: host {match.group(1)!r} is named twice")
+            hosts.append(match.group(1))
+    if not hosts:
+        raise ValueError(f"hostfile {path!r} names no host; {what}")
+    return hosts
 
 
 def forwarded_env(env: dict[str, str], for_ranks: Iterable[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from model.train.launch import launch_command, remove_env_file
+from model.train.launch import hostfile_hosts, launch_command, remove_env_file
 
 
 def _hostfile(tmp: Path, hosts: list[str]) -> str:
@@ -126,3 +126,21 @@ def test_deepspeeds_runner_exports_them_to_pdsh(tmp_path: Path, monkeypatch: pyt
     ):
         assert export in remote, remote
     assert "deepspeed.launcher.launch" in remote and str(spec) in remote
+
+
+def test_a_missing_or_hostless_hostfile_is_an_error_not_a_local_run(tmp_path: Path) -> None:
+    spec = str(tmp_path / "spec.json")
+    with pytest.raises(ValueError, match=r"does not exist; set params.hostfile"):
+        launch_command(spec, 1, hostfile=str(tmp_path / "nope"))
+    empty = tmp_path / "hosts"
+    empty.write_text("# workers to come\n\n   \n")
+    with pytest.raises(ValueError, match="names no host"):
+        launch_command(spec, 1, hostfile=str(empty))
+    empty.write_text("node-a slots=8  # the first\n# node-b slots=8\nnode-c slots=8\n")
+    assert hostfile_hosts(str(empty)) == ["node-a", "node-c"]  # as DeepSpeed's runner reads it
+    empty.write_text("node-a slots=8\nnode-b\n")
+    with pytest.raises(ValueError, match=r"line 2: 'node-b' is not `<host> slots=<n>`"):
+        launch_command(spec, 1, hostfile=str(empty))
+    empty.write_text("node-a slots=8\nnode-a slots=4\n")
+    with pytest.raises(ValueError, match="line 2: host 'node-a' is named twice"):
+        launch_command(spec, 1, hostfile=str(empty))
