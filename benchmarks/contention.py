@@ -274,21 +274,15 @@ def run_k(k: int, specs: dict, pages: list[Path], work: Path) -> dict:
     return _row(k, results, warm_s, share, mhz)
 
 
-# Dask's settings for the `dask-arcflow` variant: what arcflow applies to its embedded cluster
-# (flows/executor.py IDLE_DEFAULTS) and recommends for an external one (docs/SCALE.md), and glibc's own malloc
-# trimming instead of the nanny's MALLOC_TRIM_THRESHOLD_=65536 (a config file nulls it: see _dask_env)
-DASK_ARCFLOW_ENV = {
-    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
-    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
-    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "500ms",
-}
-
-
 def _dask_env(variant: str, work: Path) -> dict[str, str]:
+    """The workers' environment: ``dask-arcflow`` adds the settings a cluster's worker commands carry
+    (``flows.placement.worker_environment``: the profiler off, slower ticks) and glibc's own malloc trimming
+    instead of the nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` (a Dask config file nulls it)."""
     env = dict(os.environ)
     if variant == "dask-arcflow":
-        env.update(DASK_ARCFLOW_ENV)
+        from flows.placement import worker_environment
+
+        env.update(worker_environment())
         conf = work / "dask-config"
         conf.mkdir(parents=True, exist_ok=True)
         (conf / "no-trim.yaml").write_text(
@@ -412,7 +406,8 @@ def main() -> None:
         default="bare",
         choices=("bare", "dask", "dask-arcflow"),
         help="bare: spawned processes; dask: one task per single-threaded Dask worker with Dask's defaults; "
-        "dask-arcflow: the same with the worker settings arcflow uses (DASK_ARCFLOW_ENV, glibc's own trimming)",
+        "dask-arcflow: the same with a cluster worker's settings (flows.placement.worker_environment) and "
+        "glibc's own trimming",
     )
     ap.add_argument(
         "--scheduler", default=None, help="tcp://HOST:PORT of a `dask scheduler` (the dask variants)"
