@@ -25,15 +25,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks._train_run import StageFailedError, StageInputError, _error_of, _stop, kill_launch, read_jsonl
+from tasks._train_run import StageInputError, kill_launch, run_launch
 from tasks.base import DataType, RunContext
 
 WORK = "_grpo"
@@ -196,7 +194,7 @@ def launch(
     ends; a failure raises :class:`StageFailedError` with the ranks' error. A launch left running by a killed run
     is stopped first (every process naming this spec)."""
     from model.rl.spec import RLSpec
-    from model.train.launch import launch_command, remove_env_file
+    from model.train.launch import launch_command
 
     p: Any = ctx.params
     try:
@@ -215,31 +213,7 @@ def launch(
         )  # fmt: skip
     except ValueError as exc:  # a missing or empty hostfile: before any rank starts
         raise StageInputError(f"node {ctx.node_id!r}: {exc}") from None
-    jsonl = os.path.join(work, "metrics.jsonl")
-    log_path = os.path.join(work, "launch.log")
-    with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(plan.argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(plan.argv, env=plan.env, stdout=log, stderr=subprocess.STDOUT)
-        seen = -1
-        try:
-            while True:
-                code = proc.poll()
-                size = os.path.getsize(jsonl) if os.path.exists(jsonl) else -1
-                if size != seen:
-                    seen = size
-                    on_rows(read_jsonl(jsonl))
-                if code is not None:
-                    break
-                time.sleep(0.5)
-        except BaseException:
-            _stop(proc, spec_path)
-            raise
-        finally:
-            remove_env_file(plan)
-        _stop(proc, spec_path)
-    if code != 0:
-        raise StageFailedError(f"node {ctx.node_id!r}: GRPO failed (exit {code}): {_error_of(log_path)}")
+    run_launch(ctx, plan, spec_path, work, on_rows, "GRPO")
 
 
 def write_outputs(ctx: RunContext, work: str, split: dict[str, Any]) -> dict[str, Any]:

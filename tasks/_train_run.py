@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ def launch(
 ) -> None:
     """Write the spec, start the launcher with ``ranks`` ranks and stream ``metrics.jsonl`` to ``on_rows`` until it
     ends; a failure raises :class:`StageFailedError` with the ranks' error."""
-    from model.train.launch import launch_command, remove_env_file
+    from model.train.launch import launch_command
 
     p: Any = ctx.params
     work = stage.work
@@ -293,33 +294,57 @@ def launch(
         )  # fmt: skip
     except ValueError as exc:  # a missing or empty hostfile: before any rank starts
         raise StageInputError(f"node {ctx.node_id!r}: {exc}") from None
+    run_launch(ctx, plan, spec_path, work, on_rows, "training")
+
+
+def run_launch(
+    ctx: RunContext, plan: Any, spec_path: str, work: str, on_rows: Callable[[list[dict[str, Any]]], None], what: str
+) -> None:  # fmt: skip
+    """Run the launch ``plan`` (a :class:`model.train.launch.LaunchPlan`): its output into ``work/launch.log``
+    with every exported value masked (DeepSpeed's multi-host runner logs the command that exports the env file's
+    lines, the user's keys among them), ``work/metrics.jsonl`` streamed to ``on_rows`` until it ends, its ranks
+    stopped after it, its env file deleted; a non-zero exit raises :class:`StageFailedError` with the ranks' error
+    (``what``: "training", "GRPO")."""
+    from model.train.launch import remove_env_file
+
     jsonl = os.path.join(work, "metrics.jsonl")
     log_path = os.path.join(work, "launch.log")
-    with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(plan.argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(plan.argv, env=plan.env, stdout=log, stderr=subprocess.STDOUT)
-        with open(os.path.join(work, "launcher.json"), "w", encoding="utf-8") as fh:
-            json.dump({"pid": proc.pid, "spec": spec_path}, fh)
-        seen = -1
-        try:
-            while True:
-                code = proc.poll()
-                size = os.path.getsize(jsonl) if os.path.exists(jsonl) else -1
-                if size != seen:
-                    seen = size
-                    on_rows(read_jsonl(jsonl))
-                if code is not None:
-                    break
-                time.sleep(0.5)
-        except BaseException:
-            _stop(proc, spec_path)
-            raise
-        finally:
-            remove_env_file(plan)
-        _stop(proc, spec_path)  # ranks that outlive a failed launcher
+    try:
+        with open(log_path, "ab") as log:
+            log.write(f"\n$ {' '.join(plan.argv)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(plan.argv, env=plan.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            copier = threading.Thread(target=_copy_masked, args=(proc.stdout, log), daemon=True)
+            copier.start()
+            with open(os.path.join(work, "launcher.json"), "w", encoding="utf-8") as fh:
+                json.dump({"pid": proc.pid, "spec": spec_path}, fh)
+            seen = -1
+            try:
+                while True:
+                    code = proc.poll()
+                    size = os.path.getsize(jsonl) if os.path.exists(jsonl) else -1
+                    if size != seen:
+                        seen = size
+                        on_rows(read_jsonl(jsonl))
+                    if code is not None:
+                        break
+                    time.sleep(0.5)
+            finally:
+                _stop(proc, spec_path)  # also ranks that outlive a failed launcher
+                copier.join(30)  # the ranks are gone: the pipe is at its end
+    finally:
+        remove_env_file(plan)
     if code != 0:
-        raise StageFailedError(f"node {ctx.node_id!r}: training failed (exit {code}): {_error_of(log_path)}")
+        raise StageFailedError(f"node {ctx.node_id!r}: {what} failed (exit {code}): {_error_of(log_path)}")
+
+
+def _copy_masked(stream: Any, log: Any) -> None:
+    """The launcher's output, line by line, into the log with exported values masked."""
+    from model.train.launch import mask_exports
+
+    for line in iter(stream.readline, b""):
+        log.write(mask_exports(line))
+        log.flush()
 
 
 def _stop(proc: subprocess.Popen, spec_path: str) -> None:

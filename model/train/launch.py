@@ -144,17 +144,29 @@ def user_env_files(env: dict[str, str], cwd: str) -> list[str]:
     return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
 
 
+_ENV_LINE = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
 def env_file_lines(path: str) -> list[str]:
-    """The ``NAME=VALUE`` lines of a DeepSpeed env file (blank lines dropped: DeepSpeed's runner fails on them)."""
+    """The ``NAME=VALUE`` lines of a DeepSpeed env file. Blank lines and ``#`` comments are dropped: DeepSpeed's
+    runner fails on the first and exports the second, whose ``#`` then comments out the rest of the remote
+    command (no rank starts, and pdsh still exits 0); any other line must be ``NAME=VALUE``."""
     with open(path, encoding="utf-8") as fh:
         lines = [line.rstrip("\n") for line in fh]
+    kept = []
     for number, line in enumerate(lines, 1):
-        if line.strip() and "=" not in line:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not _ENV_LINE.match(line):
+            shown = (
+                line if "=" not in line else line.split("=", 1)[0] + "=..."
+            )  # not the value: it may be a key
             raise ValueError(
-                f"{path}: line {number} ({line!r}) is not NAME=VALUE; DeepSpeed's runner reads one NAME=VALUE per "
-                "line of its env file, so fix or remove that line"
+                f"{path}: line {number} ({shown!r}) is not NAME=VALUE; DeepSpeed's runner reads one NAME=VALUE "
+                "per line of its env file, so fix or remove that line"
             )
-    return [line for line in lines if line.strip()]
+        kept.append(line)
+    return kept
 
 
 def write_env_file(spec_path: str, env: dict[str, str], for_ranks: Iterable[str]) -> str:
@@ -170,6 +182,21 @@ def write_env_file(spec_path: str, env: dict[str, str], for_ranks: Iterable[str]
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("".join(f"{line}\n" for line in lines))
     return path
+
+
+# the values DeepSpeed's multi-host runners put on the command line they log (`cmd = pdsh ... export NAME=VALUE;
+# ...`, mpirun's `-x NAME=VALUE`, `-genv NAME=VALUE`): the env file's lines, which may hold the user's keys
+_EXPORTED = (
+    re.compile(rb"(\bexport\s+[A-Za-z_][A-Za-z0-9_]*=)[^;\n]*"),
+    re.compile(rb"((?:^|\s)-(?:x|genv)\s+[A-Za-z_][A-Za-z0-9_]*=)[^\s\"']*"),
+)
+
+
+def mask_exports(line: bytes) -> bytes:
+    """``line`` of the launcher's output with every exported value shown as ``***`` (the names stay)."""
+    for pattern in _EXPORTED:
+        line = pattern.sub(rb"\1***", line)
+    return line
 
 
 def remove_env_file(plan: LaunchPlan) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from model.train.launch import hostfile_hosts, launch_command, remove_env_file
+from model.train.launch import env_file_lines, hostfile_hosts, launch_command, mask_exports, remove_env_file
 
 
 def _hostfile(tmp: Path, hosts: list[str]) -> str:
@@ -126,6 +126,24 @@ def test_deepspeeds_runner_exports_them_to_pdsh(tmp_path: Path, monkeypatch: pyt
     ):
         assert export in remote, remote
     assert "deepspeed.launcher.launch" in remote and str(spec) in remote
+    # the runner logs that command with the values: what the stage writes to launch.log masks them
+    logged = (res.stdout + res.stderr).encode()
+    assert b"export WANDB_PROJECT=glm;" in logged
+    masked = b"".join(mask_exports(line) for line in logged.splitlines(keepends=True))
+    assert b"export WANDB_PROJECT=***;" in masked and b"export NCCL_SOCKET_IFNAME=***;" in masked
+    assert b"glm" not in masked and b"eth0" not in masked and b"a b" not in masked
+
+
+def test_env_file_comments_are_dropped_and_mpi_exports_masked(tmp_path: Path) -> None:
+    path = tmp_path / ".deepspeed_env"
+    path.write_text("# old: HF_TOKEN=abc\n  # indented\nHF_TOKEN=xyz\n\nA_B=1=2\n")
+    assert env_file_lines(str(path)) == ["HF_TOKEN=xyz", "A_B=1=2"]
+    path.write_text("HF TOKEN=xyz\n")
+    with pytest.raises(ValueError, match=r"line 1 \('HF TOKEN=\.\.\.'\) is not NAME=VALUE") as err:
+        env_file_lines(str(path))
+    assert "xyz" not in str(err.value)
+    line = b"cmd = mpirun -n 4 -x HF_TOKEN=xyz -genv AWS_SECRET=s3 python -u x.py\n"
+    assert mask_exports(line) == b"cmd = mpirun -n 4 -x HF_TOKEN=*** -genv AWS_SECRET=*** python -u x.py\n"
 
 
 def test_a_missing_or_hostless_hostfile_is_an_error_not_a_local_run(tmp_path: Path) -> None:
