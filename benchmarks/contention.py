@@ -1,6 +1,7 @@
 """The host's own ceiling on strong scaling: the shard-heavy nodes' work in K independent processes at once.
 
-No Dask, no Prefect, no scheduler: for each K in --procs, K processes (spawned) each run the web branch's three
+By default (``--variant bare``) no Dask, no Prefect, no scheduler: for each K in --procs, K processes (spawned)
+each run the web branch's three
 shard-heavy nodes (`text`: extract_html, `lang`: langid, `clean`: heuristic_filters, with the params of
 `benchmarks/scale.py --strong`'s pipeline) over their own copy of the same input shards, through the same call a
 Dask worker makes for one shard (`tasks.shard_worker.execute_shard`: the registry's kind, its `run_shard`, the
@@ -8,6 +9,12 @@ shard's accounting checked), node after node as the pipeline runs them. Every pr
 models and runs the chain once on a few rows (not timed), then waits at a barrier, so the K timed parts start
 together. Per process: the wall and CPU seconds of the timed part, and per node the shard-seconds its
 ShardResults report (measured inside `run_shard`, as in the strong series' node tables).
+
+``--variant dask`` and ``dask-arcflow`` run the same chain as one task on each of K single-threaded ``dask
+worker`` processes started against ``--scheduler`` (still no arcflow engine, no Prefect; the tasks start their
+timed parts at one moment instead of a barrier): with Dask's default worker settings, or with a cluster worker's
+settings (``flows.placement.worker_environment``) and glibc's own malloc trimming. Against the bare processes,
+what the Dask worker process itself adds to the same work.
 
 Per K: mean and max per-process wall and CPU, the slowdown against K=1 (mean wall at K over mean wall at 1) and
 the efficiency ceiling it implies for any scheduler on this host, 1 / slowdown: with K workers each shard takes
