@@ -166,8 +166,9 @@ def _why_text(reasons: list[str], width: int, node: str = "") -> str:
     return "; ".join(shown) + f"; (+{len(reasons) - len(shown)} more)"
 
 
-def _status_label(engine: Any, x: Any) -> tuple[str, list[str]]:
-    """(label, reasons) for a node: ``partial (6/16 shards)`` when a run stopped with some shards done."""
+def _status_label(engine: Any, x: Any, running: str | None = None) -> tuple[str, list[str]]:
+    """(label, reasons) for a node: ``partial (6/16 shards)`` when a run stopped with some shards done, or is
+    computing it now (``running``: the lock holder, ``Store.run_in_progress``)."""
     from flows.engine import shard_progress
 
     label = {"pending": "stale"}.get(x.status, x.status)
@@ -179,7 +180,12 @@ def _status_label(engine: Any, x: Any) -> tuple[str, list[str]]:
             of = f"{done}/{total} shards" if total else f"{done} shards"
             # a first run that was stopped has no refs yet: its plan says "never run", which it no longer is
             kept = [r for r in reasons if not r.startswith("stored output missing") and r != "never run"]
-            reasons = [f"{of} done; `arcflow run` resumes with the rest", *kept]
+            then = (
+                f"a run is computing the rest now ({running})"
+                if running
+                else "`arcflow run` resumes with the rest"
+            )
+            reasons = [f"{of} done; {then}", *kept]
             return f"partial ({of})", reasons
     return label, reasons
 
@@ -319,8 +325,9 @@ def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
     plans = engine.plan()
     failed, blocked = run_outcome(plans, engine.store.manifest, p.deps)
     marks = status_marks(engine, plans, failed)  # failed in the last run (run.json), and what that blocks
+    running = engine.store.run_in_progress()
     for x in plans:
-        label, reasons = _status_label(engine, x)
+        label, reasons = _status_label(engine, x, running)
         m = engine.store.manifest(x.fingerprint) if x.status == "up_to_date" else None
         kept = f"{m['counts']['kept']:,}" if m else ""
         style = STATUS_STYLE["partial" if label.startswith("partial") else x.status]

@@ -330,6 +330,22 @@ class Store:
         return path
 
     # ---- lock ------------------------------------------------------------------------------------------------
+    def run_in_progress(self) -> str | None:
+        """Who holds the store's lock now (``arcflow pid N since ...``), read from the lock file without taking
+        the lock (a status query must never make a starting run fail on it); None when no live process holds it
+        (a run killed with -9 leaves its line, with a pid that is gone)."""
+        from data_pipes.io.atomic import pid_alive
+
+        try:
+            with open(os.path.join(self.root, "lock"), encoding="utf-8") as fh:
+                line = fh.readline().strip()
+        except OSError:
+            return None
+        parts = line.split()
+        if len(parts) < 3 or parts[:2] != ["arcflow", "pid"] or not parts[2].isdigit():
+            return None
+        return line if pid_alive(int(parts[2])) else None
+
     @contextmanager
     def lock(self, wait: bool = False, timeout_s: float = 3600.0) -> Iterator[None]:
         """An exclusive lock on the store for a run or gc. Without ``wait``, fail at once naming the holder.

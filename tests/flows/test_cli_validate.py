@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -317,6 +318,18 @@ def test_status_partial_and_at_80_columns(tmp_path: Path, runner: CliRunner) -> 
     assert "never run" not in result.stdout and "missing" not in result.stdout
     wide = runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "200"})
     assert "partial (4/6 shards)" in wide.stdout and "4/6 shards done" in wide.stdout
+    assert "`arcflow run` resumes with the rest" in _flat(wide.stdout)
+    # while a run holds the store (its lock file names a live pid): the rest is being computed now
+    lock = tmp_path / "store" / "lock"
+    lock.write_text(f"arcflow pid {os.getpid()} since 2026-12-01 06:00:00\n")
+    live = runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "200"})
+    assert f"a run is computing the rest now (arcflow pid {os.getpid()}" in _flat(live.stdout), live.stdout
+    assert store.run_in_progress() == f"arcflow pid {os.getpid()} since 2026-12-01 06:00:00"
+    lock.write_text("arcflow pid 999999999 since 2026-12-01 06:00:00\n")  # a run killed with -9: its pid gone
+    assert store.run_in_progress() is None
+    assert "resumes with the rest" in _flat(
+        runner.invoke(app, ["status", "-f", file], env={"COLUMNS": "200"}).stdout
+    )
 
 
 def test_status_partial_after_a_stopped_first_run(tmp_path: Path, runner: CliRunner) -> None:
