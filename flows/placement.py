@@ -7,7 +7,8 @@ changing ``infra/`` only):
   ``executor.address=...``);
 - ``workers``: groups of hosts with the ``dask worker`` processes each runs and the Dask resources they offer
   (``CPU``, ``GPU``, ``MEMORY_GB``: what a node's ``resources:`` ask for, see flows/engine.py); ``worker_commands``
-  renders the command line per host, with arcflow's Dask worker settings (``worker_environment``);
+  renders the command lines of each host (one per group that lists it), with arcflow's Dask worker settings
+  (``worker_environment``);
 - ``pools`` and ``routes``: Prefect work pools, and which nodes run on which (first matching route wins: ``min_gpus``,
   ``min_memory_gb``, ``kinds``). A node's task runs in the flow run of its pool, so a training stage with
   ``resources: {gpus: 8}`` runs its launcher on a GPU host while data nodes run on CPU hosts.
@@ -20,6 +21,8 @@ sees (an object store, ``workdir: s3://...``, or a shared filesystem).
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +77,9 @@ class WorkerGroup(_Strict):
     dask_settings: Literal["arcflow", "dask"] = Field(
         "arcflow",
         description="arcflow: the worker command sets arcflow's Dask settings (worker_environment: the "
-        "statistical profiler off, slower health ticks); dask: Dask's own defaults",
+        "statistical profiler off, slower health ticks) as DASK_* environment variables, which take precedence "
+        "over the worker host's own Dask config files (DASK_CONFIG) for those keys; `dask_settings: dask` "
+        "leaves the host's own Dask configuration in charge",
     )
 
     @model_validator(mode="after")
@@ -84,8 +89,40 @@ class WorkerGroup(_Strict):
         return self
 
 
+# schemes whose addresses are HOST:PORT; the others (inproc://, ucx://) are taken as flows/schema.py takes them
+HOST_PORT_SCHEMES = ("tcp://", "tls://", "ws://", "wss://")
+
+
+def _host_port_problem(address: str) -> str | None:
+    """Why the scheduler ``address`` (``scheme://HOST:PORT`` for :data:`HOST_PORT_SCHEMES`) is not one, or None."""
+    scheme = next((s for s in HOST_PORT_SCHEMES if address.startswith(s)), None)
+    if scheme is None:
+        return None
+    host, sep, port = address[len(scheme) :].rpartition(":")
+    fix = f"write {scheme}HOST:PORT, e.g. {scheme}dask-scheduler.internal:8786"
+    if not sep or not host.strip("[]"):
+        return f"scheduler {address!r} has no host and port; {fix}"
+    if any(c.isspace() for c in host):
+        return f"scheduler {address!r}: the host {host!r} contains whitespace; {fix}"
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"scheduler {address!r}: the port {port!r} is not a number from 1 to 65535; {fix}"
+    return None
+
+
+def _word_problem(value: str) -> str | None:
+    """Why ``value`` (a worker group's name or host) is not one non-empty word, or None."""
+    if not value:
+        return "is empty"
+    if any(c.isspace() for c in value):
+        return "contains whitespace"
+    return None
+
+
 class ClusterSpec(_Strict):
-    scheduler: str = Field(description="tcp://HOST:PORT of the `dask scheduler`")
+    scheduler: str = Field(
+        description="SCHEME://HOST:PORT of the `dask scheduler` (tcp, tls, ws, wss; inproc:// and ucx:// as Dask "
+        "writes them)"
+    )
     pools: dict[str, PoolSpec] = Field(min_length=1)
     routes: list[RouteSpec] = Field(
         min_length=1, description="first match wins; the last must match every node"
@@ -97,7 +134,24 @@ class ClusterSpec(_Strict):
     def _scheme(cls, v: str) -> str:
         if not v.startswith(SCHEDULER_SCHEMES):
             raise ValueError(f"scheduler {v!r} has no scheme; write tcp://{v}")
+        problem = _host_port_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
+
+    @model_validator(mode="after")
+    def _worker_names(self) -> ClusterSpec:
+        for i, group in enumerate(self.workers):
+            problem = _word_problem(group.name)
+            if problem is not None:
+                raise ValueError(f"workers[{i}].name {group.name!r} {problem}; name the group with one word")
+            for j, host in enumerate(group.hosts):
+                problem = _word_problem(host)
+                if problem is not None:
+                    raise ValueError(
+                        f"workers[{i}].hosts[{j}] {host!r} {problem}; write one host name or address per entry"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _routes(self) -> ClusterSpec:
@@ -118,13 +172,26 @@ def load_cluster(path: str | Path) -> ClusterSpec:
     if not path.is_file():
         raise ClusterSpecError(f"cluster spec {path} not found (see infra/cluster.yaml for an example)")
     try:
-        return ClusterSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ClusterSpecError(_yaml_error(path, exc)) from None
+    try:
+        return ClusterSpec.model_validate(data or {})
     except ValidationError as exc:
         lines = [
             f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         ]
         raise ClusterSpecError(f"{path}: " + "; ".join(lines)) from None
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """The one-line message of a YAML syntax error in ``path``: the file, the line and column (1-based), yaml's
+    reason."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else f"{path}"
+    reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}: not valid YAML ({reason}); fix the syntax there"
 
 
 def pool_of(pipeline: Pipeline, node_id: str, cluster: ClusterSpec) -> str:
@@ -170,37 +237,61 @@ def worker_environment() -> dict[str, str]:
     LocalCluster (``flows.executor.IDLE_DEFAULTS``) as Dask's ``DASK_*`` variables. The one that matters for
     speed is the statistical profiler: by default every worker samples its running task's stack every 10 ms,
     holding the GIL, which made the web branch's shard work 4 to 7% slower on one worker (docs/SCALE.md, "Dask's
-    worker settings")."""
+    worker settings"). Environment variables take precedence over the worker host's own Dask config files
+    (``DASK_CONFIG``), so these keys override the host's settings for them; ``dask_settings: dask`` leaves the
+    host's own Dask configuration in charge."""
     from flows.executor import IDLE_DEFAULTS
 
     return {_env_name(k): str(v) for k, v in IDLE_DEFAULTS.items()}
 
 
-def worker_commands(cluster: ClusterSpec) -> dict[str, str]:
-    """host -> the `dask worker` command line it runs (start one per host, e.g. from systemd or ssh); a group with
-    ``dask_settings: arcflow`` (the default) runs it under ``env`` with ``worker_environment()``."""
-    out = {}
+def worker_commands(cluster: ClusterSpec) -> dict[str, list[str]]:
+    """host -> the `dask worker` command lines it runs, one per worker group that lists it, in spec order (start
+    each, e.g. from systemd or ssh); a group with ``dask_settings: arcflow`` (the default) runs it under ``env``
+    with ``worker_environment()``. Every value from the spec is shell-quoted."""
+    out: dict[str, list[str]] = {}
     for group in cluster.workers:
-        res = ",".join(f"{k}={v:g}" for k, v in sorted(group.resources.items()))
-        env = ""
-        if group.dask_settings == "arcflow":
-            env = "env " + " ".join(f"{k}={v}" for k, v in sorted(worker_environment().items())) + " "
         for host in group.hosts:
-            out[host] = (
-                f"{env}dask worker {cluster.scheduler} --name {group.name}-{host} --nworkers {group.nworkers} "
-                f'--nthreads {group.nthreads} --memory-limit {group.memory_limit} --resources "{res}"'
-            )
+            out.setdefault(host, []).append(_worker_command(cluster.scheduler, group, host))
     return out
+
+
+def _worker_command(scheduler: str, group: WorkerGroup, host: str) -> str:
+    """The `dask worker` command line of ``group`` on ``host``."""
+    res = ",".join(f"{k}={v:g}" for k, v in sorted(group.resources.items()))
+    env = ""
+    if group.dask_settings == "arcflow":
+        env = (
+            "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(worker_environment().items())) + " "
+        )
+    q = shlex.quote
+    return (
+        f"{env}dask worker {q(scheduler)} --name {q(f'{group.name}-{host}')} --nworkers {group.nworkers} "
+        f"--nthreads {group.nthreads} --memory-limit {q(group.memory_limit)} --resources {q(res)}"
+    )
 
 
 def deployment_name(pipeline_name: str, pool: str) -> str:
     return f"{pipeline_name}-{pool}"
 
 
-if __name__ == "__main__":  # python -m flows.placement infra/cluster.yaml: the worker command of each host
-    import sys
+def main(argv: list[str]) -> int:
+    """``python -m flows.placement [FILE]`` (default infra/cluster.yaml): print each host's worker commands, one
+    line each; a spec error or a spec with no ``workers:`` is one line on stderr and exit status 2."""
+    path = argv[0] if argv else "infra/cluster.yaml"
+    try:
+        cluster = load_cluster(path)
+    except ClusterSpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not cluster.workers:
+        print(f"{path}: no workers: groups to start (add a workers: entry)", file=sys.stderr)
+        return 2
+    for host, cmds in worker_commands(cluster).items():
+        for cmd in cmds:
+            print(f"{host}: {cmd}")
+    return 0
 
-    for host, cmd in worker_commands(
-        load_cluster(sys.argv[1] if len(sys.argv) > 1 else "infra/cluster.yaml")
-    ).items():
-        print(f"{host}: {cmd}")
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

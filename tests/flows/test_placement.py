@@ -6,6 +6,10 @@ launcher in place of `run_deployment`."""
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from prefect.client.orchestration import get_client
 
 from flows.deploy import deploy_placed, placed_plan
 from flows.placed_flow import StageFailedError, run_stages
-from flows.placement import ClusterSpecError, load_cluster, placement_stages, pool_of, worker_commands
+from flows.placement import ClusterSpecError, load_cluster, main, placement_stages, pool_of, worker_commands
 from tests._prefect_home import shared_prefect_harness  # Prefect's harness, one server for the group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,10 +180,120 @@ def test_cluster_spec_errors_name_the_file_and_field(tmp_path: Path) -> None:
 
 def test_worker_commands_offer_cpu_and_the_declared_resources(tmp_path: Path) -> None:
     cmds = worker_commands(load_cluster(_cluster(tmp_path)))
-    assert set(cmds) == {"h1", "h2", "g1"}
-    assert '--resources "CPU=1,MEMORY_GB=8"' in cmds["h1"]  # CPU defaults to nthreads: shard tasks ask for it
-    assert '--nthreads 2 --memory-limit auto --resources "CPU=2,GPU=1"' in cmds["g1"]
-    assert " dask worker tcp://sched.example:8786 " in cmds["h2"]
+    assert set(cmds) == {"h1", "h2", "g1"} and all(len(c) == 1 for c in cmds.values())
+    assert (
+        "--resources CPU=1,MEMORY_GB=8" in cmds["h1"][0]
+    )  # CPU defaults to nthreads: shard tasks ask for it
+    assert "--nthreads 2 --memory-limit auto --resources CPU=2,GPU=1" in cmds["g1"][0]
+    assert " dask worker tcp://sched.example:8786 " in cmds["h2"][0]
+
+
+def test_a_host_in_two_groups_gets_the_command_of_each(tmp_path: Path) -> None:
+    both = {**CLUSTER, "workers": [*CLUSTER["workers"], {"name": "gc", "hosts": ["g1"], "nworkers": 3}]}
+    cmds = worker_commands(load_cluster(_cluster(tmp_path, both)))
+    assert [shlex.split(c)[shlex.split(c).index("--name") + 1] for c in cmds["g1"]] == ["g-g1", "gc-g1"]
+    assert "--nworkers 3 " in cmds["g1"][1] and "--resources CPU=1" in cmds["g1"][1]
+
+
+def test_worker_commands_quote_every_value(tmp_path: Path) -> None:
+    odd = {
+        **CLUSTER,
+        "workers": [
+            {
+                "name": "c$(x)",
+                "hosts": ["h1;touch"],
+                "memory_limit": "7 GiB",
+                "resources": {"A B": 1},
+                "dask_settings": "dask",
+            }
+        ],
+    }
+    (cmd,) = worker_commands(load_cluster(_cluster(tmp_path, odd)))["h1;touch"]
+    assert shlex.split(cmd) == [
+        "dask",
+        "worker",
+        "tcp://sched.example:8786",
+        "--name",
+        "c$(x)-h1;touch",
+        "--nworkers",
+        "1",
+        "--nthreads",
+        "1",
+        "--memory-limit",
+        "7 GiB",
+        "--resources",
+        "A B=1,CPU=1",
+    ]
+
+
+def test_worker_names_and_hosts_are_one_word(tmp_path: Path) -> None:
+    group = CLUSTER["workers"][0]
+    with pytest.raises(ClusterSpecError, match=r"workers\[1\]\.name 'g pu' contains whitespace"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [group, {**group, "name": "g pu"}]}))
+    with pytest.raises(ClusterSpecError, match=r"workers\[0\]\.name '' is empty"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [{**group, "name": ""}]}))
+    with pytest.raises(ClusterSpecError, match=r"workers\[0\]\.hosts\[1\] 'h2; rm x' contains whitespace"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [{**group, "hosts": ["h1", "h2; rm x"]}]}))
+    with pytest.raises(ClusterSpecError, match=r"workers\[0\]\.hosts\[0\] '' is empty"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [{**group, "hosts": [""]}]}))
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "problem"),
+    [
+        ("tcp://", "has no host and port"),
+        ("tcp://sched", "has no host and port"),
+        ("tcp://:8786", "has no host and port"),
+        ("tls://sched:notaport", "the port 'notaport' is not a number from 1 to 65535"),
+        ("ws://sched:0", "the port '0' is not a number from 1 to 65535"),
+        ("wss://sched:65536", "the port '65536' is not a number from 1 to 65535"),
+    ],
+)
+def test_scheduler_needs_a_host_and_port(tmp_path: Path, scheduler: str, problem: str) -> None:
+    with pytest.raises(ClusterSpecError, match=rf"cluster.yaml: scheduler: .*{problem}; write .*HOST:PORT"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "scheduler": scheduler}))
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        "tcp://10.0.0.5:8786",
+        "tls://[::1]:8786",
+        "ws://sched:80",
+        "inproc://10.0.0.5/123/1",
+        "ucx://sched:13337",
+    ],
+)
+def test_scheduler_addresses_of_every_scheme(tmp_path: Path, scheduler: str) -> None:
+    assert load_cluster(_cluster(tmp_path, {**CLUSTER, "scheduler": scheduler})).scheduler == scheduler
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("scheduler: tcp://s:1\npools:\n  cpu: {name: [x\n")
+    with pytest.raises(
+        ClusterSpecError, match=rf"^{re.escape(str(path))}, line 4, column 1: not valid YAML \(.*\); fix"
+    ):
+        load_cluster(path)
+
+
+def test_main_prints_one_line_per_command_or_one_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both = {**CLUSTER, "workers": [*CLUSTER["workers"], {"name": "gc", "hosts": ["g1"]}]}
+    assert main([str(_cluster(tmp_path, both))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["h1", "h2", "g1", "g1"]
+    assert "--name g-g1 " in lines[2] and "--name gc-g1 " in lines[3]
+    bare = _cluster(tmp_path, {k: v for k, v in CLUSTER.items() if k != "workers"})
+    assert main([str(bare)]) == 2
+    assert capsys.readouterr().err == f"{bare}: no workers: groups to start (add a workers: entry)\n"
+    bad = _cluster(tmp_path, {**CLUSTER, "scheduler": "tcp://"})
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.placement", str(bad)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.startswith(f"{bad}: scheduler: ") and len(done.stderr.splitlines()) == 1, done.stderr
 
 
 def test_worker_commands_carry_arcflows_dask_settings_unless_a_group_keeps_dasks(tmp_path: Path) -> None:
@@ -194,10 +308,11 @@ def test_worker_commands_carry_arcflows_dask_settings_unless_a_group_keeps_dasks
     for key, value in IDLE_DEFAULTS.items():
         assert dask.config.get(key, config=read) == value, key
     cmds = worker_commands(load_cluster(_cluster(tmp_path)))
-    assert cmds["h1"].startswith("env ") and "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in cmds["h1"]
+    h1 = cmds["h1"][0]
+    assert h1.startswith("env ") and "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in h1
     plain = {**CLUSTER, "workers": [{**CLUSTER["workers"][0], "dask_settings": "dask"}]}
     cmds = worker_commands(load_cluster(_cluster(tmp_path, plain)))
-    assert all(c.startswith("dask worker tcp://sched.example:8786 ") for c in cmds.values())
+    assert all(c.startswith("dask worker tcp://sched.example:8786 ") for cs in cmds.values() for c in cs)
     with pytest.raises(ClusterSpecError, match="dask_settings"):
         load_cluster(
             _cluster(tmp_path, {**CLUSTER, "workers": [{**CLUSTER["workers"][0], "dask_settings": "x"}]})
@@ -209,4 +324,4 @@ def test_shipped_cluster_spec_routes_gpu_nodes_to_the_gpu_pool(tmp_path: Path) -
     cluster = load_cluster(REPO / "infra" / "cluster.yaml")
     assert pool_of(pipeline, "embed", cluster) == "gpu"
     assert cluster.pools[pool_of(pipeline, "huge", cluster)].name == "arcflow-cpu"
-    assert all("CPU=" in c for c in worker_commands(cluster).values())
+    assert all("CPU=" in c for cs in worker_commands(cluster).values() for c in cs)
