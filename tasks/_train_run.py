@@ -217,21 +217,27 @@ def check_parent_tokenizer(ctx: RunContext, stage: Stage) -> None:
     """pretrain and midtrain with ``init_from``: the tokenizer each packed input was packed with, and the tokenizer
     input if there is one, are the tokenizer the parent checkpoint was trained with (its exported
     ``tokenizer.json``); raises :class:`~model.train.validate.DataError` naming the pack node, both tokenizer files
-    and the fix."""
+    and every change the fix needs (the repack, and the tokenizer input when it is another tokenizer too)."""
     from model.train.validate import check_checkpoint_tokenizer, packed_tokenizer
 
     parent = stage.parent
     if parent is None:
         return
+    toks = [i for i in ctx.inputs if i.data_type == DataType.TOKENIZER]
+    tok_input = (toks[0].name, stage.tokenizer) if toks and stage.tokenizer else None
     for inp in stage.data_inputs:
         rec = packed_tokenizer(inp.path)
         if rec is not None and rec.path is not None:
             check_checkpoint_tokenizer(
-                parent.path, rec.path, parent=parent.name, tok_node=rec.node, pack_node=inp.name
+                parent.path,
+                rec.path,
+                parent=parent.name,
+                tok_node=rec.node,
+                pack_node=inp.name,
+                tokenizer_input=tok_input,
             )
-    toks = [i for i in ctx.inputs if i.data_type == DataType.TOKENIZER]
-    if toks and stage.tokenizer:
-        check_checkpoint_tokenizer(parent.path, stage.tokenizer, parent=parent.name, tok_node=toks[0].name)
+    if tok_input is not None:
+        check_checkpoint_tokenizer(parent.path, tok_input[1], parent=parent.name, tok_node=tok_input[0])
 
 
 # ---- the launcher ------------------------------------------------------------------------------------------------

@@ -210,14 +210,22 @@ def trained_tokenizer_node(ckpt_dir: str, depth: int = 8) -> str | None:
 
 
 def check_checkpoint_tokenizer(
-    ckpt_dir: str, tokenizer: str, *, parent: str, tok_node: str, pack_node: str | None = None
+    ckpt_dir: str,
+    tokenizer: str,
+    *,
+    parent: str,
+    tok_node: str,
+    pack_node: str | None = None,
+    tokenizer_input: tuple[str, str] | None = None,
 ) -> str | None:
     """Raise :class:`DataError` when ``tokenizer`` (the input node ``tok_node``) is not the tokenizer the checkpoint
     ``ckpt_dir`` (node ``parent``) was trained with; compares content hashes of the ``tokenizer.json`` files. The
-    message is short (node names and 12-hex hashes, no paths) and says the fix first. With ``pack_node`` (pretrain,
-    midtrain: ``tokenizer`` is the one that pack node's shards were packed with), the fix is to repack and the
-    message names both tokenizer files. Returns a note when the checkpoint holds no ``tokenizer.json`` (it cannot
-    be checked)."""
+    message says the fix first. Without ``pack_node`` (SFT, or a tokenizer input) it is short: node names and
+    12-hex hashes, no paths. With ``pack_node`` (pretrain, midtrain: ``tokenizer`` is the one that pack node's
+    shards were packed with) the fix is to repack, and the message names both tokenizer files; when the node also
+    has a tokenizer input (``tokenizer_input``: its node name and path) that is not the checkpoint's, the same
+    message asks to change it too, so one run names every change. Returns a note when the checkpoint holds no
+    ``tokenizer.json`` (it cannot be checked)."""
     theirs_file = os.path.join(ckpt_dir, TOKENIZER_FILE)
     if not os.path.isfile(theirs_file):
         return f"{ckpt_dir}: checkpoint {parent!r} holds no tokenizer.json, so its tokenizer is not checked"
@@ -225,15 +233,58 @@ def check_checkpoint_tokenizer(
     if mine == theirs:
         return None
     source = trained_tokenizer_node(ckpt_dir)
-    which = f"{source!r}" if source and source != tok_node else f"the tokenizer {parent!r} was trained with"
+    own = {tok_node, tokenizer_input[0] if tokenizer_input else tok_node}
+    which = f"{source!r}" if source and source not in own else f"the tokenizer {parent!r} was trained with"
     if pack_node is not None:
         raise DataError(
-            f"repack {pack_node!r} with {which}, or init_from a checkpoint trained with {tok_node!r}: "
-            f"{pack_node!r} was packed with {tok_node!r} ({tokenizer_json_path(tokenizer)}, sha256 {mine[:12]}) "
-            f"but checkpoint {parent!r} was trained with {theirs_file} (sha256 {theirs[:12]})"
+            _repack_message(
+                which=which,
+                mine=mine,
+                theirs_file=theirs_file,
+                theirs=theirs,
+                tokenizer=tokenizer,
+                tok_node=tok_node,
+                pack_node=pack_node,
+                tokenizer_input=tokenizer_input,
+                parent=parent,
+            )
         )
     raise DataError(
         f"give this node {which} as its tokenizer input (checkpoint {parent!r} was trained with tokenizer sha256 "
         f"{theirs[:12]}, this node's {tok_node!r} is sha256 {mine[:12]}), or init_from a checkpoint trained "
         f"with {tok_node!r}"
+    )
+
+
+def _repack_message(
+    *,
+    which: str,
+    mine: str,
+    theirs_file: str,
+    theirs: str,
+    tokenizer: str,
+    tok_node: str,
+    pack_node: str,
+    tokenizer_input: tuple[str, str] | None,
+    parent: str,
+) -> str:
+    """The message of :func:`check_checkpoint_tokenizer` for shards packed with another tokenizer than the
+    checkpoint's (``mine`` and ``theirs`` are the two hashes): every change either fix needs, then the files."""
+    fix = f"repack {pack_node!r} with {which}"
+    alternative = f"init_from a checkpoint trained with {tok_node!r}"
+    note = ""
+    if tokenizer_input is not None:
+        input_node, input_path = tokenizer_input
+        input_hash = tokenizer_hash(input_path)
+        if input_hash != theirs:
+            fix += f" and give this node {which} as its tokenizer input in place of {input_node!r}"
+        if input_hash != mine:
+            alternative += (
+                f" and give this node {tok_node!r} as its tokenizer input in place of {input_node!r}"
+            )
+        if input_hash not in (mine, theirs):
+            note = f"; this node's tokenizer input {input_node!r} is sha256 {input_hash[:12]}"
+    return (
+        f"{fix}, or {alternative}: {pack_node!r} was packed with {tok_node!r} ({tokenizer_json_path(tokenizer)}, "
+        f"sha256 {mine[:12]}) but checkpoint {parent!r} was trained with {theirs_file} (sha256 {theirs[:12]}){note}"
     )

@@ -64,8 +64,11 @@ def test_packing_tokenizer_other_than_the_parent_checkpoints(tmp_path: Path, kin
     for inputs in ([_pack_input(outputs, tok3), parent], [_pack_input(outputs, tok3), tok3, parent]):
         msg = _fails(_ctx(tmp_path, kind, inputs), kind)
         assert msg.startswith(f"node '{kind}_node': repack 'pack' with 'tokenizer'"), msg
-        assert "init_from a checkpoint trained with 'tok3'" in msg and "checkpoint 'midtrain'" in msg, msg
+        assert "init_from a checkpoint trained with 'tok3':" in msg and "checkpoint 'midtrain'" in msg, msg
         assert parent_file in msg and tok3_file in msg and msg.count("sha256 ") == 2, msg
+        # with 'tok3' as the tokenizer input too, the one message asks for both changes (not one per run)
+        both = "repack 'pack' with 'tokenizer' and give this node 'tokenizer' as its tokenizer input in place of 'tok3'"
+        assert (both in msg) == (tok3 in inputs), msg
     for inputs in ([_pack_input(outputs, tok), parent], [_pack_input(outputs, tok), tok, parent]):
         ok = _ctx(tmp_path, kind, inputs)
         assert validate(ok, resolve(ok, kind)) == ROWS
@@ -83,3 +86,24 @@ def test_tokenizer_input_other_than_the_parent_checkpoints(tmp_path: Path) -> No
     msg = _fails(_ctx(tmp_path, "pretrain", [pack, tok3, parent]), "pretrain")
     assert msg.startswith("node 'pretrain_node': give this node 'tokenizer' as its tokenizer input"), msg
     assert "'tok3'" in msg and "checkpoint 'midtrain'" in msg, msg
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "midtrain"])
+def test_pack_and_tokenizer_input_each_other_than_the_parent_checkpoints(tmp_path: Path, kind: str) -> None:
+    """Shards packed with 'tok3', a tokenizer input 'tok4', a parent trained with 'tokenizer': the first message
+    names every change of either fix (repack and change the tokenizer input; or another checkpoint and the
+    tokenizer input the shards were packed with) and the three hashes; after those changes the check passes."""
+    outputs = tmp_path / "store" / "outputs"
+    tok = _tokenizer_input(outputs, "tokenizer", TEXT, 300)
+    tok3 = _tokenizer_input(outputs, "tok3", TEXT + " six seven eight nine ten " * 3, 1024)
+    tok4 = _tokenizer_input(outputs, "tok4", TEXT + " eleven twelve thirteen " * 3, 1024)
+    parent = _parent_checkpoint(outputs, tok)
+    msg = _fails(_ctx(tmp_path, kind, [_pack_input(outputs, tok3), tok4, parent]), kind)
+    assert msg.startswith(
+        f"node '{kind}_node': repack 'pack' with 'tokenizer' and give this node 'tokenizer' as its tokenizer input "
+        "in place of 'tok4', or init_from a checkpoint trained with 'tok3' and give this node 'tok3' as its "
+        "tokenizer input in place of 'tok4': "
+    ), msg
+    assert "this node's tokenizer input 'tok4' is sha256 " in msg and msg.count("sha256 ") == 3, msg
+    ok = _ctx(tmp_path, kind, [_pack_input(outputs, tok), tok, parent])
+    assert validate(ok, resolve(ok, kind)) == ROWS
