@@ -259,7 +259,8 @@ for tag, gs in (("finite", fin), ("nan", bad)):
 rel = max(abs(a - b) / abs(b) for a, b in zip(out[True]["norms"], out[False]["norms"]))
 wdiff = max(float((out[True]["weights"][n] - t).abs().max()) for n, t in out[False]["weights"].items())
 print(json.dumps({"rel": rel, "installed": out[True]["installed"], "calls": out[True]["calls"],
-                  "optimizer": out[True]["optimizer"], "wdiff": wdiff, "norms": out[False]["norms"], "direct": direct}))
+                  "optimizer": out[True]["optimizer"], "wdiff": wdiff, "norms": out[False]["norms"],
+                  "norms_foreach": out[True]["norms"], "direct": direct}))
 """
 
 
@@ -472,8 +473,8 @@ def test_triton_kernels_compile_for_h100_h200() -> None:
 def test_foreach_grad_norm_equals_deepspeeds() -> None:
     """Two ZeRO-1 bf16 steps of two micro-batches (the entry point's config, clipping 1.0, engaged at both steps:
     norms ~2.4 and ~1.9), the foreach norm installed as the entry point does on CUDA (``cuda_step_defaults``):
-    DeepSpeed's gradient norm with the fp32 foreach pass equals its fp64 one within 1e-6, and the clipped weights
-    agree (about 20 s on CPU)."""
+    DeepSpeed's gradient norm with the fp32 foreach pass equals its fp64 one within 1e-6 on the same gradients (the
+    first step), and the clipped weights agree within a bf16 rounding step (about 20 s on CPU)."""
     pytest.importorskip("deepspeed")
     env = {**os.environ, "ROOT": str(ROOT), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
@@ -484,7 +485,12 @@ def test_foreach_grad_norm_equals_deepspeeds() -> None:
     assert got["optimizer"] == "DeepSpeedZeroOptimizer" and got["installed"] is True, got
     assert got["calls"] == 2, got  # the patched norm ran at each optimizer step
     assert all(n > 1.0 for n in got["norms"]), got  # above the clip (1.0): clipping engaged at both steps
-    assert got["rel"] < 1e-6, got
+    # the first step's norm is of the same gradients: equal within 1e-6; the clip factors then differ in the 7th
+    # digit, which can round a bf16 weight one step apart (wdiff), so the second step's gradients, and its norm,
+    # differ by that rounding (9e-5 relative on one CPU, 0 on another)
+    (ours1, ours2), (ds1, ds2) = got["norms_foreach"], got["norms"]
+    assert abs(ours1 - ds1) <= 1e-6 * ds1, got
+    assert abs(ours2 - ds2) <= 1e-3 * ds2, got
     assert got["wdiff"] < 1e-2, got  # bf16 weights: at most a rounding step apart
     (ds_fin, ours_fin), (ds_nan, ours_nan) = got["direct"]["finite"], got["direct"]["nan"]
     assert abs(ours_fin - ds_fin) <= 1e-6 * ds_fin and ds_fin > 0, got
