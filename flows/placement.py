@@ -237,9 +237,9 @@ def worker_environment() -> dict[str, str]:
     LocalCluster (``flows.executor.IDLE_DEFAULTS``) as Dask's ``DASK_*`` variables. The one that matters for
     speed is the statistical profiler: by default every worker samples its running task's stack every 10 ms,
     holding the GIL, which made the web branch's shard work 4 to 7% slower on one worker (docs/SCALE.md,
-    "Machine E: what the Dask worker adds"). Environment variables take precedence over the worker host's own Dask config files
-    (``DASK_CONFIG``), so these keys override the host's settings for them; ``dask_settings: dask`` leaves the
-    host's own Dask configuration in charge."""
+    "Machine E: what the Dask worker adds"). Environment variables take precedence over the worker host's own
+    Dask config files (``DASK_CONFIG``), so these keys override the host's settings for them; ``dask_settings:
+    dask`` leaves the host's own Dask configuration in charge."""
     from flows.executor import IDLE_DEFAULTS
 
     return {_env_name(k): str(v) for k, v in IDLE_DEFAULTS.items()}
