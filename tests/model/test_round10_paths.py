@@ -378,6 +378,7 @@ _MODEL_TRITON_SCRIPT = r"""
 import copy, json, os, sys
 import torch
 sys.path.insert(0, os.environ["ROOT"])
+from tests.model._inputs import autograd_ops
 from model.config import model_config
 from model.glm import GLMForCausalLM
 from model.kernels import set_fused_glue
@@ -395,14 +396,7 @@ def step(model):
     model.zero_grad(set_to_none=True)
     out = model(ids, doc_lens=doc_lens, labels=ids, mtp_weight=0.3, aux_weight=1e-3)
     out.loss.backward()
-    seen, todo, ops = set(), [out.loss.grad_fn], set()
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        ops.add(type(fn).__name__)
-        todo.extend(f for f, _ in fn.next_functions)
+    ops = autograd_ops(out.loss)
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     return out.logits.detach(), float(out.loss), grads, ops
 
