@@ -168,6 +168,29 @@ def _http_nodes(base_url: str, size: int, **teacher) -> dict:
     }
 
 
+def _settled_count(srv: FakeOpenAI) -> int:
+    """The server's request count once the killed client's last request, already in the socket, is recorded."""
+    n = -1
+    while n != len(srv.requests):
+        n = len(srv.requests)
+        time.sleep(0.5)
+    return n
+
+
+def _cached_response_keys(path: str) -> set[tuple[str, int]]:
+    """The responses a resumed run finds in a generation cache: whole lines only (a kill can tear the last one
+    mid-write), verdict lines not counted."""
+    keys = set()
+    for line in open(path, encoding="utf-8"):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("type") != "verdict":
+            keys.add((str(rec["key"][0]), int(rec["key"][1])))
+    return keys
+
+
 def test_http_resume_after_kill_repeats_no_request(tmp_path: Path) -> None:
     with FakeOpenAI(delay_s=0.05) as srv:
         path = _write(tmp_path, _http_nodes(srv.base_url, 20, concurrency=2))
@@ -182,12 +205,12 @@ def test_http_resume_after_kill_repeats_no_request(tmp_path: Path) -> None:
             time.sleep(0.01)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        first_run = len(srv.requests)
+        first_run = _settled_count(srv)
         assert 12 <= first_run < 40, "the run was not killed mid-way"
         (cache,) = glob.glob(
             str(tmp_path / ".arcflow" / "**" / "_work" / "generations-*.jsonl"), recursive=True
         )
-        cached = sum(1 for line in open(cache) if line.strip())
+        cached = len(_cached_response_keys(cache))
         m = _run(path)
     sft = m["sft"]
     _balanced(sft)
