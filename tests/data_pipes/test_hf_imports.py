@@ -3,7 +3,8 @@ lock: the SemDedup encoder (``load_encoder``) and the HF teacher (``load_model``
 fresh Python at once, as nodes started together in worker threads of one process do.
 
 While the test holds the lock, neither loader may import transformers; once it lets go, all four threads
-resolve their names and load a real model (the installed MiniLM encoder, a debug-sized arcflow checkpoint)."""
+resolve their names and load a real model (the installed MiniLM encoder, a debug-sized arcflow checkpoint), each
+model once."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ _SCRIPT = textwrap.dedent(
     encoders = [o for o in out if not isinstance(o, tuple)]
     teachers = [o for o in out if isinstance(o, tuple)]
     assert len(encoders) == 2 and encoders[0] is encoders[1]
-    assert len(teachers) == 2 and all(tok.padding_side == "left" for tok, _ in teachers)
+    assert len(teachers) == 2 and teachers[0] is teachers[1], "the teacher was loaded twice"
+    assert teachers[0][0].padding_side == "left"
     print("ok", type(teachers[0][1]).__name__)
     """
 )

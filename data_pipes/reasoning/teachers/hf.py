@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from data_pipes.reasoning.teachers.base import GenRequest, GenResponse, OnResult
 from model.hf import hf_import
 
 _MODELS: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+_LOCK = threading.Lock()  # one load per model and process, however many threads ask at once
 
 
 def resolve_model_path(model_path: str) -> str:
@@ -41,23 +43,28 @@ def resolve_model_path(model_path: str) -> str:
 
 
 def load_model(model_path: str, gguf_file: str | None = None) -> tuple[Any, Any]:
-    """(tokenizer, model) from a local folder, cached per process."""
+    """(tokenizer, model) from a local folder, cached per process: threads asking at once (nodes started together
+    in one worker) wait for one load and share it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = resolve_model_path(model_path)
     key = (path, gguf_file)
-    if key not in _MODELS:
-        AutoModelForCausalLM, AutoTokenizer = hf_import("AutoModelForCausalLM", "AutoTokenizer")
-        hf_logging = hf_import("logging", module="transformers.utils")
-
-        hf_logging.disable_progress_bar()
-        kw: dict[str, Any] = {"local_files_only": True, **({"gguf_file": gguf_file} if gguf_file else {})}
-        tok = AutoTokenizer.from_pretrained(path, **kw)
-        tok.padding_side = "left"
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        model = AutoModelForCausalLM.from_pretrained(path, **kw).eval()
-        _MODELS[key] = (tok, model)
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _load(path, gguf_file)
     return _MODELS[key]
+
+
+def _load(path: str, gguf_file: str | None) -> tuple[Any, Any]:
+    AutoModelForCausalLM, AutoTokenizer = hf_import("AutoModelForCausalLM", "AutoTokenizer")
+    hf_logging = hf_import("logging", module="transformers.utils")
+
+    hf_logging.disable_progress_bar()
+    kw: dict[str, Any] = {"local_files_only": True, **({"gguf_file": gguf_file} if gguf_file else {})}
+    tok = AutoTokenizer.from_pretrained(path, **kw)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok, AutoModelForCausalLM.from_pretrained(path, **kw).eval()
 
 
 class HfTeacher:
