@@ -1,7 +1,8 @@
 """Turn ``pipeline.yaml`` (+ ``--set`` overrides) into a checked pipeline, or report every problem at once.
 
 Checks, in order: YAML syntax and duplicate keys; ``--set`` overrides; the pipeline schema; each node's kind
-and params; inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names
+and params (with a training stage's ``init_from`` against its producer's type and its batch against its ranks);
+inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names
 file:line and the YAML path and, where it can, suggests the fix. A schema error in one node does not hide the
 problems of the others: the nodes that pass the schema are still checked, and the problems are reported in
 file order.
@@ -24,7 +25,8 @@ from flows.errors import Problem, SpecError
 from flows.schema import NODE_ID_PATTERN, NodeSpec, PipelineSpec, ScheduleSpec, suggest_name
 from flows.yaml_source import MAX_BYTES as MAX_FILE_BYTES
 from flows.yaml_source import Path, YamlDocument, YamlSyntaxError, parse_value, parse_yaml
-from tasks.base import Kind, KindParams
+from model.train.spec import BatchSpec
+from tasks.base import DataType, Kind, KindParams
 from tasks.registry import UnknownKindError, get_kind, kind_names
 
 OVERRIDE = "--set"
@@ -514,6 +516,8 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
                 col.add((*params_path, *sub), message)
             for sub, message in kind.check_inputs(params, list(node.inputs)):
                 col.add((*params_path, *sub), message)
+            _check_init_from(node_id, params, all_nodes, params_path, col)
+            _check_batch(params, node.resources.model_dump(), params_path, col)
             nodes[node_id] = ResolvedNode(
                 node_id,
                 node.uses,
@@ -568,6 +572,77 @@ def _absolute(base: str, value: str) -> str:
     if "://" in value and not value.startswith("file://"):
         return value  # an object-store URL (s3://bucket/prefix): read through fsspec as it is
     return os.path.normpath(os.path.join(base, os.path.expanduser(value.removeprefix("file://"))))
+
+
+def _check_init_from(
+    node_id: str, params: KindParams, all_nodes: dict[str, NodeSpec], params_path: Path, col: _Collector
+) -> None:
+    """A training stage's ``init_from`` names an input that produces a checkpoint (tasks/_train_run.resolve says
+    the same at run time, after the upstream nodes ran)."""
+    name = getattr(params, "init_from", None)
+    if not isinstance(name, str) or name not in all_nodes[node_id].inputs or name not in all_nodes:
+        return  # not an input: the kind's check_inputs says so
+    try:
+        producer = get_kind(all_nodes[name].uses)
+    except UnknownKindError:
+        return  # reported at its own `uses:`
+    if producer.output_type == DataType.CHECKPOINT:
+        return
+    makers = [
+        i
+        for i in all_nodes[node_id].inputs
+        if i in all_nodes
+        and all_nodes[i].uses in kind_names()
+        and get_kind(all_nodes[i].uses).output_type == DataType.CHECKPOINT
+    ]
+    hint = (
+        f"set `init_from: {makers[0]}`"
+        + (f" (checkpoint inputs: {', '.join(makers)})" if len(makers) > 1 else "")
+        if makers
+        else "name a checkpoint node (pretrain, midtrain, sft, grpo) listed in `inputs:`, or drop init_from"
+    )
+    col.add(
+        (*params_path, "init_from"),
+        f"init_from {name!r} is a {producer.output_type.value} node ({producer.name}), not a checkpoint; "
+        "init_from names the checkpoint this stage starts from",
+        hint,
+    )
+
+
+def _check_batch(params: KindParams, resources: dict[str, Any], params_path: Path, col: _Collector) -> None:
+    """A training stage's ``batch.global_batch`` is a multiple of ``micro_batch`` x ranks (model/train/data.py's
+    check_batch says the same, but only once the DeepSpeed launcher has started the ranks). The ranks are
+    ``ranks`` (default: ``resources.gpus``, else 1); with a ``hostfile`` its ``slots=`` decide them, so only
+    ``micro_batch`` is checked here."""
+    batch = getattr(params, "batch", None)
+    if not isinstance(batch, BatchSpec):
+        return
+    hostfile = getattr(params, "hostfile", None)
+    ranks = 1 if hostfile else getattr(params, "ranks", None) or max(1, int(resources.get("gpus") or 0))
+    per_step = batch.micro_batch * ranks
+    if batch.global_batch % per_step == 0:
+        return
+    if ranks == 1:
+        what = f"batch.global_batch {batch.global_batch} is not a multiple of batch.micro_batch {batch.micro_batch}"
+    else:
+        source = "ranks" if getattr(params, "ranks", None) else "resources.gpus"
+        what = (
+            f"batch.global_batch {batch.global_batch} is not a multiple of batch.micro_batch x ranks = "
+            f"{batch.micro_batch} x {ranks} ({source}) = {per_step}"
+        )
+    fits = [
+        m
+        for m in range(min(batch.micro_batch, batch.global_batch), 0, -1)
+        if batch.global_batch % (m * ranks) == 0
+    ]
+    hint = f"set batch.global_batch to a multiple of {per_step} (e.g. {per_step * max(1, -(-batch.global_batch // per_step))})"
+    if fits:
+        hint += f", or batch.micro_batch to {fits[0]}"
+    col.add(
+        (*params_path, "batch", "micro_batch"),
+        f"{what}; each optimizer step is a whole number of micro-batches on every rank",
+        hint,
+    )
 
 
 def _count_phrase(kind: Kind) -> str:

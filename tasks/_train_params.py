@@ -7,10 +7,12 @@ else 1) is the number of ranks per host the DeepSpeed launcher starts; ``hostfil
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
+from model.config import FLAVOURS
 from model.train.spec import BatchSpec, OptimSpec, ScheduleSpec
 from tasks.base import KindParams
 
@@ -42,6 +44,20 @@ class StageParams(KindParams):
     seed: int = Field(0, description="added to the node seed (initialisation and sample order)")
     shuffle: bool = Field(True, description="seeded global sample order")
 
+    @field_validator("flavour")
+    @classmethod
+    def _known_flavour(cls, value: str) -> str:
+        """An unknown flavour fails validate, not the stage after its upstream work (model.config.model_config
+        raises the same at run time)."""
+        if value not in FLAVOURS:
+            close = difflib.get_close_matches(value, FLAVOURS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown model flavour {value!r}: {hint}valid flavours are {', '.join(sorted(FLAVOURS))} "
+                "(model/config.py)"
+            )
+        return value
+
 
 class PretrainParams(StageParams):
     pass
@@ -61,3 +77,25 @@ class MidtrainParams(StageParams):
 
 class SftParams(StageParams):
     seq_len: int = Field(2048, ge=8, description="row length the chat records are packed best-fit into")
+
+    @field_validator("seq_len")
+    @classmethod
+    def _within_positions(cls, value: int, info: ValidationInfo) -> int:
+        """seq_len within the model's positions, when they are known from params alone: the flavour's (or
+        overrides.max_position_embeddings); with init_from they are the parent checkpoint's, checked at run time."""
+        overrides = info.data.get("overrides") or {}
+        flavour = info.data.get("flavour")
+        positions = overrides.get("max_position_embeddings")
+        if positions is None and info.data.get("init_from") is None and flavour in FLAVOURS:
+            positions = FLAVOURS[flavour].get("max_position_embeddings")
+        if isinstance(positions, int) and value > positions:
+            where = (
+                "overrides.max_position_embeddings"
+                if "max_position_embeddings" in overrides
+                else f"the {flavour!r} flavour's max_position_embeddings"
+            )
+            raise ValueError(
+                f"seq_len {value} exceeds the model's {positions} positions ({where}); lower seq_len to at "
+                f"most {positions} or raise overrides.max_position_embeddings"
+            )
+        return value
