@@ -1,7 +1,8 @@
 """Turn ``pipeline.yaml`` (+ ``--set`` overrides) into a checked pipeline, or report every problem at once.
 
 Checks, in order: YAML syntax and duplicate keys; ``--set`` overrides; the pipeline schema; each node's kind
-and params (with a training stage's ``init_from`` against its producer's type and its batch against its ranks);
+and params (with a training stage's ``init_from`` against its producer's type and its batch against its ranks,
+and a ``grpo`` node's documents against `files` inputs, which hold no problems);
 inputs (missing, how many, type of producer vs consumer); cycles; schedules. Every problem names
 file:line and the YAML path and, where it can, suggests the fix. A schema error in one node does not hide the
 problems of the others: the nodes that pass the schema are still checked, and the problems are reported in
@@ -518,6 +519,7 @@ def _check(spec: PipelineSpec | None, data: dict[str, Any], col: _Collector, fil
                 col.add((*params_path, *sub), message)
             _check_init_from(node_id, params, all_nodes, params_path, col)
             _check_batch(params, node.resources.model_dump(), params_path, col)
+            _check_grpo_problems(node_id, kind, params, all_nodes, base, col)
             nodes[node_id] = ResolvedNode(
                 node_id,
                 node.uses,
@@ -642,6 +644,40 @@ def _check_batch(params: KindParams, resources: dict[str, Any], params_path: Pat
         (*params_path, "batch", "micro_batch"),
         f"{what}; each optimizer step is a whole number of micro-batches on every rank",
         hint,
+    )
+
+
+# kinds whose documents are the fixed document columns (data_pipes/io/documents.DOC_COLUMNS: id, text, ...), never
+# a `prompt`: a grpo node reading only such inputs has no problem to train on
+_TEXT_ONLY_KINDS = frozenset({"files"})
+
+
+def _check_grpo_problems(
+    node_id: str, kind: Kind, params: KindParams, all_nodes: dict[str, NodeSpec], base: Path, col: _Collector
+) -> None:
+    """A `grpo` node whose documents inputs are all `files` nodes: every row lacks `prompt` and is quarantined
+    (``grpo_no_prompt``, tasks/_grpo_run.split_problems), so the stage would fail after its upstream work. An
+    agentic rollout reads such documents as its search index, so it is left alone."""
+    if kind.name != "grpo" or getattr(getattr(params, "rollout", None), "strategy", None) == "agentic":
+        return
+    docs = []
+    for name in all_nodes[node_id].inputs:
+        spec = all_nodes.get(name)
+        if spec is None or spec.uses not in kind_names():
+            return  # reported elsewhere
+        if get_kind(spec.uses).output_type == DataType.DOCUMENTS:
+            docs.append(name)
+    text_only = [n for n in docs if all_nodes[n].uses in _TEXT_ONLY_KINDS]
+    if not docs or text_only != docs:
+        return
+    names = ", ".join(repr(n) for n in docs)
+    col.add(
+        (*base, "inputs"),
+        f"grpo trains on problems (rows with a `prompt`), but its input(s) {names} (files) hold documents "
+        "with their text in `text` and no `prompt`: every row would be dropped (grpo_no_prompt)",
+        "read the file with a problems node instead: `{uses: problems, params: {jsonl: [your.jsonl]}}`, one "
+        "object per line with `prompt` and `answer` and/or `tests` (docs/REASONING.md), and give that node as "
+        "the grpo input",
     )
 
 

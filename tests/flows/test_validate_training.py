@@ -1,6 +1,7 @@
 """Training-stage mistakes that `arcflow validate` reports from the YAML alone, before any upstream node runs:
 an unknown model flavour, ``init_from`` naming a node that is not a checkpoint, a global batch that is not a
-whole number of micro-batches on every rank, an SFT ``seq_len`` beyond the flavour's positions. Each problem
+whole number of micro-batches on every rank, an SFT ``seq_len`` beyond the flavour's positions, a ``grpo``
+node whose only documents are a ``files`` node (no ``prompt``). Each problem
 names the pipeline file, the YAML line and the key path, says what is wrong and what to do."""
 
 from __future__ import annotations
@@ -183,3 +184,49 @@ def test_sft_seq_len_from_a_parent_checkpoint_is_left_to_run_time(tmp_path: Path
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
     assert "chat_model" in load_pipeline(str(path)).nodes
+
+
+GRPO = (
+    PIPELINE.replace("name: t\n", "name: t\nsources:\n  qs: {paths: [q.jsonl]}\n")
+    + """\
+  rl:
+    uses: grpo
+    inputs: [chat_model, qs]
+    params: {steps: 1}
+"""
+)
+
+
+def test_grpo_on_a_files_node_says_to_use_a_problems_node(tmp_path: Path) -> None:
+    """A `files` node's documents hold `text`, never `prompt`: every row would be dropped (grpo_no_prompt)."""
+    (tmp_path / "q.jsonl").write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    _one(
+        tmp_path,
+        GRPO,
+        "inputs: [chat_model, qs]",
+        "nodes.rl.inputs",
+        [
+            "input(s) 'qs' (files)",
+            "no `prompt`",
+            "grpo_no_prompt",
+            "{uses: problems, params: {jsonl: [your.jsonl]}}",
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("inputs: [chat_model, qs]", "inputs: [chat_model, problems]"),  # problems rows have a prompt
+        ("inputs: [chat_model, qs]", "inputs: [chat_model, problems, qs]"),  # some rows are problems
+        (
+            "params: {steps: 1}",
+            "params: {steps: 1, rollout: {strategy: agentic}}",
+        ),  # the agent's search index
+    ],
+)
+def test_grpo_with_problems_or_an_agentic_index_is_valid(tmp_path: Path, old: str, new: str) -> None:
+    (tmp_path / "q.jsonl").write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(GRPO.replace(old, new))
+    assert "rl" in load_pipeline(str(path)).nodes
