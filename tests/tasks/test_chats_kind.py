@@ -1,6 +1,7 @@
 """`chats` (tasks/chats.py): a user's chat JSONL as chat records. Good lines kept, each kind of bad line
 quarantined with its reason and ``<file>#<line>``, duplicate ids across files quarantined after the first, counts
-balanced, the same bytes at any worker count; kept rows pass the sft stage's own record check."""
+balanced, the same bytes at any worker count; kept rows pass the sft stage's own record check, and a `chats` node
+feeds an `sft` node that trains on them (debug flavour, two steps)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from data_pipes.reasoning.jsonl_chats import ROLES, chat_rows
@@ -154,3 +156,52 @@ def test_node_counts_duplicates_and_bytes(tmp_path: Path) -> None:
     assert "b.jsonl#1: id 'a1' is already used by a.jsonl#1" in dup[0]
     assert "b.jsonl#3: id 'b1' is already used by b.jsonl#2" in dup[1]
     assert runs[1][1] == files and files  # same files, same bytes, at 1 and 3 workers
+
+
+@pytest.mark.slow  # about a minute: a tokenizer and a two-step DeepSpeed launch
+def test_chats_feed_sft_on_the_debug_model(tmp_path: Path) -> None:
+    """`chats` -> `sft` (debug flavour, two steps): the type check passes, the stage trains on the kept rows."""
+    _write_file(tmp_path / "data" / "mine.jsonl")
+    spec = {
+        "name": "c",
+        "workdir": str(tmp_path / ".arcflow"),
+        "seed": 7,
+        "nodes": {
+            "demo": {"uses": "demo_corpus", "params": {"parts": ["licenses"], "max_items_per_part": 30}},
+            "tokenizer": {
+                "uses": "tokenizer_train",
+                "inputs": ["demo"],
+                "params": {"vocab_size": 512, "sample_docs": 60, "heldout_docs": 0},
+            },
+            "my_chats": {"uses": "chats", "params": {"jsonl": ["data/mine.jsonl"]}},
+            "sft2": {
+                "uses": "sft",
+                "inputs": ["my_chats", "tokenizer"],
+                "params": {"seq_len": 256, "steps": 2, "batch": {"global_batch": 2, "micro_batch": 1}},
+            },
+        },
+        "executor": {"n_workers": 1, "processes": False},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    p = load_pipeline(str(path), [])
+    engine = Engine(p)
+    try:
+        done = {n: engine.run_node(n)[1] for n in p.order}
+    finally:
+        engine.close()
+    chats, sft = done["my_chats"], done["sft2"]
+    assert chats["counts"]["kept"] == len(GOOD) and sft["output_type"] == "checkpoint"
+    (out,) = [
+        os.path.dirname(m)
+        for m in glob.glob(str(tmp_path / ".arcflow" / "**" / "manifest.json"), recursive=True)
+        if json.load(open(m))["fingerprint"] == sft["fingerprint"]
+    ]
+    metrics = pq.read_table(os.path.join(out, "metrics.parquet")).to_pylist()
+    assert [r["step"] for r in metrics] == [1, 2]
+    lineage = json.load(open(os.path.join(out, "lineage.json")))
+    read = [s for s in lineage["shards"] if s["node"] == "my_chats"]
+    assert (
+        sum(s["rows"] for s in read) == chats["counts"]["kept"]
+    )  # every kept conversation went into training
+    assert {i["node"] for i in lineage["inputs"]} == {"my_chats", "tokenizer"}
