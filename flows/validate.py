@@ -640,8 +640,19 @@ def _check_batch(params: KindParams, resources: dict[str, Any], params_path: Pat
     hint = f"set batch.global_batch to a multiple of {per_step} (e.g. {per_step * max(1, -(-batch.global_batch // per_step))})"
     if fits:
         hint += f", or batch.micro_batch to {fits[0]}"
+    # at the key the file writes: batch.micro_batch, else batch, else what set the ranks (the batch defaults)
+    where: Path = (*params_path, "batch", "micro_batch")
+    for path in (
+        where,
+        (*params_path, "batch"),
+        (*params_path, "ranks"),
+        (*params_path[:-1], "resources", "gpus"),
+    ):
+        if _get(col.data, path) is not None:
+            where = path
+            break
     col.add(
-        (*params_path, "batch", "micro_batch"),
+        where,
         f"{what}; each optimizer step is a whole number of micro-batches on every rank",
         hint,
     )

@@ -230,3 +230,17 @@ def test_grpo_with_problems_or_an_agentic_index_is_valid(tmp_path: Path, old: st
     path = tmp_path / "pipeline.yaml"
     path.write_text(GRPO.replace(old, new))
     assert "rl" in load_pipeline(str(path)).nodes
+
+
+def test_default_batch_against_the_gpus_points_at_the_gpus(tmp_path: Path) -> None:
+    """No `batch:` in the file (global_batch 8, micro_batch 1): the problem is at what set the ranks."""
+    text = PIPELINE.replace(
+        "    inputs: [pack_4k]\n", "    inputs: [pack_4k]\n    resources: {gpus: 3}\n"
+    ).replace("      batch: {global_batch: 8, micro_batch: 4}\n", "")
+    _one(
+        tmp_path,
+        text,
+        "resources: {gpus: 3}",
+        "nodes.pretrain.resources.gpus",
+        ["batch.global_batch 8 is not a multiple of batch.micro_batch x ranks = 1 x 3 (resources.gpus) = 3"],
+    )
