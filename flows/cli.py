@@ -168,7 +168,8 @@ def _why_text(reasons: list[str], width: int, node: str = "") -> str:
 
 def _status_label(engine: Any, x: Any, running: str | None = None) -> tuple[str, list[str]]:
     """(label, reasons) for a node: ``partial (6/16 shards)`` when a run stopped with some shards done, or is
-    computing it now (``running``: the lock holder, ``Store.run_in_progress``)."""
+    computing it now (``running``: the lock holder, ``Store.run_in_progress``); ``partial (step 4/40)`` for a
+    training stage whose stopped run left a DeepSpeed checkpoint (:func:`_training_partial`)."""
     from flows.engine import shard_progress
 
     label = {"pending": "stale"}.get(x.status, x.status)
@@ -187,7 +188,26 @@ def _status_label(engine: Any, x: Any, running: str | None = None) -> tuple[str,
             )
             reasons = [f"{of} done; {then}", *kept]
             return f"partial ({of})", reasons
+        # a training stage (pretrain, midtrain, sft, grpo) stopped: its DeepSpeed checkpoint, resumed next run
+        trained = _training_partial(engine, x, running)
+        if trained is not None:
+            return trained
     return label, reasons
+
+
+def _training_partial(engine: Any, x: Any, running: str | None) -> tuple[str, list[str]] | None:
+    """(label, reasons) of a missing or stale training stage whose stopped run left a checkpoint (``partial (step
+    4/40)``: ``checkpoint at step 4 of 40; the next run resumes there``) or stopped before its first one; None
+    when no run of it left anything."""
+    from flows.status_view import training_progress
+
+    node = engine.pipeline.nodes.get(x.node)
+    got = training_progress(engine.store.output_dir(x.fingerprint), node.params if node else None)
+    if got is None:
+        return None
+    label = {"pending": "stale"}.get(x.status, x.status)
+    kept = [r for r in x.reasons if not r.startswith("stored output missing") and r != "never run"]
+    return got.label(label), [got.reason(running), *kept]
 
 
 @app.command()
@@ -312,7 +332,8 @@ def _print_as_list(title: str, rows: list[tuple[str, str, str, Any]], max_lines:
 
 @app.command()
 def status(file: FileOpt = "pipeline.yaml", set_: SetOpt = None) -> None:
-    """Each node as up to date, stale (and why), partial (a run stopped with some shards done) or missing;
+    """Each node as up to date, stale (and why), partial (a run stopped with some shards done, or a training
+    stage's checkpoint the next run resumes from) or missing;
     failed when its stored output quarantined every row or its last run failed and it is unchanged since (a run
     fails there), blocked when downstream of one."""
     from flows.outcome import blocked_reason, failed_status, run_outcome
@@ -805,10 +826,16 @@ def show(
     last = show_lines(engine, plans, node, failed)  # its failed last run (run.json), or one upstream
     if manifest is None:
         builds = blocked_reason(blocked[node]) if node in blocked else f"`arcflow run --to {node}` builds it"
+        # a stopped run left shards done or a training checkpoint: `partial (step 4/40)`, as `status` says it
+        label, reasons = _status_label(engine, plan, engine.store.run_in_progress())
+        if label.startswith("partial"):
+            builds = builds if node in blocked else f"`arcflow run --to {node}` finishes it"
+        else:
+            label = plan.status  # `show` says `pending` as it is
         err.print(
             f"{node} has no stored output: {'; '.join(last)}"
             if last
-            else f"{node} has no stored output ({plan.status}: {'; '.join(plan.reasons)}); {builds}",
+            else f"{node} has no stored output ({label}: {'; '.join(reasons)}); {builds}",
             style="yellow",
             highlight=False,
             markup=False,  # errors and params may hold brackets

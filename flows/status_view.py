@@ -5,6 +5,8 @@ run computes again; `arcflow show` gives the failed run's time and error (:func:
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,3 +150,69 @@ def show_lines(engine: Any, plans: list[Any], node: str, quarantined: Mapping[st
         ups = o.blocked[node]
         return [] if set(ups) <= set(quarantined) else [lr.blocked_by_reason(ups, stops)]
     return lr.last_run_lines(o, node, engine.pipeline.file)
+
+
+# the work folders of the training kinds (tasks._train_run.WORK: pretrain, midtrain, sft; tasks._grpo_run.WORK:
+# grpo), named here so that `status` imports no training code; tests/flows/test_status_training.py checks them
+TRAIN_WORK = ("_train", "_grpo")
+
+
+@dataclass
+class TrainingProgress:
+    """What a stopped run of a training stage left in its output folder: the step of its last complete DeepSpeed
+    checkpoint (None: it stopped before its first one, so the next run starts over), the steps it runs and how
+    often it saves (``checkpoint_every``; 0: only at the end)."""
+
+    step: int | None
+    total: int | None
+    every: int | None = None
+
+    def label(self, plain: str) -> str:
+        """``partial (step 4/40)``; a run that stopped before its first checkpoint keeps the plain label (nothing
+        of it is resumed)."""
+        if self.step is None:
+            return plain
+        return f"partial (step {self.step}/{self.total})" if self.total else f"partial (step {self.step})"
+
+    def reason(self, running: str | None) -> str:
+        of = f" of {self.total}" if self.total else ""
+        if self.step is None:
+            when = " (checkpoint_every is 0: it saves only at the end)" if self.every == 0 else ""
+            then = f"a run is training it now ({running})" if running else "the next run starts it over"
+            return f"a run started it and stopped before its first checkpoint{when}; {then}"
+        then = f"a run is computing the rest now ({running})" if running else "the next run resumes there"
+        return f"checkpoint at step {self.step}{of}; {then}"
+
+
+def training_progress(out_dir: str, params: Any = None) -> TrainingProgress | None:
+    """The checkpoint a stopped training stage left under ``out_dir`` (``_train/ckpt/`` or ``_grpo/ckpt/``, whose
+    ``latest`` names the last complete ``stepNNNNNNNN``: what the next run resumes from), with the total steps
+    from the spec the launcher ran (``spec.json`` beside it) or else the node's ``params.steps``; None when no
+    training run left anything there."""
+    from model.train.checkpoint import latest_tag
+
+    for work in TRAIN_WORK:
+        folder = os.path.join(out_dir, work)
+        ckpt = os.path.join(folder, "ckpt")
+        if not os.path.isdir(ckpt) and not os.path.isfile(os.path.join(folder, "spec.json")):
+            continue
+        try:
+            with open(os.path.join(folder, "spec.json"), "rb") as fh:
+                spec = json.loads(fh.read())
+        except (OSError, ValueError):
+            spec = {}
+        steps = spec.get("steps") if isinstance(spec, dict) else None
+        if not isinstance(steps, int):
+            steps = getattr(params, "steps", None)
+        every = (spec.get("checkpoint") or {}).get("every") if isinstance(spec, dict) else None
+        if not isinstance(every, int):
+            every = getattr(params, "checkpoint_every", None)
+        try:
+            tag = latest_tag(ckpt)
+        except OSError:
+            tag = None
+        step = int(tag[4:]) if tag and tag.startswith("step") and tag[4:].isdigit() else None
+        return TrainingProgress(
+            step, steps if isinstance(steps, int) else None, every if isinstance(every, int) else None
+        )
+    return None
