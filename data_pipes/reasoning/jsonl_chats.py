@@ -134,6 +134,10 @@ def chat_fields(obj: object) -> dict[str, Any]:
     for key in TEXT_FIELDS:
         if key in obj and not isinstance(obj[key], str):
             raise _Bad(f"chats_bad_field: {key!r} must be a string, got {type(obj[key]).__name__}")
+    if obj.get("mode") not in (None, "", "thinking", "direct"):
+        raise _Bad(
+            f"chats_bad_field: 'mode' must be 'thinking' or 'direct' (or left out), got {obj['mode']!r}"
+        )
     tools = obj.get("tools", [])
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise _Bad("chats_bad_field: 'tools' must be a list of JSON schemas (objects)")

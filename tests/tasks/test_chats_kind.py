@@ -52,6 +52,7 @@ BAD = [  # (line, expected error prefix)
     (json.dumps({"messages": [U, {"role": "assistant"}]}), "chats_bad_field"),
     (json.dumps({"messages": [U]}), "chats_no_assistant"),
     (json.dumps([U, A]), "chats_not_object"),
+    (json.dumps({"messages": [U, A], "mode": "chatty"}), "chats_bad_field"),
     (
         json.dumps({"messages": [U, {"role": "assistant", "content": "<tool_call>calc\n<arg_key>x"}]}),
         "chats_bad_tool_call",
