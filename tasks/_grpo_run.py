@@ -85,6 +85,7 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
         )
     by_hash = sorted(range(len(rows)), key=lambda i: _id_rank(str(rows[i].get("id", i))))
     n_val = min(p.val_problems, max(0, len(rows) - 1))
+    warnings = [_val_clip(ctx.node_id, p, len(rows), n_val)] if n_val < p.val_problems else []
     val_idx = set(by_hash[:n_val])
     train = [r for i, r in enumerate(rows) if i not in val_idx]
     unused: list[dict[str, Any]] = []
@@ -106,8 +107,30 @@ def split_problems(ctx: RunContext, work: str) -> dict[str, Any]:
         pq.write_table(pa.Table.from_pylist(val), os.path.join(folder, "val.parquet"))
     return {
         "total": total, "train": len(train), "val": len(val), "unused": len(unused), "dropped": unused,
-        "quarantined": bad, "agent": agent,
+        "quarantined": bad, "agent": agent, "warnings": warnings,
     }  # fmt: skip
+
+
+def _val_clip(node: str, p: Any, usable: int, n_val: int) -> str:
+    """``val_problems`` larger than the problems that can be scored holds out all but one of them. An error when
+    that one training problem is fewer than one step's ``rollout.prompts_per_step`` (the run could not make the
+    batch it was asked for, every step the same prompt); else the warning (log and the node's report)."""
+    need = p.rollout.prompts_per_step
+    room = usable - need
+    fix = (
+        f"set val_problems to at most {room} (leaving {need} training problems for rollout.prompts_per_step "
+        f"{need}), or give more problems"
+        if room > 0
+        else f"give more problems (at least {need + 1}: one step needs rollout.prompts_per_step {need}), or set "
+        "val_problems: 0 to train on all of them without a validation pass rate"
+    )
+    text = (
+        f"node {node!r}: params.val_problems is {p.val_problems} but only {usable} problems can be scored, so "
+        f"{n_val} would be held out and {usable - n_val} left to train on"
+    )
+    if usable - n_val < need:
+        raise StageInputError(f"{text}; {fix}")
+    return f"{text}; {fix}"
 
 
 def _no_problems_hint(bad: list[dict[str, Any]]) -> str:

@@ -107,6 +107,9 @@ class Grpo(Kind):
         work = os.path.join(ctx.out_dir, WORK)
         ctx.progress("prepare", 0, 1, "steps")
         split = split_problems(ctx, work)
+        warnings = list(split.get("warnings") or [])
+        for w in warnings:
+            log.warning("%s", w)
         spec = build_spec(ctx, work, split)
         ctx.progress("prepare", 1, 1, "steps")
         resources = ctx.extra.get("resources") or {}
@@ -148,6 +151,12 @@ class Grpo(Kind):
         ctx.add_report("RL metrics", table=metrics_table(rows, last=len(rows)), png=_png(rows, ctx.node_id))
         ctx.add_report("RL steps", table=steps_table(rows))
         ctx.add_report("Rewards", table=[_reward_row(r) for r in evaluation["rewards"]])
+        idle = no_update_note(rows)
+        if idle:
+            log.warning("node %s: %s", ctx.node_id, idle)
+            warnings.append(f"node {ctx.node_id!r}: {idle}")
+        if warnings:
+            ctx.add_report("Warnings", markdown="\n".join(f"- {w}" for w in warnings))
         unused = _unusable_weights(evaluation["rewards"])
         if unused:
             log.warning("node %s: %s", ctx.node_id, unused)
@@ -188,6 +197,19 @@ def steps_table(rows: list[dict[str, Any]], head: int = 3, tail: int = 3) -> lis
         }
         for r in picked
     ]
+
+
+def no_update_note(rows: list[dict[str, Any]]) -> str:
+    """The warning of a run in which no step updated the policy (every group of every step had equal rewards, so
+    every step was filtered), or "": its checkpoint is the starting policy."""
+    if not rows or any(int(r.get("kept_groups") or 0) for r in rows):
+        return ""
+    n = len(rows)
+    return (
+        f"no step updated the policy: {n} of {n} steps filtered (all samples of each prompt got the same "
+        "reward); the exported checkpoint equals the initial one. Pick problems the starting policy solves "
+        "sometimes, raise rollout.group_size or rollout.max_new_tokens, or check the rewards (the Rewards report)"
+    )
 
 
 def _reward_row(r: dict[str, Any]) -> dict[str, Any]:

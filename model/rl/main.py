@@ -369,6 +369,10 @@ def run(spec: RLSpec) -> list[dict[str, Any]]:
                 truncated=spec.rollout.truncated, truncated_reward=spec.rollout.truncated_reward,
                 rank=rank, world=world, gather=_gather, strategy=strategy,
             )  # fmt: skip
+            # before the batch is saved: a rerun once the endpoint is fixed samples the step again
+            failed = all_error_rewards(ro.rows)
+            if failed:
+                raise RewardFailedError(reward_failure_message(step_no, failed))
             if rank == 0:
                 col.save_rollouts(spec.rollouts_dir, step_no, ro, sampler.state_dict(), key)
             dist.barrier()
@@ -587,6 +591,56 @@ def _export(policy: Any, module: torch.nn.Module, out: str, precision: str) -> N
     else:
         module.save_pretrained(out)
     policy.tokenizer.save_pretrained(out)
+
+
+class RewardFailedError(RuntimeError):
+    """A reward raised on every one of its calls in a step (an unreachable judge, bad options)."""
+
+
+def _reward_error(error: str, name: str, names: list[str]) -> str | None:
+    """The part of a row's error text (the scorer's "name: message; other: message") that is ``name``'s, or None."""
+    if error.startswith(f"{name}: "):
+        start = len(name) + 2
+    elif f"; {name}: " in error:
+        start = error.index(f"; {name}: ") + len(name) + 4
+    else:
+        return None
+    ends = [error.find(f"; {o}: ", start) for o in names if o != name]
+    return error[start : min([e for e in ends if e >= 0], default=len(error))]
+
+
+def all_error_rewards(rows: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """(reward, calls, first error) of every reward component that raised on all of its calls in a step's rows (a
+    row calls each reward in its ``components``); a reward with some good calls is not in it (its errors are
+    counted, as always)."""
+    calls: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for r in rows:
+        names = list(json.loads(r.get("components") or "{}"))
+        for name in names:
+            calls[name] = calls.get(name, 0) + 1
+            message = _reward_error(r.get("error") or "", name, names)
+            if message is not None:
+                errors[name] = errors.get(name, 0) + 1
+                first.setdefault(name, message)
+    return [(n, calls[n], first[n]) for n in sorted(calls) if errors.get(n, 0) == calls[n]]
+
+
+def reward_failure_message(step: int, failed: list[tuple[str, int, str]]) -> str:
+    """One line (the launcher reports the ranks' last error line): each failed reward, its count and first error."""
+    parts = [
+        # "] " would cut the line where the launcher reads the ranks' error ("[Errno 111] Connection refused")
+        f"reward {name!r} raised on all {n} of its calls (first error: "
+        + " ".join(message.split()).replace("[", "(").replace("]", ")")[:300]
+        + ")"
+        for name, n, message in failed
+    ]
+    return (
+        f"step {step}: {'; '.join(parts)}: every sample would score 0 from it and the run learn nothing. Check "
+        "that the reward's endpoint is up and reachable from the ranks (rewards.options.<reward>.base_url, model, "
+        "api_key_env), or fix its options in rewards.options, or drop it from rewards.weights"
+    )
 
 
 def no_update_stats() -> dict[str, float | None]:
