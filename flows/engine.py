@@ -31,6 +31,7 @@ from flows.signature_diff import signature_changes
 from flows.store import Store
 from flows.validate import Pipeline, ResolvedNode
 from tasks.base import InputRef, ProgressEvent, ProgressFn, RunContext, ShardTask
+from tasks.loaded_code import CodeGuard
 from tasks.param_error import ParamError
 from tasks.shard_worker import execute_shard
 
@@ -384,6 +385,7 @@ class Engine:
         reused_shards = 0
 
         kind_phases = node.kind.phases
+        expected_code = {**parts["code"], **node.kind.code_sources(node.params)}
 
         def run_shards(tasks: Sequence[ShardTask], *, phase: str | None = None) -> list[ShardResult]:
             nonlocal reused_shards
@@ -404,6 +406,7 @@ class Engine:
                 ctx.progress(phase, done, len(tasks))
 
             fn = functools.partial(execute_shard, node.kind.name, node.params, out_dir=out_dir, seed=seed)
+            fn = CodeGuard(fn, expected_code)  # a long-lived worker must hold the code fingerprinted here
             # an object store: the worker completes its host's copy of the inputs, then uploads, marker last
             fn = self.store.shard_runner(fn, out_dir, key, [os.path.basename(i.path) for i in inputs])
             cap = node.resources.get("max_parallel_shards")
@@ -431,6 +434,7 @@ class Engine:
                 done += 1
                 ctx.progress(name, done, total, unit)
 
+            fn = CodeGuard(fn, expected_code)
             # an object store: each task first gets the phase files of earlier phases, then uploads its own
             fn = self.store.phase_runner(fn, out_dir, key, [os.path.basename(i.path) for i in inputs])
             out = self.executor.map(

@@ -242,6 +242,11 @@ class Kind:
         """Extra fingerprint material that is not in params or code (e.g. the files a source reads)."""
         return ""
 
+    def code_sources(self, params: KindParams) -> dict[str, str]:
+        """``{module: sha256 of its source}`` of code outside the project that ``signature`` hashes (a user's
+        step module): the workers check they hold that code too (tasks/loaded_code.py)."""
+        return {}
+
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         raise TypeError(f"kind {self.name!r} implements neither plan_shards nor run")
 

@@ -69,6 +69,9 @@ class DatatroveStep(DocumentMapKind):
         files = local_file_digests(params.args)  # a local model or word list is data: its bytes count
         return json.dumps({**signature, "local_files": files} if files else signature, sort_keys=True)
 
+    def code_sources(self, params: DatatroveParams) -> dict[str, str]:  # type: ignore[override]
+        return step_signature(params.step).get("source", {})
+
     def plan_shards(self, ctx: RunContext) -> list[ShardTask]:
         params: DatatroveParams = ctx.params  # type: ignore[assignment]
         for inp in ctx.inputs:
