@@ -415,10 +415,23 @@ def run(
         return
     from contextlib import ExitStack
 
+    _check_scheduler(p)  # a wrong executor.address: one line now, not a hang or a node's failure later
     with ExitStack() as held:
         # the store's lock first: a second run on a busy store fails (or queues) before Prefect starts
         _hold_store_lock(held, p, wait)
         _run_here(p, sel, file, node, from_, to, force, set_ or [], verbose)
+
+
+def _check_scheduler(p: Pipeline) -> None:
+    if not p.spec.executor.address:
+        return
+    from flows.executor import SchedulerUnreachableError, check_scheduler
+
+    try:
+        check_scheduler(p.spec.executor.address)
+    except SchedulerUnreachableError as exc:
+        err.print(Text(f"{p.file}: {exc}", style="red"), soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _hold_store_lock(held: Any, p: Pipeline, wait: bool) -> None:

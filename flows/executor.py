@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -80,6 +81,57 @@ def dask_overrides() -> dict[str, Any]:
             continue
         out[key] = value
     return out
+
+
+class SchedulerUnreachableError(RuntimeError):
+    """``executor.address`` names no running Dask scheduler (nothing listens, or something else does)."""
+
+
+PROBE_S = 10.0  # how long a scheduler has to greet a new connection (it does so at once)
+
+
+def check_scheduler(address: str, timeout_s: float = PROBE_S) -> None:
+    """Raise :class:`SchedulerUnreachableError` unless a Dask scheduler answers at ``address``. A TCP scheduler
+    sends its handshake as soon as a connection is accepted; something else listening there (its dashboard on
+    the next port, another service) sends nothing, and Dask's own client would wait on it with no end. Only
+    ``tcp://`` (or scheme-less) addresses are probed; the client checks the others."""
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port_text = rest.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    what = f"executor.address {address!r}"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise SchedulerUnreachableError(
+            f"{what} has no port: write it as tcp://HOST:PORT (a scheduler listens on 8786 by default)"
+        ) from None
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as exc:  # refused, no route, or no answer to the connect (TimeoutError)
+        raise SchedulerUnreachableError(
+            f"{what}: cannot connect ({exc.strerror or exc or 'timed out'}): start the scheduler there (`dask "
+            f"scheduler --port {port}`), or fix the address in the pipeline's executor section (or --set "
+            f"executor.address=...)"
+        ) from None
+    try:
+        with conn:
+            conn.settimeout(timeout_s)
+            greeting = conn.recv(8)
+    except TimeoutError:
+        raise SchedulerUnreachableError(
+            f"{what}: something listens there but sent no Dask handshake within {timeout_s:.0f} s, so it is not a "
+            f"Dask scheduler (its dashboard, on 8787 by default, is a web server): give the scheduler's own port, "
+            f"the one `dask scheduler` prints as 'Scheduler at: tcp://...'"
+        ) from None
+    except OSError:  # reset by the other side: no handshake either
+        greeting = b""
+    if not greeting:
+        raise SchedulerUnreachableError(
+            f"{what}: the connection was closed without a Dask handshake: check that a Dask scheduler (not another "
+            f"service) listens there"
+        )
 
 
 class ResourceUnavailableError(RuntimeError):
@@ -142,6 +194,9 @@ class DaskExecutor:
                 # cluster starts, or its start-up chatter (scheduler, nanny, worker registration) is printed
                 _quiet_dask()
                 if self.spec.address:
+                    check_scheduler(
+                        self.spec.address
+                    )  # bounded: Dask's client can wait on a wrong port forever
                     self._client = Client(self.spec.address, timeout="30s")
                 else:
                     import dask.config
