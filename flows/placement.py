@@ -275,9 +275,29 @@ def deployment_name(pipeline_name: str, pool: str) -> str:
     return f"{pipeline_name}-{pool}"
 
 
+USAGE = (
+    "usage: python -m flows.placement [CLUSTER_SPEC]\n"
+    "CLUSTER_SPEC: a cluster spec YAML file (default infra/cluster.yaml; see that file for the format).\n"
+    "Prints the `dask worker` command lines each host of the spec's workers: groups runs, one per line as\n"
+    "'HOST: COMMAND'; a spec error is one line on stderr and exit status 2."
+)
+
+
 def main(argv: list[str]) -> int:
     """``python -m flows.placement [FILE]`` (default infra/cluster.yaml): print each host's worker commands, one
-    line each; a spec error or a spec with no ``workers:`` is one line on stderr and exit status 2."""
+    line each; ``-h``/``--help`` prints the usage and exits 0; a spec error, a spec with no ``workers:``, an unknown
+    option or more than one argument is one line on stderr and exit status 2."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        what = (
+            f"unknown option {argv[0]!r}"
+            if len(argv) == 1
+            else f"{len(argv)} arguments, expected at most one"
+        )
+        print(f"{what}; usage: python -m flows.placement [CLUSTER_SPEC] (--help says more)", file=sys.stderr)
+        return 2
     path = argv[0] if argv else "infra/cluster.yaml"
     try:
         cluster = load_cluster(path)

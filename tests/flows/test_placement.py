@@ -325,3 +325,26 @@ def test_shipped_cluster_spec_routes_gpu_nodes_to_the_gpu_pool(tmp_path: Path) -
     assert pool_of(pipeline, "embed", cluster) == "gpu"
     assert cluster.pools[pool_of(pipeline, "huge", cluster)].name == "arcflow-cpu"
     assert all("CPU=" in c for cs in worker_commands(cluster).values() for c in cs)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_usage_and_exits_0(flag: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.placement", flag], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == "", done
+    assert done.stdout.startswith("usage: python -m flows.placement [CLUSTER_SPEC]\n"), done.stdout
+    assert "CLUSTER_SPEC: a cluster spec YAML file (default infra/cluster.yaml" in done.stdout
+    assert "dask worker" in done.stdout
+
+
+def test_an_unknown_option_or_two_arguments_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--spec", "x.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "2 arguments, expected at most one; usage: python -m flows.placement [CLUSTER_SPEC] (--help says more)\n"
+    )
+    assert main(["--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unknown option '--verbose'; usage:") and len(err.splitlines()) == 1
