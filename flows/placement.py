@@ -7,8 +7,9 @@ changing ``infra/`` only):
   ``executor.address=...``);
 - ``workers``: groups of hosts with the ``dask worker`` processes each runs and the Dask resources they offer
   (``CPU``, ``GPU``, ``MEMORY_GB``: what a node's ``resources:`` ask for, see flows/engine.py); ``worker_commands``
-  renders the command lines of each host (one per group that lists it), with arcflow's Dask worker settings
-  (``worker_environment``);
+  renders the command lines of each host (one per CPU-only group that lists it, one per worker of a group whose
+  workers hold GPUs, each pinned to its own GPUs with ``CUDA_VISIBLE_DEVICES``), with arcflow's Dask worker
+  settings (``worker_environment``);
 - ``pools`` and ``routes``: Prefect work pools, and which nodes run on which (first matching route wins: ``min_gpus``,
   ``min_memory_gb``, ``kinds``). A node's task runs in the flow run of its pool, so a training stage with
   ``resources: {gpus: 8}`` runs its launcher on a GPU host while data nodes run on CPU hosts.
@@ -74,6 +75,12 @@ class WorkerGroup(_Strict):
     resources: dict[str, float] = Field(
         default_factory=dict, description="Dask resources each worker offers: CPU, GPU, MEMORY_GB"
     )
+    gpus_per_host: int | None = Field(
+        None,
+        ge=1,
+        description="GPUs each of the group's hosts has: the GPUs its workers are pinned to (with those of the "
+        "host's earlier groups) must fit in it",
+    )
     dask_settings: Literal["arcflow", "dask"] = Field(
         "arcflow",
         description="arcflow: the worker command sets arcflow's Dask settings (worker_environment: the "
@@ -86,7 +93,18 @@ class WorkerGroup(_Strict):
     def _cpu(self) -> WorkerGroup:
         # shard tasks ask for CPU (flows/engine.py): a worker that does not offer it would never get one
         self.resources.setdefault("CPU", float(self.nthreads))
+        gpu = self.resources.get("GPU")
+        if gpu is not None and gpu != int(gpu):
+            raise ValueError(
+                f"resources.GPU {gpu:g} is not a whole number: each worker is pinned to whole GPUs "
+                "(CUDA_VISIBLE_DEVICES); give each worker 1 or more"
+            )
         return self
+
+    @property
+    def gpus(self) -> int:
+        """GPUs each worker process holds (pinned with CUDA_VISIBLE_DEVICES), 0 for a CPU-only group."""
+        return int(self.resources.get("GPU") or 0)
 
 
 # schemes whose addresses are HOST:PORT; the others (inproc://, ucx://) are taken as flows/schema.py takes them
@@ -150,6 +168,24 @@ class ClusterSpec(_Strict):
                 if problem is not None:
                     raise ValueError(
                         f"workers[{i}].hosts[{j}] {host!r} {problem}; write one host name or address per entry"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _gpus_fit(self) -> ClusterSpec:
+        used: dict[str, int] = {}  # host -> GPUs its earlier groups' workers are pinned to
+        for i, group in enumerate(self.workers):
+            if not group.gpus:
+                continue
+            for host in group.hosts:
+                first = used.get(host, 0)
+                used[host] = first + group.nworkers * group.gpus
+                if group.gpus_per_host is not None and used[host] > group.gpus_per_host:
+                    earlier = f" after the {first} of its earlier groups" if first else ""
+                    raise ValueError(
+                        f"workers[{i}] (group {group.name!r}): {group.nworkers} workers x GPU={group.gpus} on host "
+                        f"{host} need GPUs {first}..{used[host] - 1}{earlier}, but gpus_per_host is "
+                        f"{group.gpus_per_host}; lower nworkers or resources.GPU"
                     )
         return self
 
@@ -246,27 +282,45 @@ def worker_environment() -> dict[str, str]:
 
 
 def worker_commands(cluster: ClusterSpec) -> dict[str, list[str]]:
-    """host -> the `dask worker` command lines it runs, one per worker group that lists it, in spec order (start
-    each, e.g. from systemd or ssh); a group with ``dask_settings: arcflow`` (the default) runs it under ``env``
-    with ``worker_environment()``. Every value from the spec is shell-quoted."""
+    """host -> the `dask worker` command lines it runs, in spec order (start each, e.g. from systemd or ssh): a
+    CPU-only group gives one line per host (``--nworkers N``); a group whose workers hold GPUs (``resources.GPU``)
+    one line per worker (``--nworkers 1``), each under ``env CUDA_VISIBLE_DEVICES=...`` with its own GPUs, numbered
+    consecutively on the host (worker i of GPU=g holds i*g .. i*g+g-1, after the GPUs of the host's earlier
+    groups), so that the workers of one host do not all use cuda:0. A group with ``dask_settings: arcflow`` (the
+    default) runs it under ``env`` with ``worker_environment()``. Every value from the spec is shell-quoted."""
     out: dict[str, list[str]] = {}
+    used: dict[str, int] = {}  # host -> GPUs pinned by its earlier groups
     for group in cluster.workers:
         for host in group.hosts:
-            out.setdefault(host, []).append(_worker_command(cluster.scheduler, group, host))
+            if not group.gpus:
+                out.setdefault(host, []).append(_worker_command(cluster.scheduler, group, host))
+                continue
+            first = used.get(host, 0)
+            for i in range(group.nworkers):
+                ids = range(first + i * group.gpus, first + (i + 1) * group.gpus)
+                out.setdefault(host, []).append(_worker_command(cluster.scheduler, group, host, i, ids))
+            used[host] = first + group.nworkers * group.gpus
     return out
 
 
-def _worker_command(scheduler: str, group: WorkerGroup, host: str) -> str:
-    """The `dask worker` command line of ``group`` on ``host``."""
+def _worker_command(
+    scheduler: str, group: WorkerGroup, host: str, index: int = 0, gpu_ids: range | None = None
+) -> str:
+    """The `dask worker` command line of ``group`` on ``host``: all its workers, or with ``gpu_ids`` its worker
+    ``index`` alone, pinned to those GPUs (named as Dask names the workers of ``--nworkers``: NAME-INDEX)."""
     res = ",".join(f"{k}={v:g}" for k, v in sorted(group.resources.items()))
-    env = ""
+    env: dict[str, str] = {}
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     if group.dask_settings == "arcflow":
-        env = (
-            "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(worker_environment().items())) + " "
-        )
+        env.update(sorted(worker_environment().items()))
     q = shlex.quote
+    prefix = "env " + " ".join(q(f"{k}={v}") for k, v in env.items()) + " " if env else ""
+    name, nworkers = f"{group.name}-{host}", group.nworkers
+    if gpu_ids is not None:
+        name, nworkers = (name if group.nworkers == 1 else f"{name}-{index}"), 1
     return (
-        f"{env}dask worker {q(scheduler)} --name {q(f'{group.name}-{host}')} --nworkers {group.nworkers} "
+        f"{prefix}dask worker {q(scheduler)} --name {q(name)} --nworkers {nworkers} "
         f"--nthreads {group.nthreads} --memory-limit {q(group.memory_limit)} --resources {q(res)}"
     )
 

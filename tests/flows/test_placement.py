@@ -348,3 +348,77 @@ def test_an_unknown_option_or_two_arguments_is_one_line_and_exit_2(
     assert main(["--verbose"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("unknown option '--verbose'; usage:") and len(err.splitlines()) == 1
+
+
+def _pinned(cmd: str) -> tuple[str, str, str]:
+    """(CUDA_VISIBLE_DEVICES, --name, --nworkers) of a worker command line."""
+    words = shlex.split(cmd)
+    env = dict(w.split("=", 1) for w in words[1 : words.index("dask")])
+    return env["CUDA_VISIBLE_DEVICES"], words[words.index("--name") + 1], words[words.index("--nworkers") + 1]
+
+
+def test_gpu_workers_get_one_command_each_pinned_to_their_own_gpus(tmp_path: Path) -> None:
+    gpu = {"name": "g", "hosts": ["g1", "g2"], "nworkers": 4, "resources": {"GPU": 2}, "gpus_per_host": 8}
+    cmds = worker_commands(
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [CLUSTER["workers"][0], gpu]}))
+    )
+    for host in ("g1", "g2"):
+        assert [_pinned(c) for c in cmds[host]] == [
+            ("0,1", f"g-{host}-0", "1"),
+            ("2,3", f"g-{host}-1", "1"),
+            ("4,5", f"g-{host}-2", "1"),
+            ("6,7", f"g-{host}-3", "1"),
+        ]
+        assert all(
+            "--resources CPU=1,GPU=2" in c and "DASK_DISTRIBUTED__WORKER__PROFILE" in c for c in cmds[host]
+        )
+    # a CPU-only group keeps one --nworkers N line per host, with no CUDA_VISIBLE_DEVICES
+    assert (
+        len(cmds["h1"]) == 1
+        and "--nworkers 4 " in cmds["h1"][0]
+        and "CUDA_VISIBLE_DEVICES" not in cmds["h1"][0]
+    )
+    # dask_settings: dask still pins the GPUs
+    plain = {**gpu, "nworkers": 2, "resources": {"GPU": 1}, "dask_settings": "dask"}
+    cmds = worker_commands(load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [plain]})))
+    assert cmds["g1"] == [
+        "env CUDA_VISIBLE_DEVICES=0 dask worker tcp://sched.example:8786 --name g-g1-0 --nworkers 1 --nthreads 1 "
+        "--memory-limit auto --resources CPU=1,GPU=1",
+        "env CUDA_VISIBLE_DEVICES=1 dask worker tcp://sched.example:8786 --name g-g1-1 --nworkers 1 --nthreads 1 "
+        "--memory-limit auto --resources CPU=1,GPU=1",
+    ]
+
+
+def test_a_host_in_two_gpu_groups_gets_disjoint_gpus(tmp_path: Path) -> None:
+    embed = {"name": "e", "hosts": ["g1"], "nworkers": 2, "resources": {"GPU": 1}, "gpus_per_host": 8}
+    train = {"name": "t", "hosts": ["g1", "g2"], "nworkers": 1, "resources": {"GPU": 6}, "gpus_per_host": 8}
+    cmds = worker_commands(load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [embed, train]})))
+    assert [_pinned(c) for c in cmds["g1"]] == [
+        ("0", "e-g1-0", "1"),
+        ("1", "e-g1-1", "1"),
+        ("2,3,4,5,6,7", "t-g1", "1"),
+    ]
+    assert [_pinned(c) for c in cmds["g2"]] == [("0,1,2,3,4,5", "t-g2", "1")]
+
+
+def test_gpu_workers_must_fit_in_the_hosts_gpus(tmp_path: Path) -> None:
+    gpu = {"name": "gpu", "hosts": ["g1"], "nworkers": 8, "resources": {"GPU": 2}, "gpus_per_host": 8}
+    with pytest.raises(
+        ClusterSpecError,
+        match=r"workers\[0\] \(group 'gpu'\): 8 workers x GPU=2 on host g1 need GPUs 0\.\.15, but gpus_per_host is 8",
+    ):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [gpu]}))
+    first = {**gpu, "name": "e", "nworkers": 2, "resources": {"GPU": 1}}
+    with pytest.raises(
+        ClusterSpecError,
+        match=r"workers\[1\] \(group 'gpu'\): .* need GPUs 2\.\.17 after the 2 of its earlier groups",
+    ):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [first, gpu]}))
+    with pytest.raises(ClusterSpecError, match=r"resources.GPU 0.5 is not a whole number"):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [{**gpu, "resources": {"GPU": 0.5}}]}))
+    # without gpus_per_host nothing is checked; the shipped spec fits its hosts
+    load_cluster(
+        _cluster(tmp_path, {**CLUSTER, "workers": [{k: v for k, v in gpu.items() if k != "gpus_per_host"}]})
+    )
+    shipped = worker_commands(load_cluster(REPO / "infra" / "cluster.yaml"))
+    assert [_pinned(c)[0] for c in shipped["gpu-01.internal"]] == [str(i) for i in range(8)]
