@@ -134,6 +134,59 @@ def check_scheduler(address: str, timeout_s: float = PROBE_S) -> None:
         )
 
 
+NO_WORKERS_WARN_S = 30.0  # an external cluster without a worker this long is said (and again every 5 minutes)
+NO_WORKERS_POLL_S = 5.0
+
+
+class _NoWorkersWatch:
+    """While a map waits on an external cluster: when no worker is connected for ``NO_WORKERS_WARN_S`` (all
+    died, or none was started), say so in the log with the command that adds one, instead of waiting in silence;
+    and say when workers are back. The tasks stay queued on the scheduler and run once a worker joins."""
+
+    def __init__(self, client: Any, address: str) -> None:
+        self.client, self.address, self.poll_s = client, address, NO_WORKERS_POLL_S
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="arcflow-no-workers-watch", daemon=True)
+        self._thread.start()
+
+    def _workers(self) -> int | None:
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except TypeError:  # an older distributed: no n_workers argument
+            return len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - the scheduler itself gone: the map's own wait reports that
+            return None
+
+    def _run(self) -> None:
+        log = logging.getLogger(__name__)
+        since: float | None = None
+        said = 0.0
+        while not self._stop.wait(self.poll_s):
+            n = self._workers()
+            if n is None:
+                continue
+            now = time.monotonic()
+            if n:
+                if said:
+                    log.warning("workers are connected to %s again (%d): the node goes on", self.address, n)
+                since, said = None, 0.0
+                continue
+            since = since if since is not None else now
+            if now - since >= NO_WORKERS_WARN_S and (not said or now - said >= 300):
+                said = now
+                log.warning(
+                    "no Dask worker has been connected to %s for %.0f s: the node's tasks wait on the scheduler "
+                    "until one joins; start workers (`dask worker %s`, or the commands of `python -m "
+                    "flows.placement infra/cluster.yaml`), or stop the run with Ctrl-C",
+                    self.address,
+                    now - since,
+                    self.address,
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class ResourceUnavailableError(RuntimeError):
     """No worker of the cluster offers what a node's shard tasks ask for."""
 
@@ -364,6 +417,7 @@ class DaskExecutor:
         index = {f.key: first + i for i, f in enumerate(futures)}
         pending = as_completed(futures)
         submitted = first + len(futures)
+        watch = _NoWorkersWatch(client, self.spec.address) if self.spec.address else None
         try:
             for fut in pending:
                 i = index.pop(fut.key)
@@ -381,6 +435,9 @@ class DaskExecutor:
             if isinstance(exc, Exception):  # not on Ctrl-C: the user wants out now
                 self._wait_stopped(client, {f.key for f in every})
             raise
+        finally:
+            if watch is not None:
+                watch.stop()
         return results
 
     @staticmethod

@@ -106,6 +106,29 @@ class ExecutorSpec(Strict):
             )
         return v
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str) -> str:
+        """What Dask's LocalCluster reads: ``auto``, a size (``4GiB``, ``6GB``, bytes) or a fraction of the
+        machine's memory (``0.5``); checked here, not when the cluster starts in the middle of a run."""
+        if v.strip().lower() == "auto":
+            return v
+        try:
+            float(v)
+            return v
+        except ValueError:
+            pass
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(v)
+        except ValueError:
+            raise ValueError(
+                f"memory limit {v!r} is not a size: write e.g. 4GiB or 6GB per worker, 0.5 for half the machine's "
+                f"memory over the workers, or auto"
+            ) from None
+        return v
+
 
 class ScheduleSpec(Strict):
     name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="deployment name suffix")
