@@ -22,17 +22,51 @@ sees (an object store, ``workdir: s3://...``, or a shared filesystem).
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from flows.executor import MEMORY
 from flows.schema import SCHEDULER_SCHEMES
 from flows.validate import Pipeline
+
+# the Dask resources arcflow's shard tasks ask for (flows/engine.py: resources.cpus -> CPU, gpus -> GPU,
+# memory_gb -> MEMORY_GB, flows/executor.py's MEMORY): a worker offering any other name gets no task for it
+RESOURCE_NAMES = ("CPU", "GPU", MEMORY)
+
+
+def _resource_name(name: str) -> str:
+    if name in RESOURCE_NAMES:
+        return name
+    close = difflib.get_close_matches(name.upper(), RESOURCE_NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ValueError(
+        f"{name!r} is not a resource arcflow asks for; {hint}write one of {', '.join(RESOURCE_NAMES)}"
+    )
+
+
+def _positive(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{value:g} is not a positive number; a worker offers more than 0 of a resource (or leave it out)"
+        )
+    return value
 
 
 class _Strict(BaseModel):
@@ -71,10 +105,13 @@ class WorkerGroup(_Strict):
     hosts: list[str] = Field(min_length=1)
     nworkers: int = Field(1, ge=1, description="worker processes per host")
     nthreads: int = Field(1, ge=1, description="threads per worker process")
-    memory_limit: str = Field("auto", description="per worker process")
-    resources: dict[str, float] = Field(
-        default_factory=dict, description="Dask resources each worker offers: CPU, GPU, MEMORY_GB"
+    memory_limit: str = Field(
+        "auto",
+        description="per worker process: a size (7GiB, 500MB), a fraction of the host's memory or auto",
     )
+    resources: dict[
+        Annotated[str, AfterValidator(_resource_name)], Annotated[float, AfterValidator(_positive)]
+    ] = Field(default_factory=dict, description="Dask resources each worker offers: CPU, GPU, MEMORY_GB")
     gpus_per_host: int | None = Field(
         None,
         ge=1,
@@ -88,6 +125,25 @@ class WorkerGroup(_Strict):
         "over the worker host's own Dask config files (DASK_CONFIG) for those keys; `dask_settings: dask` "
         "leaves the host's own Dask configuration in charge",
     )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str) -> str:
+        # what `dask worker --memory-limit` takes: auto, or what dask.utils.parse_bytes reads (a fraction of the
+        # host's memory is a number <= 1, which it reads too)
+        if v == "auto":
+            return v
+        from dask.utils import parse_bytes
+
+        try:
+            if not any(c.isdigit() for c in v):  # parse_bytes reads "" as 1 byte and "GiB" as 1GiB
+                raise ValueError("no number")
+            size = parse_bytes(v)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{v!r} is not a size ({exc}); write e.g. 7GiB, 500MB, 0.5 or auto") from None
+        if size < 0:
+            raise ValueError(f"{v!r} is negative; write e.g. 7GiB, 500MB, 0.5 or auto")
+        return v
 
     @model_validator(mode="after")
     def _cpu(self) -> WorkerGroup:
@@ -214,11 +270,60 @@ def load_cluster(path: str | Path) -> ClusterSpec:
     try:
         return ClusterSpec.model_validate(data or {})
     except ValidationError as exc:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
-        raise ClusterSpecError(f"{path}: " + "; ".join(lines)) from None
+        raise ClusterSpecError(_validation_error(path, data, exc)) from None
+
+
+def _validation_error(path: Path, data: Any, exc: ValidationError) -> str:
+    """One line for the spec's validation errors: the file, then each error's line in the file (where the spec
+    says where: the field's path, or the ``workers[i]...`` a whole-spec check names), the field, the worker
+    group's name for a field of ``workers:``, and the reason."""
+    try:
+        root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:  # pragma: no cover - safe_load read it
+        root = None
+    parts = []
+    for e in exc.errors():
+        loc = tuple(p for p in e["loc"] if p != "[key]")  # a dict key's own error: the key
+        msg = e["msg"].removeprefix("Value error, ")
+        line = _line_of(root, loc or _loc_in(msg))
+        group = ""
+        if len(loc) >= 2 and loc[0] == "workers" and isinstance(loc[1], int):
+            workers = data.get("workers") if isinstance(data, dict) else None
+            item = workers[loc[1]] if isinstance(workers, list) and loc[1] < len(workers) else None
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                group = f" (group {item['name']!r})"
+        text = f"{'.'.join(str(p) for p in loc) or 'spec'}{group}: {msg}"
+        parts.append(f"line {line}: {text}" if line is not None else text)
+    sep = ", " if parts[0].startswith("line ") else ": "
+    return f"{path}{sep}" + "; ".join(parts)
+
+
+def _loc_in(msg: str) -> tuple[str | int, ...]:
+    """The field path a whole-spec check's message starts with (``workers[1].hosts[0] ...`` -> workers, 1,
+    hosts, 0), or ()."""
+    m = re.match(r"(workers|routes)((?:\[\d+\]|\.\w+)*)", msg)
+    if not m:
+        return ()
+    rest = re.findall(r"\[(\d+)\]|\.(\w+)", m.group(2))
+    return (m.group(1), *(int(i) if i else k for i, k in rest))
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of the deepest node of ``loc`` the YAML tree ``root`` has (a mapping key's line for a
+    key), or None when not even the first is there."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next((kv for kv in node.value if str(kv[0].value) == str(part)), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:

@@ -68,6 +68,11 @@ def _cluster(tmp_path: Path, spec: dict | None = None) -> Path:
     return path
 
 
+def _line(path: Path, text: str) -> int:
+    """The 1-based number of the first line of ``path`` that contains ``text``."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
 def test_nodes_route_by_resources_into_ordered_stages(tmp_path: Path) -> None:
     pipeline = load(_pipeline(tmp_path))
     cluster = load_cluster(_cluster(tmp_path))
@@ -163,10 +168,12 @@ def test_coordinator_runs_stages_in_order_and_stops_at_a_failure(tmp_path: Path)
 
 def test_cluster_spec_errors_name_the_file_and_field(tmp_path: Path) -> None:
     bad_pool = {**CLUSTER, "routes": [{"pool": "tpu", "min_gpus": 1}, {"pool": "cpu"}]}
+    path = _cluster(tmp_path, bad_pool)
     with pytest.raises(
-        ClusterSpecError, match=r"cluster.yaml: spec: routes\[0\]\.pool 'tpu' is not one of pools"
+        ClusterSpecError,
+        match=rf"cluster.yaml, line {_line(path, 'pool: tpu')}: spec: routes\[0\]\.pool 'tpu' is not one of pools",
     ):
-        load_cluster(_cluster(tmp_path, bad_pool))
+        load_cluster(path)
     no_default = {**CLUSTER, "routes": [{"pool": "gpu", "min_gpus": 1}]}
     with pytest.raises(ClusterSpecError, match="last of routes must have no condition"):
         load_cluster(_cluster(tmp_path, no_default))
@@ -203,7 +210,7 @@ def test_worker_commands_quote_every_value(tmp_path: Path) -> None:
                 "name": "c$(x)",
                 "hosts": ["h1;touch"],
                 "memory_limit": "7 GiB",
-                "resources": {"A B": 1},
+                "resources": {"MEMORY_GB": 1},
                 "dask_settings": "dask",
             }
         ],
@@ -222,7 +229,7 @@ def test_worker_commands_quote_every_value(tmp_path: Path) -> None:
         "--memory-limit",
         "7 GiB",
         "--resources",
-        "A B=1,CPU=1",
+        "CPU=1,MEMORY_GB=1",
     ]
 
 
@@ -250,8 +257,12 @@ def test_worker_names_and_hosts_are_one_word(tmp_path: Path) -> None:
     ],
 )
 def test_scheduler_needs_a_host_and_port(tmp_path: Path, scheduler: str, problem: str) -> None:
-    with pytest.raises(ClusterSpecError, match=rf"cluster.yaml: scheduler: .*{problem}; write .*HOST:PORT"):
-        load_cluster(_cluster(tmp_path, {**CLUSTER, "scheduler": scheduler}))
+    path = _cluster(tmp_path, {**CLUSTER, "scheduler": scheduler})
+    line = _line(path, "scheduler:")
+    with pytest.raises(
+        ClusterSpecError, match=rf"cluster.yaml, line {line}: scheduler: .*{problem}; write .*HOST:PORT"
+    ):
+        load_cluster(path)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +304,8 @@ def test_main_prints_one_line_per_command_or_one_error(
         [sys.executable, "-m", "flows.placement", str(bad)], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 2 and done.stdout == "", done
-    assert done.stderr.startswith(f"{bad}: scheduler: ") and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"{bad}, line {_line(bad, 'scheduler:')}: scheduler: "), done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
 
 
 def test_worker_commands_carry_arcflows_dask_settings_unless_a_group_keeps_dasks(tmp_path: Path) -> None:
@@ -422,3 +434,110 @@ def test_gpu_workers_must_fit_in_the_hosts_gpus(tmp_path: Path) -> None:
     )
     shipped = worker_commands(load_cluster(REPO / "infra" / "cluster.yaml"))
     assert [_pinned(c)[0] for c in shipped["gpu-01.internal"]] == [str(i) for i in range(8)]
+
+
+BAD_VALUES = """\
+scheduler: tcp://sched.example:8786
+pools: {cpu: {name: t-cpu}}
+routes:
+  - pool: cpu
+workers:
+  - name: ok
+    hosts: [h1]
+    memory_limit: 7 GiB
+  - name: gpu
+    hosts: [g1]
+    memory_limit: 1GiBB
+    resources:
+      CPU: 2
+      MEMORY_GBS: 1
+      gpu: 1
+      MEMORY_GB: -1
+      GPU: 0
+      A B: 1
+"""
+
+
+def test_worker_values_are_validated_with_the_file_group_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(BAD_VALUES)
+    with pytest.raises(ClusterSpecError) as info:
+        load_cluster(path)
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}, line 11: workers.1.memory_limit (group 'gpu'): '1GiBB' is not a size ("
+    ), message
+    parts = message.split("; line ")
+    assert [p.split(":")[0] for p in parts[1:]] == ["14", "15", "16", "17", "18"], message
+    assert (
+        "workers.1.resources.MEMORY_GBS (group 'gpu'): 'MEMORY_GBS' is not a resource arcflow asks for; did you mean MEMORY_GB? write one of CPU, GPU, MEMORY_GB"
+        in message
+    )
+    assert (
+        "workers.1.resources.gpu (group 'gpu'): 'gpu' is not a resource arcflow asks for; did you mean GPU?"
+        in message
+    )
+    assert "workers.1.resources.MEMORY_GB (group 'gpu'): -1 is not a positive number" in message
+    assert "workers.1.resources.GPU (group 'gpu'): 0 is not a positive number" in message
+    assert (
+        "workers.1.resources.A B (group 'gpu'): 'A B' is not a resource arcflow asks for; write one of"
+        in message
+    )
+    # python -m flows.placement: that one line on stderr, exit 2, nothing printed into a command
+    assert main([str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == message + "\n"
+
+
+@pytest.mark.parametrize(
+    ("memory_limit", "problem"),
+    [
+        ("1GiBB", "is not a size"),
+        ("-1GB", "is negative"),
+        ("lots", "is not a size"),
+        ("", "is not a size"),
+        ("GiB", "is not a size"),
+    ],
+)
+def test_memory_limit_must_be_a_size(tmp_path: Path, memory_limit: str, problem: str) -> None:
+    group = {**CLUSTER["workers"][0], "memory_limit": memory_limit}
+    with pytest.raises(
+        ClusterSpecError, match=rf"workers.0.memory_limit \(group 'c'\): '{memory_limit}' {problem}"
+    ):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [group]}))
+
+
+@pytest.mark.parametrize("memory_limit", ["auto", "7GiB", "7 GiB", "500MB", "0.5", "0", "1e9"])
+def test_memory_limits_dask_takes_are_kept(tmp_path: Path, memory_limit: str) -> None:
+    group = {**CLUSTER["workers"][0], "memory_limit": memory_limit}
+    (cmd,) = worker_commands(load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [group]})))["h1"]
+    assert f"--memory-limit {shlex.quote(memory_limit)} " in cmd
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -0.5])
+def test_resource_values_must_be_positive_numbers(tmp_path: Path, value: float) -> None:
+    group = {**CLUSTER["workers"][0], "resources": {"MEMORY_GB": value}}
+    with pytest.raises(
+        ClusterSpecError, match=r"workers.0.resources.MEMORY_GB \(group 'c'\): .* is not a positive"
+    ):
+        load_cluster(_cluster(tmp_path, {**CLUSTER, "workers": [group]}))
+
+
+def test_whole_spec_errors_name_their_line_too(tmp_path: Path) -> None:
+    group = CLUSTER["workers"][0]
+    path = _cluster(tmp_path, {**CLUSTER, "workers": [group, {**group, "name": "g pu"}]})
+    with pytest.raises(
+        ClusterSpecError,
+        match=rf"cluster.yaml, line {_line(path, 'name: g pu')}: spec: workers\[1\]\.name 'g pu'",
+    ):
+        load_cluster(path)
+    gpu = {"name": "gpu", "hosts": ["g1"], "nworkers": 9, "resources": {"GPU": 1}, "gpus_per_host": 8}
+    path = _cluster(tmp_path, {**CLUSTER, "workers": [group, gpu]})
+    lines = path.read_text().splitlines()
+    item = next(i for i, line in enumerate(lines, 1) if line.startswith("- ") and i > _line(path, "name: c"))
+    with pytest.raises(
+        ClusterSpecError, match=rf"cluster.yaml, line {item}: spec: workers\[1\] \(group 'gpu'\)"
+    ):
+        load_cluster(path)
