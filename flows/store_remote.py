@@ -769,6 +769,32 @@ def _missing_named(url: str, root: str, out_dir: str) -> Iterator[None]:
         ) from None
 
 
+_CLIENT_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "google.auth", "azure")
+
+
+class WorkerStoreAccessError(RuntimeError):
+    """A task's machine cannot use the object store that the driver could (credentials, endpoint)."""
+
+
+@contextmanager
+def _access_named(url: str) -> Iterator[None]:
+    """The object store refusing or unreachable from a task's machine (its own credentials and endpoint, which
+    the driver's check at the start did not see): one error that says where and what that machine needs, not the
+    client library's bare ``NoCredentialsError`` or ``EndpointConnectionError``."""
+    try:
+        yield
+    except Exception as exc:
+        if not (isinstance(exc, PermissionError) or type(exc).__module__.startswith(_CLIENT_LIBRARIES)):
+            raise
+        raise WorkerStoreAccessError(
+            f"on {socket.gethostname()} (process {os.getpid()}) the store {url} failed: {type(exc).__name__}: "
+            f"{exc}. Each machine that runs the workers needs the store's credentials and endpoint as the driver "
+            f"has them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and AWS_ENDPOINT_URL for a "
+            f"store that is not AWS; the fsspec options of another protocol) in the environment of its `dask "
+            f"worker`: the driver's own check passed, so they differ there"
+        ) from None
+
+
 def _run_phase(
     fn: Callable[..., Any],
     url: str,
@@ -783,10 +809,12 @@ def _run_phase(
     """One item of a ``ctx.map`` phase on any machine: prepared (``_prepare``), run, and what it wrote in the
     node's folder uploaded before it returns (so the next phase, on any machine, finds it)."""
     with _missing_named(url, root, out_dir):
-        _prepare(url, root, out_dir, key, inputs, token)
+        with _access_named(url):
+            _prepare(url, root, out_dir, key, inputs, token)
         before = _shared_stats(out_dir)
         result = fn(*args, **kwargs)
-    _push_shared(url, key, out_dir, _shared_stats(out_dir), before)
+    with _access_named(url):
+        _push_shared(url, key, out_dir, _shared_stats(out_dir), before)
     return result
 
 
@@ -802,11 +830,13 @@ def _run_and_upload(
     **kwargs: Any,
 ) -> ShardResult:
     with _missing_named(url, root, out_dir):
-        _prepare(url, root, out_dir, fingerprint, inputs, token)
+        with _access_named(url):
+            _prepare(url, root, out_dir, fingerprint, inputs, token)
         before = _shared_stats(out_dir)
         result = fn(*args, **kwargs)
-    _Upload(url, out_dir, fingerprint)(result)
-    _push_shared(url, fingerprint, out_dir, _shared_stats(out_dir), before)
+    with _access_named(url):
+        _Upload(url, out_dir, fingerprint)(result)
+        _push_shared(url, fingerprint, out_dir, _shared_stats(out_dir), before)
     return result
 
 
