@@ -34,7 +34,8 @@ def _flaky_run_and_upload(
 ) -> Any:
     """The worker's shard function (run, then upload, marker last), but the last shard of the failing kind to
     start raises once the others are uploaded (module level: Dask pickles it by reference)."""
-    if fn.args[0] != _FAILING.get("kind"):
+    kind = fn.fn.args[0]  # CodeGuard(partial(execute_shard, kind, ...))
+    if kind != _FAILING.get("kind"):
         return _REAL_RUN(fn, url, root, out_dir, fingerprint, inputs, *args)
     with _GUARD:
         _FAILING["started"] += 1
