@@ -497,7 +497,7 @@ def _run_here(
         )
     started = time.perf_counter()
     state: Any = None
-    with RichProgress(console, sel.nodes) as bars, quiet_prefect_shutdown(verbose):
+    with RichProgress(console, sel.nodes, plain=err) as bars, quiet_prefect_shutdown(verbose):
         PROGRESS_HOOKS.append(bars.update)
         try:
             state = arcflow_pipeline(
