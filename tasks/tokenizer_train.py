@@ -13,8 +13,9 @@ shard describing it (``tokenizer_dir``, ``sha256`` of tokenizer.json, vocabulary
 bytes per token); the row's hash is the node's content hash, so consumers are invalidated exactly when the
 tokenizer changes. The sample's pass returns only the documents whose hash falls under a bound chosen from the
 corpus's size (``key_bound``), so the driver holds about ``sample_docs + heldout_docs`` candidate rows whatever
-the corpus, and picks the same documents as a sort of every key would. Accounting: ``in = kept`` = the documents of the training sample (what the node consumed;
-the documents outside the sample are not read, so they are not counted), ``out = 1`` (the artifact row).
+the corpus, and picks the same documents as a sort of every key would. Accounting: ``in = kept`` = the documents the node read: the training sample and the
+held-out documents that measure compression (the documents outside both are not read, so they are not counted),
+``out = 1`` (the artifact row).
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ class TokenizerTrain(Kind):
             out_dir,
             0,
             pl.DataFrame([stats]),
-            rows_in=len(sample),
-            kept_in=len(sample),
+            rows_in=len(sample) + len(heldout),  # both read: the sample trains, the held-out ones measure
+            kept_in=len(sample) + len(heldout),
             started=started,
             extra=stats,
         )

@@ -78,7 +78,7 @@ def test_tokenizer_holds_out_a_share_of_a_small_corpus(
     row = pl.read_parquet(out / "part-00000.parquet").row(0, named=True)
     assert row["sample_docs"] == 18 and row["heldout_docs"] == 2  # 10% of 20, out of the training sample
     assert row["heldout_bytes_per_token"] > 1.0
-    assert manifests["tok"]["counts"]["in"] == 18
+    assert manifests["tok"]["counts"]["in"] == manifests["tok"]["counts"]["kept"] == 20  # every document read
     note = (_reports(root, manifests["tok"]) / "tokenizer-held-out-split.md").read_text()
     assert "no larger than sample_docs (50)" in note
     assert any(r.name == "tasks.tokenizer_train" and "2 documents" in r.getMessage() for r in records)

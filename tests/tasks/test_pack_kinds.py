@@ -129,8 +129,15 @@ def grouped(tmp_path_factory: pytest.TempPathFactory, epochs_kind: None) -> tupl
 
 def test_tokenizer_node(one: tuple[Path, dict]) -> None:
     root, m = one
-    assert m["tok"]["counts"] == {"in": 50, "kept": 50, "dropped": 0, "quarantined": 0, "out": 1}
     row = _rows(root, m["tok"]).row(0, named=True)
+    read = row["sample_docs"] + row["heldout_docs"]  # the training sample and the held-out documents
+    assert row["sample_docs"] == 50 and m["tok"]["counts"] == {
+        "in": read,
+        "kept": read,
+        "dropped": 0,
+        "quarantined": 0,
+        "out": 1,
+    }
     folder = _out(root, m["tok"]) / row["tokenizer_dir"]
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     assert tok.get_vocab_size() == row["vocab_size"] == 600
