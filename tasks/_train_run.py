@@ -206,8 +206,13 @@ def validate(ctx: RunContext, stage: Stage) -> int:
             return len(docs)
         check_parent_tokenizer(ctx, stage)
         if spec.data.tokenizer:
-            check_tokenizer(spec.data.shards, spec.data.tokenizer)
-        check_shards(list(spec.data.shards), cfg, flavour=spec.model.flavour)
+            tok_node = next((i.name for i in ctx.inputs if i.data_type == DataType.TOKENIZER), "tokenizer")
+            fix = (
+                f"give this node the tokenizer node its pack input was packed with as its tokenizer input, or "
+                f"repack that pack node with {tok_node!r}"
+            )
+            check_tokenizer(spec.data.shards, spec.data.tokenizer, fix=fix)
+        check_shards(list(spec.data.shards), cfg, flavour=spec.model.flavour, overrides="params.overrides")
         return sum(sum(i.rows) for i in stage.data_inputs)
     except (ValueError, FileNotFoundError) as exc:
         raise StageInputError(f"node {node!r}: {exc}") from None

@@ -96,9 +96,15 @@ def packed_tokenizer(shard_dir: str) -> TokenizerRecord | None:
     return None
 
 
-def check_tokenizer(shard_dirs: Sequence[str], tokenizer: str) -> list[str]:
-    """Raise :class:`DataError` when a shard folder was packed with a tokenizer other than ``tokenizer``.
-    Returns notes for folders whose packing tokenizer is not recorded (they cannot be checked)."""
+def check_tokenizer(
+    shard_dirs: Sequence[str],
+    tokenizer: str,
+    *,
+    fix: str = "set data.tokenizer to the tokenizer the pack node used, or repack with this one",
+) -> list[str]:
+    """Raise :class:`DataError` when a shard folder was packed with a tokenizer other than ``tokenizer``; the
+    message ends with ``fix`` (a pipeline node says it in its own keys). Returns notes for folders whose packing
+    tokenizer is not recorded (they cannot be checked)."""
     notes = []
     mine = tokenizer_hash(tokenizer)
     for d in shard_dirs:
@@ -120,14 +126,16 @@ def check_tokenizer(shard_dirs: Sequence[str], tokenizer: str) -> list[str]:
         if not same:
             raise DataError(
                 f"{d}: these shards were packed with {theirs}, but the run trains with "
-                f"{tokenizer_json_path(tokenizer)} (a different tokenizer: content hashes differ); set "
-                "data.tokenizer to the tokenizer the pack node used, or repack with this one"
+                f"{tokenizer_json_path(tokenizer)} (a different tokenizer: content hashes differ); {fix}"
             )
     return notes
 
 
-def check_shards(files: Sequence[str], cfg: ModelConfig, *, flavour: str = "model") -> int:
-    """Check every shard against ``cfg``; returns the common ``seq_len``."""
+def check_shards(
+    files: Sequence[str], cfg: ModelConfig, *, flavour: str = "model", overrides: str = "model.overrides"
+) -> int:
+    """Check every shard against ``cfg``; returns the common ``seq_len``. ``overrides``: the key the messages name
+    for the model's overrides (a pipeline node's is ``params.overrides``)."""
     seq_len: int | None = None
     first_file = ""
     for f in files:
@@ -153,7 +161,7 @@ def check_shards(files: Sequence[str], cfg: ModelConfig, *, flavour: str = "mode
         if n > cfg.max_position_embeddings:
             raise DataError(
                 f"{f}: rows are seq_len {n} tokens but the {flavour} model has max_position_embeddings "
-                f"{cfg.max_position_embeddings}; set model.overrides.max_position_embeddings to at least {n} "
+                f"{cfg.max_position_embeddings}; set {overrides}.max_position_embeddings to at least {n} "
                 "or pack with a smaller seq_len"
             )
         doc_sum = np.array([sum(x) for x in table.column("doc_lens").to_pylist()], dtype=np.int64)
@@ -171,7 +179,7 @@ def check_shards(files: Sequence[str], cfg: ModelConfig, *, flavour: str = "mode
             bad_id = hi if hi >= cfg.vocab_size else lo
             raise DataError(
                 f"{f}: row {bad_row} holds token id {bad_id}, outside the {flavour} model's vocabulary of "
-                f"{cfg.vocab_size} ids; set model.overrides.vocab_size to at least {hi + 1} (the tokenizer's "
+                f"{cfg.vocab_size} ids; set {overrides}.vocab_size to at least {hi + 1} (the tokenizer's "
                 "size) or pack with the tokenizer the model was made for"
             )
     if seq_len is None:

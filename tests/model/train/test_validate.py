@@ -32,6 +32,8 @@ def test_token_ids_outside_the_vocabulary(store: dict) -> None:
     msg = str(err.value)
     assert files[0] in msg and "outside the debug model's vocabulary of 300" in msg
     assert "model.overrides.vocab_size" in msg
+    with pytest.raises(DataError, match=r"set params\.overrides\.vocab_size to at least"):
+        check_shards(files, cfg, flavour="debug", overrides="params.overrides")  # a pipeline node's key
 
 
 def test_seq_len_beyond_positions(store: dict) -> None:
