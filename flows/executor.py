@@ -324,9 +324,12 @@ class DaskExecutor:
         declared = "; ".join(
             sorted({", ".join(f"{k}={v:g}" for k, v in sorted(o.items())) or "none" for o in offers})
         )
+        # the command that fixes it: what the task asks, CPU always (a worker that declares resources must)
+        need = {"CPU": 1.0, **resources}
+        offer = ",".join(f"{k}={v:g}" for k, v in sorted(need.items()))
         fix = (
-            f'declare them on the workers, e.g. `dask worker {self.spec.address} --resources "CPU=8,GPU=1,'
-            f'MEMORY_GB=64"` (once any worker declares resources, every worker must declare CPU)'
+            f'start workers that offer it, e.g. `dask worker {self.spec.address} --resources "{offer}"` (once any '
+            f"worker declares resources, every worker must declare CPU)"
             if self.spec.address
             else "lower the node's resources, or give the workers more (executor.memory_limit, fewer n_workers)"
         )

@@ -68,5 +68,5 @@ def test_plain_workers_run_a_pipeline_that_asks_nothing_special(plain_cluster: s
         run_all(load(write_pipeline(tmp_path, asks, extra=extra)))
     assert str(info.value).startswith(
         f"node 'long': a shard task asks CPU=1, MEMORY_GB=2, but the workers of {plain_cluster} offer(s) none; "
-        f'declare them on the workers, e.g. `dask worker {plain_cluster} --resources "CPU=8,GPU=1,MEMORY_GB=64"`'
+        f'start workers that offer it, e.g. `dask worker {plain_cluster} --resources "CPU=1,MEMORY_GB=2"`'
     ), info.value
