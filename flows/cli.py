@@ -1024,9 +1024,14 @@ def trace(
 
 
 @app.command()
-def gc(file: FileOpt = "pipeline.yaml", dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
-    """Remove stored outputs that no pipeline's latest run references."""
-    p = _load(file, None)
+def gc(
+    file: FileOpt = "pipeline.yaml",
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Remove stored outputs that no pipeline's latest run references (the store of the pipeline's workdir;
+    `--set workdir=...` names another, as for `arcflow run`)."""
+    p = _load(file, set_)
     engine = _engine(p)
     try:
         with engine.store.lock():
