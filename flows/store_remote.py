@@ -492,6 +492,11 @@ class ObjectStore(Store):
         except StoreUnreachableError:
             raise
         except Exception as exc:  # noqa: BLE001 - each client library names a refused connection its own way
+            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                raise StoreUnreachableError(
+                    f"the store {self.url}: no credentials were found ({exc}); set AWS_ACCESS_KEY_ID and "
+                    f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or the fsspec options of this protocol)"
+                ) from None
             raise StoreUnreachableError(
                 f"the store {self.url} cannot be reached: {type(exc).__name__}: {exc} (endpoint "
                 f"{endpoint_of(self.fs)}); {access_hint(self.fs)}"

@@ -49,3 +49,27 @@ def test_a_worker_without_the_store_credentials_is_named(s3: tuple, tmp_path: Pa
     assert type(caught.value).__name__ == "WorkerStoreAccessError", repr(caught.value)
     assert f"the store s3://{bucket}/store failed: NoCredentialsError" in text, text
     assert "AWS_ACCESS_KEY_ID" in text and "`dask worker`" in text, text
+
+
+def test_no_credentials_at_all_is_said_as_such(
+    s3: tuple, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import s3fs
+
+    from flows.store import Store
+    from flows.store_remote import StoreUnreachableError
+
+    _fs, bucket = s3
+    for key in CREDENTIALS:
+        if key != "AWS_DEFAULT_REGION":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(
+        StoreUnreachableError,
+        match=rf"the store s3://{bucket}/x: no credentials were found .*AWS_ACCESS_KEY_ID",
+    ):
+        Store(f"s3://{bucket}/x").check_format()
