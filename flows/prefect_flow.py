@@ -166,10 +166,17 @@ _FAILED_STATE = re.compile(r"^Finished in state (Failed|Crashed)\((.*)\)$", re.D
 _SHORT = 160  # characters of an error's message kept on Prefect's lines
 
 
+# said in full by their message (a training stage's failure quotes its ranks' error and names its launch.log, where
+# the ranks' tracebacks are), though a retry may help: no driver-side traceback on the terminal
+_SAID_IN_FULL = frozenset({"tasks._train_run.StageFailedError"})
+
+
 def is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` is one of arcflow's user-facing errors (a bad pipeline, a missing input, a node whose rows
     were all quarantined, a failed run's summary ...) rather than an unexpected exception."""
     if isinstance(exc, _USER_ERRORS):
+        return True
+    if any(f"{cls.__module__}.{cls.__qualname__}" in _SAID_IN_FULL for cls in type(exc).__mro__):
         return True
     reason = permanent_reason(exc)
     return reason is not None and not hasattr(builtins, reason)

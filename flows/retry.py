@@ -35,6 +35,9 @@ PERMANENT = frozenset(
         "tasks.param_error.ParamError",
         "tasks._train_run.StageInputError",
         "tasks._eval_select.EvalInputError",
+        "tasks.loaded_code.StaleWorkerCodeError",  # the workers must be restarted first
+        "flows.store_remote.WorkerStoreAccessError",  # the worker's credentials or endpoint must change first
+        "flows.executor.SchedulerUnreachableError",
         "data_pipes.datatrove_resolve.StepError",  # AssetNotCached, LocalAssetMissing too
         "data_pipes.io.paths.UnknownFormatError",
         "pydantic_core._pydantic_core.ValidationError",

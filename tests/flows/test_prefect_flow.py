@@ -406,3 +406,17 @@ def test_retry_condition_skips_failures_a_retry_cannot_change(tmp_path: Path) ->
     ):
         assert permanent_reason(exc) is None and worth_retrying(None, None, Failed(data=exc)) is True, exc
     assert worth_retrying(None, None, Failed(message="no exception kept")) is True
+
+
+def test_errors_a_retry_cannot_fix_and_errors_said_in_full() -> None:
+    from flows.executor import SchedulerUnreachableError
+    from flows.prefect_flow import is_user_error
+    from flows.retry import permanent_reason
+    from flows.store_remote import WorkerStoreAccessError
+    from tasks._train_run import StageFailedError
+    from tasks.loaded_code import StaleWorkerCodeError
+
+    for cls in (StaleWorkerCodeError, WorkerStoreAccessError, SchedulerUnreachableError):
+        assert permanent_reason(cls("x")) == cls.__name__ and is_user_error(cls("x"))
+    # a training stage's failure may pass on a retry, but its message says it all: no driver traceback
+    assert permanent_reason(StageFailedError("x")) is None and is_user_error(StageFailedError("x"))
