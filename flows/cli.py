@@ -695,15 +695,21 @@ def deploy(
     deployments of a multi-host cluster instead: one per work pool, nodes routed by their `resources:`, and
     `<name>-placed` running the stages in order (flows/placement.py)."""
     p = _load(file, None)
-    _need_api("arcflow deploy")
     from flows.deploy import DeployError, deploy_placed, deploy_schedules
     from flows.placement import ClusterSpecError, load_cluster
 
+    pools = [pool]
     try:
-        if cluster is not None:
-            spec = load_cluster(cluster)
+        spec = load_cluster(cluster) if cluster is not None else None  # a spec error first, before the API
+    except ClusterSpecError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    _need_api("arcflow deploy")
+    try:
+        if spec is not None:
             deployed = deploy_placed(p, spec, create_pool)
-            pool = ", ".join(sorted({v.name for v in spec.pools.values()}))
+            pools = sorted({v.name for v in spec.pools.values()})
+            pool = ", ".join(pools)
         else:
             deployed = deploy_schedules(p, pool, create_pool)
     except (DeployError, ClusterSpecError) as exc:
@@ -715,7 +721,8 @@ def deploy(
     for d in deployed:
         table.add_row(d.name, d.schedule, json.dumps(d.parameters), end_section=False)
     console.print(table)
-    console.print(f"start a worker: prefect worker start --pool {pool}", highlight=False, soft_wrap=True)
+    for name in pools:  # one command per pool: a worker polls one pool
+        console.print(f"start a worker: prefect worker start --pool {name}", highlight=False, soft_wrap=True)
 
 
 server_app = typer.Typer(

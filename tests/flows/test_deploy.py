@@ -90,3 +90,35 @@ def test_without_a_server_deploy_and_run_deployment_both_exit_2(tmp_path: Path) 
     for out in outs:
         assert "no Prefect server configured" in out and "arcflow server start" in out, out
         assert "Traceback" not in out
+
+
+def test_deploy_cluster_says_a_spec_error_before_asking_for_a_server(tmp_path: Path) -> None:
+    write_corpus(tmp_path, n_files=1)
+    write_pipeline(tmp_path, {"raw": {"uses": "files", "params": {"paths": ["data"]}}})
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(
+        "scheduler: tcp://127.0.0.1:8786\nworkers:\n  cpu:\n    hosts: [a]\n    memory_limit: 1GiBB\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "deploy",
+            "--cluster",
+            str(spec),
+            "-f",
+            str(tmp_path / "pipeline.yaml"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    text = " ".join(done.stderr.split())
+    # the spec's own error, not "no Prefect server configured"
+    assert text.startswith(f"{spec}: ") and "workers" in text, text
+    assert "no Prefect server configured" not in text and "Traceback" not in text, text
