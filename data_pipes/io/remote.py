@@ -216,9 +216,24 @@ def expand_url(pattern: str) -> list[tuple[str, int]]:
     fs, path = filesystem(pattern)
     seconds = check_seconds()
     try:
-        found = within(seconds, lambda: _find(fs, path, pattern), f"listing {pattern}")
-    except FileNotFoundError:
-        return []
+        try:
+            found = within(seconds, lambda: _find(fs, path, pattern), f"listing {pattern}")
+        except FileNotFoundError:
+            found = {}
+        bucket = path.split("/", 1)[0]
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        buckets = bool(protocols & {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+        if (
+            not found
+            and buckets
+            and not within(seconds, lambda: fs.exists(bucket), f"the bucket of {pattern}")
+        ):
+            raise RemoteAccessError(
+                f"{pattern}: the bucket {bucket!r} does not exist at {endpoint_of(fs)} (or these credentials "
+                f"cannot see it); fix the path, or create the bucket"
+            )
+    except RemoteAccessError:
+        raise
     except TimeoutError:
         raise RemoteAccessError(
             f"{pattern}: the object store at {endpoint_of(fs)} did not answer within {seconds:g} s; "

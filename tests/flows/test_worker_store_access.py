@@ -73,3 +73,14 @@ def test_no_credentials_at_all_is_said_as_such(
         match=rf"the store s3://{bucket}/x: no credentials were found .*AWS_ACCESS_KEY_ID",
     ):
         Store(f"s3://{bucket}/x").check_format()
+
+
+def test_a_source_in_a_missing_bucket_says_the_bucket(s3: tuple) -> None:
+    from data_pipes.io.remote import RemoteAccessError, expand_url
+
+    _fs, bucket = s3
+    assert expand_url(f"s3://{bucket}/nothing-here/*.jsonl") == []  # the bucket is there: no match, no error
+    with pytest.raises(
+        RemoteAccessError, match=r"the bucket 'no-such-bucket-arcflow' does not exist at http"
+    ):
+        expand_url("s3://no-such-bucket-arcflow/corpus/*.jsonl")
