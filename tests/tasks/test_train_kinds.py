@@ -323,7 +323,12 @@ def test_tokenizer_other_than_the_packing_one(tmp_path: Path) -> None:
         "pretrain": {"uses": "pretrain", "inputs": ["pack_4k", "tok_other"], "params": {"steps": 2}},
     }
     msg = _fail(tmp_path, extra, "pretrain")
-    assert "node 'pretrain'" in msg and "a different tokenizer" in msg and "data.tokenizer" in msg
+    assert "node 'pretrain'" in msg and "a different tokenizer" in msg
+    # the fix in the pipeline's terms (the node's tokenizer input), not the launcher spec's data.tokenizer
+    assert (
+        "as its tokenizer input, or repack that pack node with 'tok_other'" in msg
+        and "data.tokenizer" not in msg
+    )
 
 
 def test_chat_record_without_an_assistant_turn(tmp_path: Path) -> None:
