@@ -1,11 +1,19 @@
-"""Helpers for tests that start an external dask scheduler and workers as subprocesses: wait until enough workers
-have joined, and stop the processes afterwards."""
+"""Helpers for tests that start an external dask scheduler and workers as subprocesses: a free port for the
+scheduler, wait until enough workers have joined, and stop the processes afterwards."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for_workers(address: str, n_workers: int, timeout_s: float, poll_s: float) -> None:

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _dask_cluster import stop_processes, wait_for_workers
+from _dask_cluster import free_port, stop_processes, wait_for_workers
 from _pipeline_util import load, output_hashes, run_all, write_corpus, write_pipeline
 
 from flows.executor import ResourceUnavailableError
@@ -22,12 +21,6 @@ NODES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
     write_corpus(tmp_path, n_files=10)
@@ -35,7 +28,7 @@ def test_existing_scheduler_matches_embedded_cluster(tmp_path: Path) -> None:
     run_all(load(tmp_path / "pipeline.yaml"))
     embedded = output_hashes(tmp_path / "embedded")
 
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     bindir = Path(sys.executable).parent
     procs = [

@@ -4,7 +4,6 @@ of waiting in silence, and goes on once a worker joins. A wrong per-worker memor
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -12,18 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from _dask_cluster import stop_processes, wait_for_workers
+from _dask_cluster import free_port, stop_processes, wait_for_workers
 from pydantic import ValidationError
 
 from flows import executor as executor_mod
 from flows.executor import DaskExecutor
 from flows.schema import ExecutorSpec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -32,7 +25,7 @@ def test_losing_every_worker_is_said_and_the_map_goes_on(
 ) -> None:
     monkeypatch.setattr(executor_mod, "NO_WORKERS_WARN_S", 1.0)
     monkeypatch.setattr(executor_mod, "NO_WORKERS_POLL_S", 0.5)
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).parent / "dask")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

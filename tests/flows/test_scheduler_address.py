@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _dask_cluster import free_port
 from _pipeline_util import write_corpus, write_pipeline
 
 from flows.executor import SchedulerUnreachableError, check_scheduler
@@ -37,14 +38,8 @@ def _silent_listener() -> tuple[socket.socket, int]:
     return srv, srv.getsockname()[1]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_nothing_listening_is_said_with_the_fix() -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(
         SchedulerUnreachableError, match=rf"executor.address 'tcp://127.0.0.1:{port}': cannot connect"
     ):

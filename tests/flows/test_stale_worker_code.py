@@ -5,14 +5,13 @@ the old code's output under the new fingerprint (tasks/loaded_code.py)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from _dask_cluster import stop_processes, wait_for_workers
+from _dask_cluster import free_port, stop_processes, wait_for_workers
 from _pipeline_util import load, write_corpus, write_pipeline
 
 from flows.engine import Engine
@@ -35,12 +34,6 @@ def _run(path: Path) -> dict[str, dict]:
         return {node: engine.run_node(node)[1] for node in pipeline.order}
     finally:
         engine.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sha(text: str) -> str:
@@ -72,7 +65,7 @@ def test_an_external_worker_with_old_code_fails_the_node_until_restarted(tmp_pat
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(steps), os.environ.get("PYTHONPATH", "")])}
     sys.path.insert(0, str(steps))
 
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     bindir = Path(sys.executable).parent
     scheduler = [
